@@ -1,0 +1,76 @@
+/**
+ * AWS SDK clients, created once per process and injected. Endpoints come from the SDK's own
+ * variables (AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_LAMBDA) unless given.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import { S3Client } from '@aws-sdk/client-s3';
+
+export interface AwsClientOptions {
+  region?: string;
+  /** Explicit endpoints override the SDK's environment variables (tests use them). */
+  endpoints?: { dynamodb?: string; s3?: string; lambda?: string };
+  /** Attempts per call, first try included (SDK default 3). */
+  maxAttempts?: number;
+}
+
+export interface AwsClients {
+  dynamodb: DynamoDBClient;
+  /** Marshals plain JS objects; what the stores use. */
+  documents: DynamoDBDocumentClient;
+  s3: S3Client;
+  lambda: LambdaClient;
+}
+
+/** True when the S3 endpoint is an emulator rather than AWS itself. */
+function isCustomS3Endpoint(options: AwsClientOptions): boolean {
+  return Boolean(options.endpoints?.s3 ?? process.env.AWS_ENDPOINT_URL_S3);
+}
+
+export function createDynamoClients(
+  options: AwsClientOptions = {},
+): Pick<AwsClients, 'dynamodb' | 'documents'> {
+  const dynamodb = new DynamoDBClient({
+    ...(options.region ? { region: options.region } : {}),
+    ...(options.endpoints?.dynamodb ? { endpoint: options.endpoints.dynamodb } : {}),
+    ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
+  });
+  const documents = DynamoDBDocumentClient.from(dynamodb, {
+    marshallOptions: { removeUndefinedValues: true },
+  });
+  return { dynamodb, documents };
+}
+
+export function createS3Client(options: AwsClientOptions = {}): S3Client {
+  const custom = isCustomS3Endpoint(options);
+  return new S3Client({
+    ...(options.region ? { region: options.region } : {}),
+    ...(options.endpoints?.s3 ? { endpoint: options.endpoints.s3 } : {}),
+    ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
+    // S3-compatible servers want path-style URLs and do not speak the newer default checksums.
+    ...(custom
+      ? {
+          forcePathStyle: true,
+          requestChecksumCalculation: 'WHEN_REQUIRED' as const,
+          responseChecksumValidation: 'WHEN_REQUIRED' as const,
+        }
+      : {}),
+  });
+}
+
+export function createLambdaClient(options: AwsClientOptions = {}): LambdaClient {
+  return new LambdaClient({
+    ...(options.region ? { region: options.region } : {}),
+    ...(options.endpoints?.lambda ? { endpoint: options.endpoints.lambda } : {}),
+    ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
+  });
+}
+
+export function createAwsClients(options: AwsClientOptions = {}): AwsClients {
+  return {
+    ...createDynamoClients(options),
+    s3: createS3Client(options),
+    lambda: createLambdaClient(options),
+  };
+}

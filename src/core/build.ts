@@ -1,0 +1,95 @@
+/** The build model shared by intake, builder, stores and CLI. No AWS, no HTTP. */
+import type { BuildState } from './state-machine.js';
+
+/** `owner/name`, as GitHub's `repository.full_name`. */
+export type RepoName = string;
+
+export interface BuildKey {
+  repo: RepoName;
+  number: number;
+}
+
+/** What a webhook asks to build; decided by the intake, stored on the build record. */
+export interface BuildRequest {
+  repo: RepoName;
+  event: 'push' | 'pull_request';
+  /** Full ref that was pushed (`refs/heads/main`), or the PR's head ref. */
+  ref: string;
+  /** The exact commit to build. */
+  sha: string;
+  /** Branch pushed, or the PR's head branch. */
+  branch?: string;
+  /** Tag pushed (tag builds only). */
+  tag?: string;
+  /** Pull request number. */
+  pr?: number;
+  /** PR: the branch it merges into. */
+  baseBranch?: string;
+  /** PR: the repository its head lives in (differs from `repo` for forks). */
+  headRepo?: RepoName;
+  /** PR from a fork: untrusted code. */
+  fork: boolean;
+  /** Whether the repository is private (its archive needs the token). */
+  privateRepo: boolean;
+  /** Whether the build may see secrets, write caches and deploy. */
+  trusted: boolean;
+  /** The repository's default branch (deploys go there by default). */
+  defaultBranch?: string;
+  /** Login of whoever pushed or opened the PR. */
+  author: string;
+  /** Head commit message's first line, when the event carries it. */
+  commitTitle?: string;
+  /** Link to the commit or PR on GitHub. */
+  htmlUrl?: string;
+  /** `X-GitHub-Delivery` of the webhook that asked for this build. */
+  deliveryId: string;
+}
+
+/** One state change, as recorded on the build. */
+export interface TransitionEvent {
+  from: BuildState | null;
+  to: BuildState;
+  /** Epoch ms. */
+  at: number;
+  /** Why, in one line (shown in the commit status description for terminal states). */
+  reason?: string;
+}
+
+export interface StepResult {
+  name: string;
+  /** Exit code; null when killed or never started. */
+  exitCode: number | null;
+  durationMs: number;
+}
+
+export interface BuildRecord extends BuildRequest, BuildKey {
+  state: BuildState;
+  /** Epoch ms per transition. */
+  queuedAt: number;
+  startedAt?: number;
+  endedAt?: number;
+  /** Epoch ms after which an unfinished build is stuck (the sweeper ends it). */
+  deadline: number;
+  /** S3 key prefix of this build's log. */
+  logPrefix: string;
+  /** One-line summary of the current state (also the commit status description). */
+  description?: string;
+  events: TransitionEvent[];
+  steps?: StepResult[];
+}
+
+export function buildLabel(key: BuildKey): string {
+  return `${key.repo}#${key.number}`;
+}
+
+/** `branch:main`, `pr:12` or `tag:v1`: what "the latest build of" groups by. */
+export function buildTarget(request: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>): string {
+  if (request.pr !== undefined) return `pr:${request.pr}`;
+  if (request.tag !== undefined) return `tag:${request.tag}`;
+  return `branch:${request.branch ?? ''}`;
+}
+
+/** S3 prefix of a build's log files: `logs/<owner>/<repo>/builds/<number>/`. */
+export function logPrefixFor(key: BuildKey): string {
+  return `logs/${key.repo}/builds/${key.number}/`;
+}

@@ -1,0 +1,42 @@
+/**
+ * Starts the shared loopback storage servers once for the whole jest run. Each suite then makes
+ * its own tables and bucket (tests/support/storage.ts), so suites run in parallel.
+ * Workers are started after this and inherit the endpoints through the environment.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDynamoServer, startS3Server, type RunningServer } from '../../src/local/storage-servers.js';
+import { startMotoServer } from './moto.js';
+import { findOnPath } from './tools.js';
+
+declare global {
+  var __lambkinTestServers: RunningServer[] | undefined;
+}
+
+export async function startTestServers(): Promise<void> {
+  const servers: RunningServer[] = [];
+  globalThis.__lambkinTestServers = servers;
+  const dynamo = await startDynamoServer();
+  servers.push(dynamo);
+  const s3 = await startS3Server({ directory: mkdtempSync(join(tmpdir(), 'lambkin-test-s3-')) });
+  servers.push(s3);
+  process.env.LAMBKIN_TEST_DYNAMODB_ENDPOINT = dynamo.endpoint;
+  process.env.LAMBKIN_TEST_S3_ENDPOINT = s3.endpoint;
+  const moto = findOnPath('moto_server');
+  if (moto) {
+    const motoServer = await startMotoServer(moto);
+    servers.push(motoServer);
+    process.env.LAMBKIN_TEST_MOTO_ENDPOINT = motoServer.endpoint;
+  }
+  // Fake credentials: the emulators accept any, and no test may ever reach real AWS.
+  process.env.AWS_ACCESS_KEY_ID = 'test-access-key';
+  process.env.AWS_SECRET_ACCESS_KEY = 'test-secret-key';
+  process.env.AWS_REGION = 'us-east-1';
+  delete process.env.AWS_SESSION_TOKEN;
+  delete process.env.AWS_PROFILE;
+}
+
+export async function stopTestServers(): Promise<void> {
+  await Promise.all((globalThis.__lambkinTestServers ?? []).map((server) => server.stop()));
+}

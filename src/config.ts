@@ -1,0 +1,107 @@
+/**
+ * Process configuration, read once from the environment and validated at start: every problem
+ * is reported together, and secrets are never printed. None of these variables ever reaches a
+ * build step (the runner gets a fixed list of build variables instead).
+ */
+import { ConfigurationError } from './errors.js';
+
+export interface LambkinConfig {
+  /** DynamoDB table of builds (LAMBKIN_BUILDS_TABLE). */
+  buildsTable: string;
+  /** DynamoDB table of settings (LAMBKIN_SETTINGS_TABLE). */
+  settingsTable: string;
+  /** S3 bucket for logs and caches (LAMBKIN_BUCKET). */
+  bucket: string;
+  /** Name or ARN of the builder (controller) function (LAMBKIN_BUILDER_FUNCTION). */
+  builderFunction: string;
+  /** Base URL of Lambkin's own HTTP endpoint; log links are built from it (LAMBKIN_PUBLIC_URL). */
+  publicUrl: string;
+  /** GitHub REST API base URL (GITHUB_API_URL). */
+  githubApiUrl: string;
+  /** GitHub token (GITHUB_TOKEN); in the cloud, from Secrets Manager. */
+  githubToken: string | undefined;
+  /** Webhook secrets (LAMBKIN_WEBHOOK_SECRET, comma-separated while rotating: new first). */
+  webhookSecrets: string[];
+  /** How long a queued build may wait for the builder before the sweeper ends it (seconds). */
+  queueTimeoutSeconds: number;
+}
+
+export const DEFAULT_GITHUB_API_URL = 'https://api.github.com';
+
+/** Environment variable of each config key. */
+export const CONFIG_VARIABLES = {
+  buildsTable: 'LAMBKIN_BUILDS_TABLE',
+  settingsTable: 'LAMBKIN_SETTINGS_TABLE',
+  bucket: 'LAMBKIN_BUCKET',
+  builderFunction: 'LAMBKIN_BUILDER_FUNCTION',
+  publicUrl: 'LAMBKIN_PUBLIC_URL',
+  githubApiUrl: 'GITHUB_API_URL',
+  githubToken: 'GITHUB_TOKEN',
+  webhookSecrets: 'LAMBKIN_WEBHOOK_SECRET',
+  queueTimeoutSeconds: 'LAMBKIN_QUEUE_TIMEOUT_SECONDS',
+} as const satisfies Record<keyof LambkinConfig, string>;
+
+const SECRET_KEYS: readonly (keyof LambkinConfig)[] = ['githubToken', 'webhookSecrets'];
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Reads the configuration a function needs. `required` names the keys this function cannot run
+ * without; the rest get defaults or stay empty.
+ */
+export function loadConfig(env: Env, required: readonly (keyof LambkinConfig)[]): LambkinConfig {
+  const problems: string[] = [];
+  const text = (key: keyof LambkinConfig): string => {
+    const value = env[CONFIG_VARIABLES[key]]?.trim() ?? '';
+    if (!value && required.includes(key)) problems.push(`${CONFIG_VARIABLES[key]} is not set`);
+    return value;
+  };
+  const url = (key: keyof LambkinConfig, fallback: string): string => {
+    const value = text(key) || fallback;
+    if (!value) return value;
+    try {
+      const parsed = new URL(value);
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http');
+    } catch {
+      problems.push(`${CONFIG_VARIABLES[key]} must be an http(s) URL (got "${value}")`);
+    }
+    return value.replace(/\/+$/, '');
+  };
+  const queueTimeoutText = text('queueTimeoutSeconds');
+  const queueTimeoutSeconds = queueTimeoutText ? Number(queueTimeoutText) : 20 * 60;
+  if (!Number.isInteger(queueTimeoutSeconds) || queueTimeoutSeconds <= 0) {
+    problems.push(`${CONFIG_VARIABLES.queueTimeoutSeconds} must be a whole number of seconds`);
+  }
+  const secrets = text('webhookSecrets')
+    .split(',')
+    .map((secret) => secret.trim())
+    .filter(Boolean);
+  const config: LambkinConfig = {
+    buildsTable: text('buildsTable'),
+    settingsTable: text('settingsTable'),
+    bucket: text('bucket'),
+    builderFunction: text('builderFunction'),
+    publicUrl: url('publicUrl', ''),
+    githubApiUrl: url('githubApiUrl', DEFAULT_GITHUB_API_URL),
+    githubToken: text('githubToken') || undefined,
+    webhookSecrets: secrets,
+    queueTimeoutSeconds,
+  };
+  if (problems.length > 0) throw new ConfigurationError(problems);
+  return config;
+}
+
+/** The configuration as text for logs and `lambkin dev`, with secrets shown as `***`. */
+export function describeConfig(config: LambkinConfig): Record<string, string> {
+  const described: Record<string, string> = {};
+  for (const key of Object.keys(CONFIG_VARIABLES) as (keyof LambkinConfig)[]) {
+    const value = config[key];
+    const empty = value === undefined || value === '' || (Array.isArray(value) && value.length === 0);
+    described[CONFIG_VARIABLES[key]] = empty
+      ? '(not set)'
+      : SECRET_KEYS.includes(key)
+        ? '***'
+        : String(value);
+  }
+  return described;
+}

@@ -1,0 +1,395 @@
+/**
+ * Builds on DynamoDB. One item per build (`repo`, `number`), a counter item per repo (`number` 0)
+ * for build numbers, and one item per webhook delivery (`repo` = `delivery#<id>`) that guards
+ * against queueing a delivery twice. Every state change is one conditional UpdateItem.
+ */
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import {
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  UpdateCommand,
+  type DynamoDBDocumentClient,
+} from '@aws-sdk/lib-dynamodb';
+import {
+  buildTarget,
+  logPrefixFor,
+  type BuildKey,
+  type BuildRecord,
+  type BuildRequest,
+  type RepoName,
+  type StepResult,
+  type TransitionEvent,
+} from '../core/build.js';
+import { canTransition, isTerminal, type BuildState } from '../core/state-machine.js';
+import { TransitionRefusedError } from '../errors.js';
+import { BUILD_INDEXES } from './tables.js';
+
+/** What a transition may record besides the state. */
+export interface TransitionDetails {
+  /** One line: why (kept in the event and as the build's description). */
+  reason?: string;
+  /** Epoch ms; defaults to now. */
+  at?: number;
+  /** New deadline (e.g. when the builder claims the build and knows its timeout). */
+  deadline?: number;
+  steps?: StepResult[];
+  /** Log location, once known. */
+  logPrefix?: string;
+}
+
+export interface TransitionRequest extends TransitionDetails {
+  /** The state(s) the build must be in now. */
+  from: BuildState | readonly BuildState[];
+  to: BuildState;
+}
+
+/** The guard item of one webhook delivery. */
+export interface DeliveryRecord {
+  deliveryId: string;
+  build: BuildKey;
+  /** Set once the builder was invoked for it. */
+  invokedAt?: number;
+}
+
+export interface BuildStore {
+  /** Next build number of a repo: unique, increasing, never reused (gaps are possible). */
+  allocateNumber(repo: RepoName): Promise<number>;
+  /** Writes a queued build with a number from allocateNumber; refuses to overwrite. */
+  putQueuedBuild(
+    request: BuildRequest,
+    number: number,
+    options: { deadline: number; at?: number },
+  ): Promise<BuildRecord>;
+  getBuild(key: BuildKey): Promise<BuildRecord | undefined>;
+  /** Conditional state change; throws TransitionRefusedError when illegal or lost to another writer. */
+  transition(key: BuildKey, request: TransitionRequest): Promise<BuildRecord>;
+  /** Latest first. */
+  listBuilds(repo: RepoName, options?: { limit?: number }): Promise<BuildRecord[]>;
+  /** Builds of one commit, latest first. */
+  buildsOfCommit(repo: RepoName, sha: string): Promise<BuildRecord[]>;
+  /** Latest build of a branch (`{ branch }`), PR (`{ pr }`) or tag. */
+  latestBuildOf(
+    repo: RepoName,
+    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
+  ): Promise<BuildRecord | undefined>;
+  /** Queued or running builds whose deadline is before `now`, across all repos, oldest first. */
+  overdueBuilds(now: number, options?: { limit?: number }): Promise<BuildRecord[]>;
+  /** The guard of a delivery, if any (strongly consistent). */
+  getDelivery(deliveryId: string): Promise<DeliveryRecord | undefined>;
+  /** Records a delivery's build; returns the existing record instead when the delivery is known. */
+  claimDelivery(
+    deliveryId: string,
+    build: BuildKey,
+    expiresAt: number,
+  ): Promise<{ claimed: boolean; record: DeliveryRecord }>;
+  markDeliveryInvoked(deliveryId: string, at?: number): Promise<void>;
+}
+
+/** Marks items of unfinished builds for the sparse deadline index. */
+const UNFINISHED = 'unfinished';
+const COUNTER_NUMBER = 0;
+const DELIVERY_PREFIX = 'delivery#';
+
+/** Attributes that exist on the item for indexing only. */
+interface BuildItem extends BuildRecord {
+  repoSha: string;
+  repoTarget: string;
+  unfinished?: string;
+}
+
+function toRecord(item: Record<string, unknown>): BuildRecord {
+  const {
+    repoSha: _sha,
+    repoTarget: _target,
+    unfinished: _unfinished,
+    ...record
+  } = item as unknown as BuildItem;
+  return record;
+}
+
+function isConditionFailure(error: unknown): boolean {
+  return (
+    error instanceof ConditionalCheckFailedException ||
+    (error instanceof Error && error.name === 'ConditionalCheckFailedException')
+  );
+}
+
+export class DynamoBuildStore implements BuildStore {
+  constructor(
+    private readonly documents: DynamoDBDocumentClient,
+    private readonly tableName: string,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  async allocateNumber(repo: RepoName): Promise<number> {
+    const result = await this.documents.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { repo, number: COUNTER_NUMBER },
+        UpdateExpression: 'ADD lastNumber :one',
+        ExpressionAttributeValues: { ':one': 1 },
+        ReturnValues: 'UPDATED_NEW',
+      }),
+    );
+    const value = result.Attributes?.lastNumber;
+    if (typeof value !== 'number') throw new Error(`build counter of ${repo} returned no number`);
+    return value;
+  }
+
+  async putQueuedBuild(
+    request: BuildRequest,
+    number: number,
+    options: { deadline: number; at?: number },
+  ): Promise<BuildRecord> {
+    const at = options.at ?? this.clock();
+    const key = { repo: request.repo, number };
+    const record: BuildRecord = {
+      ...request,
+      ...key,
+      state: 'queued',
+      queuedAt: at,
+      deadline: options.deadline,
+      logPrefix: logPrefixFor(key),
+      events: [{ from: null, to: 'queued', at }],
+    };
+    const item: BuildItem = {
+      ...record,
+      repoSha: `${request.repo}#${request.sha}`,
+      repoTarget: `${request.repo}#${buildTarget(request)}`,
+      unfinished: UNFINISHED,
+    };
+    await this.documents.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: item,
+        ConditionExpression: 'attribute_not_exists(#repo)',
+        ExpressionAttributeNames: { '#repo': 'repo' },
+      }),
+    );
+    return record;
+  }
+
+  async getBuild(key: BuildKey): Promise<BuildRecord | undefined> {
+    const result = await this.documents.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { repo: key.repo, number: key.number },
+        ConsistentRead: true,
+      }),
+    );
+    return result.Item && key.number !== COUNTER_NUMBER ? toRecord(result.Item) : undefined;
+  }
+
+  async transition(key: BuildKey, request: TransitionRequest): Promise<BuildRecord> {
+    const allowedFrom = (typeof request.from === 'string' ? [request.from] : [...request.from]).filter(
+      (from) => canTransition(from, request.to),
+    );
+    if (allowedFrom.length === 0) {
+      throw new TransitionRefusedError(key.repo, key.number, String(request.from), request.to);
+    }
+    const at = request.at ?? this.clock();
+    const event: TransitionEvent = {
+      from: allowedFrom.length === 1 ? (allowedFrom[0] ?? null) : null,
+      to: request.to,
+      at,
+      ...(request.reason ? { reason: request.reason } : {}),
+    };
+    const names: Record<string, string> = {
+      '#state': 'state',
+      '#events': 'events',
+      '#at': timestampAttribute(request.to),
+    };
+    const values: Record<string, unknown> = { ':to': request.to, ':now': at, ':event': [event], ':none': [] };
+    const sets = [
+      '#state = :to',
+      '#at = :now',
+      '#events = list_append(if_not_exists(#events, :none), :event)',
+    ];
+    const optional: [keyof TransitionDetails, string][] = [
+      ['reason', 'description'],
+      ['deadline', 'deadline'],
+      ['steps', 'steps'],
+      ['logPrefix', 'logPrefix'],
+    ];
+    for (const [field, attribute] of optional) {
+      if (request[field] === undefined) continue;
+      names[`#${attribute}`] = attribute;
+      values[`:${attribute}`] = request[field];
+      sets.push(`#${attribute} = :${attribute}`);
+    }
+    const fromPlaceholders = allowedFrom.map((from, index) => {
+      values[`:from${index}`] = from;
+      return `:from${index}`;
+    });
+    let update = `SET ${sets.join(', ')}`;
+    if (isTerminal(request.to)) {
+      names['#unfinished'] = 'unfinished';
+      update += ' REMOVE #unfinished';
+    }
+    try {
+      const result = await this.documents.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { repo: key.repo, number: key.number },
+          UpdateExpression: update,
+          ConditionExpression: `#state IN (${fromPlaceholders.join(', ')})`,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return toRecord(result.Attributes ?? {});
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+      const current = await this.getBuild(key);
+      throw new TransitionRefusedError(
+        key.repo,
+        key.number,
+        allowedFrom.join('|'),
+        request.to,
+        current?.state ?? 'not recorded',
+      );
+    }
+  }
+
+  async listBuilds(repo: RepoName, options: { limit?: number } = {}): Promise<BuildRecord[]> {
+    const result = await this.documents.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        KeyConditionExpression: '#repo = :repo AND #number > :counter',
+        ExpressionAttributeNames: { '#repo': 'repo', '#number': 'number' },
+        ExpressionAttributeValues: { ':repo': repo, ':counter': COUNTER_NUMBER },
+        ScanIndexForward: false,
+        Limit: options.limit ?? 25,
+      }),
+    );
+    return (result.Items ?? []).map(toRecord);
+  }
+
+  async buildsOfCommit(repo: RepoName, sha: string): Promise<BuildRecord[]> {
+    return this.queryIndex(BUILD_INDEXES.bySha, 'repoSha', `${repo}#${sha}`, 25);
+  }
+
+  async latestBuildOf(
+    repo: RepoName,
+    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
+  ): Promise<BuildRecord | undefined> {
+    const [latest] = await this.queryIndex(
+      BUILD_INDEXES.byTarget,
+      'repoTarget',
+      `${repo}#${buildTarget(target)}`,
+      1,
+    );
+    return latest;
+  }
+
+  async overdueBuilds(now: number, options: { limit?: number } = {}): Promise<BuildRecord[]> {
+    const result = await this.documents.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: BUILD_INDEXES.byDeadline,
+        KeyConditionExpression: '#unfinished = :unfinished AND #deadline < :now',
+        ExpressionAttributeNames: { '#unfinished': 'unfinished', '#deadline': 'deadline' },
+        ExpressionAttributeValues: { ':unfinished': UNFINISHED, ':now': now },
+        Limit: options.limit ?? 100,
+      }),
+    );
+    return (result.Items ?? []).map(toRecord);
+  }
+
+  async getDelivery(deliveryId: string): Promise<DeliveryRecord | undefined> {
+    const result = await this.documents.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { repo: DELIVERY_PREFIX + deliveryId, number: 0 },
+        ConsistentRead: true,
+      }),
+    );
+    return result.Item ? toDelivery(deliveryId, result.Item) : undefined;
+  }
+
+  async claimDelivery(
+    deliveryId: string,
+    build: BuildKey,
+    expiresAt: number,
+  ): Promise<{ claimed: boolean; record: DeliveryRecord }> {
+    try {
+      await this.documents.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: {
+            repo: DELIVERY_PREFIX + deliveryId,
+            number: 0,
+            buildRepo: build.repo,
+            buildNumber: build.number,
+            // Epoch seconds: the table's TTL attribute, so old guards expire in the cloud.
+            expiresAt: Math.floor(expiresAt / 1000),
+          },
+          ConditionExpression: 'attribute_not_exists(#repo)',
+          ExpressionAttributeNames: { '#repo': 'repo' },
+        }),
+      );
+      return { claimed: true, record: { deliveryId, build } };
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+      const existing = await this.getDelivery(deliveryId);
+      if (!existing)
+        throw new Error(`delivery ${deliveryId} was claimed but cannot be read back`, { cause: error });
+      return { claimed: false, record: existing };
+    }
+  }
+
+  async markDeliveryInvoked(deliveryId: string, at: number = this.clock()): Promise<void> {
+    await this.documents.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { repo: DELIVERY_PREFIX + deliveryId, number: 0 },
+        UpdateExpression: 'SET invokedAt = :at',
+        ConditionExpression: 'attribute_exists(#repo)',
+        ExpressionAttributeNames: { '#repo': 'repo' },
+        ExpressionAttributeValues: { ':at': at },
+      }),
+    );
+  }
+
+  private async queryIndex(
+    index: string,
+    attribute: string,
+    value: string,
+    limit: number,
+  ): Promise<BuildRecord[]> {
+    const result = await this.documents.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: index,
+        KeyConditionExpression: '#key = :value',
+        ExpressionAttributeNames: { '#key': attribute },
+        ExpressionAttributeValues: { ':value': value },
+        ScanIndexForward: false,
+        Limit: limit,
+      }),
+    );
+    return (result.Items ?? []).map(toRecord);
+  }
+}
+
+function toDelivery(deliveryId: string, item: Record<string, unknown>): DeliveryRecord {
+  return {
+    deliveryId,
+    build: { repo: String(item.buildRepo), number: Number(item.buildNumber) },
+    ...(typeof item.invokedAt === 'number' ? { invokedAt: item.invokedAt } : {}),
+  };
+}
+
+/** The attribute holding the time a build entered a state. */
+function timestampAttribute(state: BuildState): string {
+  switch (state) {
+    case 'queued':
+      return 'queuedAt';
+    case 'running':
+      return 'startedAt';
+    default:
+      return 'endedAt';
+  }
+}

@@ -6,6 +6,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { S3Client } from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 export interface AwsClientOptions {
   region?: string;
@@ -13,7 +14,23 @@ export interface AwsClientOptions {
   endpoints?: { dynamodb?: string; s3?: string; lambda?: string };
   /** Attempts per call, first try included (SDK default 3). */
   maxAttempts?: number;
+  /** Time bounds of the Lambda client's HTTP requests. */
+  lambdaHttp?: LambdaHttpOptions;
 }
+
+export interface LambdaHttpOptions {
+  /** Milliseconds to establish a connection (default 2000). */
+  connectTimeoutMs?: number;
+  /**
+   * Milliseconds a whole request may take, after which it fails (and the SDK may retry). Unset by
+   * default: the controller's RequestResponse invoke of the runner legitimately lasts minutes. Callers
+   * can also pass `requestTimeout` per `send`.
+   */
+  requestTimeoutMs?: number;
+}
+
+/** Connecting to the Lambda endpoint takes milliseconds; a long wait means it is unreachable. */
+export const DEFAULT_LAMBDA_CONNECT_TIMEOUT_MS = 2000;
 
 export interface AwsClients {
   dynamodb: DynamoDBClient;
@@ -60,10 +77,17 @@ export function createS3Client(options: AwsClientOptions = {}): S3Client {
 }
 
 export function createLambdaClient(options: AwsClientOptions = {}): LambdaClient {
+  const http = options.lambdaHttp ?? {};
   return new LambdaClient({
     ...(options.region ? { region: options.region } : {}),
     ...(options.endpoints?.lambda ? { endpoint: options.endpoints.lambda } : {}),
     ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
+    requestHandler: new NodeHttpHandler({
+      connectionTimeout: http.connectTimeoutMs ?? DEFAULT_LAMBDA_CONNECT_TIMEOUT_MS,
+      ...(http.requestTimeoutMs ? { requestTimeout: http.requestTimeoutMs } : {}),
+      // Without this a request (or per-send) timeout only logs a warning and the call keeps waiting.
+      throwOnRequestTimeout: true,
+    }),
   });
 }
 

@@ -1,0 +1,209 @@
+/**
+ * Hands a queued build to the builder function: one asynchronous Lambda invoke (InvocationType
+ * Event), which the service queues and answers with 202 at once. The webhook calls this while
+ * GitHub waits (10 s for the whole delivery), so every call is bounded in time, retries included.
+ */
+import { InvokeCommand } from '@aws-sdk/client-lambda';
+import type { LambdaClient } from '@aws-sdk/client-lambda';
+import type { BuildKey, RepoName } from '../core/build.js';
+import { buildLabel } from '../core/build.js';
+import { LambkinError } from '../errors.js';
+
+/** Payload the builder function receives. */
+export interface BuilderInvocation {
+  kind: 'build';
+  repo: RepoName;
+  number: number;
+}
+
+export interface BuilderQueue {
+  /** Starts the build's builder; resolves once the invoke is accepted, not when the build ends. */
+  enqueue(key: BuildKey): Promise<void>;
+}
+
+export interface LambdaBuilderQueueOptions {
+  /** Milliseconds one HTTP attempt may take before it is abandoned (and maybe retried). */
+  attemptTimeoutMs?: number;
+  /** Milliseconds the whole enqueue may take, all attempts and backoff included. */
+  deadlineMs?: number;
+}
+
+/** An Event invoke is answered in tens of milliseconds; a second means the endpoint is in trouble. */
+export const DEFAULT_ATTEMPT_TIMEOUT_MS = 1000;
+/** Leaves the webhook most of GitHub's 10 s for DynamoDB and the commit status. */
+export const DEFAULT_ENQUEUE_DEADLINE_MS = 3000;
+
+/** The builder function could not be invoked; the build was not started. */
+export class BuilderInvokeError extends LambkinError {
+  constructor(
+    readonly functionName: string,
+    readonly build: BuildKey,
+    /** The AWS error name (`ResourceNotFoundException`, `TooManyRequestsException`, `TimeoutError`…). */
+    readonly awsErrorName: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      'BUILDER_INVOKE_FAILED',
+      `Could not start build ${buildLabel(build)}: invoking builder function "${functionName}" failed with ` +
+        `${awsErrorName} (${detail}). ${adviceFor(awsErrorName)}`,
+      options,
+    );
+  }
+}
+
+/** An event given to the builder function is not a `BuilderInvocation`. */
+export class InvalidBuilderInvocationError extends LambkinError {
+  constructor(readonly problems: string[]) {
+    super(
+      'INVALID_BUILDER_INVOCATION',
+      `The builder function was invoked with an event it does not understand: ${problems.join('; ')}. ` +
+        `It expects {"kind":"build","repo":"owner/name","number":<build number>}, as sent by the webhook; ` +
+        'check what invoked it.',
+    );
+  }
+}
+
+export class LambdaBuilderQueue implements BuilderQueue {
+  private readonly attemptTimeoutMs: number;
+  private readonly deadlineMs: number;
+
+  constructor(
+    private readonly lambda: LambdaClient,
+    readonly functionName: string,
+    options: LambdaBuilderQueueOptions = {},
+  ) {
+    this.attemptTimeoutMs = options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS;
+    this.deadlineMs = options.deadlineMs ?? DEFAULT_ENQUEUE_DEADLINE_MS;
+  }
+
+  async enqueue(key: BuildKey): Promise<void> {
+    const payload = new TextEncoder().encode(JSON.stringify(builderInvocationFor(key)));
+    const deadline = AbortSignal.timeout(this.deadlineMs);
+    let statusCode: number | undefined;
+    try {
+      const response = await this.lambda.send(
+        new InvokeCommand({ FunctionName: this.functionName, InvocationType: 'Event', Payload: payload }),
+        // The per-attempt timeout lets the SDK retry a stuck request; the deadline bounds the sum.
+        { abortSignal: deadline, requestTimeout: this.attemptTimeoutMs },
+      );
+      statusCode = response.StatusCode;
+    } catch (error) {
+      throw this.invokeError(key, error, deadline.aborted);
+    }
+    if (statusCode !== 202) {
+      throw new BuilderInvokeError(
+        this.functionName,
+        key,
+        'UnexpectedStatus',
+        `the service answered ${statusCode ?? 'without a status'} instead of 202 Accepted`,
+      );
+    }
+  }
+
+  private invokeError(key: BuildKey, error: unknown, deadlinePassed: boolean): BuilderInvokeError {
+    const attempts = attemptsOf(error);
+    const tries = attempts ? `, ${attempts} attempt(s)` : '';
+    if (deadlinePassed) {
+      return new BuilderInvokeError(
+        this.functionName,
+        key,
+        'TimeoutError',
+        `no answer within ${this.deadlineMs} ms${tries}`,
+        { cause: error },
+      );
+    }
+    const name = error instanceof Error ? errorName(error) : 'UnknownError';
+    const message = error instanceof Error ? error.message : String(error);
+    return new BuilderInvokeError(this.functionName, key, name, `${message}${tries}`, { cause: error });
+  }
+}
+
+export function builderInvocationFor(key: BuildKey): BuilderInvocation {
+  return { kind: 'build', repo: key.repo, number: key.number };
+}
+
+/** GitHub's rules: owner is letters, digits and single hyphens; repository adds `.` and `_`. */
+const REPO_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/[A-Za-z0-9._-]{1,100}$/;
+
+/**
+ * Validates an event the builder function received. Unknown extra fields are ignored so that a
+ * newer webhook can add some while an older builder is still deployed.
+ */
+export function parseBuilderInvocation(event: unknown): BuilderInvocation {
+  if (typeof event !== 'object' || event === null || Array.isArray(event)) {
+    throw new InvalidBuilderInvocationError([
+      `the event is ${event === null ? 'null' : Array.isArray(event) ? 'an array' : typeof event}, not an object`,
+    ]);
+  }
+  const { kind, repo, number } = event as Record<string, unknown>;
+  const problems: string[] = [];
+  if (kind !== 'build') problems.push(`"kind" is ${JSON.stringify(kind) ?? 'missing'}, not "build"`);
+  if (typeof repo !== 'string' || !REPO_NAME.test(repo)) {
+    problems.push(`"repo" is ${JSON.stringify(repo) ?? 'missing'}, not an "owner/name" repository`);
+  }
+  if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < 1) {
+    problems.push(`"number" is ${JSON.stringify(number) ?? 'missing'}, not a positive whole build number`);
+  }
+  if (problems.length > 0) throw new InvalidBuilderInvocationError(problems);
+  return { kind: 'build', repo: repo as RepoName, number: number as number };
+}
+
+function attemptsOf(error: unknown): number | undefined {
+  const metadata = (error as { $metadata?: { attempts?: unknown } } | null)?.$metadata;
+  return typeof metadata?.attempts === 'number' ? metadata.attempts : undefined;
+}
+
+/** The SDK's text when it had to wrap an error it did not recognise (one from another JS realm). */
+const SDK_WRAPPED_ERROR = /^AWS SDK error wrapper for (\w+):/;
+
+/** SDK errors carry the AWS name; Node network errors carry theirs in `code` (ECONNRESET…). */
+function errorName(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  if (error.name !== 'Error') return error.name;
+  if (typeof code === 'string') return code;
+  return SDK_WRAPPED_ERROR.exec(error.message)?.[1] ?? error.name;
+}
+
+function adviceFor(awsErrorName: string): string {
+  switch (awsErrorName) {
+    case 'ResourceNotFoundException':
+      return (
+        'Check that LAMBKIN_BUILDER_FUNCTION names the deployed builder function (name or ARN) ' +
+        'in the region the webhook runs in.'
+      );
+    case 'AccessDeniedException':
+    case 'AccessDenied':
+    case 'UnrecognizedClientException':
+    case 'InvalidSignatureException':
+    case 'ExpiredTokenException':
+      return (
+        "Check the webhook function's credentials and that its role allows lambda:InvokeFunction " +
+        'on the builder function (LAMBKIN_BUILDER_FUNCTION).'
+      );
+    case 'TooManyRequestsException':
+      return (
+        'The builder function is throttled: raise its reserved concurrency or the account limit, ' +
+        'then push again or redeliver the webhook.'
+      );
+    case 'TimeoutError':
+    case 'AbortError':
+    case 'ECONNRESET':
+    case 'ECONNREFUSED':
+    case 'ETIMEDOUT':
+    case 'EPIPE':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return (
+        'Check that the Lambda endpoint is reachable from the webhook function ' +
+        '(network, VPC endpoint, AWS_ENDPOINT_URL_LAMBDA), then push again or redeliver the webhook.'
+      );
+    case 'ServiceException':
+      return 'The Lambda service failed; push again or redeliver the webhook in a moment.';
+    default:
+      return (
+        'Check LAMBKIN_BUILDER_FUNCTION and that the webhook role may call lambda:InvokeFunction on it, ' +
+        'then push again or redeliver the webhook.'
+      );
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * What a verified GitHub event asks for: a build candidate, a ping, or nothing (with the reason).
+ * Reads only the payload fields it needs, each checked, so a payload of the wrong shape is a clear
+ * 400 rather than a crash.
+ */
+import type { BuildRequest } from '../core/build.js';
+import { WebhookRejectedError } from './webhook.js';
+
+/** A build request before the intake decides trust and records the delivery. */
+export type BuildCandidate = Omit<BuildRequest, 'deliveryId' | 'trusted'>;
+
+export type EventInterpretation =
+  | { kind: 'ping' }
+  | { kind: 'ignore'; reason: string; repo?: string }
+  | { kind: 'skip'; reason: string; candidate: BuildCandidate }
+  | { kind: 'build'; candidate: BuildCandidate };
+
+const BUILD_PR_ACTIONS = ['opened', 'synchronize', 'reopened'];
+const SKIP_CI_MARKERS = ['[skip ci]', '[ci skip]'];
+const SHA = /^[0-9a-f]{40}$/;
+const ZERO_SHA = '0'.repeat(40);
+
+export function interpretEvent(event: string, payload: Record<string, unknown>): EventInterpretation {
+  switch (event) {
+    case 'ping':
+      return { kind: 'ping' };
+    case 'push':
+      return interpretPush(payload);
+    case 'pull_request':
+      return interpretPullRequest(payload);
+    default:
+      return { kind: 'ignore', reason: `"${event}" events do not start builds` };
+  }
+}
+
+function interpretPush(payload: Record<string, unknown>): EventInterpretation {
+  const repository = objectAt(payload, 'repository');
+  const repo = stringAt(repository, 'full_name', 'repository.full_name');
+  const ref = stringAt(payload, 'ref');
+  const after = stringAt(payload, 'after');
+  if (payload.deleted === true || after === ZERO_SHA) {
+    return { kind: 'ignore', reason: `${ref} was deleted: nothing to build`, repo };
+  }
+  if (!SHA.test(after))
+    throw new WebhookRejectedError(400, 'Malformed push payload: "after" is not a commit SHA.');
+  const branch = ref.startsWith('refs/heads/') ? ref.slice('refs/heads/'.length) : undefined;
+  const tag = ref.startsWith('refs/tags/') ? ref.slice('refs/tags/'.length) : undefined;
+  if (branch === undefined && tag === undefined) {
+    return { kind: 'ignore', reason: `${ref} is neither a branch nor a tag`, repo };
+  }
+  const headCommit = optionalObjectAt(payload, 'head_commit');
+  const message = headCommit ? optionalStringAt(headCommit, 'message', 'head_commit.message') : undefined;
+  const sender = optionalObjectAt(payload, 'sender');
+  const pusher = optionalObjectAt(payload, 'pusher');
+  const candidate: BuildCandidate = {
+    repo,
+    event: 'push',
+    ref,
+    sha: after,
+    ...(branch !== undefined ? { branch } : {}),
+    ...(tag !== undefined ? { tag } : {}),
+    fork: false,
+    privateRepo: repository.private === true,
+    ...defaultBranchOf(repository),
+    author:
+      (sender && optionalStringAt(sender, 'login', 'sender.login')) ??
+      (pusher && optionalStringAt(pusher, 'name', 'pusher.name')) ??
+      'unknown',
+    ...(message ? { commitTitle: firstLine(message) } : {}),
+    ...optionalUrl(headCommit ? optionalStringAt(headCommit, 'url', 'head_commit.url') : undefined),
+  };
+  const marker = message ? SKIP_CI_MARKERS.find((skip) => message.toLowerCase().includes(skip)) : undefined;
+  if (marker) return { kind: 'skip', reason: `the commit message asks to skip CI (${marker})`, candidate };
+  return { kind: 'build', candidate };
+}
+
+function interpretPullRequest(payload: Record<string, unknown>): EventInterpretation {
+  const repository = objectAt(payload, 'repository');
+  const repo = stringAt(repository, 'full_name', 'repository.full_name');
+  const action = stringAt(payload, 'action');
+  if (!BUILD_PR_ACTIONS.includes(action)) {
+    return { kind: 'ignore', reason: `pull_request "${action}" does not start builds`, repo };
+  }
+  const pullRequest = objectAt(payload, 'pull_request');
+  const number = pullRequest.number;
+  if (typeof number !== 'number' || !Number.isInteger(number) || number <= 0) {
+    throw new WebhookRejectedError(
+      400,
+      'Malformed pull_request payload: "pull_request.number" is not a number.',
+    );
+  }
+  const head = objectAt(pullRequest, 'head', 'pull_request.head');
+  const base = objectAt(pullRequest, 'base', 'pull_request.base');
+  const sha = stringAt(head, 'sha', 'pull_request.head.sha');
+  if (!SHA.test(sha))
+    throw new WebhookRejectedError(400, 'Malformed pull_request payload: head.sha is not a SHA.');
+  // A fork that was deleted leaves head.repo null: treat it as a fork (untrusted).
+  const headRepository = optionalObjectAt(head, 'repo', 'pull_request.head.repo');
+  const headRepo = headRepository
+    ? optionalStringAt(headRepository, 'full_name', 'head.repo.full_name')
+    : undefined;
+  const baseRepository = objectAt(base, 'repo', 'pull_request.base.repo');
+  const baseRepo = stringAt(baseRepository, 'full_name', 'pull_request.base.repo.full_name');
+  const user = optionalObjectAt(pullRequest, 'user', 'pull_request.user');
+  const title = optionalStringAt(pullRequest, 'title', 'pull_request.title');
+  return {
+    kind: 'build',
+    candidate: {
+      repo,
+      event: 'pull_request',
+      ref: `refs/pull/${number}/head`,
+      sha,
+      branch: stringAt(head, 'ref', 'pull_request.head.ref'),
+      pr: number,
+      baseBranch: stringAt(base, 'ref', 'pull_request.base.ref'),
+      ...(headRepo ? { headRepo } : {}),
+      fork: headRepo !== baseRepo,
+      privateRepo: repository.private === true,
+      ...defaultBranchOf(repository),
+      author: (user && optionalStringAt(user, 'login', 'pull_request.user.login')) ?? 'unknown',
+      ...(title ? { commitTitle: firstLine(title) } : {}),
+      ...optionalUrl(optionalStringAt(pullRequest, 'html_url', 'pull_request.html_url')),
+    },
+  };
+}
+
+function defaultBranchOf(repository: Record<string, unknown>): { defaultBranch?: string } {
+  const value = optionalStringAt(repository, 'default_branch', 'repository.default_branch');
+  return value ? { defaultBranch: value } : {};
+}
+
+function optionalUrl(url: string | undefined): { htmlUrl?: string } {
+  return url && /^https?:\/\//.test(url) ? { htmlUrl: url } : {};
+}
+
+function firstLine(text: string): string {
+  return (text.split('\n')[0] ?? '').trim().slice(0, 200);
+}
+
+function malformed(path: string, expected: string): WebhookRejectedError {
+  return new WebhookRejectedError(400, `Malformed payload: "${path}" should be ${expected}.`);
+}
+
+function objectAt(parent: Record<string, unknown>, key: string, path = key): Record<string, unknown> {
+  const value = optionalObjectAt(parent, key, path);
+  if (!value) throw malformed(path, 'an object');
+  return value;
+}
+
+function optionalObjectAt(
+  parent: Record<string, unknown>,
+  key: string,
+  path = key,
+): Record<string, unknown> | undefined {
+  const value = parent[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) throw malformed(path, 'an object');
+  return value as Record<string, unknown>;
+}
+
+function stringAt(parent: Record<string, unknown>, key: string, path = key): string {
+  const value = optionalStringAt(parent, key, path);
+  if (!value) throw malformed(path, 'a non-empty string');
+  return value;
+}
+
+function optionalStringAt(parent: Record<string, unknown>, key: string, path = key): string | undefined {
+  const value = parent[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') throw malformed(path, 'a string');
+  return value;
+}

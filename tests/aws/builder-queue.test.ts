@@ -1,0 +1,208 @@
+import { jest } from '@jest/globals';
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import {
+  BuilderInvokeError,
+  DEFAULT_ENQUEUE_DEADLINE_MS,
+  InvalidBuilderInvocationError,
+  LambdaBuilderQueue,
+  builderInvocationFor,
+  parseBuilderInvocation,
+} from '../../src/aws/builder-queue.js';
+import { createLambdaClient } from '../../src/aws/clients.js';
+import { LambkinError } from '../../src/errors.js';
+import { startLambdaServer } from '../support/lambda-server.js';
+import type { LambdaServer } from '../support/lambda-server.js';
+
+const FUNCTION = 'lambkin-builder';
+const KEY = { repo: 'octo-org/hello-world', number: 42 };
+/** Room for the event loop and connection set-up on a busy test machine. */
+const SLACK_MS = 750;
+
+async function enqueueError(queue: LambdaBuilderQueue): Promise<{ error: BuilderInvokeError; ms: number }> {
+  const started = Date.now();
+  try {
+    await queue.enqueue(KEY);
+  } catch (error) {
+    expect(error).toBeInstanceOf(BuilderInvokeError);
+    return { error: error as BuilderInvokeError, ms: Date.now() - started };
+  }
+  throw new Error('expected enqueue to fail, but it succeeded');
+}
+
+describe('LambdaBuilderQueue against the Lambda stand-in', () => {
+  let server: LambdaServer;
+  let lambda: LambdaClient;
+
+  beforeEach(async () => {
+    server = await startLambdaServer();
+    lambda = createLambdaClient({ region: 'us-east-1', endpoints: { lambda: server.endpoint } });
+  });
+
+  afterEach(async () => {
+    lambda.destroy();
+    await server.close();
+  });
+
+  it('invokes the builder asynchronously with the build key as its payload', async () => {
+    await new LambdaBuilderQueue(lambda, FUNCTION).enqueue(KEY);
+
+    const [invocation] = await server.waitForInvocations(1, 1000);
+    expect(invocation).toMatchObject({
+      functionName: FUNCTION,
+      invocationType: 'Event',
+      payload: { kind: 'build', repo: 'octo-org/hello-world', number: 42 },
+    });
+    expect(parseBuilderInvocation(invocation?.payload)).toEqual(builderInvocationFor(KEY));
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('accepts a function ARN as the function name', async () => {
+    await new LambdaBuilderQueue(lambda, server.functionArn(FUNCTION)).enqueue(KEY);
+    expect(server.invocations.map((invocation) => invocation.functionName)).toEqual([FUNCTION]);
+  });
+
+  it('rides out a throttle: the SDK retries and the build is queued once', async () => {
+    server.failNext({ kind: 'throttle429' });
+
+    await new LambdaBuilderQueue(lambda, FUNCTION).enqueue(KEY);
+
+    expect(server.requests.map((request) => request.fault ?? request.status)).toEqual(['throttle429', 202]);
+    expect(server.invocations).toHaveLength(1);
+  });
+
+  it('rides out service errors: the SDK retries and the build is queued once', async () => {
+    server.failNext({ kind: 'service500' }, 2);
+
+    await new LambdaBuilderQueue(lambda, FUNCTION).enqueue(KEY);
+
+    expect(server.requests.map((request) => request.fault ?? request.status)).toEqual([
+      'service500',
+      'service500',
+      202,
+    ]);
+    expect(server.invocations).toHaveLength(1);
+  });
+
+  it('fails at once on a missing function, naming it and the setting to check', async () => {
+    server.failNext({ kind: 'notFound404' }, 3);
+
+    const { error } = await enqueueError(new LambdaBuilderQueue(lambda, FUNCTION));
+
+    expect(error).toBeInstanceOf(LambkinError);
+    expect(error.code).toBe('BUILDER_INVOKE_FAILED');
+    expect(error.awsErrorName).toBe('ResourceNotFoundException');
+    expect(error.functionName).toBe(FUNCTION);
+    expect(error.build).toEqual(KEY);
+    expect(error.message).toContain('octo-org/hello-world#42');
+    expect(error.message).toContain(`"${FUNCTION}"`);
+    expect(error.message).toContain(`Function not found: ${server.functionArn(FUNCTION)}`);
+    expect(error.message).toContain('LAMBKIN_BUILDER_FUNCTION');
+    expect(server.requests).toHaveLength(1);
+    expect(server.invocations).toHaveLength(0);
+  });
+
+  it('gives up on a throttle that does not end, within the deadline', async () => {
+    server.failNext({ kind: 'throttle429' }, 20);
+
+    const { error, ms } = await enqueueError(new LambdaBuilderQueue(lambda, FUNCTION));
+
+    // The SDK's throttle backoff is random: it either runs out of attempts or meets the deadline.
+    expect(['TooManyRequestsException', 'TimeoutError']).toContain(error.awsErrorName);
+    expect(ms).toBeLessThan(DEFAULT_ENQUEUE_DEADLINE_MS + SLACK_MS);
+    expect(server.requests.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('fails within bounded time when every connection is reset', async () => {
+    server.failNext({ kind: 'reset' }, 20);
+
+    const { error, ms } = await enqueueError(new LambdaBuilderQueue(lambda, FUNCTION));
+
+    expect(error.message).toMatch(/socket hang up|ECONNRESET/);
+    expect(['TimeoutError', 'ECONNRESET']).toContain(error.awsErrorName);
+    expect(error.message).toContain('AWS_ENDPOINT_URL_LAMBDA');
+    expect(ms).toBeLessThan(DEFAULT_ENQUEUE_DEADLINE_MS + SLACK_MS);
+    // Resets are transient: the SDK retried them.
+    expect(server.requests.length).toBeGreaterThan(1);
+    expect(server.invocations).toHaveLength(0);
+  });
+
+  it('abandons a slow attempt, retries, and succeeds when the service answers in time', async () => {
+    server.failNext({ kind: 'slow', delayMs: 5000 });
+
+    const started = Date.now();
+    await new LambdaBuilderQueue(lambda, FUNCTION, { attemptTimeoutMs: 300 }).enqueue(KEY);
+
+    expect(Date.now() - started).toBeLessThan(300 + SLACK_MS);
+    expect(server.requests.map((request) => request.fault ?? request.status)).toEqual(['slow', 202]);
+    expect(server.invocations).toHaveLength(1);
+  });
+
+  it('gives up on a service that never answers, by default within its deadline', async () => {
+    server.failNext({ kind: 'slow', delayMs: 20_000 }, 20);
+
+    const { error, ms } = await enqueueError(new LambdaBuilderQueue(lambda, FUNCTION));
+
+    expect(['TimeoutError']).toContain(error.awsErrorName);
+    expect(ms).toBeLessThan(DEFAULT_ENQUEUE_DEADLINE_MS + SLACK_MS);
+    expect(server.invocations).toHaveLength(0);
+  });
+
+  it('keeps to its deadline even on a client built without request timeouts', async () => {
+    const plainClient = new LambdaClient({ region: 'us-east-1', endpoint: server.endpoint });
+    server.failNext({ kind: 'slow', delayMs: 20_000 }, 20);
+    const warnings = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+
+    const { error, ms } = await enqueueError(
+      new LambdaBuilderQueue(plainClient, FUNCTION, { attemptTimeoutMs: 300, deadlineMs: 800 }),
+    );
+    plainClient.destroy();
+    const warned = warnings.mock.calls.map((call) => String(call[0]));
+    warnings.mockRestore();
+
+    // Such a client only warns when an attempt overruns; the deadline is what ended the call.
+    expect(warned.some((message) => message.includes('300 ms requestTimeout'))).toBe(true);
+    expect(error.awsErrorName).toBe('TimeoutError');
+    expect(error.message).toContain('no answer within 800 ms');
+    expect(ms).toBeLessThan(800 + SLACK_MS);
+  });
+});
+
+describe('parseBuilderInvocation', () => {
+  it('returns the invocation and drops fields it does not know', () => {
+    expect(parseBuilderInvocation({ kind: 'build', repo: 'o/r.js', number: 7, deliveryId: 'x' })).toEqual({
+      kind: 'build',
+      repo: 'o/r.js',
+      number: 7,
+    });
+  });
+
+  it.each([
+    ['null', null, 'the event is null'],
+    ['an array', [], 'the event is an array'],
+    ['a string', '{"kind":"build"}', 'the event is string'],
+    ['another kind', { kind: 'sweep', repo: 'o/r', number: 1 }, '"kind" is "sweep"'],
+    ['a repo without owner', { kind: 'build', repo: 'r', number: 1 }, '"repo" is "r"'],
+    ['a path as repo', { kind: 'build', repo: '../o/r', number: 1 }, '"repo" is "../o/r"'],
+    ['number zero', { kind: 'build', repo: 'o/r', number: 0 }, '"number" is 0'],
+    ['a fractional number', { kind: 'build', repo: 'o/r', number: 1.5 }, '"number" is 1.5'],
+    ['a numeric string', { kind: 'build', repo: 'o/r', number: '3' }, '"number" is "3"'],
+    ['an empty object', {}, '"kind" is missing'],
+  ])('rejects %s', (_label, event, problem) => {
+    expect(() => parseBuilderInvocation(event)).toThrow(InvalidBuilderInvocationError);
+    expect(() => parseBuilderInvocation(event)).toThrow(problem);
+  });
+
+  it('lists every problem at once and says what it expects', () => {
+    let caught: unknown;
+    try {
+      parseBuilderInvocation({ repo: 5 });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(InvalidBuilderInvocationError);
+    const error = caught as InvalidBuilderInvocationError;
+    expect(error.code).toBe('INVALID_BUILDER_INVOCATION');
+    expect(error.problems).toHaveLength(3);
+    expect(error.message).toContain('{"kind":"build","repo":"owner/name","number":<build number>}');
+  });
+});

@@ -1,0 +1,134 @@
+import { interpretEvent } from '../../src/github/events.js';
+import { WebhookRejectedError } from '../../src/github/webhook.js';
+import { examplePayload, fakeSha, pullRequestPayload, pushPayload } from '../support/payloads.js';
+
+const asRecord = (payload: unknown) => payload as Record<string, unknown>;
+
+describe('interpretEvent', () => {
+  it('answers ping', () => {
+    expect(interpretEvent('ping', asRecord(examplePayload('ping')))).toEqual({ kind: 'ping' });
+  });
+
+  it('turns a branch push into a build of its head commit', () => {
+    const sha = fakeSha('push-main');
+    const payload = pushPayload({ repo: 'octo/app', branch: 'main', sha, message: 'Fix the thing\n\nbody' });
+    const result = interpretEvent('push', asRecord(payload));
+    expect(result).toMatchObject({
+      kind: 'build',
+      candidate: {
+        repo: 'octo/app',
+        event: 'push',
+        ref: 'refs/heads/main',
+        sha,
+        branch: 'main',
+        fork: false,
+        privateRepo: false,
+        commitTitle: 'Fix the thing',
+      },
+    });
+    if (result.kind !== 'build') throw new Error('expected a build');
+    expect(result.candidate.author).toBe(payload.sender?.login);
+    expect(result.candidate.tag).toBeUndefined();
+  });
+
+  it('marks private repositories', () => {
+    const result = interpretEvent(
+      'push',
+      asRecord(pushPayload({ repo: 'octo/secret', branch: 'main', private: true })),
+    );
+    expect(result).toMatchObject({ kind: 'build', candidate: { privateRepo: true } });
+  });
+
+  it('ignores branch and tag deletions', () => {
+    for (const variant of ['branch-deleted', 'tag-deleted'] as const) {
+      expect(interpretEvent('push', asRecord(examplePayload('push', variant)))).toMatchObject({
+        kind: 'ignore',
+        reason: expect.stringContaining('deleted'),
+      });
+    }
+  });
+
+  it('makes a tag push a tag candidate (the policy decides)', () => {
+    const result = interpretEvent('push', asRecord(pushPayload({ repo: 'octo/app', tag: 'v1.2.3' })));
+    expect(result).toMatchObject({ kind: 'build', candidate: { tag: 'v1.2.3', ref: 'refs/tags/v1.2.3' } });
+  });
+
+  it.each(['[skip ci]', '[ci skip]', '[SKIP CI]'])('skips a push whose head commit says %s', (marker) => {
+    const payload = pushPayload({ repo: 'octo/app', branch: 'main', message: `Docs only ${marker}` });
+    expect(interpretEvent('push', asRecord(payload))).toMatchObject({
+      kind: 'skip',
+      reason: expect.stringContaining('skip CI'),
+    });
+  });
+
+  it.each(['opened', 'synchronize', 'reopened'] as const)('builds pull_request %s', (action) => {
+    const headSha = fakeSha(`pr-${action}`);
+    const payload = pullRequestPayload({
+      repo: 'octo/app',
+      number: 12,
+      action,
+      headSha,
+      headRef: 'feature',
+      baseRef: 'main',
+    });
+    expect(interpretEvent('pull_request', asRecord(payload))).toMatchObject({
+      kind: 'build',
+      candidate: {
+        repo: 'octo/app',
+        event: 'pull_request',
+        ref: 'refs/pull/12/head',
+        sha: headSha,
+        branch: 'feature',
+        baseBranch: 'main',
+        pr: 12,
+        fork: false,
+        headRepo: 'octo/app',
+      },
+    });
+  });
+
+  it('marks a pull request from a fork as a fork', () => {
+    const payload = pullRequestPayload({ repo: 'octo/app', number: 3, action: 'opened', fork: true });
+    const result = interpretEvent('pull_request', asRecord(payload));
+    expect(result).toMatchObject({ kind: 'build', candidate: { fork: true } });
+    if (result.kind !== 'build') throw new Error('expected a build');
+    expect(result.candidate.headRepo).not.toBe('octo/app');
+  });
+
+  it('treats a PR whose fork was deleted (head.repo null) as a fork', () => {
+    const payload = asRecord(
+      pullRequestPayload({ repo: 'octo/app', number: 4, action: 'synchronize', fork: true }),
+    );
+    ((payload.pull_request as Record<string, unknown>).head as Record<string, unknown>).repo = null;
+    expect(interpretEvent('pull_request', payload)).toMatchObject({
+      kind: 'build',
+      candidate: { fork: true },
+    });
+  });
+
+  it.each(['closed', 'labeled'] as const)('ignores pull_request %s', (action) => {
+    const payload = pullRequestPayload({ repo: 'octo/app', number: 5, action });
+    expect(interpretEvent('pull_request', asRecord(payload))).toEqual({
+      kind: 'ignore',
+      reason: `pull_request "${action}" does not start builds`,
+      repo: 'octo/app',
+    });
+  });
+
+  it('ignores other events with the reason', () => {
+    expect(interpretEvent('issues', asRecord(examplePayload('issues')))).toEqual({
+      kind: 'ignore',
+      reason: '"issues" events do not start builds',
+    });
+  });
+
+  it('refuses payloads of the wrong shape with a 400 naming the field', () => {
+    const payload = asRecord(pushPayload({ repo: 'octo/app', branch: 'main' }));
+    (payload.repository as Record<string, unknown>).full_name = 42;
+    expect(() => interpretEvent('push', payload)).toThrow(WebhookRejectedError);
+    expect(() => interpretEvent('push', payload)).toThrow('"repository.full_name" should be a string');
+    const noSha = asRecord(pushPayload({ repo: 'octo/app', branch: 'main' }));
+    noSha.after = 'not-a-sha';
+    expect(() => interpretEvent('push', noSha)).toThrow(/"after" is not a commit SHA/);
+  });
+});

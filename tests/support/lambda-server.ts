@@ -87,6 +87,8 @@ export interface LambdaServer {
   setHandler(functionName: string, handler: LambdaHandler | undefined): void;
   /** Applies `fault` to the next `count` requests (queued after faults already pending). */
   failNext(fault: LambdaFault, count?: number): void;
+  /** Drops faults no request has used yet, so they cannot leak into the next test. */
+  clearFaults(): void;
   /** Resolves with the first `count` invocations once that many arrived; rejects after `timeoutMs`. */
   waitForInvocations(count: number, timeoutMs?: number): Promise<RecordedInvocation[]>;
   /** Resolves once every handler started so far (Event ones included) has settled. */
@@ -368,6 +370,9 @@ export async function startLambdaServer(options: LambdaServerOptions = {}): Prom
     },
     failNext(fault, count = 1) {
       for (let index = 0; index < count; index += 1) pendingFaults.push(fault);
+    },
+    clearFaults() {
+      pendingFaults.length = 0;
     },
     waitForInvocations(count, timeoutMs = DEFAULT_WAIT_MS) {
       return new Promise((resolve, reject) => {

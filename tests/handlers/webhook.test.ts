@@ -1,0 +1,434 @@
+/**
+ * The webhook function end to end: Lambda HTTP events in, real DynamoDB/S3-compatible servers,
+ * the GitHub API stand-in and the Lambda Invoke stand-in behind it.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createLambdaClient } from '../../src/aws/clients.js';
+import { LambdaBuilderQueue } from '../../src/aws/builder-queue.js';
+import type { IntakeDependencies } from '../../src/core/intake.js';
+import { createGitHubClient } from '../../src/github/client.js';
+import { GitHubStatusReporter } from '../../src/github/statuses.js';
+import { WebhookVerifier } from '../../src/github/webhook.js';
+import { createWebhookHandler } from '../../src/handlers/webhook.js';
+import { createMemoryLogger, type MemoryLogger } from '../../src/logger.js';
+import { DynamoBuildStore } from '../../src/store/builds.js';
+import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
+import {
+  commitFiles,
+  createGitRepo,
+  startGitHubServer,
+  type GitHubStandIn,
+} from '../support/github-server.js';
+import { startLambdaServer, type LambdaServer } from '../support/lambda-server.js';
+import {
+  fakeSha,
+  pullRequestPayload,
+  pushPayload,
+  signedDelivery,
+  examplePayload,
+} from '../support/payloads.js';
+import { createTestStorage, type TestStorage } from '../support/storage.js';
+
+const SECRET = 'intake-test-secret';
+const BUILDER = 'lambkin-builder';
+const PUBLIC_URL = 'https://ci.example.test';
+const REPOS = [
+  'octo/app',
+  'octo/other',
+  'octo/forks-off',
+  'octo/busy',
+  'octo/down',
+  'octo/slow',
+  'octo/crash',
+];
+
+let storage: TestStorage;
+let github: GitHubStandIn;
+let lambda: LambdaServer;
+let logger: MemoryLogger;
+let builds: DynamoBuildStore;
+let settings: DynamoSettingsStore;
+let deps: IntakeDependencies;
+let handler: ReturnType<typeof createWebhookHandler>;
+let gitDir: string;
+
+beforeAll(async () => {
+  storage = await createTestStorage();
+  github = await startGitHubServer({ token: 'intake-token' });
+  lambda = await startLambdaServer();
+  gitDir = (await createGitRepo({ 'README.md': 'hello\n' })).dir;
+  for (const full of REPOS) {
+    const [owner = '', name = ''] = full.split('/');
+    github.addRepository({ owner, name, gitDir });
+  }
+  builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
+  settings = new DynamoSettingsStore(storage.clients.documents, storage.settingsTable);
+  logger = createMemoryLogger();
+  deps = {
+    verifier: new WebhookVerifier([SECRET]),
+    builds,
+    settings,
+    statuses: new GitHubStatusReporter(createGitHubClient({ baseUrl: github.url, token: 'intake-token' })),
+    queue: new LambdaBuilderQueue(createLambdaClient({ endpoints: { lambda: lambda.endpoint } }), BUILDER),
+    logger,
+    publicUrl: PUBLIC_URL,
+    queueTimeoutMs: 20 * 60_000,
+  };
+  handler = createWebhookHandler(() => deps);
+});
+
+afterEach(() => {
+  github.clearFaults();
+  lambda.clearFaults();
+});
+
+afterAll(async () => {
+  await Promise.all([github.close(), lambda.close()]);
+  rmSync(gitDir, { recursive: true, force: true });
+});
+
+async function deliver(event: string, payload: unknown, options: Parameters<typeof signedDelivery>[3] = {}) {
+  const delivery = await signedDelivery(SECRET, event, payload, options);
+  const result = await handler({
+    rawPath: '/webhook',
+    headers: delivery.headers,
+    body: delivery.body,
+    isBase64Encoded: false,
+    requestContext: { http: { method: 'POST', path: '/webhook' } },
+  });
+  return {
+    ...result,
+    json: JSON.parse(result.body) as Record<string, unknown>,
+    deliveryId: delivery.deliveryId,
+  };
+}
+
+/** A real commit in the repository the GitHub stand-in serves (it refuses statuses for unknown SHAs). */
+let commits = 0;
+async function realSha(label: string): Promise<string> {
+  commits += 1;
+  return commitFiles(gitDir, { [`commits/${commits}.txt`]: `${label}\n` }, label);
+}
+
+const invocationsFor = (repo: string) =>
+  lambda.invocations.filter((invocation) => (invocation.payload as { repo?: string }).repo === repo);
+
+describe('webhook handler', () => {
+  it('queues a push: build record, pending status, then the builder invoked asynchronously', async () => {
+    const sha = await realSha('queue-push');
+    const response = await deliver(
+      'push',
+      pushPayload({ repo: 'octo/app', branch: 'main', sha, message: 'Add x' }),
+    );
+    expect(response.statusCode).toBe(202);
+    expect(response.json).toEqual({
+      queued: true,
+      repo: 'octo/app',
+      number: 1,
+      url: `${PUBLIC_URL}/builds/octo/app/1`,
+    });
+
+    const build = await builds.getBuild({ repo: 'octo/app', number: 1 });
+    expect(build).toMatchObject({
+      state: 'queued',
+      event: 'push',
+      ref: 'refs/heads/main',
+      branch: 'main',
+      sha,
+      trusted: true,
+      fork: false,
+      commitTitle: 'Add x',
+      deliveryId: response.deliveryId,
+      logPrefix: 'logs/octo/app/builds/1/',
+    });
+    expect(build?.deadline).toBeGreaterThan(Date.now() + 19 * 60_000);
+
+    const [status] = github.statusesFor('octo/app', sha);
+    expect(status).toMatchObject({
+      state: 'pending',
+      context: 'lambkin',
+      description: 'Build #1 queued',
+      target_url: `${PUBLIC_URL}/builds/octo/app/1`,
+    });
+
+    const [invocation] = invocationsFor('octo/app');
+    expect(invocation).toMatchObject({
+      functionName: BUILDER,
+      invocationType: 'Event',
+      payload: { kind: 'build', repo: 'octo/app', number: 1 },
+    });
+    const statusRequest = github.requests.find(
+      (request) => request.path === `/repos/octo/app/statuses/${sha}`,
+    );
+    expect(statusRequest?.time).toBeLessThanOrEqual(invocation?.receivedAt ?? 0);
+    expect((await builds.getDelivery(response.deliveryId))?.invokedAt).toEqual(expect.any(Number));
+  });
+
+  it('queues pull requests; a fork is untrusted', async () => {
+    const same = await deliver(
+      'pull_request',
+      pullRequestPayload({
+        repo: 'octo/other',
+        number: 9,
+        action: 'opened',
+        headSha: await realSha('pr-same'),
+      }),
+    );
+    const fork = await deliver(
+      'pull_request',
+      pullRequestPayload({
+        repo: 'octo/other',
+        number: 10,
+        action: 'synchronize',
+        headSha: await realSha('pr-fork'),
+        fork: true,
+      }),
+    );
+    expect([same.statusCode, fork.statusCode]).toEqual([202, 202]);
+    expect(await builds.getBuild({ repo: 'octo/other', number: 1 })).toMatchObject({ pr: 9, trusted: true });
+    expect(await builds.getBuild({ repo: 'octo/other', number: 2 })).toMatchObject({
+      pr: 10,
+      trusted: false,
+      fork: true,
+    });
+    expect((await builds.latestBuildOf('octo/other', { pr: 10 }))?.number).toBe(2);
+  });
+
+  it('answers ping with 200 and ignores other events and actions with the reason, writing nothing', async () => {
+    const before = lambda.invocations.length;
+    const ping = await deliver('ping', examplePayload('ping'));
+    expect(ping.statusCode).toBe(200);
+    const issues = await deliver('issues', examplePayload('issues'));
+    expect(issues).toMatchObject({
+      statusCode: 202,
+      json: { ignored: true, reason: '"issues" events do not start builds' },
+    });
+    const closed = await deliver(
+      'pull_request',
+      pullRequestPayload({ repo: 'octo/app', number: 3, action: 'closed' }),
+    );
+    expect(closed.json).toEqual({ ignored: true, reason: 'pull_request "closed" does not start builds' });
+    const skipped = await deliver(
+      'push',
+      pushPayload({ repo: 'octo/app', branch: 'main', message: 'Typo [skip ci]', sha: fakeSha('skip') }),
+    );
+    expect(skipped.json).toEqual({ ignored: true, reason: 'the commit message asks to skip CI ([skip ci])' });
+    expect(github.statusesFor('octo/app', fakeSha('skip'))).toEqual([]);
+    expect(lambda.invocations.length).toBe(before);
+    expect(await builds.getDelivery(skipped.deliveryId)).toBeUndefined();
+  });
+
+  it('refuses a bad signature with 401 and writes, calls and invokes nothing', async () => {
+    const requestsBefore = github.requests.length;
+    const invocationsBefore = lambda.invocations.length;
+    const sha = await realSha('bad-signature');
+    const response = await deliver('push', pushPayload({ repo: 'octo/app', branch: 'main', sha }), {
+      signature: 'wrong',
+    });
+    expect(response.statusCode).toBe(401);
+    expect(response.json.error).toMatch(/does not match/);
+    expect(await builds.buildsOfCommit('octo/app', sha)).toEqual([]);
+    expect(github.requests.length).toBe(requestsBefore);
+    expect(lambda.invocations.length).toBe(invocationsBefore);
+    expect(
+      logger.entries.some((entry) => entry.message === 'webhook rejected' && entry.fields.status === 401),
+    ).toBe(true);
+  });
+
+  it('answers 400 for a malformed body and 405 for other methods', async () => {
+    const malformed = await handler({
+      rawPath: '/webhook',
+      headers: { 'content-type': 'application/json', 'x-hub-signature-256': 'sha256=00' },
+      body: '{',
+      requestContext: { http: { method: 'POST' } },
+    });
+    expect(malformed.statusCode).toBe(401); // unsigned garbage is refused before it is parsed
+    const get = await handler({ rawPath: '/webhook', requestContext: { http: { method: 'GET' } } });
+    expect(get.statusCode).toBe(405);
+  });
+
+  it('queues a redelivered webhook once', async () => {
+    const payload = pushPayload({ repo: 'octo/app', branch: 'redeliver', sha: fakeSha('redeliver') });
+    const first = await deliver('push', payload, { deliveryId: 'redelivery-1' });
+    const again = await deliver('push', payload, { deliveryId: 'redelivery-1' });
+    expect(first.json).toMatchObject({ queued: true });
+    expect(again.statusCode).toBe(202);
+    expect(again.json).toMatchObject({ duplicate: true, number: first.json.number, state: 'queued' });
+    expect(await builds.buildsOfCommit('octo/app', fakeSha('redeliver'))).toHaveLength(1);
+    expect(
+      lambda.invocations.filter(
+        (i) =>
+          (i.payload as { number: number }).number === first.json.number &&
+          (i.payload as { repo: string }).repo === 'octo/app',
+      ),
+    ).toHaveLength(1);
+  });
+
+  it('queues concurrent copies of one delivery once', async () => {
+    const payload = pushPayload({ repo: 'octo/app', branch: 'race', sha: fakeSha('race') });
+    const delivery = await signedDelivery(SECRET, 'push', payload, { deliveryId: 'race-delivery' });
+    const event = {
+      rawPath: '/webhook',
+      headers: delivery.headers,
+      body: delivery.body,
+      requestContext: { http: { method: 'POST' } },
+    };
+    const results = await Promise.all(Array.from({ length: 8 }, () => handler(event)));
+    expect(results.every((result) => result.statusCode === 202)).toBe(true);
+    expect(await builds.buildsOfCommit('octo/app', fakeSha('race'))).toHaveLength(1);
+  });
+
+  it('finishes a delivery whose earlier attempt crashed after the guard, on redelivery', async () => {
+    const sha = await realSha('crash-after-guard');
+    // The earlier attempt allocated a number and wrote the guard, then died.
+    const number = await builds.allocateNumber('octo/crash');
+    await builds.claimDelivery('crashed-1', { repo: 'octo/crash', number }, Date.now() + 60_000);
+    const response = await deliver('push', pushPayload({ repo: 'octo/crash', branch: 'main', sha }), {
+      deliveryId: 'crashed-1',
+    });
+    expect(response.json).toMatchObject({ queued: true, number });
+    expect(await builds.getBuild({ repo: 'octo/crash', number })).toMatchObject({ state: 'queued', sha });
+    expect(invocationsFor('octo/crash').map((i) => i.payload)).toEqual([
+      { kind: 'build', repo: 'octo/crash', number },
+    ]);
+    expect(logger.entries.some((entry) => entry.message.startsWith('resuming a delivery'))).toBe(true);
+  });
+
+  it('invokes the builder on redelivery when the earlier attempt died before invoking', async () => {
+    const sha = await realSha('crash-before-invoke');
+    const payload = pushPayload({ repo: 'octo/crash', branch: 'second', sha });
+    const number = await builds.allocateNumber('octo/crash');
+    await builds.claimDelivery('crashed-2', { repo: 'octo/crash', number }, Date.now() + 60_000);
+    const built = (await signedDelivery(SECRET, 'push', payload)).body;
+    expect(built).toContain(sha);
+    const response = await deliver('push', payload, { deliveryId: 'crashed-2' });
+    expect(response.json).toMatchObject({ queued: true, number });
+    const again = await deliver('push', payload, { deliveryId: 'crashed-2' });
+    expect(again.json).toMatchObject({ duplicate: true, number });
+    expect(
+      invocationsFor('octo/crash').filter((i) => (i.payload as { number: number }).number === number),
+    ).toHaveLength(1);
+  });
+
+  it('takes the build policy from the settings store', async () => {
+    await settings.update(repoScope('octo/forks-off'), () => ({ build: { pullRequests: { forks: false } } }));
+    const response = await deliver(
+      'pull_request',
+      pullRequestPayload({ repo: 'octo/forks-off', number: 1, action: 'opened', fork: true }),
+    );
+    expect(response.json).toEqual({
+      ignored: true,
+      reason: 'pull requests from forks are not built (settings: build.pullRequests.forks)',
+    });
+    expect(await builds.listBuilds('octo/forks-off')).toEqual([]);
+  });
+
+  it('still queues and invokes when GitHub answers 500, and logs why', async () => {
+    const sha = await realSha('github-down');
+    github.failNext({ mode: '500', times: 10, path: /\/statuses\// });
+    const response = await deliver('push', pushPayload({ repo: 'octo/down', branch: 'main', sha }));
+    expect(response.json).toMatchObject({ queued: true, number: 1 });
+    expect(invocationsFor('octo/down')).toHaveLength(1);
+    expect(github.statusesFor('octo/down', sha)).toEqual([]);
+    const warning = logger.entries.find(
+      (entry) =>
+        entry.message.startsWith('could not set the pending status') && entry.fields.build === 'octo/down#1',
+    );
+    expect(warning?.level).toBe('warn');
+    expect(JSON.stringify(warning?.fields.error)).toMatch(/Could not set the pending status of octo\/down/);
+  });
+
+  it('answers within the intake budget when GitHub is slow', async () => {
+    const sha = await realSha('github-slow');
+    github.failNext({ mode: 'slow', delayMs: 8000, times: 5, path: /\/statuses\// });
+    const started = Date.now();
+    const response = await deliver('push', pushPayload({ repo: 'octo/slow', branch: 'main', sha }));
+    const elapsed = Date.now() - started;
+    expect(response.json).toMatchObject({ queued: true });
+    expect(elapsed).toBeLessThan(8000); // GitHub gives up on a delivery after 10 s
+    expect(invocationsFor('octo/slow')).toHaveLength(1);
+  });
+
+  it('ends the build as error, with that status on GitHub, when the builder cannot be invoked', async () => {
+    const sha = await realSha('invoke-fails');
+    lambda.failNext({ kind: 'notFound404' }, 3);
+    const response = await deliver('push', pushPayload({ repo: 'octo/app', branch: 'broken', sha }));
+    expect(response.statusCode).toBe(502);
+    expect(response.json).toMatchObject({
+      state: 'error',
+      error: expect.stringMatching(/could not start the builder/),
+    });
+    const [build] = await builds.buildsOfCommit('octo/app', sha);
+    expect(build).toMatchObject({
+      state: 'error',
+      description: expect.stringMatching(/could not start the builder/),
+    });
+    expect(build?.events.map((event) => event.to)).toEqual(['queued', 'error']);
+    expect(github.statusesFor('octo/app', sha).map((status) => status.state)).toEqual(['error', 'pending']);
+    expect(github.statusesFor('octo/app', sha)[0]?.description).toMatch(
+      /^Build #\d+ could not start the builder/,
+    );
+  });
+});
+
+describe('webhook handler in several processes', () => {
+  it('gives 50 concurrent webhooks for one repo 50 distinct build numbers', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'lambkin-webhooks-'));
+    const processes = 5;
+    const perProcess = 10;
+    const files: string[] = [];
+    for (let p = 0; p < processes; p++) {
+      const deliveries = [];
+      for (let i = 0; i < perProcess; i++) {
+        const sha = await realSha(`busy-${p}-${i}`);
+        deliveries.push(
+          await signedDelivery(SECRET, 'push', pushPayload({ repo: 'octo/busy', branch: `b${p}-${i}`, sha })),
+        );
+      }
+      const file = join(folder, `deliveries-${p}.json`);
+      writeFileSync(file, JSON.stringify(deliveries));
+      files.push(file);
+    }
+    const env = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test',
+      AWS_REGION: 'us-east-1',
+      AWS_ENDPOINT_URL_DYNAMODB: storage.backend.dynamodbEndpoint,
+      AWS_ENDPOINT_URL_LAMBDA: lambda.endpoint,
+      GITHUB_API_URL: github.url,
+      GITHUB_TOKEN: 'intake-token',
+      LAMBKIN_WEBHOOK_SECRET: SECRET,
+      LAMBKIN_BUILDS_TABLE: storage.buildsTable,
+      LAMBKIN_SETTINGS_TABLE: storage.settingsTable,
+      LAMBKIN_BUILDER_FUNCTION: BUILDER,
+      LAMBKIN_PUBLIC_URL: PUBLIC_URL,
+    };
+    const run = promisify(execFile);
+    const outputs = await Promise.all(
+      files.map((file) =>
+        run(process.execPath, ['--import', 'tsx', 'tests/support/webhook-worker.ts', file], {
+          env,
+          maxBuffer: 1 << 24,
+        }),
+      ),
+    );
+    rmSync(folder, { recursive: true, force: true });
+    const responses = outputs.flatMap(
+      (output) =>
+        JSON.parse(output.stdout.trim().split('\n').pop() ?? '[]') as { statusCode: number; body: string }[],
+    );
+    expect(responses).toHaveLength(50);
+    expect(responses.filter((response) => response.statusCode !== 202)).toEqual([]);
+    const numbers = responses.map((response) => (JSON.parse(response.body) as { number: number }).number);
+    expect(new Set(numbers).size).toBe(50);
+    expect([...numbers].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect((await builds.listBuilds('octo/busy', { limit: 100 })).length).toBe(50);
+    expect(invocationsFor('octo/busy')).toHaveLength(50);
+  }, 120_000);
+});

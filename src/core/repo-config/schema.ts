@@ -1,0 +1,265 @@
+/**
+ * The repository config's keys: TypeScript types and the JSON schema (published as
+ * schema/lambkin.schema.json; a test keeps the two identical). Adding a key means adding it to the
+ * interface, to `ENTRY_PROPERTIES` or `TOP_ONLY_PROPERTIES`, and to docs/configuration.md.
+ *
+ * `errorMessage` on a schema node is the phrase used when a value fails there ("must be …"); editors
+ * that understand the keyword show it too, the others ignore it.
+ */
+
+/** Whole-build limit when nothing sets `timeout`. */
+export const DEFAULT_TIMEOUT_SECONDS = 600;
+/**
+ * Highest `timeout` accepted. Lambda stops any function at 900 s; the builder needs the rest of that
+ * for fetching the source, uploading logs and reporting the result.
+ */
+export const MAX_TIMEOUT_SECONDS = 840;
+/** Config files (and package.json) larger than this are refused unread. */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
+/** Variables the runner sets for every build; `env` may not override them. */
+export const RESERVED_ENV_NAMES: readonly string[] = [
+  'CI',
+  'HOME',
+  'PATH',
+  'PWD',
+  'SHELL',
+  'LAMBKIN',
+  'LAMBCI',
+];
+/** Name prefixes of the build variables (`LAMBKIN_SHA`, `LAMBCI_COMMIT`, …); reserved as well. */
+export const RESERVED_ENV_PREFIXES: readonly string[] = ['LAMBKIN_', 'LAMBCI_'];
+
+/** A shell command (run with `bash -c`) or a list of them; `[]` skips the step. */
+export type Commands = string | string[];
+/** Numbers and booleans are turned into strings (`3` → `"3"`, `true` → `"true"`). */
+export type EnvValue = string | number | boolean;
+
+/** Keys allowed at the top level and in a `branches` or `pullRequests` entry. */
+export interface BuildOverrides {
+  install?: Commands;
+  test?: Commands;
+  deploy?: Commands;
+  env?: Record<string, EnvValue>;
+  /** Whole build, in seconds. */
+  timeout?: number;
+  git?: { depth?: number };
+  /** A semver range the runner's Node.js must satisfy. */
+  node?: string;
+  /** `false` skips the build (typically in a `branches` entry). */
+  build?: boolean;
+  /** `false` keeps the settings store's secretEnv away from this build's commands. */
+  secrets?: boolean;
+}
+
+/** What a `.lambkin.json` file (or the `"lambkin"` key of package.json) may contain. */
+export interface RepoConfigInput extends BuildOverrides {
+  /** Lets editors find the schema; ignored by Lambkin. */
+  $schema?: string;
+  /** Per-branch overrides; keys are exact names, globs or `/regex/` (a leading `!` negates). */
+  branches?: Record<string, BuildOverrides>;
+  /** Overrides for pull request builds. */
+  pullRequests?: BuildOverrides;
+  /** Branches whose pushes run `deploy` (globs). Default: the repository's default branch. */
+  deployBranches?: string | string[];
+  /** Tags whose pushes run `deploy` (globs). Default: none. */
+  deployTags?: string | string[];
+  /** Build tag pushes. Default off. */
+  tags?: boolean;
+}
+
+/** The settings store's `config`: the repository keys plus the operator-only `allowConfigOverrides`. */
+export interface SettingsConfigInput extends RepoConfigInput {
+  /** `false`: repository files are ignored; a list: only these keys may come from them. */
+  allowConfigOverrides?: boolean | string[];
+}
+
+const commandsRef = (description: string) => ({ $ref: '#/$defs/commands', description });
+
+/** Keys shared by the top level and the `branches` / `pullRequests` entries. */
+const ENTRY_PROPERTIES = {
+  install: commandsRef(
+    'Commands that install dependencies. Default: `npm ci` (`npm install` without a lockfile).',
+  ),
+  test: commandsRef('Commands that test the build. Default: `npm test`.'),
+  deploy: commandsRef(
+    'Commands run after a successful test, only on pushes to deployBranches (or deployTags). Default: none.',
+  ),
+  env: { $ref: '#/$defs/env' },
+  timeout: {
+    description: `Time limit of the whole build in seconds (1 to ${MAX_TIMEOUT_SECONDS}). Default: ${DEFAULT_TIMEOUT_SECONDS}.`,
+    type: 'integer',
+    minimum: 1,
+    maximum: MAX_TIMEOUT_SECONDS,
+    errorMessage: `must be a whole number of seconds from 1 to ${MAX_TIMEOUT_SECONDS}`,
+  },
+  git: {
+    description: 'How the source is fetched. Default: a tarball of the commit, without history.',
+    type: 'object',
+    properties: {
+      depth: {
+        description: 'Clone with git, keeping this many commits of history, instead of fetching a tarball.',
+        type: 'integer',
+        minimum: 1,
+        errorMessage: 'must be a whole number of commits, 1 or more',
+      },
+    },
+    additionalProperties: false,
+    errorMessage: 'must be an object such as {"depth": 50}',
+  },
+  node: {
+    description: 'Semver range the Node.js of the runner must satisfy, such as ">=20". Default: any.',
+    type: 'string',
+    minLength: 1,
+    maxLength: 256,
+    errorMessage: 'must be a semver range such as ">=20"',
+  },
+  build: {
+    description: 'Set false to skip the build (usually in a branches or pullRequests entry). Default: true.',
+    type: 'boolean',
+    errorMessage: 'must be true or false',
+  },
+  secrets: {
+    description:
+      "Set false to keep the settings store's secret variables away from this build. Untrusted builds never get them. Default: true.",
+    type: 'boolean',
+    errorMessage: 'must be true or false',
+  },
+} as const;
+
+const TOP_ONLY_PROPERTIES = {
+  $schema: {
+    description: 'Where editors find this schema; ignored by Lambkin.',
+    type: 'string',
+    errorMessage: 'must be a string',
+  },
+  branches: {
+    description:
+      'Overrides for pushes to matching branches: an exact name first, else the first matching glob or /regex/ (a leading ! negates).',
+    type: 'object',
+    propertyNames: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 256,
+      errorMessage: 'must be a branch name, glob or /regex/ of at most 256 characters',
+    },
+    additionalProperties: { $ref: '#/$defs/entry' },
+    errorMessage: 'must be an object of branch patterns to overrides',
+  },
+  pullRequests: {
+    $ref: '#/$defs/entry',
+    description: 'Overrides for pull request builds.',
+  },
+  deployBranches: {
+    $ref: '#/$defs/patterns',
+    description: "Branches (names or globs) whose pushes deploy. Default: the repository's default branch.",
+  },
+  deployTags: {
+    $ref: '#/$defs/patterns',
+    description: 'Tags (names or globs) whose pushes deploy; needs "tags": true. Default: none.',
+  },
+  tags: {
+    description: 'Build tag pushes. Default: false.',
+    type: 'boolean',
+    errorMessage: 'must be true or false',
+  },
+} as const;
+
+const NOT_CONTAINING_NUL = { not: { type: 'string', pattern: '\\u0000' } } as const;
+
+/** The published JSON schema of `.lambkin.json` (and of the `"lambkin"` key of package.json). */
+export const REPO_CONFIG_SCHEMA = {
+  $schema: 'https://json-schema.org/draft/2020-12/schema',
+  title: 'Lambkin repository config',
+  description:
+    'Build settings of a repository: .lambkin.json, or the "lambkin" key of package.json. See docs/configuration.md.',
+  type: 'object',
+  properties: { ...ENTRY_PROPERTIES, ...TOP_ONLY_PROPERTIES },
+  additionalProperties: false,
+  errorMessage: 'must be a JSON object of settings',
+  $defs: {
+    commands: {
+      type: ['string', 'array'],
+      pattern: '\\S',
+      ...NOT_CONTAINING_NUL,
+      maxItems: 100,
+      items: {
+        type: 'string',
+        pattern: '\\S',
+        ...NOT_CONTAINING_NUL,
+        errorMessage: 'must be a command (a non-empty string)',
+      },
+      errorMessage: 'must be a command or a list of commands',
+    },
+    env: {
+      description:
+        'Variables for every command. Numbers and true/false become strings. CI, HOME, PATH, PWD, SHELL, LAMBKIN*, LAMBCI* are reserved.',
+      type: 'object',
+      propertyNames: {
+        type: 'string',
+        allOf: [
+          {
+            pattern: '^[A-Za-z_][A-Za-z0-9_]*$',
+            maxLength: 256,
+            errorMessage: 'must be a variable name: letters, digits and _, not starting with a digit',
+          },
+          {
+            not: {
+              anyOf: [
+                { enum: [...RESERVED_ENV_NAMES] },
+                { pattern: `^(${RESERVED_ENV_PREFIXES.join('|')})` },
+              ],
+            },
+            errorMessage: 'is reserved: Lambkin sets it for every build',
+          },
+        ],
+      },
+      additionalProperties: {
+        type: ['string', 'number', 'boolean'],
+        ...NOT_CONTAINING_NUL,
+        errorMessage: 'must be a string, a number or true/false',
+      },
+      errorMessage: 'must be an object of variable names to values',
+    },
+    patterns: {
+      type: ['string', 'array'],
+      minLength: 1,
+      items: { type: 'string', minLength: 1, errorMessage: 'must be a name or glob (a non-empty string)' },
+      errorMessage: 'must be a name or glob, or a list of them',
+    },
+    entry: {
+      type: 'object',
+      properties: ENTRY_PROPERTIES,
+      additionalProperties: false,
+      errorMessage: `must be an object of overrides (${Object.keys(ENTRY_PROPERTIES).join(', ')})`,
+    },
+  },
+} as const;
+
+/** Keys a `branches` or `pullRequests` entry may set. */
+export const ENTRY_KEYS: readonly string[] = Object.keys(ENTRY_PROPERTIES);
+/** Keys of a repository config file. */
+export const REPO_CONFIG_KEYS: readonly string[] = Object.keys(REPO_CONFIG_SCHEMA.properties);
+
+/** The settings store's variant: the same schema plus `allowConfigOverrides`. */
+export const SETTINGS_CONFIG_SCHEMA = {
+  ...REPO_CONFIG_SCHEMA,
+  title: 'Lambkin settings store config',
+  properties: {
+    ...REPO_CONFIG_SCHEMA.properties,
+    allowConfigOverrides: {
+      description:
+        'false: repository config files are ignored; a list of keys: only those keys may come from them. Default: true.',
+      type: ['boolean', 'array'],
+      items: {
+        enum: REPO_CONFIG_KEYS.filter((key) => key !== '$schema'),
+        errorMessage: 'must be a config key such as "test"',
+      },
+      errorMessage: 'must be true, false or a list of config keys',
+    },
+  },
+} as const;
+
+export function isReservedEnvName(name: string): boolean {
+  return RESERVED_ENV_NAMES.includes(name) || RESERVED_ENV_PREFIXES.some((prefix) => name.startsWith(prefix));
+}

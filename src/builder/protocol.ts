@@ -1,0 +1,109 @@
+/**
+ * The contract between the builder's controller (trusted) and its runner (holds nothing of value).
+ * Everything here is JSON: in the cloud it travels as a Lambda invocation payload and result,
+ * locally over a child process's stdin and stdout.
+ */
+import type { BuildRequest, RepoName, StepResult } from '../core/build.js';
+
+/**
+ * An S3 presigned POST (browser-form upload) limited to one key prefix: the runner can upload any
+ * number of objects under its build's prefix, and nothing else, without holding credentials.
+ */
+export interface PresignedPost {
+  /** Form action URL. */
+  url: string;
+  /** Form fields to send before the file (policy, signature, …), except `key`. */
+  fields: Record<string, string>;
+  /** Every uploaded key must start with this. */
+  keyPrefix: string;
+  /** Largest object the policy accepts, in bytes. */
+  maxObjectBytes: number;
+  /** Epoch ms after which S3 refuses the form. */
+  expiresAt: number;
+}
+
+/** The build as the runner sees it: what it needs to run steps and set build variables. */
+export type RunnerBuild = Pick<
+  BuildRequest,
+  | 'repo'
+  | 'event'
+  | 'ref'
+  | 'sha'
+  | 'branch'
+  | 'tag'
+  | 'pr'
+  | 'baseBranch'
+  | 'fork'
+  | 'privateRepo'
+  | 'trusted'
+  | 'defaultBranch'
+  | 'author'
+  | 'commitTitle'
+  | 'htmlUrl'
+  | 'deliveryId'
+> & { number: number; queuedAt: number; startedAt: number };
+
+export interface RunnerInput {
+  kind: 'run';
+  build: RunnerBuild;
+  source: {
+    /** Short-lived archive URL resolved by the controller (no token needed). */
+    archiveUrl: string;
+    /** Clone URL for `git: {depth}` builds (public repositories). */
+    cloneUrl?: string;
+  };
+  /** Operator settings' config defaults (global merged with repo), below the repo's own files. */
+  settingsConfig: Record<string, unknown>;
+  /** Secret variables: empty for untrusted builds. */
+  secretEnv: Record<string, string>;
+  /** Where the log (chunks, tail, page) goes. */
+  logUpload: PresignedPost;
+  /** Log size limit in bytes (truncated in the middle past it). */
+  logLimitBytes: number;
+  /** Epoch ms by which the runner must have returned (its Lambda timeout minus a margin). */
+  deadlineAt: number;
+  /** The build's stable page (for LAMBKIN_LOG_URL and the page's links). */
+  buildUrl: string;
+}
+
+/** The runner's end states; `cancelled` is only ever set by the controller. */
+export type RunnerState = 'success' | 'failure' | 'error' | 'timed_out';
+
+export interface RunnerOutcome {
+  kind: 'outcome';
+  state: RunnerState;
+  /** One line for the commit status: which step failed, what timed out, what was wrong. */
+  description: string;
+  steps: StepResult[];
+  log: LogSummary;
+}
+
+/** What the runner uploaded, so the controller can assemble the final log. */
+export interface LogSummary {
+  /** Number of chunk objects (`chunks/000001.txt` …). */
+  chunks: number;
+  /** Bytes of log produced (before truncation). */
+  totalBytes: number;
+  /** Bytes dropped from the middle. */
+  truncatedBytes: number;
+  /** Whether `tail.txt` (marker + tail) was uploaded. */
+  tail: boolean;
+}
+
+/** Key layout under a build's log prefix (`logs/<owner>/<repo>/builds/<number>/`). */
+export const LOG_KEYS = {
+  chunk: (prefix: string, index: number): string => `${prefix}chunks/${String(index).padStart(6, '0')}.txt`,
+  chunksPrefix: (prefix: string): string => `${prefix}chunks/`,
+  tail: (prefix: string): string => `${prefix}tail.txt`,
+  log: (prefix: string): string => `${prefix}log.txt`,
+  page: (prefix: string): string => `${prefix}index.html`,
+} as const;
+
+/** Per-repository objects: latest pointers and badges. */
+export const REPO_KEYS = {
+  latest: (repo: RepoName): string => `logs/${repo}/latest.json`,
+  branchLatest: (repo: RepoName, branch: string): string =>
+    `logs/${repo}/branches/${encodeURIComponent(branch)}/latest.json`,
+  badge: (repo: RepoName, branch: string): string =>
+    `logs/${repo}/branches/${encodeURIComponent(branch)}/badge.svg`,
+} as const;

@@ -24,6 +24,12 @@ export interface LambkinConfig {
   webhookSecrets: string[];
   /** How long a queued build may wait for the builder before the sweeper ends it (seconds). */
   queueTimeoutSeconds: number;
+  /** Name or ARN of the runner function the controller invokes (LAMBKIN_RUNNER_FUNCTION). */
+  runnerFunction: string;
+  /** The runner's own time limit; the controller's is longer (LAMBKIN_RUNNER_TIMEOUT_SECONDS). */
+  runnerTimeoutSeconds: number;
+  /** Build log size limit; past it the middle is cut (LAMBKIN_LOG_LIMIT_BYTES). */
+  logLimitBytes: number;
 }
 
 export const DEFAULT_GITHUB_API_URL = 'https://api.github.com';
@@ -39,6 +45,9 @@ export const CONFIG_VARIABLES = {
   githubToken: 'GITHUB_TOKEN',
   webhookSecrets: 'LAMBKIN_WEBHOOK_SECRET',
   queueTimeoutSeconds: 'LAMBKIN_QUEUE_TIMEOUT_SECONDS',
+  runnerFunction: 'LAMBKIN_RUNNER_FUNCTION',
+  runnerTimeoutSeconds: 'LAMBKIN_RUNNER_TIMEOUT_SECONDS',
+  logLimitBytes: 'LAMBKIN_LOG_LIMIT_BYTES',
 } as const satisfies Record<keyof LambkinConfig, string>;
 
 const SECRET_KEYS: readonly (keyof LambkinConfig)[] = ['githubToken', 'webhookSecrets'];
@@ -67,11 +76,17 @@ export function loadConfig(env: Env, required: readonly (keyof LambkinConfig)[])
     }
     return value.replace(/\/+$/, '');
   };
-  const queueTimeoutText = text('queueTimeoutSeconds');
-  const queueTimeoutSeconds = queueTimeoutText ? Number(queueTimeoutText) : 20 * 60;
-  if (!Number.isInteger(queueTimeoutSeconds) || queueTimeoutSeconds <= 0) {
-    problems.push(`${CONFIG_VARIABLES.queueTimeoutSeconds} must be a whole number of seconds`);
-  }
+  const wholeNumber = (key: keyof LambkinConfig, fallback: number, unit: string): number => {
+    const raw = text(key);
+    const value = raw ? Number(raw) : fallback;
+    if (!Number.isInteger(value) || value <= 0) {
+      problems.push(`${CONFIG_VARIABLES[key]} must be a whole number of ${unit}`);
+    }
+    return value;
+  };
+  const queueTimeoutSeconds = wholeNumber('queueTimeoutSeconds', 20 * 60, 'seconds');
+  const runnerTimeoutSeconds = wholeNumber('runnerTimeoutSeconds', 14 * 60, 'seconds');
+  const logLimitBytes = wholeNumber('logLimitBytes', 4 * 1024 * 1024, 'bytes');
   const secrets = text('webhookSecrets')
     .split(',')
     .map((secret) => secret.trim())
@@ -86,6 +101,9 @@ export function loadConfig(env: Env, required: readonly (keyof LambkinConfig)[])
     githubToken: text('githubToken') || undefined,
     webhookSecrets: secrets,
     queueTimeoutSeconds,
+    runnerFunction: text('runnerFunction'),
+    runnerTimeoutSeconds,
+    logLimitBytes,
   };
   if (problems.length > 0) throw new ConfigurationError(problems);
   return config;

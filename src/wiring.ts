@@ -6,7 +6,11 @@
 import type { LambkinConfig } from './config.js';
 import { createAwsClients, type AwsClients } from './aws/clients.js';
 import { LambdaBuilderQueue } from './aws/builder-queue.js';
-import { createGitHubClient } from './github/client.js';
+import type { ControllerDependencies } from './builder/controller.js';
+import { LambdaRunnerInvoker, type RunnerInvoker } from './builder/runner-invoker.js';
+import { resolveArchiveUrl } from './github/archive.js';
+import { S3LogStore } from './store/logs.js';
+import { createGitHubClient, type GitHubClient } from './github/client.js';
 import { GitHubStatusReporter } from './github/statuses.js';
 import { WebhookVerifier } from './github/webhook.js';
 import { DynamoBuildStore } from './store/builds.js';
@@ -19,10 +23,7 @@ export function createIntakeDependencies(
   logger: Logger,
   clients: Pick<AwsClients, 'documents' | 'lambda'> = createAwsClients(),
 ): IntakeDependencies {
-  const octokit = createGitHubClient({
-    baseUrl: config.githubApiUrl,
-    ...(config.githubToken ? { token: config.githubToken } : {}),
-  });
+  const octokit = githubClientFor(config, logger);
   return {
     verifier: new WebhookVerifier(config.webhookSecrets),
     builds: new DynamoBuildStore(clients.documents, config.buildsTable),
@@ -32,5 +33,34 @@ export function createIntakeDependencies(
     logger,
     publicUrl: config.publicUrl,
     queueTimeoutMs: config.queueTimeoutSeconds * 1000,
+  };
+}
+
+function githubClientFor(config: LambkinConfig, logger: Logger): GitHubClient {
+  return createGitHubClient({
+    baseUrl: config.githubApiUrl,
+    ...(config.githubToken ? { token: config.githubToken } : {}),
+    logger,
+  });
+}
+
+export function createControllerDependencies(
+  config: LambkinConfig,
+  logger: Logger,
+  clients: Pick<AwsClients, 'documents' | 's3' | 'lambda'> = createAwsClients(),
+  runner: RunnerInvoker = new LambdaRunnerInvoker(clients.lambda, config.runnerFunction),
+): ControllerDependencies {
+  const octokit = githubClientFor(config, logger);
+  return {
+    builds: new DynamoBuildStore(clients.documents, config.buildsTable),
+    settings: new DynamoSettingsStore(clients.documents, config.settingsTable),
+    statuses: new GitHubStatusReporter(octokit),
+    logs: new S3LogStore(clients.s3, config.bucket),
+    archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },
+    runner,
+    logger,
+    publicUrl: config.publicUrl,
+    runnerTimeoutMs: config.runnerTimeoutSeconds * 1000,
+    logLimitBytes: config.logLimitBytes,
   };
 }

@@ -24,6 +24,9 @@ describe('process configuration', () => {
       githubToken: 'ghp_token',
       webhookSecrets: ['new-secret', 'old-secret'],
       queueTimeoutSeconds: 1200,
+      runnerFunction: '',
+      runnerTimeoutSeconds: 840,
+      logLimitBytes: 4194304,
     });
   });
 

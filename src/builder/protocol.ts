@@ -33,6 +33,7 @@ export type RunnerBuild = Pick<
   | 'tag'
   | 'pr'
   | 'baseBranch'
+  | 'headRepo'
   | 'fork'
   | 'privateRepo'
   | 'trusted'

@@ -1,0 +1,276 @@
+/**
+ * The builder's controller (trusted): claims a queued build, prepares what the runner needs
+ * (settings, the archive URL resolved with the token, a POST form for the build's log prefix),
+ * runs the runner, then records the result, writes the final log, page, badge and latest
+ * pointers, and sets the final commit status. It never runs build code.
+ */
+import type { BuildKey, BuildRecord, StepResult } from '../core/build.js';
+import { buildLabel } from '../core/build.js';
+import { buildPageUrl } from '../core/links.js';
+import { commitStateFor, type BuildState } from '../core/state-machine.js';
+import type { BuilderInvocation } from '../aws/builder-queue.js';
+import { FINAL_DELIVERY, INTAKE_DELIVERY, type StatusReporter } from '../github/statuses.js';
+import type { Logger } from '../logger.js';
+import type { BuildStore } from '../store/builds.js';
+import type { LogStore } from '../store/logs.js';
+import type { SettingsStore } from '../store/settings.js';
+import { TransitionRefusedError } from '../errors.js';
+import { renderBadge } from './logs/badge.js';
+import { renderLogPage } from './logs/page.js';
+import type { RunnerInput, RunnerOutcome } from './protocol.js';
+import { RunnerFailedError, type RunnerInvoker } from './runner-invoker.js';
+
+export interface ControllerDependencies {
+  builds: BuildStore;
+  settings: Pick<SettingsStore, 'effective'>;
+  statuses: StatusReporter;
+  logs: LogStore;
+  /** Resolves the commit's short-lived archive URL with the token (the runner never sees it). */
+  archives: { resolveArchiveUrl(repo: string, sha: string): Promise<string> };
+  runner: RunnerInvoker;
+  logger: Logger;
+  publicUrl: string;
+  /** The runner's own time limit: its deadline, and the build's deadline while it runs. */
+  runnerTimeoutMs: number;
+  logLimitBytes: number;
+  clock?: () => number;
+}
+
+/** Time after the runner's deadline for the controller to finish the log and report. */
+const FINISHING_MARGIN_MS = 60_000;
+/** The runner answers this much before its hard limit, so its outcome is never lost to the limit. */
+const RUNNER_ANSWER_MARGIN_MS = 15_000;
+
+export type ControllerResult =
+  | { ran: true; build: BuildRecord }
+  | { ran: false; reason: 'not found' | 'already claimed'; state?: BuildState };
+
+export async function runControllerBuild(
+  deps: ControllerDependencies,
+  invocation: BuilderInvocation,
+): Promise<ControllerResult> {
+  const clock = deps.clock ?? Date.now;
+  const key: BuildKey = { repo: invocation.repo, number: invocation.number };
+  const label = buildLabel(key);
+  const queued = await deps.builds.getBuild(key);
+  if (!queued) {
+    deps.logger.error('builder invoked for a build that does not exist', { build: label });
+    return { ran: false, reason: 'not found' };
+  }
+  let build: BuildRecord;
+  try {
+    build = await deps.builds.transition(key, {
+      from: 'queued',
+      to: 'running',
+      deadline: clock() + deps.runnerTimeoutMs + FINISHING_MARGIN_MS,
+    });
+  } catch (error) {
+    if (!(error instanceof TransitionRefusedError)) throw error;
+    // A retried or duplicate invocation: the build is someone else's (or already over).
+    deps.logger.info('build already claimed; nothing to do', { build: label, state: error.actual });
+    return { ran: false, reason: 'already claimed', ...(queued ? { state: queued.state } : {}) };
+  }
+  const url = buildPageUrl(deps.publicUrl, build);
+  deps.logger.info('build started', { build: label, sha: build.sha });
+  await reportStatus(deps, build, 'pending', `Build #${build.number} running`, url, 'running');
+  await deps.logs
+    .putPage(build.logPrefix, pageFor(build, '', true, url))
+    .catch((error: unknown) =>
+      deps.logger.warn('could not write the first log page', { build: label, error }),
+    );
+
+  const outcome = await runRunner(deps, build, url, clock);
+  return { ran: true, build: await finishBuild(deps, build, outcome, url) };
+}
+
+type Ending = {
+  state: RunnerOutcome['state'];
+  description: string;
+  steps: StepResult[];
+  /** Set when the runner did not finish: the controller's note at the end of the log. */
+  logNote?: string;
+};
+
+async function runRunner(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  url: string,
+  clock: () => number,
+): Promise<Ending> {
+  const label = buildLabel(build);
+  try {
+    const settings = await deps.settings.effective(build.repo);
+    const archiveUrl = await deps.archives.resolveArchiveUrl(build.repo, build.sha);
+    const startedAt = clock();
+    const deadlineAt = startedAt + deps.runnerTimeoutMs - RUNNER_ANSWER_MARGIN_MS;
+    const logUpload = await deps.logs.presignLogUpload(build, {
+      expiresInSeconds: Math.ceil((deps.runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000),
+      maxObjectBytes: Math.max(deps.logLimitBytes, 1024 * 1024) + 64 * 1024,
+    });
+    const input: RunnerInput = {
+      kind: 'run',
+      build: {
+        repo: build.repo,
+        number: build.number,
+        event: build.event,
+        ref: build.ref,
+        sha: build.sha,
+        ...(build.branch !== undefined ? { branch: build.branch } : {}),
+        ...(build.tag !== undefined ? { tag: build.tag } : {}),
+        ...(build.pr !== undefined ? { pr: build.pr } : {}),
+        ...(build.baseBranch !== undefined ? { baseBranch: build.baseBranch } : {}),
+        ...(build.headRepo !== undefined ? { headRepo: build.headRepo } : {}),
+        ...(build.defaultBranch !== undefined ? { defaultBranch: build.defaultBranch } : {}),
+        ...(build.commitTitle !== undefined ? { commitTitle: build.commitTitle } : {}),
+        ...(build.htmlUrl !== undefined ? { htmlUrl: build.htmlUrl } : {}),
+        fork: build.fork,
+        privateRepo: build.privateRepo,
+        trusted: build.trusted,
+        author: build.author,
+        deliveryId: build.deliveryId,
+        queuedAt: build.queuedAt,
+        startedAt: build.startedAt ?? startedAt,
+      },
+      source: { archiveUrl },
+      settingsConfig: settings.config,
+      // Untrusted builds (pull requests from forks) never receive secrets.
+      secretEnv: build.trusted ? settings.secretEnv : {},
+      logUpload,
+      logLimitBytes: deps.logLimitBytes,
+      deadlineAt,
+      buildUrl: url,
+    };
+    const outcome = await deps.runner.run(input);
+    return { state: outcome.state, description: outcome.description, steps: outcome.steps };
+  } catch (error) {
+    const timedOut = error instanceof RunnerFailedError && error.timedOut;
+    const message = error instanceof Error ? error.message : String(error);
+    deps.logger.error('the build did not complete normally', { build: label, error });
+    return {
+      state: timedOut ? 'timed_out' : 'error',
+      description: timedOut
+        ? `timed out after ${Math.round(deps.runnerTimeoutMs / 1000)} s (the runner's limit)`
+        : `build error: ${message}`,
+      steps: [],
+      logNote: `\n[lambkin] The build did not complete: ${message}`,
+    };
+  }
+}
+
+async function finishBuild(
+  deps: ControllerDependencies,
+  running: BuildRecord,
+  ending: Ending,
+  url: string,
+): Promise<BuildRecord> {
+  const label = buildLabel(running);
+  let finalText = '';
+  try {
+    finalText = await deps.logs.finalizeLog(running.logPrefix, ending.logNote);
+  } catch (error) {
+    deps.logger.error('could not assemble the final log', { build: label, error });
+  }
+  let build: BuildRecord;
+  try {
+    build = await deps.builds.transition(running, {
+      from: 'running',
+      to: ending.state,
+      reason: ending.description,
+      steps: ending.steps,
+    });
+  } catch (error) {
+    if (!(error instanceof TransitionRefusedError)) throw error;
+    // Ended meanwhile (cancelled, or swept as stuck): that state stands and was reported.
+    build = (await deps.builds.getBuild(running)) ?? running;
+    deps.logger.warn('the build ended elsewhere while it ran; keeping that state', {
+      build: label,
+      state: build.state,
+    });
+    await writeArtifacts(deps, build, finalText, url);
+    return build;
+  }
+  await writeArtifacts(deps, build, finalText, url);
+  await reportStatus(deps, build, commitStateFor(build.state), statusDescription(build), url, 'final');
+  deps.logger.info('build finished', { build: label, state: build.state, description: build.description });
+  return build;
+}
+
+/** GitHub has no timed_out or cancelled: those are `error` with a description that says which. */
+export function statusDescription(build: BuildRecord): string {
+  const what = build.description ?? build.state;
+  switch (build.state) {
+    case 'success':
+      return `Build #${build.number} ${what}`;
+    case 'failure':
+      return `Build #${build.number} failed: ${what}`;
+    case 'timed_out':
+      return `Build #${build.number} ${what.startsWith('timed out') ? what : `timed out: ${what}`}`;
+    case 'cancelled':
+      return `Build #${build.number} ${what.startsWith('cancelled') ? what : `cancelled: ${what}`}`;
+    default:
+      return `Build #${build.number} error: ${what}`;
+  }
+}
+
+async function writeArtifacts(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  log: string,
+  url: string,
+): Promise<void> {
+  const label = buildLabel(build);
+  const writes: Promise<void>[] = [deps.logs.putPage(build.logPrefix, pageFor(build, log, false, url))];
+  const pointer = {
+    number: build.number,
+    state: build.state,
+    url,
+    sha: build.sha,
+    at: build.endedAt ?? Date.now(),
+  };
+  if (build.pr === undefined) {
+    writes.push(deps.logs.putLatest(build.repo, build.branch ?? build.tag, pointer));
+    if (build.branch) writes.push(deps.logs.putBadge(build.repo, build.branch, renderBadge(build.state)));
+  }
+  const results = await Promise.allSettled(writes);
+  for (const result of results) {
+    if (result.status === 'rejected') {
+      deps.logger.error('could not write a log page, badge or pointer', {
+        build: label,
+        error: result.reason,
+      });
+    }
+  }
+}
+
+function pageFor(build: BuildRecord, log: string, running: boolean, url: string): string {
+  return renderLogPage({
+    build,
+    log,
+    running,
+    links: { raw: `${url}/log.txt`, ...(build.htmlUrl ? { github: build.htmlUrl } : {}) },
+  });
+}
+
+async function reportStatus(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  state: 'pending' | 'success' | 'failure' | 'error',
+  description: string,
+  url: string,
+  phase: 'running' | 'final',
+): Promise<void> {
+  try {
+    await deps.statuses.setStatus(
+      { repo: build.repo, sha: build.sha, state, description, targetUrl: url },
+      phase === 'final' ? FINAL_DELIVERY : INTAKE_DELIVERY,
+    );
+  } catch (error) {
+    // Never silent: the final status is retried within FINAL_DELIVERY; past that it is logged as an
+    // error naming the build, so an operator (or `lambkin rebuild`) can act.
+    deps.logger[phase === 'final' ? 'error' : 'warn'](`could not set the ${phase} commit status`, {
+      build: buildLabel(build),
+      state,
+      error,
+    });
+  }
+}

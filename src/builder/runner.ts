@@ -1,0 +1,254 @@
+/**
+ * The runner: everything that touches the build's code. It holds no credential of value: it gets
+ * a short-lived archive URL, a POST form for its own log prefix and (trusted builds only) the
+ * repository's secret variables, and returns the outcome. Steps get an environment built from
+ * scratch, never a copy of the runner's own.
+ */
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { StepResult } from '../core/build.js';
+import {
+  RepoConfigError,
+  buildVariables,
+  checkNodeVersion,
+  readRepoConfig,
+  resolveBuildConfig,
+  type ResolvedBuildConfig,
+} from '../core/repo-config.js';
+import { LambkinError } from '../errors.js';
+import { SourceFetchError } from './errors.js';
+import { formatBuildSummary, formatDuration, formatStepFooter, formatStepHeader } from './logs/format.js';
+import { renderLogPage } from './logs/page.js';
+import { createLogStream, type LogStream } from './logs/stream.js';
+import { PresignedUploader } from './logs/uploader.js';
+import type { RunnerInput, RunnerOutcome, RunnerState } from './protocol.js';
+import { fetchArchive, cloneCommit } from './source.js';
+import { runStep } from './steps.js';
+import { createWorkspace, sweepStaleWorkspaces, type Workspace } from './workspace.js';
+
+export interface RunnerOptions {
+  /** Parent of all work areas; `/tmp/lambkin` on Lambda. */
+  workRoot?: string;
+  /** PATH of the build steps (the runtime's, plus the layer's bin). */
+  path?: string;
+  /** Run steps as this user (the local stack, when started as root). */
+  stepUser?: { uid: number; gid: number };
+  clock?: () => number;
+}
+
+export const DEFAULT_WORK_ROOT = join(tmpdir(), 'lambkin');
+const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
+/** Kept free before the runner's deadline to close the log and answer. */
+const CLOSING_MARGIN_MS = 5_000;
+
+interface Verdict {
+  state: RunnerState;
+  description: string;
+}
+
+export async function runBuild(input: RunnerInput, options: RunnerOptions = {}): Promise<RunnerOutcome> {
+  const clock = options.clock ?? Date.now;
+  const started = clock();
+  const { build } = input;
+  const log = createLogStream({
+    uploader: new PresignedUploader(input.logUpload),
+    logPrefix: input.logUpload.keyPrefix,
+    limitBytes: input.logLimitBytes,
+    secrets: Object.values(input.secretEnv),
+    renderPage: (text) =>
+      renderLogPage({
+        build: { ...build, state: 'running' },
+        log: text,
+        running: true,
+        links: { raw: `${input.buildUrl}/log.txt`, ...(build.htmlUrl ? { github: build.htmlUrl } : {}) },
+      }),
+    onError: (error) => console.error(`log upload failed: ${error.message}`),
+  });
+  const writer = new LineAwareWriter(log);
+  const steps: StepResult[] = [];
+  let workspace: Workspace | undefined;
+  let verdict: Verdict;
+  try {
+    const workRoot = options.workRoot ?? DEFAULT_WORK_ROOT;
+    await sweepStaleWorkspaces(workRoot);
+    workspace = await createWorkspace(workRoot, { trusted: build.trusted, label: `${build.number}` });
+    writer.line(
+      `Lambkin build #${build.number} of ${build.repo} at ${build.sha}` +
+        (build.pr !== undefined ? ` (pull request #${build.pr}${build.fork ? ', from a fork' : ''})` : '') +
+        (build.branch ? ` on ${build.branch}` : build.tag ? ` for tag ${build.tag}` : ''),
+    );
+    const deadline = input.deadlineAt - CLOSING_MARGIN_MS;
+    const fetched = await fetchArchive(input.source.archiveUrl, workspace.checkout, {
+      timeoutMs: Math.max(deadline - clock(), 1),
+    });
+    writer.line(`Fetched the source: ${fetched.files} files in ${formatDuration(clock() - started)}`);
+
+    const config = resolveBuildConfig({
+      settingsConfig: input.settingsConfig,
+      repo: await readRepoConfig(workspace.checkout),
+      build,
+    });
+    writer.line(`Config: ${config.source.join(' < ')}`);
+    for (const warning of config.warnings) writer.line(`Warning: ${warning}`);
+    if (!config.build) {
+      verdict = {
+        state: 'success',
+        description: `Skipped: ${config.skipReason ?? 'build: false in the config'}`,
+      };
+      writer.line(verdict.description);
+    } else {
+      if (config.git.depth !== undefined)
+        await replaceWithClone(input, workspace, config, deadline, clock, writer);
+      checkNodeVersion(config.node);
+      const buildDeadline = Math.min(deadline, started + config.timeoutSeconds * 1000);
+      verdict = await runSteps(input, config, workspace, buildDeadline, options, writer, steps, clock);
+    }
+  } catch (error) {
+    verdict = verdictForError(error);
+    writer.line(`\nError: ${error instanceof RepoConfigError ? error.detail : verdict.description}`);
+  }
+  writer.raw(
+    formatBuildSummary({
+      state: verdict.state,
+      durationMs: clock() - started,
+      steps,
+      description: verdict.description,
+    }),
+  );
+  const summary = await log.close();
+  await workspace?.dispose();
+  return { kind: 'outcome', state: verdict.state, description: verdict.description, steps, log: summary };
+}
+
+async function runSteps(
+  input: RunnerInput,
+  config: ResolvedBuildConfig,
+  workspace: Workspace,
+  deadline: number,
+  options: RunnerOptions,
+  writer: LineAwareWriter,
+  steps: StepResult[],
+  clock: () => number,
+): Promise<Verdict> {
+  const { build } = input;
+  const env: Record<string, string> = {
+    PATH: options.path ?? process.env.PATH ?? DEFAULT_PATH,
+    LANG: 'C.UTF-8',
+    HOME: workspace.home,
+    TMPDIR: workspace.tmp,
+    npm_config_cache: workspace.npmCache,
+    npm_config_update_notifier: 'false',
+    npm_config_fund: 'false',
+    ...config.env,
+    ...buildVariables(build, { logUrl: input.buildUrl }),
+    ...(build.trusted && config.secrets ? input.secretEnv : {}),
+  };
+  const plan: [string, string[]][] = [
+    ['install', config.install],
+    ['test', config.test],
+  ];
+  if (config.deployAllowed && config.deploy.length > 0) plan.push(['deploy', config.deploy]);
+  else if (config.deploy.length > 0) writer.line(`Deploy skipped: ${deploySkipReason(build)}`);
+
+  for (const [phase, commands] of plan) {
+    for (const [index, command] of commands.entries()) {
+      const name = commands.length > 1 ? `${phase} ${index + 1}` : phase;
+      const remaining = deadline - clock();
+      if (remaining <= 0) {
+        return {
+          state: 'timed_out',
+          description: `timed out after ${config.timeoutSeconds} s before ${name}`,
+        };
+      }
+      writer.raw(formatStepHeader({ name, command }));
+      const run = await runStep(
+        { name, command, cwd: workspace.checkout, env, timeoutMs: remaining },
+        { onOutput: (chunk) => writer.output(chunk), ...(options.stepUser ?? {}) },
+      );
+      writer.raw(
+        formatStepFooter({
+          name,
+          exitCode: run.exitCode,
+          durationMs: run.durationMs,
+          timedOut: run.timedOut,
+        }),
+      );
+      steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
+      if (run.timedOut) {
+        return { state: 'timed_out', description: `timed out after ${config.timeoutSeconds} s in ${name}` };
+      }
+      if (run.exitCode !== 0) {
+        const how = run.exitCode === null ? `killed by ${run.signal ?? 'a signal'}` : `exit ${run.exitCode}`;
+        return { state: 'failure', description: `${name} failed (${how}): ${command}` };
+      }
+    }
+  }
+  const total = steps.reduce((sum, step) => sum + step.durationMs, 0);
+  return { state: 'success', description: `passed in ${formatDuration(total)}` };
+}
+
+function deploySkipReason(build: RunnerInput['build']): string {
+  if (build.pr !== undefined) return 'pull requests never deploy';
+  if (build.tag !== undefined) return `tag ${build.tag} is not a deploy tag`;
+  return `${build.branch ?? 'this branch'} is not a deploy branch`;
+}
+
+async function replaceWithClone(
+  input: RunnerInput,
+  workspace: Workspace,
+  config: ResolvedBuildConfig,
+  deadline: number,
+  clock: () => number,
+  writer: LineAwareWriter,
+): Promise<void> {
+  const url = input.source.cloneUrl;
+  if (!url) {
+    throw new SourceFetchError('git.depth needs the repository clone URL, which this build lacks.', {
+      code: 'CLONE_URL_MISSING',
+    });
+  }
+  await rm(workspace.checkout, { recursive: true, force: true });
+  const depth = config.git.depth ?? 1;
+  await cloneCommit({
+    url,
+    sha: input.build.sha,
+    destination: workspace.checkout,
+    depth,
+    timeoutMs: deadline - clock(),
+  });
+  writer.line(`Cloned ${input.build.sha} with history depth ${depth}`);
+}
+
+function verdictForError(error: unknown): Verdict {
+  if (error instanceof RepoConfigError) return { state: 'error', description: error.message };
+  if (error instanceof SourceFetchError) {
+    return { state: 'error', description: `could not fetch the source: ${error.message}` };
+  }
+  if (error instanceof LambkinError) return { state: 'error', description: error.message };
+  const message = error instanceof Error ? error.message : String(error);
+  return { state: 'error', description: `internal error in the runner: ${message}` };
+}
+
+/** Keeps Lambkin's own lines at the start of a line, whatever the build printed before them. */
+class LineAwareWriter {
+  private atLineStart = true;
+
+  constructor(private readonly log: LogStream) {}
+
+  output(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.log.write(chunk);
+    this.atLineStart = chunk[chunk.length - 1] === 0x0a;
+  }
+
+  raw(text: string): void {
+    if (!this.atLineStart) this.log.write('\n');
+    this.log.write(text);
+    this.atLineStart = text.endsWith('\n');
+  }
+
+  line(text: string): void {
+    this.raw(text + '\n');
+  }
+}

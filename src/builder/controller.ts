@@ -131,7 +131,7 @@ async function runRunner(
         queuedAt: build.queuedAt,
         startedAt: build.startedAt ?? startedAt,
       },
-      source: { archiveUrl },
+      source: { archiveUrl, ...(build.cloneUrl ? { cloneUrl: build.cloneUrl } : {}) },
       settingsConfig: settings.config,
       // Untrusted builds (pull requests from forks) never receive secrets.
       secretEnv: build.trusted ? settings.secretEnv : {},

@@ -216,8 +216,20 @@ async function replaceWithClone(
     destination: workspace.checkout,
     depth,
     timeoutMs: deadline - clock(),
+    allowedProtocols: cloneProtocolsFor(url),
   });
   writer.line(`Cloned ${input.build.sha} with history depth ${depth}`);
+}
+
+/** https everywhere; plain http only to this machine (the local stack's git server). */
+function cloneProtocolsFor(url: string): string[] {
+  try {
+    const { protocol, hostname } = new URL(url);
+    const loopback = hostname === 'localhost' || hostname === '[::1]' || hostname.startsWith('127.');
+    return protocol === 'http:' && loopback ? ['http'] : ['https'];
+  } catch {
+    return ['https'];
+  }
 }
 
 function verdictForError(error: unknown): Verdict {

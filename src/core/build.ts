@@ -41,6 +41,8 @@ export interface BuildRequest {
   commitTitle?: string;
   /** Link to the commit or PR on GitHub. */
   htmlUrl?: string;
+  /** The repository's clone URL (for `git: {depth}` builds). */
+  cloneUrl?: string;
   /** `X-GitHub-Delivery` of the webhook that asked for this build. */
   deliveryId: string;
 }

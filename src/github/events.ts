@@ -124,9 +124,14 @@ function interpretPullRequest(payload: Record<string, unknown>): EventInterpreta
   };
 }
 
-function defaultBranchOf(repository: Record<string, unknown>): { defaultBranch?: string } {
+/** What every build takes from `repository`: its default branch and clone URL. */
+function defaultBranchOf(repository: Record<string, unknown>): { defaultBranch?: string; cloneUrl?: string } {
   const value = optionalStringAt(repository, 'default_branch', 'repository.default_branch');
-  return value ? { defaultBranch: value } : {};
+  const cloneUrl = optionalStringAt(repository, 'clone_url', 'repository.clone_url');
+  return {
+    ...(value ? { defaultBranch: value } : {}),
+    ...(cloneUrl && /^https?:\/\//.test(cloneUrl) ? { cloneUrl } : {}),
+  };
 }
 
 function optionalUrl(url: string | undefined): { htmlUrl?: string } {

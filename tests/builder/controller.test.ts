@@ -24,6 +24,8 @@ import {
   type GitHubStandIn,
 } from '../support/github-server.js';
 import { failingProject, npmProject, passingProject } from '../support/npm-projects.js';
+import { gitHttpBackend, startArchiveServer } from '../support/archive-server.js';
+import { basename, dirname } from 'node:path';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
 
 const TOKEN = 'builder-test-token';
@@ -331,5 +333,67 @@ describe('builder', () => {
     const next = await build({ repo, sha: second });
     expect(first.log).toMatch(/\none\n/);
     expect(next.log).toMatch(/\ntwo\n/);
+  });
+
+  it('refuses to build when the runtime Node does not satisfy the config, saying so', async () => {
+    const { repo, sha } = await repository(
+      'node-version',
+      npmProject({ test: 'echo never' }, { '.lambkin.json': JSON.stringify({ node: '>=99' }) }),
+    );
+    const { build: done, log } = await build({ repo, sha });
+    expect(done.state).toBe('error');
+    expect(done.description).toMatch(/>=99/);
+    expect(done.description).toContain(process.versions.node);
+    expect(done.steps).toEqual([]);
+    expect(log).not.toContain('never');
+  });
+
+  it('never deploys after a failing test', async () => {
+    const files = npmProject(
+      { test: 'exit 3' },
+      { '.lambkin.json': JSON.stringify({ deploy: 'echo SHOULD-NOT-$((1+1))' }) },
+    );
+    const { repo, sha } = await repository('deploy-after-failure', files);
+    const { build: done, log } = await build({ repo, sha, branch: 'main' });
+    expect(done).toMatchObject({ state: 'failure', description: 'test failed (exit 3): npm test' });
+    expect(done.steps?.map((step) => step.name)).toEqual(['install', 'test']);
+    expect(log).not.toContain('SHOULD-NOT-2');
+  });
+
+  it('delivers the final status through GitHub server errors', async () => {
+    const { repo, sha } = await repository('final-status', npmProject({ test: 'sleep 2; echo done' }));
+    const queued = await queue({ repo, sha });
+    const running = runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
+    for (let i = 0; i < 40 && (await builds.getBuild(queued))?.state !== 'running'; i++) await sleep(100);
+    await sleep(500); // the running status is set; the next status is the final one
+    github.failNext({ mode: '500', times: 3, path: /\/statuses\// });
+    const result = await running;
+    expect(result.ran && result.build.state).toBe('success');
+    const statuses = github.statusesFor(repo, sha);
+    expect(statuses[0]).toMatchObject({ state: 'success' });
+    expect(github.pendingFaults()).toBe(0);
+    const attempts = github.requests.filter((request) => request.path === `/repos/${repo}/statuses/${sha}`);
+    expect(attempts.filter((request) => request.status === 500)).toHaveLength(3);
+  });
+
+  it('makes a shallow clone of the exact commit when the config asks for history', async () => {
+    const files = npmProject(
+      { test: 'echo "depth=$(git log --oneline | wc -l) head=$(git rev-parse HEAD)"' },
+      { '.lambkin.json': JSON.stringify({ git: { depth: 2 } }) },
+    );
+    const { repo, dir } = await repository('history', files);
+    await commitFiles(dir, { 'a.txt': 'a\n' }, 'Second');
+    const third = await commitFiles(dir, { 'b.txt': 'b\n' }, 'Third');
+    const git = await startArchiveServer();
+    try {
+      git.route('/git', gitHttpBackend(dirname(dir), '/git'));
+      const cloneUrl = git.url(`/git/${basename(dir)}/.git`);
+      const { build: done, log } = await build({ repo, sha: third, cloneUrl });
+      expect(done.state).toBe('success');
+      expect(log).toContain(`depth=2 head=${third}`);
+      expect(log).toContain(`Cloned ${third} with history depth 2`);
+    } finally {
+      await git.close();
+    }
   });
 });

@@ -396,4 +396,26 @@ describe('builder', () => {
       await git.close();
     }
   });
+
+  const asRoot = process.getuid?.() === 0;
+  (asRoot ? it : it.skip)('runs the runner as an unprivileged user when started as root', async () => {
+    const { repo, sha } = await repository(
+      'unprivileged',
+      npmProject({ test: 'echo "uid=$(id -u)"; cat /proc/1/environ' }),
+    );
+    const unprivileged: ControllerDependencies = {
+      ...deps,
+      runner: new ProcessRunnerInvoker({
+        user: { uid: 65534, gid: 65534 },
+        workRoot: '/tmp/lambkin-nobody-test',
+      }),
+    };
+    const queued = await queue({ repo, sha });
+    const result = await runControllerBuild(unprivileged, { kind: 'build', repo, number: queued.number });
+    const log = (await logs.readLog(queued.logPrefix)) ?? '';
+    expect(log).toContain('uid=65534');
+    // As another user the build cannot read other processes' environments.
+    expect(log).toMatch(/Permission denied/);
+    expect(result.ran && result.build.state).toBe('failure');
+  });
 });

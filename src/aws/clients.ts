@@ -14,6 +14,8 @@ export interface AwsClientOptions {
   endpoints?: { dynamodb?: string; s3?: string; lambda?: string };
   /** Attempts per call, first try included (SDK default 3). */
   maxAttempts?: number;
+  /** Fixed credentials (the local stack); otherwise the SDK's own credential chain. */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
   /** Time bounds of the Lambda client's HTTP requests. */
   lambdaHttp?: LambdaHttpOptions;
 }
@@ -50,6 +52,7 @@ export function createDynamoClients(
 ): Pick<AwsClients, 'dynamodb' | 'documents'> {
   const dynamodb = new DynamoDBClient({
     ...(options.region ? { region: options.region } : {}),
+    ...(options.credentials ? { credentials: options.credentials } : {}),
     ...(options.endpoints?.dynamodb ? { endpoint: options.endpoints.dynamodb } : {}),
     ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
   });
@@ -63,6 +66,7 @@ export function createS3Client(options: AwsClientOptions = {}): S3Client {
   const custom = isCustomS3Endpoint(options);
   return new S3Client({
     ...(options.region ? { region: options.region } : {}),
+    ...(options.credentials ? { credentials: options.credentials } : {}),
     ...(options.endpoints?.s3 ? { endpoint: options.endpoints.s3 } : {}),
     ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
     // S3-compatible servers want path-style URLs and do not speak the newer default checksums.
@@ -80,6 +84,7 @@ export function createLambdaClient(options: AwsClientOptions = {}): LambdaClient
   const http = options.lambdaHttp ?? {};
   return new LambdaClient({
     ...(options.region ? { region: options.region } : {}),
+    ...(options.credentials ? { credentials: options.credentials } : {}),
     ...(options.endpoints?.lambda ? { endpoint: options.endpoints.lambda } : {}),
     ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
     requestHandler: new NodeHttpHandler({

@@ -105,6 +105,35 @@ describe('Lambda Invoke API stand-in', () => {
     });
   });
 
+  it('retries a failing Event handler as the service does and records what reached on-failure', async () => {
+    let runs = 0;
+    server.setHandler('builder', async (_payload, context) => {
+      runs += 1;
+      throw new Error(`attempt ${context.attempt} failed`);
+    });
+
+    const response = await lambda.send(
+      new InvokeCommand({ FunctionName: 'builder', InvocationType: 'Event', Payload: encode({ n: 2 }) }),
+    );
+    await server.waitForIdle(2000);
+
+    expect(runs).toBe(3);
+    expect(server.invocations[0]).toMatchObject({
+      outcome: { status: 'failed', errorType: 'Error', errorMessage: 'attempt 3 failed' },
+      attempts: 3,
+    });
+    expect(server.failures).toEqual([
+      {
+        functionName: 'builder',
+        requestId: response.$metadata.requestId,
+        payload: { n: 2 },
+        attempts: 3,
+        error: { errorType: 'Error', errorMessage: 'attempt 3 failed' },
+      },
+    ]);
+    expect(server.logger.entries.map((entry) => entry.level)).toEqual(['warn', 'warn', 'error']);
+  });
+
   it('answers DryRun with 204 without running the function', async () => {
     let ran = false;
     server.setHandler('builder', async () => {
@@ -238,6 +267,9 @@ describe('Lambda Invoke API stand-in', () => {
       expect(decode(known.Payload)).toBe('ok');
       const error = await thrownBy(() => client.send(new InvokeCommand({ FunctionName: 'unknown' })));
       expect(error).toBeInstanceOf(ResourceNotFoundException);
+      strict.setHandler('known', undefined);
+      const forgotten = await thrownBy(() => client.send(new InvokeCommand({ FunctionName: 'known' })));
+      expect(forgotten).toBeInstanceOf(ResourceNotFoundException);
     } finally {
       client.destroy();
       await strict.close();

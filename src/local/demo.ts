@@ -1,0 +1,158 @@
+/**
+ * `npm start`: the whole pipeline on this machine in about a minute. Starts the embedded stack and
+ * a loopback GitHub stand-in, turns examples/demo-app into a git repository, sends a signed push
+ * and a signed pull request webhook, and prints each commit status as the builds go, then the
+ * log links. Exits 0 when both builds pass.
+ */
+import { appendFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isTerminal } from '../core/state-machine.js';
+import { buildPageUrl } from '../core/links.js';
+import type { BuildRecord } from '../core/build.js';
+import { createJsonLogger } from '../logger.js';
+import {
+  commitFiles,
+  createGitRepoFromDirectory,
+  startGitHubServer,
+  type CreatedStatus,
+} from './github-stand-in.js';
+import { pullRequestPayload, pushPayload, signedDelivery, type DemoRepository } from './demo-payloads.js';
+import { startLocalStack } from './stack.js';
+
+export interface DemoOptions {
+  write: (line: string) => void;
+  /** The example repository; default examples/demo-app of this checkout. */
+  exampleDir?: string;
+  /** Keep the data dir (for looking around afterwards). */
+  dataDir?: string;
+  timeoutMs?: number;
+}
+
+const DEMO_SECRET = 'lambkin-demo-secret';
+const DEMO_TOKEN = 'lambkin-demo-token';
+
+export function defaultExampleDir(): string {
+  // src/local/demo.ts (or dist/…) → the repository root's examples/demo-app
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'demo-app');
+}
+
+export async function runDemo(options: DemoOptions): Promise<number> {
+  const write = options.write;
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'lambkin-demo-')));
+  const logFile = join(dataDir, 'lambkin.log');
+  const started = Date.now();
+  const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s`;
+  const showStatus = (status: CreatedStatus) =>
+    write(
+      `${elapsed()}  GitHub status  ${status.repo}@${status.sha.slice(0, 7)}  ${status.state.padEnd(7)}  ${status.description ?? ''}`,
+    );
+
+  const github = await startGitHubServer({ token: DEMO_TOKEN, onStatus: showStatus });
+  const cleanups: (() => Promise<unknown>)[] = [() => github.close()];
+  try {
+    const example = options.exampleDir ?? defaultExampleDir();
+    const git = await createGitRepoFromDirectory(example, { message: 'Add the demo app', branch: 'main' });
+    cleanups.push(() => rm(git.dir, { recursive: true, force: true }));
+    const repo: DemoRepository = {
+      owner: 'lambkin-demo',
+      name: 'demo-app',
+      defaultBranch: 'main',
+      htmlBase: 'https://github.com',
+    };
+    github.addRepository({ owner: repo.owner, name: repo.name, gitDir: git.dir, defaultBranch: 'main' });
+    const readme = await readFile(join(example, 'README.md'), 'utf8');
+    const prSha = await commitFiles(
+      git.dir,
+      { 'README.md': `${readme}\nA change proposed in a pull request.\n` },
+      'Improve the README',
+    );
+
+    const stack = await startLocalStack({
+      dataDir,
+      port: 0,
+      githubApiUrl: github.url,
+      githubToken: DEMO_TOKEN,
+      webhookSecret: DEMO_SECRET,
+      retryDelaysMs: [500, 1000],
+      logger: createJsonLogger((line) => appendFileSync(logFile, line + '\n')),
+    });
+    cleanups.unshift(() => stack.stop());
+    write('Lambkin demo: the embedded local stack is up');
+    for (const [name, url] of Object.entries(stack.file.endpoints)) write(`  ${name.padEnd(9)}${url}`);
+    write(`  service log ${logFile}`);
+    write('');
+
+    const deliveries: [string, string, unknown][] = [
+      ['push to main', 'push', pushPayload(repo, 'main', '0'.repeat(40), git.sha, 'Add the demo app')],
+      [
+        'pull request #1',
+        'pull_request',
+        pullRequestPayload(
+          repo,
+          1,
+          { ref: 'improve-readme', sha: prSha },
+          { ref: 'main', sha: git.sha },
+          'Improve the README',
+        ),
+      ],
+    ];
+    const queued: { label: string; repo: string; number: number }[] = [];
+    for (const [label, event, payload] of deliveries) {
+      const delivery = await signedDelivery(DEMO_SECRET, event, payload);
+      const response = await fetch(stack.file.endpoints.webhook, {
+        method: 'POST',
+        headers: delivery.headers,
+        body: delivery.body,
+      });
+      const answer = (await response.json()) as { number?: number; error?: string };
+      write(
+        `${elapsed()}  webhook ${label}: HTTP ${response.status}${answer.number ? `, build #${answer.number} queued` : ''}`,
+      );
+      if (response.status !== 202 || answer.number === undefined)
+        throw new Error(`the webhook refused the ${label}: ${answer.error ?? response.status}`);
+      queued.push({ label, repo: `${repo.owner}/${repo.name}`, number: answer.number });
+    }
+
+    const finished = await waitForBuilds(stack.controller.builds, queued, options.timeoutMs ?? 5 * 60_000);
+    await stack.idle(30_000);
+    write('');
+    let passed = true;
+    for (const [index, build] of finished.entries()) {
+      const url = buildPageUrl(stack.file.publicUrl, build);
+      const page = await fetch(url);
+      write(`${queued[index]?.label}: build #${build.number} ${build.state} (${build.description ?? ''})`);
+      const steps = (build.steps ?? []).map(
+        (step) =>
+          `${step.name} ${step.exitCode === 0 ? 'ok' : `exit ${step.exitCode ?? 'killed'}`} ${step.durationMs} ms`,
+      );
+      write(`  steps     ${steps.join(', ')}`);
+      write(`  log page  ${url}  (HTTP ${page.status})`);
+      write(`  raw log   ${url}/log.txt`);
+      passed &&= build.state === 'success' && page.status === 200;
+    }
+    write('');
+    write(passed ? `Both builds passed in ${elapsed().trim()}.` : 'A build did not pass: see its log above.');
+    if (options.dataDir) write(`The stack's data is kept in ${dataDir}.`);
+    return passed ? 0 : 1;
+  } finally {
+    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+    if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function waitForBuilds(
+  builds: { getBuild(key: { repo: string; number: number }): Promise<BuildRecord | undefined> },
+  keys: { repo: string; number: number }[],
+  timeoutMs: number,
+): Promise<BuildRecord[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const current = await Promise.all(keys.map((key) => builds.getBuild(key)));
+    if (current.every((build) => build && isTerminal(build.state))) return current as BuildRecord[];
+    if (Date.now() > deadline) throw new Error(`the builds did not finish within ${timeoutMs / 1000} s`);
+    await new Promise((done) => setTimeout(done, 250));
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * `lambkin run`: builds a local working copy through the same builder code and config rules as
+ * the cloud (controller, runner process, S3 log), on a private embedded stack that lives as long
+ * as the run. Nothing is sent to GitHub.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { basename, join, relative, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { execFile } from 'node:child_process';
+import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { create as createTar } from 'tar';
+import { createAwsClients } from '../aws/clients.js';
+import { runControllerBuild, type ControllerDependencies } from '../builder/controller.js';
+import { ProcessRunnerInvoker } from '../builder/runner-invoker.js';
+import type { BuildRecord, BuildRequest } from '../core/build.js';
+import type { StatusReporter } from '../github/statuses.js';
+import type { Logger } from '../logger.js';
+import { DynamoBuildStore } from '../store/builds.js';
+import { S3LogStore } from '../store/logs.js';
+import { DynamoSettingsStore } from '../store/settings.js';
+import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
+import { LambkinError } from '../errors.js';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from './stack.js';
+import { startDynamoServer, startS3Server } from './storage-servers.js';
+
+export interface LocalRunOptions {
+  /** The working copy to build. */
+  path: string;
+  /** Where the log goes as it streams (stdout). */
+  write: (text: string) => void;
+  /** Let `deploy` run (a local run never deploys unless asked). */
+  deploy?: boolean;
+  /** Variables for the steps (`--env NAME=value`), on top of the repository's config. */
+  env?: Record<string, string>;
+  logLimitBytes?: number;
+  timeoutSeconds?: number;
+  logger: Logger;
+}
+
+export interface LocalRunResult {
+  repo: string;
+  number: number;
+  state: BuildRecord['state'];
+  description: string;
+  steps: NonNullable<BuildRecord['steps']>;
+  durationMs: number;
+  sha: string;
+  branch: string;
+}
+
+export class LocalRunError extends LambkinError {
+  constructor(message: string) {
+    super('LOCAL_RUN', message);
+  }
+}
+
+const run = promisify(execFile);
+const SKIPPED = new Set(['node_modules', '.git', '.lambkin']);
+
+/** GitHub never sees a local run: statuses go nowhere. */
+const NO_STATUSES: StatusReporter = { setStatus: async () => undefined };
+
+export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunResult> {
+  const path = resolve(options.path);
+  if (!(await stat(path).catch(() => undefined))?.isDirectory()) {
+    throw new LocalRunError(`${options.path} is not a folder: give the path of a working copy.`);
+  }
+  const work = await mkdtemp(join(tmpdir(), 'lambkin-run-'));
+  const cleanups: (() => Promise<unknown>)[] = [() => rm(work, { recursive: true, force: true })];
+  try {
+    const source = await describeSource(path);
+    const archive = join(work, 'source.tar.gz');
+    await createTar(
+      { gzip: true, cwd: path, prefix: 'local/', portable: true, file: archive },
+      await listFiles(path),
+    );
+    const served = await serveFile(archive);
+    cleanups.unshift(served.close);
+
+    const dynamo = await startDynamoServer();
+    cleanups.unshift(dynamo.stop);
+    const s3 = await startS3Server({ directory: join(work, 's3') });
+    cleanups.unshift(s3.stop);
+    const clients = createAwsClients({
+      region: LOCAL_REGION,
+      credentials: LOCAL_CREDENTIALS,
+      endpoints: { dynamodb: dynamo.endpoint, s3: s3.endpoint },
+    });
+    await clients.dynamodb.send(new CreateTableCommand(buildsTableDefinition('builds')));
+    await clients.dynamodb.send(new CreateTableCommand(settingsTableDefinition('settings')));
+    await clients.s3.send(new CreateBucketCommand({ Bucket: 'logs' }));
+    const builds = new DynamoBuildStore(clients.documents, 'builds');
+    const settings = new DynamoSettingsStore(clients.documents, 'settings');
+    if (options.env && Object.keys(options.env).length > 0) {
+      await settings.update({ kind: 'global' }, () => ({ config: { env: options.env } }));
+    }
+    const logs = new S3LogStore(clients.s3, 'logs');
+    const asRoot = process.getuid?.() === 0;
+    const deps: ControllerDependencies = {
+      builds,
+      settings,
+      statuses: NO_STATUSES,
+      logs,
+      archives: { resolveArchiveUrl: async () => served.url },
+      runner: new ProcessRunnerInvoker({
+        ...(asRoot ? { user: { uid: 65534, gid: 65534 } } : {}),
+        workRoot: join(tmpdir(), `lambkin-run-${asRoot ? 65534 : (process.getuid?.() ?? 'user')}`),
+      }),
+      logger: options.logger,
+      publicUrl: `file://${work}`,
+      runnerTimeoutMs: ((options.timeoutSeconds ?? 840) + 60) * 1000,
+      logLimitBytes: options.logLimitBytes ?? 4 * 1024 * 1024,
+    };
+    const request: BuildRequest = {
+      repo: `local/${basename(path).replace(/[^A-Za-z0-9._-]/g, '-') || 'project'}`,
+      event: 'push',
+      ref: `refs/heads/${source.branch}`,
+      sha: source.sha,
+      branch: source.branch,
+      // Deploys go to the default branch only: a local run deploys only when asked.
+      ...(options.deploy ? { defaultBranch: source.branch } : {}),
+      fork: false,
+      privateRepo: true,
+      trusted: true,
+      author: process.env.USER ?? 'local',
+      deliveryId: `local-${Date.now()}`,
+    };
+    const number = await builds.allocateNumber(request.repo);
+    const queued = await builds.putQueuedBuild(request, number, {
+      deadline: Date.now() + deps.runnerTimeoutMs,
+    });
+    const started = Date.now();
+    const follower = followLog(logs, queued.logPrefix, options.write);
+    const result = await runControllerBuild(deps, { kind: 'build', repo: request.repo, number });
+    await follower.stop();
+    if (!result.ran) throw new LocalRunError(`The build did not run: ${result.reason}.`);
+    return {
+      repo: request.repo,
+      number,
+      state: result.build.state,
+      description: result.build.description ?? result.build.state,
+      steps: result.build.steps ?? [],
+      durationMs: Date.now() - started,
+      sha: source.sha,
+      branch: source.branch,
+    };
+  } finally {
+    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+  }
+}
+
+/** The commit and branch of a git working copy; for anything else a content hash and `local`. */
+async function describeSource(path: string): Promise<{ sha: string; branch: string }> {
+  try {
+    const [{ stdout: sha }, { stdout: branch }] = await Promise.all([
+      run('git', ['-C', path, 'rev-parse', 'HEAD']),
+      run('git', ['-C', path, 'rev-parse', '--abbrev-ref', 'HEAD']),
+    ]);
+    return { sha: sha.trim(), branch: branch.trim() === 'HEAD' ? 'local' : branch.trim() };
+  } catch {
+    const hash = createHash('sha1').update(path).update(String(Date.now())).digest('hex');
+    return { sha: hash, branch: 'local' };
+  }
+}
+
+/**
+ * What a clone would hold plus the working changes: git's tracked and untracked-but-not-ignored
+ * files in a git working copy; otherwise every file but node_modules and .git.
+ */
+async function listFiles(path: string): Promise<string[]> {
+  try {
+    const { stdout } = await run(
+      'git',
+      ['-C', path, 'ls-files', '-z', '--cached', '--others', '--exclude-standard'],
+      {
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    );
+    const files = stdout.split('\0').filter(Boolean);
+    const present = await Promise.all(
+      files.map(async (file) => ((await stat(join(path, file)).catch(() => undefined)) ? file : '')),
+    );
+    return present.filter(Boolean);
+  } catch {
+    const files: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        if (SKIPPED.has(entry.name)) continue;
+        const full = join(dir, entry.name);
+        if (entry.isDirectory()) await walk(full);
+        else files.push(relative(path, full));
+      }
+    };
+    await walk(path);
+    return files;
+  }
+}
+
+async function serveFile(file: string): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = createServer((request, response) => {
+    if (request.url !== '/source.tar.gz') {
+      response.writeHead(404).end();
+      return;
+    }
+    response.writeHead(200, { 'content-type': 'application/gzip' });
+    createReadStream(file).pipe(response);
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/source.tar.gz`,
+    close: () =>
+      new Promise<void>((done) => {
+        server.closeAllConnections();
+        server.close(() => done());
+      }),
+  };
+}
+
+/** Prints the log as it reaches S3 (the runner uploads every two seconds while steps run). */
+export function followLog(
+  logs: Pick<S3LogStore, 'readLog'>,
+  prefix: string,
+  write: (text: string) => void,
+  intervalMs = 300,
+): { stop(): Promise<void> } {
+  let printed = '';
+  let stopped = false;
+  const print = async (): Promise<void> => {
+    const text = (await logs.readLog(prefix).catch(() => undefined)) ?? '';
+    if (text.startsWith(printed)) {
+      write(text.slice(printed.length));
+    } else {
+      // The kept tail was rewritten (a log past its limit): show the new tail after a marker.
+      const common = commonPrefixLength(printed, text);
+      write(`\n[… log truncated …]\n${text.slice(common)}`);
+    }
+    printed = text;
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      await print();
+      await new Promise((done) => setTimeout(done, intervalMs));
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+      await print();
+    },
+  };
+}
+
+function commonPrefixLength(a: string, b: string): number {
+  let index = 0;
+  while (index < a.length && index < b.length && a[index] === b[index]) index++;
+  return index;
+}

@@ -1,0 +1,288 @@
+/**
+ * The embedded local stack (`lambkin dev`): a DynamoDB-compatible and an S3-compatible server with
+ * their data under the data dir, and one HTTP server that answers the webhook, the Lambda Invoke
+ * API and the log viewer. The handlers are the cloud's: the webhook invokes the builder through
+ * `@aws-sdk/client-lambda` against this server, the builder function runs the controller, and the
+ * controller starts the runner as a separate process with a clean environment.
+ */
+import { mkdir, writeFile, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { CreateTableCommand, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { createAwsClients, type AwsClients } from '../aws/clients.js';
+import { runControllerBuild, type ControllerDependencies } from '../builder/controller.js';
+import { ProcessRunnerInvoker } from '../builder/runner-invoker.js';
+import { parseBuilderInvocation } from '../aws/builder-queue.js';
+import { loadConfig, type LambkinConfig } from '../config.js';
+import { handleWebhook, type IntakeDependencies } from '../core/intake.js';
+import { buildLabel } from '../core/build.js';
+import { commitStateFor } from '../core/state-machine.js';
+import { buildPageUrl } from '../core/links.js';
+import { INTAKE_DELIVERY } from '../github/statuses.js';
+import { normalizeHeaders } from '../http.js';
+import type { Logger } from '../logger.js';
+import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
+import { TransitionRefusedError } from '../errors.js';
+import { DynamoSettingsStore, GLOBAL_SCOPE, type SettingsStore } from '../store/settings.js';
+import { createControllerDependencies, createIntakeDependencies } from '../wiring.js';
+import { LocalLambdaService, type AsyncFailure } from './lambda-service.js';
+import { startDynamoServer, startS3Server, type RunningServer } from './storage-servers.js';
+import { serveLogViewer } from './log-viewer.js';
+
+export const STACK_FILE = 'stack.json';
+export const LOCAL_NAMES = {
+  buildsTable: 'lambkin-builds',
+  settingsTable: 'lambkin-settings',
+  bucket: 'lambkin-logs',
+  builderFunction: 'lambkin-builder',
+} as const;
+/** The local servers take any credentials; these keep the SDK from looking for real ones. */
+export const LOCAL_CREDENTIALS = { accessKeyId: 'lambkin-local', secretAccessKey: 'lambkin-local' };
+export const LOCAL_REGION = 'us-east-1';
+
+export interface LocalStackOptions {
+  dataDir: string;
+  /** Port of the webhook / Lambda / log viewer server; 0 picks a free one. Default 3000. */
+  port?: number;
+  host?: string;
+  githubApiUrl: string;
+  githubToken?: string;
+  webhookSecret: string;
+  /** Async builds running at once. */
+  concurrency?: number;
+  /** Run build steps as this user; default nobody (65534) when started as root. */
+  runnerUser?: { uid: number; gid: number } | null;
+  /** Async retry delays of the local Lambda service (Lambda: 1 min and 2 min; locally short). */
+  retryDelaysMs?: number[];
+  runnerTimeoutSeconds?: number;
+  logger: Logger;
+}
+
+export interface StackFile {
+  version: 1;
+  pid: number;
+  endpoints: { webhook: string; dynamodb: string; s3: string; lambda: string; logs: string };
+  tables: { builds: string; settings: string };
+  bucket: string;
+  builderFunction: string;
+  publicUrl: string;
+  region: string;
+}
+
+export interface LocalStack {
+  file: StackFile;
+  config: LambkinConfig;
+  clients: AwsClients;
+  controller: ControllerDependencies;
+  intake: IntakeDependencies;
+  /** Resolves once no build is queued or running in the local Lambda service. */
+  idle(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
+  const dataDir = resolve(options.dataDir);
+  const host = options.host ?? '127.0.0.1';
+  await mkdir(join(dataDir, 's3'), { recursive: true });
+  await mkdir(join(dataDir, 'dynamodb'), { recursive: true });
+  const servers: RunningServer[] = [];
+  const stopAll = async () => {
+    await Promise.allSettled(servers.map((server) => server.stop()));
+  };
+  try {
+    servers.push(await startDynamoServer({ path: join(dataDir, 'dynamodb'), host }));
+    servers.push(await startS3Server({ directory: join(dataDir, 's3'), host }));
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+  const [dynamo, s3] = servers as [RunningServer, RunningServer];
+
+  const http: Server = createServer();
+  await new Promise<void>((resolveListen, reject) => {
+    http.once('error', reject);
+    http.listen(options.port ?? 3000, host, () => resolveListen());
+  }).catch(async (error: NodeJS.ErrnoException) => {
+    await stopAll();
+    throw error.code === 'EADDRINUSE'
+      ? new Error(`Port ${options.port ?? 3000} is in use: pick another with --port.`)
+      : error;
+  });
+  const base = `http://${host}:${(http.address() as AddressInfo).port}`;
+
+  const config = loadConfig(
+    {
+      LAMBKIN_BUILDS_TABLE: LOCAL_NAMES.buildsTable,
+      LAMBKIN_SETTINGS_TABLE: LOCAL_NAMES.settingsTable,
+      LAMBKIN_BUCKET: LOCAL_NAMES.bucket,
+      LAMBKIN_BUILDER_FUNCTION: LOCAL_NAMES.builderFunction,
+      LAMBKIN_PUBLIC_URL: base,
+      GITHUB_API_URL: options.githubApiUrl,
+      ...(options.githubToken ? { GITHUB_TOKEN: options.githubToken } : {}),
+      LAMBKIN_WEBHOOK_SECRET: options.webhookSecret,
+      LAMBKIN_RUNNER_TIMEOUT_SECONDS: String(options.runnerTimeoutSeconds ?? 14 * 60),
+    },
+    ['webhookSecrets'],
+  );
+  const clients = createAwsClients({
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+    endpoints: { dynamodb: dynamo.endpoint, s3: s3.endpoint, lambda: base },
+  });
+  await ensureStorage(clients, config);
+
+  const runnerUser = options.runnerUser === undefined ? defaultRunnerUser() : options.runnerUser;
+  const runner = new ProcessRunnerInvoker({
+    ...(runnerUser ? { user: runnerUser } : {}),
+    workRoot: join('/tmp', `lambkin-runner-${runnerUser?.uid ?? process.getuid?.() ?? 'user'}`),
+  });
+  const controller = createControllerDependencies(config, options.logger, clients, runner);
+  await defaultForksOff(new DynamoSettingsStore(clients.documents, config.settingsTable));
+  const intake = createIntakeDependencies(config, options.logger, clients);
+
+  const lambda = new LocalLambdaService({
+    concurrency: options.concurrency ?? 2,
+    ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
+    logger: options.logger,
+    onFailure: (failure) => endFailedBuild(controller, failure),
+  });
+  lambda.register(LOCAL_NAMES.builderFunction, async (payload) =>
+    runControllerBuild(controller, parseBuilderInvocation(payload)),
+  );
+
+  http.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    if (lambda.handle(request, response)) return;
+    const path = new URL(request.url ?? '/', base).pathname;
+    if (path === '/webhook') {
+      void answerWebhook(intake, request, response);
+      return;
+    }
+    void serveLogViewer(controller.logs, controller.builds, request, response, base);
+  });
+
+  const file: StackFile = {
+    version: 1,
+    pid: process.pid,
+    endpoints: {
+      webhook: `${base}/webhook`,
+      dynamodb: dynamo.endpoint,
+      s3: s3.endpoint,
+      lambda: base,
+      logs: `${base}/builds`,
+    },
+    tables: { builds: config.buildsTable, settings: config.settingsTable },
+    bucket: config.bucket,
+    builderFunction: config.builderFunction,
+    publicUrl: base,
+    region: LOCAL_REGION,
+  };
+  await writeFile(join(dataDir, STACK_FILE), JSON.stringify(file, null, 2) + '\n');
+
+  return {
+    file,
+    config,
+    clients,
+    controller,
+    intake,
+    idle: (timeoutMs) => lambda.idle(timeoutMs),
+    stop: async () => {
+      await lambda.close();
+      http.closeAllConnections();
+      await new Promise<void>((done) => http.close(() => done()));
+      await stopAll();
+      await rm(join(dataDir, STACK_FILE), { force: true });
+    },
+  };
+}
+
+/**
+ * On a laptop, pull requests from forks would run strangers' code on the owner's machine: off
+ * unless the user turned them on (the setting is written, so `lambkin config get` shows it).
+ */
+async function defaultForksOff(store: SettingsStore): Promise<void> {
+  const global = await store.get(GLOBAL_SCOPE);
+  if (global?.build?.pullRequests?.forks !== undefined) return;
+  await store.update(GLOBAL_SCOPE, (current) => ({
+    ...current,
+    build: { ...current.build, pullRequests: { ...current.build?.pullRequests, forks: false } },
+  }));
+}
+
+/** Root should not run strangers' build steps: the runner drops to nobody. */
+function defaultRunnerUser(): { uid: number; gid: number } | null {
+  return process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : null;
+}
+
+async function ensureStorage(clients: AwsClients, config: LambkinConfig): Promise<void> {
+  for (const definition of [
+    buildsTableDefinition(config.buildsTable),
+    settingsTableDefinition(config.settingsTable),
+  ]) {
+    try {
+      await clients.dynamodb.send(new CreateTableCommand(definition));
+    } catch (error) {
+      if (!(error instanceof ResourceInUseException) && (error as Error).name !== 'ResourceInUseException')
+        throw error;
+    }
+  }
+  try {
+    await clients.s3.send(new CreateBucketCommand({ Bucket: config.bucket }));
+  } catch (error) {
+    const name = (error as Error).name;
+    if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw error;
+  }
+}
+
+async function answerWebhook(
+  intake: IntakeDependencies,
+  request: IncomingMessage,
+  response: ServerResponse,
+): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  const result = await handleWebhook(intake, {
+    method: request.method ?? 'GET',
+    path: '/webhook',
+    headers: normalizeHeaders(request.headers),
+    body: Buffer.concat(chunks).toString('utf8'),
+  });
+  response.writeHead(result.statusCode, result.headers).end(result.body);
+}
+
+/**
+ * The on-failure destination: the builder function failed every attempt (it crashed, or its
+ * dependencies were down), so the build ends as `error` and GitHub is told — never pending forever.
+ */
+export async function endFailedBuild(deps: ControllerDependencies, failure: AsyncFailure): Promise<void> {
+  let key;
+  try {
+    key = parseBuilderInvocation(failure.payload);
+  } catch {
+    deps.logger.error('an async invocation failed and is not a build', { failure });
+    return;
+  }
+  const reason = `the builder failed after ${failure.attempts} attempts: ${failure.error.errorMessage}`;
+  try {
+    const build = await deps.builds.transition(key, { from: ['queued', 'running'], to: 'error', reason });
+    await deps.statuses
+      .setStatus(
+        {
+          repo: build.repo,
+          sha: build.sha,
+          state: commitStateFor(build.state),
+          description: `Build #${build.number} error: ${reason}`,
+          targetUrl: buildPageUrl(deps.publicUrl, build),
+        },
+        INTAKE_DELIVERY,
+      )
+      .catch((error: unknown) =>
+        deps.logger.error('could not set the error status', { build: buildLabel(build), error }),
+      );
+    deps.logger.error('build ended as error by the on-failure hook', { build: buildLabel(build), reason });
+  } catch (error) {
+    if (!(error instanceof TransitionRefusedError)) throw error;
+    deps.logger.info('on-failure hook: the build already ended', { build: buildLabel(key) });
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The embedded stack in-process: its own Lambda Invoke API, storage under the data dir, the log
+ * viewer, and the on-failure hook. (tests/cli/dev.test.ts drives `lambkin dev` as a process.)
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  endFailedBuild,
+  startLocalStack,
+  STACK_FILE,
+  type LocalStack,
+  type StackFile,
+} from '../../src/local/stack.js';
+import { createMemoryLogger } from '../../src/logger.js';
+import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
+import { passingProject } from '../support/npm-projects.js';
+import { pushPayload, signedDelivery } from '../support/payloads.js';
+
+const SECRET = 'stack-test-secret';
+const TOKEN = 'stack-test-token';
+
+let github: GitHubStandIn;
+let dataDir: string;
+let gitDir: string;
+let sha: string;
+
+beforeAll(async () => {
+  github = await startGitHubServer({ token: TOKEN });
+  dataDir = mkdtempSync(join(tmpdir(), 'lambkin-stack-test-'));
+  const repo = await createGitRepo(passingProject());
+  gitDir = repo.dir;
+  sha = repo.sha;
+  github.addRepository({ owner: 'octo', name: 'local', gitDir });
+});
+
+afterAll(async () => {
+  await github.close();
+  rmSync(dataDir, { recursive: true, force: true });
+  rmSync(gitDir, { recursive: true, force: true });
+});
+
+function start(): Promise<LocalStack> {
+  return startLocalStack({
+    dataDir,
+    port: 0,
+    githubApiUrl: github.url,
+    githubToken: TOKEN,
+    webhookSecret: SECRET,
+    retryDelaysMs: [50, 50],
+    logger: createMemoryLogger(),
+  });
+}
+
+describe('the embedded local stack', () => {
+  it('builds a webhook through its own Lambda API, serves the log, and keeps its data across restarts', async () => {
+    let stack = await start();
+    try {
+      const file = JSON.parse(readFileSync(join(dataDir, STACK_FILE), 'utf8')) as StackFile;
+      expect(file).toMatchObject({
+        version: 1,
+        pid: process.pid,
+        bucket: 'lambkin-logs',
+        builderFunction: 'lambkin-builder',
+      });
+      expect(Object.keys(file.endpoints).sort()).toEqual(['dynamodb', 'lambda', 'logs', 's3', 'webhook']);
+      // Pull requests from forks would run strangers' code on this machine: off by default.
+      expect((await stack.controller.settings.effective('octo/local')).build.pullRequests.forks).toBe(false);
+
+      const delivery = await signedDelivery(
+        SECRET,
+        'push',
+        pushPayload({ repo: 'octo/local', branch: 'main', sha }),
+      );
+      const response = await fetch(file.endpoints.webhook, {
+        method: 'POST',
+        headers: delivery.headers,
+        body: delivery.body,
+      });
+      expect(response.status).toBe(202);
+      const { url } = (await response.json()) as { url: string };
+      expect(url).toBe(`${file.publicUrl}/builds/octo/local/1`);
+      await stack.idle(60_000);
+      expect(await stack.controller.builds.getBuild({ repo: 'octo/local', number: 1 })).toMatchObject({
+        state: 'success',
+      });
+      expect(github.statusesFor('octo/local', sha)[0]).toMatchObject({ state: 'success', target_url: url });
+
+      const page = await fetch(url);
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toMatch(/text\/html/);
+      expect(await page.text()).toContain('octo/local');
+      const raw = await fetch(`${url}/log.txt`);
+      expect(await raw.text()).toMatch(/# pass 1/);
+      const list = await fetch(`${file.publicUrl}/builds/octo/local`);
+      expect(await list.text()).toContain('#1');
+      expect((await fetch(`${file.publicUrl}/builds/octo/local/99`)).status).toBe(404);
+      expect((await fetch(`${file.publicUrl}/builds/..%2F..%2Fetc/passwd/1`)).status).toBe(404);
+    } finally {
+      await stack.stop();
+    }
+    stack = await start();
+    try {
+      expect(await stack.controller.builds.getBuild({ repo: 'octo/local', number: 1 })).toMatchObject({
+        state: 'success',
+      });
+      expect((await fetch(`${stack.file.publicUrl}/builds/octo/local/1/log.txt`)).status).toBe(200);
+    } finally {
+      await stack.stop();
+    }
+  });
+
+  it('ends a build as error when the builder function fails every attempt (the on-failure hook)', async () => {
+    const stack = await start();
+    try {
+      const builds = stack.controller.builds;
+      const number = await builds.allocateNumber('octo/local');
+      await builds.putQueuedBuild(
+        {
+          repo: 'octo/local',
+          event: 'push',
+          ref: 'refs/heads/main',
+          branch: 'main',
+          sha,
+          fork: false,
+          privateRepo: false,
+          trusted: true,
+          author: 'octocat',
+          deliveryId: 'd-fail',
+        },
+        number,
+        { deadline: Date.now() + 60_000 },
+      );
+      await endFailedBuild(stack.controller, {
+        functionName: 'lambkin-builder',
+        requestId: 'r-1',
+        payload: { kind: 'build', repo: 'octo/local', number },
+        attempts: 3,
+        error: { errorType: 'Error', errorMessage: 'DynamoDB was unreachable' },
+      });
+      expect(await builds.getBuild({ repo: 'octo/local', number })).toMatchObject({
+        state: 'error',
+        description: 'the builder failed after 3 attempts: DynamoDB was unreachable',
+      });
+      expect(github.statusesFor('octo/local', sha)[0]).toMatchObject({
+        state: 'error',
+        description: `Build #${number} error: the builder failed after 3 attempts: DynamoDB was unreachable`,
+      });
+    } finally {
+      await stack.stop();
+    }
+  });
+});

@@ -1,0 +1,188 @@
+/**
+ * `lambkin config get|set|unset`: the operator's settings in the settings store, global or per
+ * repository, addressed with dotted keys (src/cli/settings-keys.ts).
+ */
+import type { Command } from 'commander';
+import type { RepoName } from '../../core/build.js';
+import { mergeSettings, type SettingsDocument } from '../../core/settings.js';
+import { GLOBAL_SCOPE, repoScope, type SettingsScope } from '../../store/settings.js';
+import { STACK_HELP, addStackOptions, parseRepoArgument } from '../arguments.js';
+import { SettingsKeyError } from '../errors.js';
+import { formatJson } from '../output.js';
+import { withStack, type CliContext, type CommandModule } from '../program.js';
+import {
+  SECRET_MASK,
+  checkKeyPath,
+  formatKeyPath,
+  getAtPath,
+  maskSecrets,
+  normalizeAndValidate,
+  parseKeyPath,
+  parseValue,
+  setAtPath,
+  unsetAtPath,
+} from '../settings-keys.js';
+import type { StackOptions } from '../stack.js';
+
+interface ScopeOptions extends StackOptions {
+  repo?: RepoName;
+}
+
+interface GetOptions extends ScopeOptions {
+  showSecrets?: boolean;
+  effective?: boolean;
+}
+
+const KEYS_HELP = `
+Keys (docs/configuration.md, "Settings store and environment"):
+  build.branches               branch globs whose pushes build
+  build.ignoreBranches         branch globs whose pushes never build
+  build.tags                   build tag pushes (true/false)
+  build.pullRequests.sameRepo  build pull requests from the repository itself
+  build.pullRequests.forks     build pull requests from forks
+  config.<key>                 defaults of the repository config (install,
+                               test, timeout, env, node, branches, …) and
+                               allowConfigOverrides
+  secretEnv.<NAME>             a secret variable for trusted builds
+A name with dots goes in ["…"]: config.branches["release/1.x"].test`;
+
+export const configCommand: CommandModule = {
+  name: 'config',
+  register(program, context) {
+    const config = program
+      .command('config')
+      .summary('read and change global or per-repository settings')
+      .description(
+        "Read and change the operator's settings in the settings store: the global document, or a " +
+          "repository's with --repo (which ranks above the global one). Keys are dotted paths into " +
+          'the document, such as build.branches or config.timeout.',
+      )
+      .addHelpText('after', KEYS_HELP);
+
+    scoped(config.command('get'))
+      .summary('print a setting, or the whole document, as JSON')
+      .description(
+        'Print the value of KEY as JSON, or the whole settings document without KEY. Secret values ' +
+          'are shown as *** unless --show-secrets. A key that is not set is an error (exit 1).',
+      )
+      .argument('[key]', 'dotted key, such as build.tags; the whole document when omitted')
+      .option('--show-secrets', 'show the values of secretEnv instead of ***')
+      .option('--effective', 'the merged settings (built-in defaults, global, then the repository)')
+      .addHelpText(
+        'after',
+        `${KEYS_HELP}\n${STACK_HELP}\n\nExamples:\n  $ lambkin config get\n` +
+          '  $ lambkin config get build.branches --repo octo/hello\n' +
+          '  $ lambkin config get --effective --repo octo/hello',
+      )
+      .action((key: string | undefined, options: GetOptions) => getSetting(context, key, options));
+
+    scoped(config.command('set'))
+      .summary('set a setting')
+      .description(
+        'Set KEY to VALUE. VALUE is read as JSON when it is valid JSON (true, 600, ["main"], ' +
+          '{"NODE_ENV":"test"}), else as text; secret values and node ranges are always text. A list ' +
+          'of globs also takes a single one. The result is checked before it is stored.',
+      )
+      .argument('<key>', 'dotted key, such as build.tags or secretEnv.NPM_TOKEN')
+      .argument('<value>', 'the value: JSON, or text')
+      .addHelpText(
+        'after',
+        `${KEYS_HELP}\n${STACK_HELP}\n\nExamples:\n  $ lambkin config set build.branches '["main", "release/*"]'\n` +
+          '  $ lambkin config set build.pullRequests.forks false --repo octo/hello\n' +
+          '  $ lambkin config set config.timeout 900 --repo octo/hello\n' +
+          '  $ lambkin config set secretEnv.NPM_TOKEN "$NPM_TOKEN" --repo octo/hello',
+      )
+      .action((key: string, value: string, options: ScopeOptions) =>
+        setSetting(context, key, value, options),
+      );
+
+    scoped(config.command('unset'))
+      .summary('remove a setting (the global or default value applies again)')
+      .description(
+        'Remove KEY from the settings document, so that the global value (for --repo) or the ' +
+          'built-in default applies again. Removing a key that is not set changes nothing.',
+      )
+      .argument('<key>', 'dotted key, such as build.tags')
+      .addHelpText(
+        'after',
+        `${KEYS_HELP}\n${STACK_HELP}\n\nExamples:\n  $ lambkin config unset config.timeout --repo octo/hello\n` +
+          '  $ lambkin config unset secretEnv.NPM_TOKEN',
+      )
+      .action((key: string, options: ScopeOptions) => unsetSetting(context, key, options));
+  },
+};
+
+function scoped(command: Command): Command {
+  return addStackOptions(
+    command.option(
+      '--repo <owner/repo>',
+      "a repository's settings instead of the global ones",
+      parseRepoArgument,
+    ),
+  );
+}
+
+function scopeOf(options: ScopeOptions): SettingsScope {
+  return options.repo === undefined ? GLOBAL_SCOPE : repoScope(options.repo);
+}
+
+function scopeLabel(options: ScopeOptions): string {
+  return options.repo === undefined ? 'global' : options.repo;
+}
+
+async function getSetting(context: CliContext, key: string | undefined, options: GetOptions): Promise<void> {
+  const path = key === undefined ? [] : parseKeyPath(key);
+  if (path.length > 0) checkKeyPath(path, 'get');
+  const document = await withStack(context, options, ['settings'], async (stack) => {
+    if (!options.effective) return (await stack.settings.get(scopeOf(options))) ?? {};
+    if (options.repo !== undefined) return stack.settings.effective(options.repo);
+    return mergeSettings(await stack.settings.get(GLOBAL_SCOPE));
+  });
+  const shown = options.showSecrets ? document : maskSecrets(document);
+  const value = path.length === 0 ? shown : getAtPath(shown, path);
+  if (value === undefined) {
+    throw new SettingsKeyError(
+      `${formatKeyPath(path)} is not set (${scopeLabel(options)})` +
+        (options.effective ? '' : '; --effective shows what applies'),
+    );
+  }
+  context.stdout.write(formatJson(value));
+}
+
+async function setSetting(
+  context: CliContext,
+  key: string,
+  raw: string,
+  options: ScopeOptions,
+): Promise<void> {
+  const path = parseKeyPath(key);
+  checkKeyPath(path, 'set');
+  const value = parseValue(path, raw);
+  const stored = await withStack(context, options, ['settings'], (stack) =>
+    stack.settings.update(scopeOf(options), (current) =>
+      normalizeAndValidate(setAtPath(current, path, value), path),
+    ),
+  );
+  // What was stored, which is not always what was typed (a single glob becomes a list).
+  const secret = path[0] === 'secretEnv';
+  const shown = secret ? (path.length === 1 ? '{…}' : SECRET_MASK) : JSON.stringify(getAtPath(stored, path));
+  context.stdout.write(`set ${formatKeyPath(path)} = ${shown} (${scopeLabel(options)})\n`);
+}
+
+async function unsetSetting(context: CliContext, key: string, options: ScopeOptions): Promise<void> {
+  const path = parseKeyPath(key);
+  const removed = await withStack(context, options, ['settings'], async (stack) => {
+    const scope = scopeOf(options);
+    const current: SettingsDocument = (await stack.settings.get(scope)) ?? {};
+    checkKeyPath(path, 'unset', current);
+    if (getAtPath(current, path) === undefined) return false;
+    let removedNow = false;
+    await stack.settings.update(scope, (latest) => {
+      removedNow = unsetAtPath(latest, path);
+      return latest;
+    });
+    return removedNow;
+  });
+  if (removed) context.stdout.write(`unset ${formatKeyPath(path)} (${scopeLabel(options)})\n`);
+  else context.stderr.write(`${formatKeyPath(path)} was not set (${scopeLabel(options)}); nothing changed\n`);
+}

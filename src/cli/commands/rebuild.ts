@@ -1,0 +1,156 @@
+/**
+ * `lambkin rebuild owner/repo N`: builds the same commit again under a new number. The new build
+ * is queued exactly as the webhook queues one (same request, a `rebuild-<uuid>` delivery id), the
+ * commit status goes back to pending when a GitHub token is configured, and the builder is invoked
+ * asynchronously. Should the invoke fail, the new build ends as `error`, so nothing stays queued.
+ */
+import { randomUUID } from 'node:crypto';
+import { BuilderInvokeError } from '../../aws/builder-queue.js';
+import { buildLabel, type BuildRecord, type BuildRequest, type RepoName } from '../../core/build.js';
+import { buildPageUrl } from '../../core/links.js';
+import { TransitionRefusedError } from '../../errors.js';
+import { STACK_HELP, addStackOptions, parseBuildNumber, parseRepoArgument } from '../arguments.js';
+import { CliError } from '../errors.js';
+import { formatJson, shortSha } from '../output.js';
+import { withStack, type CliContext, type CommandModule } from '../program.js';
+import type { Stack, StackOptions } from '../stack.js';
+import { buildOrFail, setStatusOrWarn } from './shared.js';
+
+interface RebuildOptions extends StackOptions {
+  json?: boolean;
+}
+
+/** Every field of the request a build was made from; the compiler keeps this list complete. */
+const REQUEST_FIELDS = {
+  repo: true,
+  event: true,
+  ref: true,
+  sha: true,
+  branch: true,
+  tag: true,
+  pr: true,
+  baseBranch: true,
+  headRepo: true,
+  fork: true,
+  privateRepo: true,
+  trusted: true,
+  defaultBranch: true,
+  author: true,
+  commitTitle: true,
+  htmlUrl: true,
+  cloneUrl: true,
+  deliveryId: true,
+} as const satisfies Record<keyof BuildRequest, true>;
+
+/** The request of `build` with a new delivery id: the same commit, trust and target. */
+export function rebuildRequest(build: BuildRecord, deliveryId: string): BuildRequest {
+  const request: Record<string, unknown> = {};
+  for (const field of Object.keys(REQUEST_FIELDS) as (keyof BuildRequest)[]) {
+    if (build[field] !== undefined) request[field] = build[field];
+  }
+  return { ...(request as unknown as BuildRequest), deliveryId };
+}
+
+/** The builder could not be invoked; the new build was marked `error`. */
+export class RebuildNotStartedError extends CliError {
+  constructor(label: string, cause: unknown) {
+    const detail =
+      cause instanceof BuilderInvokeError
+        ? `${cause.awsErrorName} invoking "${cause.functionName}"`
+        : cause instanceof Error
+          ? cause.message
+          : String(cause);
+    super(
+      'REBUILD_NOT_STARTED',
+      `build ${label} was queued but the builder could not be started (${detail}), so it is marked error: ` +
+        'check LAMBKIN_BUILDER_FUNCTION and that your credentials may invoke it (or that `lambkin dev` runs)',
+      undefined,
+      { cause },
+    );
+  }
+}
+
+export const rebuildCommand: CommandModule = {
+  name: 'rebuild',
+  register(program, context) {
+    const command = program
+      .command('rebuild')
+      .summary("build a build's commit again, as a new build")
+      .description(
+        'Queue a new build of the same commit, branch or pull request as build NUMBER (a fork ' +
+          "pull request's build stays untrusted), set the commit status to pending when GITHUB_TOKEN " +
+          'is set, and start the builder. Prints the new build number and its link.',
+      )
+      .argument('<owner/repo>', 'the repository, as GitHub names it', parseRepoArgument)
+      .argument('<number>', 'the build to repeat', parseBuildNumber)
+      .option('--json', 'print {repo, number, rebuildOf, sha, url} as JSON');
+    addStackOptions(command)
+      .addHelpText(
+        'after',
+        `${STACK_HELP}\n\nExamples:\n  $ lambkin rebuild octo/hello 42\n` +
+          '  $ lambkin rebuild octo/hello 42 --local',
+      )
+      .action(async (repo: RepoName, number: number, options: RebuildOptions) => {
+        const build = await withStack(context, options, ['builds', 'builder'], (stack) =>
+          rebuild(context, stack, repo, number),
+        );
+        const url = build.url;
+        if (options.json) {
+          context.stdout.write(
+            formatJson({ repo, number: build.number, rebuildOf: number, sha: build.sha, url: url || null }),
+          );
+        } else {
+          context.stdout.write(
+            `queued build ${buildLabel(build)}: rebuild of #${number} (${shortSha(build.sha)})\n` +
+              (url ? `${url}\n` : ''),
+          );
+        }
+      });
+  },
+};
+
+async function rebuild(
+  context: CliContext,
+  stack: Stack,
+  repo: RepoName,
+  number: number,
+): Promise<BuildRecord & { url: string }> {
+  const original = await buildOrFail(stack, { repo, number });
+  const request = rebuildRequest(original, `rebuild-${randomUUID()}`);
+  const newNumber = await stack.builds.allocateNumber(repo);
+  const now = context.now();
+  const build = await stack.builds.putQueuedBuild(request, newNumber, {
+    deadline: now + stack.queueTimeoutMs,
+    at: now,
+  });
+  const url = stack.publicUrl ? buildPageUrl(stack.publicUrl, build) : '';
+  // Pending first, then the invoke: the builder's own statuses then always land after this one.
+  await setStatusOrWarn(context, stack, {
+    repo,
+    sha: build.sha,
+    state: 'pending',
+    description: `Build #${build.number} queued (rebuild of #${number})`,
+    ...(url ? { targetUrl: url } : {}),
+  });
+  try {
+    await stack.queue.enqueue(build);
+  } catch (error) {
+    const reason = `could not start the builder: ${error instanceof Error ? error.message : String(error)}`;
+    try {
+      await stack.builds.transition(build, { from: 'queued', to: 'error', reason });
+    } catch (refused) {
+      // The invoke got through after all and the builder claimed the build: it reports the rest.
+      if (refused instanceof TransitionRefusedError) return { ...build, url };
+      throw refused;
+    }
+    await setStatusOrWarn(context, stack, {
+      repo,
+      sha: build.sha,
+      state: 'error',
+      description: `Build #${build.number} ${reason}`,
+      ...(url ? { targetUrl: url } : {}),
+    });
+    throw new RebuildNotStartedError(buildLabel(build), error);
+  }
+  return { ...build, url };
+}

@@ -1,0 +1,74 @@
+/** `lambkin run [path]`: build a working copy exactly as the cloud would, on a private stack. */
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { runLocalBuild } from '../../local/local-run.js';
+import { CliError, EXIT_USER_ERROR } from '../errors.js';
+import { formatJson } from '../output.js';
+import type { CliContext, CommandModule } from '../program.js';
+
+interface RunOptions {
+  json?: boolean;
+  deploy?: boolean;
+  env: string[];
+}
+
+/** Exit codes of `lambkin run`: the build's result. */
+export const RUN_EXIT = { success: 0, failure: 1, other: 2 } as const;
+
+export const runCommand: CommandModule = {
+  name: 'run',
+  register(program: Command, context: CliContext) {
+    program
+      .command('run')
+      .description(
+        'Build a local working copy through the same builder and config rules as the cloud, printing the log live.',
+      )
+      .argument('[path]', 'the working copy', '.')
+      .option('--json', 'print a machine-readable summary at the end')
+      .option('--deploy', 'also run the deploy step (a local run never deploys otherwise)')
+      .option(
+        '--env <NAME=value>',
+        'a variable for the steps (repeatable)',
+        (value: string, all: string[]) => [...all, value],
+        [],
+      )
+      .addHelpText(
+        'after',
+        `
+In a git working copy, what a commit would hold plus uncommitted changes is built (tracked files and
+untracked files that are not ignored); elsewhere every file but node_modules and .git. Nothing is
+sent to GitHub.
+
+Exit codes: 0 success, 1 failure, 2 error, timed out or cancelled.
+
+Example:
+  lambkin run ./my-project --env NODE_ENV=test --json`,
+      )
+      .action(async (path: string, options: RunOptions) => {
+        const env: Record<string, string> = {};
+        for (const pair of options.env) {
+          const match = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(pair);
+          if (!match) throw new CliError('BAD_ENV', `--env takes NAME=value (got "${pair}").`, 2);
+          env[match[1] ?? ''] = match[2] ?? '';
+        }
+        const result = await runLocalBuild({
+          path: resolve(context.cwd, path),
+          write: (text) => context.stdout.write(text),
+          ...(options.deploy ? { deploy: true } : {}),
+          env,
+          logger: {
+            info: () => undefined,
+            warn: (message) => context.stderr.write(`lambkin: warning: ${message}\n`),
+            error: (message) => context.stderr.write(`lambkin: ${message}\n`),
+          },
+        });
+        if (options.json) context.stdout.write(formatJson(result));
+        if (result.state === 'success') return;
+        throw new CliError(
+          'BUILD_' + result.state.toUpperCase(),
+          `build ${result.state.replace('_', ' ')}: ${result.description}`,
+          result.state === 'failure' ? EXIT_USER_ERROR : RUN_EXIT.other,
+        );
+      });
+  },
+};

@@ -1,0 +1,42 @@
+/** What several commands do alike: find a build, change a commit status without failing on it. */
+import { buildLabel, type BuildKey, type BuildRecord } from '../../core/build.js';
+import { NotFoundError } from '../../errors.js';
+import type { CommitStatusUpdate, DeliveryPolicy } from '../../github/statuses.js';
+import { oneLine } from '../errors.js';
+import type { CliContext } from '../program.js';
+import type { Stack } from '../stack.js';
+
+/** A person is waiting: a few attempts within seconds, not the builder's minute. */
+export const CLI_STATUS_DELIVERY: DeliveryPolicy = {
+  deadlineMs: 10_000,
+  maxAttempts: 3,
+  attemptTimeoutMs: 5000,
+};
+
+export async function buildOrFail(stack: Stack, key: BuildKey): Promise<BuildRecord> {
+  const build = await stack.builds.getBuild(key);
+  if (!build) throw new NotFoundError(`build ${buildLabel(key)}`);
+  return build;
+}
+
+/**
+ * Sets a commit status when a GitHub token is configured. A status that cannot be set is a
+ * warning on stderr: the change to the build is recorded either way. Returns whether it was set.
+ */
+export async function setStatusOrWarn(
+  context: CliContext,
+  stack: Stack,
+  update: CommitStatusUpdate,
+): Promise<boolean> {
+  if (!stack.statuses) return false;
+  try {
+    await stack.statuses.setStatus(update, CLI_STATUS_DELIVERY);
+    return true;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    context.stderr.write(
+      `lambkin: warning: could not set the ${update.state} commit status: ${oneLine(reason)}\n`,
+    );
+    return false;
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * How a command finds the stack it talks to:
+ *
+ * - `--local [dataDir]`: the embedded stack `lambkin dev` runs, found through the `stack.json` it
+ *   writes into its data directory (default `.lambkin/`), with fixed local credentials;
+ * - `--stack NAME`: a deployed stack by its CloudFormation name (not available in this version);
+ * - neither: the LAMBKIN_* variables, with the AWS SDK's own credential chain and endpoint
+ *   variables (AWS_ENDPOINT_URL_*), as the functions themselves read them.
+ *
+ * GITHUB_TOKEN and GITHUB_API_URL always come from the environment: the stack file holds no secret.
+ */
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { LambdaBuilderQueue, type BuilderQueue } from '../aws/builder-queue.js';
+import { createAwsClients, type AwsClients } from '../aws/clients.js';
+import { loadConfig, type LambkinConfig } from '../config.js';
+import { createGitHubClient } from '../github/client.js';
+import { GitHubStatusReporter, type StatusReporter } from '../github/statuses.js';
+import type { Logger } from '../logger.js';
+import { DynamoBuildStore, type BuildStore } from '../store/builds.js';
+import { S3LogStore, type LogStore } from '../store/logs.js';
+import { DynamoSettingsStore, type SettingsStore } from '../store/settings.js';
+import { LocalStackFileError, NoLocalStackError, StackLookupUnavailableError } from './errors.js';
+
+export const DEFAULT_DATA_DIR = '.lambkin';
+export const STACK_FILE_NAME = 'stack.json';
+export const LOCAL_STACK_FILE_VERSION = 1;
+/** The local servers accept any credentials; fixed ones keep the SDK from searching for real ones. */
+export const LOCAL_CREDENTIALS = { accessKeyId: 'lambkin-local', secretAccessKey: 'lambkin-local' };
+
+/** What `lambkin dev` writes to `<dataDir>/stack.json` while it runs. */
+export interface LocalStackFile {
+  version: typeof LOCAL_STACK_FILE_VERSION;
+  /** The `lambkin dev` process; the file is stale once it is gone. */
+  pid: number;
+  endpoints: { webhook: string; dynamodb: string; s3: string; lambda: string; logs: string };
+  tables: { builds: string; settings: string };
+  bucket: string;
+  builderFunction: string;
+  publicUrl: string;
+  region: string;
+}
+
+export function localStackFilePath(dataDir: string): string {
+  return join(dataDir, STACK_FILE_NAME);
+}
+
+/** Validates a stack file's text; every problem is a LocalStackFileError naming the file. */
+export function parseLocalStackFile(text: string, path: string): LocalStackFile {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new LocalStackFileError(path, 'is not valid JSON');
+  }
+  if (!isRecord(data)) throw new LocalStackFileError(path, 'is not a JSON object');
+  if (data.version !== LOCAL_STACK_FILE_VERSION) {
+    throw new LocalStackFileError(
+      path,
+      `has version ${JSON.stringify(data.version)}, but this lambkin reads version ${LOCAL_STACK_FILE_VERSION}`,
+    );
+  }
+  if (typeof data.pid !== 'number' || !Number.isSafeInteger(data.pid) || data.pid <= 0) {
+    throw new LocalStackFileError(path, 'has no valid "pid"');
+  }
+  const requiredText = (value: unknown, field: string): string => {
+    if (typeof value !== 'string' || value === '') {
+      throw new LocalStackFileError(path, `has no "${field}"`);
+    }
+    return value;
+  };
+  const url = (value: unknown, field: string): string => {
+    const raw = requiredText(value, field);
+    if (!/^https?:\/\/\S+$/.test(raw))
+      throw new LocalStackFileError(path, `has no http(s) URL in "${field}"`);
+    return raw;
+  };
+  const endpoints = isRecord(data.endpoints) ? data.endpoints : {};
+  const tables = isRecord(data.tables) ? data.tables : {};
+  return {
+    version: LOCAL_STACK_FILE_VERSION,
+    pid: data.pid,
+    endpoints: {
+      webhook: url(endpoints.webhook, 'endpoints.webhook'),
+      dynamodb: url(endpoints.dynamodb, 'endpoints.dynamodb'),
+      s3: url(endpoints.s3, 'endpoints.s3'),
+      lambda: url(endpoints.lambda, 'endpoints.lambda'),
+      logs: url(endpoints.logs, 'endpoints.logs'),
+    },
+    tables: {
+      builds: requiredText(tables.builds, 'tables.builds'),
+      settings: requiredText(tables.settings, 'tables.settings'),
+    },
+    bucket: requiredText(data.bucket, 'bucket'),
+    builderFunction: requiredText(data.builderFunction, 'builderFunction'),
+    publicUrl: url(data.publicUrl, 'publicUrl'),
+    region: requiredText(data.region, 'region'),
+  };
+}
+
+/** True while a process with this id exists (EPERM: it exists, but belongs to someone else). */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The stack file of a running local stack; NoLocalStackError when there is none. */
+export function readLocalStack(dataDir: string, cwd: string): LocalStackFile {
+  const shown = dataDir.endsWith('/') ? dataDir : `${dataDir}/`;
+  const path = localStackFilePath(resolve(cwd, dataDir));
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new NoLocalStackError(shown);
+    throw new LocalStackFileError(path, `cannot be read (${(error as Error).message})`);
+  }
+  const stack = parseLocalStackFile(text, path);
+  if (!isProcessAlive(stack.pid)) {
+    throw new NoLocalStackError(shown, `its process ${stack.pid} is gone`);
+  }
+  return stack;
+}
+
+/** The command line's choice of stack (see `addStackOptions`). */
+export interface StackOptions {
+  /** `--local` alone is `true`; with a value, the data directory. */
+  local?: string | boolean;
+  stack?: string;
+}
+
+/** What a command uses of the stack: only those settings must be present. */
+export type StackNeed = 'builds' | 'settings' | 'logs' | 'builder';
+
+const REQUIRED_SETTINGS: Record<StackNeed, keyof LambkinConfig> = {
+  builds: 'buildsTable',
+  settings: 'settingsTable',
+  logs: 'bucket',
+  builder: 'builderFunction',
+};
+
+/** The stores and services of one stack, made once per command. */
+export interface Stack {
+  readonly builds: BuildStore;
+  readonly settings: SettingsStore;
+  readonly logs: LogStore;
+  readonly queue: BuilderQueue;
+  /** Present when GITHUB_TOKEN is set: the commit statuses the CLI changes go through it. */
+  readonly statuses: StatusReporter | undefined;
+  /** Base of build links; empty when unknown. */
+  readonly publicUrl: string;
+  readonly queueTimeoutMs: number;
+  /** Releases the clients' connections. */
+  close(): void;
+}
+
+export interface StackEnvironment {
+  env: Record<string, string | undefined>;
+  cwd: string;
+  /** Where the GitHub client's warnings go. */
+  logger: Logger;
+}
+
+/** The invoke is interactive here: a little more patience than the webhook's 3 s. */
+const CLI_ENQUEUE = { attemptTimeoutMs: 3000, deadlineMs: 10_000 };
+
+export async function openStack(
+  options: StackOptions,
+  needs: readonly StackNeed[],
+  environment: StackEnvironment,
+): Promise<Stack> {
+  if (options.stack !== undefined) throw new StackLookupUnavailableError(options.stack);
+  if (options.local !== undefined && options.local !== false) {
+    const dataDir =
+      typeof options.local === 'string' && options.local !== '' ? options.local : DEFAULT_DATA_DIR;
+    const local = readLocalStack(dataDir, environment.cwd);
+    // GitHub settings and the queue timeout still come from the environment.
+    const config = loadConfig(environment.env, []);
+    return assemble(
+      createAwsClients({
+        region: local.region,
+        credentials: LOCAL_CREDENTIALS,
+        endpoints: {
+          dynamodb: local.endpoints.dynamodb,
+          s3: local.endpoints.s3,
+          lambda: local.endpoints.lambda,
+        },
+      }),
+      {
+        ...config,
+        buildsTable: local.tables.builds,
+        settingsTable: local.tables.settings,
+        bucket: local.bucket,
+        builderFunction: local.builderFunction,
+        publicUrl: local.publicUrl.replace(/\/+$/, ''),
+      },
+      environment.logger,
+    );
+  }
+  const config = loadConfig(
+    environment.env,
+    [...new Set(needs)].map((need) => REQUIRED_SETTINGS[need]),
+  );
+  return assemble(
+    createAwsClients({ endpoints: endpointsFrom(environment.env) }),
+    config,
+    environment.logger,
+  );
+}
+
+function assemble(
+  clients: Pick<AwsClients, 'dynamodb' | 'documents' | 's3' | 'lambda'>,
+  config: LambkinConfig,
+  logger: Logger,
+): Stack {
+  const statuses = config.githubToken
+    ? new GitHubStatusReporter(
+        createGitHubClient({ baseUrl: config.githubApiUrl, token: config.githubToken, logger }),
+      )
+    : undefined;
+  return {
+    builds: new DynamoBuildStore(clients.documents, config.buildsTable),
+    settings: new DynamoSettingsStore(clients.documents, config.settingsTable),
+    logs: new S3LogStore(clients.s3, config.bucket),
+    queue: new LambdaBuilderQueue(clients.lambda, config.builderFunction, CLI_ENQUEUE),
+    statuses,
+    publicUrl: config.publicUrl,
+    queueTimeoutMs: config.queueTimeoutSeconds * 1000,
+    close: () => {
+      clients.documents.destroy();
+      clients.dynamodb.destroy();
+      clients.s3.destroy();
+      clients.lambda.destroy();
+    },
+  };
+}
+
+/**
+ * The SDK's endpoint variables, read from the command's environment (the same as the process's in
+ * `lambkin`) rather than left to the SDK, so the two never disagree.
+ */
+function endpointsFrom(env: StackEnvironment['env']): { dynamodb?: string; s3?: string; lambda?: string } {
+  const pick = (service: string): string | undefined =>
+    env[`AWS_ENDPOINT_URL_${service}`]?.trim() || env.AWS_ENDPOINT_URL?.trim() || undefined;
+  const endpoints = { dynamodb: pick('DYNAMODB'), s3: pick('S3'), lambda: pick('LAMBDA') };
+  return Object.fromEntries(Object.entries(endpoints).filter(([, url]) => url !== undefined));
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,135 @@
+/**
+ * Running `lambkin` in tests: in this process (runCli with captured output) or as a real child
+ * process (`node --import tsx src/cli/main.ts`), against a local stack file or LAMBKIN_* variables.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { COMMANDS } from '../../src/cli/commands/index.js';
+import { createCliContext, runCli, type CliContextOptions } from '../../src/cli/program.js';
+import { STACK_FILE_NAME, type LocalStackFile } from '../../src/cli/stack.js';
+import type { BuildRequest } from '../../src/core/build.js';
+import type { TestStorage } from '../support/storage.js';
+
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export type InProcessOptions = Partial<Omit<CliContextOptions, 'stdout' | 'stderr'>>;
+
+/** Runs the CLI in this process; its environment is only what `options.env` holds. */
+export async function runInProcess(argv: string[], options: InProcessOptions = {}): Promise<CliRun> {
+  let stdout = '';
+  let stderr = '';
+  const context = createCliContext({
+    env: {},
+    pollIntervalMs: 20,
+    ...options,
+    stdout: { write: (text) => void (stdout += text) },
+    stderr: { write: (text) => void (stderr += text) },
+  });
+  const code = await runCli(argv, context, COMMANDS);
+  return { code, stdout, stderr };
+}
+
+const CHILD_TIMEOUT_MS = 20_000;
+/** What `--import tsx` loads, by path: a child may run in a folder without node_modules. */
+const TSX_LOADER = pathToFileURL(join(process.cwd(), 'node_modules/tsx/dist/loader.mjs')).href;
+
+/** Runs `lambkin` as a child process with exactly `env` (plus PATH and HOME). */
+export function runProcess(argv: string[], env: Record<string, string>, cwd?: string): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--import', TSX_LOADER, join(process.cwd(), 'src/cli/main.ts'), ...argv],
+      {
+        cwd: cwd ?? process.cwd(),
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+        timeout: CHILD_TIMEOUT_MS,
+        maxBuffer: 1 << 22,
+      },
+      (error, stdout, stderr) => {
+        if (error && typeof error.code !== 'number') {
+          reject(new Error(`lambkin ${argv.join(' ')} did not finish: ${error.message}\n${stderr}`));
+          return;
+        }
+        resolve({ code: typeof error?.code === 'number' ? error.code : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** A data directory holding a stack file for the test storage, "written" by process `pid`. */
+export function writeLocalStack(
+  storage: TestStorage,
+  options: { pid?: number; lambda?: string; publicUrl?: string; dir?: string } = {},
+): string {
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'lambkin-cli-'));
+  const stack: LocalStackFile = {
+    version: 1,
+    pid: options.pid ?? process.pid,
+    endpoints: {
+      webhook: 'http://127.0.0.1:9/webhook',
+      dynamodb: storage.backend.dynamodbEndpoint,
+      s3: storage.backend.s3Endpoint,
+      // Port 9 (discard) refuses connections: fine for commands that never invoke the builder.
+      lambda: options.lambda ?? 'http://127.0.0.1:9',
+      logs: 'http://127.0.0.1:9/builds',
+    },
+    tables: { builds: storage.buildsTable, settings: storage.settingsTable },
+    bucket: storage.bucket,
+    builderFunction: 'lambkin-builder',
+    publicUrl: options.publicUrl ?? 'http://127.0.0.1:9',
+    region: 'us-east-1',
+  };
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, STACK_FILE_NAME), JSON.stringify(stack, null, 2));
+  return dir;
+}
+
+/** LAMBKIN_* and AWS_* variables for the test storage, as a deployed stack's CLI user sets them. */
+export function stackEnvironment(
+  storage: TestStorage,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    AWS_ACCESS_KEY_ID: 'test-access-key',
+    AWS_SECRET_ACCESS_KEY: 'test-secret-key',
+    AWS_REGION: 'us-east-1',
+    AWS_ENDPOINT_URL_DYNAMODB: storage.backend.dynamodbEndpoint,
+    AWS_ENDPOINT_URL_S3: storage.backend.s3Endpoint,
+    LAMBKIN_BUILDS_TABLE: storage.buildsTable,
+    LAMBKIN_SETTINGS_TABLE: storage.settingsTable,
+    LAMBKIN_BUCKET: storage.bucket,
+    ...extra,
+  };
+}
+
+export function pushRequest(overrides: Partial<BuildRequest> = {}): BuildRequest {
+  return {
+    repo: 'octo-org/hello-world',
+    event: 'push',
+    ref: 'refs/heads/main',
+    sha: 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678',
+    branch: 'main',
+    fork: false,
+    privateRepo: false,
+    trusted: true,
+    defaultBranch: 'main',
+    author: 'octocat',
+    commitTitle: 'Add a greeting',
+    htmlUrl: 'https://github.example/octo-org/hello-world/commit/a1b2c3d',
+    deliveryId: 'delivery-1',
+    ...overrides,
+  };
+}
+
+/** Error output is one line: exactly one newline, at the end. */
+export function expectOneLine(text: string): void {
+  expect(text.endsWith('\n')).toBe(true);
+  expect(text.trimEnd().includes('\n')).toBe(false);
+}

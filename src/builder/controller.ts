@@ -6,7 +6,7 @@
  */
 import type { BuildKey, BuildRecord, StepResult } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
-import { buildPageUrl } from '../core/links.js';
+import { pageUrlOf } from '../core/links.js';
 import { commitStateFor, type BuildState } from '../core/state-machine.js';
 import type { BuilderInvocation } from '../aws/builder-queue.js';
 import { FINAL_DELIVERY, INTAKE_DELIVERY, type StatusReporter } from '../github/statuses.js';
@@ -70,7 +70,7 @@ export async function runControllerBuild(
     deps.logger.info('build already claimed; nothing to do', { build: label, state: error.actual });
     return { ran: false, reason: 'already claimed', ...(queued ? { state: queued.state } : {}) };
   }
-  const url = buildPageUrl(deps.publicUrl, build);
+  const url = pageUrlOf(build, deps.publicUrl);
   deps.logger.info('build started', { build: label, sha: build.sha });
   await reportStatus(deps, build, 'pending', `Build #${build.number} running`, url, 'running');
   await deps.logs

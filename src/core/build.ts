@@ -78,6 +78,10 @@ export interface BuildRecord extends BuildRequest, BuildKey {
   description?: string;
   events: TransitionEvent[];
   steps?: StepResult[];
+  /** The build's stable link (the commit status's target URL), fixed at intake. */
+  pageUrl?: string;
+  /** Private repositories: the secret part of the link, checked by the log route. */
+  logToken?: string;
 }
 
 export function buildLabel(key: BuildKey): string {

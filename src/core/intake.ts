@@ -10,13 +10,14 @@
  */
 import type { BuildRecord, BuildRequest } from './build.js';
 import { buildLabel } from './build.js';
-import { buildPageUrl } from './links.js';
+import { randomBytes } from 'node:crypto';
+import { baseUrlFromRequest, buildPageUrl, pageUrlOf } from './links.js';
 import { decideBuild } from './policy.js';
 import { interpretEvent, type BuildCandidate } from '../github/events.js';
 import { WebhookRejectedError, type WebhookVerifier } from '../github/webhook.js';
 import { INTAKE_DELIVERY, type StatusReporter } from '../github/statuses.js';
 import type { BuilderQueue } from '../aws/builder-queue.js';
-import type { BuildStore } from '../store/builds.js';
+import type { BuildStore, QueuedBuildOptions } from '../store/builds.js';
 import type { SettingsStore } from '../store/settings.js';
 import type { Logger } from '../logger.js';
 import { jsonResponse, type HttpRequest, type HttpResponse } from '../http.js';
@@ -29,7 +30,7 @@ export interface IntakeDependencies {
   statuses: StatusReporter;
   queue: BuilderQueue;
   logger: Logger;
-  /** Base of the links put in commit statuses. */
+  /** Base of the links put in commit statuses; empty: the URL the request came in on. */
   publicUrl: string;
   /** How long a build may stay queued before the sweeper ends it. */
   queueTimeoutMs: number;
@@ -64,7 +65,7 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
         });
         return jsonResponse(202, { ignored: true, reason: interpretation.reason });
       case 'build':
-        return await queueBuild(deps, interpretation.candidate, delivery.deliveryId);
+        return await queueBuild(deps, interpretation.candidate, delivery.deliveryId, request);
     }
   } catch (error) {
     if (error instanceof WebhookRejectedError) {
@@ -83,6 +84,7 @@ async function queueBuild(
   deps: IntakeDependencies,
   candidate: BuildCandidate,
   deliveryId: string,
+  http: HttpRequest,
 ): Promise<HttpResponse> {
   const now = (deps.clock ?? Date.now)();
   const settings = await deps.settings.effective(candidate.repo);
@@ -92,7 +94,14 @@ async function queueBuild(
     return jsonResponse(202, { ignored: true, reason: decision.reason });
   }
   const request: BuildRequest = { ...candidate, deliveryId, trusted: !candidate.fork };
-  const deadline = now + deps.queueTimeoutMs;
+  const base = deps.publicUrl || baseUrlFromRequest(http.headers) || '';
+  const logToken = request.privateRepo ? randomBytes(18).toString('base64url') : undefined;
+  const queuedOptions: QueuedBuildOptions = {
+    deadline: now + deps.queueTimeoutMs,
+    at: now,
+    ...(logToken ? { logToken } : {}),
+    pageUrl: (number) => buildPageUrl(base, { repo: request.repo, number }, logToken),
+  };
 
   let guard = await deps.builds.getDelivery(deliveryId);
   let build: BuildRecord | undefined;
@@ -104,7 +113,7 @@ async function queueBuild(
       now + DELIVERY_GUARD_TTL_MS,
     );
     if (claim.claimed) {
-      build = await deps.builds.putQueuedBuild(request, number, { deadline, at: now });
+      build = await deps.builds.putQueuedBuild(request, number, queuedOptions);
     } else {
       guard = claim.record; // a concurrent copy of this delivery got there first
     }
@@ -112,7 +121,7 @@ async function queueBuild(
   if (guard) {
     build =
       (await deps.builds.getBuild(guard.build)) ??
-      (await writeMissingBuild(deps, request, guard.build.number, deadline, now));
+      (await writeMissingBuild(deps, request, guard.build.number, queuedOptions));
     if (guard.invokedAt !== undefined || build.state !== 'queued') {
       deps.logger.info('webhook redelivered: build already queued', { deliveryId, build: buildLabel(build) });
       return jsonResponse(202, {
@@ -136,11 +145,10 @@ async function writeMissingBuild(
   deps: IntakeDependencies,
   request: BuildRequest,
   number: number,
-  deadline: number,
-  now: number,
+  options: QueuedBuildOptions,
 ): Promise<BuildRecord> {
   try {
-    return await deps.builds.putQueuedBuild(request, number, { deadline, at: now });
+    return await deps.builds.putQueuedBuild(request, number, options);
   } catch (error) {
     const written = await deps.builds.getBuild({ repo: request.repo, number });
     if (written) return written; // a concurrent attempt wrote it
@@ -153,7 +161,7 @@ async function startBuild(
   build: BuildRecord,
   deliveryId: string,
 ): Promise<HttpResponse> {
-  const url = buildPageUrl(deps.publicUrl, build);
+  const url = pageUrlOf(build, deps.publicUrl);
   const label = buildLabel(build);
   try {
     await deps.statuses.setStatus(

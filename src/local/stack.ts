@@ -19,7 +19,7 @@ import { loadConfig, type LambkinConfig } from '../config.js';
 import { handleWebhook, type IntakeDependencies } from '../core/intake.js';
 import { buildLabel } from '../core/build.js';
 import { commitStateFor } from '../core/state-machine.js';
-import { buildPageUrl } from '../core/links.js';
+import { pageUrlOf } from '../core/links.js';
 import { INTAKE_DELIVERY } from '../github/statuses.js';
 import { normalizeHeaders } from '../http.js';
 import type { Logger } from '../logger.js';
@@ -273,7 +273,7 @@ export async function endFailedBuild(deps: ControllerDependencies, failure: Asyn
           sha: build.sha,
           state: commitStateFor(build.state),
           description: `Build #${build.number} error: ${reason}`,
-          targetUrl: buildPageUrl(deps.publicUrl, build),
+          targetUrl: pageUrlOf(build, deps.publicUrl),
         },
         INTAKE_DELIVERY,
       )

@@ -44,6 +44,14 @@ export interface TransitionRequest extends TransitionDetails {
   to: BuildState;
 }
 
+export interface QueuedBuildOptions {
+  deadline: number;
+  at?: number;
+  /** The link given to GitHub (made from the number, so known only now). */
+  pageUrl?: (number: number) => string;
+  logToken?: string;
+}
+
 /** The guard item of one webhook delivery. */
 export interface DeliveryRecord {
   deliveryId: string;
@@ -56,11 +64,7 @@ export interface BuildStore {
   /** Next build number of a repo: unique, increasing, never reused (gaps are possible). */
   allocateNumber(repo: RepoName): Promise<number>;
   /** Writes a queued build with a number from allocateNumber; refuses to overwrite. */
-  putQueuedBuild(
-    request: BuildRequest,
-    number: number,
-    options: { deadline: number; at?: number },
-  ): Promise<BuildRecord>;
+  putQueuedBuild(request: BuildRequest, number: number, options: QueuedBuildOptions): Promise<BuildRecord>;
   getBuild(key: BuildKey): Promise<BuildRecord | undefined>;
   /** Conditional state change; throws TransitionRefusedError when illegal or lost to another writer. */
   transition(key: BuildKey, request: TransitionRequest): Promise<BuildRecord>;
@@ -140,7 +144,7 @@ export class DynamoBuildStore implements BuildStore {
   async putQueuedBuild(
     request: BuildRequest,
     number: number,
-    options: { deadline: number; at?: number },
+    options: QueuedBuildOptions,
   ): Promise<BuildRecord> {
     const at = options.at ?? this.clock();
     const key = { repo: request.repo, number };
@@ -152,6 +156,8 @@ export class DynamoBuildStore implements BuildStore {
       deadline: options.deadline,
       logPrefix: logPrefixFor(key),
       events: [{ from: null, to: 'queued', at }],
+      ...(options.logToken ? { logToken: options.logToken } : {}),
+      ...(options.pageUrl ? { pageUrl: options.pageUrl(number) } : {}),
     };
     const item: BuildItem = {
       ...record,

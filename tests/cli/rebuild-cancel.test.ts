@@ -75,6 +75,8 @@ const RECORD_ONLY = [
   'events',
   'steps',
   'deliveryId',
+  'pageUrl',
+  'logToken',
 ];
 
 function requestPart(build: BuildRecord | undefined): Record<string, unknown> {
@@ -113,6 +115,7 @@ describe('lambkin rebuild', () => {
     expect(rebuilt?.deliveryId).toMatch(/^rebuild-[0-9a-f-]{36}$/);
     expect(requestPart(rebuilt)).toEqual(requestPart(original));
     expect(rebuilt?.logPrefix).toBe(`logs/${REPO}/builds/${number}/`);
+    expect(rebuilt?.pageUrl).toBe(url);
 
     // The CLI waited for the service's 202, so the invocation is recorded.
     const [invocation] = invocationsOf(number);

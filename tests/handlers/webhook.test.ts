@@ -375,6 +375,45 @@ describe('webhook handler', () => {
   });
 });
 
+describe('build links', () => {
+  it('are made from the Host the request came in on when no public URL is configured', async () => {
+    const hostHandler = createWebhookHandler(() => ({ ...deps, publicUrl: '' }));
+    const sha = await realSha('host-link');
+    const delivery = await signedDelivery(
+      SECRET,
+      'push',
+      pushPayload({ repo: 'octo/other', branch: 'host', sha }),
+    );
+    const result = await hostHandler({
+      rawPath: '/webhook',
+      headers: {
+        ...delivery.headers,
+        host: 'abc123.execute-api.eu-west-1.amazonaws.com',
+        'x-forwarded-proto': 'https',
+      },
+      body: delivery.body,
+      requestContext: { http: { method: 'POST' } },
+    });
+    const { number, url } = JSON.parse(result.body) as { number: number; url: string };
+    expect(url).toBe(`https://abc123.execute-api.eu-west-1.amazonaws.com/builds/octo/other/${number}`);
+    expect((await builds.getBuild({ repo: 'octo/other', number }))?.pageUrl).toBe(url);
+    expect(github.statusesFor('octo/other', sha)[0]?.target_url).toBe(url);
+  });
+
+  it('carry an unguessable token for private repositories', async () => {
+    const sha = await realSha('private-link');
+    const response = await deliver(
+      'push',
+      pushPayload({ repo: 'octo/other', branch: 'secret', sha, private: true }),
+    );
+    const { number, url } = response.json as { number: number; url: string };
+    const build = await builds.getBuild({ repo: 'octo/other', number });
+    expect(build?.logToken).toMatch(/^[A-Za-z0-9_-]{24}$/);
+    expect(url).toBe(`${PUBLIC_URL}/builds/octo/other/${number}?token=${build?.logToken}`);
+    expect(github.statusesFor('octo/other', sha)[0]?.target_url).toBe(url);
+  });
+});
+
 describe('webhook handler in several processes', () => {
   it('gives 50 concurrent webhooks for one repo 50 distinct build numbers', async () => {
     const folder = mkdtempSync(join(tmpdir(), 'lambkin-webhooks-'));

@@ -6,7 +6,7 @@
  */
 import { statusDescription } from '../../builder/controller.js';
 import { buildLabel, type BuildKey, type BuildRecord, type RepoName } from '../../core/build.js';
-import { buildPageUrl } from '../../core/links.js';
+import { pageUrlOf } from '../../core/links.js';
 import { commitStateFor, isTerminal, type BuildState } from '../../core/state-machine.js';
 import { TransitionRefusedError } from '../../errors.js';
 import { STACK_HELP, addStackOptions, parseBuildNumber, parseRepoArgument } from '../arguments.js';
@@ -49,7 +49,7 @@ export const cancelCommand: CommandModule = {
             `cancelled by ${cancelledBy(context.env)}`,
           );
           context.stdout.write(`cancelled build ${buildLabel(key)} (it was ${before})\n`);
-          const url = stack.publicUrl ? buildPageUrl(stack.publicUrl, cancelled) : '';
+          const url = stack.publicUrl ? pageUrlOf(cancelled, stack.publicUrl) : (cancelled.pageUrl ?? '');
           const set = await setStatusOrWarn(context, stack, {
             repo,
             sha: cancelled.sha,

@@ -119,11 +119,15 @@ async function rebuild(
   const request = rebuildRequest(original, `rebuild-${randomUUID()}`);
   const newNumber = await stack.builds.allocateNumber(repo);
   const now = context.now();
+  // Same base and token as the original's link, so a private repo's pages stay unguessable.
+  const base = stack.publicUrl || (original.pageUrl ? new URL(original.pageUrl).origin : '');
   const build = await stack.builds.putQueuedBuild(request, newNumber, {
     deadline: now + stack.queueTimeoutMs,
     at: now,
+    ...(original.logToken ? { logToken: original.logToken } : {}),
+    ...(base ? { pageUrl: (n: number) => buildPageUrl(base, { repo, number: n }, original.logToken) } : {}),
   });
-  const url = stack.publicUrl ? buildPageUrl(stack.publicUrl, build) : '';
+  const url = build.pageUrl ?? '';
   // Pending first, then the invoke: the builder's own statuses then always land after this one.
   await setStatusOrWarn(context, stack, {
     repo,

@@ -30,6 +30,13 @@ export interface LambkinConfig {
   runnerTimeoutSeconds: number;
   /** Build log size limit; past it the middle is cut (LAMBKIN_LOG_LIMIT_BYTES). */
   logLimitBytes: number;
+  /**
+   * In the cloud: the Secrets Manager secret (ARN) holding `githubToken` and `webhookSecret`,
+   * read at cold start instead of GITHUB_TOKEN / LAMBKIN_WEBHOOK_SECRET (LAMBKIN_SECRET_ARN).
+   */
+  secretArn: string;
+  /** KMS key that encrypts `secretEnv` values in the settings table (LAMBKIN_SETTINGS_KMS_KEY). */
+  settingsKmsKey: string;
 }
 
 export const DEFAULT_GITHUB_API_URL = 'https://api.github.com';
@@ -48,6 +55,8 @@ export const CONFIG_VARIABLES = {
   runnerFunction: 'LAMBKIN_RUNNER_FUNCTION',
   runnerTimeoutSeconds: 'LAMBKIN_RUNNER_TIMEOUT_SECONDS',
   logLimitBytes: 'LAMBKIN_LOG_LIMIT_BYTES',
+  secretArn: 'LAMBKIN_SECRET_ARN',
+  settingsKmsKey: 'LAMBKIN_SETTINGS_KMS_KEY',
 } as const satisfies Record<keyof LambkinConfig, string>;
 
 const SECRET_KEYS: readonly (keyof LambkinConfig)[] = ['githubToken', 'webhookSecrets'];
@@ -104,10 +113,60 @@ export function loadConfig(env: Env, required: readonly (keyof LambkinConfig)[])
     runnerFunction: text('runnerFunction'),
     runnerTimeoutSeconds,
     logLimitBytes,
+    secretArn: text('secretArn'),
+    settingsKmsKey: text('settingsKmsKey'),
   };
   if (problems.length > 0) throw new ConfigurationError(problems);
   return config;
 }
+
+/**
+ * The deployed functions and the configuration each reads from its environment: `required` it
+ * cannot start without, `optional` it reads when set. The template must set every one of them
+ * (tests/template checks it), and the handlers load exactly these.
+ */
+export const FUNCTION_CONFIG = {
+  webhook: {
+    required: ['buildsTable', 'settingsTable', 'builderFunction'],
+    optional: [
+      'publicUrl',
+      'githubApiUrl',
+      'queueTimeoutSeconds',
+      'secretArn',
+      'githubToken',
+      'webhookSecrets',
+    ],
+  },
+  builder: {
+    required: ['buildsTable', 'settingsTable', 'bucket', 'runnerFunction'],
+    optional: [
+      'publicUrl',
+      'githubApiUrl',
+      'runnerTimeoutSeconds',
+      'logLimitBytes',
+      'secretArn',
+      'githubToken',
+      'settingsKmsKey',
+    ],
+  },
+  runner: { required: [], optional: [] },
+  sweeper: {
+    required: ['buildsTable'],
+    optional: ['publicUrl', 'githubApiUrl', 'secretArn', 'githubToken'],
+  },
+  failure: {
+    required: ['buildsTable'],
+    optional: ['publicUrl', 'githubApiUrl', 'secretArn', 'githubToken'],
+  },
+  logs: { required: ['buildsTable', 'bucket'], optional: [] },
+} as const satisfies Record<
+  string,
+  { required: readonly (keyof LambkinConfig)[]; optional: readonly (keyof LambkinConfig)[] }
+>;
+export type FunctionName = keyof typeof FUNCTION_CONFIG;
+
+/** Secrets come from Secrets Manager in the cloud; locally from these variables. */
+export const CLOUD_SECRET_KEYS: readonly (keyof LambkinConfig)[] = ['githubToken', 'webhookSecrets'];
 
 /** The configuration as text for logs and `lambkin dev`, with secrets shown as `***`. */
 export function describeConfig(config: LambkinConfig): Record<string, string> {

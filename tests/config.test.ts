@@ -27,6 +27,8 @@ describe('process configuration', () => {
       runnerFunction: '',
       runnerTimeoutSeconds: 840,
       logLimitBytes: 4194304,
+      secretArn: '',
+      settingsKmsKey: '',
     });
   });
 

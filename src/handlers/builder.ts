@@ -3,7 +3,7 @@
  * `{kind: 'build', repo, number}`. Dependencies are built once per container.
  */
 import { parseBuilderInvocation } from '../aws/builder-queue.js';
-import { loadConfig } from '../config.js';
+import { FUNCTION_CONFIG, loadConfig } from '../config.js';
 import {
   runControllerBuild,
   type ControllerDependencies,
@@ -23,8 +23,5 @@ export function createBuilderHandler(
 }
 
 export const handler = createBuilderHandler(() =>
-  createControllerDependencies(
-    loadConfig(process.env, ['buildsTable', 'settingsTable', 'bucket', 'runnerFunction', 'publicUrl']),
-    createJsonLogger(),
-  ),
+  createControllerDependencies(loadConfig(process.env, FUNCTION_CONFIG.builder.required), createJsonLogger()),
 );

@@ -2,7 +2,7 @@
  * Lambda entry point of the webhook function (function URL / HTTP API). Adapts the event to the
  * core intake; dependencies are built once per container, on the first request.
  */
-import { loadConfig } from '../config.js';
+import { FUNCTION_CONFIG, loadConfig } from '../config.js';
 import { handleWebhook, type IntakeDependencies } from '../core/intake.js';
 import { createJsonLogger } from '../logger.js';
 import { createIntakeDependencies } from '../wiring.js';

@@ -20,13 +20,7 @@ export function createWebhookHandler(
 
 export const handler = createWebhookHandler(() =>
   createIntakeDependencies(
-    loadConfig(process.env, [
-      'buildsTable',
-      'settingsTable',
-      'builderFunction',
-      'publicUrl',
-      'webhookSecrets',
-    ]),
+    loadConfig(process.env, [...FUNCTION_CONFIG.webhook.required, 'webhookSecrets']),
     createJsonLogger(),
   ),
 );

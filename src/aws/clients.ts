@@ -6,6 +6,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { S3Client } from '@aws-sdk/client-s3';
+import { recordCommands } from './command-log.js';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 export interface AwsClientOptions {
@@ -50,12 +51,14 @@ function isCustomS3Endpoint(options: AwsClientOptions): boolean {
 export function createDynamoClients(
   options: AwsClientOptions = {},
 ): Pick<AwsClients, 'dynamodb' | 'documents'> {
-  const dynamodb = new DynamoDBClient({
-    ...(options.region ? { region: options.region } : {}),
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-    ...(options.endpoints?.dynamodb ? { endpoint: options.endpoints.dynamodb } : {}),
-    ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
-  });
+  const dynamodb = recordCommands(
+    new DynamoDBClient({
+      ...(options.region ? { region: options.region } : {}),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+      ...(options.endpoints?.dynamodb ? { endpoint: options.endpoints.dynamodb } : {}),
+      ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
+    }),
+  );
   const documents = DynamoDBDocumentClient.from(dynamodb, {
     marshallOptions: { removeUndefinedValues: true },
   });
@@ -64,36 +67,40 @@ export function createDynamoClients(
 
 export function createS3Client(options: AwsClientOptions = {}): S3Client {
   const custom = isCustomS3Endpoint(options);
-  return new S3Client({
-    ...(options.region ? { region: options.region } : {}),
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-    ...(options.endpoints?.s3 ? { endpoint: options.endpoints.s3 } : {}),
-    ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
-    // S3-compatible servers want path-style URLs and do not speak the newer default checksums.
-    ...(custom
-      ? {
-          forcePathStyle: true,
-          requestChecksumCalculation: 'WHEN_REQUIRED' as const,
-          responseChecksumValidation: 'WHEN_REQUIRED' as const,
-        }
-      : {}),
-  });
+  return recordCommands(
+    new S3Client({
+      ...(options.region ? { region: options.region } : {}),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+      ...(options.endpoints?.s3 ? { endpoint: options.endpoints.s3 } : {}),
+      ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
+      // S3-compatible servers want path-style URLs and do not speak the newer default checksums.
+      ...(custom
+        ? {
+            forcePathStyle: true,
+            requestChecksumCalculation: 'WHEN_REQUIRED' as const,
+            responseChecksumValidation: 'WHEN_REQUIRED' as const,
+          }
+        : {}),
+    }),
+  );
 }
 
 export function createLambdaClient(options: AwsClientOptions = {}): LambdaClient {
   const http = options.lambdaHttp ?? {};
-  return new LambdaClient({
-    ...(options.region ? { region: options.region } : {}),
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-    ...(options.endpoints?.lambda ? { endpoint: options.endpoints.lambda } : {}),
-    ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
-    requestHandler: new NodeHttpHandler({
-      connectionTimeout: http.connectTimeoutMs ?? DEFAULT_LAMBDA_CONNECT_TIMEOUT_MS,
-      ...(http.requestTimeoutMs ? { requestTimeout: http.requestTimeoutMs } : {}),
-      // Without this a request (or per-send) timeout only logs a warning and the call keeps waiting.
-      throwOnRequestTimeout: true,
+  return recordCommands(
+    new LambdaClient({
+      ...(options.region ? { region: options.region } : {}),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+      ...(options.endpoints?.lambda ? { endpoint: options.endpoints.lambda } : {}),
+      ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
+      requestHandler: new NodeHttpHandler({
+        connectionTimeout: http.connectTimeoutMs ?? DEFAULT_LAMBDA_CONNECT_TIMEOUT_MS,
+        ...(http.requestTimeoutMs ? { requestTimeout: http.requestTimeoutMs } : {}),
+        // Without this a request (or per-send) timeout only logs a warning and the call keeps waiting.
+        throwOnRequestTimeout: true,
+      }),
     }),
-  });
+  );
 }
 
 export function createAwsClients(options: AwsClientOptions = {}): AwsClients {

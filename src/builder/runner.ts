@@ -24,6 +24,7 @@ import { createLogStream, type LogStream } from './logs/stream.js';
 import { PresignedUploader } from './logs/uploader.js';
 import type { RunnerInput, RunnerOutcome, RunnerState } from './protocol.js';
 import { fetchArchive, cloneCommit } from './source.js';
+import { layerEnvironment } from './runtime-layer.js';
 import { runStep } from './steps.js';
 import { createWorkspace, sweepStaleWorkspaces, type Workspace } from './workspace.js';
 
@@ -140,6 +141,7 @@ async function runSteps(
     npm_config_cache: workspace.npmCache,
     npm_config_update_notifier: 'false',
     npm_config_fund: 'false',
+    ...layerEnvironment(),
     ...config.env,
     ...buildVariables(build, { logUrl: input.buildUrl }),
     ...(build.trusted && config.secrets ? input.secretEnv : {}),

@@ -25,6 +25,7 @@ import {
   SourceTimeoutError,
   UnsafeArchiveError,
 } from './errors.js';
+import { layerEnvironment } from './runtime-layer.js';
 
 export interface ArchiveLimits {
   /** Unpacked bytes (sum of the entries' declared sizes). Default 2 GiB. */
@@ -766,6 +767,7 @@ class GitRunner {
       GIT_ALLOW_PROTOCOL: this.allowedProtocols.join(':'),
       // Without this, ssh transports would ask; with GIT_ALLOW_PROTOCOL they are refused anyway.
       GIT_SSH_COMMAND: 'false',
+      ...layerEnvironment(),
     };
   }
 }

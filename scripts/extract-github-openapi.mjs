@@ -24,6 +24,9 @@ const OPERATIONS = [
   'repos/list-commit-statuses-for-ref',
   'repos/download-tarball-archive',
   'repos/get-content',
+  'repos/list-webhooks',
+  'repos/create-webhook',
+  'repos/update-webhook',
 ];
 /** Error shapes the stand-in answers with outside an operation's own list (faults, 401, 404). */
 const SHARED_SCHEMAS = ['basic-error', 'validation-error'];

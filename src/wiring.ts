@@ -4,7 +4,7 @@
  * creates clients.
  */
 import type { LambkinConfig } from './config.js';
-import { createAwsClients, type AwsClients } from './aws/clients.js';
+import { createAwsClients, createDynamoClients, createLambdaClient, type AwsClients } from './aws/clients.js';
 import { LambdaBuilderQueue } from './aws/builder-queue.js';
 import type { ControllerDependencies } from './builder/controller.js';
 import { LambdaRunnerInvoker, type RunnerInvoker } from './builder/runner-invoker.js';
@@ -15,18 +15,24 @@ import { GitHubStatusReporter } from './github/statuses.js';
 import { WebhookVerifier } from './github/webhook.js';
 import { DynamoBuildStore } from './store/builds.js';
 import { DynamoSettingsStore } from './store/settings.js';
+import { KmsSecretCipher, type SecretCipher } from './store/secret-cipher.js';
 import type { IntakeDependencies } from './core/intake.js';
 import type { Logger } from './logger.js';
 
 export function createIntakeDependencies(
   config: LambkinConfig,
   logger: Logger,
-  clients: Pick<AwsClients, 'documents' | 'lambda'> = createAwsClients(),
+  // Only the clients the webhook uses: the S3 client alone would add ~100 KB to its bundle.
+  clients: Pick<AwsClients, 'documents' | 'lambda'> = {
+    ...createDynamoClients(),
+    lambda: createLambdaClient(),
+  },
 ): IntakeDependencies {
   const octokit = githubClientFor(config, logger);
   return {
     verifier: new WebhookVerifier(config.webhookSecrets),
     builds: new DynamoBuildStore(clients.documents, config.buildsTable),
+    // No cipher: the webhook reads only the build policy, and never decrypts a secret value.
     settings: new DynamoSettingsStore(clients.documents, config.settingsTable),
     statuses: new GitHubStatusReporter(octokit),
     queue: new LambdaBuilderQueue(clients.lambda, config.builderFunction),
@@ -44,16 +50,25 @@ function githubClientFor(config: LambkinConfig, logger: Logger): GitHubClient {
   });
 }
 
+/**
+ * The cipher that opens the settings' `secretEnv` values for the controller: KMS with
+ * LAMBKIN_SETTINGS_KMS_KEY when set (its client is made on the first value opened), else none.
+ */
+export function settingsCipherFor(config: LambkinConfig): SecretCipher | undefined {
+  return config.settingsKmsKey ? new KmsSecretCipher(config.settingsKmsKey) : undefined;
+}
+
 export function createControllerDependencies(
   config: LambkinConfig,
   logger: Logger,
   clients: Pick<AwsClients, 'documents' | 's3' | 'lambda'> = createAwsClients(),
   runner: RunnerInvoker = new LambdaRunnerInvoker(clients.lambda, config.runnerFunction),
+  cipher: SecretCipher | undefined = settingsCipherFor(config),
 ): ControllerDependencies {
   const octokit = githubClientFor(config, logger);
   return {
     builds: new DynamoBuildStore(clients.documents, config.buildsTable),
-    settings: new DynamoSettingsStore(clients.documents, config.settingsTable),
+    settings: new DynamoSettingsStore(clients.documents, config.settingsTable, cipher),
     statuses: new GitHubStatusReporter(octokit),
     logs: new S3LogStore(clients.s3, config.bucket),
     archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },

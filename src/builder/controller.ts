@@ -6,7 +6,7 @@
  */
 import type { BuildKey, BuildRecord, StepResult } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
-import { pageUrlOf } from '../core/links.js';
+import { pageUrlOf, rawLogUrl } from '../core/links.js';
 import { commitStateFor, type BuildState } from '../core/state-machine.js';
 import type { BuilderInvocation } from '../aws/builder-queue.js';
 import { FINAL_DELIVERY, INTAKE_DELIVERY, type StatusReporter } from '../github/statuses.js';
@@ -99,7 +99,7 @@ async function runRunner(
 ): Promise<Ending> {
   const label = buildLabel(build);
   try {
-    const settings = await deps.settings.effective(build.repo);
+    const settings = await deps.settings.effective(build.repo, { decryptSecrets: build.trusted });
     const archiveUrl = await deps.archives.resolveArchiveUrl(build.repo, build.sha);
     const startedAt = clock();
     const deadlineAt = startedAt + deps.runnerTimeoutMs - RUNNER_ANSWER_MARGIN_MS;
@@ -247,7 +247,7 @@ function pageFor(build: BuildRecord, log: string, running: boolean, url: string)
     build,
     log,
     running,
-    links: { raw: `${url}/log.txt`, ...(build.htmlUrl ? { github: build.htmlUrl } : {}) },
+    links: { raw: rawLogUrl(url), self: url, ...(build.htmlUrl ? { github: build.htmlUrl } : {}) },
   });
 }
 

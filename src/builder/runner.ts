@@ -8,6 +8,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StepResult } from '../core/build.js';
+import { rawLogUrl } from '../core/links.js';
 import {
   RepoConfigError,
   buildVariables,
@@ -62,7 +63,11 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
         build: { ...build, state: 'running' },
         log: text,
         running: true,
-        links: { raw: `${input.buildUrl}/log.txt`, ...(build.htmlUrl ? { github: build.htmlUrl } : {}) },
+        links: {
+          raw: rawLogUrl(input.buildUrl),
+          self: input.buildUrl,
+          ...(build.htmlUrl ? { github: build.htmlUrl } : {}),
+        },
       }),
     onError: (error) => console.error(`log upload failed: ${error.message}`),
   });

@@ -49,17 +49,6 @@ export class LocalStackFileError extends CliError {
 }
 
 /** `--stack NAME` needs CloudFormation, which this version does not ship. */
-export class StackLookupUnavailableError extends CliError {
-  constructor(stackName: string) {
-    super(
-      'STACK_LOOKUP_UNAVAILABLE',
-      `--stack ${stackName} is not available in this version: set the LAMBKIN_* variables ` +
-        '(LAMBKIN_BUILDS_TABLE, LAMBKIN_SETTINGS_TABLE, LAMBKIN_BUCKET, LAMBKIN_BUILDER_FUNCTION, ' +
-        "LAMBKIN_PUBLIC_URL) to the stack's outputs instead (see docs/configuration.md)",
-    );
-  }
-}
-
 /** `lambkin cancel` of a build that already ended. */
 export class BuildFinishedError extends CliError {
   constructor(label: string, state: string, description?: string) {

@@ -3,11 +3,14 @@
  *
  * - `--local [dataDir]`: the embedded stack `lambkin dev` runs, found through the `stack.json` it
  *   writes into its data directory (default `.lambkin/`), with fixed local credentials;
- * - `--stack NAME`: a deployed stack by its CloudFormation name (not available in this version);
+ * - `--stack NAME`: a deployed stack by its CloudFormation name: its outputs name the resources;
  * - neither: the LAMBKIN_* variables, with the AWS SDK's own credential chain and endpoint
  *   variables (AWS_ENDPOINT_URL_*), as the functions themselves read them.
  *
  * GITHUB_TOKEN and GITHUB_API_URL always come from the environment: the stack file holds no secret.
+ *
+ * `secretEnv` values are sealed with the stack's cipher: the local key in the data dir (`--local`),
+ * or KMS with LAMBKIN_SETTINGS_KMS_KEY (src/store/secret-cipher.ts).
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -20,7 +23,9 @@ import type { Logger } from '../logger.js';
 import { DynamoBuildStore, type BuildStore } from '../store/builds.js';
 import { S3LogStore, type LogStore } from '../store/logs.js';
 import { DynamoSettingsStore, type SettingsStore } from '../store/settings.js';
-import { LocalStackFileError, NoLocalStackError, StackLookupUnavailableError } from './errors.js';
+import { KmsSecretCipher, LocalSecretCipher, type SecretCipher } from '../store/secret-cipher.js';
+import { LocalStackFileError, NoLocalStackError } from './errors.js';
+import { readStackOutputs } from './stack-outputs.js';
 
 export const DEFAULT_DATA_DIR = '.lambkin';
 export const STACK_FILE_NAME = 'stack.json';
@@ -154,6 +159,12 @@ export interface Stack {
   /** Base of build links; empty when unknown. */
   readonly publicUrl: string;
   readonly queueTimeoutMs: number;
+  /**
+   * Seals `secretEnv` values the settings store writes (and opens them for `--show-secrets`):
+   * the local key with `--local`, KMS when LAMBKIN_SETTINGS_KMS_KEY is set, else none (values are
+   * then stored as given).
+   */
+  readonly cipher: SecretCipher | undefined;
   /** Releases the clients' connections. */
   close(): void;
 }
@@ -173,7 +184,6 @@ export async function openStack(
   needs: readonly StackNeed[],
   environment: StackEnvironment,
 ): Promise<Stack> {
-  if (options.stack !== undefined) throw new StackLookupUnavailableError(options.stack);
   if (options.local !== undefined && options.local !== false) {
     const dataDir =
       typeof options.local === 'string' && options.local !== '' ? options.local : DEFAULT_DATA_DIR;
@@ -199,16 +209,33 @@ export async function openStack(
         publicUrl: local.publicUrl.replace(/\/+$/, ''),
       },
       environment.logger,
+      new LocalSecretCipher(resolve(environment.cwd, dataDir)),
     );
   }
-  const config = loadConfig(
-    environment.env,
-    [...new Set(needs)].map((need) => REQUIRED_SETTINGS[need]),
-  );
+  // --stack NAME: the resource names come from the stack's outputs, the rest from the environment.
+  const fromStack = options.stack
+    ? await readStackOutputs(options.stack, {
+        ...(environment.env.AWS_REGION ? { region: environment.env.AWS_REGION } : {}),
+        ...(endpointOf(environment.env, 'CLOUDFORMATION')
+          ? { endpoint: endpointOf(environment.env, 'CLOUDFORMATION') }
+          : {}),
+      })
+    : {};
+  const config = {
+    ...loadConfig(
+      environment.env,
+      options.stack ? [] : [...new Set(needs)].map((need) => REQUIRED_SETTINGS[need]),
+    ),
+    ...fromStack,
+  };
+  const kmsEndpoint = endpointOf(environment.env, 'KMS');
   return assemble(
     createAwsClients({ endpoints: endpointsFrom(environment.env) }),
     config,
     environment.logger,
+    config.settingsKmsKey
+      ? new KmsSecretCipher(config.settingsKmsKey, kmsEndpoint ? { endpoint: kmsEndpoint } : {})
+      : undefined,
   );
 }
 
@@ -216,6 +243,7 @@ function assemble(
   clients: Pick<AwsClients, 'dynamodb' | 'documents' | 's3' | 'lambda'>,
   config: LambkinConfig,
   logger: Logger,
+  cipher: SecretCipher | undefined,
 ): Stack {
   const statuses = config.githubToken
     ? new GitHubStatusReporter(
@@ -224,17 +252,19 @@ function assemble(
     : undefined;
   return {
     builds: new DynamoBuildStore(clients.documents, config.buildsTable),
-    settings: new DynamoSettingsStore(clients.documents, config.settingsTable),
+    settings: new DynamoSettingsStore(clients.documents, config.settingsTable, cipher),
     logs: new S3LogStore(clients.s3, config.bucket),
     queue: new LambdaBuilderQueue(clients.lambda, config.builderFunction, CLI_ENQUEUE),
     statuses,
     publicUrl: config.publicUrl,
     queueTimeoutMs: config.queueTimeoutSeconds * 1000,
+    cipher,
     close: () => {
       clients.documents.destroy();
       clients.dynamodb.destroy();
       clients.s3.destroy();
       clients.lambda.destroy();
+      if (cipher instanceof KmsSecretCipher) cipher.destroy();
     },
   };
 }
@@ -244,10 +274,13 @@ function assemble(
  * `lambkin`) rather than left to the SDK, so the two never disagree.
  */
 function endpointsFrom(env: StackEnvironment['env']): { dynamodb?: string; s3?: string; lambda?: string } {
-  const pick = (service: string): string | undefined =>
-    env[`AWS_ENDPOINT_URL_${service}`]?.trim() || env.AWS_ENDPOINT_URL?.trim() || undefined;
+  const pick = (service: string): string | undefined => endpointOf(env, service);
   const endpoints = { dynamodb: pick('DYNAMODB'), s3: pick('S3'), lambda: pick('LAMBDA') };
   return Object.fromEntries(Object.entries(endpoints).filter(([, url]) => url !== undefined));
+}
+
+function endpointOf(env: StackEnvironment['env'], service: string): string | undefined {
+  return env[`AWS_ENDPOINT_URL_${service}`]?.trim() || env.AWS_ENDPOINT_URL?.trim() || undefined;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -11,6 +11,12 @@ export function buildPageUrl(publicUrl: string, key: BuildKey, logToken?: string
   return `${publicUrl.replace(/\/+$/, '')}${path}${logToken ? `?token=${encodeURIComponent(logToken)}` : ''}`;
 }
 
+/** The raw log's link: `/log.txt` after the page's path, before its query (the private token). */
+export function rawLogUrl(pageUrl: string): string {
+  const query = pageUrl.indexOf('?');
+  return query < 0 ? `${pageUrl}/log.txt` : `${pageUrl.slice(0, query)}/log.txt${pageUrl.slice(query)}`;
+}
+
 /** The link recorded on the build at intake, or one made from the configured base URL. */
 export function pageUrlOf(
   build: BuildKey & { pageUrl?: string; logToken?: string },

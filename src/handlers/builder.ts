@@ -1,9 +1,11 @@
 /**
  * Lambda entry point of the builder's controller, invoked asynchronously by the webhook with
- * `{kind: 'build', repo, number}`. Dependencies are built once per container.
+ * `{kind: 'build', repo, number}`. Dependencies are built once per container, on the first
+ * invocation: the configuration, then (in the cloud) the secret from Secrets Manager; a failed
+ * build is tried again on the next invocation.
  */
 import { parseBuilderInvocation } from '../aws/builder-queue.js';
-import { FUNCTION_CONFIG, loadConfig } from '../config.js';
+import { loadFunctionConfig, onColdStart } from '../aws/secrets.js';
 import {
   runControllerBuild,
   type ControllerDependencies,
@@ -13,15 +15,12 @@ import { createJsonLogger } from '../logger.js';
 import { createControllerDependencies } from '../wiring.js';
 
 export function createBuilderHandler(
-  dependencies: () => ControllerDependencies,
+  dependencies: () => ControllerDependencies | Promise<ControllerDependencies>,
 ): (event: unknown) => Promise<ControllerResult> {
-  let deps: ControllerDependencies | undefined;
-  return async (event) => {
-    deps ??= dependencies();
-    return runControllerBuild(deps, parseBuilderInvocation(event));
-  };
+  const deps = onColdStart(dependencies);
+  return async (event) => runControllerBuild(await deps(), parseBuilderInvocation(event));
 }
 
-export const handler = createBuilderHandler(() =>
-  createControllerDependencies(loadConfig(process.env, FUNCTION_CONFIG.builder.required), createJsonLogger()),
+export const handler = createBuilderHandler(async () =>
+  createControllerDependencies(await loadFunctionConfig('builder'), createJsonLogger()),
 );

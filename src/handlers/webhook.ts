@@ -1,26 +1,32 @@
 /**
  * Lambda entry point of the webhook function (function URL / HTTP API). Adapts the event to the
- * core intake; dependencies are built once per container, on the first request.
+ * core intake. Dependencies are built once per container, on the first request: the configuration,
+ * then (in the cloud) the secret from Secrets Manager; a failed build is tried again next request.
  */
-import { FUNCTION_CONFIG, loadConfig } from '../config.js';
+import { loadFunctionConfig, onColdStart } from '../aws/secrets.js';
+import { CONFIG_VARIABLES, type LambkinConfig } from '../config.js';
 import { handleWebhook, type IntakeDependencies } from '../core/intake.js';
+import { ConfigurationError } from '../errors.js';
 import { createJsonLogger } from '../logger.js';
 import { createIntakeDependencies } from '../wiring.js';
 import { toHttpRequest, toLambdaResult, type LambdaHttpEvent, type LambdaHttpResult } from './http-event.js';
 
 export function createWebhookHandler(
-  dependencies: () => IntakeDependencies,
+  dependencies: () => IntakeDependencies | Promise<IntakeDependencies>,
 ): (event: LambdaHttpEvent) => Promise<LambdaHttpResult> {
-  let deps: IntakeDependencies | undefined;
-  return async (event) => {
-    deps ??= dependencies();
-    return toLambdaResult(await handleWebhook(deps, toHttpRequest(event)));
-  };
+  const deps = onColdStart(dependencies);
+  return async (event) => toLambdaResult(await handleWebhook(await deps(), toHttpRequest(event)));
 }
 
-export const handler = createWebhookHandler(() =>
-  createIntakeDependencies(
-    loadConfig(process.env, [...FUNCTION_CONFIG.webhook.required, 'webhookSecrets']),
-    createJsonLogger(),
-  ),
+/** The webhook cannot check a delivery's signature without a secret, from either source. */
+export function requireWebhookSecrets(config: LambkinConfig): LambkinConfig {
+  if (config.webhookSecrets.length > 0) return config;
+  throw new ConfigurationError([
+    `no webhook secret: set ${CONFIG_VARIABLES.secretArn} (the cloud: a Secrets Manager secret with ` +
+      `"webhookSecret") or ${CONFIG_VARIABLES.webhookSecrets} (local)`,
+  ]);
+}
+
+export const handler = createWebhookHandler(async () =>
+  createIntakeDependencies(requireWebhookSecrets(await loadFunctionConfig('webhook')), createJsonLogger()),
 );

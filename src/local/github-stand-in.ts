@@ -3,7 +3,8 @@
  * GitHub answers them (status codes, headers, error bodies, the tarball redirect to a short-lived
  * download URL). Used by the local demo and by the tests. Shapes follow @octokit/fixtures and are
  * checked against GitHub's OpenAPI description in tests/support/github-server.test.ts.
- * Repositories are real git repositories (createGitRepo, createGitRepoFromDirectory).
+ * Repositories are real git repositories (createGitRepo, createGitRepoFromDirectory). Repository
+ * webhooks (`/repos/{owner}/{repo}/hooks`) are kept in memory, as GitHub.com validates them.
  *
  * Authentication, as GitHub does it:
  * - a wrong token (or a malformed Authorization header) is answered 401 `Bad credentials`;
@@ -232,6 +233,16 @@ export interface CreatedStatus {
   context: string;
 }
 
+/** A repository webhook as the stand-in keeps it (`secret` in clear, unlike the API's answers). */
+export interface StoredHook {
+  id: number;
+  active: boolean;
+  events: string[];
+  config: { url: string; content_type: 'json' | 'form'; insecure_ssl: '0' | '1'; secret?: string };
+  created_at: string;
+  updated_at: string;
+}
+
 export interface GitHubServerOptions {
   /** The only token accepted. Without one, any token is. */
   token?: string;
@@ -253,6 +264,8 @@ export interface GitHubStandIn {
   addRepository(definition: RepositoryDefinition): void;
   /** Statuses of a commit, newest first (`repo` is `owner/name`). */
   statusesFor(repo: string, sha: string): CommitStatusRecord[];
+  /** Webhooks of a repository, oldest first, secrets included (`repo` is `owner/name`). */
+  hooksOf(repo: string): StoredHook[];
   /** Makes the next matching requests fail; faults are used in the order they were added. */
   failNext(fault: Fault): void;
   /** How many injected failures are still waiting for a request. */
@@ -288,6 +301,7 @@ interface Repository extends Required<Omit<RepositoryDefinition, 'description'>>
   description: string | null;
   createdAt: string;
   statuses: Map<string, CommitStatusRecord[]>;
+  hooks: Map<number, StoredHook>;
 }
 
 interface Caller {
@@ -307,6 +321,36 @@ type ActiveFault = Required<Pick<Fault, 'mode' | 'times'>> & Fault;
 
 const DOCS = 'https://docs.github.com/rest';
 const STATUS_DOCS = 'https://docs.github.com/rest/commits/statuses#create-a-commit-status';
+const HOOKS_DOCS = 'https://docs.github.com/rest/repos/webhooks';
+/** A sample of GitHub's webhook events (and `*`, all of them): others are refused as unknown. */
+const HOOK_EVENTS = new Set([
+  '*',
+  'check_run',
+  'check_suite',
+  'create',
+  'delete',
+  'deployment',
+  'deployment_status',
+  'issue_comment',
+  'issues',
+  'label',
+  'member',
+  'meta',
+  'ping',
+  'public',
+  'pull_request',
+  'pull_request_review',
+  'pull_request_review_comment',
+  'push',
+  'release',
+  'repository',
+  'status',
+  'workflow_dispatch',
+  'workflow_run',
+]);
+/** GitHub.com delivers webhooks over the public Internet only. */
+const PRIVATE_HOSTS =
+  /^(?:localhost|.*\.localhost|127(?:\.\d{1,3}){3}|10(?:\.\d{1,3}){3}|192\.168(?:\.\d{1,3}){2}|172\.(?:1[6-9]|2\d|3[01])(?:\.\d{1,3}){2}|0\.0\.0\.0|\[::1?\])$/i;
 const RATE_LIMIT_DOCS = 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api';
 const SECONDARY_RATE_LIMIT_DOCS =
   'https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits';
@@ -367,6 +411,7 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
   const startedAt = timestamp();
   let nextRepositoryId = 1000;
   let nextStatusId = 1;
+  let nextHookId = 1;
   let baseUrl = '';
 
   const user = (name: string, id: number, type: SimpleUser['type']): SimpleUser => ({
@@ -923,7 +968,207 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
     if (resource === 'tarball' && method === 'GET')
       return tarballRedirect(context, owner, name, rest.join('/'));
     if (resource === 'contents' && method === 'GET') return getContent(context, owner, name, rest.join('/'));
+    if (resource === 'hooks' && rest.length === 0 && method === 'GET') return listHooks(context, owner, name);
+    if (resource === 'hooks' && rest.length === 0 && method === 'POST')
+      return createHook(context, owner, name);
+    if (resource === 'hooks' && rest.length === 1 && method === 'PATCH') {
+      return updateHook(context, owner, name, rest[0] ?? '');
+    }
     throw notFound();
+  }
+
+  // --- repository webhooks --------------------------------------------------------------------
+
+  /** Webhooks are the repository's administrators' business: GitHub answers 404 to anyone else. */
+  function administeredRepository(context: Context, owner: string, name: string, docs: string): Repository {
+    const repository = repositories.get(repoKey(owner, name));
+    if (!repository || !context.caller.authenticated) throw new RouteError(404, 'Not Found', docs);
+    return repository;
+  }
+
+  function hookJson(repository: Repository, hook: StoredHook): Record<string, unknown> {
+    const url = `${baseUrl}/repos/${repository.owner}/${repository.name}/hooks/${hook.id}`;
+    return {
+      type: 'Repository',
+      id: hook.id,
+      name: 'web',
+      active: hook.active,
+      events: [...hook.events],
+      config: {
+        content_type: hook.config.content_type,
+        insecure_ssl: hook.config.insecure_ssl,
+        // GitHub never shows a secret again: only that there is one.
+        ...(hook.config.secret === undefined ? {} : { secret: '********' }),
+        url: hook.config.url,
+      },
+      updated_at: hook.updated_at,
+      created_at: hook.created_at,
+      url,
+      test_url: `${url}/test`,
+      ping_url: `${url}/pings`,
+      deliveries_url: `${url}/deliveries`,
+      last_response: { code: null, status: 'unused', message: null },
+    };
+  }
+
+  function hookBody(context: Context, docs: string): Record<string, unknown> {
+    const body = context.recorded.body;
+    if (context.recorded.rawBody !== '' && body === undefined) {
+      throw new RouteError(400, 'Problems parsing JSON', docs);
+    }
+    if (body === undefined) return {};
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new RouteError(400, 'Problems parsing JSON', docs);
+    }
+    return body as Record<string, unknown>;
+  }
+
+  function hookInvalid(docs: string, message: string, field?: string, code = 'custom'): RouteError {
+    return new RouteError(422, 'Validation Failed', docs, {
+      errors: [{ resource: 'Hook', code, ...(field ? { field } : {}), message }],
+    });
+  }
+
+  /** Validates a `config` object as GitHub.com does; the config a hook then has. */
+  function hookConfig(value: unknown, docs: string): StoredHook['config'] {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw hookInvalid(docs, 'Config must contain a url', 'config');
+    }
+    const config = value as Record<string, unknown>;
+    if (typeof config.url !== 'string' || config.url.trim() === '') {
+      throw hookInvalid(docs, 'Config must contain a url', 'config');
+    }
+    let url: URL;
+    try {
+      url = new URL(config.url);
+    } catch {
+      throw hookInvalid(docs, 'url is not a valid URL', 'url');
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw hookInvalid(docs, 'url must use http or https', 'url');
+    }
+    if (PRIVATE_HOSTS.test(url.hostname)) {
+      throw hookInvalid(
+        docs,
+        `url is not supported because it isn't reachable over the public Internet (${url.hostname})`,
+        'url',
+      );
+    }
+    const contentType = config.content_type ?? 'form';
+    if (contentType !== 'json' && contentType !== 'form') {
+      throw hookInvalid(docs, 'content_type is not included in the list', 'content_type');
+    }
+    const insecure = config.insecure_ssl ?? '0';
+    if (!['0', '1', 0, 1].includes(insecure as string | number)) {
+      throw hookInvalid(docs, 'insecure_ssl is not included in the list', 'insecure_ssl');
+    }
+    if (config.secret !== undefined && config.secret !== null && typeof config.secret !== 'string') {
+      throw hookInvalid(docs, 'secret must be a string', 'secret', 'invalid');
+    }
+    const secret = typeof config.secret === 'string' && config.secret !== '' ? config.secret : undefined;
+    return {
+      url: config.url,
+      content_type: contentType,
+      insecure_ssl: String(insecure) as '0' | '1',
+      ...(secret === undefined ? {} : { secret }),
+    };
+  }
+
+  function hookEvents(value: unknown, field: string, docs: string): string[] {
+    if (!Array.isArray(value) || value.some((event) => typeof event !== 'string')) {
+      throw hookInvalid(docs, `${field} must be an array of strings`, field, 'invalid');
+    }
+    const unknown = (value as string[]).find((event) => !HOOK_EVENTS.has(event));
+    if (unknown !== undefined) throw hookInvalid(docs, `"${unknown}" is not a valid event name`, field);
+    return [...new Set(value as string[])];
+  }
+
+  function refuseDuplicateUrl(repository: Repository, url: string, docs: string, except?: number): void {
+    for (const hook of repository.hooks.values()) {
+      if (hook.id !== except && hook.config.url === url) {
+        throw hookInvalid(docs, 'Hook already exists on this repository');
+      }
+    }
+  }
+
+  async function listHooks(context: Context, owner: string, name: string): Promise<void> {
+    const docs = `${HOOKS_DOCS}#list-repository-webhooks`;
+    const repository = administeredRepository(context, owner, name, docs);
+    const all = [...repository.hooks.values()];
+    const perPage = Math.min(Math.max(Number(context.query.get('per_page') ?? 30) || 30, 1), 100);
+    const page = Math.max(Number(context.query.get('page') ?? 1) || 1, 1);
+    const lastPage = Math.max(Math.ceil(all.length / perPage), 1);
+    const headers: Record<string, string> = {
+      ...context.headers,
+      'cache-control': 'private, max-age=60, s-maxage=60',
+    };
+    if (page < lastPage) {
+      const pageUrl = (n: number): string =>
+        `${baseUrl}/repos/${repository.owner}/${repository.name}/hooks?per_page=${perPage}&page=${n}`;
+      headers.link = `<${pageUrl(page + 1)}>; rel="next", <${pageUrl(lastPage)}>; rel="last"`;
+    }
+    const shown = all.slice((page - 1) * perPage, page * perPage);
+    sendJson(
+      context.response,
+      200,
+      headers,
+      shown.map((hook) => hookJson(repository, hook)),
+    );
+  }
+
+  async function createHook(context: Context, owner: string, name: string): Promise<void> {
+    const docs = `${HOOKS_DOCS}#create-a-repository-webhook`;
+    const repository = administeredRepository(context, owner, name, docs);
+    const body = hookBody(context, docs);
+    if (body.name !== undefined && body.name !== 'web') {
+      throw hookInvalid(docs, 'name must be "web"', 'name');
+    }
+    const config = hookConfig(body.config, docs);
+    const events = body.events === undefined ? ['push'] : hookEvents(body.events, 'events', docs);
+    if (body.active !== undefined && typeof body.active !== 'boolean') {
+      throw hookInvalid(docs, 'active must be a boolean', 'active', 'invalid');
+    }
+    refuseDuplicateUrl(repository, config.url, docs);
+    const now = timestamp();
+    const hook: StoredHook = {
+      id: nextHookId++,
+      active: body.active ?? true,
+      events,
+      config,
+      created_at: now,
+      updated_at: now,
+    };
+    repository.hooks.set(hook.id, hook);
+    const json = hookJson(repository, hook);
+    sendJson(context.response, 201, { ...context.headers, location: String(json.url) }, json);
+  }
+
+  async function updateHook(context: Context, owner: string, name: string, id: string): Promise<void> {
+    const docs = `${HOOKS_DOCS}#update-a-repository-webhook`;
+    const repository = administeredRepository(context, owner, name, docs);
+    const hook = /^\d+$/.test(id) ? repository.hooks.get(Number(id)) : undefined;
+    if (!hook) throw new RouteError(404, 'Not Found', docs);
+    const body = hookBody(context, docs);
+    // Everything is checked before anything changes: a refused update changes nothing.
+    // A new config replaces the old one whole: a secret not sent again is removed, as on GitHub.
+    const config = body.config === undefined ? hook.config : hookConfig(body.config, docs);
+    let events = body.events === undefined ? hook.events : hookEvents(body.events, 'events', docs);
+    if (body.add_events !== undefined) {
+      events = [...new Set([...events, ...hookEvents(body.add_events, 'add_events', docs)])];
+    }
+    if (body.remove_events !== undefined) {
+      const removed = new Set(hookEvents(body.remove_events, 'remove_events', docs));
+      events = events.filter((event) => !removed.has(event));
+    }
+    if (body.active !== undefined && typeof body.active !== 'boolean') {
+      throw hookInvalid(docs, 'active must be a boolean', 'active', 'invalid');
+    }
+    refuseDuplicateUrl(repository, config.url, docs, hook.id);
+    hook.config = config;
+    hook.events = events;
+    if (body.active !== undefined) hook.active = body.active;
+    hook.updated_at = timestamp();
+    sendJson(context.response, 200, context.headers, hookJson(repository, hook));
   }
 
   // --- faults ---------------------------------------------------------------------------------
@@ -1141,7 +1386,13 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
         description: definition.description ?? null,
         createdAt: startedAt,
         statuses: new Map(),
+        hooks: new Map(),
       });
+    },
+    hooksOf(repo) {
+      const repository = repositories.get(repo.toLowerCase());
+      if (!repository) throw new Error(`The stand-in has no repository ${repo}: call addRepository first.`);
+      return [...repository.hooks.values()].map((hook) => structuredClone(hook));
     },
     statusesFor(repo, sha) {
       const repository = repositories.get(repo.toLowerCase());

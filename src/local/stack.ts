@@ -13,21 +13,18 @@ import { CreateTableCommand, ResourceInUseException } from '@aws-sdk/client-dyna
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { createAwsClients, type AwsClients } from '../aws/clients.js';
 import { runControllerBuild, type ControllerDependencies } from '../builder/controller.js';
+import { endFailedBuild } from '../builder/on-failure.js';
 import { ProcessRunnerInvoker } from '../builder/runner-invoker.js';
 import { parseBuilderInvocation } from '../aws/builder-queue.js';
 import { loadConfig, type LambkinConfig } from '../config.js';
 import { handleWebhook, type IntakeDependencies } from '../core/intake.js';
-import { buildLabel } from '../core/build.js';
-import { commitStateFor } from '../core/state-machine.js';
-import { pageUrlOf } from '../core/links.js';
-import { INTAKE_DELIVERY } from '../github/statuses.js';
 import { normalizeHeaders } from '../http.js';
 import type { Logger } from '../logger.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
-import { TransitionRefusedError } from '../errors.js';
 import { DynamoSettingsStore, GLOBAL_SCOPE, type SettingsStore } from '../store/settings.js';
+import { LocalSecretCipher } from '../store/secret-cipher.js';
 import { createControllerDependencies, createIntakeDependencies } from '../wiring.js';
-import { LocalLambdaService, type AsyncFailure } from './lambda-service.js';
+import { LocalLambdaService } from './lambda-service.js';
 import { startDynamoServer, startS3Server, type RunningServer } from './storage-servers.js';
 import { serveLogViewer } from './log-viewer.js';
 
@@ -138,7 +135,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     ...(runnerUser ? { user: runnerUser } : {}),
     workRoot: join('/tmp', `lambkin-runner-${runnerUser?.uid ?? process.getuid?.() ?? 'user'}`),
   });
-  const controller = createControllerDependencies(config, options.logger, clients, runner);
+  // secretEnv values are sealed with a key kept in the data dir (src/store/secret-cipher.ts).
+  const controller = createControllerDependencies(
+    config,
+    options.logger,
+    clients,
+    runner,
+    new LocalSecretCipher(dataDir),
+  );
   await defaultForksOff(new DynamoSettingsStore(clients.documents, config.settingsTable));
   const intake = createIntakeDependencies(config, options.logger, clients);
 
@@ -146,7 +150,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     concurrency: options.concurrency ?? 2,
     ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
     logger: options.logger,
-    onFailure: (failure) => endFailedBuild(controller, failure),
+    onFailure: async (failure) => void (await endFailedBuild(controller, failure)),
   });
   lambda.register(LOCAL_NAMES.builderFunction, async (payload) =>
     runControllerBuild(controller, parseBuilderInvocation(payload)),
@@ -249,40 +253,4 @@ async function answerWebhook(
     body: Buffer.concat(chunks).toString('utf8'),
   });
   response.writeHead(result.statusCode, result.headers).end(result.body);
-}
-
-/**
- * The on-failure destination: the builder function failed every attempt (it crashed, or its
- * dependencies were down), so the build ends as `error` and GitHub is told — never pending forever.
- */
-export async function endFailedBuild(deps: ControllerDependencies, failure: AsyncFailure): Promise<void> {
-  let key;
-  try {
-    key = parseBuilderInvocation(failure.payload);
-  } catch {
-    deps.logger.error('an async invocation failed and is not a build', { failure });
-    return;
-  }
-  const reason = `the builder failed after ${failure.attempts} attempts: ${failure.error.errorMessage}`;
-  try {
-    const build = await deps.builds.transition(key, { from: ['queued', 'running'], to: 'error', reason });
-    await deps.statuses
-      .setStatus(
-        {
-          repo: build.repo,
-          sha: build.sha,
-          state: commitStateFor(build.state),
-          description: `Build #${build.number} error: ${reason}`,
-          targetUrl: pageUrlOf(build, deps.publicUrl),
-        },
-        INTAKE_DELIVERY,
-      )
-      .catch((error: unknown) =>
-        deps.logger.error('could not set the error status', { build: buildLabel(build), error }),
-      );
-    deps.logger.error('build ended as error by the on-failure hook', { build: buildLabel(build), reason });
-  } catch (error) {
-    if (!(error instanceof TransitionRefusedError)) throw error;
-    deps.logger.info('on-failure hook: the build already ended', { build: buildLabel(key) });
-  }
 }

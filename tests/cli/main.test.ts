@@ -217,9 +217,18 @@ describe('lambkin as a child process', () => {
       ],
       [
         ['builds', REPO, '--stack', 'lambkin-prod'],
-        {},
+        // moto's CloudFormation where installed; otherwise a port that refuses connections.
+        {
+          AWS_ENDPOINT_URL_CLOUDFORMATION: process.env.LAMBKIN_TEST_MOTO_ENDPOINT ?? 'http://127.0.0.1:9',
+          AWS_REGION: 'us-east-1',
+          AWS_ACCESS_KEY_ID: 'test',
+          AWS_SECRET_ACCESS_KEY: 'test',
+          AWS_MAX_ATTEMPTS: '1',
+        },
         1,
-        /^lambkin: --stack lambkin-prod is not available in this version: set the LAMBKIN_\* variables/,
+        process.env.LAMBKIN_TEST_MOTO_ENDPOINT
+          ? /^lambkin: no deployed stack "lambkin-prod" \(.*\): check the name, AWS_REGION and your credentials\n$/
+          : /^lambkin: could not reach the stack/,
       ],
       [
         ['builds', REPO, '--stack', 'x', '--local'],

@@ -237,10 +237,13 @@ describe('the OpenAPI subset', () => {
     expect(subset.source.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(Object.keys(subset.operations).sort()).toEqual([
       'repos/create-commit-status',
+      'repos/create-webhook',
       'repos/download-tarball-archive',
       'repos/get',
       'repos/get-content',
       'repos/list-commit-statuses-for-ref',
+      'repos/list-webhooks',
+      'repos/update-webhook',
     ]);
     expect(subsetText).not.toContain('"$ref"');
     expect(subsetText.length).toBeLessThan(400 * 1024);
@@ -400,6 +403,175 @@ describe('commit statuses', () => {
     expect(unknownCommit.message).toContain(`No commit found for SHA: ${'f'.repeat(40)}`);
     expect(server.statusesFor('acme/widget', secondSha)).toHaveLength(1);
     expectAllValid(checked, 4);
+  });
+});
+
+describe('repository webhooks', () => {
+  const hookRequestSchema = (id: string): Schema =>
+    operation(id).requestBody?.content['application/json'] as Schema;
+
+  it('creates (201 with Location), lists and updates webhooks in GitHub’s shapes, hiding the secret', async () => {
+    const { octokit, checked } = checkedOctokit(server.url, TOKEN);
+    const created = await octokit.rest.repos.createWebhook({
+      owner: 'acme',
+      repo: 'widget',
+      name: 'web',
+      config: {
+        url: 'https://ci.example.test/webhook',
+        content_type: 'json',
+        secret: 'hook-secret',
+        insecure_ssl: '0',
+      },
+      events: ['push', 'pull_request'],
+      active: true,
+    });
+    expect(created.status).toBe(201);
+    expect(created.headers.location).toBe(created.data.url);
+    expect(created.data).toMatchObject({
+      type: 'Repository',
+      name: 'web',
+      active: true,
+      events: ['push', 'pull_request'],
+      config: {
+        url: 'https://ci.example.test/webhook',
+        content_type: 'json',
+        insecure_ssl: '0',
+        secret: '********',
+      },
+      last_response: { code: null, status: 'unused', message: null },
+    });
+    expect(created.data.url).toBe(`${server.url}/repos/acme/widget/hooks/${created.data.id}`);
+    // The defaults: form payloads, push only.
+    const second = await octokit.rest.repos.createWebhook({
+      owner: 'acme',
+      repo: 'widget',
+      config: { url: 'https://other.example.test/hook' },
+    });
+    expect(second.data).toMatchObject({ events: ['push'], active: true, config: { content_type: 'form' } });
+    expect(second.data.config).not.toHaveProperty('secret');
+
+    const listed = await octokit.rest.repos.listWebhooks({ owner: 'acme', repo: 'widget' });
+    expect(listed.data.map((hook) => [hook.id, hook.config.url])).toEqual([
+      [created.data.id, 'https://ci.example.test/webhook'],
+      [second.data.id, 'https://other.example.test/hook'],
+    ]);
+    const paged = await octokit.rest.repos.listWebhooks({ owner: 'acme', repo: 'widget', per_page: 1 });
+    expect(paged.data).toHaveLength(1);
+    expect(paged.headers.link).toMatch(/page=2>; rel="next"/);
+
+    // Without a config the hook keeps its own, secret included; events can be added and removed.
+    const updated = await octokit.rest.repos.updateWebhook({
+      owner: 'acme',
+      repo: 'widget',
+      hook_id: created.data.id,
+      add_events: ['release'],
+      remove_events: ['push'],
+      active: false,
+    });
+    expect(updated.status).toBe(200);
+    expect(updated.data).toMatchObject({
+      active: false,
+      events: ['pull_request', 'release'],
+      config: { secret: '********' },
+    });
+    expect(server.hooksOf('acme/widget')[0]?.config.secret).toBe('hook-secret');
+    // A new config replaces the old one whole: a secret not sent again is gone, as on GitHub.
+    const replaced = await octokit.rest.repos.updateWebhook({
+      owner: 'acme',
+      repo: 'widget',
+      hook_id: created.data.id,
+      config: { url: 'https://ci.example.test/webhook', content_type: 'json' },
+    });
+    expect(replaced.data.config).not.toHaveProperty('secret');
+    expect(server.hooksOf('acme/widget')[0]).toMatchObject({
+      id: created.data.id,
+      config: { url: 'https://ci.example.test/webhook', content_type: 'json', insecure_ssl: '0' },
+    });
+    expect(server.hooksOf('acme/widget')[0]?.config).not.toHaveProperty('secret');
+    expectAllValid(checked, 6);
+
+    const sent = server.requests.filter(
+      (request) => /\/hooks(\/\d+)?$/.test(request.path) && request.method !== 'GET',
+    );
+    expect(sent.map((request) => request.method)).toEqual(['POST', 'POST', 'PATCH', 'PATCH']);
+    for (const request of sent) {
+      const id = request.method === 'POST' ? 'repos/create-webhook' : 'repos/update-webhook';
+      expect(schemaErrors(hookRequestSchema(id), request.body)).toBeUndefined();
+    }
+  });
+
+  it('refuses what GitHub refuses: 422 for duplicates and invalid hooks, 404 for unknown hooks and outsiders', async () => {
+    const { octokit, checked } = checkedOctokit(server.url, TOKEN);
+    const create = (body: Record<string, unknown>) =>
+      // The untyped form, to send what GitHub must refuse.
+      octokit.request({
+        method: 'POST',
+        url: '/repos/{owner}/{repo}/hooks',
+        owner: 'acme',
+        repo: 'vault',
+        ...body,
+      });
+    const hook = await octokit.rest.repos.createWebhook({
+      owner: 'acme',
+      repo: 'vault',
+      config: { url: 'https://ci.example.test/vault', content_type: 'json', secret: 's' },
+      events: ['push'],
+    });
+
+    const duplicate = await failureOf(create({ config: { url: 'https://ci.example.test/vault' } }));
+    expect(duplicate.status).toBe(422);
+    expect(duplicate.response?.data).toMatchObject({
+      message: 'Validation Failed',
+      errors: [{ resource: 'Hook', code: 'custom', message: 'Hook already exists on this repository' }],
+      status: '422',
+    });
+    const loopback = await failureOf(create({ config: { url: 'http://127.0.0.1:3000/webhook' } }));
+    expect(loopback.status).toBe(422);
+    expect(loopback.message).toContain("isn't reachable over the public Internet");
+    const badEvent = await failureOf(
+      create({ config: { url: 'https://x.example.test/' }, events: ['pushh'] }),
+    );
+    expect(badEvent.status).toBe(422);
+    expect(badEvent.response?.data).toMatchObject({
+      errors: [{ resource: 'Hook', field: 'events', message: '"pushh" is not a valid event name' }],
+    });
+    const noUrl = await failureOf(create({ config: { content_type: 'json' } }));
+    expect(noUrl.status).toBe(422);
+    expect(schemaErrors(hookRequestSchema('repos/create-webhook'), { config: {}, extra: 1 })).toMatch(
+      /must NOT have additional properties/,
+    );
+
+    const missing = await failureOf(
+      octokit.rest.repos.updateWebhook({
+        owner: 'acme',
+        repo: 'vault',
+        hook_id: hook.data.id + 1000,
+        active: true,
+      }),
+    );
+    expect(missing.status).toBe(404);
+    const refusedUpdate = await failureOf(
+      octokit.rest.repos.updateWebhook({
+        owner: 'acme',
+        repo: 'vault',
+        hook_id: hook.data.id,
+        config: { url: 'https://ci.example.test/vault', content_type: 'xml' },
+      }),
+    );
+    expect(refusedUpdate.status).toBe(422);
+    expect(server.hooksOf('acme/vault')[0]?.config).toMatchObject({ content_type: 'json', secret: 's' });
+    const unknownRepo = await failureOf(octokit.rest.repos.listWebhooks({ owner: 'acme', repo: 'nope' }));
+    expect(unknownRepo.status).toBe(404);
+    expectAllValid(checked, 8);
+
+    // Webhooks are for the repository's administrators: anonymous callers see 404.
+    const anonymous = checkedOctokit(server.url);
+    const hidden = await failureOf(
+      anonymous.octokit.rest.repos.listWebhooks({ owner: 'acme', repo: 'widget' }),
+    );
+    expect(hidden.status).toBe(404);
+    expectAllValid(anonymous.checked, 1);
+    expect(server.hooksOf('acme/vault')).toHaveLength(1);
   });
 });
 

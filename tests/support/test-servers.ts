@@ -3,7 +3,7 @@
  * its own tables and bucket (tests/support/storage.ts), so suites run in parallel.
  * Workers are started after this and inherit the endpoints through the environment.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDynamoServer, startS3Server, type RunningServer } from '../../src/local/storage-servers.js';
@@ -17,6 +17,9 @@ declare global {
 export async function startTestServers(): Promise<void> {
   const servers: RunningServer[] = [];
   globalThis.__lambkinTestServers = servers;
+  // Every SDK command the tests send, for `npm run check:iam` after the run (scripts/check-iam.ts).
+  process.env.LAMBKIN_SDK_COMMAND_LOG ||= join(tmpdir(), 'lambkin-sdk-commands.log');
+  writeFileSync(process.env.LAMBKIN_SDK_COMMAND_LOG, '');
   const dynamo = await startDynamoServer();
   servers.push(dynamo);
   const s3 = await startS3Server({ directory: mkdtempSync(join(tmpdir(), 'lambkin-test-s3-')) });

@@ -35,6 +35,11 @@ export interface LogPageLinks {
   github?: string;
   /** The commit on GitHub. */
   commit?: string;
+  /**
+   * Where a running page reloads from: the build's stable link. In the cloud the page itself is
+   * served from a short-lived presigned URL, so reloading that would soon fail.
+   */
+  self?: string;
 }
 
 export interface LogPageInput {
@@ -107,7 +112,7 @@ export function renderLogPage(input: LogPageInput): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <meta name="referrer" content="no-referrer">
-${running ? `<meta http-equiv="refresh" content="${refreshSeconds}">\n` : ''}<title>${escapeHtml(title)} — Lambkin</title>
+${running ? `<meta http-equiv="refresh" content="${refreshTarget(refreshSeconds, input.links.self)}">\n` : ''}<title>${escapeHtml(title)} — Lambkin</title>
 <style>${STYLE}</style>
 </head>
 <body>
@@ -334,6 +339,12 @@ function escapeHtml(text: string): string {
  * parsers ignore tabs and newlines inside a scheme (`java\tscript:`), so any whitespace or control
  * character disqualifies the URL, and whatever precedes the first `:` counts as its scheme.
  */
+/** `5`, or `5;url=<the stable link>` when there is one (escaped by the caller's attribute). */
+function refreshTarget(seconds: number, self: string | undefined): string {
+  const url = safeUrl(self);
+  return url ? `${seconds};url=${escapeHtml(url)}` : String(seconds);
+}
+
 function safeUrl(url: string | undefined): string | undefined {
   if (!url || /[\s\p{Cc}]/u.test(url)) return undefined;
   const scheme = /^([^:/?#]*):/.exec(url);

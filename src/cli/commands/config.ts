@@ -1,11 +1,19 @@
 /**
  * `lambkin config get|set|unset`: the operator's settings in the settings store, global or per
- * repository, addressed with dotted keys (src/cli/settings-keys.ts).
+ * repository, addressed with dotted keys (src/cli/settings-keys.ts). `secretEnv` values are sealed
+ * with the stack's cipher when set (src/cli/stack.ts), and opened only for `--show-secrets`.
  */
 import type { Command } from 'commander';
 import type { RepoName } from '../../core/build.js';
 import { mergeSettings, type SettingsDocument } from '../../core/settings.js';
-import { GLOBAL_SCOPE, repoScope, type SettingsScope } from '../../store/settings.js';
+import {
+  GLOBAL_SCOPE,
+  openSecrets,
+  plainSecretNames,
+  repoScope,
+  scopeKey,
+  type SettingsScope,
+} from '../../store/settings.js';
 import { STACK_HELP, addStackOptions, parseRepoArgument } from '../arguments.js';
 import { SettingsKeyError } from '../errors.js';
 import { formatJson } from '../output.js';
@@ -43,7 +51,9 @@ Keys (docs/configuration.md, "Settings store and environment"):
   config.<key>                 defaults of the repository config (install,
                                test, timeout, env, node, branches, …) and
                                allowConfigOverrides
-  secretEnv.<NAME>             a secret variable for trusted builds
+  secretEnv.<NAME>             a secret variable for trusted builds, stored
+                               encrypted (KMS key LAMBKIN_SETTINGS_KMS_KEY;
+                               --local: a key in the data directory)
 A name with dots goes in ["…"]: config.branches["release/1.x"].test`;
 
 export const configCommand: CommandModule = {
@@ -63,10 +73,11 @@ export const configCommand: CommandModule = {
       .summary('print a setting, or the whole document, as JSON')
       .description(
         'Print the value of KEY as JSON, or the whole settings document without KEY. Secret values ' +
-          'are shown as *** unless --show-secrets. A key that is not set is an error (exit 1).',
+          'are shown as *** unless --show-secrets, which decrypts them (in AWS this needs kms:Decrypt ' +
+          'on LAMBKIN_SETTINGS_KMS_KEY). A key that is not set is an error (exit 1).',
       )
       .argument('[key]', 'dotted key, such as build.tags; the whole document when omitted')
-      .option('--show-secrets', 'show the values of secretEnv instead of ***')
+      .option('--show-secrets', 'decrypt and show the values of secretEnv instead of ***')
       .option('--effective', 'the merged settings (built-in defaults, global, then the repository)')
       .addHelpText(
         'after',
@@ -134,9 +145,16 @@ async function getSetting(context: CliContext, key: string | undefined, options:
   const path = key === undefined ? [] : parseKeyPath(key);
   if (path.length > 0) checkKeyPath(path, 'get');
   const document = await withStack(context, options, ['settings'], async (stack) => {
-    if (!options.effective) return (await stack.settings.get(scopeOf(options))) ?? {};
-    if (options.repo !== undefined) return stack.settings.effective(options.repo);
-    return mergeSettings(await stack.settings.get(GLOBAL_SCOPE));
+    // --effective: the documents the builder merges, global then the repository's.
+    const scopes = options.effective
+      ? [GLOBAL_SCOPE, ...(options.repo === undefined ? [] : [repoScope(options.repo)])]
+      : [scopeOf(options)];
+    const stored = await Promise.all(scopes.map((scope) => stack.settings.get(scope)));
+    scopes.forEach((scope, index) => warnAboutPlainSecrets(context, scope, stored[index]));
+    const documents = options.showSecrets
+      ? await Promise.all(scopes.map((scope, index) => openSecrets(stored[index], scope, stack.cipher)))
+      : stored;
+    return options.effective ? mergeSettings(...documents) : (documents[0] ?? {});
   });
   const shown = options.showSecrets ? document : maskSecrets(document);
   const value = path.length === 0 ? shown : getAtPath(shown, path);
@@ -158,13 +176,21 @@ async function setSetting(
   const path = parseKeyPath(key);
   checkKeyPath(path, 'set');
   const value = parseValue(path, raw);
-  const stored = await withStack(context, options, ['settings'], (stack) =>
-    stack.settings.update(scopeOf(options), (current) =>
+  let sealing = false;
+  const stored = await withStack(context, options, ['settings'], (stack) => {
+    sealing = stack.cipher !== undefined;
+    return stack.settings.update(scopeOf(options), (current) =>
       normalizeAndValidate(setAtPath(current, path, value), path),
-    ),
-  );
+    );
+  });
   // What was stored, which is not always what was typed (a single glob becomes a list).
   const secret = path[0] === 'secretEnv';
+  if (secret && !sealing) {
+    context.stderr.write(
+      `lambkin: warning: ${formatKeyPath(path)} is stored in plain text: set LAMBKIN_SETTINGS_KMS_KEY ` +
+        "to the stack's settings key to encrypt secret values\n",
+    );
+  }
   const shown = secret ? (path.length === 1 ? '{…}' : SECRET_MASK) : JSON.stringify(getAtPath(stored, path));
   context.stdout.write(`set ${formatKeyPath(path)} = ${shown} (${scopeLabel(options)})\n`);
 }
@@ -185,4 +211,19 @@ async function unsetSetting(context: CliContext, key: string, options: ScopeOpti
   });
   if (removed) context.stdout.write(`unset ${formatKeyPath(path)} (${scopeLabel(options)})\n`);
   else context.stderr.write(`${formatKeyPath(path)} was not set (${scopeLabel(options)}); nothing changed\n`);
+}
+
+/** Secret values written before sealing existed still work, but should be set again. */
+function warnAboutPlainSecrets(
+  context: CliContext,
+  scope: SettingsScope,
+  document: SettingsDocument | undefined,
+): void {
+  const names = plainSecretNames(document);
+  if (names.length === 0) return;
+  context.stderr.write(
+    `lambkin: warning: ${names.map((name) => `secretEnv.${name}`).join(', ')} of ${scopeKey(scope)} ` +
+      `${names.length === 1 ? 'is' : 'are'} stored in plain text: set ${names.length === 1 ? 'it' : 'them'} ` +
+      'again to encrypt\n',
+  );
 }

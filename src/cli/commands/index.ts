@@ -11,6 +11,8 @@ import { devCommand } from './dev.js';
 import { runCommand } from './run.js';
 import { logsCommand } from './logs.js';
 import { rebuildCommand } from './rebuild.js';
+import { setupCommand } from './setup.js';
+import { sweepCommand } from './sweep.js';
 
 export const COMMANDS: readonly CommandModule[] = [
   devCommand,
@@ -21,4 +23,6 @@ export const COMMANDS: readonly CommandModule[] = [
   rebuildCommand,
   cancelCommand,
   configCommand,
+  sweepCommand,
+  setupCommand,
 ];

@@ -1,0 +1,65 @@
+/**
+ * `--stack NAME`: a deployed stack's resource names, read from its CloudFormation outputs (the
+ * template names them: BuildsTableName, SettingsTableName, LogsBucketName, BuilderFunctionName,
+ * ApiUrl, SettingsKeyId), so the management commands need no LAMBKIN_* variables.
+ */
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import type { LambkinConfig } from '../config.js';
+import { CliError } from './errors.js';
+
+/** Which output fills which setting. */
+export const STACK_OUTPUTS: Partial<Record<keyof LambkinConfig, string>> = {
+  buildsTable: 'BuildsTableName',
+  settingsTable: 'SettingsTableName',
+  bucket: 'LogsBucketName',
+  builderFunction: 'BuilderFunctionName',
+  publicUrl: 'ApiUrl',
+  settingsKmsKey: 'SettingsKeyId',
+};
+
+export class StackNotFoundError extends CliError {
+  constructor(name: string, detail: string) {
+    super(
+      'STACK_NOT_FOUND',
+      `no deployed stack "${name}" (${detail}): check the name, AWS_REGION and your credentials`,
+    );
+  }
+}
+
+export async function readStackOutputs(
+  name: string,
+  options: { region?: string; endpoint?: string } = {},
+): Promise<Partial<LambkinConfig>> {
+  const client = new CloudFormationClient({
+    ...(options.region ? { region: options.region } : {}),
+    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+  });
+  try {
+    const response = await client
+      .send(new DescribeStacksCommand({ StackName: name }))
+      .catch((error: Error) => {
+        if (error.name === 'ValidationError' || /does not exist/.test(error.message)) {
+          throw new StackNotFoundError(name, error.message);
+        }
+        throw error;
+      });
+    const stack = response.Stacks?.[0];
+    if (!stack) throw new StackNotFoundError(name, 'CloudFormation returned no stack');
+    const outputs = new Map((stack.Outputs ?? []).map((output) => [output.OutputKey, output.OutputValue]));
+    const config: Partial<LambkinConfig> = {};
+    for (const [key, outputKey] of Object.entries(STACK_OUTPUTS) as [keyof LambkinConfig, string][]) {
+      const value = outputs.get(outputKey);
+      if (value)
+        (config as Record<string, string>)[key] = key === 'publicUrl' ? value.replace(/\/+$/, '') : value;
+    }
+    if (!config.buildsTable) {
+      throw new StackNotFoundError(
+        name,
+        `it has no ${STACK_OUTPUTS.buildsTable} output: is it a Lambkin stack?`,
+      );
+    }
+    return config;
+  } finally {
+    client.destroy();
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * The cloud log route: a build's stable link (`/builds/<owner>/<repo>/<number>` and `…/log.txt`,
+ * with `?token=…` for private repositories) checked against the build record and answered with a
+ * short-lived presigned S3 URL of the page or the raw log. The bucket stays private; the link is
+ * the only key. No Lambda and no AWS SDK here: the handler adapts events and supplies the stores.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { LOG_KEYS } from '../builder/protocol.js';
+import type { HttpResponse } from '../http.js';
+import type { Logger } from '../logger.js';
+import type { BuildStore } from '../store/builds.js';
+import type { LogStore } from '../store/logs.js';
+import { buildLabel, logPrefixFor, type BuildKey, type BuildRecord } from './build.js';
+import { isTerminal } from './state-machine.js';
+
+/** How long a presigned URL the route hands out stays valid. */
+export const LINK_LIFETIME_SECONDS = 5 * 60;
+/**
+ * The running page reloads its own (presigned) URL, so while a build is unfinished the page's URL
+ * lives until the build's deadline plus LINK_LIFETIME_SECONDS, but never longer than this.
+ */
+export const MAX_LINK_LIFETIME_SECONDS = 60 * 60;
+/**
+ * The most log text answered directly while a build runs (its log.txt does not exist yet). Well
+ * under Lambda's 6 MB response limit; the end of the log is what a reader of a running build wants.
+ */
+export const MAX_INLINE_LOG_BYTES = 1024 * 1024;
+/** How often the waiting page reloads itself. */
+export const WAITING_REFRESH_SECONDS = 5;
+
+export interface LogRouteRequest {
+  method: string;
+  /** Path without the query string or an API Gateway stage, e.g. `/builds/octo/app/7`. */
+  path: string;
+  /** The raw query string, without `?`. */
+  query: string;
+}
+
+export interface LogRouteDependencies {
+  builds: Pick<BuildStore, 'getBuild'>;
+  logs: Pick<LogStore, 'presignGet' | 'readLog'>;
+  /** Whether an object exists in the log bucket: a redirect must never point at nothing. */
+  objectExists: (key: string) => Promise<boolean>;
+  logger: Logger;
+  /** Epoch ms; defaults to Date.now. */
+  now?: () => number;
+}
+
+type Target = 'page' | 'log';
+
+const NAME = '[A-Za-z0-9._-]{1,100}';
+// Build numbers start at 1 and have no leading zeros: one URL per build.
+const BUILD_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})/([1-9][0-9]{0,8})(?:(/log\\.txt)|/)?$`);
+const DOTS_ONLY = /^\.+$/;
+
+/** Headers of every answer: nothing cached, the token never sent on as a Referer. */
+const COMMON_HEADERS: Readonly<Record<string, string>> = {
+  'cache-control': 'no-store',
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+};
+/** Pages the route writes itself: inline style only, never framed. */
+const PAGE_HEADERS: Readonly<Record<string, string>> = {
+  ...COMMON_HEADERS,
+  'content-type': 'text/html; charset=utf-8',
+  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+};
+
+export async function handleLogRequest(
+  deps: LogRouteDependencies,
+  request: LogRouteRequest,
+): Promise<HttpResponse> {
+  const response = await answer(deps, request);
+  // HEAD: the same status and headers as GET, no body.
+  return request.method === 'HEAD' ? { ...response, body: '' } : response;
+}
+
+async function answer(deps: LogRouteDependencies, request: LogRouteRequest): Promise<HttpResponse> {
+  if (request.method !== 'GET' && request.method !== 'HEAD') {
+    return page(405, 'Method not allowed', '<p>Build links can only be read (GET or HEAD).</p>', {
+      allow: 'GET, HEAD',
+    });
+  }
+  const route = parseBuildPath(request.path);
+  if (!route) return notFound();
+  let build: BuildRecord | undefined;
+  try {
+    build = await deps.builds.getBuild(route.key);
+  } catch (error) {
+    return failure(deps, route.key, 'could not look up the build', error);
+  }
+  // Unknown build and wrong token get the same answer: private builds cannot be discovered.
+  if (!build || !mayRead(deps, build, tokenOf(request.query))) return notFound();
+
+  const prefix = build.logPrefix;
+  if (!prefix.startsWith(logPrefixFor(route.key)) || !prefix.endsWith('/')) {
+    // Never presign outside the build's own folder (the bucket also holds caches).
+    return failure(
+      deps,
+      route.key,
+      `the build's log prefix ${JSON.stringify(prefix)} is not inside its folder`,
+      undefined,
+    );
+  }
+  try {
+    return route.target === 'page' ? await servePage(deps, build) : await serveLog(deps, build);
+  } catch (error) {
+    return failure(deps, route.key, `could not serve the build's ${route.target}`, error);
+  }
+}
+
+function parseBuildPath(path: string): { key: BuildKey; target: Target } | undefined {
+  const match = BUILD_PATH.exec(path);
+  if (!match) return undefined;
+  const [, owner = '', repo = '', number = '', log] = match;
+  if (DOTS_ONLY.test(owner) || DOTS_ONLY.test(repo)) return undefined;
+  return { key: { repo: `${owner}/${repo}`, number: Number(number) }, target: log ? 'log' : 'page' };
+}
+
+/** The `token` query parameter; absent when missing or given more than once. */
+function tokenOf(query: string): string | undefined {
+  const tokens = new URLSearchParams(query).getAll('token');
+  return tokens.length === 1 ? tokens[0] : undefined;
+}
+
+function mayRead(deps: LogRouteDependencies, build: BuildRecord, token: string | undefined): boolean {
+  if (!build.privateRepo && build.logToken === undefined) return true;
+  if (!build.logToken) {
+    // Fail closed: a private build without a token has no link that may read it.
+    deps.logger.warn('private build has no log token; its log is not served', { build: buildLabel(build) });
+    return false;
+  }
+  return token !== undefined && sameSecret(build.logToken, token);
+}
+
+/** Constant-time comparison; hashing first makes the lengths equal. */
+function sameSecret(expected: string, given: string): boolean {
+  const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
+  return timingSafeEqual(digest(expected), digest(given));
+}
+
+async function servePage(deps: LogRouteDependencies, build: BuildRecord): Promise<HttpResponse> {
+  const key = LOG_KEYS.page(build.logPrefix);
+  // A queued build has no page yet; a redirect would end at S3's error document.
+  if (!(await deps.objectExists(key))) return waitingPage(build);
+  return redirect(await deps.logs.presignGet(key, pageLifetimeSeconds(build, deps.now?.() ?? Date.now())));
+}
+
+/**
+ * log.txt once the controller assembled it; while the build runs, the chunks so far straight from
+ * the store (bounded to the end of the log); before anything was uploaded, the waiting page.
+ */
+async function serveLog(deps: LogRouteDependencies, build: BuildRecord): Promise<HttpResponse> {
+  const key = LOG_KEYS.log(build.logPrefix);
+  if (await deps.objectExists(key)) return redirect(await deps.logs.presignGet(key, LINK_LIFETIME_SECONDS));
+  const text = await deps.logs.readLog(build.logPrefix);
+  if (text === undefined) return waitingPage(build);
+  return {
+    statusCode: 200,
+    headers: { ...COMMON_HEADERS, 'content-type': 'text/plain; charset=utf-8' },
+    body: lastBytes(text, MAX_INLINE_LOG_BYTES),
+  };
+}
+
+function pageLifetimeSeconds(build: BuildRecord, now: number): number {
+  if (isTerminal(build.state)) return LINK_LIFETIME_SECONDS;
+  const untilDeadline = Math.ceil((build.deadline - now) / 1000) + LINK_LIFETIME_SECONDS;
+  return Math.min(MAX_LINK_LIFETIME_SECONDS, Math.max(LINK_LIFETIME_SECONDS, untilDeadline));
+}
+
+/** At most `limit` bytes from the end, starting at a whole line, behind a note of what was left out. */
+export function lastBytes(text: string, limit: number): string {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= limit) return text;
+  let start = bytes.length - limit;
+  const lineStart = bytes.indexOf(0x0a, start) + 1;
+  if (lineStart > 0 && lineStart < bytes.length) start = lineStart;
+  // Never start inside a multi-byte character.
+  while (start < bytes.length && ((bytes[start] ?? 0) & 0xc0) === 0x80) start++;
+  return (
+    `… the first ${start} bytes of the log are left out while the build runs; ` +
+    'this link serves the whole log once the build ends …\n' +
+    bytes.subarray(start).toString('utf8')
+  );
+}
+
+function redirect(location: string): HttpResponse {
+  return { statusCode: 302, headers: { ...COMMON_HEADERS, location }, body: '' };
+}
+
+function notFound(): HttpResponse {
+  return page(404, 'Not found', '<p>There is no build at this address, or the link is incomplete.</p>');
+}
+
+function waitingPage(build: BuildRecord): HttpResponse {
+  const unfinished = !isTerminal(build.state);
+  const description = build.description ? `: ${escapeHtml(build.description)}` : '';
+  const next = unfinished
+    ? 'Its log appears here once it starts; this page refreshes itself.'
+    : 'It ended without a log.';
+  return page(
+    200,
+    `${build.repo} #${build.number}`,
+    `<p>This build is <strong>${escapeHtml(build.state)}</strong>${description}. ${next}</p>`,
+    {},
+    unfinished ? WAITING_REFRESH_SECONDS : undefined,
+  );
+}
+
+function failure(deps: LogRouteDependencies, key: BuildKey, problem: string, error: unknown): HttpResponse {
+  deps.logger.error(`log route: ${problem}`, { build: buildLabel(key), ...(error ? { error } : {}) });
+  return page(
+    500,
+    'Something went wrong',
+    '<p>Lambkin could not read this build just now. Try again in a moment.</p>',
+  );
+}
+
+function page(
+  statusCode: number,
+  title: string,
+  body: string,
+  headers: Record<string, string> = {},
+  refreshSeconds?: number,
+): HttpResponse {
+  const refresh = refreshSeconds ? `<meta http-equiv="refresh" content="${refreshSeconds}">` : '';
+  return {
+    statusCode,
+    headers: { ...PAGE_HEADERS, ...headers },
+    body:
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">` +
+      `${refresh}<title>${escapeHtml(title)} — Lambkin</title>` +
+      '<style>body{font:15px/1.5 system-ui,sans-serif;margin:2rem;color:#1f2328}</style></head>' +
+      `<body><h1>${escapeHtml(title)}</h1>${body}</body></html>\n`,
+  };
+}
+
+const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

@@ -1,0 +1,83 @@
+/**
+ * Every function's environment in template.yaml is exactly what FUNCTION_CONFIG (src/config.ts)
+ * says it reads, each variable set from the right resource or parameter, and never a secret: the
+ * GitHub token and the webhook secret come from the Secrets Manager secret LAMBKIN_SECRET_ARN names.
+ */
+import {
+  CLOUD_SECRET_KEYS,
+  CONFIG_VARIABLES,
+  FUNCTION_CONFIG,
+  type FunctionName,
+  type LambkinConfig,
+} from '../../src/config.js';
+import { FUNCTION_RESOURCES, environmentOf, loadTemplate, type Json } from '../support/template.js';
+
+const template = loadTemplate();
+
+/** Where each configuration value comes from in the template. */
+const SOURCE_OF: Record<Exclude<keyof LambkinConfig, 'githubToken' | 'webhookSecrets'>, Json> = {
+  buildsTable: { Ref: 'BuildsTable' },
+  settingsTable: { Ref: 'SettingsTable' },
+  bucket: { Ref: 'LogsBucket' },
+  builderFunction: { Ref: 'BuilderFunction' },
+  runnerFunction: { Ref: 'RunnerFunction' },
+  publicUrl: { Ref: 'PublicUrl' },
+  githubApiUrl: { Ref: 'GitHubApiUrl' },
+  queueTimeoutSeconds: { Ref: 'QueueTimeoutSeconds' },
+  runnerTimeoutSeconds: { Ref: 'RunnerTimeout' },
+  logLimitBytes: { Ref: 'LogLimitBytes' },
+  secretArn: { Ref: 'SecretArn' },
+  settingsKmsKey: { Ref: 'SettingsKey' },
+};
+
+const functions = Object.keys(FUNCTION_CONFIG) as FunctionName[];
+
+function readsOf(name: FunctionName): (keyof LambkinConfig)[] {
+  const config = FUNCTION_CONFIG[name];
+  return [...config.required, ...config.optional];
+}
+
+describe('function environments', () => {
+  it.each(functions)('%s: exactly the variables FUNCTION_CONFIG names, secrets excepted', (name) => {
+    const expected = readsOf(name)
+      .filter((key) => !CLOUD_SECRET_KEYS.includes(key))
+      .map((key) => CONFIG_VARIABLES[key])
+      .sort();
+    expect(Object.keys(environmentOf(template, FUNCTION_RESOURCES[name])).sort()).toEqual(expected);
+  });
+
+  it.each(functions)('%s: each variable from the right resource or parameter', (name) => {
+    const environment = environmentOf(template, FUNCTION_RESOURCES[name]);
+    for (const key of readsOf(name)) {
+      if (CLOUD_SECRET_KEYS.includes(key)) continue;
+      const source = SOURCE_OF[key as keyof typeof SOURCE_OF];
+      expect([CONFIG_VARIABLES[key], environment[CONFIG_VARIABLES[key]]]).toEqual([
+        CONFIG_VARIABLES[key],
+        source,
+      ]);
+    }
+  });
+
+  it.each(functions)('%s: reads secrets only through LAMBKIN_SECRET_ARN', (name) => {
+    const environment = environmentOf(template, FUNCTION_RESOURCES[name]);
+    const secrets = readsOf(name).filter((key) => CLOUD_SECRET_KEYS.includes(key));
+    for (const key of CLOUD_SECRET_KEYS) expect(environment[CONFIG_VARIABLES[key]]).toBeUndefined();
+    if (secrets.length > 0) expect(environment.LAMBKIN_SECRET_ARN).toEqual({ Ref: 'SecretArn' });
+  });
+
+  it('sets no variable for every function at once (Globals) and none on the runner', () => {
+    expect(template.Globals?.Function?.Environment).toBeUndefined();
+    expect(environmentOf(template, FUNCTION_RESOURCES.runner)).toEqual({});
+  });
+
+  it('never gives a function the API URL (a dependency cycle): links come from the request host', () => {
+    const text = JSON.stringify(functions.map((name) => environmentOf(template, FUNCTION_RESOURCES[name])));
+    expect(text).not.toContain('HttpApi');
+    expect(template.Parameters.PublicUrl?.Default).toBe('');
+  });
+
+  it('names every secret variable nowhere in the template', () => {
+    const text = JSON.stringify(template);
+    for (const key of CLOUD_SECRET_KEYS) expect(text).not.toContain(CONFIG_VARIABLES[key]);
+  });
+});

@@ -1,0 +1,253 @@
+/**
+ * The functions' roles in template.yaml: least privilege read statically (every statement names
+ * resources of this stack that the function's configuration uses, no wildcards), and the mapping
+ * from SDK commands to IAM actions that scripts/check-iam.ts and the bundle checks rely on.
+ */
+import { FUNCTION_CONFIG, type FunctionName, type LambkinConfig } from '../../src/config.js';
+import {
+  actionsOfCommand,
+  actionsOfCommandLog,
+  actionsOfImport,
+  coverage,
+  sdkUseOf,
+  UnknownSdkCommandError,
+} from '../../scripts/iam-actions.js';
+import {
+  FUNCTION_RESOURCES,
+  actionCovers,
+  grantsOf,
+  loadTemplate,
+  properties,
+  referencedNames,
+  resource,
+  type Grant,
+  type Json,
+} from '../support/template.js';
+
+const template = loadTemplate();
+const functions = Object.keys(FUNCTION_CONFIG) as FunctionName[];
+const grants = Object.fromEntries(
+  functions.map((name) => [name, grantsOf(template, FUNCTION_RESOURCES[name])]),
+) as Record<FunctionName, Grant[]>;
+
+/** The template names a configuration key lets a function's role refer to, and their service. */
+const RESOURCE_OF: Partial<Record<keyof LambkinConfig, { name: string; service: string }>> = {
+  buildsTable: { name: 'BuildsTable', service: 'dynamodb' },
+  settingsTable: { name: 'SettingsTable', service: 'dynamodb' },
+  bucket: { name: 'LogsBucket', service: 's3' },
+  builderFunction: { name: 'BuilderFunction', service: 'lambda' },
+  runnerFunction: { name: 'RunnerFunction', service: 'lambda' },
+  secretArn: { name: 'SecretArn', service: 'secretsmanager' },
+  settingsKmsKey: { name: 'SettingsKey', service: 'kms' },
+};
+
+function readsOf(name: FunctionName): (keyof LambkinConfig)[] {
+  return [...FUNCTION_CONFIG[name].required, ...FUNCTION_CONFIG[name].optional];
+}
+
+function statementsOn(name: FunctionName, action: string): Grant[] {
+  return grants[name].filter((grant) => grant.actions.some((pattern) => actionCovers(pattern, action)));
+}
+
+describe('function roles', () => {
+  it.each(functions)('%s: allow statements only, no wildcard action, no "*" or literal resource', (name) => {
+    for (const grant of grants[name]) {
+      expect([grant.sid, grant.effect]).toEqual([grant.sid, 'Allow']);
+      for (const action of grant.actions) expect(action).toMatch(/^[a-z0-9-]+:[A-Za-z0-9]+$/);
+      expect(grant.resources.length).toBeGreaterThan(0);
+      for (const entry of grant.resources) {
+        expect([grant.sid, referencedNames(entry).length]).not.toEqual([grant.sid, 0]);
+      }
+    }
+  });
+
+  it.each(functions)('%s: only the resources its configuration names, each with its own service', (name) => {
+    const allowed = new Map(
+      readsOf(name)
+        .map((key) => RESOURCE_OF[key])
+        .filter((entry) => entry !== undefined)
+        .map((entry) => [entry.name, entry.service]),
+    );
+    // The runner's role writes its own log group; it is checked on its own below.
+    if (name === 'runner') allowed.set('RunnerLogGroup', 'logs');
+    for (const grant of grants[name]) {
+      for (const referenced of referencedNames(grant.resources as Json)) {
+        expect([grant.sid, referenced, allowed.has(referenced)]).toEqual([grant.sid, referenced, true]);
+        for (const action of grant.actions) {
+          expect([grant.sid, action.split(':')[0]]).toEqual([grant.sid, allowed.get(referenced)]);
+        }
+      }
+    }
+  });
+
+  it.each(functions)('%s: a DynamoDB Query is granted on the table indexes too', (name) => {
+    for (const grant of statementsOn(name, 'dynamodb:Query')) {
+      for (const table of referencedNames(grant.resources as Json)) {
+        expect(grant.resources).toContainEqual({ 'Fn::Sub': `\${${table}.Arn}/index/*` });
+      }
+    }
+  });
+
+  it.each(functions)('%s: S3 objects under logs/ only, listing limited to the logs/ prefix', (name) => {
+    for (const grant of grants[name].filter((g) => g.actions.some((action) => action.startsWith('s3:')))) {
+      const listing = grant.actions.filter((action) => action === 's3:ListBucket');
+      if (listing.length > 0) {
+        expect(grant.actions).toEqual(['s3:ListBucket']);
+        expect(grant.resources).toEqual([{ 'Fn::GetAtt': ['LogsBucket', 'Arn'] }]);
+        expect(grant.condition).toEqual({ StringLike: { 's3:prefix': 'logs/*' } });
+      } else {
+        expect(grant.resources).toEqual([{ 'Fn::Sub': '${LogsBucket.Arn}/logs/*' }]);
+        for (const action of grant.actions) expect(['s3:GetObject', 's3:PutObject']).toContain(action);
+      }
+    }
+  });
+
+  it('lets only the webhook invoke the builder and only the builder invoke the runner', () => {
+    const invokes = Object.fromEntries(
+      functions.map((name) => [
+        name,
+        statementsOn(name, 'lambda:InvokeFunction').flatMap((grant) => grant.resources),
+      ]),
+    );
+    expect(invokes).toEqual({
+      webhook: [{ 'Fn::GetAtt': ['BuilderFunction', 'Arn'] }],
+      builder: [{ 'Fn::GetAtt': ['RunnerFunction', 'Arn'] }],
+      runner: [],
+      sweeper: [],
+      failure: [],
+      logs: [],
+    });
+  });
+
+  it.each(functions)('%s: reads the GitHub secret if and only if it reads secrets', (name) => {
+    const resources = statementsOn(name, 'secretsmanager:GetSecretValue').flatMap((grant) => grant.resources);
+    expect(resources).toEqual(readsOf(name).includes('secretArn') ? [{ Ref: 'SecretArn' }] : []);
+  });
+
+  it.each(functions)(
+    '%s: decrypts with the settings key if and only if it reads secretEnv; never encrypts',
+    (name) => {
+      const resources = statementsOn(name, 'kms:Decrypt').flatMap((grant) => grant.resources);
+      expect(resources).toEqual(
+        readsOf(name).includes('settingsKmsKey') ? [{ 'Fn::GetAtt': ['SettingsKey', 'Arn'] }] : [],
+      );
+      expect(statementsOn(name, 'kms:Encrypt')).toEqual([]);
+    },
+  );
+
+  it('gives the runner a role that can write its own log group and nothing else', () => {
+    expect(properties(template, 'RunnerFunction').Role).toEqual({ 'Fn::GetAtt': ['RunnerRole', 'Arn'] });
+    expect(properties(template, 'RunnerFunction').Policies).toBeUndefined();
+    const role = resource(template, 'RunnerRole').Properties ?? {};
+    expect(role.ManagedPolicyArns).toBeUndefined();
+    expect(role.PermissionsBoundary).toBeUndefined();
+    expect(role.AssumeRolePolicyDocument).toEqual({
+      Version: '2012-10-17',
+      Statement: [
+        { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+      ],
+    });
+    expect(
+      grants.runner.map(({ effect, actions, resources, condition }) => ({
+        effect,
+        actions,
+        resources,
+        condition,
+      })),
+    ).toEqual([
+      {
+        effect: 'Allow',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [{ 'Fn::GetAtt': ['RunnerLogGroup', 'Arn'] }],
+        condition: undefined,
+      },
+    ]);
+  });
+
+  it('lets SAM make every other role, from inline statements only', () => {
+    for (const name of functions.filter((n) => n !== 'runner')) {
+      expect([name, properties(template, FUNCTION_RESOURCES[name]).Role]).toEqual([name, undefined]);
+    }
+    expect(() =>
+      grantsOf(
+        {
+          ...template,
+          Resources: {
+            F: {
+              Type: 'AWS::Serverless::Function',
+              Properties: { Policies: [{ DynamoDBCrudPolicy: { TableName: 't' } }] },
+            },
+          },
+        },
+        'F',
+      ),
+    ).toThrow(/only inline policy documents/);
+  });
+});
+
+describe('SDK commands to IAM actions', () => {
+  it('maps the commands Lambkin sends', () => {
+    expect(actionsOfCommand('DynamoDBClient', 'GetItemCommand')).toEqual(['dynamodb:GetItem']);
+    expect(actionsOfCommand('S3Client', 'PutObjectCommand')).toEqual(['s3:PutObject']);
+    expect(actionsOfCommand('S3Client', 'ListObjectsV2Command')).toEqual(['s3:ListBucket']);
+    expect(actionsOfCommand('LambdaClient', 'InvokeCommand')).toEqual(['lambda:InvokeFunction']);
+    expect(actionsOfCommand('SecretsManagerClient', 'GetSecretValueCommand')).toEqual([
+      'secretsmanager:GetSecretValue',
+    ]);
+    expect(actionsOfCommand('KMSClient', 'DecryptCommand')).toEqual(['kms:Decrypt']);
+    expect(actionsOfImport('@aws-sdk/lib-dynamodb', 'UpdateCommand')).toEqual(['dynamodb:UpdateItem']);
+    expect(actionsOfImport('@aws-sdk/lib-dynamodb', 'BatchGetCommand')).toEqual(['dynamodb:BatchGetItem']);
+  });
+
+  it('refuses what it does not know rather than guessing', () => {
+    expect(() => actionsOfCommand('EC2Client', 'RunInstancesCommand')).toThrow(UnknownSdkCommandError);
+    expect(() => actionsOfImport('@aws-sdk/client-ec2', 'RunInstancesCommand')).toThrow(
+      UnknownSdkCommandError,
+    );
+    expect(() => actionsOfCommandLog('DynamoDBClient GetItemCommand\nnot a line\n')).toThrow(/line 2/);
+  });
+
+  it('finds the SDK values a module imports, leaving types out', () => {
+    const use = sdkUseOf(
+      [
+        "import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';",
+        "import type { LambdaClient } from '@aws-sdk/client-lambda';",
+        "import * as kms from '@aws-sdk/client-kms';",
+        "import { createPresignedPost } from '@aws-sdk/s3-presigned-post';",
+        "import { join } from 'node:path';",
+      ].join('\n'),
+      'example.ts',
+    );
+    expect(use).toEqual({
+      imports: ['@aws-sdk/client-s3 GetObjectCommand', '@aws-sdk/s3-presigned-post createPresignedPost'],
+      namespaces: ['@aws-sdk/client-kms'],
+    });
+  });
+
+  it('reports a recorded action no role grants, and leaves operator-only ones out', () => {
+    const { required, operatorOnly } = actionsOfCommandLog(
+      [
+        'DynamoDBClient GetItemCommand',
+        'DynamoDBClient CreateTableCommand',
+        'DynamoDBClient DeleteItemCommand',
+        'S3Client GetObjectCommand',
+        'DynamoDBClient GetItemCommand',
+      ].join('\n'),
+    );
+    expect(operatorOnly.map((entry) => entry.action)).toEqual(['dynamodb:CreateTable']);
+    const result = coverage(
+      required,
+      Object.fromEntries(functions.map((name) => [FUNCTION_RESOURCES[name], grants[name]])),
+    );
+    expect(result.missing.map((entry) => entry.action)).toEqual(['dynamodb:DeleteItem']);
+    expect(result.covered.map((entry) => entry.action)).toEqual([
+      'dynamodb:GetItem',
+      's3:GetObject',
+      // The runner's presigned POST form is signed by the builder's role (rule 2).
+      's3:PutObject',
+    ]);
+    expect(result.covered.find((entry) => entry.action === 's3:PutObject')?.grantedBy).toEqual([
+      'BuilderFunction',
+    ]);
+  });
+});

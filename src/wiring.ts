@@ -79,3 +79,20 @@ export function createControllerDependencies(
     logLimitBytes: config.logLimitBytes,
   };
 }
+
+/**
+ * What the functions that end builds outside the builder need (the sweeper, the on-failure
+ * destination): the builds table and the commit statuses.
+ */
+export function createBuildEnderDependencies(
+  config: LambkinConfig,
+  logger: Logger,
+): { builds: DynamoBuildStore; statuses: GitHubStatusReporter; logger: Logger; publicUrl: string } {
+  const { documents } = createDynamoClients();
+  return {
+    builds: new DynamoBuildStore(documents, config.buildsTable),
+    statuses: new GitHubStatusReporter(githubClientFor(config, logger)),
+    logger,
+    publicUrl: config.publicUrl,
+  };
+}

@@ -4,7 +4,6 @@
  * function with a destination record; the build the record's payload names ends as `error`
  * (src/builder/on-failure.ts). Anything that is not such a record is refused with a typed error.
  */
-import { createDynamoClients } from '../aws/clients.js';
 import { loadFunctionConfig, onColdStart } from '../aws/secrets.js';
 import {
   endFailedBuild,
@@ -14,10 +13,8 @@ import {
 } from '../builder/on-failure.js';
 import type { LambkinConfig } from '../config.js';
 import { LambkinError } from '../errors.js';
-import { createGitHubClient } from '../github/client.js';
-import { GitHubStatusReporter } from '../github/statuses.js';
 import { createJsonLogger, type Logger } from '../logger.js';
-import { DynamoBuildStore } from '../store/builds.js';
+import { createBuildEnderDependencies } from '../wiring.js';
 
 /** What Lambda sends an asynchronous invocation's destination (the fields Lambkin reads). */
 export interface DestinationRecord {
@@ -153,19 +150,7 @@ export function createFailureHandler(
 }
 
 export function failureDependencies(config: LambkinConfig, logger: Logger): OnFailureDependencies {
-  const { documents } = createDynamoClients();
-  return {
-    builds: new DynamoBuildStore(documents, config.buildsTable),
-    statuses: new GitHubStatusReporter(
-      createGitHubClient({
-        baseUrl: config.githubApiUrl,
-        ...(config.githubToken ? { token: config.githubToken } : {}),
-        logger,
-      }),
-    ),
-    logger,
-    publicUrl: config.publicUrl,
-  };
+  return createBuildEnderDependencies(config, logger);
 }
 
 export const handler = createFailureHandler(async () =>

@@ -4,7 +4,6 @@
  * first invocation (the GitHub token comes from the cloud secret then). A sweep that could not end
  * a build or set a status fails the invocation, so it shows in the function's errors.
  */
-import { createDynamoClients } from '../aws/clients.js';
 import { loadFunctionConfig, onColdStart } from '../aws/secrets.js';
 import {
   assertSweepComplete,
@@ -13,10 +12,8 @@ import {
   type SweeperDependencies,
 } from '../builder/sweeper.js';
 import type { LambkinConfig } from '../config.js';
-import { createGitHubClient } from '../github/client.js';
-import { GitHubStatusReporter } from '../github/statuses.js';
 import { createJsonLogger, type Logger } from '../logger.js';
-import { DynamoBuildStore } from '../store/builds.js';
+import { createBuildEnderDependencies } from '../wiring.js';
 
 /** The scheduled event carries nothing the sweep needs: it always looks at the whole table. */
 export function createSweeperHandler(
@@ -27,19 +24,7 @@ export function createSweeperHandler(
 }
 
 export function sweeperDependencies(config: LambkinConfig, logger: Logger): SweeperDependencies {
-  const { documents } = createDynamoClients();
-  return {
-    builds: new DynamoBuildStore(documents, config.buildsTable),
-    statuses: new GitHubStatusReporter(
-      createGitHubClient({
-        baseUrl: config.githubApiUrl,
-        ...(config.githubToken ? { token: config.githubToken } : {}),
-        logger,
-      }),
-    ),
-    logger,
-    publicUrl: config.publicUrl,
-  };
+  return createBuildEnderDependencies(config, logger);
 }
 
 export const handler = createSweeperHandler(async () =>

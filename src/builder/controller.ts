@@ -9,7 +9,12 @@ import { buildLabel } from '../core/build.js';
 import { pageUrlOf, rawLogUrl } from '../core/links.js';
 import { commitStateFor, type BuildState } from '../core/state-machine.js';
 import type { BuilderInvocation } from '../aws/builder-queue.js';
-import { FINAL_DELIVERY, INTAKE_DELIVERY, type StatusReporter } from '../github/statuses.js';
+import {
+  FINAL_DELIVERY,
+  INTAKE_DELIVERY,
+  type DeliveryPolicy,
+  type StatusReporter,
+} from '../github/statuses.js';
 import type { Logger } from '../logger.js';
 import type { BuildStore } from '../store/builds.js';
 import type { LogStore } from '../store/logs.js';
@@ -18,7 +23,7 @@ import { TransitionRefusedError } from '../errors.js';
 import { renderBadge } from './logs/badge.js';
 import { renderLogPage } from './logs/page.js';
 import type { RunnerInput, RunnerOutcome } from './protocol.js';
-import { RunnerFailedError, type RunnerInvoker } from './runner-invoker.js';
+import { RunnerAbortedError, RunnerFailedError, type RunnerInvoker } from './runner-invoker.js';
 
 export interface ControllerDependencies {
   builds: BuildStore;
@@ -33,13 +38,20 @@ export interface ControllerDependencies {
   /** The runner's own time limit: its deadline, and the build's deadline while it runs. */
   runnerTimeoutMs: number;
   logLimitBytes: number;
+  /** Bytes a build may write under its work area (the runner's default when unset). */
+  diskQuotaBytes?: number;
   clock?: () => number;
+  /** Retries of the final commit status; default FINAL_DELIVERY (past it, the sweeper re-sends). */
+  finalDelivery?: DeliveryPolicy;
+  /** How often the build record is read while the runner runs, to stop a cancelled build; default 3 s. */
+  watchIntervalMs?: number;
 }
 
 /** Time after the runner's deadline for the controller to finish the log and report. */
 const FINISHING_MARGIN_MS = 60_000;
 /** The runner answers this much before its hard limit, so its outcome is never lost to the limit. */
 const RUNNER_ANSWER_MARGIN_MS = 15_000;
+const DEFAULT_WATCH_INTERVAL_MS = 3000;
 
 export type ControllerResult =
   | { ran: true; build: BuildRecord }
@@ -139,10 +151,24 @@ async function runRunner(
       logLimitBytes: deps.logLimitBytes,
       deadlineAt,
       buildUrl: url,
+      ...(deps.diskQuotaBytes !== undefined ? { diskQuotaBytes: deps.diskQuotaBytes } : {}),
     };
-    const outcome = await deps.runner.run(input);
+    const outcome = await runWatched(deps, build, input);
     return { state: outcome.state, description: outcome.description, steps: outcome.steps };
   } catch (error) {
+    if (error instanceof RunnerAbortedError) {
+      // Cancelled (superseded) while it ran: finishBuild keeps the state set elsewhere.
+      deps.logger.info('the runner was stopped: the build ended elsewhere', {
+        build: label,
+        reason: error.reason,
+      });
+      return {
+        state: 'error',
+        description: error.reason,
+        steps: [],
+        logNote: `\n[lambkin] The build was stopped: ${error.reason}`,
+      };
+    }
     const timedOut = error instanceof RunnerFailedError && error.timedOut;
     const message = error instanceof Error ? error.message : String(error);
     deps.logger.error('the build did not complete normally', { build: label, error });
@@ -154,6 +180,41 @@ async function runRunner(
       steps: [],
       logNote: `\n[lambkin] The build did not complete: ${message}`,
     };
+  }
+}
+
+/**
+ * Runs the runner while watching the build record: when the build is no longer `running`
+ * (cancelled because a newer push superseded it, or ended by the sweeper) the runner is aborted.
+ */
+async function runWatched(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  input: RunnerInput,
+): Promise<RunnerOutcome> {
+  const abort = new AbortController();
+  const interval = deps.watchIntervalMs ?? DEFAULT_WATCH_INTERVAL_MS;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const watch = async (): Promise<void> => {
+    try {
+      const current = await deps.builds.getBuild(build);
+      if (!stopped && current && current.state !== 'running') {
+        const why = current.description ?? current.state;
+        abort.abort(new Error(`${current.state}: ${why}`));
+        return;
+      }
+    } catch (error) {
+      deps.logger.warn('could not read the build while it runs', { build: buildLabel(build), error });
+    }
+    if (!stopped) timer = setTimeout(() => void watch(), interval);
+  };
+  timer = setTimeout(() => void watch(), interval);
+  try {
+    return await deps.runner.run(input, abort.signal);
+  } finally {
+    stopped = true;
+    clearTimeout(timer);
   }
 }
 
@@ -262,15 +323,21 @@ async function reportStatus(
   try {
     await deps.statuses.setStatus(
       { repo: build.repo, sha: build.sha, state, description, targetUrl: url },
-      phase === 'final' ? FINAL_DELIVERY : INTAKE_DELIVERY,
+      phase === 'final' ? (deps.finalDelivery ?? FINAL_DELIVERY) : INTAKE_DELIVERY,
     );
   } catch (error) {
     // Never silent: the final status is retried within FINAL_DELIVERY; past that it is logged as an
-    // error naming the build, so an operator (or `lambkin rebuild`) can act.
+    // error naming the build, and the sweeper re-sends it (the build stays unreported).
     deps.logger[phase === 'final' ? 'error' : 'warn'](`could not set the ${phase} commit status`, {
       build: buildLabel(build),
       state,
       error,
     });
+    return;
   }
+  await deps.builds
+    .markReported(build, build.state)
+    .catch((error: unknown) =>
+      deps.logger.warn('could not record the reported status', { build: buildLabel(build), error }),
+    );
 }

@@ -15,7 +15,8 @@ import type { BuildStore } from '../store/builds.js';
 import { statusDescription } from './controller.js';
 
 export interface OnFailureDependencies {
-  builds: Pick<BuildStore, 'transition'>;
+  /** `markReported` records GitHub's acknowledgement (absent in test doubles: not recorded). */
+  builds: Pick<BuildStore, 'transition'> & Partial<Pick<BuildStore, 'markReported'>>;
   statuses: StatusReporter;
   logger: Logger;
   publicUrl: string;
@@ -122,7 +123,15 @@ export async function endFailedBuild(
     );
   } catch (error) {
     statusSet = false;
+    // The sweeper re-sends it once GitHub is back (the build stays unreported).
     deps.logger.error('could not set the error commit status', { build: label, error });
+  }
+  if (statusSet && deps.builds.markReported) {
+    await deps.builds
+      .markReported(key, build.state)
+      .catch((error: unknown) =>
+        deps.logger.warn('could not record the reported status', { build: label, error }),
+      );
   }
   return { ended: true, build, statusSet };
 }

@@ -65,6 +65,13 @@ export interface RunnerInput {
   deadlineAt: number;
   /** The build's stable page (for LAMBKIN_LOG_URL and the page's links). */
   buildUrl: string;
+  /**
+   * Bytes the build may write under its work area (checkout, HOME, TMPDIR); past it the step is
+   * killed and the build ends `error`. Also bounds the unpacked archive. Default 8 GiB.
+   */
+  diskQuotaBytes?: number;
+  /** RLIMIT_NPROC of the steps (`prlimit --nproc`): processes of the build user. Default 256. */
+  maxProcesses?: number;
 }
 
 /** The runner's end states; `cancelled` is only ever set by the controller. */

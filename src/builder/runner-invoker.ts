@@ -10,8 +10,11 @@ import { LambkinError } from '../errors.js';
 import type { RunnerInput, RunnerOutcome } from './protocol.js';
 
 export interface RunnerInvoker {
-  /** Runs the build; throws RunnerFailedError when the runner died or ran out of time. */
-  run(input: RunnerInput): Promise<RunnerOutcome>;
+  /**
+   * Runs the build; throws RunnerFailedError when the runner died or ran out of time, and
+   * RunnerAbortedError when `signal` aborted it (the build was cancelled meanwhile).
+   */
+  run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome>;
 }
 
 /** The runner did not return an outcome: it crashed, was killed, or hit its time limit. */
@@ -22,6 +25,19 @@ export class RunnerFailedError extends LambkinError {
   ) {
     super(timedOut ? 'RUNNER_TIMED_OUT' : 'RUNNER_FAILED', message);
   }
+}
+
+/** The controller stopped the runner (the build was cancelled while it ran). */
+export class RunnerAbortedError extends LambkinError {
+  constructor(readonly reason: string) {
+    super('RUNNER_ABORTED', `The runner was stopped: ${reason}`);
+  }
+}
+
+function abortReason(signal: AbortSignal): string {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return reason.message;
+  return typeof reason === 'string' ? reason : 'aborted';
 }
 
 export function parseRunnerOutcome(value: unknown): RunnerOutcome {
@@ -46,14 +62,23 @@ export class LambdaRunnerInvoker implements RunnerInvoker {
     private readonly functionName: string,
   ) {}
 
-  async run(input: RunnerInput): Promise<RunnerOutcome> {
-    const response = await this.lambda.send(
-      new InvokeCommand({
-        FunctionName: this.functionName,
-        InvocationType: 'RequestResponse',
-        Payload: new TextEncoder().encode(JSON.stringify(input)),
-      }),
-    );
+  async run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
+    if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
+    let response;
+    try {
+      response = await this.lambda.send(
+        new InvokeCommand({
+          FunctionName: this.functionName,
+          InvocationType: 'RequestResponse',
+          Payload: new TextEncoder().encode(JSON.stringify(input)),
+        }),
+        signal ? { abortSignal: signal } : {},
+      );
+    } catch (error) {
+      // Closing the connection ends the wait; the runner function stops at its own deadline.
+      if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
+      throw error;
+    }
     const text = response.Payload ? new TextDecoder().decode(response.Payload) : '';
     if (response.FunctionError) {
       let message = text;
@@ -101,7 +126,8 @@ export function defaultRunnerCommand(): string[] {
 export class ProcessRunnerInvoker implements RunnerInvoker {
   constructor(private readonly options: ProcessRunnerOptions = {}) {}
 
-  async run(input: RunnerInput): Promise<RunnerOutcome> {
+  async run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
+    if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
     const [executable, ...args] = this.options.command ?? defaultRunnerCommand();
     if (!executable) throw new Error('ProcessRunnerInvoker needs a command');
     const env: Record<string, string> = {
@@ -129,14 +155,29 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       },
       Math.max(killAt - Date.now(), 0),
     );
-    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (exitCode, exitSignal) => resolve([exitCode, exitSignal]));
-    }).finally(() => clearTimeout(timer));
+    let aborted = false;
+    const onAbort = (): void => {
+      aborted = true;
+      // The runner puts each step in its own process group and kills it when it goes; SIGTERM
+      // first so it can, SIGKILL if it does not stop at once.
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const [code, exitSignal] = await new Promise<[number | null, NodeJS.Signals | null]>(
+      (resolve, reject) => {
+        child.once('error', reject);
+        child.once('close', (exitCode, closeSignal) => resolve([exitCode, closeSignal]));
+      },
+    ).finally(() => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    });
+    if (aborted && signal) throw new RunnerAbortedError(abortReason(signal));
     if (timedOut) throw new RunnerFailedError('The runner hit its time limit and was killed.', true);
     const last = stdout.trim().split('\n').pop() ?? '';
     if (code !== 0 || !last) {
-      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      const how = exitSignal ? `was killed by ${exitSignal}` : `exited with code ${code}`;
       throw new RunnerFailedError(`The runner ${how}: ${stderr.trim().slice(-500) || '(no output)'}`, false);
     }
     try {

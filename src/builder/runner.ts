@@ -26,8 +26,8 @@ import { PresignedUploader } from './logs/uploader.js';
 import type { RunnerInput, RunnerOutcome, RunnerState } from './protocol.js';
 import { fetchArchive, cloneCommit } from './source.js';
 import { layerEnvironment } from './runtime-layer.js';
-import { runStep } from './steps.js';
-import { createWorkspace, sweepStaleWorkspaces, type Workspace } from './workspace.js';
+import { findPrlimit, runStep } from './steps.js';
+import { createWorkspace, folderSize, sweepStaleWorkspaces, type Workspace } from './workspace.js';
 
 export interface RunnerOptions {
   /** Parent of all work areas; `/tmp/lambkin` on Lambda. */
@@ -36,7 +36,30 @@ export interface RunnerOptions {
   path?: string;
   /** Run steps as this user (the local stack, when started as root). */
   stepUser?: { uid: number; gid: number };
+  /** How often the work area's size is measured while a step runs. Default 1000 ms. */
+  quotaCheckIntervalMs?: number;
   clock?: () => number;
+}
+
+/** The work area's default quota (Lambda's /tmp can be up to 10 GiB). */
+export const DEFAULT_DISK_QUOTA_BYTES = 8 * 1024 ** 3;
+/** The steps' default RLIMIT_NPROC. */
+export const DEFAULT_MAX_PROCESSES = 256;
+const DEFAULT_QUOTA_CHECK_MS = 1000;
+
+/** The build wrote more than its quota under its work area. */
+export class DiskQuotaExceededError extends LambkinError {
+  constructor(readonly quotaBytes: number) {
+    super(
+      'DISK_QUOTA_EXCEEDED',
+      `disk quota exceeded: the build wrote more than ${formatMiB(quotaBytes)} MiB under its work area`,
+    );
+  }
+}
+
+function formatMiB(bytes: number): string {
+  const mib = bytes / 1024 ** 2;
+  return Number.isInteger(mib) ? String(mib) : mib.toFixed(1);
 }
 
 export const DEFAULT_WORK_ROOT = join(tmpdir(), 'lambkin');
@@ -87,6 +110,8 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     const deadline = input.deadlineAt - CLOSING_MARGIN_MS;
     const fetched = await fetchArchive(input.source.archiveUrl, workspace.checkout, {
       timeoutMs: Math.max(deadline - clock(), 1),
+      // The unpacked source counts against the work area's quota.
+      limits: { maxBytes: diskQuotaOf(input) },
     });
     writer.line(`Fetched the source: ${fetched.files} files in ${formatDuration(clock() - started)}`);
 
@@ -151,6 +176,12 @@ async function runSteps(
     ...buildVariables(build, { logUrl: input.buildUrl }),
     ...(build.trusted && config.secrets ? input.secretEnv : {}),
   };
+  const quotaBytes = diskQuotaOf(input);
+  const maxProcesses = input.maxProcesses ?? DEFAULT_MAX_PROCESSES;
+  const canLimitProcesses = findPrlimit(env.PATH) !== undefined;
+  if (!canLimitProcesses) {
+    writer.line('Warning: prlimit (util-linux) was not found: steps run without a limit on processes.');
+  }
   const plan: [string, string[]][] = [
     ['install', config.install],
     ['test', config.test],
@@ -169,10 +200,23 @@ async function runSteps(
         };
       }
       writer.raw(formatStepHeader({ name, command }));
-      const run = await runStep(
-        { name, command, cwd: workspace.checkout, env, timeoutMs: remaining },
-        { onOutput: (chunk) => writer.output(chunk), ...(options.stepUser ?? {}) },
-      );
+      const quota = watchDiskQuota(workspace.root, quotaBytes, options.quotaCheckIntervalMs);
+      let run: Awaited<ReturnType<typeof runStep>>;
+      try {
+        run = await runStep(
+          { name, command, cwd: workspace.checkout, env, timeoutMs: remaining },
+          {
+            onOutput: (chunk) => writer.output(chunk),
+            signal: quota.signal,
+            ...(canLimitProcesses ? { maxProcesses } : {}),
+            ...(options.stepUser ?? {}),
+          },
+        );
+      } finally {
+        await quota.stop();
+      }
+      // Once more after the step: what it wrote since the last look counts too.
+      const exceeded = quota.exceeded() || (await folderSize(workspace.root)) > quotaBytes;
       writer.raw(
         formatStepFooter({
           name,
@@ -182,6 +226,11 @@ async function runSteps(
         }),
       );
       steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
+      if (exceeded) {
+        const error = new DiskQuotaExceededError(quotaBytes);
+        writer.line(`Error: ${error.message}; ${name} was stopped.`);
+        return { state: 'error', description: `${error.message} (in ${name})` };
+      }
       if (run.timedOut) {
         return { state: 'timed_out', description: `timed out after ${config.timeoutSeconds} s in ${name}` };
       }
@@ -193,6 +242,41 @@ async function runSteps(
   }
   const total = steps.reduce((sum, step) => sum + step.durationMs, 0);
   return { state: 'success', description: `passed in ${formatDuration(total)}` };
+}
+
+function diskQuotaOf(input: RunnerInput): number {
+  const quota = input.diskQuotaBytes;
+  return quota !== undefined && Number.isFinite(quota) && quota > 0 ? quota : DEFAULT_DISK_QUOTA_BYTES;
+}
+
+/**
+ * Measures `folder` every `intervalMs` while a step runs; past `quotaBytes` it aborts the signal,
+ * which kills the step's process group. One measurement at a time (a big tree takes a while).
+ */
+function watchDiskQuota(
+  folder: string,
+  quotaBytes: number,
+  intervalMs = DEFAULT_QUOTA_CHECK_MS,
+): { signal: AbortSignal; exceeded(): boolean; stop(): Promise<void> } {
+  const controller = new AbortController();
+  let measuring: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    if (measuring || controller.signal.aborted) return;
+    measuring = folderSize(folder)
+      .then((bytes) => {
+        if (bytes > quotaBytes) controller.abort(new DiskQuotaExceededError(quotaBytes));
+      })
+      .catch(() => undefined)
+      .finally(() => (measuring = undefined));
+  }, intervalMs);
+  return {
+    signal: controller.signal,
+    exceeded: () => controller.signal.aborted,
+    stop: async () => {
+      clearInterval(timer);
+      await measuring;
+    },
+  };
 }
 
 function deploySkipReason(build: RunnerInput['build']): string {

@@ -48,6 +48,13 @@ export interface RunStepOptions {
   /** Run as this user and group (the local stack as root drops to an unprivileged user). */
   uid?: number;
   gid?: number;
+  /**
+   * RLIMIT_NPROC of the step (`prlimit --nproc=N:N`): it can fork no more once the build user has N
+   * processes (threads count). It counts every process of the user, so it bounds a fork bomb only
+   * when steps run as their own unprivileged user; root ignores it. Without `prlimit` (see
+   * `findPrlimit`) the step runs unbounded.
+   */
+  maxProcesses?: number;
 }
 
 export const DEFAULT_KILL_GRACE_MS = 2000;
@@ -128,7 +135,14 @@ export async function runStep(spec: StepSpec, options: RunStepOptions): Promise<
 
   installExitHook();
   const startedAt = performance.now();
-  const subprocess = execa(bash, ['-c', STEP_SCRIPT, SHELL_NAME_IN_MESSAGES, spec.command], {
+  const bashArgs = ['-c', STEP_SCRIPT, SHELL_NAME_IN_MESSAGES, spec.command];
+  const prlimit = options.maxProcesses === undefined ? undefined : findPrlimit(spec.env.PATH);
+  // prlimit sets the limit and execs bash: same pid, so the process group is still the step's.
+  const [file, args] =
+    prlimit === undefined
+      ? [bash, bashArgs]
+      : [prlimit, [`--nproc=${options.maxProcesses}:${options.maxProcesses}`, '--', bash, ...bashArgs]];
+  const subprocess = execa(file, args, {
     cwd: spec.cwd,
     env: spec.env,
     extendEnv: false,
@@ -255,6 +269,29 @@ function validate(spec: StepSpec, options: RunStepOptions, killGraceMs: number):
   if (options.uid !== undefined && options.gid === undefined) {
     throw invalid('uid is given without gid; give both to run as another user');
   }
+  const max = options.maxProcesses;
+  if (max !== undefined && !(Number.isSafeInteger(max) && max >= 1)) throw invalid(`maxProcesses ${max}`);
+}
+
+const PRLIMIT_FALLBACKS = ['/usr/bin', '/bin', '/usr/local/bin'];
+
+/**
+ * util-linux's `prlimit` on the step's PATH, else in the usual places; undefined when there is none
+ * (the steps then run without a process bound, and the runner says so in the log).
+ */
+export function findPrlimit(searchPath: string | undefined = process.env.PATH): string | undefined {
+  const folders = [...(searchPath ?? '').split(delimiter), ...PRLIMIT_FALLBACKS];
+  for (const folder of folders) {
+    if (!isAbsolute(folder)) continue;
+    const candidate = join(folder, 'prlimit');
+    try {
+      accessSync(candidate, constants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not in this folder
+    }
+  }
+  return undefined;
 }
 
 async function assertFolder(spec: StepSpec): Promise<void> {

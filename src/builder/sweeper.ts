@@ -3,20 +3,27 @@
  * their deadline (the builder was never invoked, lost the invocation, or died without reporting)
  * are ended here — `queued` as `error`, `running` as `timed_out` — each with one conditional
  * transition, so a build that finished (or was claimed) meanwhile is left as it is, then GitHub is
- * told with an `error` commit status. Scheduled every few minutes (src/handlers/sweeper.ts) and run
- * by hand with `lambkin sweep`.
+ * told with an `error` commit status. It also re-sends the final status of ended builds GitHub never
+ * acknowledged (GitHub was down longer than the builder's retries): their `reportedState` differs
+ * from their `state`. Scheduled every few minutes (src/handlers/sweeper.ts) and run by hand with
+ * `lambkin sweep`.
  */
 import { buildLabel, type BuildRecord, type RepoName } from '../core/build.js';
-import { commitStateFor, type BuildState } from '../core/state-machine.js';
+import { commitStateFor, isTerminal, type BuildState } from '../core/state-machine.js';
 import { LambkinError, TransitionRefusedError } from '../errors.js';
-import type { DeliveryPolicy, StatusReporter } from '../github/statuses.js';
+import { FINAL_DELIVERY, type DeliveryPolicy, type StatusReporter } from '../github/statuses.js';
 import type { Logger } from '../logger.js';
 import type { BuildStore } from '../store/builds.js';
 import { statusDescription } from './controller.js';
 import { statusLinkOf } from './on-failure.js';
 
 export interface SweeperDependencies {
-  builds: Pick<BuildStore, 'overdueBuilds' | 'transition'>;
+  /**
+   * Without `unreportedBuilds` and `markReported` (test doubles) the sweep only ends overdue
+   * builds; the handler and CLI pass the whole store.
+   */
+  builds: Pick<BuildStore, 'overdueBuilds' | 'transition'> &
+    Partial<Pick<BuildStore, 'unreportedBuilds' | 'markReported'>>;
   statuses: StatusReporter;
   logger: Logger;
   /** Base of build links, for builds recorded without one. */
@@ -25,6 +32,11 @@ export interface SweeperDependencies {
   clock?: () => number;
   /** Retries of each build's commit status; default SWEEP_STATUS_DELIVERY. */
   statusDelivery?: DeliveryPolicy;
+  /**
+   * An ended build's final status is re-sent only this long after it ended (before that, whoever
+   * ended it may still be retrying); default UNREPORTED_GRACE_MS.
+   */
+  unreportedGraceMs?: number;
 }
 
 export interface SweepOptions {
@@ -74,6 +86,20 @@ export interface SweepResult {
   failed: { repo: RepoName; number: number; error: string }[];
   /** Overdue builds not handled within the budget: the next sweep takes them. */
   deferred: number;
+  /** Ended builds whose final status GitHub had not acknowledged: sent again. */
+  resent: ResentStatus[];
+}
+
+/** An ended build whose final commit status the sweep sent again. */
+export interface ResentStatus {
+  repo: RepoName;
+  number: number;
+  sha: string;
+  state: BuildState;
+  /** What GitHub had acknowledged before (undefined: nothing at all). */
+  previouslyReported?: BuildState;
+  statusSet: boolean;
+  statusError?: string;
 }
 
 /** Each status: a few attempts within seconds (a sweep may end many builds). */
@@ -86,6 +112,8 @@ export const DEFAULT_SWEEP_BUDGET_MS = 120_000;
 export const DEFAULT_SWEEP_LIMIT = 100;
 /** Not worth ending a build whose status would have less time than this. */
 export const MIN_TIME_PER_BUILD_MS = 2000;
+/** The builder retries its final status for FINAL_DELIVERY; the sweep waits that and a minute more. */
+export const UNREPORTED_GRACE_MS = FINAL_DELIVERY.deadlineMs + 60_000;
 
 /** Some overdue builds could not be ended, or GitHub did not take their status. */
 export class SweepIncompleteError extends LambkinError {
@@ -106,13 +134,24 @@ export class SweepIncompleteError extends LambkinError {
           `(${first?.statusError ?? 'unknown error'}); GitHub still shows it pending`,
       );
     }
+    const unsent = result.resent.filter((build) => !build.statusSet);
+    if (unsent.length > 0) {
+      parts.push(
+        `could not re-send the final status of ${unsent.map(buildLabel).join(', ')} ` +
+          `(${unsent[0]?.statusError ?? 'unknown error'}); the next sweep tries again`,
+      );
+    }
     super('SWEEP_INCOMPLETE', `The sweep ${parts.join('; it ')}.`);
   }
 }
 
 /** Throws SweepIncompleteError when the sweep left something undone that an operator should see. */
 export function assertSweepComplete(result: SweepResult): SweepResult {
-  if (result.failed.length > 0 || result.ended.some((build) => !build.statusSet)) {
+  if (
+    result.failed.length > 0 ||
+    result.ended.some((build) => !build.statusSet) ||
+    result.resent.some((build) => !build.statusSet)
+  ) {
     throw new SweepIncompleteError(result);
   }
   return result;
@@ -135,6 +174,7 @@ export async function sweepOverdueBuilds(
     leftAlone: [],
     failed: [],
     deferred: 0,
+    resent: [],
   };
 
   for (const [index, build] of overdue.entries()) {
@@ -151,6 +191,7 @@ export async function sweepOverdueBuilds(
       deadlineMs: Math.max(Math.min(policy.deadlineMs, remaining()), 1),
     });
   }
+  if (result.deferred === 0) await resendUnreported(deps, result, policy, remaining);
   deps.logger.info('sweep finished', {
     at,
     found: result.found,
@@ -158,8 +199,78 @@ export async function sweepOverdueBuilds(
     leftAlone: result.leftAlone.length,
     failed: result.failed.length,
     deferred: result.deferred,
+    resent: result.resent.length,
   });
   return result;
+}
+
+/** Sends again the final status of ended builds GitHub never acknowledged. */
+async function resendUnreported(
+  deps: SweeperDependencies,
+  result: SweepResult,
+  policy: DeliveryPolicy,
+  remaining: () => number,
+): Promise<void> {
+  const { unreportedBuilds, markReported } = deps.builds;
+  if (!unreportedBuilds || !markReported) return;
+  const endedBefore = result.at - (deps.unreportedGraceMs ?? UNREPORTED_GRACE_MS);
+  let unreported: BuildRecord[];
+  try {
+    unreported = await unreportedBuilds.call(deps.builds, endedBefore, { limit: DEFAULT_SWEEP_LIMIT });
+  } catch (error) {
+    deps.logger.error('could not look for builds whose final status GitHub never got', { error });
+    return;
+  }
+  for (const build of unreported) {
+    if (!isTerminal(build.state)) continue;
+    const key = { repo: build.repo, number: build.number };
+    if (build.reportedState === build.state) {
+      // Acknowledged, but the index was not updated (a lost write): tidy up, send nothing.
+      await markReported.call(deps.builds, key, build.state).catch(() => undefined);
+      continue;
+    }
+    if (remaining() < MIN_TIME_PER_BUILD_MS) break;
+    const url = statusLinkOf(build, deps.publicUrl);
+    const resent: ResentStatus = {
+      ...key,
+      sha: build.sha,
+      state: build.state,
+      ...(build.reportedState ? { previouslyReported: build.reportedState } : {}),
+      statusSet: true,
+    };
+    try {
+      await deps.statuses.setStatus(
+        {
+          repo: build.repo,
+          sha: build.sha,
+          state: commitStateFor(build.state),
+          description: statusDescription(build),
+          ...(url ? { targetUrl: url } : {}),
+        },
+        { ...policy, deadlineMs: Math.max(Math.min(policy.deadlineMs, remaining()), 1) },
+      );
+      deps.logger.warn('re-sent the final status GitHub never got', {
+        build: buildLabel(build),
+        state: build.state,
+        reported: build.reportedState,
+      });
+    } catch (error) {
+      resent.statusSet = false;
+      resent.statusError = error instanceof Error ? error.message : String(error);
+      deps.logger.error('could not re-send the final status; the next sweep tries again', {
+        build: buildLabel(build),
+        error,
+      });
+    }
+    if (resent.statusSet) {
+      await markReported
+        .call(deps.builds, key, build.state)
+        .catch((error: unknown) =>
+          deps.logger.warn('could not record the re-sent status', { build: buildLabel(build), error }),
+        );
+    }
+    result.resent.push(resent);
+  }
 }
 
 async function sweepOne(
@@ -225,8 +336,15 @@ async function sweepOne(
   } catch (error) {
     swept.statusSet = false;
     swept.statusError = error instanceof Error ? error.message : String(error);
-    // Never silent: the build is no longer overdue, so no later sweep will set this status.
+    // Never silent; a later sweep re-sends it (the build stays unreported).
     deps.logger.error('could not set the commit status of a swept build', { build: label, error });
+  }
+  if (swept.statusSet && deps.builds.markReported) {
+    await deps.builds
+      .markReported(key, ended.state)
+      .catch((error: unknown) =>
+        deps.logger.warn('could not record the status of a swept build', { build: label, error }),
+      );
   }
   result.ended.push(swept);
 }

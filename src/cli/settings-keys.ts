@@ -21,6 +21,7 @@ const BUILD_SHAPE = {
   ignoreBranches: 'patterns',
   tags: 'boolean',
   pullRequests: PULL_REQUEST_SHAPE,
+  cancelSuperseded: 'boolean',
 } as const satisfies Record<keyof NonNullable<SettingsDocument['build']>, unknown>;
 const SECTIONS = ['build', 'config', 'secretEnv'] as const satisfies readonly (keyof SettingsDocument)[];
 type Section = (typeof SECTIONS)[number];

@@ -82,6 +82,14 @@ export interface BuildRecord extends BuildRequest, BuildKey {
   pageUrl?: string;
   /** Private repositories: the secret part of the link, checked by the log route. */
   logToken?: string;
+  /**
+   * The state whose commit status GitHub last acknowledged (`queued`/`running` for `pending`).
+   * A terminal build whose `reportedState` differs from `state` still shows the wrong status on
+   * GitHub: the sweeper sends it again.
+   */
+  reportedState?: BuildState;
+  /** Epoch ms when GitHub acknowledged `reportedState`. */
+  reportedAt?: number;
 }
 
 export function buildLabel(key: BuildKey): string {

@@ -7,9 +7,15 @@
  * redelivery of a delivery whose attempt crashed finds the guard, writes the build if missing,
  * and invokes the builder again if the guard was never marked invoked. A second invoke is
  * harmless: the builder claims a build with a conditional queued → running transition.
+ *
+ * Superseded builds: once a build of a branch or pull request is queued, older builds of the same
+ * branch or PR still queued or running are cancelled ("superseded by #N", `build.cancelSuperseded`).
+ * A cancelled queued build is never claimed; a running one is stopped by its controller, which
+ * watches its build record.
  */
 import type { BuildRecord, BuildRequest } from './build.js';
 import { buildLabel } from './build.js';
+import { commitStateFor } from './state-machine.js';
 import { randomBytes } from 'node:crypto';
 import { baseUrlFromRequest, buildPageUrl, pageUrlOf } from './links.js';
 import { decideBuild } from './policy.js';
@@ -137,7 +143,7 @@ async function queueBuild(
     });
   }
   if (!build) throw new Error('unreachable: no build after intake');
-  return startBuild(deps, build, deliveryId);
+  return startBuild(deps, build, deliveryId, settings.build.cancelSuperseded);
 }
 
 /** The guard exists but its build does not: the earlier attempt crashed in between. */
@@ -160,6 +166,7 @@ async function startBuild(
   deps: IntakeDependencies,
   build: BuildRecord,
   deliveryId: string,
+  cancelSuperseded: boolean,
 ): Promise<HttpResponse> {
   const url = pageUrlOf(build, deps.publicUrl);
   const label = buildLabel(build);
@@ -174,6 +181,7 @@ async function startBuild(
       },
       INTAKE_DELIVERY,
     );
+    await recordReported(deps, build, 'queued');
   } catch (error) {
     // The build still runs; the builder sets the status again when it claims the build.
     deps.logger.warn('could not set the pending status; the builder will set it when the build starts', {
@@ -188,7 +196,82 @@ async function startBuild(
   }
   await deps.builds.markDeliveryInvoked(deliveryId);
   deps.logger.info('build queued', { deliveryId, build: label, sha: build.sha });
-  return jsonResponse(202, { queued: true, repo: build.repo, number: build.number, url });
+  const cancelled = cancelSuperseded ? await cancelSupersededBuilds(deps, build) : [];
+  return jsonResponse(202, {
+    queued: true,
+    repo: build.repo,
+    number: build.number,
+    url,
+    ...(cancelled.length > 0 ? { cancelled } : {}),
+  });
+}
+
+/**
+ * Cancels the older builds of the same branch or pull request that are still queued or running
+ * (never a tag's: each tag is its own release). Best effort: a failure is logged, never fails the
+ * webhook (the older build then simply runs to its end). Returns the numbers cancelled.
+ */
+async function cancelSupersededBuilds(deps: IntakeDependencies, build: BuildRecord): Promise<number[]> {
+  if (build.tag !== undefined || (build.pr === undefined && build.branch === undefined)) return [];
+  let older: BuildRecord[];
+  try {
+    older = await deps.builds.unfinishedBuildsOf(build.repo, build, build.number);
+  } catch (error) {
+    deps.logger.warn('could not look for superseded builds', { build: buildLabel(build), error });
+    return [];
+  }
+  const reason = `superseded by #${build.number}`;
+  const results = await Promise.all(
+    older.map(async (previous): Promise<number | undefined> => {
+      const label = buildLabel(previous);
+      let cancelled: BuildRecord;
+      try {
+        cancelled = await deps.builds.transition(previous, {
+          from: ['queued', 'running'],
+          to: 'cancelled',
+          reason,
+        });
+      } catch (error) {
+        // Ended meanwhile: its own state stands.
+        if (!(error instanceof TransitionRefusedError)) {
+          deps.logger.warn('could not cancel a superseded build', { build: label, error });
+        }
+        return undefined;
+      }
+      deps.logger.info('superseded build cancelled', { build: label, by: build.number });
+      try {
+        await deps.statuses.setStatus(
+          {
+            repo: cancelled.repo,
+            sha: cancelled.sha,
+            state: commitStateFor(cancelled.state),
+            description: `Build #${cancelled.number} cancelled: ${reason}`,
+            targetUrl: pageUrlOf(cancelled, deps.publicUrl),
+          },
+          INTAKE_DELIVERY,
+        );
+        await recordReported(deps, cancelled, 'cancelled');
+      } catch (error) {
+        // The sweeper re-sends it (the build stays unreported).
+        deps.logger.warn('could not set the cancelled status', { build: label, error });
+      }
+      return cancelled.number;
+    }),
+  );
+  return results.filter((number): number is number => number !== undefined);
+}
+
+/** Notes which state's status GitHub took; a failure to note it only means the sweeper may re-send. */
+async function recordReported(
+  deps: IntakeDependencies,
+  build: BuildRecord,
+  state: BuildRecord['state'],
+): Promise<void> {
+  await deps.builds
+    .markReported(build, state)
+    .catch((error: unknown) =>
+      deps.logger.warn('could not record the reported status', { build: buildLabel(build), error }),
+    );
 }
 
 /** The builder could not be invoked: end the build as `error` so nothing stays pending forever. */
@@ -220,7 +303,9 @@ async function failToStart(
       },
       INTAKE_DELIVERY,
     );
+    await recordReported(deps, build, 'error');
   } catch (error) {
+    // The sweeper re-sends it (the build stays unreported).
     deps.logger.error('could not set the error status', { build: label, error });
   }
   return jsonResponse(502, { error: reason, repo: build.repo, number: build.number, state: 'error' });

@@ -18,6 +18,11 @@ export interface BuildPolicy {
     /** PRs from forks (untrusted code: no secrets, no cache writes, no deploy). Default on. */
     forks: boolean;
   };
+  /**
+   * A newer build of the same branch or pull request cancels the older ones still queued or
+   * running ("superseded by #N"). Default on.
+   */
+  cancelSuperseded: boolean;
 }
 
 /** One scope's stored settings; every key optional (absent = inherit). */
@@ -27,6 +32,7 @@ export interface SettingsDocument {
     ignoreBranches?: string[];
     tags?: boolean;
     pullRequests?: { sameRepo?: boolean; forks?: boolean };
+    cancelSuperseded?: boolean;
   };
   /** Defaults for repo-config keys (install, test, env, timeout, …), below the repo's own file. */
   config?: Record<string, unknown>;
@@ -39,6 +45,7 @@ export const DEFAULT_BUILD_POLICY: BuildPolicy = {
   ignoreBranches: [],
   tags: false,
   pullRequests: { sameRepo: true, forks: true },
+  cancelSuperseded: true,
 };
 
 /** Settings of a repository after merging built-in defaults, global and per-repo documents. */
@@ -60,6 +67,7 @@ export function mergeSettings(...documents: (SettingsDocument | undefined)[]): E
     if (build.branches) result.build.branches = [...build.branches];
     if (build.ignoreBranches) result.build.ignoreBranches = [...build.ignoreBranches];
     if (build.tags !== undefined) result.build.tags = build.tags;
+    if (build.cancelSuperseded !== undefined) result.build.cancelSuperseded = build.cancelSuperseded;
     if (build.pullRequests)
       result.build.pullRequests = { ...result.build.pullRequests, ...build.pullRequests };
     Object.assign(result.config, document.config ?? {});

@@ -20,6 +20,88 @@ const SKIP_CI_MARKERS = ['[skip ci]', '[ci skip]'];
 const SHA = /^[0-9a-f]{40}$/;
 const ZERO_SHA = '0'.repeat(40);
 
+/** GitHub owner and repository names: letters, digits, '.', '_', '-'; never only dots. */
+const NAME_PART = /^[A-Za-z0-9._-]+$/;
+export const MAX_OWNER_LENGTH = 39;
+export const MAX_REPO_NAME_LENGTH = 100;
+/** Longest branch or tag name accepted, in UTF-8 bytes (git and GitHub stop well before 1 KiB). */
+export const MAX_REF_NAME_BYTES = 255;
+
+/**
+ * Checks `owner/name` as GitHub spells repository names; anything else (traversal, slashes, unicode,
+ * control characters) is refused with a 400 before anything is written.
+ */
+export function assertRepoName(value: string, path = 'repository.full_name'): string {
+  const problem = repoNameProblem(value);
+  if (problem) {
+    throw new WebhookRejectedError(400, `Refused: "${path}" ${quoted(value)} ${problem}.`);
+  }
+  return value;
+}
+
+function repoNameProblem(value: string): string | undefined {
+  const parts = value.split('/');
+  if (parts.length !== 2) return 'is not "owner/name"';
+  const [owner = '', name = ''] = parts;
+  for (const [part, what, max] of [
+    [owner, 'owner', MAX_OWNER_LENGTH],
+    [name, 'name', MAX_REPO_NAME_LENGTH],
+  ] as const) {
+    if (part.length === 0 || part.length > max)
+      return `has an ${what} of ${part.length} characters (1 to ${max})`;
+    if (!NAME_PART.test(part))
+      return `has an ${what} with characters other than letters, digits, '.', '_' and '-'`;
+    if (/^\.+$/.test(part)) return `has an ${what} made only of dots`;
+  }
+  return undefined;
+}
+
+/**
+ * Checks a branch or tag name by git's ref rules (git check-ref-format, plus git branch's "no
+ * leading -"), bounded in length. Unicode is allowed, as git and GitHub allow it.
+ */
+export function assertRefName(value: string, path: string): string {
+  const problem = refNameProblem(value);
+  if (problem) {
+    throw new WebhookRejectedError(
+      400,
+      `Refused: "${path}" ${quoted(value)} is not a valid git ref name: ${problem}.`,
+    );
+  }
+  return value;
+}
+
+function refNameProblem(value: string): string | undefined {
+  if (value.length === 0) return 'it is empty';
+  if (Buffer.byteLength(value) > MAX_REF_NAME_BYTES) return `it is longer than ${MAX_REF_NAME_BYTES} bytes`;
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value)) return 'it contains a control character';
+  if (/[ ~^:?*[\\]/.test(value)) return 'it contains one of space ~ ^ : ? * [ \\';
+  if (value.includes('..')) return 'it contains ".."';
+  if (value.includes('//')) return 'it contains "//"';
+  if (value.includes('@{')) return 'it contains "@{"';
+  if (value === '@') return 'it is "@"';
+  if (value.startsWith('-')) return 'it starts with "-"';
+  if (value.startsWith('/') || value.endsWith('/')) return 'it starts or ends with "/"';
+  if (value.endsWith('.')) return 'it ends with "."';
+  for (const component of value.split('/')) {
+    if (component.startsWith('.')) return 'a component starts with "."';
+    if (component.endsWith('.lock')) return 'a component ends with ".lock"';
+  }
+  if (!isWellFormed(value)) return 'it is not well-formed unicode';
+  return undefined;
+}
+
+function isWellFormed(value: string): boolean {
+  // Lone surrogates cannot be encoded as UTF-8 (they would become U+FFFD in keys and statuses).
+  return !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(value);
+}
+
+/** The value in a message: JSON-quoted (control characters escaped) and cut short. */
+function quoted(value: string): string {
+  return JSON.stringify(value.length > 120 ? `${value.slice(0, 120)}…` : value);
+}
+
 export function interpretEvent(event: string, payload: Record<string, unknown>): EventInterpretation {
   switch (event) {
     case 'ping':
@@ -35,7 +117,7 @@ export function interpretEvent(event: string, payload: Record<string, unknown>):
 
 function interpretPush(payload: Record<string, unknown>): EventInterpretation {
   const repository = objectAt(payload, 'repository');
-  const repo = stringAt(repository, 'full_name', 'repository.full_name');
+  const repo = assertRepoName(stringAt(repository, 'full_name', 'repository.full_name'));
   const ref = stringAt(payload, 'ref');
   const after = stringAt(payload, 'after');
   if (payload.deleted === true || after === ZERO_SHA) {
@@ -46,8 +128,10 @@ function interpretPush(payload: Record<string, unknown>): EventInterpretation {
   const branch = ref.startsWith('refs/heads/') ? ref.slice('refs/heads/'.length) : undefined;
   const tag = ref.startsWith('refs/tags/') ? ref.slice('refs/tags/'.length) : undefined;
   if (branch === undefined && tag === undefined) {
-    return { kind: 'ignore', reason: `${ref} is neither a branch nor a tag`, repo };
+    return { kind: 'ignore', reason: `${quoted(ref)} is neither a branch nor a tag`, repo };
   }
+  if (branch !== undefined) assertRefName(branch, 'ref (branch)');
+  if (tag !== undefined) assertRefName(tag, 'ref (tag)');
   const headCommit = optionalObjectAt(payload, 'head_commit');
   const message = headCommit ? optionalStringAt(headCommit, 'message', 'head_commit.message') : undefined;
   const sender = optionalObjectAt(payload, 'sender');
@@ -76,7 +160,7 @@ function interpretPush(payload: Record<string, unknown>): EventInterpretation {
 
 function interpretPullRequest(payload: Record<string, unknown>): EventInterpretation {
   const repository = objectAt(payload, 'repository');
-  const repo = stringAt(repository, 'full_name', 'repository.full_name');
+  const repo = assertRepoName(stringAt(repository, 'full_name', 'repository.full_name'));
   const action = stringAt(payload, 'action');
   if (!BUILD_PR_ACTIONS.includes(action)) {
     return { kind: 'ignore', reason: `pull_request "${action}" does not start builds`, repo };
@@ -96,11 +180,17 @@ function interpretPullRequest(payload: Record<string, unknown>): EventInterpreta
     throw new WebhookRejectedError(400, 'Malformed pull_request payload: head.sha is not a SHA.');
   // A fork that was deleted leaves head.repo null: treat it as a fork (untrusted).
   const headRepository = optionalObjectAt(head, 'repo', 'pull_request.head.repo');
-  const headRepo = headRepository
+  const headRepoName = headRepository
     ? optionalStringAt(headRepository, 'full_name', 'head.repo.full_name')
     : undefined;
+  const headRepo = headRepoName
+    ? assertRepoName(headRepoName, 'pull_request.head.repo.full_name')
+    : undefined;
   const baseRepository = objectAt(base, 'repo', 'pull_request.base.repo');
-  const baseRepo = stringAt(baseRepository, 'full_name', 'pull_request.base.repo.full_name');
+  const baseRepo = assertRepoName(
+    stringAt(baseRepository, 'full_name', 'pull_request.base.repo.full_name'),
+    'pull_request.base.repo.full_name',
+  );
   const user = optionalObjectAt(pullRequest, 'user', 'pull_request.user');
   const title = optionalStringAt(pullRequest, 'title', 'pull_request.title');
   return {
@@ -110,9 +200,9 @@ function interpretPullRequest(payload: Record<string, unknown>): EventInterpreta
       event: 'pull_request',
       ref: `refs/pull/${number}/head`,
       sha,
-      branch: stringAt(head, 'ref', 'pull_request.head.ref'),
+      branch: assertRefName(stringAt(head, 'ref', 'pull_request.head.ref'), 'pull_request.head.ref'),
       pr: number,
-      baseBranch: stringAt(base, 'ref', 'pull_request.base.ref'),
+      baseBranch: assertRefName(stringAt(base, 'ref', 'pull_request.base.ref'), 'pull_request.base.ref'),
       ...(headRepo ? { headRepo } : {}),
       fork: headRepo !== baseRepo,
       privateRepo: repository.private === true,
@@ -127,6 +217,7 @@ function interpretPullRequest(payload: Record<string, unknown>): EventInterpreta
 /** What every build takes from `repository`: its default branch and clone URL. */
 function defaultBranchOf(repository: Record<string, unknown>): { defaultBranch?: string; cloneUrl?: string } {
   const value = optionalStringAt(repository, 'default_branch', 'repository.default_branch');
+  if (value) assertRefName(value, 'repository.default_branch');
   const cloneUrl = optionalStringAt(repository, 'clone_url', 'repository.clone_url');
   return {
     ...(value ? { defaultBranch: value } : {}),

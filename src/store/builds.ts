@@ -79,6 +79,23 @@ export interface BuildStore {
   ): Promise<BuildRecord | undefined>;
   /** Queued or running builds whose deadline is before `now`, across all repos, oldest first. */
   overdueBuilds(now: number, options?: { limit?: number }): Promise<BuildRecord[]>;
+  /**
+   * Records that GitHub acknowledged the commit status of `state` (a plain update, no state
+   * check). Once the acknowledged state is the build's terminal state, the build leaves the
+   * sweeper's index.
+   */
+  markReported(key: BuildKey, state: BuildState, at?: number): Promise<void>;
+  /**
+   * Terminal builds whose final status GitHub never acknowledged, ended before `endedBefore`
+   * (epoch ms), across all repos.
+   */
+  unreportedBuilds(endedBefore: number, options?: { limit?: number }): Promise<BuildRecord[]>;
+  /** Queued or running builds of the same branch, PR or tag numbered below `below`, latest first. */
+  unfinishedBuildsOf(
+    repo: RepoName,
+    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
+    below: number,
+  ): Promise<BuildRecord[]>;
   /** The guard of a delivery, if any (strongly consistent). */
   getDelivery(deliveryId: string): Promise<DeliveryRecord | undefined>;
   /** Records a delivery's build; returns the existing record instead when the delivery is known. */
@@ -90,8 +107,12 @@ export interface BuildStore {
   markDeliveryInvoked(deliveryId: string, at?: number): Promise<void>;
 }
 
-/** Marks items of unfinished builds for the sparse deadline index. */
+/**
+ * The sparse deadline index's partition values: `unfinished` while a build is queued or running,
+ * `unreported` once it is terminal until GitHub acknowledged its final status (then removed).
+ */
 const UNFINISHED = 'unfinished';
+const UNREPORTED = 'unreported';
 const COUNTER_NUMBER = 0;
 const DELIVERY_PREFIX = 'delivery#';
 
@@ -228,11 +249,13 @@ export class DynamoBuildStore implements BuildStore {
       values[`:from${index}`] = from;
       return `:from${index}`;
     });
-    let update = `SET ${sets.join(', ')}`;
     if (isTerminal(request.to)) {
+      // Out of the overdue query, into the unreported one until GitHub has the final status.
       names['#unfinished'] = 'unfinished';
-      update += ' REMOVE #unfinished';
+      values[':unreported'] = UNREPORTED;
+      sets.push('#unfinished = :unreported');
     }
+    const update = `SET ${sets.join(', ')}`;
     try {
       const result = await this.documents.send(
         new UpdateCommand({
@@ -299,6 +322,105 @@ export class DynamoBuildStore implements BuildStore {
         ExpressionAttributeNames: { '#unfinished': 'unfinished', '#deadline': 'deadline' },
         ExpressionAttributeValues: { ':unfinished': UNFINISHED, ':now': now },
         Limit: options.limit ?? 100,
+      }),
+    );
+    return (result.Items ?? []).map(toRecord);
+  }
+
+  async markReported(key: BuildKey, state: BuildState, at: number = this.clock()): Promise<void> {
+    const reported = { '#reportedState': 'reportedState', '#reportedAt': 'reportedAt' };
+    const set = 'SET #reportedState = :reported, #reportedAt = :at';
+    const keyItem = { repo: key.repo, number: key.number };
+    try {
+      // The usual case: GitHub got the status of the state the build is in. Once that is the
+      // build's terminal state, the build leaves the sweeper's index.
+      const terminal = isTerminal(state);
+      await this.documents.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keyItem,
+          UpdateExpression: terminal ? `${set} REMOVE #unfinished` : set,
+          ConditionExpression: '#state = :reported',
+          ExpressionAttributeNames: {
+            ...reported,
+            '#state': 'state',
+            ...(terminal ? { '#unfinished': 'unfinished' } : {}),
+          },
+          ExpressionAttributeValues: { ':reported': state, ':at': at },
+        }),
+      );
+      return;
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+    }
+    // The build moved on (or a late status landed after a newer one): record what GitHub shows and,
+    // when the build is over, keep it where the sweeper re-sends its final status.
+    const current = await this.getBuild(key);
+    if (!current) return;
+    const over = isTerminal(current.state);
+    await this.documents.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: keyItem,
+        UpdateExpression: over ? `${set}, #unfinished = :unreported` : set,
+        ConditionExpression: 'attribute_exists(#repo)',
+        ExpressionAttributeNames: {
+          ...reported,
+          '#repo': 'repo',
+          ...(over ? { '#unfinished': 'unfinished' } : {}),
+        },
+        ExpressionAttributeValues: {
+          ':reported': state,
+          ':at': at,
+          ...(over ? { ':unreported': UNREPORTED } : {}),
+        },
+      }),
+    );
+  }
+
+  async unreportedBuilds(endedBefore: number, options: { limit?: number } = {}): Promise<BuildRecord[]> {
+    const limit = options.limit ?? 100;
+    const found: BuildRecord[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const result = await this.documents.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          IndexName: BUILD_INDEXES.byDeadline,
+          KeyConditionExpression: '#unfinished = :unreported',
+          FilterExpression: '#endedAt < :before',
+          ExpressionAttributeNames: { '#unfinished': 'unfinished', '#endedAt': 'endedAt' },
+          ExpressionAttributeValues: { ':unreported': UNREPORTED, ':before': endedBefore },
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        }),
+      );
+      found.push(...(result.Items ?? []).map(toRecord));
+      start = result.LastEvaluatedKey;
+    } while (start && found.length < limit);
+    return found.slice(0, limit);
+  }
+
+  async unfinishedBuildsOf(
+    repo: RepoName,
+    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
+    below: number,
+  ): Promise<BuildRecord[]> {
+    const result = await this.documents.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: BUILD_INDEXES.byTarget,
+        KeyConditionExpression: '#key = :value AND #number < :below',
+        FilterExpression: '#state IN (:queued, :running)',
+        ExpressionAttributeNames: { '#key': 'repoTarget', '#number': 'number', '#state': 'state' },
+        ExpressionAttributeValues: {
+          ':value': `${repo}#${buildTarget(target)}`,
+          ':below': below,
+          ':queued': 'queued',
+          ':running': 'running',
+        },
+        ScanIndexForward: false,
+        // Older builds of a target are nearly all finished: look at the latest few dozen only.
+        Limit: 50,
       }),
     );
     return (result.Items ?? []).map(toRecord);

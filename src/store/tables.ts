@@ -11,8 +11,10 @@ export const BUILD_INDEXES = {
   /** PK `repoTarget` = `owner/name#branch:main` or `owner/name#pr:12`, SK `number`: latest of a branch/PR. */
   byTarget: 'byTarget',
   /**
-   * Sparse: PK `unfinished` (present only while a build is queued or running), SK `deadline`
-   * (epoch ms). The sweeper queries builds past their deadline across all repos.
+   * Sparse: PK `unfinished` — `unfinished` while a build is queued or running, `unreported` once it
+   * ended until GitHub acknowledged its final status, absent after — SK `deadline` (epoch ms). The
+   * sweeper queries builds past their deadline, and ended builds whose status GitHub never got,
+   * across all repos.
    */
   byDeadline: 'byDeadline',
 } as const;

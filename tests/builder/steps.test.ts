@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   BashNotFoundError,
+  findPrlimit,
   killProcessGroup,
   runStep,
   StepError,
@@ -381,5 +382,45 @@ describe('killProcessGroup', () => {
 
   test.each([0, 1, -1, -5, 1.5, Number.NaN])('refuses process group id %p', async (pgid) => {
     await expect(killProcessGroup(pgid, 100)).rejects.toMatchObject({ code: 'STEP_INVALID' });
+  });
+});
+
+describe('runStep with maxProcesses', () => {
+  it('runs the step under prlimit: RLIMIT_NPROC is the bound asked for', async () => {
+    const { run: result, output } = await run('ulimit -u; ulimit -Hu', {}, { maxProcesses: 37 });
+    expect(result.exitCode).toBe(0);
+    expect(output.toString()).toBe('37\n37\n');
+  });
+
+  it('keeps the step its own process group under prlimit (prlimit execs bash)', async () => {
+    const { output } = await run('ps -o pid=,pgid= -p $$', {}, { maxProcesses: 50 });
+    const [pid, pgid] = output.toString().trim().split(/\s+/);
+    expect(pid).toBe(pgid);
+  });
+
+  it('refuses a maxProcesses that is not a positive integer', async () => {
+    for (const maxProcesses of [0, -1, 1.5, Number.NaN]) {
+      await expect(run('true', {}, { maxProcesses })).rejects.toMatchObject({ code: 'STEP_INVALID' });
+    }
+  });
+
+  it('finds prlimit on the PATH', () => {
+    expect(findPrlimit(PATH)).toMatch(/\/prlimit$/);
+  });
+});
+
+const asRootForNproc = process.getuid?.() === 0;
+(asRootForNproc ? describe : describe.skip)('runStep with maxProcesses as another user', () => {
+  it('stops forks past the bound', async () => {
+    await chmod(folder, 0o777);
+    // A uid nothing else uses, so its process count is this step's alone; dash fails a fork at
+    // once where bash would retry for seconds.
+    const { output } = await run(
+      "sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done; echo all-started'",
+      { timeoutMs: 20_000 },
+      { maxProcesses: 4, uid: 48152, gid: 48152 },
+    );
+    expect(output.toString()).toMatch(/Cannot fork/);
+    expect(output.toString()).not.toContain('all-started');
   });
 });

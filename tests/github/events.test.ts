@@ -132,3 +132,83 @@ describe('interpretEvent', () => {
     expect(() => interpretEvent('push', noSha)).toThrow(/"after" is not a commit SHA/);
   });
 });
+
+describe('names in events', () => {
+  const push = (repo: string, branch: string) =>
+    interpretEvent(
+      'push',
+      asRecord(pushPayload({ repo: 'octo/app', branch, sha: fakeSha(branch) })) as never,
+    );
+
+  const pushWith = (repo: string, ref: string) => {
+    const payload = asRecord(pushPayload({ repo: 'octo/app', branch: 'main', sha: fakeSha(ref) }));
+    (payload.repository as Record<string, unknown>).full_name = repo;
+    payload.ref = ref;
+    return () => interpretEvent('push', payload);
+  };
+
+  it('builds unicode branch names that git allows', () => {
+    for (const branch of ['feature/ünïcødé', 'fix/日本語', 'emoji-🚀', 'a.b_c-d/e@f']) {
+      expect(push('octo/app', branch)).toMatchObject({ kind: 'build', candidate: { branch } });
+    }
+  });
+
+  it.each([
+    ['../etc/passwd', 'is not "owner/name"'],
+    ['octo/..', 'only of dots'],
+    ['../x', 'only of dots'],
+    ['octo/a/b', 'is not "owner/name"'],
+    ['octo/ünï', 'characters other than'],
+    ['octo/a b', 'characters other than'],
+    ['octo/%2e%2e', 'characters other than'],
+    ['octo/a\nb', 'characters other than'],
+    [`octo/${'x'.repeat(101)}`, '101 characters'],
+    ['/app', '0 characters'],
+  ])('refuses the repository name %j with 400', (repo, why) => {
+    const attempt = pushWith(repo, 'refs/heads/main');
+    expect(attempt).toThrow(WebhookRejectedError);
+    expect(attempt).toThrow(why);
+    try {
+      attempt();
+    } catch (error) {
+      expect((error as WebhookRejectedError).statusCode).toBe(400);
+      expect((error as Error).message).toContain('repository.full_name');
+    }
+  });
+
+  it.each([
+    ['refs/heads/../../etc/passwd', '".."'],
+    ['refs/heads/a..b', '".."'],
+    ['refs/heads/a//b', '"//"'],
+    ['refs/heads/-rf', 'starts with "-"'],
+    ['refs/heads/a\u0000b', 'control character'],
+    ['refs/heads/a\nb', 'control character'],
+    ['refs/heads/a\u001b[31mred', 'control character'],
+    ['refs/heads/a b', 'space'],
+    ['refs/heads/a:b', 'space ~ ^ :'],
+    ['refs/heads/.hidden', 'starts with "."'],
+    ['refs/heads/x.lock', '.lock'],
+    ['refs/heads/x/', 'ends with "/"'],
+    ['refs/heads/a@{1}', '@{'],
+    [`refs/heads/${'é'.repeat(128)}`, 'longer than 255 bytes'],
+    ['refs/tags/../v1', '".."'],
+    ['refs/heads/\ud800', 'well-formed'],
+  ])('refuses the ref %j with 400', (ref, why) => {
+    const attempt = pushWith('octo/app', ref);
+    expect(attempt).toThrow(WebhookRejectedError);
+    expect(attempt).toThrow(why);
+  });
+
+  it('refuses bad names in pull requests: head ref and head repository', () => {
+    const payload = asRecord(
+      pullRequestPayload({ repo: 'octo/app', number: 3, action: 'opened', headSha: fakeSha('pr') }),
+    );
+    const pr = payload.pull_request as { head: { ref: string; repo: { full_name: string } } };
+    const original = pr.head.ref;
+    pr.head.ref = 'x/../../y';
+    expect(() => interpretEvent('pull_request', payload)).toThrow(/pull_request\.head\.ref.*"\.\."/);
+    pr.head.ref = original;
+    pr.head.repo.full_name = 'evil/../../x';
+    expect(() => interpretEvent('pull_request', payload)).toThrow(/head\.repo\.full_name/);
+  });
+});

@@ -34,6 +34,7 @@ describe.each(storageBackends())('DynamoSettingsStore on $name', (backend) => {
       ignoreBranches: [],
       tags: true,
       pullRequests: { sameRepo: true, forks: false },
+      cancelSuperseded: true,
     });
     expect(effective.config).toEqual({ timeout: 300 });
     expect(effective.secretEnv).toEqual({ TOKEN: 'repo', OTHER: 'x' });

@@ -1,0 +1,326 @@
+/**
+ * No build step can read the GitHub token, the webhook secret or the AWS credentials of the process
+ * that runs it: a hostile build (tests/security/hostile-build.sh) tries its environment, every
+ * ancestor's /proc environ, command line and memory, every process's environ, files in /tmp, HOME,
+ * /root, the data dir and the checkout, the metadata endpoints and `ps`, and prints all it finds,
+ * raw and hex. The secrets must appear in no form in the log or anything else the build produced,
+ * and every probe's marker must be there. Runs as root on CI, where the runner drops to nobody.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
+import { runControllerBuild, type ControllerDependencies } from '../../src/builder/controller.js';
+import { ProcessRunnerInvoker } from '../../src/builder/runner-invoker.js';
+import type { BuildRequest } from '../../src/core/build.js';
+import { resolveArchiveUrl } from '../../src/github/archive.js';
+import { createGitHubClient } from '../../src/github/client.js';
+import { GitHubStatusReporter } from '../../src/github/statuses.js';
+import { createMemoryLogger } from '../../src/logger.js';
+import type { StackFile } from '../../src/local/stack.js';
+import { DynamoBuildStore } from '../../src/store/builds.js';
+import { S3LogStore } from '../../src/store/logs.js';
+import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
+import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
+import { pushPayload, signedDelivery } from '../support/payloads.js';
+import { createTestStorage } from '../support/storage.js';
+import { fakeSecrets, hostileProject, leaksIn, probesMissing } from './hostile.js';
+
+const TSX_LOADER = pathToFileURL(join(process.cwd(), 'node_modules/tsx/dist/loader.mjs')).href;
+const NOBODY = { uid: 65534, gid: 65534 };
+const asRoot = process.getuid?.() === 0;
+const folders: string[] = [];
+
+afterAll(() => {
+  for (const folder of folders) rmSync(folder, { recursive: true, force: true });
+});
+
+/** Every probe ran, and none of the secrets is in the text in any form. */
+function expectNothingFound(text: string, secrets: Record<string, string>): void {
+  expect(probesMissing(text)).toEqual([]);
+  expect(leaksIn(text, secrets)).toEqual([]);
+}
+
+/** A folder others may enter (mkdtemp's 0700 would hide it from nobody for us). */
+function openFolder(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  folders.push(dir);
+  return dir;
+}
+
+describe('the local stack (`lambkin dev` as a separate process)', () => {
+  const secrets = fakeSecrets();
+  let github: GitHubStandIn;
+  let dev: ChildProcess;
+  let stack: StackFile;
+  let devOutput = '';
+
+  beforeAll(async () => {
+    github = await startGitHubServer({ token: secrets.GITHUB_TOKEN });
+    // Not created yet: `lambkin dev` makes it itself, with the permissions it chooses.
+    const dataDir = join(openFolder('lambkin-security-dev-'), '.lambkin');
+    dev = spawn(
+      process.execPath,
+      [
+        '--import',
+        TSX_LOADER,
+        'src/cli/main.ts',
+        'dev',
+        '--port',
+        '0',
+        '--data-dir',
+        dataDir,
+        '--github-api',
+        github.url,
+      ],
+      {
+        env: {
+          PATH: process.env.PATH ?? '',
+          HOME: process.env.HOME ?? '',
+          ...secrets,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    dev.stderr?.setEncoding('utf8').on('data', (chunk: string) => (devOutput += chunk));
+    await new Promise<void>((resolve, reject) => {
+      let stdout = '';
+      const timer = setTimeout(() => reject(new Error(`lambkin dev did not start: ${devOutput}`)), 30_000);
+      dev.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+        stdout += chunk;
+        if (stdout.includes('ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      dev.once('exit', (code) => reject(new Error(`lambkin dev exited with ${code}: ${devOutput}`)));
+    });
+    stack = JSON.parse(readFileSync(join(dataDir, 'stack.json'), 'utf8')) as StackFile;
+  }, 40_000);
+
+  afterAll(async () => {
+    if (dev.exitCode === null) {
+      const exited = new Promise((resolve) => dev.once('exit', resolve));
+      dev.kill('SIGTERM');
+      await exited;
+    }
+    await github.close();
+  });
+
+  it('keeps the token, the webhook secret and the AWS credentials from a hostile push build', async () => {
+    const repo = await createGitRepo(hostileProject());
+    folders.push(repo.dir);
+    github.addRepository({ owner: 'octo', name: 'hostile', gitDir: repo.dir });
+    const delivery = await signedDelivery(
+      secrets.LAMBKIN_WEBHOOK_SECRET,
+      'push',
+      pushPayload({ repo: 'octo/hostile', branch: 'main', sha: repo.sha }),
+    );
+    const response = await fetch(stack.endpoints.webhook, {
+      method: 'POST',
+      headers: delivery.headers,
+      body: delivery.body,
+    });
+    expect(response.status).toBe(202);
+    let state: string | undefined;
+    for (let i = 0; i < 240 && !['success', 'failure', 'error'].includes(state ?? ''); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      state = github.statusesFor('octo/hostile', repo.sha)[0]?.state;
+    }
+    expect(state).toBe('success');
+
+    const credentials = { accessKeyId: 'any', secretAccessKey: 'any' };
+    const s3 = new S3Client({
+      endpoint: stack.endpoints.s3,
+      region: stack.region,
+      credentials,
+      forcePathStyle: true,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+    const documents = DynamoDBDocumentClient.from(
+      new DynamoDBClient({ endpoint: stack.endpoints.dynamodb, region: stack.region, credentials }),
+    );
+    const read = async (key: string) =>
+      (await s3
+        .send(new GetObjectCommand({ Bucket: stack.bucket, Key: key }))
+        .then((object) => object.Body?.transformToString())) ?? '';
+    const log = await read('logs/octo/hostile/builds/1/log.txt');
+    const page = await read('logs/octo/hostile/builds/1/index.html');
+    const record = await documents.send(
+      new GetCommand({ TableName: stack.tables.builds, Key: { repo: 'octo/hostile', number: 1 } }),
+    );
+    s3.destroy();
+    documents.destroy();
+
+    expect(log).toContain(`hostile build: uid=${asRoot ? NOBODY.uid : process.getuid?.()}`);
+    expectNothingFound(log, secrets);
+    expect(leaksIn(page, secrets)).toEqual([]);
+    expect(leaksIn(JSON.stringify(record.Item), secrets)).toEqual([]);
+    expect(leaksIn(JSON.stringify(github.statusesFor('octo/hostile', repo.sha)), secrets)).toEqual([]);
+  }, 60_000);
+});
+
+describe('lambkin run', () => {
+  it('keeps the secrets in the CLI environment from a hostile local build', async () => {
+    const secrets = fakeSecrets();
+    const dir = openFolder('lambkin-security-run-');
+    for (const [path, content] of Object.entries(hostileProject())) {
+      mkdirSync(join(dir, path, '..'), { recursive: true });
+      writeFileSync(join(dir, path), typeof content === 'string' ? content : '');
+    }
+    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+      (resolve, reject) => {
+        const child = spawn(
+          process.execPath,
+          ['--import', TSX_LOADER, join(process.cwd(), 'src/cli/main.ts'), 'run', dir, '--json'],
+          { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...secrets } },
+        );
+        let stdout = '';
+        let stderr = '';
+        child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+        child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+        child.once('error', reject);
+        child.once('close', (code) => {
+          clearTimeout(timer);
+          resolve({ code, stdout, stderr });
+        });
+      },
+    );
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`hostile build: uid=${asRoot ? NOBODY.uid : process.getuid?.()}`);
+    expectNothingFound(run.stdout, secrets);
+  }, 70_000);
+});
+
+describe('the controller and the runner (in-process controller, runner process)', () => {
+  const secrets = fakeSecrets();
+  const deployKey = `dk-${fakeSecrets().AWS_SECRET_ACCESS_KEY}`;
+  const saved: Record<string, string | undefined> = {};
+  let github: GitHubStandIn;
+  let deps: ControllerDependencies;
+  let builds: DynamoBuildStore;
+  let settings: DynamoSettingsStore;
+  let logs: S3LogStore;
+  /** Everything each build produced (log, page, record), for the known-leak test below. */
+  const produced: string[] = [];
+  /**
+   * KNOWN LEAK: the controller's presigned log-upload form carries its access key id
+   * (X-Amz-Credential) and session token (X-Amz-Security-Token); the runner keeps the form in
+   * memory, and a step running as the runner's user reads it from /proc/<runner>/mem. The secret
+   * access key is not in the form. Checked separately (test.failing) until the product is fixed.
+   */
+  const { AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN, ...strict } = secrets;
+
+  beforeAll(async () => {
+    // The controller's process holds the AWS credentials (as a Lambda does) and the GitHub token.
+    for (const [name, value] of Object.entries(secrets)) {
+      saved[name] = process.env[name];
+      process.env[name] = value;
+    }
+    const storage = await createTestStorage();
+    github = await startGitHubServer({ token: secrets.GITHUB_TOKEN });
+    builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
+    settings = new DynamoSettingsStore(storage.clients.documents, storage.settingsTable);
+    logs = new S3LogStore(storage.clients.s3, storage.bucket);
+    const octokit = createGitHubClient({ baseUrl: github.url, token: secrets.GITHUB_TOKEN });
+    deps = {
+      builds,
+      settings,
+      statuses: new GitHubStatusReporter(octokit),
+      logs,
+      archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },
+      // As the local stack does: root never runs strangers' steps.
+      runner: new ProcessRunnerInvoker(
+        asRoot ? { user: NOBODY, workRoot: join(tmpdir(), `lambkin-security-${NOBODY.uid}`) } : {},
+      ),
+      logger: createMemoryLogger(),
+      publicUrl: 'https://ci.example.test',
+      runnerTimeoutMs: 60_000,
+      logLimitBytes: 4 * 1024 * 1024,
+    };
+  });
+
+  afterAll(async () => {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+    await github?.close();
+  });
+
+  async function build(repo: string, sha: string, request: Partial<BuildRequest> = {}) {
+    const full: BuildRequest = {
+      repo,
+      sha,
+      event: 'push',
+      ref: 'refs/heads/main',
+      branch: 'main',
+      defaultBranch: 'main',
+      fork: false,
+      privateRepo: false,
+      trusted: true,
+      author: 'octocat',
+      deliveryId: `delivery-${Math.random()}`,
+      ...request,
+    };
+    const number = await builds.allocateNumber(repo);
+    const queued = await builds.putQueuedBuild(full, number, { deadline: Date.now() + 60_000 });
+    const result = await runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
+    if (!result.ran) throw new Error(`build did not run: ${result.reason}`);
+    const log = (await logs.readLog(result.build.logPrefix)) ?? '';
+    const page = (await logs.getObjectText(`${result.build.logPrefix}index.html`)) ?? '';
+    return { done: result.build, log, page };
+  }
+
+  it('gives a trusted build its secretEnv (masked in the log) and nothing else', async () => {
+    const repo = await createGitRepo(hostileProject());
+    folders.push(repo.dir);
+    github.addRepository({ owner: 'octo', name: 'hostile', gitDir: repo.dir });
+    await settings.update(repoScope('octo/hostile'), () => ({ secretEnv: { DEPLOY_KEY: deployKey } }));
+
+    const trusted = await build('octo/hostile', repo.sha);
+    expect(trusted.done.state).toBe('success');
+    expect(trusted.log).toContain(`hostile build: uid=${asRoot ? NOBODY.uid : process.getuid?.()}`);
+    produced.push(trusted.log + trusted.page + JSON.stringify(trusted.done));
+    expectNothingFound(trusted.log + trusted.page + JSON.stringify(trusted.done), strict);
+    // By design the build sees its secret: the masker hides the raw and base64 forms...
+    expect(trusted.log).toContain('FOUND env: DEPLOY_KEY=***');
+    expect(leaksIn(trusted.log, { DEPLOY_KEY: deployKey }).filter((leak) => !/hex|HEX/.test(leak))).toEqual(
+      [],
+    );
+    // ...but the hostile script's hex of its environment shows the probes do find what is there.
+    expect(trusted.log).toContain(Buffer.from(`DEPLOY_KEY=${deployKey}`).toString('hex'));
+
+    const fork = await build('octo/hostile', repo.sha, {
+      event: 'pull_request',
+      pr: 9,
+      fork: true,
+      trusted: false,
+      headRepo: 'stranger/hostile',
+      ref: 'refs/pull/9/head',
+    });
+    expect(fork.done.state).toBe('success');
+    produced.push(fork.log + fork.page + JSON.stringify(fork.done));
+    expectNothingFound(fork.log + fork.page + JSON.stringify(fork.done), {
+      ...strict,
+      DEPLOY_KEY: deployKey,
+    });
+    expect(fork.log).not.toContain('DEPLOY_KEY');
+  }, 80_000);
+
+  // Passes while the leak is there; fails once it is fixed: then make it a plain `it`.
+  it.failing('KNOWN LEAK: keeps the access key id and session token from builds', () => {
+    expect(produced).toHaveLength(2);
+    for (const text of produced) {
+      expect(leaksIn(text, { AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN })).toEqual([]);
+    }
+  });
+});

@@ -158,10 +158,10 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     let aborted = false;
     const onAbort = (): void => {
       aborted = true;
-      // The runner puts each step in its own process group and kills it when it goes; SIGTERM
-      // first so it can, SIGKILL if it does not stop at once.
+      // The runner puts each step in its own process group and kills it on SIGTERM (SIGTERM to
+      // the group, SIGKILL after its 2 s grace); SIGKILL the runner only if it is not gone by then.
       child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+      setTimeout(() => child.kill('SIGKILL'), 5000).unref();
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     const [code, exitSignal] = await new Promise<[number | null, NodeJS.Signals | null]>(

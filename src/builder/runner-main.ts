@@ -6,8 +6,14 @@ import { text } from 'node:stream/consumers';
 import { runBuild } from './runner.js';
 import type { RunnerInput } from './protocol.js';
 
+// The controller stops a cancelled build with SIGTERM: kill the running step's process group
+// (it is in a session of its own, so it would outlive this process) before exiting.
+const stop = new AbortController();
+process.once('SIGTERM', () => stop.abort(new Error('the runner was told to stop')));
+
 const input = JSON.parse(await text(process.stdin)) as RunnerInput;
 const outcome = await runBuild(input, {
   ...(process.env.LAMBKIN_WORK_ROOT ? { workRoot: process.env.LAMBKIN_WORK_ROOT } : {}),
+  stop: stop.signal,
 });
 process.stdout.write(JSON.stringify(outcome) + '\n');

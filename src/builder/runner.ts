@@ -38,6 +38,11 @@ export interface RunnerOptions {
   stepUser?: { uid: number; gid: number };
   /** How often the work area's size is measured while a step runs. Default 1000 ms. */
   quotaCheckIntervalMs?: number;
+  /**
+   * Aborted when the runner is told to stop (its process got SIGTERM: the build was cancelled):
+   * the running step's process group is killed and no further step starts.
+   */
+  stop?: AbortSignal;
   clock?: () => number;
 }
 
@@ -207,7 +212,7 @@ async function runSteps(
           { name, command, cwd: workspace.checkout, env, timeoutMs: remaining },
           {
             onOutput: (chunk) => writer.output(chunk),
-            signal: quota.signal,
+            signal: options.stop ? AbortSignal.any([quota.signal, options.stop]) : quota.signal,
             ...(canLimitProcesses ? { maxProcesses } : {}),
             ...(options.stepUser ?? {}),
           },

@@ -223,7 +223,8 @@ describe('a true status, always', () => {
   }, 120_000);
 
   it('stops a running build cancelled elsewhere and keeps it cancelled, with its log', async () => {
-    const { repo, sha } = await repository('cancelled', 'echo step-started; sleep 60');
+    // An unusual duration, so the step's own process can be found (and must be gone) afterwards.
+    const { repo, sha } = await repository('cancelled', 'echo step-started; sleep 64.25');
     const queued = await queue(repo, sha);
     const started = Date.now();
     const running = runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
@@ -240,6 +241,8 @@ describe('a true status, always', () => {
     if (!result.ran) throw new Error('the build did not run');
     expect(result.build).toMatchObject({ state: 'cancelled', description: 'superseded by #99' });
     expect(await builds.getBuild(queued)).toMatchObject({ state: 'cancelled', reportedState: 'cancelled' });
+    // Stopping the runner stopped its step too: nothing of the build is left running.
+    expect(await processesRunning('sleep 64.25')).toEqual([]);
     // The controller set no status after the cancellation.
     expect(github.statusesFor(repo, sha).map((status) => status.description)).toEqual([
       `Build #${queued.number} cancelled: superseded by #99`,
@@ -296,3 +299,27 @@ describe('a true status, always', () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 });
+
+/** Pids whose command line contains `fragment` (waits briefly for a killed group to go). */
+async function processesRunning(fragment: string): Promise<string[]> {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  let found: string[] = [];
+  for (let attempt = 0; attempt < 30; attempt++) {
+    found = readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name))
+      .filter((pid) => {
+        try {
+          const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0];
+          return (
+            state !== 'Z' &&
+            readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').includes(fragment)
+          );
+        } catch {
+          return false; // gone while looking
+        }
+      });
+    if (found.length === 0) return found;
+    await sleep(100);
+  }
+  return found;
+}

@@ -3,11 +3,9 @@
  * other commands against it with --local, and `lambkin run` on passing, failing and misconfigured
  * projects.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
@@ -21,62 +19,27 @@ import {
 import { failingProject, npmProject, passingProject } from '../support/npm-projects.js';
 import { pushPayload, pullRequestPayload, signedDelivery } from '../support/payloads.js';
 import { runProcess } from './helpers.js';
+import { startDevProcess, type DevProcess } from '../support/dev-process.js';
 
 const SECRET = 'dev-e2e-secret';
 const TOKEN = 'dev-e2e-token';
-const TSX_LOADER = pathToFileURL(join(process.cwd(), 'node_modules/tsx/dist/loader.mjs')).href;
 
 let github: GitHubStandIn;
 let dataDir: string;
-let dev: ChildProcess;
+let dev: DevProcess;
 let stack: StackFile;
-let devOutput = '';
 const folders: string[] = [];
 
 beforeAll(async () => {
   github = await startGitHubServer({ token: TOKEN });
   dataDir = mkdtempSync(join(tmpdir(), 'lambkin-dev-e2e-'));
-  dev = spawn(
-    process.execPath,
-    [
-      '--import',
-      TSX_LOADER,
-      'src/cli/main.ts',
-      'dev',
-      '--port',
-      '0',
-      '--data-dir',
-      dataDir,
-      '--github-api',
-      github.url,
-    ],
-    {
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '',
-        LAMBKIN_WEBHOOK_SECRET: SECRET,
-        GITHUB_TOKEN: TOKEN,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  dev.stderr?.setEncoding('utf8').on('data', (chunk: string) => (devOutput += chunk));
-  const ready = await new Promise<string>((resolve, reject) => {
-    let stdout = '';
-    const timer = setTimeout(
-      () => reject(new Error(`lambkin dev did not start: ${stdout}${devOutput}`)),
-      30_000,
-    );
-    dev.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-      if (stdout.includes('ready')) {
-        clearTimeout(timer);
-        resolve(stdout);
-      }
-    });
-    dev.once('exit', (code) => reject(new Error(`lambkin dev exited with ${code}: ${devOutput}`)));
+  dev = await startDevProcess({
+    dataDir,
+    githubApi: github.url,
+    env: { LAMBKIN_WEBHOOK_SECRET: SECRET, GITHUB_TOKEN: TOKEN },
   });
-  stack = JSON.parse(readFileSync(join(dataDir, 'stack.json'), 'utf8')) as StackFile;
+  stack = dev.stack;
+  const ready = dev.startup;
   // Every endpoint, one per line, at start.
   for (const name of ['webhook', 'dynamodb', 's3', 'lambda', 'logs'] as const) {
     expect(ready).toContain(`${name} ${stack.endpoints[name]}\n`);
@@ -84,11 +47,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (dev.exitCode === null) {
-    const exited = new Promise((resolve) => dev.once('exit', resolve));
-    dev.kill('SIGTERM');
-    await exited;
-  }
+  await dev.stop();
   await github.close();
   for (const folder of [dataDir, ...folders]) rmSync(folder, { recursive: true, force: true });
 });
@@ -111,7 +70,7 @@ async function waitForStatus(repo: string, sha: string, state: string): Promise<
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   throw new Error(
-    `no ${state} status for ${repo}@${sha}: ${JSON.stringify(github.statusesFor(repo, sha))}\n${devOutput}`,
+    `no ${state} status for ${repo}@${sha}: ${JSON.stringify(github.statusesFor(repo, sha))}\n${dev.logs()}`,
   );
 }
 

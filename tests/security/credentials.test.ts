@@ -6,11 +6,10 @@
  * raw and hex. The secrets must appear in no form in the log or anything else the build produced,
  * and every probe's marker must be there. Runs as root on CI, where the runner drops to nobody.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
@@ -28,9 +27,9 @@ import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { pushPayload, signedDelivery } from '../support/payloads.js';
 import { createTestStorage } from '../support/storage.js';
+import { startDevProcess, TSX_LOADER, type DevProcess } from '../support/dev-process.js';
 import { fakeSecrets, hostileProject, leaksIn, probesMissing } from './hostile.js';
 
-const TSX_LOADER = pathToFileURL(join(process.cwd(), 'node_modules/tsx/dist/loader.mjs')).href;
 const NOBODY = { uid: 65534, gid: 65534 };
 const asRoot = process.getuid?.() === 0;
 const folders: string[] = [];
@@ -56,59 +55,19 @@ function openFolder(prefix: string): string {
 describe('the local stack (`lambkin dev` as a separate process)', () => {
   const secrets = fakeSecrets();
   let github: GitHubStandIn;
-  let dev: ChildProcess;
+  let dev: DevProcess;
   let stack: StackFile;
-  let devOutput = '';
 
   beforeAll(async () => {
     github = await startGitHubServer({ token: secrets.GITHUB_TOKEN });
     // Not created yet: `lambkin dev` makes it itself, with the permissions it chooses.
     const dataDir = join(openFolder('lambkin-security-dev-'), '.lambkin');
-    dev = spawn(
-      process.execPath,
-      [
-        '--import',
-        TSX_LOADER,
-        'src/cli/main.ts',
-        'dev',
-        '--port',
-        '0',
-        '--data-dir',
-        dataDir,
-        '--github-api',
-        github.url,
-      ],
-      {
-        env: {
-          PATH: process.env.PATH ?? '',
-          HOME: process.env.HOME ?? '',
-          ...secrets,
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    dev.stderr?.setEncoding('utf8').on('data', (chunk: string) => (devOutput += chunk));
-    await new Promise<void>((resolve, reject) => {
-      let stdout = '';
-      const timer = setTimeout(() => reject(new Error(`lambkin dev did not start: ${devOutput}`)), 30_000);
-      dev.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-        stdout += chunk;
-        if (stdout.includes('ready')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      dev.once('exit', (code) => reject(new Error(`lambkin dev exited with ${code}: ${devOutput}`)));
-    });
-    stack = JSON.parse(readFileSync(join(dataDir, 'stack.json'), 'utf8')) as StackFile;
+    dev = await startDevProcess({ dataDir, githubApi: github.url, env: { ...secrets } });
+    stack = dev.stack;
   }, 40_000);
 
   afterAll(async () => {
-    if (dev.exitCode === null) {
-      const exited = new Promise((resolve) => dev.once('exit', resolve));
-      dev.kill('SIGTERM');
-      await exited;
-    }
+    await dev.stop();
     await github.close();
   });
 

@@ -26,6 +26,7 @@ import {
 import { failingProject, npmProject, passingProject } from '../support/npm-projects.js';
 import { gitHttpBackend, startArchiveServer } from '../support/archive-server.js';
 import { basename, dirname } from 'node:path';
+import { testBuildRequest } from '../support/builds.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
 
 const TOKEN = 'builder-test-token';
@@ -76,18 +77,7 @@ async function repository(name: string, files: GitFiles, options: { private?: bo
 }
 
 async function queue(request: Partial<BuildRequest> & Pick<BuildRequest, 'repo' | 'sha'>) {
-  const full: BuildRequest = {
-    event: 'push',
-    ref: 'refs/heads/main',
-    branch: 'main',
-    defaultBranch: 'main',
-    fork: false,
-    privateRepo: false,
-    trusted: true,
-    author: 'octocat',
-    deliveryId: `delivery-${Math.random()}`,
-    ...request,
-  };
+  const full = testBuildRequest({ ...request });
   const number = await builds.allocateNumber(full.repo);
   return builds.putQueuedBuild(full, number, { deadline: Date.now() + 60_000 });
 }

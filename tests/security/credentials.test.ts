@@ -26,6 +26,7 @@ import { S3LogStore } from '../../src/store/logs.js';
 import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { pushPayload, signedDelivery } from '../support/payloads.js';
+import { testBuildRequest } from '../support/builds.js';
 import { createTestStorage } from '../support/storage.js';
 import { startDevProcess, TSX_LOADER, type DevProcess } from '../support/dev-process.js';
 import { fakeSecrets, hostileProject, leaksIn, probesMissing } from './hostile.js';
@@ -214,20 +215,7 @@ describe('the controller and the runner (in-process controller, runner process)'
   });
 
   async function build(repo: string, sha: string, request: Partial<BuildRequest> = {}) {
-    const full: BuildRequest = {
-      repo,
-      sha,
-      event: 'push',
-      ref: 'refs/heads/main',
-      branch: 'main',
-      defaultBranch: 'main',
-      fork: false,
-      privateRepo: false,
-      trusted: true,
-      author: 'octocat',
-      deliveryId: `delivery-${Math.random()}`,
-      ...request,
-    };
+    const full = testBuildRequest({ repo, sha, ...request });
     const number = await builds.allocateNumber(repo);
     const queued = await builds.putQueuedBuild(full, number, { deadline: Date.now() + 60_000 });
     const result = await runControllerBuild(deps, { kind: 'build', repo, number: queued.number });

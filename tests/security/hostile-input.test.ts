@@ -42,6 +42,7 @@ import {
 import { startLambdaServer, type LambdaServer } from '../support/lambda-server.js';
 import { npmProject } from '../support/npm-projects.js';
 import { pushPayload, signedDelivery } from '../support/payloads.js';
+import { testBuildRequest } from '../support/builds.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
 
 const TOKEN = 'hostile-test-token';
@@ -124,18 +125,7 @@ async function build(
   request: Partial<BuildRequest> & Pick<BuildRequest, 'repo' | 'sha'>,
   overrides: Partial<ControllerDependencies> = {},
 ) {
-  const full: BuildRequest = {
-    event: 'push',
-    ref: 'refs/heads/main',
-    branch: 'main',
-    defaultBranch: 'main',
-    fork: false,
-    privateRepo: false,
-    trusted: true,
-    author: 'octocat',
-    deliveryId: randomUUID(),
-    ...request,
-  };
+  const full = testBuildRequest({ ...request });
   const number = await builds.allocateNumber(full.repo);
   const queued = await builds.putQueuedBuild(full, number, { deadline: Date.now() + 120_000 });
   const started = Date.now();

@@ -39,6 +39,7 @@ import {
 import { createControllerDependencies } from '../../src/wiring.js';
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { npmProject } from '../support/npm-projects.js';
+import { testBuildRequest } from '../support/builds.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
 import { runInProcess, stackEnvironment, writeLocalStack, type CliRun } from '../cli/helpers.js';
 import { requireTool } from '../support/tools.js';
@@ -401,20 +402,7 @@ describe('KMS sealing on moto_server', () => {
       const builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
       const logs = new S3LogStore(storage.clients.s3, storage.bucket);
       const run = async (request: Partial<BuildRequest>) => {
-        const full: BuildRequest = {
-          repo: 'octo/sealed',
-          sha: source.sha,
-          event: 'push',
-          ref: 'refs/heads/main',
-          branch: 'main',
-          defaultBranch: 'main',
-          fork: false,
-          privateRepo: false,
-          trusted: true,
-          author: 'octocat',
-          deliveryId: `delivery-${Math.random()}`,
-          ...request,
-        };
+        const full = testBuildRequest({ repo: 'octo/sealed', sha: source.sha, ...request });
         const number = await builds.allocateNumber(full.repo);
         await builds.putQueuedBuild(full, number, { deadline: Date.now() + 120_000 });
         const result = await runControllerBuild(deps, { kind: 'build', repo: full.repo, number });

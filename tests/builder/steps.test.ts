@@ -113,7 +113,9 @@ describe('runStep: output', () => {
   });
 
   test('streams huge output without holding it in memory', async () => {
-    const size = 50 * 1024 ** 2;
+    // Large enough that buffering would dwarf the garbage the collector has not yet freed
+    // (seen up to ~30 MB on a busy 2-core machine), so the bound below cannot flake.
+    const size = 400 * 1024 ** 2;
     global.gc?.();
     const before = process.memoryUsage().rss;
     let received = 0;
@@ -129,8 +131,8 @@ describe('runStep: output', () => {
     );
     expect(result.exitCode).toBe(0);
     expect(received).toBe(size);
-    // Loose: buffering the whole output would grow the process by at least its size.
-    expect(peak - before).toBeLessThan(size / 2);
+    // Buffering the whole output would grow the process by at least its size.
+    expect(peak - before).toBeLessThan(size / 4);
   });
 });
 

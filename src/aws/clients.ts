@@ -16,7 +16,7 @@ export interface AwsClientOptions {
   /** Attempts per call, first try included (SDK default 3). */
   maxAttempts?: number;
   /** Fixed credentials (the local stack); otherwise the SDK's own credential chain. */
-  credentials?: { accessKeyId: string; secretAccessKey: string };
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** Time bounds of the Lambda client's HTTP requests. */
   lambdaHttp?: LambdaHttpOptions;
 }

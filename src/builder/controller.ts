@@ -22,7 +22,11 @@ import type { SettingsStore } from '../store/settings.js';
 import { TransitionRefusedError } from '../errors.js';
 import { renderBadge } from './logs/badge.js';
 import { renderLogPage } from './logs/page.js';
-import type { RunnerInput, RunnerOutcome } from './protocol.js';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { pullRequestSourceOf, type DeploySettings } from '../core/settings.js';
+import { readBaseConfig, type RepoFileReader } from './base-config.js';
+import { DeployRoleError, type DeployRoleAssumer } from './deploy-role.js';
+import type { CacheAccess, DeployCredentials, RunnerInput, RunnerOutcome } from './protocol.js';
 import { RunnerAbortedError, RunnerFailedError, type RunnerInvoker } from './runner-invoker.js';
 
 export interface ControllerDependencies {
@@ -45,6 +49,47 @@ export interface ControllerDependencies {
   finalDelivery?: DeliveryPolicy;
   /** How often the build record is read while the runner runs, to stop a cancelled build; default 3 s. */
   watchIntervalMs?: number;
+  /** The dependency cache; builds run without one when unset. */
+  cache?: CachePlanner;
+  /** Reads the base branch's config files of pull requests (the contents API). */
+  repoFiles?: RepoFileReader;
+  /** Assumes the repository's deploy role (STS) for the deploy step. */
+  deployRoles?: DeployRoleAssumer;
+  /**
+   * Signs what the runner may upload and download with credentials limited to the build's own
+   * keys, so that nothing it holds is worth stealing; unset, the controller's own client signs.
+   */
+  signer?: BuildSigner;
+}
+
+/** Where one build's dependency cache lives (see src/store/cache.ts). */
+export interface CacheLocation {
+  key: string;
+  lockfileSha: string;
+  /** Whether an object is stored at the key already (a trusted build then does not save). */
+  exists: boolean;
+}
+
+export interface CachePlanner {
+  /** The build's cache entry, from the lockfile at its commit; undefined without a lockfile. */
+  locate(build: BuildRecord): Promise<CacheLocation | undefined>;
+  /** Presigned URLs for the runner, signed by `signer` (else the planner's own client); a PUT only with `write`. */
+  presign(
+    location: CacheLocation,
+    signer: S3Client | undefined,
+    options: { write: boolean; expiresInSeconds: number },
+  ): Promise<CacheAccess>;
+}
+
+/** What the runner may touch in the bucket, as key prefixes (a full key is a prefix of itself). */
+export interface BuildGrants {
+  write: string[];
+  read: string[];
+}
+
+export interface BuildSigner {
+  /** An S3 client whose credentials allow only `grants`, valid for `expiresInSeconds`. */
+  forBuild(build: BuildRecord, grants: BuildGrants, expiresInSeconds: number): Promise<S3Client>;
 }
 
 /** Time after the runner's deadline for the controller to finish the log and report. */
@@ -111,14 +156,38 @@ async function runRunner(
 ): Promise<Ending> {
   const label = buildLabel(build);
   try {
-    const settings = await deps.settings.effective(build.repo, { decryptSecrets: build.trusted });
+    let settings = await deps.settings.effective(build.repo, { decryptSecrets: build.pr === undefined });
+    const policy = build.pr !== undefined ? settings.build.pullRequests[pullRequestSourceOf(build)] : undefined;
+    // Pushes are the repository's own code; a pull request gets secrets only when its source's
+    // policy says so (never, by default, for forks): only then are they opened at all.
+    if (policy?.inheritSecrets) settings = await deps.settings.effective(build.repo, { decryptSecrets: true });
+    const secretEnv = policy === undefined || policy.inheritSecrets ? settings.secretEnv : {};
+    const baseConfig =
+      build.pr !== undefined && build.baseBranch !== undefined && deps.repoFiles
+        ? await readBaseConfig(deps.repoFiles, build.repo, build.baseBranch)
+        : undefined;
     const archiveUrl = await deps.archives.resolveArchiveUrl(build.repo, build.sha);
+    const deployCredentials = await assumeDeployRole(deps, build, settings.deploy);
     const startedAt = clock();
     const deadlineAt = startedAt + deps.runnerTimeoutMs - RUNNER_ANSWER_MARGIN_MS;
+    const expiresInSeconds = Math.ceil((deps.runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000);
+
+    const cacheLocation = await locateCache(deps, build);
+    // Only trusted code may write what later builds restore, and only a key not stored yet.
+    const cacheWrite = cacheLocation !== undefined && build.trusted && !cacheLocation.exists;
+    const grants: BuildGrants = { write: [build.logPrefix], read: [] };
+    if (cacheLocation) grants.read.push(cacheLocation.key);
+    if (cacheLocation && cacheWrite) grants.write.push(cacheLocation.key);
+    const signer = deps.signer ? await deps.signer.forBuild(build, grants, expiresInSeconds) : undefined;
     const logUpload = await deps.logs.presignLogUpload(build, {
-      expiresInSeconds: Math.ceil((deps.runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000),
+      expiresInSeconds,
       maxObjectBytes: Math.max(deps.logLimitBytes, 1024 * 1024) + 64 * 1024,
+      ...(signer ? { signer } : {}),
     });
+    const cache: CacheAccess | undefined =
+      cacheLocation && deps.cache
+        ? await deps.cache.presign(cacheLocation, signer, { write: cacheWrite, expiresInSeconds })
+        : undefined;
     const input: RunnerInput = {
       kind: 'run',
       build: {
@@ -145,13 +214,16 @@ async function runRunner(
       },
       source: { archiveUrl, ...(build.cloneUrl ? { cloneUrl: build.cloneUrl } : {}) },
       settingsConfig: settings.config,
-      // Untrusted builds (pull requests from forks) never receive secrets.
-      secretEnv: build.trusted ? settings.secretEnv : {},
+      secretEnv,
       logUpload,
       logLimitBytes: deps.logLimitBytes,
       deadlineAt,
       buildUrl: url,
       ...(deps.diskQuotaBytes !== undefined ? { diskQuotaBytes: deps.diskQuotaBytes } : {}),
+      ...(baseConfig ? { baseConfig } : {}),
+      ...(policy ? { pullRequestOverrides: policy.allowConfigOverrides } : {}),
+      ...(deployCredentials ? { deployCredentials } : {}),
+      ...(cache ? { cache } : {}),
     };
     const outcome = await runWatched(deps, build, input);
     return { state: outcome.state, description: outcome.description, steps: outcome.steps };
@@ -181,6 +253,45 @@ async function runRunner(
       logNote: `\n[lambkin] The build did not complete: ${message}`,
     };
   }
+}
+
+/** A cache that cannot be located is no reason to fail the build: it runs without one. */
+async function locateCache(deps: ControllerDependencies, build: BuildRecord): Promise<CacheLocation | undefined> {
+  if (!deps.cache) return undefined;
+  try {
+    return await deps.cache.locate(build);
+  } catch (error) {
+    deps.logger.warn('could not locate the dependency cache; building without it', {
+      build: buildLabel(build),
+      error,
+    });
+    return undefined;
+  }
+}
+
+/**
+ * Credentials for the deploy step: the repository's deploy role, assumed for this build and
+ * valid for its time limit. Only pushes (never pull requests) of trusted code get them; whether
+ * the push deploys at all is the repository config's call, in the runner.
+ */
+async function assumeDeployRole(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  deploy: DeploySettings,
+): Promise<DeployCredentials | undefined> {
+  if (deploy.roleArn === undefined || build.pr !== undefined || !build.trusted) return undefined;
+  if (!deps.deployRoles) {
+    throw new DeployRoleError(
+      `the settings name a deploy role (${deploy.roleArn}) but this builder cannot assume roles: ` +
+        'deploy it with the template, which grants sts:AssumeRole, or unset deploy.roleArn',
+    );
+  }
+  return deps.deployRoles.assume({
+    roleArn: deploy.roleArn,
+    sessionName: `lambkin-${build.number}-${build.repo}`,
+    durationSeconds: Math.ceil((deps.runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000),
+    ...(deploy.region !== undefined ? { region: deploy.region } : {}),
+  });
 }
 
 /**

@@ -4,6 +4,7 @@
  * locally over a child process's stdin and stdout.
  */
 import type { BuildRequest, RepoName, StepResult } from '../core/build.js';
+import type { RepoConfigFile } from '../core/repo-config/files.js';
 
 /**
  * An S3 presigned POST (browser-form upload) limited to one key prefix: the runner can upload any
@@ -72,6 +73,57 @@ export interface RunnerInput {
   diskQuotaBytes?: number;
   /** RLIMIT_NPROC of the steps (`prlimit --nproc`): processes of the build user. Default 256. */
   maxProcesses?: number;
+  /**
+   * Pull requests only: the config of the branch the pull request merges into, read by the
+   * controller through the contents API. It is the trusted layer; the checkout's own files (the
+   * pull request's) then change only the keys `pullRequestOverrides` allows.
+   */
+  baseConfig?: BaseConfig;
+  /**
+   * Pull requests only: the keys the pull request's own config files may change (the policy's
+   * `allowConfigOverrides` for its source; `true` every key, `false` none).
+   */
+  pullRequestOverrides?: boolean | string[];
+  /** Short-lived credentials of the repository's deploy role: the deploy step's, and only its. */
+  deployCredentials?: DeployCredentials;
+  /** The dependency cache: where to restore from and (trusted builds) save to. Absent: no cache. */
+  cache?: CacheAccess;
+}
+
+export interface BaseConfig {
+  /** The branch (and commit) the files were read at, for the build log. */
+  ref: string;
+  files: RepoConfigFile[];
+  /** Files found there and deliberately not used. */
+  notes: string[];
+}
+
+export interface DeployCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  /** Epoch ms. */
+  expiresAt: number;
+  region: string;
+  /** For the build log: which role the deploy step runs as. */
+  roleArn: string;
+}
+
+/**
+ * The dependency cache of one build, prepared by the controller (which can sign; the runner
+ * cannot). The key is derived from the lockfile at the build's commit, so both sides agree.
+ */
+export interface CacheAccess {
+  /** Object key, `cache/<owner>/<repo>/…`. */
+  key: string;
+  /** Git blob SHA of the lockfile the key was derived from; the runner checks its checkout's. */
+  lockfileSha: string;
+  /** Presigned GET of the key (404: a miss). */
+  getUrl: string;
+  /** Presigned PUT of the key: trusted builds only, and only when nothing is stored there yet. */
+  putUrl?: string;
+  /** Largest archive the runner may upload, in bytes. */
+  maxBytes: number;
 }
 
 /** The runner's end states; `cancelled` is only ever set by the controller. */

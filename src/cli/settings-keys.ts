@@ -5,17 +5,32 @@
  */
 import { SETTINGS_CONFIG_SCHEMA, isReservedEnvName, validateSettingsConfig } from '../core/repo-config.js';
 import { describeValue, unknownKeyMessage } from '../core/repo-config/validate.js';
-import type { SettingsDocument } from '../core/settings.js';
+import {
+  PULL_REQUEST_SOURCES,
+  type DeploySettings,
+  type PullRequestPolicy,
+  type SettingsDocument,
+} from '../core/settings.js';
 import { SettingsKeyError } from './errors.js';
 
 export type KeyPath = readonly string[];
 
-type Leaf = 'boolean' | 'patterns';
+/** `keys`: true, false or a list of repository-config keys; `arn`: an IAM role ARN. */
+type Leaf = 'boolean' | 'patterns' | 'keys' | 'text' | 'arn';
+interface Shape {
+  [key: string]: Leaf | Shape;
+}
 /** The document's shape, checked against its type so that a new key cannot be forgotten here. */
-const PULL_REQUEST_SHAPE = { sameRepo: 'boolean', forks: 'boolean' } as const satisfies Record<
-  keyof NonNullable<NonNullable<SettingsDocument['build']>['pullRequests']>,
-  Leaf
->;
+const PULL_REQUEST_POLICY_SHAPE = {
+  build: 'boolean',
+  inheritSecrets: 'boolean',
+  allowConfigOverrides: 'keys',
+} as const satisfies Record<keyof PullRequestPolicy, Leaf>;
+const PULL_REQUEST_SHAPE = {
+  sameRepo: 'boolean',
+  forks: 'boolean',
+  ...Object.fromEntries(PULL_REQUEST_SOURCES.map((source) => [source, PULL_REQUEST_POLICY_SHAPE])),
+} as Record<keyof NonNullable<NonNullable<SettingsDocument['build']>['pullRequests']>, Leaf | Shape>;
 const BUILD_SHAPE = {
   branches: 'patterns',
   ignoreBranches: 'patterns',
@@ -23,7 +38,11 @@ const BUILD_SHAPE = {
   pullRequests: PULL_REQUEST_SHAPE,
   cancelSuperseded: 'boolean',
 } as const satisfies Record<keyof NonNullable<SettingsDocument['build']>, unknown>;
-const SECTIONS = ['build', 'config', 'secretEnv'] as const satisfies readonly (keyof SettingsDocument)[];
+const DEPLOY_SHAPE = { roleArn: 'arn', region: 'text' } as const satisfies Record<keyof DeploySettings, Leaf>;
+/** Sections whose keys are all known here (`config` and `secretEnv` are checked otherwise). */
+const SHAPED_SECTIONS: Record<string, Shape> = { build: BUILD_SHAPE, deploy: DEPLOY_SHAPE };
+const SECTIONS = ['build', 'config', 'secretEnv', 'deploy'] as const satisfies readonly (keyof SettingsDocument)[];
+const ROLE_ARN = /^arn:aws[\w-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/;
 type Section = (typeof SECTIONS)[number];
 
 const CONFIG_KEYS: readonly string[] = Object.keys(SETTINGS_CONFIG_SCHEMA.properties);
@@ -90,8 +109,9 @@ export function checkKeyPath(path: KeyPath, use: KeyUse, document: SettingsDocum
   if (use === 'unset' && getAtPath(document, path) !== undefined) return;
   const [section, ...rest] = path;
   if (!isSection(section)) throw unknownKey(path, 0, SECTIONS);
-  if (section === 'build') {
-    let shape: Record<string, unknown> = BUILD_SHAPE;
+  const sectionShape = SHAPED_SECTIONS[section];
+  if (sectionShape) {
+    let shape: Shape = sectionShape;
     for (let index = 1; index < path.length; index++) {
       const segment = path[index] ?? '';
       const next = shape[segment];
@@ -101,7 +121,7 @@ export function checkKeyPath(path: KeyPath, use: KeyUse, document: SettingsDocum
           `"${formatKeyPath(path.slice(0, index + 1))}" is ${describeLeaf(next as Leaf)}: it has no keys`,
         );
       }
-      if (typeof next === 'object' && next !== null) shape = next as Record<string, unknown>;
+      if (typeof next === 'object') shape = next;
     }
     return;
   }
@@ -129,7 +149,18 @@ function unknownKey(path: KeyPath, index: number, known: readonly string[]): Set
 }
 
 function describeLeaf(leaf: Leaf): string {
-  return leaf === 'boolean' ? 'true or false' : 'a list of names or globs';
+  switch (leaf) {
+    case 'boolean':
+      return 'true or false';
+    case 'patterns':
+      return 'a list of names or globs';
+    case 'keys':
+      return 'true, false or a list of config keys';
+    case 'arn':
+      return 'an IAM role ARN';
+    default:
+      return 'text';
+  }
 }
 
 function checkSecretName(name: string): void {
@@ -217,15 +248,16 @@ export function unsetAtPath(document: SettingsDocument, path: KeyPath): boolean 
  * written is validated; the first problem is the error, in one line.
  */
 export function normalizeAndValidate(document: SettingsDocument, path: KeyPath): SettingsDocument {
-  const section = path[0];
-  if (section === 'build') {
-    const build = document.build as unknown;
-    if (isPlainObject(build)) {
+  const section = path[0] ?? '';
+  const shape = SHAPED_SECTIONS[section];
+  if (shape) {
+    const value = (document as Record<string, unknown>)[section];
+    if (section === 'build' && isPlainObject(value)) {
       for (const key of ['branches', 'ignoreBranches'] as const) {
-        if (typeof build[key] === 'string') build[key] = [build[key]];
+        if (typeof value[key] === 'string') value[key] = [value[key]];
       }
     }
-    const problem = buildProblem(build);
+    const problem = shapeProblem(value, shape, section);
     if (problem) throw new SettingsKeyError(problem);
   } else if (section === 'config') {
     // Throws RepoConfigError: `settings: "config.timeout" must be … (got "ten")`, one line.
@@ -237,29 +269,45 @@ export function normalizeAndValidate(document: SettingsDocument, path: KeyPath):
   return document;
 }
 
-function buildProblem(build: unknown): string | undefined {
-  if (!isPlainObject(build)) return `"build" must be an object (got ${describeValue(build)})`;
-  for (const [key, value] of Object.entries(build)) {
-    const shape = (BUILD_SHAPE as Record<string, unknown>)[key];
-    const where = `build.${key}`;
-    if (shape === undefined)
-      return `settings key "${where}" ${unknownKeyMessage(key, Object.keys(BUILD_SHAPE))}`;
-    if (shape === 'patterns') {
+const REPO_CONFIG_KEYS: readonly string[] = [...CONFIG_KEYS.filter((key) => key !== 'allowConfigOverrides'), 'cmd'];
+
+function leafProblem(value: unknown, leaf: Leaf, where: string): string | undefined {
+  const got = `(got ${describeValue(value)})`;
+  switch (leaf) {
+    case 'patterns': {
       const valid = Array.isArray(value) && value.every((item) => typeof item === 'string' && item !== '');
-      if (!valid) return `"${where}" must be a name or glob, or a list of them (got ${describeValue(value)})`;
-    } else if (shape === 'boolean') {
-      if (typeof value !== 'boolean') return `"${where}" must be true or false (got ${describeValue(value)})`;
-    } else {
-      if (!isPlainObject(value)) return `"${where}" must be an object (got ${describeValue(value)})`;
-      for (const [name, flag] of Object.entries(value)) {
-        if (!(name in PULL_REQUEST_SHAPE)) {
-          return `settings key "${where}.${name}" ${unknownKeyMessage(name, Object.keys(PULL_REQUEST_SHAPE))}`;
-        }
-        if (typeof flag !== 'boolean') {
-          return `"${where}.${name}" must be true or false (got ${describeValue(flag)})`;
-        }
-      }
+      return valid ? undefined : `"${where}" must be a name or glob, or a list of them ${got}`;
     }
+    case 'boolean':
+      return typeof value === 'boolean' ? undefined : `"${where}" must be true or false ${got}`;
+    case 'keys': {
+      if (typeof value === 'boolean') return undefined;
+      if (!Array.isArray(value)) return `"${where}" must be true, false or a list of config keys ${got}`;
+      const unknown = value.find((key) => typeof key !== 'string' || !REPO_CONFIG_KEYS.includes(key));
+      return unknown === undefined
+        ? undefined
+        : `"${where}" lists ${describeValue(unknown)}, which is not a repository config key (${REPO_CONFIG_KEYS.join(', ')})`;
+    }
+    case 'arn':
+      return typeof value === 'string' && ROLE_ARN.test(value)
+        ? undefined
+        : `"${where}" must be an IAM role ARN such as arn:aws:iam::123456789012:role/deploy ${got}`;
+    default:
+      return typeof value === 'string' && value !== '' ? undefined : `"${where}" must be text ${got}`;
+  }
+}
+
+function shapeProblem(value: unknown, shape: Shape, where: string): string | undefined {
+  if (!isPlainObject(value)) return `"${where}" must be an object (got ${describeValue(value)})`;
+  for (const [key, child] of Object.entries(value)) {
+    const expected = shape[key];
+    const path = `${where}.${key}`;
+    if (expected === undefined) return `settings key "${path}" ${unknownKeyMessage(key, Object.keys(shape))}`;
+    // A pull-request source may also be just true or false (shorthand for its `build`).
+    if (typeof expected === 'object' && typeof child === 'boolean' && 'inheritSecrets' in expected) continue;
+    const problem =
+      typeof expected === 'string' ? leafProblem(child, expected, path) : shapeProblem(child, expected, path);
+    if (problem) return problem;
   }
   return undefined;
 }

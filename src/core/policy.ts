@@ -1,7 +1,7 @@
 /** Whether a build candidate builds at all, under the operator's build policy. */
 import picomatch from 'picomatch';
 import type { BuildRequest } from './build.js';
-import type { BuildPolicy } from './settings.js';
+import { pullRequestSourceOf, type BuildPolicy } from './settings.js';
 
 export type PolicyDecision = { build: true } | { build: false; reason: string };
 
@@ -9,25 +9,24 @@ export function matchesAny(name: string, patterns: readonly string[]): boolean {
   return patterns.some((pattern) => picomatch.isMatch(name, pattern, { dot: true }));
 }
 
+const SOURCE_WORDS = {
+  fromSelfPublicRepo: 'from branches of this repository',
+  fromSelfPrivateRepo: 'from branches of this (private) repository',
+  fromForkPublicRepo: 'from forks',
+  fromForkPrivateRepo: 'from forks of this private repository',
+} as const;
+
 export function decideBuild(
-  candidate: Pick<BuildRequest, 'event' | 'branch' | 'tag' | 'fork'>,
+  candidate: Pick<BuildRequest, 'event' | 'branch' | 'tag' | 'fork' | 'privateRepo'>,
   policy: BuildPolicy,
 ): PolicyDecision {
   if (candidate.event === 'pull_request') {
-    if (candidate.fork && !policy.pullRequests.forks) {
-      return {
-        build: false,
-        reason: 'pull requests from forks are not built (settings: build.pullRequests.forks)',
-      };
-    }
-    if (!candidate.fork && !policy.pullRequests.sameRepo) {
-      return {
-        build: false,
-        reason:
-          'pull requests from branches of this repository are not built (settings: build.pullRequests.sameRepo)',
-      };
-    }
-    return { build: true };
+    const source = pullRequestSourceOf(candidate);
+    if (policy.pullRequests[source].build) return { build: true };
+    return {
+      build: false,
+      reason: `pull requests ${SOURCE_WORDS[source]} are not built (settings: build.pullRequests.${source}.build)`,
+    };
   }
   if (candidate.tag !== undefined) {
     return policy.tags

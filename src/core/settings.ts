@@ -4,6 +4,34 @@
  * (src/core/repo-config.ts) and ranks above these for the keys it may set.
  */
 
+/**
+ * Where a pull request comes from, in LambCI's words: a branch of the repository itself ("self")
+ * or a fork, of a public or a private repository.
+ */
+export const PULL_REQUEST_SOURCES = [
+  'fromSelfPublicRepo',
+  'fromSelfPrivateRepo',
+  'fromForkPublicRepo',
+  'fromForkPrivateRepo',
+] as const;
+export type PullRequestSource = (typeof PULL_REQUEST_SOURCES)[number];
+
+/** What pull requests of one source may do. */
+export interface PullRequestPolicy {
+  /** Build them at all. */
+  build: boolean;
+  /** Give their commands the settings store's `secretEnv`. */
+  inheritSecrets: boolean;
+  /**
+   * Which repository-config keys the pull request's own files may change, over the base branch's
+   * config: `true` every key, `false` none, or a list (`"cmd"` stands for `install` and `test`).
+   */
+  allowConfigOverrides: boolean | string[];
+}
+
+/** The keys a fork's own config may change by default: its commands and plain variables. */
+export const FORK_CONFIG_OVERRIDES: readonly string[] = ['install', 'test', 'env'];
+
 /** Which pushes and pull requests build at all (decided at intake, before anything is queued). */
 export interface BuildPolicy {
   /** Branch name globs whose pushes build. Default: every branch. */
@@ -12,12 +40,8 @@ export interface BuildPolicy {
   ignoreBranches: string[];
   /** Build tag pushes. Default off. */
   tags: boolean;
-  pullRequests: {
-    /** PRs whose head branch lives in the same repository. Default on. */
-    sameRepo: boolean;
-    /** PRs from forks (untrusted code: no secrets, no cache writes, no deploy). Default on. */
-    forks: boolean;
-  };
+  /** Per pull-request source; see DEFAULT_BUILD_POLICY for the defaults (LambCI's). */
+  pullRequests: Record<PullRequestSource, PullRequestPolicy>;
   /**
    * A newer build of the same branch or pull request cancels the older ones still queued or
    * running ("superseded by #N"). Default on.
@@ -25,26 +49,62 @@ export interface BuildPolicy {
   cancelSuperseded: boolean;
 }
 
+/** A pull-request source's stored settings: `true`/`false` is shorthand for `{ build }`. */
+export type PullRequestPolicyInput = boolean | Partial<PullRequestPolicy>;
+
 /** One scope's stored settings; every key optional (absent = inherit). */
 export interface SettingsDocument {
   build?: {
     branches?: string[];
     ignoreBranches?: string[];
     tags?: boolean;
-    pullRequests?: { sameRepo?: boolean; forks?: boolean };
+    pullRequests?: {
+      /** Shorthand: `build` of both `fromSelf…` sources (the specific keys rank above it). */
+      sameRepo?: boolean;
+      /** Shorthand: `build` of both `fromFork…` sources. */
+      forks?: boolean;
+    } & Partial<Record<PullRequestSource, PullRequestPolicyInput>>;
     cancelSuperseded?: boolean;
   };
   /** Defaults for repo-config keys (install, test, env, timeout, …), below the repo's own file. */
   config?: Record<string, unknown>;
   /** Secret variables for trusted builds and deploy steps; masked in logs. */
   secretEnv?: Record<string, string>;
+  /** How the deploy step reaches AWS: only through this role, never the builder's own. */
+  deploy?: DeploySettings;
 }
 
+export interface DeploySettings {
+  /**
+   * The IAM role the deploy step runs as (assumed for the build, short-lived). Without it the
+   * deploy step gets no AWS credentials at all.
+   */
+  roleArn?: string;
+  /** Region for the deploy step's AWS_REGION; default the stack's own. */
+  region?: string;
+}
+
+const SELF_POLICY: PullRequestPolicy = { build: true, inheritSecrets: true, allowConfigOverrides: true };
+
+/** LambCI's defaults: forks of public repositories build without secrets; of private ones, not at all. */
 export const DEFAULT_BUILD_POLICY: BuildPolicy = {
   branches: ['**'],
   ignoreBranches: [],
   tags: false,
-  pullRequests: { sameRepo: true, forks: true },
+  pullRequests: {
+    fromSelfPublicRepo: SELF_POLICY,
+    fromSelfPrivateRepo: SELF_POLICY,
+    fromForkPublicRepo: {
+      build: true,
+      inheritSecrets: false,
+      allowConfigOverrides: [...FORK_CONFIG_OVERRIDES],
+    },
+    fromForkPrivateRepo: {
+      build: false,
+      inheritSecrets: false,
+      allowConfigOverrides: [...FORK_CONFIG_OVERRIDES],
+    },
+  },
   cancelSuperseded: true,
 };
 
@@ -53,13 +113,61 @@ export interface EffectiveSettings {
   build: BuildPolicy;
   config: Record<string, unknown>;
   secretEnv: Record<string, string>;
+  deploy: DeploySettings;
+}
+
+/** Which source a pull request is (`fork`: its head lives in another repository). */
+export function pullRequestSourceOf(build: { fork?: boolean; privateRepo?: boolean }): PullRequestSource {
+  return `from${build.fork ? 'Fork' : 'Self'}${build.privateRepo ? 'Private' : 'Public'}Repo`;
+}
+
+function clonePolicy(policy: PullRequestPolicy): PullRequestPolicy {
+  const { allowConfigOverrides } = policy;
+  return {
+    ...policy,
+    allowConfigOverrides: Array.isArray(allowConfigOverrides) ? [...allowConfigOverrides] : allowConfigOverrides,
+  };
+}
+
+function mergePullRequests(
+  current: Record<PullRequestSource, PullRequestPolicy>,
+  stored: NonNullable<NonNullable<SettingsDocument['build']>['pullRequests']>,
+): void {
+  for (const source of PULL_REQUEST_SOURCES) {
+    const shorthand = source.startsWith('fromSelf') ? stored.sameRepo : stored.forks;
+    if (shorthand !== undefined) current[source].build = shorthand;
+    const entry = stored[source];
+    if (entry === undefined) continue;
+    if (typeof entry === 'boolean') {
+      current[source].build = entry;
+      continue;
+    }
+    if (entry.build !== undefined) current[source].build = entry.build;
+    if (entry.inheritSecrets !== undefined) current[source].inheritSecrets = entry.inheritSecrets;
+    if (entry.allowConfigOverrides !== undefined) {
+      const allowed = entry.allowConfigOverrides;
+      current[source].allowConfigOverrides = Array.isArray(allowed) ? [...allowed] : allowed;
+    }
+  }
 }
 
 export function mergeSettings(...documents: (SettingsDocument | undefined)[]): EffectiveSettings {
+  const defaults = DEFAULT_BUILD_POLICY;
   const result: EffectiveSettings = {
-    build: { ...DEFAULT_BUILD_POLICY, pullRequests: { ...DEFAULT_BUILD_POLICY.pullRequests } },
+    build: {
+      ...defaults,
+      branches: [...defaults.branches],
+      ignoreBranches: [...defaults.ignoreBranches],
+      pullRequests: {
+        fromSelfPublicRepo: clonePolicy(defaults.pullRequests.fromSelfPublicRepo),
+        fromSelfPrivateRepo: clonePolicy(defaults.pullRequests.fromSelfPrivateRepo),
+        fromForkPublicRepo: clonePolicy(defaults.pullRequests.fromForkPublicRepo),
+        fromForkPrivateRepo: clonePolicy(defaults.pullRequests.fromForkPrivateRepo),
+      },
+    },
     config: {},
     secretEnv: {},
+    deploy: {},
   };
   for (const document of documents) {
     if (!document) continue;
@@ -68,10 +176,10 @@ export function mergeSettings(...documents: (SettingsDocument | undefined)[]): E
     if (build.ignoreBranches) result.build.ignoreBranches = [...build.ignoreBranches];
     if (build.tags !== undefined) result.build.tags = build.tags;
     if (build.cancelSuperseded !== undefined) result.build.cancelSuperseded = build.cancelSuperseded;
-    if (build.pullRequests)
-      result.build.pullRequests = { ...result.build.pullRequests, ...build.pullRequests };
+    if (build.pullRequests) mergePullRequests(result.build.pullRequests, build.pullRequests);
     Object.assign(result.config, document.config ?? {});
     Object.assign(result.secretEnv, document.secretEnv ?? {});
+    Object.assign(result.deploy, document.deploy ?? {});
   }
   return result;
 }

@@ -52,7 +52,7 @@ export interface LogStore {
   /** A POST form for everything under the build's log prefix (LOG_KEYS), valid until expiresAt. */
   presignLogUpload(
     build: { repo: RepoName; number: number; logPrefix: string },
-    options: { expiresInSeconds: number; maxObjectBytes: number },
+    options: { expiresInSeconds: number; maxObjectBytes: number; signer?: S3Client },
   ): Promise<PresignedPost>;
   /** The log as far as it is known: log.txt when finalized, else chunks so far (+ tail.txt). undefined when nothing exists. */
   readLog(logPrefix: string): Promise<string | undefined>;
@@ -101,7 +101,7 @@ export class S3LogStore implements LogStore {
 
   async presignLogUpload(
     build: { repo: RepoName; number: number; logPrefix: string },
-    options: { expiresInSeconds: number; maxObjectBytes: number },
+    options: { expiresInSeconds: number; maxObjectBytes: number; signer?: S3Client },
   ): Promise<PresignedPost> {
     const prefix = build.logPrefix;
     const buildFolder = `logs/${build.repo}/builds/${build.number}/`;
@@ -135,7 +135,7 @@ export class S3LogStore implements LogStore {
     // With a key ending in `${filename}` the SDK adds `starts-with $key <prefix>` instead of an exact
     // key condition; the runner then sends its own `key` field, so that placeholder is dropped below.
     const presigned = await this.call('presign a log upload form for', prefix, () =>
-      createPresignedPost(this.s3, {
+      createPresignedPost(options.signer ?? this.s3, {
         Bucket: this.bucket,
         Key: `${prefix}\${filename}`,
         Conditions: [

@@ -70,7 +70,9 @@ describe('lambkin config set and get', () => {
     // What the webhook and the builder read: the repository's merged settings.
     const effective = await settings.effective('octo-org/round-trip');
     expect(effective.build.branches).toEqual(['main', 'release/*']);
-    expect(effective.build.pullRequests).toEqual({ sameRepo: true, forks: false });
+    expect(effective.build.pullRequests.fromForkPublicRepo.build).toBe(false);
+    expect(effective.build.pullRequests.fromForkPrivateRepo.build).toBe(false);
+    expect(effective.build.pullRequests.fromSelfPublicRepo.build).toBe(true);
   });
 
   it('confirms a set on stdout, and takes a single glob for a list of them', async () => {

@@ -1,16 +1,16 @@
 import { decideBuild } from '../../src/core/policy.js';
 import { DEFAULT_BUILD_POLICY, mergeSettings } from '../../src/core/settings.js';
 
-const push = (branch: string) => ({ event: 'push' as const, branch, fork: false });
+const push = (branch: string) => ({ event: 'push' as const, branch, fork: false, privateRepo: false });
 
 describe('build policy', () => {
   it('builds every branch push and every PR by default, but no tags', () => {
     expect(decideBuild(push('main'), DEFAULT_BUILD_POLICY)).toEqual({ build: true });
     expect(decideBuild(push('feature/deep/name'), DEFAULT_BUILD_POLICY)).toEqual({ build: true });
-    expect(decideBuild({ event: 'pull_request', branch: 'x', fork: true }, DEFAULT_BUILD_POLICY)).toEqual({
+    expect(decideBuild({ event: 'pull_request', branch: 'x', fork: true, privateRepo: false }, DEFAULT_BUILD_POLICY)).toEqual({
       build: true,
     });
-    expect(decideBuild({ event: 'push', tag: 'v1.0.0', fork: false }, DEFAULT_BUILD_POLICY)).toMatchObject({
+    expect(decideBuild({ event: 'push', tag: 'v1.0.0', fork: false, privateRepo: false }, DEFAULT_BUILD_POLICY)).toMatchObject({
       build: false,
       reason: expect.stringContaining('build.tags'),
     });
@@ -34,19 +34,19 @@ describe('build policy', () => {
 
   it('turns PRs from forks and from the same repo on and off separately', () => {
     const { build } = mergeSettings({ build: { pullRequests: { forks: false } } });
-    expect(decideBuild({ event: 'pull_request', branch: 'x', fork: true }, build)).toMatchObject({
+    expect(decideBuild({ event: 'pull_request', branch: 'x', fork: true, privateRepo: false }, build)).toMatchObject({
       build: false,
       reason: /forks/,
     });
-    expect(decideBuild({ event: 'pull_request', branch: 'x', fork: false }, build)).toEqual({ build: true });
+    expect(decideBuild({ event: 'pull_request', branch: 'x', fork: false, privateRepo: false }, build)).toEqual({ build: true });
     const sameOff = mergeSettings({ build: { pullRequests: { sameRepo: false } } }).build;
-    expect(decideBuild({ event: 'pull_request', branch: 'x', fork: false }, sameOff)).toMatchObject({
+    expect(decideBuild({ event: 'pull_request', branch: 'x', fork: false, privateRepo: false }, sameOff)).toMatchObject({
       build: false,
     });
   });
 
   it('builds tags when configured', () => {
     const { build } = mergeSettings({ build: { tags: true } });
-    expect(decideBuild({ event: 'push', tag: 'v2', fork: false }, build)).toEqual({ build: true });
+    expect(decideBuild({ event: 'push', tag: 'v2', fork: false, privateRepo: false }, build)).toEqual({ build: true });
   });
 });

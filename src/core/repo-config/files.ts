@@ -124,42 +124,34 @@ export async function readConfigText(dir: string, name: string): Promise<string 
   }
 }
 
+/** The texts of a revision's config files; undefined where there is no such file. */
+export interface ConfigTexts {
+  packageText: string | undefined;
+  lambciText: string | undefined;
+  lambkinText: string | undefined;
+}
+
 /**
- * Reads `.lambkin.json`, `.lambci.json` and package.json's `"lambkin"` and `"lambci"` keys from a
- * checkout and validates them. Every problem of every file is reported in one RepoConfigError.
+ * Parses and validates config files, lowest precedence first. Problems are added to `problems`
+ * (the caller reports them all at once); `onOmitted` hears of problems left out for brevity.
  */
-export async function readRepoConfig(checkoutDir: string): Promise<RepoConfigFiles> {
-  const problems: RepoConfigProblem[] = [];
-  let omitted = 0;
+export function collectConfigFiles(
+  { packageText, lambciText, lambkinText }: ConfigTexts,
+  problems: RepoConfigProblem[],
+  onOmitted: (error: RepoConfigError) => void = () => undefined,
+): RepoConfigFile[] {
   const collect = <T>(read: () => T): T | undefined => {
     try {
       return read();
     } catch (error) {
       if (!(error instanceof RepoConfigError)) throw error;
       problems.push(...error.problems);
-      omitted += error.omitted;
+      onOmitted(error);
       return undefined;
     }
   };
-  const readText = async (name: string): Promise<string | undefined> => {
-    try {
-      return await readConfigText(checkoutDir, name);
-    } catch (error) {
-      if (!(error instanceof RepoConfigError)) throw error;
-      problems.push(...error.problems);
-      omitted += error.omitted;
-      return undefined;
-    }
-  };
-
-  const [packageText, lambciText, lambkinText] = await Promise.all([
-    readText('package.json'),
-    readText(LAMBCI_FILE),
-    readText(LAMBKIN_FILE),
-  ]);
   const files: RepoConfigFile[] = [];
   let packageLambkin: RepoConfigFile | undefined;
-
   if (packageText !== undefined) {
     const packageJson = collect(() => parseJson(packageText, 'package.json'));
     if (packageJson !== undefined && !isPlainObject(packageJson)) {
@@ -192,6 +184,35 @@ export async function readRepoConfig(checkoutDir: string): Promise<RepoConfigFil
     const config = collect(() => validateRepoConfig(parseJson(lambkinText, LAMBKIN_FILE), LAMBKIN_FILE));
     if (config) files.push({ format: 'lambkin', source: LAMBKIN_FILE, config });
   }
+  return files;
+}
+
+/**
+ * Reads `.lambkin.json`, `.lambci.json` and package.json's `"lambkin"` and `"lambci"` keys from a
+ * checkout and validates them. Every problem of every file is reported in one RepoConfigError.
+ */
+export async function readRepoConfig(checkoutDir: string): Promise<RepoConfigFiles> {
+  const problems: RepoConfigProblem[] = [];
+  let omitted = 0;
+  const readText = async (name: string): Promise<string | undefined> => {
+    try {
+      return await readConfigText(checkoutDir, name);
+    } catch (error) {
+      if (!(error instanceof RepoConfigError)) throw error;
+      problems.push(...error.problems);
+      omitted += error.omitted;
+      return undefined;
+    }
+  };
+
+  const [packageText, lambciText, lambkinText] = await Promise.all([
+    readText('package.json'),
+    readText(LAMBCI_FILE),
+    readText(LAMBKIN_FILE),
+  ]);
+  const files = collectConfigFiles({ packageText, lambciText, lambkinText }, problems, (error) => {
+    omitted += error.omitted;
+  });
   if (problems.length > 0) throw new RepoConfigError(problems, { omitted });
 
   const [lockfiles, codeConfigs] = await Promise.all([

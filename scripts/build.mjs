@@ -41,6 +41,7 @@ export const FUNCTIONS = {
   sweeper: 'src/handlers/sweeper.ts',
   failure: 'src/handlers/failure.ts',
   logs: 'src/handlers/logs.ts',
+  notifier: 'src/handlers/notifier.ts',
 };
 
 /** Lambda's runtime is nodejs22.x; the same bundles also load on Node 20 (this machine, CI). */

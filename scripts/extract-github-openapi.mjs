@@ -27,6 +27,7 @@ const OPERATIONS = [
   'repos/list-webhooks',
   'repos/create-webhook',
   'repos/update-webhook',
+  'git/get-tree',
 ];
 /** Error shapes the stand-in answers with outside an operation's own list (faults, 401, 404). */
 const SHARED_SCHEMAS = ['basic-error', 'validation-error'];

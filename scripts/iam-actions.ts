@@ -38,6 +38,7 @@ export const SERVICE_OF_CLIENT: Record<string, string> = {
   KMSClient: 'kms',
   CloudFormationClient: 'cloudformation',
   STSClient: 'sts',
+  SNSClient: 'sns',
 };
 
 /** IAM service prefix of each SDK package. */
@@ -50,6 +51,7 @@ export const SERVICE_OF_PACKAGE: Record<string, string> = {
   '@aws-sdk/client-kms': 'kms',
   '@aws-sdk/client-cloudformation': 'cloudformation',
   '@aws-sdk/client-sts': 'sts',
+  '@aws-sdk/client-sns': 'sns',
 };
 
 /** lib-dynamodb's document commands and the DynamoDB operation each sends. */

@@ -37,9 +37,17 @@ export interface LambkinConfig {
   secretArn: string;
   /** KMS key that encrypts `secretEnv` values in the settings table (LAMBKIN_SETTINGS_KMS_KEY). */
   settingsKmsKey: string;
+  /**
+   * Role the builder assumes per build, with a session policy naming only that build's keys, to
+   * sign the runner's upload form and cache URLs (LAMBKIN_UPLOAD_ROLE).
+   */
+  uploadRole: string;
+  /** Slack Web API base URL for notifications (LAMBKIN_SLACK_API_URL; a stand-in in tests). */
+  slackApiUrl: string;
 }
 
 export const DEFAULT_GITHUB_API_URL = 'https://api.github.com';
+export const DEFAULT_SLACK_API_URL = 'https://slack.com/api';
 
 /** Environment variable of each config key. */
 export const CONFIG_VARIABLES = {
@@ -57,6 +65,8 @@ export const CONFIG_VARIABLES = {
   logLimitBytes: 'LAMBKIN_LOG_LIMIT_BYTES',
   secretArn: 'LAMBKIN_SECRET_ARN',
   settingsKmsKey: 'LAMBKIN_SETTINGS_KMS_KEY',
+  uploadRole: 'LAMBKIN_UPLOAD_ROLE',
+  slackApiUrl: 'LAMBKIN_SLACK_API_URL',
 } as const satisfies Record<keyof LambkinConfig, string>;
 
 const SECRET_KEYS: readonly (keyof LambkinConfig)[] = ['githubToken', 'webhookSecrets'];
@@ -115,6 +125,8 @@ export function loadConfig(env: Env, required: readonly (keyof LambkinConfig)[])
     logLimitBytes,
     secretArn: text('secretArn'),
     settingsKmsKey: text('settingsKmsKey'),
+    uploadRole: text('uploadRole'),
+    slackApiUrl: url('slackApiUrl', DEFAULT_SLACK_API_URL),
   };
   if (problems.length > 0) throw new ConfigurationError(problems);
   return config;
@@ -147,6 +159,7 @@ export const FUNCTION_CONFIG = {
       'secretArn',
       'githubToken',
       'settingsKmsKey',
+      'uploadRole',
     ],
   },
   runner: { required: [], optional: [] },
@@ -159,6 +172,11 @@ export const FUNCTION_CONFIG = {
     optional: ['publicUrl', 'githubApiUrl', 'secretArn', 'githubToken'],
   },
   logs: { required: ['buildsTable', 'bucket'], optional: [] },
+  // The builds table's stream: the page of recent builds, Slack and SNS (src/notify/stream.ts).
+  notifier: {
+    required: ['buildsTable', 'settingsTable', 'bucket'],
+    optional: ['publicUrl', 'settingsKmsKey', 'slackApiUrl'],
+  },
 } as const satisfies Record<
   string,
   { required: readonly (keyof LambkinConfig)[]; optional: readonly (keyof LambkinConfig)[] }

@@ -4,11 +4,21 @@
  * creates clients.
  */
 import type { LambkinConfig } from './config.js';
-import { createAwsClients, createDynamoClients, createLambdaClient, type AwsClients } from './aws/clients.js';
+import {
+  createAwsClients,
+  createDynamoClients,
+  createLambdaClient,
+  createS3Client,
+  type AwsClients,
+} from './aws/clients.js';
 import { LambdaBuilderQueue } from './aws/builder-queue.js';
 import type { ControllerDependencies } from './builder/controller.js';
 import { LambdaRunnerInvoker, type RunnerInvoker } from './builder/runner-invoker.js';
 import { resolveArchiveUrl } from './github/archive.js';
+import { readRepoFile } from './github/contents.js';
+import { readLockfileBlob } from './github/trees.js';
+import { StsBuildSigner, StsDeployRoleAssumer, createStsClient } from './aws/sts.js';
+import { S3CachePlanner } from './store/cache.js';
 import { S3LogStore } from './store/logs.js';
 import { createGitHubClient, type GitHubClient } from './github/client.js';
 import { GitHubStatusReporter } from './github/statuses.js';
@@ -17,6 +27,10 @@ import { DynamoBuildStore } from './store/builds.js';
 import { DynamoSettingsStore } from './store/settings.js';
 import { KmsSecretCipher, type SecretCipher } from './store/secret-cipher.js';
 import type { IntakeDependencies } from './core/intake.js';
+import { BuildNotifier, observeBuildStore, type BuildObserver } from './notify/observer.js';
+import { SlackClient } from './notify/slack.js';
+import { AwsSnsPublisher } from './notify/sns.js';
+import type { BuildStreamDependencies } from './notify/stream.js';
 import type { Logger } from './logger.js';
 
 export function createIntakeDependencies(
@@ -27,11 +41,15 @@ export function createIntakeDependencies(
     ...createDynamoClients(),
     lambda: createLambdaClient(),
   },
+  // Only where the table has no stream (the local stack): in the cloud the notifier function
+  // hears every change from the builds table's stream.
+  observer?: BuildObserver,
 ): IntakeDependencies {
   const octokit = githubClientFor(config, logger);
+  const builds = new DynamoBuildStore(clients.documents, config.buildsTable);
   return {
     verifier: new WebhookVerifier(config.webhookSecrets),
-    builds: new DynamoBuildStore(clients.documents, config.buildsTable),
+    builds: observer ? observeBuildStore(builds, observer) : builds,
     // No cipher: the webhook reads only the build policy, and never decrypts a secret value.
     settings: new DynamoSettingsStore(clients.documents, config.settingsTable),
     statuses: new GitHubStatusReporter(octokit),
@@ -64,19 +82,66 @@ export function createControllerDependencies(
   clients: Pick<AwsClients, 'documents' | 's3' | 'lambda'> = createAwsClients(),
   runner: RunnerInvoker = new LambdaRunnerInvoker(clients.lambda, config.runnerFunction),
   cipher: SecretCipher | undefined = settingsCipherFor(config),
+  // As for the intake: the local stack's notifier; the cloud's is the stream's.
+  observer?: BuildObserver,
 ): ControllerDependencies {
   const octokit = githubClientFor(config, logger);
+  const settings = new DynamoSettingsStore(clients.documents, config.settingsTable, cipher);
+  const logs = new S3LogStore(clients.s3, config.bucket);
+  const builds = new DynamoBuildStore(clients.documents, config.buildsTable);
   return {
-    builds: new DynamoBuildStore(clients.documents, config.buildsTable),
-    settings: new DynamoSettingsStore(clients.documents, config.settingsTable, cipher),
+    builds: observer ? observeBuildStore(builds, observer) : builds,
+    settings,
     statuses: new GitHubStatusReporter(octokit),
-    logs: new S3LogStore(clients.s3, config.bucket),
+    logs,
     archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },
+    repoFiles: { readFile: (repo, path, ref) => readRepoFile(octokit, repo, path, ref) },
+    cache: new S3CachePlanner(clients.s3, config.bucket, {
+      lockfiles: { readLockfileBlob: (repo, sha) => readLockfileBlob(octokit, repo, sha) },
+    }),
+    ...stsDependencies(config),
     runner,
     logger,
     publicUrl: config.publicUrl,
     runnerTimeoutMs: config.runnerTimeoutSeconds * 1000,
     logLimitBytes: config.logLimitBytes,
+  };
+}
+
+/**
+ * What follows a build's state change: the repository's page of recent builds is written again,
+ * and Slack and SNS are told (src/notify/observer.ts). The notifier function runs it for each
+ * change on the builds table's stream; the local stack, which has no stream, observes its stores
+ * with it.
+ */
+export function createBuildNotifier(
+  config: LambkinConfig,
+  logger: Logger,
+  clients: Pick<AwsClients, 'documents' | 's3'>,
+  // Slack's token and webhook URL are sealed in the settings like secretEnv.
+  cipher: SecretCipher | undefined = settingsCipherFor(config),
+): BuildNotifier {
+  return new BuildNotifier({
+    settings: new DynamoSettingsStore(clients.documents, config.settingsTable, cipher),
+    builds: new DynamoBuildStore(clients.documents, config.buildsTable),
+    logs: new S3LogStore(clients.s3, config.bucket),
+    slack: new SlackClient({ apiUrl: config.slackApiUrl }),
+    sns: new AwsSnsPublisher(),
+    logger,
+    publicUrl: config.publicUrl,
+  });
+}
+
+/** The notifier function's: the notifier, and the builds table for what a stream image lacks. */
+export function createNotifierDependencies(
+  config: LambkinConfig,
+  logger: Logger,
+  clients: Pick<AwsClients, 'documents' | 's3'> = { ...createDynamoClients(), s3: createS3Client() },
+): BuildStreamDependencies {
+  return {
+    notifier: createBuildNotifier(config, logger, clients),
+    builds: new DynamoBuildStore(clients.documents, config.buildsTable),
+    logger,
   };
 }
 
@@ -94,5 +159,27 @@ export function createBuildEnderDependencies(
     statuses: new GitHubStatusReporter(githubClientFor(config, logger)),
     logger,
     publicUrl: config.publicUrl,
+  };
+}
+
+/**
+ * In AWS: the deploy role's assumer, and per-build upload credentials when the template names the
+ * upload role. The local stack has no STS; it passes its own signer (src/local/stack.ts).
+ */
+function stsDependencies(config: LambkinConfig): Pick<ControllerDependencies, 'deployRoles' | 'signer'> {
+  if (!process.env.AWS_LAMBDA_FUNCTION_NAME && !config.uploadRole) return {};
+  const sts = createStsClient();
+  const region = process.env.AWS_REGION ?? 'us-east-1';
+  return {
+    deployRoles: new StsDeployRoleAssumer(sts, region),
+    ...(config.uploadRole
+      ? {
+          signer: new StsBuildSigner(sts, {
+            roleArn: config.uploadRole,
+            bucket: config.bucket,
+            s3: (credentials) => createS3Client({ credentials, region }),
+          }),
+        }
+      : {}),
   };
 }

@@ -29,6 +29,8 @@ describe('process configuration', () => {
       logLimitBytes: 4194304,
       secretArn: '',
       settingsKmsKey: '',
+      slackApiUrl: 'https://slack.com/api',
+      uploadRole: '',
     });
   });
 

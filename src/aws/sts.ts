@@ -3,9 +3,9 @@
  * runner's upload credentials, limited by a session policy to the build's own keys, so that the
  * signed forms and URLs the runner holds name no credential of the controller.
  */
-import { S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
-import type { BuildRecord } from '../core/build.js';
+import type { BuildKey } from '../core/build.js';
 import type { BuildGrants, BuildSigner } from '../builder/controller.js';
 import {
   DeployRoleError,
@@ -108,10 +108,14 @@ export function grantsPolicy(bucket: string, grants: BuildGrants): string {
 export class StsBuildSigner implements BuildSigner {
   constructor(
     private readonly sts: STSClient,
-    private readonly options: { roleArn: string; bucket: string; s3: (credentials: RoleCredentials) => S3Client },
+    private readonly options: {
+      roleArn: string;
+      bucket: string;
+      s3: (credentials: RoleCredentials) => S3Client;
+    },
   ) {}
 
-  async forBuild(build: BuildRecord, grants: BuildGrants, expiresInSeconds: number): Promise<S3Client> {
+  async forBuild(build: BuildKey, grants: BuildGrants, expiresInSeconds: number): Promise<S3Client> {
     try {
       const credentials = await assumeRole(this.sts, {
         roleArn: this.options.roleArn,

@@ -15,7 +15,11 @@ export interface RepoFileReader {
 }
 
 /** `.lambkin.json`, `.lambci.json` and package.json's keys at `ref`, validated like a checkout's. */
-export async function readBaseConfig(reader: RepoFileReader, repo: RepoName, ref: string): Promise<BaseConfig> {
+export async function readBaseConfig(
+  reader: RepoFileReader,
+  repo: RepoName,
+  ref: string,
+): Promise<BaseConfig> {
   const [packageText, lambciText, lambkinText] = await Promise.all(
     ['package.json', LAMBCI_FILE, LAMBKIN_FILE].map((path) => reader.readFile(repo, path, ref)),
   );

@@ -89,7 +89,7 @@ export interface BuildGrants {
 
 export interface BuildSigner {
   /** An S3 client whose credentials allow only `grants`, valid for `expiresInSeconds`. */
-  forBuild(build: BuildRecord, grants: BuildGrants, expiresInSeconds: number): Promise<S3Client>;
+  forBuild(build: BuildKey, grants: BuildGrants, expiresInSeconds: number): Promise<S3Client>;
 }
 
 /** Time after the runner's deadline for the controller to finish the log and report. */
@@ -157,10 +157,12 @@ async function runRunner(
   const label = buildLabel(build);
   try {
     let settings = await deps.settings.effective(build.repo, { decryptSecrets: build.pr === undefined });
-    const policy = build.pr !== undefined ? settings.build.pullRequests[pullRequestSourceOf(build)] : undefined;
+    const policy =
+      build.pr !== undefined ? settings.build.pullRequests[pullRequestSourceOf(build)] : undefined;
     // Pushes are the repository's own code; a pull request gets secrets only when its source's
     // policy says so (never, by default, for forks): only then are they opened at all.
-    if (policy?.inheritSecrets) settings = await deps.settings.effective(build.repo, { decryptSecrets: true });
+    if (policy?.inheritSecrets)
+      settings = await deps.settings.effective(build.repo, { decryptSecrets: true });
     const secretEnv = policy === undefined || policy.inheritSecrets ? settings.secretEnv : {};
     const baseConfig =
       build.pr !== undefined && build.baseBranch !== undefined && deps.repoFiles
@@ -256,7 +258,10 @@ async function runRunner(
 }
 
 /** A cache that cannot be located is no reason to fail the build: it runs without one. */
-async function locateCache(deps: ControllerDependencies, build: BuildRecord): Promise<CacheLocation | undefined> {
+async function locateCache(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+): Promise<CacheLocation | undefined> {
   if (!deps.cache) return undefined;
   try {
     return await deps.cache.locate(build);

@@ -120,8 +120,12 @@ export interface CacheAccess {
   lockfileSha: string;
   /** Presigned GET of the key (404: a miss). */
   getUrl: string;
+  /** Whether an object was stored at the key when the controller looked; false: skip the GET. */
+  stored?: boolean;
   /** Presigned PUT of the key: trusted builds only, and only when nothing is stored there yet. */
   putUrl?: string;
+  /** Headers the PUT must carry because they are signed with it (`if-none-match: *`). */
+  putHeaders?: Record<string, string>;
   /** Largest archive the runner may upload, in bytes. */
   maxBytes: number;
 }
@@ -159,8 +163,10 @@ export const LOG_KEYS = {
   page: (prefix: string): string => `${prefix}index.html`,
 } as const;
 
-/** Per-repository objects: latest pointers and badges. */
+/** Per-repository objects: latest pointers, badges and the page of recent builds. */
 export const REPO_KEYS = {
+  /** The recent builds page (src/builder/logs/repo-page.ts), refreshed when a build changes state. */
+  page: (repo: RepoName): string => `logs/${repo}/index.html`,
   latest: (repo: RepoName): string => `logs/${repo}/latest.json`,
   branchLatest: (repo: RepoName, branch: string): string =>
     `logs/${repo}/branches/${encodeURIComponent(branch)}/latest.json`,

@@ -18,6 +18,7 @@ import {
   type ResolvedBuildConfig,
 } from '../core/repo-config.js';
 import { LambkinError } from '../errors.js';
+import { restoreBuildCache, saveBuildCache } from './cache.js';
 import { SourceFetchError } from './errors.js';
 import { formatBuildSummary, formatDuration, formatStepFooter, formatStepHeader } from './logs/format.js';
 import { renderLogPage } from './logs/page.js';
@@ -85,7 +86,7 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     uploader: new PresignedUploader(input.logUpload),
     logPrefix: input.logUpload.keyPrefix,
     limitBytes: input.logLimitBytes,
-    secrets: Object.values(input.secretEnv),
+    secrets: [...Object.values(input.secretEnv), ...deployCredentialSecrets(input)],
     renderPage: (text) =>
       renderLogPage({
         build: { ...build, state: 'running' },
@@ -124,6 +125,10 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
       settingsConfig: input.settingsConfig,
       repo: await readRepoConfig(workspace.checkout),
       build,
+      ...(input.baseConfig ? { base: input.baseConfig } : {}),
+      ...(input.pullRequestOverrides !== undefined
+        ? { pullRequestOverrides: input.pullRequestOverrides }
+        : {}),
     });
     writer.line(`Config: ${config.source.join(' < ')}`);
     for (const warning of config.warnings) writer.line(`Warning: ${warning}`);
@@ -179,7 +184,8 @@ async function runSteps(
     ...layerEnvironment(),
     ...config.env,
     ...buildVariables(build, { logUrl: input.buildUrl }),
-    ...(build.trusted && config.secrets ? input.secretEnv : {}),
+    // The controller gives secrets only to builds whose policy lets them have them.
+    ...(config.secrets ? input.secretEnv : {}),
   };
   const quotaBytes = diskQuotaOf(input);
   const maxProcesses = input.maxProcesses ?? DEFAULT_MAX_PROCESSES;
@@ -187,14 +193,35 @@ async function runSteps(
   if (!canLimitProcesses) {
     writer.line('Warning: prlimit (util-linux) was not found: steps run without a limit on processes.');
   }
+  // Restored before the install step; on an exact hit the default install has nothing to do.
+  const cache = await restoreBuildCache(
+    input.cache,
+    config,
+    workspace.checkout,
+    {
+      maxUnpackedBytes: quotaBytes,
+      timeoutMs: deadline - clock(),
+      ...(options.stop ? { signal: options.stop } : {}),
+    },
+    (line) => writer.line(line),
+  );
   const plan: [string, string[]][] = [
-    ['install', config.install],
+    ['install', cache.skipInstall ? [] : config.install],
     ['test', config.test],
   ];
   if (config.deployAllowed && config.deploy.length > 0) plan.push(['deploy', config.deploy]);
   else if (config.deploy.length > 0) writer.line(`Deploy skipped: ${deploySkipReason(build)}`);
+  const deployEnv = deployEnvironment(input);
 
   for (const [phase, commands] of plan) {
+    if (phase === 'deploy') {
+      const role = input.deployCredentials?.roleArn;
+      writer.line(
+        role
+          ? `Deploy runs as the role ${role}`
+          : 'Deploy runs without AWS credentials (no deploy.roleArn in the settings)',
+      );
+    }
     for (const [index, command] of commands.entries()) {
       const name = commands.length > 1 ? `${phase} ${index + 1}` : phase;
       const remaining = deadline - clock();
@@ -209,11 +236,17 @@ async function runSteps(
       let run: Awaited<ReturnType<typeof runStep>>;
       try {
         run = await runStep(
-          { name, command, cwd: workspace.checkout, env, timeoutMs: remaining },
+          {
+            name,
+            command,
+            cwd: workspace.checkout,
+            env: phase === 'deploy' ? { ...env, ...deployEnv } : env,
+            timeoutMs: remaining,
+          },
           {
             onOutput: (chunk) => writer.output(chunk),
             signal: options.stop ? AbortSignal.any([quota.signal, options.stop]) : quota.signal,
-            ...(canLimitProcesses ? { maxProcesses } : {}),
+            ...(canLimitProcesses ? { maxProcesses, maxFileBytes: quotaBytes } : {}),
             ...(options.stepUser ?? {}),
           },
         );
@@ -245,6 +278,15 @@ async function runSteps(
       }
     }
   }
+  // Only a build whose every step passed saves what a later build restores.
+  await saveBuildCache(
+    input.cache,
+    config,
+    cache,
+    workspace,
+    { timeoutMs: deadline - clock(), ...(options.stop ? { signal: options.stop } : {}) },
+    (line) => writer.line(line),
+  );
   const total = steps.reduce((sum, step) => sum + step.durationMs, 0);
   return { state: 'success', description: `passed in ${formatDuration(total)}` };
 }
@@ -282,6 +324,24 @@ function watchDiskQuota(
       await measuring;
     },
   };
+}
+
+/** The deploy role's credentials as the AWS SDKs and CLI read them; for the deploy step only. */
+function deployEnvironment(input: RunnerInput): Record<string, string> {
+  const credentials = input.deployCredentials;
+  if (!credentials) return {};
+  return {
+    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+    AWS_SESSION_TOKEN: credentials.sessionToken,
+    AWS_REGION: credentials.region,
+    AWS_DEFAULT_REGION: credentials.region,
+  };
+}
+
+function deployCredentialSecrets(input: RunnerInput): string[] {
+  const credentials = input.deployCredentials;
+  return credentials ? [credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken] : [];
 }
 
 function deploySkipReason(build: RunnerInput['build']): string {

@@ -55,6 +55,12 @@ export interface RunStepOptions {
    * `findPrlimit`) the step runs unbounded.
    */
   maxProcesses?: number;
+  /**
+   * RLIMIT_FSIZE of the step (`prlimit --fsize`): no file it writes can grow past this many bytes
+   * (the writer gets SIGXFSZ). The runner's disk quota is measured every second; this stops one
+   * fast writer from filling the disk between two measurements.
+   */
+  maxFileBytes?: number;
 }
 
 export const DEFAULT_KILL_GRACE_MS = 2000;
@@ -136,12 +142,18 @@ export async function runStep(spec: StepSpec, options: RunStepOptions): Promise<
   installExitHook();
   const startedAt = performance.now();
   const bashArgs = ['-c', STEP_SCRIPT, SHELL_NAME_IN_MESSAGES, spec.command];
-  const prlimit = options.maxProcesses === undefined ? undefined : findPrlimit(spec.env.PATH);
-  // prlimit sets the limit and execs bash: same pid, so the process group is still the step's.
+  const limits = [
+    ...(options.maxProcesses === undefined
+      ? []
+      : [`--nproc=${options.maxProcesses}:${options.maxProcesses}`]),
+    ...(options.maxFileBytes === undefined
+      ? []
+      : [`--fsize=${options.maxFileBytes}:${options.maxFileBytes}`]),
+  ];
+  const prlimit = limits.length === 0 ? undefined : findPrlimit(spec.env.PATH);
+  // prlimit sets the limits and execs bash: same pid, so the process group is still the step's.
   const [file, args] =
-    prlimit === undefined
-      ? [bash, bashArgs]
-      : [prlimit, [`--nproc=${options.maxProcesses}:${options.maxProcesses}`, '--', bash, ...bashArgs]];
+    prlimit === undefined ? [bash, bashArgs] : [prlimit, [...limits, '--', bash, ...bashArgs]];
   const subprocess = execa(file, args, {
     cwd: spec.cwd,
     env: spec.env,
@@ -271,6 +283,9 @@ function validate(spec: StepSpec, options: RunStepOptions, killGraceMs: number):
   }
   const max = options.maxProcesses;
   if (max !== undefined && !(Number.isSafeInteger(max) && max >= 1)) throw invalid(`maxProcesses ${max}`);
+  const fsize = options.maxFileBytes;
+  if (fsize !== undefined && !(Number.isSafeInteger(fsize) && fsize >= 1))
+    throw invalid(`maxFileBytes ${fsize}`);
 }
 
 const PRLIMIT_FALLBACKS = ['/usr/bin', '/bin', '/usr/local/bin'];

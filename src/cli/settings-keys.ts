@@ -11,12 +11,23 @@ import {
   type PullRequestPolicy,
   type SettingsDocument,
 } from '../core/settings.js';
+import {
+  NOTIFICATION_SECRET_PATHS,
+  NOTIFY_EVENTS,
+  SLACK_SECRET_KEYS,
+  type NotificationSettings,
+  type SlackSettings,
+  type SnsSettings,
+} from '../core/notifications.js';
 import { SettingsKeyError } from './errors.js';
 
 export type KeyPath = readonly string[];
 
-/** `keys`: true, false or a list of repository-config keys; `arn`: an IAM role ARN. */
-type Leaf = 'boolean' | 'patterns' | 'keys' | 'text' | 'arn';
+/**
+ * `keys`: true, false or a list of repository-config keys; `arn`: an IAM role ARN; `secret`: text
+ * sealed in the store and shown as `***`; `events`: notification events; `topicArn`: an SNS topic.
+ */
+type Leaf = 'boolean' | 'patterns' | 'keys' | 'text' | 'arn' | 'secret' | 'events' | 'topicArn';
 interface Shape {
   [key: string]: Leaf | Shape;
 }
@@ -39,9 +50,36 @@ const BUILD_SHAPE = {
   cancelSuperseded: 'boolean',
 } as const satisfies Record<keyof NonNullable<SettingsDocument['build']>, unknown>;
 const DEPLOY_SHAPE = { roleArn: 'arn', region: 'text' } as const satisfies Record<keyof DeploySettings, Leaf>;
+const NOTIFICATIONS_SHAPE = {
+  slack: {
+    webhookUrl: 'secret',
+    token: 'secret',
+    channel: 'text',
+    on: 'events',
+    branches: 'patterns',
+    enabled: 'boolean',
+  } satisfies Record<keyof SlackSettings, Leaf>,
+  sns: {
+    topicArn: 'topicArn',
+    on: 'events',
+    branches: 'patterns',
+    enabled: 'boolean',
+  } satisfies Record<keyof SnsSettings, Leaf>,
+} as const satisfies Record<keyof NotificationSettings, Shape>;
 /** Sections whose keys are all known here (`config` and `secretEnv` are checked otherwise). */
-const SHAPED_SECTIONS: Record<string, Shape> = { build: BUILD_SHAPE, deploy: DEPLOY_SHAPE };
-const SECTIONS = ['build', 'config', 'secretEnv', 'deploy'] as const satisfies readonly (keyof SettingsDocument)[];
+const SHAPED_SECTIONS: Record<string, Shape> = {
+  build: BUILD_SHAPE,
+  deploy: DEPLOY_SHAPE,
+  notifications: NOTIFICATIONS_SHAPE,
+};
+const SECTIONS = [
+  'build',
+  'config',
+  'secretEnv',
+  'deploy',
+  'notifications',
+] as const satisfies readonly (keyof SettingsDocument)[];
+const TOPIC_ARN = /^arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$/;
 const ROLE_ARN = /^arn:aws[\w-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/;
 type Section = (typeof SECTIONS)[number];
 
@@ -158,6 +196,12 @@ function describeLeaf(leaf: Leaf): string {
       return 'true, false or a list of config keys';
     case 'arn':
       return 'an IAM role ARN';
+    case 'secret':
+      return 'a secret (text)';
+    case 'events':
+      return `a list of notification events (${NOTIFY_EVENTS.join(', ')})`;
+    case 'topicArn':
+      return 'an SNS topic ARN';
     default:
       return 'text';
   }
@@ -182,6 +226,7 @@ export function parseValue(path: KeyPath, raw: string): unknown {
   const last = path[path.length - 1];
   const textOnly =
     (path[0] === 'secretEnv' && path.length === 2) ||
+    isNotificationSecretPath(path) ||
     (path[0] === 'config' && path.length >= 2 && (last === 'node' || last === '$schema'));
   if (textOnly) return raw;
   try {
@@ -257,6 +302,14 @@ export function normalizeAndValidate(document: SettingsDocument, path: KeyPath):
         if (typeof value[key] === 'string') value[key] = [value[key]];
       }
     }
+    if (section === 'notifications' && isPlainObject(value)) {
+      for (const channel of Object.values(value)) {
+        if (!isPlainObject(channel)) continue;
+        for (const key of ['on', 'branches'] as const) {
+          if (typeof channel[key] === 'string') channel[key] = [channel[key]];
+        }
+      }
+    }
     const problem = shapeProblem(value, shape, section);
     if (problem) throw new SettingsKeyError(problem);
   } else if (section === 'config') {
@@ -269,7 +322,10 @@ export function normalizeAndValidate(document: SettingsDocument, path: KeyPath):
   return document;
 }
 
-const REPO_CONFIG_KEYS: readonly string[] = [...CONFIG_KEYS.filter((key) => key !== 'allowConfigOverrides'), 'cmd'];
+const REPO_CONFIG_KEYS: readonly string[] = [
+  ...CONFIG_KEYS.filter((key) => key !== 'allowConfigOverrides'),
+  'cmd',
+];
 
 function leafProblem(value: unknown, leaf: Leaf, where: string): string | undefined {
   const got = `(got ${describeValue(value)})`;
@@ -292,6 +348,18 @@ function leafProblem(value: unknown, leaf: Leaf, where: string): string | undefi
       return typeof value === 'string' && ROLE_ARN.test(value)
         ? undefined
         : `"${where}" must be an IAM role ARN such as arn:aws:iam::123456789012:role/deploy ${got}`;
+    case 'topicArn':
+      return typeof value === 'string' && TOPIC_ARN.test(value)
+        ? undefined
+        : `"${where}" must be an SNS topic ARN such as arn:aws:sns:us-east-1:123456789012:builds ${got}`;
+    case 'events': {
+      const valid =
+        Array.isArray(value) && value.every((item) => (NOTIFY_EVENTS as readonly unknown[]).includes(item));
+      return valid ? undefined : `"${where}" must be a list of ${NOTIFY_EVENTS.join(', ')} ${got}`;
+    }
+    case 'secret':
+      // Never quote the value: it is a secret.
+      return typeof value === 'string' && value !== '' ? undefined : `"${where}" must be text`;
     default:
       return typeof value === 'string' && value !== '' ? undefined : `"${where}" must be text ${got}`;
   }
@@ -329,12 +397,33 @@ function secretEnvProblem(secretEnv: unknown): string | undefined {
 }
 
 /** A copy of a settings document (or its merged form) with every secret value as `***`. */
-export function maskSecrets<T extends { secretEnv?: Record<string, string> }>(document: T): T {
+export function maskSecrets<
+  T extends { secretEnv?: Record<string, string>; notifications?: NotificationSettings },
+>(document: T): T {
   const copy = structuredClone(document);
   if (isPlainObject(copy.secretEnv)) {
     for (const name of Object.keys(copy.secretEnv)) copy.secretEnv[name] = SECRET_MASK;
   }
+  const slack: unknown = copy.notifications?.slack;
+  if (isPlainObject(slack)) {
+    for (const key of SLACK_SECRET_KEYS) if (slack[key] !== undefined) slack[key] = SECRET_MASK;
+  }
   return copy;
+}
+
+/** True for a key whose value is a notification secret (`notifications.slack.token`, …). */
+export function isNotificationSecretPath(path: KeyPath): boolean {
+  return NOTIFICATION_SECRET_PATHS.some(
+    (secret) => secret.length === path.length && secret.every((segment, index) => segment === path[index]),
+  );
+}
+
+/** True for a key whose value is or holds a secret (shown as `***` when set). */
+export function holdsSecrets(path: KeyPath): boolean {
+  if (path[0] === 'secretEnv') return true;
+  return NOTIFICATION_SECRET_PATHS.some((secret) =>
+    path.every((segment, index) => segment === secret[index]),
+  );
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

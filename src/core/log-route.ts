@@ -2,15 +2,18 @@
  * The cloud log route: a build's stable link (`/builds/<owner>/<repo>/<number>` and `…/log.txt`,
  * with `?token=…` for private repositories) checked against the build record and answered with a
  * short-lived presigned S3 URL of the page or the raw log. The bucket stays private; the link is
- * the only key. No Lambda and no AWS SDK here: the handler adapts events and supplies the stores.
+ * the only key. `/builds/<owner>/<repo>` is a public repository's page of recent builds (never a
+ * private one's: it links every build with its token). No Lambda and no AWS SDK here: the handler
+ * adapts events and supplies the stores.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { LOG_KEYS } from '../builder/protocol.js';
+import { REPO_PAGE_BUILDS } from '../builder/logs/repo-page.js';
+import { LOG_KEYS, REPO_KEYS } from '../builder/protocol.js';
 import type { HttpResponse } from '../http.js';
 import type { Logger } from '../logger.js';
 import type { BuildStore } from '../store/builds.js';
 import type { LogStore } from '../store/logs.js';
-import { buildLabel, logPrefixFor, type BuildKey, type BuildRecord } from './build.js';
+import { buildLabel, logPrefixFor, type BuildKey, type BuildRecord, type RepoName } from './build.js';
 import { isTerminal } from './state-machine.js';
 
 /** How long a presigned URL the route hands out stays valid. */
@@ -37,7 +40,7 @@ export interface LogRouteRequest {
 }
 
 export interface LogRouteDependencies {
-  builds: Pick<BuildStore, 'getBuild'>;
+  builds: Pick<BuildStore, 'getBuild' | 'listBuilds'>;
   logs: Pick<LogStore, 'presignGet' | 'readLog'>;
   /** Whether an object exists in the log bucket: a redirect must never point at nothing. */
   objectExists: (key: string) => Promise<boolean>;
@@ -51,6 +54,7 @@ type Target = 'page' | 'log';
 const NAME = '[A-Za-z0-9._-]{1,100}';
 // Build numbers start at 1 and have no leading zeros: one URL per build.
 const BUILD_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})/([1-9][0-9]{0,8})(?:(/log\\.txt)|/)?$`);
+const REPO_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})/?$`);
 const DOTS_ONLY = /^\.+$/;
 
 /** Headers of every answer: nothing cached, the token never sent on as a Referer. */
@@ -81,6 +85,8 @@ async function answer(deps: LogRouteDependencies, request: LogRouteRequest): Pro
       allow: 'GET, HEAD',
     });
   }
+  const repo = parseRepoPath(request.path);
+  if (repo) return serveRepoPage(deps, repo);
   const route = parseBuildPath(request.path);
   if (!route) return notFound();
   let build: BuildRecord | undefined;
@@ -115,6 +121,36 @@ function parseBuildPath(path: string): { key: BuildKey; target: Target } | undef
   const [, owner = '', repo = '', number = '', log] = match;
   if (DOTS_ONLY.test(owner) || DOTS_ONLY.test(repo)) return undefined;
   return { key: { repo: `${owner}/${repo}`, number: Number(number) }, target: log ? 'log' : 'page' };
+}
+
+function parseRepoPath(path: string): RepoName | undefined {
+  const match = REPO_PATH.exec(path);
+  if (!match) return undefined;
+  const [, owner = '', repo = ''] = match;
+  if (DOTS_ONLY.test(owner) || DOTS_ONLY.test(repo)) return undefined;
+  return `${owner}/${repo}`;
+}
+
+/**
+ * A public repository's page of recent builds (written by the notifier on every state change). It
+ * lists every build with its link, and a private build's link carries its token: a repository any
+ * of whose listed builds is private is answered like one without a page, so that neither its page
+ * nor its existence is given away.
+ */
+async function serveRepoPage(deps: LogRouteDependencies, repo: RepoName): Promise<HttpResponse> {
+  try {
+    const builds = await deps.builds.listBuilds(repo, { limit: REPO_PAGE_BUILDS });
+    if (builds.length === 0 || builds.some(isPrivateBuild)) return noRepoPage();
+    const key = REPO_KEYS.page(repo);
+    if (!(await deps.objectExists(key))) return noRepoPage();
+    return redirect(await deps.logs.presignGet(key, LINK_LIFETIME_SECONDS));
+  } catch (error) {
+    return failure(deps, repo, "could not serve the repository's page of recent builds", error);
+  }
+}
+
+function isPrivateBuild(build: BuildRecord): boolean {
+  return build.privateRepo || build.logToken !== undefined;
 }
 
 /** The `token` query parameter; absent when missing or given more than once. */
@@ -192,6 +228,17 @@ function notFound(): HttpResponse {
   return page(404, 'Not found', '<p>There is no build at this address, or the link is incomplete.</p>');
 }
 
+/** Unknown, private and not yet written are one answer: private repositories cannot be discovered. */
+function noRepoPage(): HttpResponse {
+  return page(
+    404,
+    'Not found',
+    '<p>There is no page of recent builds at this address. Lambkin serves it for public ' +
+      "repositories only: a private repository's page links each build with its private token, " +
+      "so open a build's own link instead.</p>",
+  );
+}
+
 function waitingPage(build: BuildRecord): HttpResponse {
   const unfinished = !isTerminal(build.state);
   const description = build.description ? `: ${escapeHtml(build.description)}` : '';
@@ -207,8 +254,14 @@ function waitingPage(build: BuildRecord): HttpResponse {
   );
 }
 
-function failure(deps: LogRouteDependencies, key: BuildKey, problem: string, error: unknown): HttpResponse {
-  deps.logger.error(`log route: ${problem}`, { build: buildLabel(key), ...(error ? { error } : {}) });
+function failure(
+  deps: LogRouteDependencies,
+  key: BuildKey | RepoName,
+  problem: string,
+  error: unknown,
+): HttpResponse {
+  const subject = typeof key === 'string' ? { repo: key } : { build: buildLabel(key) };
+  deps.logger.error(`log route: ${problem}`, { ...subject, ...(error ? { error } : {}) });
   return page(
     500,
     'Something went wrong',

@@ -3,6 +3,7 @@
  * and one per repository, merged repo-over-global. The repo's own config file is separate
  * (src/core/repo-config.ts) and ranks above these for the keys it may set.
  */
+import { mergeNotifications, type NotificationSettings } from './notifications.js';
 
 /**
  * Where a pull request comes from, in LambCI's words: a branch of the repository itself ("self")
@@ -72,6 +73,8 @@ export interface SettingsDocument {
   secretEnv?: Record<string, string>;
   /** How the deploy step reaches AWS: only through this role, never the builder's own. */
   deploy?: DeploySettings;
+  /** Slack and SNS notifications (src/core/notifications.ts); Slack's secrets are sealed like secretEnv. */
+  notifications?: NotificationSettings;
 }
 
 export interface DeploySettings {
@@ -114,6 +117,7 @@ export interface EffectiveSettings {
   config: Record<string, unknown>;
   secretEnv: Record<string, string>;
   deploy: DeploySettings;
+  notifications: NotificationSettings;
 }
 
 /** Which source a pull request is (`fork`: its head lives in another repository). */
@@ -125,7 +129,9 @@ function clonePolicy(policy: PullRequestPolicy): PullRequestPolicy {
   const { allowConfigOverrides } = policy;
   return {
     ...policy,
-    allowConfigOverrides: Array.isArray(allowConfigOverrides) ? [...allowConfigOverrides] : allowConfigOverrides,
+    allowConfigOverrides: Array.isArray(allowConfigOverrides)
+      ? [...allowConfigOverrides]
+      : allowConfigOverrides,
   };
 }
 
@@ -168,6 +174,7 @@ export function mergeSettings(...documents: (SettingsDocument | undefined)[]): E
     config: {},
     secretEnv: {},
     deploy: {},
+    notifications: {},
   };
   for (const document of documents) {
     if (!document) continue;
@@ -180,6 +187,7 @@ export function mergeSettings(...documents: (SettingsDocument | undefined)[]): E
     Object.assign(result.config, document.config ?? {});
     Object.assign(result.secretEnv, document.secretEnv ?? {});
     Object.assign(result.deploy, document.deploy ?? {});
+    result.notifications = mergeNotifications(result.notifications, document.notifications);
   }
   return result;
 }

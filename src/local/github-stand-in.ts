@@ -953,6 +953,41 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
     });
   }
 
+  /**
+   * GET /repos/{owner}/{repo}/git/trees/{tree_sha}: a tree by its sha, or the root tree of a
+   * commit or ref, as GitHub accepts both; `recursive` lists every entry below it.
+   */
+  async function getTree(context: Context, owner: string, name: string, treeish: string): Promise<void> {
+    const repository = visibleRepository(owner, name, context.caller);
+    const docs = `${DOCS}/git/trees#get-a-tree`;
+    if (treeish === '' || treeish.startsWith('-')) throw new RouteError(404, 'Not Found', docs);
+    let treeSha: string;
+    try {
+      treeSha = await gitText(repository.gitDir, ['rev-parse', '--verify', '--quiet', `${treeish}^{tree}`]);
+    } catch {
+      throw new RouteError(404, 'Not Found', docs);
+    }
+    // GitHub reads any present value of `recursive` (even "false") as recursive; so does this.
+    const recursive = context.query.has('recursive');
+    const entries = await listTree(repository, recursive ? ['-r', '-t', treeSha] : [treeSha]);
+    const api = `${baseUrl}/repos/${repository.owner}/${repository.name}/git`;
+    const tree = entries.map((entry) => ({
+      path: entry.path,
+      mode: entry.mode,
+      type: entry.type,
+      sha: entry.sha,
+      // Blobs carry their size; submodules (type commit) have no object here, so no url.
+      ...(entry.type === 'blob' ? { size: entry.size, url: `${api}/blobs/${entry.sha}` } : {}),
+      ...(entry.type === 'tree' ? { url: `${api}/trees/${entry.sha}` } : {}),
+    }));
+    sendJson(
+      context.response,
+      200,
+      { ...context.headers, 'cache-control': 'private, max-age=60, s-maxage=60' },
+      { sha: treeSha, url: `${api}/trees/${treeSha}`, tree, truncated: false },
+    );
+  }
+
   async function route(context: Context): Promise<void> {
     const { segments } = context;
     const method = context.request.method;
@@ -968,6 +1003,9 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
     if (resource === 'tarball' && method === 'GET')
       return tarballRedirect(context, owner, name, rest.join('/'));
     if (resource === 'contents' && method === 'GET') return getContent(context, owner, name, rest.join('/'));
+    if (resource === 'git' && rest[0] === 'trees' && rest.length >= 2 && method === 'GET') {
+      return getTree(context, owner, name, rest.slice(1).join('/'));
+    }
     if (resource === 'hooks' && rest.length === 0 && method === 'GET') return listHooks(context, owner, name);
     if (resource === 'hooks' && rest.length === 0 && method === 'POST')
       return createHook(context, owner, name);

@@ -1,10 +1,11 @@
 /**
  * The local log viewer: serves each build's page and raw log from the local S3 at the same
- * stable links the cloud uses (`/builds/<owner>/<repo>/<number>` and `…/log.txt`).
+ * stable links the cloud uses (`/builds/<owner>/<repo>/<number>` and `…/log.txt`), and a
+ * repository's page of recent builds at `/builds/<owner>/<repo>`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { logPrefixFor, type BuildRecord } from '../core/build.js';
-import { LOG_KEYS } from '../builder/protocol.js';
+import { LOG_KEYS, REPO_KEYS } from '../builder/protocol.js';
 import type { BuildStore } from '../store/builds.js';
 import type { LogStore } from '../store/logs.js';
 
@@ -62,6 +63,12 @@ export async function serveLogViewer(
     const repoMatch = REPO_PATH.exec(path);
     if (repoMatch) {
       const repo = `${repoMatch[1]}/${repoMatch[2]}`;
+      // The page the builder keeps in the bucket (src/builder/logs/repo-page.ts), as the cloud has it.
+      const stored = await logs.getObjectText(REPO_KEYS.page(repo));
+      if (stored !== undefined) {
+        send(response, 200, 'text/html; charset=utf-8', stored);
+        return;
+      }
       send(
         response,
         200,

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { CreateTableCommand, ResourceInUseException } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { createAwsClients, type AwsClients } from '../aws/clients.js';
+import { createAwsClients, createS3Client, type AwsClients } from '../aws/clients.js';
 import { runControllerBuild, type ControllerDependencies } from '../builder/controller.js';
 import { endFailedBuild } from '../builder/on-failure.js';
 import { ProcessRunnerInvoker } from '../builder/runner-invoker.js';
@@ -23,10 +23,11 @@ import type { Logger } from '../logger.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
 import { DynamoSettingsStore, GLOBAL_SCOPE, type SettingsStore } from '../store/settings.js';
 import { LocalSecretCipher } from '../store/secret-cipher.js';
-import { createControllerDependencies, createIntakeDependencies } from '../wiring.js';
+import { createBuildNotifier, createControllerDependencies, createIntakeDependencies } from '../wiring.js';
 import { LocalLambdaService } from './lambda-service.js';
 import { startDynamoServer, startS3Server, type RunningServer } from './storage-servers.js';
 import { serveLogViewer } from './log-viewer.js';
+import { EphemeralBuildSigner } from './ephemeral-signer.js';
 
 export const STACK_FILE = 'stack.json';
 export const LOCAL_NAMES = {
@@ -136,15 +137,18 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     workRoot: join('/tmp', `lambkin-runner-${runnerUser?.uid ?? process.getuid?.() ?? 'user'}`),
   });
   // secretEnv values are sealed with a key kept in the data dir (src/store/secret-cipher.ts).
-  const controller = createControllerDependencies(
-    config,
-    options.logger,
-    clients,
-    runner,
-    new LocalSecretCipher(dataDir),
-  );
+  const cipher = new LocalSecretCipher(dataDir);
+  // No stream here: every store that changes builds (the intake's, the controller's, which the
+  // on-failure hook uses too) tells the notifier itself, as the cloud's stream function would.
+  const notifier = createBuildNotifier(config, options.logger, clients, cipher);
+  const controller = {
+    ...createControllerDependencies(config, options.logger, clients, runner, cipher, notifier),
+    signer: new EphemeralBuildSigner((credentials) =>
+      createS3Client({ region: LOCAL_REGION, credentials, endpoints: { s3: s3.endpoint } }),
+    ),
+  };
   await defaultForksOff(new DynamoSettingsStore(clients.documents, config.settingsTable));
-  const intake = createIntakeDependencies(config, options.logger, clients);
+  const intake = createIntakeDependencies(config, options.logger, clients, notifier);
 
   const lambda = new LocalLambdaService({
     concurrency: options.concurrency ?? 2,

@@ -21,6 +21,7 @@ import {
   type StepResult,
   type TransitionEvent,
 } from '../core/build.js';
+import type { SlackMessageRef } from '../core/notifications.js';
 import { canTransition, isTerminal, type BuildState } from '../core/state-machine.js';
 import { TransitionRefusedError } from '../errors.js';
 import { BUILD_INDEXES } from './tables.js';
@@ -121,6 +122,24 @@ interface BuildItem extends BuildRecord {
   repoSha: string;
   repoTarget: string;
   unfinished?: string;
+}
+
+/**
+ * Whether an item's key is a build's, not a repo's counter (`number` 0) or a delivery guard
+ * (`repo` = `delivery#…`): readers of the raw table (its stream) skip the other kinds.
+ */
+export function isBuildItemKey(key: { repo?: unknown; number?: unknown }): boolean {
+  return (
+    typeof key.repo === 'string' &&
+    !key.repo.startsWith(DELIVERY_PREFIX) &&
+    typeof key.number === 'number' &&
+    key.number > COUNTER_NUMBER
+  );
+}
+
+/** A build item as the record it stores, without its index-only attributes. */
+export function buildRecordOfItem(item: Record<string, unknown>): BuildRecord {
+  return toRecord(item);
 }
 
 function toRecord(item: Record<string, unknown>): BuildRecord {
@@ -424,6 +443,46 @@ export class DynamoBuildStore implements BuildStore {
       }),
     );
     return (result.Items ?? []).map(toRecord);
+  }
+
+  /**
+   * The latest finished (not cancelled) build of the same branch, PR or tag numbered below `below`:
+   * whether a passing build fixed it (notifications). Undefined when there is none.
+   */
+  async previousFinishedBuildOf(
+    repo: RepoName,
+    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
+    below: number,
+  ): Promise<BuildRecord | undefined> {
+    const result = await this.documents.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: BUILD_INDEXES.byTarget,
+        KeyConditionExpression: '#key = :value AND #number < :below',
+        ExpressionAttributeNames: { '#key': 'repoTarget', '#number': 'number' },
+        ExpressionAttributeValues: { ':value': `${repo}#${buildTarget(target)}`, ':below': below },
+        ScanIndexForward: false,
+        // The previous build is nearly always among the last few; older history does not matter.
+        Limit: 20,
+      }),
+    );
+    return (result.Items ?? [])
+      .map(toRecord)
+      .find((build) => isTerminal(build.state) && build.state !== 'cancelled');
+  }
+
+  /** Remembers where a build's Slack message is, so that its end updates it in place. */
+  async recordSlackMessage(key: BuildKey, message: SlackMessageRef): Promise<void> {
+    await this.documents.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { repo: key.repo, number: key.number },
+        UpdateExpression: 'SET #slackMessage = :message',
+        ConditionExpression: 'attribute_exists(#repo)',
+        ExpressionAttributeNames: { '#slackMessage': 'slackMessage', '#repo': 'repo' },
+        ExpressionAttributeValues: { ':message': { channel: message.channel, ts: message.ts } },
+      }),
+    );
   }
 
   async getDelivery(deliveryId: string): Promise<DeliveryRecord | undefined> {

@@ -3,7 +3,8 @@
  * SettingsDocument. Writes are optimistic (a version attribute), so two concurrent
  * `lambkin config set` calls never lose each other's change.
  *
- * `secretEnv` values are sealed (src/store/secret-cipher.ts) when written through a store that has
+ * `secretEnv` values and the Slack secrets of `notifications` (webhook URL, bot token) are sealed
+ * (src/store/secret-cipher.ts) when written through a store that has
  * a cipher, and stay sealed when read unless the reader asks for `decryptSecrets`: only the builder's
  * controller does, for trusted builds. Plain values written before sealing existed still read as
  * they are (the CLI warns about them), and any write through a store with a cipher seals them.
@@ -11,6 +12,7 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, PutCommand, GetCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { RepoName } from '../core/build.js';
+import { SLACK_SECRET_KEYS, type SlackSettings } from '../core/notifications.js';
 import { mergeSettings, type EffectiveSettings, type SettingsDocument } from '../core/settings.js';
 import { LambkinError } from '../errors.js';
 // Types only: the webhook's bundle must not hold the KMS cipher (its role has no kms:Decrypt).
@@ -60,7 +62,9 @@ export class SettingsSecretError extends LambkinError {
     reason: string,
     options?: { cause?: unknown },
   ) {
-    super('SETTINGS_SECRET', `secretEnv.${variable} of ${scopeKey(scope)} ${reason}`, options);
+    // A notification secret is named by its whole path (`notifications.slack.token`).
+    const name = variable.includes('.') ? variable : `secretEnv.${variable}`;
+    super('SETTINGS_SECRET', `${name} of ${scopeKey(scope)} ${reason}`, options);
   }
 }
 
@@ -103,6 +107,9 @@ export async function openSecrets(
   scope: SettingsScope,
   cipher: SecretCipher | undefined,
 ): Promise<SettingsDocument | undefined> {
+  if (document?.notifications?.slack) {
+    document = await openNotificationSecrets(document, scope, cipher);
+  }
   if (!document?.secretEnv) return document;
   const entries = await Promise.all(
     Object.entries(document.secretEnv).map(async ([name, value]): Promise<[string, string]> => {
@@ -124,13 +131,65 @@ export async function openSecrets(
   return { ...document, secretEnv: Object.fromEntries(entries) };
 }
 
-/** A copy of the document with every plain `secretEnv` value sealed for `scope`. */
+/**
+ * A copy of the document with each Slack secret (`notifications.slack.webhookUrl`, `.token`)
+ * passed through `change` (sealing or opening), named by its path.
+ */
+async function mapNotificationSecrets(
+  document: SettingsDocument,
+  change: (path: string, value: string) => Promise<string>,
+): Promise<SettingsDocument> {
+  const slack = document.notifications?.slack;
+  if (!slack) return document;
+  const changed: SlackSettings = { ...slack };
+  for (const key of SLACK_SECRET_KEYS) {
+    const value = slack[key];
+    if (typeof value === 'string') changed[key] = await change(`notifications.slack.${key}`, value);
+  }
+  return { ...document, notifications: { ...document.notifications, slack: changed } };
+}
+
+async function openNotificationSecrets(
+  document: SettingsDocument,
+  scope: SettingsScope,
+  cipher: SecretCipher | undefined,
+): Promise<SettingsDocument> {
+  return mapNotificationSecrets(document, async (path, value) => {
+    if (!isSealed(value)) return value;
+    if (!cipher) {
+      throw new SettingsSecretError(
+        scope,
+        path,
+        'is encrypted, and this settings store has no key to decrypt it (LAMBKIN_SETTINGS_KMS_KEY)',
+      );
+    }
+    try {
+      return await cipher.decrypt(value, secretContext(scope));
+    } catch (error) {
+      throw new SettingsSecretError(scope, path, reasonOf(error), { cause: error });
+    }
+  });
+}
+
+/** A copy of the document with every plain `secretEnv` value and Slack secret sealed for `scope`. */
 async function sealSecrets(
   document: SettingsDocument,
   scope: SettingsScope,
   cipher: SecretCipher,
   sealedBefore: Map<string, string>,
 ): Promise<SettingsDocument> {
+  document = await mapNotificationSecrets(document, async (path, value) => {
+    if (isSealed(value)) return value;
+    const known = sealedBefore.get(JSON.stringify([path, value]));
+    if (known !== undefined) return known;
+    try {
+      const sealed = await cipher.encrypt(value, secretContext(scope));
+      sealedBefore.set(JSON.stringify([path, value]), sealed);
+      return sealed;
+    } catch (error) {
+      throw new SettingsSecretError(scope, path, reasonOf(error), { cause: error });
+    }
+  });
   if (!document.secretEnv || plainSecretNames(document).length === 0) return document;
   const entries = await Promise.all(
     Object.entries(document.secretEnv).map(async ([name, value]): Promise<[string, string]> => {
@@ -215,6 +274,7 @@ export class DynamoSettingsStore implements SettingsStore {
           ),
         }
       : global;
+    // Notification secrets are opened as well: the notifier needs them (never the build).
     const opened = await Promise.all([
       openSecrets(applying, GLOBAL_SCOPE, this.cipher),
       openSecrets(perRepo, repoScope(repo), this.cipher),

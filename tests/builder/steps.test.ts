@@ -411,6 +411,27 @@ describe('runStep with maxProcesses', () => {
   });
 });
 
+describe('runStep with maxFileBytes', () => {
+  const write = 'head -c 2097152 /dev/zero > big.bin; echo "exit=$?"; stat -c %s big.bin';
+
+  it('stops a step from growing one file past the bound (SIGXFSZ), whatever its speed', async () => {
+    const { output } = await run(write, {}, { maxFileBytes: 1024 * 1024 });
+    // head is killed by SIGXFSZ (128 + 25) with the file at the bound.
+    expect(output.toString()).toMatch(/exit=153\n1048576\n$/);
+  });
+
+  it('writes the whole file without the bound (the probe above can fail)', async () => {
+    const { output } = await run(write, {}, {});
+    expect(output.toString()).toMatch(/exit=0\n2097152\n$/);
+  });
+
+  it('refuses a maxFileBytes that is not a positive integer', async () => {
+    for (const maxFileBytes of [0, -5, 2.5]) {
+      await expect(run('true', {}, { maxFileBytes })).rejects.toMatchObject({ code: 'STEP_INVALID' });
+    }
+  });
+});
+
 const asRootForNproc = process.getuid?.() === 0;
 (asRootForNproc ? describe : describe.skip)('runStep with maxProcesses as another user', () => {
   it('stops forks past the bound', async () => {

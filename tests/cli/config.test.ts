@@ -75,6 +75,24 @@ describe('lambkin config set and get', () => {
     expect(effective.build.pullRequests.fromSelfPublicRepo.build).toBe(true);
   });
 
+  it('sets the pull-request policy per source and the deploy role', async () => {
+    const scope = ['--repo', 'octo-org/policy'];
+    await expectOk(config('set', 'build.pullRequests.fromForkPublicRepo.inheritSecrets', 'true', ...scope));
+    await expectOk(
+      config('set', 'build.pullRequests.fromForkPublicRepo.allowConfigOverrides', '["cmd","env"]', ...scope),
+    );
+    await expectOk(config('set', 'build.pullRequests.fromForkPrivateRepo', 'true', ...scope));
+    await expectOk(config('set', 'deploy.roleArn', 'arn:aws:iam::123456789012:role/site-deploy', ...scope));
+    const effective = await settings.effective('octo-org/policy');
+    expect(effective.build.pullRequests.fromForkPublicRepo).toEqual({
+      build: true,
+      inheritSecrets: true,
+      allowConfigOverrides: ['cmd', 'env'],
+    });
+    expect(effective.build.pullRequests.fromForkPrivateRepo.build).toBe(true);
+    expect(effective.deploy).toEqual({ roleArn: 'arn:aws:iam::123456789012:role/site-deploy' });
+  });
+
   it('confirms a set on stdout, and takes a single glob for a list of them', async () => {
     const result = await expectOk(config('set', 'build.ignoreBranches', 'wip/*', '--repo', REPO));
     expect(result.stdout).toBe(`set build.ignoreBranches = ["wip/*"] (${REPO})\n`);
@@ -178,6 +196,15 @@ describe('lambkin config refuses, in one line, and stores nothing', () => {
     [['set', 'secretEnv.1TOKEN', 'x'], /"secretEnv.1TOKEN" is not a variable name/],
     [['set', 'secretEnv', '{"TOKEN": 3}'], /"secretEnv.TOKEN" must be text/],
     [['set', 'build..tags', 'true'], /"build..tags" is not a settings key/],
+    [
+      ['set', 'build.pullRequests.fromForkPublicRepo.inheritSecret', 'true'],
+      /settings key "build.pullRequests.fromForkPublicRepo.inheritSecret" is not a known key \(did you mean "inheritSecrets"\?\)/,
+    ],
+    [
+      ['set', 'build.pullRequests.fromForkPublicRepo.allowConfigOverrides', '["test","secretEnv"]'],
+      /"build.pullRequests.fromForkPublicRepo.allowConfigOverrides" lists "secretEnv", which is not a repository config key/,
+    ],
+    [['set', 'deploy.roleArn', 'deployer'], /"deploy.roleArn" must be an IAM role ARN/],
     [['get', 'build.tags'], /build.tags is not set \(octo-org\/refused\); --effective shows what applies/],
     [['get', 'nonsense'], /settings key "nonsense" is not a known key/],
     [['unset', 'nonsense'], /settings key "nonsense" is not a known key/],

@@ -4,7 +4,7 @@
  * the right token.
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { LOG_KEYS } from '../../src/builder/protocol.js';
+import { LOG_KEYS, REPO_KEYS } from '../../src/builder/protocol.js';
 import type { BuildRecord, BuildRequest } from '../../src/core/build.js';
 import {
   handleLogRequest,
@@ -261,8 +261,7 @@ describe.each(storageBackends())('log route on $name', (backend) => {
       '/',
       '/webhook',
       '/builds',
-      '/builds/octo/paths',
-      '/builds/octo/paths/',
+      '/builds/octo',
       '/builds/octo/paths/0',
       `/builds/octo/paths/0${n}`,
       `/builds/octo/paths/${n}x`,
@@ -388,6 +387,65 @@ describe.each(storageBackends())('log route on $name', (backend) => {
     );
   });
 
+  describe("a repository's page of recent builds", () => {
+    const repoPage = '<!DOCTYPE html><title>recent builds</title>';
+    let noPage: HttpResponse;
+    beforeAll(async () => {
+      await build('octo/listed', 'success');
+      await build('octo/listed', 'cancelled');
+      await put(REPO_KEYS.page('octo/listed'), repoPage, 'text/html; charset=utf-8');
+      noPage = await get('/builds/nobody/nothing');
+    });
+
+    it("redirects a public repository's link to its page, with or without a trailing slash", async () => {
+      const response = await get('/builds/octo/listed');
+      expect(response.headers).toMatchObject({
+        'cache-control': 'no-store',
+        'referrer-policy': 'no-referrer',
+      });
+      expect(expiresOf(response)).toBe(LINK_LIFETIME_SECONDS);
+      const page = await follow(response);
+      expect(page).toMatchObject({ status: 200, body: repoPage });
+      expect(page.type).toMatch(/^text\/html/);
+      expect(await follow(await get('/builds/octo/listed/'))).toMatchObject({ status: 200, body: repoPage });
+      const head = await get('/builds/octo/listed', '', 'HEAD');
+      expect([head.statusCode, head.body]).toEqual([302, '']);
+    });
+
+    it('answers a private repository like one that has no page: 404, saying why', async () => {
+      expect(noPage.statusCode).toBe(404);
+      expect(noPage.headers['location']).toBeUndefined();
+      expect(noPage.body).toContain('public repositories only');
+      expect(noPage.body).toContain("open a build's own link instead");
+      const secret = await build('octo/hidden', 'success', { private: true });
+      await put(REPO_KEYS.page(secret.repo), '<p>links with tokens</p>', 'text/html; charset=utf-8');
+      expect(await get('/builds/octo/hidden')).toEqual(noPage);
+      expect(await get('/builds/octo/hidden', `token=${TOKEN}`)).toEqual(noPage);
+    });
+
+    it('stays closed once any listed build is private, even when the latest is public', async () => {
+      await build('octo/turned', 'success', { private: true });
+      await build('octo/turned', 'success');
+      await put(REPO_KEYS.page('octo/turned'), '<p>an older private link</p>', 'text/html; charset=utf-8');
+      expect(await get('/builds/octo/turned')).toEqual(noPage);
+      // A build recorded with a token is private whatever its flag says.
+      await build('octo/tokened', 'success', { logToken: TOKEN });
+      await put(REPO_KEYS.page('octo/tokened'), '<p>x</p>', 'text/html; charset=utf-8');
+      expect(await get('/builds/octo/tokened')).toEqual(noPage);
+    });
+
+    it('answers a public repository whose page is not written yet the same way', async () => {
+      await build('octo/unpaged', 'queued');
+      expect(await get('/builds/octo/unpaged')).toEqual(noPage);
+    });
+
+    it('refuses dot names and other methods', async () => {
+      expect(await get('/builds/../listed')).toEqual(await get('/builds/nobody/nothing/1'));
+      expect(await get('/builds/octo/..')).toEqual(await get('/builds/nobody/nothing/1'));
+      expect((await get('/builds/octo/listed', '', 'POST')).statusCode).toBe(405);
+    });
+  });
+
   it('answers 500 and logs the cause when a store fails', async () => {
     const broken: LogRouteDependencies = {
       ...deps,
@@ -400,6 +458,13 @@ describe.each(storageBackends())('log route on $name', (backend) => {
       level: 'error',
       message: 'log route: could not look up the build',
       fields: { build: 'octo/app#1', error: { name: 'ResourceNotFoundException' } },
+    });
+    const listing = await handleLogRequest(broken, { method: 'GET', path: '/builds/octo/app', query: '' });
+    expect(listing.statusCode).toBe(500);
+    expect(logger.entries.at(-1)).toMatchObject({
+      level: 'error',
+      message: "log route: could not serve the repository's page of recent builds",
+      fields: { repo: 'octo/app', error: { name: 'ResourceNotFoundException' } },
     });
   });
 });

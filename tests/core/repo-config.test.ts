@@ -82,6 +82,7 @@ describe('defaults without any config', () => {
       tags: false,
       build: true,
       secrets: true,
+      cache: { enabled: true, paths: [] },
       source: ['defaults'],
       warnings: [],
     });

@@ -4,7 +4,7 @@
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../src/aws/clients.js';
-import { LOG_KEYS } from '../../src/builder/protocol.js';
+import { LOG_KEYS, REPO_KEYS } from '../../src/builder/protocol.js';
 import type { BuildRecord } from '../../src/core/build.js';
 import { ConfigurationError } from '../../src/errors.js';
 import {
@@ -181,6 +181,18 @@ describe('log function handler', () => {
     expect(waiting.statusCode).toBe(200);
     expect(waiting.body).toContain('http-equiv="refresh"');
     expect((await handler(httpApiEvent(`/builds/octo/open/${queued.number}/../1`))).statusCode).toBe(404);
+  });
+
+  it("serves a public repository's page of recent builds, and never a private one's", async () => {
+    await put(REPO_KEYS.page('octo/open'), '<p>recent builds</p>', 'text/html; charset=utf-8');
+    await put(REPO_KEYS.page('octo/secret'), '<p>links with tokens</p>', 'text/html; charset=utf-8');
+    const open = await handler(httpApiEvent('/builds/octo/open', { stage: 'prod' }));
+    expect(open.statusCode).toBe(302);
+    expect(await download(open.headers['location'])).toBe('<p>recent builds</p>');
+    const secret = await handler(httpApiEvent('/builds/octo/secret', { query: `token=${TOKEN}` }));
+    expect(secret.statusCode).toBe(404);
+    expect(secret.body).toContain('public repositories only');
+    expect(await handler(httpApiEvent('/builds/octo/nothing'))).toEqual(secret);
   });
 
   it('turns events into route requests', () => {

@@ -322,7 +322,8 @@ describe('webhook handler', () => {
     );
     expect(response.json).toEqual({
       ignored: true,
-      reason: 'pull requests from forks are not built (settings: build.pullRequests.forks)',
+      reason:
+        'pull requests from forks are not built (settings: build.pullRequests.fromForkPublicRepo.build)',
     });
     expect(await builds.listBuilds('octo/forks-off')).toEqual([]);
   });

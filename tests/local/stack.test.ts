@@ -60,7 +60,9 @@ describe('the embedded local stack', () => {
       });
       expect(Object.keys(file.endpoints).sort()).toEqual(['dynamodb', 'lambda', 'logs', 's3', 'webhook']);
       // Pull requests from forks would run strangers' code on this machine: off by default.
-      expect((await stack.controller.settings.effective('octo/local')).build.pullRequests.fromForkPublicRepo.build).toBe(false);
+      expect(
+        (await stack.controller.settings.effective('octo/local')).build.pullRequests.fromForkPublicRepo.build,
+      ).toBe(false);
 
       const delivery = await signedDelivery(
         SECRET,

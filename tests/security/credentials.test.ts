@@ -30,6 +30,9 @@ import { testBuildRequest } from '../support/builds.js';
 import { createTestStorage } from '../support/storage.js';
 import { startDevProcess, TSX_LOADER, type DevProcess } from '../support/dev-process.js';
 import { fakeSecrets, hostileProject, leaksIn, probesMissing } from './hostile.js';
+import { StsBuildSigner, createStsClient, grantsPolicy } from '../../src/aws/sts.js';
+import { createS3Client } from '../../src/aws/clients.js';
+import { requireTool } from '../support/tools.js';
 
 const NOBODY = { uid: 65534, gid: 65534 };
 const asRoot = process.getuid?.() === 0;
@@ -170,12 +173,18 @@ describe('the controller and the runner (in-process controller, runner process)'
   let settings: DynamoSettingsStore;
   let logs: S3LogStore;
   /**
-   * KNOWN LEAK: the controller's presigned log-upload form carries its access key id
-   * (X-Amz-Credential) and session token (X-Amz-Security-Token); the runner keeps the form in
-   * memory, and a step running as the runner's user reads it from /proc/<runner>/mem. The secret
-   * access key is not in the form. Checked on the form itself (test.failing) until the product is fixed.
+   * A form signed by the controller's own client carries its access key id (X-Amz-Credential) and
+   * session token (X-Amz-Security-Token), which a step could read from the runner's memory. So the
+   * controller signs with per-build credentials of an upload role (STS, on moto here), and no
+   * value of its own reaches the runner.
    */
-  const { AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN, ...strict } = secrets;
+  const moto = process.env.LAMBKIN_TEST_MOTO_ENDPOINT;
+  const hasSts = requireTool(
+    'moto_server',
+    'STS (AssumeRole) for per-build upload credentials',
+    moto !== undefined,
+  );
+  let signer: StsBuildSigner | undefined;
 
   beforeAll(async () => {
     // The controller's process holds the AWS credentials (as a Lambda does) and the GitHub token.
@@ -188,6 +197,14 @@ describe('the controller and the runner (in-process controller, runner process)'
     builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
     settings = new DynamoSettingsStore(storage.clients.documents, storage.settingsTable);
     logs = new S3LogStore(storage.clients.s3, storage.bucket);
+    if (hasSts && moto) {
+      signer = new StsBuildSigner(createStsClient({ endpoint: moto, region: 'us-east-1' }), {
+        roleArn: 'arn:aws:iam::123456789012:role/lambkin-upload',
+        bucket: storage.bucket,
+        s3: (credentials) =>
+          createS3Client({ credentials, region: 'us-east-1', endpoints: { s3: storage.backend.s3Endpoint } }),
+      });
+    }
     const octokit = createGitHubClient({ baseUrl: github.url, token: secrets.GITHUB_TOKEN });
     deps = {
       builds,
@@ -203,6 +220,7 @@ describe('the controller and the runner (in-process controller, runner process)'
       publicUrl: 'https://ci.example.test',
       runnerTimeoutMs: 60_000,
       logLimitBytes: 4 * 1024 * 1024,
+      ...(signer ? { signer } : {}),
     };
   });
 
@@ -234,7 +252,7 @@ describe('the controller and the runner (in-process controller, runner process)'
     const trusted = await build('octo/hostile', repo.sha);
     expect(trusted.done.state).toBe('success');
     expect(trusted.log).toContain(`hostile build: uid=${asRoot ? NOBODY.uid : process.getuid?.()}`);
-    expectNothingFound(trusted.log + trusted.page + JSON.stringify(trusted.done), strict);
+    expectNothingFound(trusted.log + trusted.page + JSON.stringify(trusted.done), secrets);
     // By design the build sees its secret: the masker hides the raw and base64 forms...
     expect(trusted.log).toContain('FOUND env: DEPLOY_KEY=***');
     expect(leaksIn(trusted.log, { DEPLOY_KEY: deployKey }).filter((leak) => !/hex|HEX/.test(leak))).toEqual(
@@ -253,20 +271,56 @@ describe('the controller and the runner (in-process controller, runner process)'
     });
     expect(fork.done.state).toBe('success');
     expectNothingFound(fork.log + fork.page + JSON.stringify(fork.done), {
-      ...strict,
+      ...secrets,
       DEPLOY_KEY: deployKey,
     });
     expect(fork.log).not.toContain('DEPLOY_KEY');
   }, 80_000);
 
-  // Passes while the leak is there; fails once it is fixed: then make it a plain `it`. Checked on the
-  // runner's input itself rather than on what a memory scan happens to find, so it is deterministic.
-  it.failing(
-    "KNOWN LEAK: the runner's input (the presigned log form) carries no credential of the controller",
-    async () => {
-      const build = { repo: 'octo/hostile', number: 1, logPrefix: 'logs/octo/hostile/builds/1/' };
-      const form = await logs.presignLogUpload(build, { expiresInSeconds: 60, maxObjectBytes: 1024 });
-      expect(leaksIn(JSON.stringify(form), { AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN })).toEqual([]);
-    },
-  );
+  const form = (build: { repo: string; number: number; logPrefix: string }, withSigner?: StsBuildSigner) =>
+    (async () =>
+      logs.presignLogUpload(build, {
+        expiresInSeconds: 60,
+        maxObjectBytes: 1024,
+        ...(withSigner
+          ? { signer: await withSigner.forBuild(build, { write: [build.logPrefix], read: [] }, 900) }
+          : {}),
+      }))();
+
+  it("signs the runner's log form with per-build credentials: no credential of the controller in it", async () => {
+    if (!signer) return;
+    const build = { repo: 'octo/hostile', number: 1, logPrefix: 'logs/octo/hostile/builds/1/' };
+    const signed = await form(build, signer);
+    expect(leaksIn(JSON.stringify(signed), secrets)).toEqual([]);
+    expect(signed.fields['X-Amz-Credential']).toMatch(/^\S+\/\d{8}\/us-east-1\/s3\/aws4_request$/);
+    // The protection switched off (the controller's own client signs): the probe finds its key.
+    const unsigned = await form(build);
+    expect(leaksIn(JSON.stringify(unsigned), { AWS_ACCESS_KEY_ID: secrets.AWS_ACCESS_KEY_ID })).not.toEqual(
+      [],
+    );
+  });
+
+  it("limits the per-build credentials to the build's own keys with a session policy", () => {
+    const policy = JSON.parse(
+      grantsPolicy('lambkin-logs', {
+        write: ['logs/octo/a/builds/7/', 'cache/octo/a/k.tar.gz'],
+        read: ['cache/octo/a/k.tar.gz'],
+      }),
+    ) as { Statement: { Action: string[]; Resource: string[] }[] };
+    expect(policy.Statement).toEqual([
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: [
+          'arn:aws:s3:::lambkin-logs/logs/octo/a/builds/7/*',
+          'arn:aws:s3:::lambkin-logs/cache/octo/a/k.tar.gz',
+        ],
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: ['arn:aws:s3:::lambkin-logs/cache/octo/a/k.tar.gz'],
+      },
+    ]);
+  });
 });

@@ -15,6 +15,8 @@ describe.each(storageBackends())('DynamoSettingsStore on $name', (backend) => {
       build: DEFAULT_BUILD_POLICY,
       config: {},
       secretEnv: {},
+      deploy: {},
+      notifications: {},
     });
   });
 
@@ -29,13 +31,19 @@ describe.each(storageBackends())('DynamoSettingsStore on $name', (backend) => {
       secretEnv: { TOKEN: 'repo', OTHER: 'x' },
     }));
     const effective = await store.effective('merge/one');
-    expect(effective.build).toEqual({
+    expect(effective.build).toMatchObject({
       branches: ['main', 'release/*'],
       ignoreBranches: [],
       tags: true,
-      pullRequests: { sameRepo: true, forks: false },
       cancelSuperseded: true,
     });
+    const builds = (source: keyof typeof effective.build.pullRequests) =>
+      effective.build.pullRequests[source].build;
+    expect([
+      builds('fromSelfPublicRepo'),
+      builds('fromForkPublicRepo'),
+      builds('fromForkPrivateRepo'),
+    ]).toEqual([true, false, false]);
     expect(effective.config).toEqual({ timeout: 300 });
     expect(effective.secretEnv).toEqual({ TOKEN: 'repo', OTHER: 'x' });
     expect((await store.effective('merge/other')).secretEnv).toEqual({ TOKEN: 'global' });

@@ -235,16 +235,20 @@ describe('the OpenAPI subset', () => {
   it('records its source and holds every operation the stand-in serves, small enough to commit', () => {
     expect(subset.source.package).toBe('@octokit/openapi');
     expect(subset.source.version).toMatch(/^\d+\.\d+\.\d+/);
-    expect(Object.keys(subset.operations).sort()).toEqual([
-      'repos/create-commit-status',
-      'repos/create-webhook',
-      'repos/download-tarball-archive',
-      'repos/get',
-      'repos/get-content',
-      'repos/list-commit-statuses-for-ref',
-      'repos/list-webhooks',
-      'repos/update-webhook',
-    ]);
+    expect(Object.keys(subset.operations).sort()).toEqual(
+      [
+        'repos/create-commit-status',
+        'repos/create-webhook',
+        'repos/download-tarball-archive',
+        'repos/get',
+        'repos/get-content',
+        'repos/list-commit-statuses-for-ref',
+        'repos/list-webhooks',
+        'repos/update-webhook',
+      ]
+        .concat('git/get-tree')
+        .sort(),
+    );
     expect(subsetText).not.toContain('"$ref"');
     expect(subsetText.length).toBeLessThan(400 * 1024);
   });
@@ -726,6 +730,72 @@ describe('contents', () => {
     );
     expect(removed.status).toBe(404);
     expectAllValid(checked, 8);
+  });
+});
+
+describe('git trees', () => {
+  it('serves a commit’s root tree, a tree by sha and recursive listings in GitHub’s shape', async () => {
+    const { octokit, checked } = checkedOctokit(server.url, TOKEN);
+    const root = await octokit.rest.git.getTree({ owner: 'acme', repo: 'widget', tree_sha: publicRepo.sha });
+    expect(root.data.truncated).toBe(false);
+    expect(root.data.url).toBe(`${server.url}/repos/acme/widget/git/trees/${root.data.sha}`);
+    const byPath = new Map(root.data.tree.map((entry) => [entry.path, entry]));
+    expect([...byPath.keys()].sort()).toEqual(['README.md', 'docs', 'scripts', 'src']);
+    expect(byPath.get('README.md')).toEqual({
+      path: 'README.md',
+      mode: '100644',
+      type: 'blob',
+      sha: expect.stringMatching(/^[0-9a-f]{40}$/),
+      size: 9,
+      url: expect.stringMatching(/\/repos\/acme\/widget\/git\/blobs\/[0-9a-f]{40}$/),
+    });
+    expect(byPath.get('src')).toMatchObject({ type: 'tree', mode: '040000' });
+    expect(byPath.get('src')).not.toHaveProperty('size');
+
+    const folder = await octokit.rest.git.getTree({
+      owner: 'acme',
+      repo: 'widget',
+      tree_sha: byPath.get('scripts')?.sha ?? '',
+    });
+    expect(folder.data.tree).toEqual([expect.objectContaining({ path: 'build.sh', mode: '100755' })]);
+    const recursive = await octokit.rest.git.getTree({
+      owner: 'acme',
+      repo: 'widget',
+      tree_sha: 'main',
+      recursive: 'true',
+    });
+    expect(recursive.data.tree.map((entry) => entry.path).sort()).toEqual([
+      'README.md',
+      'docs',
+      'docs/link.md',
+      'scripts',
+      'scripts/build.sh',
+    ]);
+    expect(recursive.data.tree.find((entry) => entry.path === 'docs/link.md')).toMatchObject({
+      mode: '120000',
+    });
+
+    const missing = await failureOf(
+      octokit.rest.git.getTree({ owner: 'acme', repo: 'widget', tree_sha: 'f'.repeat(40) }),
+    );
+    expect(missing.status).toBe(404);
+    expectAllValid(checked, 4);
+  });
+
+  it('hides private repositories’ trees from anonymous callers', async () => {
+    const anonymous = checkedOctokit(server.url);
+    const hidden = await failureOf(
+      anonymous.octokit.rest.git.getTree({ owner: 'acme', repo: 'vault', tree_sha: privateRepo.sha }),
+    );
+    expect(hidden.status).toBe(404);
+    const authorized = checkedOctokit(server.url, TOKEN);
+    const tree = await authorized.octokit.rest.git.getTree({
+      owner: 'acme',
+      repo: 'vault',
+      tree_sha: 'trunk',
+    });
+    expect(tree.data.tree.map((entry) => entry.path)).toEqual(['secret.txt']);
+    expectAllValid([...anonymous.checked, ...authorized.checked], 2);
   });
 });
 

@@ -129,6 +129,7 @@ export const FUNCTION_RESOURCES: Record<FunctionName, string> = {
   sweeper: 'SweeperFunction',
   failure: 'FailureFunction',
   logs: 'LogsFunction',
+  notifier: 'NotifierFunction',
 };
 
 export function resource(template: Template, logicalId: string): Resource {
@@ -206,7 +207,10 @@ export function grantsOf(template: Template, logicalId: string): Grant[] {
   }
   return documents.flatMap((document) => {
     if (!isObject(document)) throw new Error(`${logicalId}: a policy document is not a mapping`);
-    return asList(document.Statement as Json[] | Json).map((statement) => {
+    return asList(document.Statement as Json[] | Json).map((conditional) => {
+      // `!If [Condition, statement, !Ref AWS::NoValue]`: checked as if the condition held.
+      const branches = isObject(conditional) ? conditional['Fn::If'] : undefined;
+      const statement = Array.isArray(branches) ? branches[1] : conditional;
       if (!isObject(statement)) throw new Error(`${logicalId}: a statement is not a mapping`);
       const actions = asList(statement.Action as Json);
       if (statement.NotAction !== undefined || statement.NotResource !== undefined) {

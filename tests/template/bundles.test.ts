@@ -39,8 +39,13 @@ const NOT_SENT_BY: Partial<Record<FunctionName, Record<string, string>>> = {
   logs: {
     'dynamodb:PutItem': 'DynamoBuildStore is bundled for getBuild; the log route never writes a build',
     'dynamodb:UpdateItem': 'DynamoBuildStore is bundled for getBuild; the log route never writes a build',
-    'dynamodb:Query': 'DynamoBuildStore is bundled for getBuild; the log route looks builds up by key',
     's3:PutObject': 'S3LogStore is bundled for readLog and presignGet; the log route never writes',
+  },
+  notifier: {
+    'dynamodb:PutItem':
+      'the build and settings stores are bundled for reads and recordSlackMessage; the notifier puts no item',
+    'secretsmanager:GetSecretValue':
+      'src/aws/secrets.ts is bundled for loadFunctionConfig; the notifier has no LAMBKIN_SECRET_ARN',
   },
 };
 
@@ -145,6 +150,11 @@ describe('function bundles', () => {
       expect.arrayContaining(['s3:PutObject', 's3:ListBucket', 'kms:Decrypt', 'lambda:InvokeFunction']),
     );
     expect(actions('runner')).toEqual([]);
+    expect(actions('notifier')).toEqual(
+      expect.arrayContaining(['dynamodb:UpdateItem', 's3:PutObject', 'kms:Decrypt', 'sns:Publish']),
+    );
+    // Notifications left the builder: the stream's function sends them.
+    expect(actions('builder')).not.toContain('sns:Publish');
     expect((required.get('builder')?.operatorOnly ?? []).map(({ action }) => action)).toContain(
       'kms:Encrypt',
     );

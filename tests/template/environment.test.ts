@@ -28,6 +28,8 @@ const SOURCE_OF: Record<Exclude<keyof LambkinConfig, 'githubToken' | 'webhookSec
   logLimitBytes: { Ref: 'LogLimitBytes' },
   secretArn: { Ref: 'SecretArn' },
   settingsKmsKey: { Ref: 'SettingsKey' },
+  uploadRole: { 'Fn::GetAtt': ['UploadRole', 'Arn'] },
+  slackApiUrl: 'https://slack.com/api',
 };
 
 const functions = Object.keys(FUNCTION_CONFIG) as FunctionName[];

@@ -39,6 +39,7 @@ const RESOURCE_OF: Partial<Record<keyof LambkinConfig, { name: string; service: 
   runnerFunction: { name: 'RunnerFunction', service: 'lambda' },
   secretArn: { name: 'SecretArn', service: 'secretsmanager' },
   settingsKmsKey: { name: 'SettingsKey', service: 'kms' },
+  uploadRole: { name: 'UploadRole', service: 'sts' },
 };
 
 function readsOf(name: FunctionName): (keyof LambkinConfig)[] {
@@ -70,6 +71,10 @@ describe('function roles', () => {
     );
     // The runner's role writes its own log group; it is checked on its own below.
     if (name === 'runner') allowed.set('RunnerLogGroup', 'logs');
+    // The builder assumes the deploy roles the operator lists, for deploy steps.
+    if (name === 'builder') allowed.set('DeployRoleArns', 'sts');
+    // The notifier publishes build results to the SNS topics the operator lists, and only those.
+    if (name === 'notifier') allowed.set('NotificationTopicArns', 'sns');
     for (const grant of grants[name]) {
       for (const referenced of referencedNames(grant.resources as Json)) {
         expect([grant.sid, referenced, allowed.has(referenced)]).toEqual([grant.sid, referenced, true]);
@@ -88,18 +93,62 @@ describe('function roles', () => {
     }
   });
 
-  it.each(functions)('%s: S3 objects under logs/ only, listing limited to the logs/ prefix', (name) => {
-    for (const grant of grants[name].filter((g) => g.actions.some((action) => action.startsWith('s3:')))) {
-      const listing = grant.actions.filter((action) => action === 's3:ListBucket');
-      if (listing.length > 0) {
-        expect(grant.actions).toEqual(['s3:ListBucket']);
-        expect(grant.resources).toEqual([{ 'Fn::GetAtt': ['LogsBucket', 'Arn'] }]);
-        expect(grant.condition).toEqual({ StringLike: { 's3:prefix': 'logs/*' } });
-      } else {
-        expect(grant.resources).toEqual([{ 'Fn::Sub': '${LogsBucket.Arn}/logs/*' }]);
-        for (const action of grant.actions) expect(['s3:GetObject', 's3:PutObject']).toContain(action);
+  it.each(functions)(
+    '%s: S3 objects under logs/ (and cache/ read-only), listing limited to those',
+    (name) => {
+      for (const grant of grants[name].filter((g) => g.actions.some((action) => action.startsWith('s3:')))) {
+        const listing = grant.actions.filter((action) => action === 's3:ListBucket');
+        if (listing.length > 0) {
+          expect(grant.actions).toEqual(['s3:ListBucket']);
+          expect(grant.resources).toEqual([{ 'Fn::GetAtt': ['LogsBucket', 'Arn'] }]);
+          const prefixes = (grant.condition as { StringLike?: { 's3:prefix'?: unknown } }).StringLike?.[
+            's3:prefix'
+          ];
+          expect([prefixes].flat().every((prefix) => prefix === 'logs/*' || prefix === 'cache/*')).toBe(true);
+        } else if (grant.resources.some((entry) => JSON.stringify(entry).includes('/cache/'))) {
+          // Only the builder looks a cache entry up; the runner's access goes through UploadRole.
+          expect([name, grant.resources, grant.actions]).toEqual([
+            'builder',
+            [{ 'Fn::Sub': '${LogsBucket.Arn}/cache/*' }],
+            ['s3:GetObject'],
+          ]);
+        } else {
+          expect(grant.resources).toEqual([{ 'Fn::Sub': '${LogsBucket.Arn}/logs/*' }]);
+          for (const action of grant.actions) expect(['s3:GetObject', 's3:PutObject']).toContain(action);
+        }
       }
-    }
+    },
+  );
+
+  it('lets the builder assume only the upload role and the deploy roles the operator lists', () => {
+    const assumed = Object.fromEntries(
+      functions.map((name) => [
+        name,
+        statementsOn(name, 'sts:AssumeRole').flatMap((grant) => grant.resources),
+      ]),
+    );
+    expect(assumed).toEqual({
+      webhook: [],
+      builder: [{ 'Fn::GetAtt': ['UploadRole', 'Arn'] }, { Ref: 'DeployRoleArns' }],
+      runner: [],
+      sweeper: [],
+      failure: [],
+      logs: [],
+      notifier: [],
+    });
+    // The upload role's own grant: objects of the bucket's logs/ and cache/ prefixes, nothing else
+    // (each build's session policy narrows it to that build's keys: src/aws/sts.ts).
+    const upload = properties(template, 'UploadRole') as {
+      Policies: { PolicyDocument: { Statement: { Action: unknown; Resource: unknown }[] } }[];
+    };
+    const statements = upload.Policies.flatMap((policy) => policy.PolicyDocument.Statement);
+    expect(statements.map(({ Action, Resource }) => ({ Action, Resource }))).toEqual([
+      {
+        Action: 's3:PutObject',
+        Resource: [{ 'Fn::Sub': '${LogsBucket.Arn}/logs/*' }, { 'Fn::Sub': '${LogsBucket.Arn}/cache/*' }],
+      },
+      { Action: 's3:GetObject', Resource: { 'Fn::Sub': '${LogsBucket.Arn}/cache/*' } },
+    ]);
   });
 
   it('lets only the webhook invoke the builder and only the builder invoke the runner', () => {
@@ -116,6 +165,33 @@ describe('function roles', () => {
       sweeper: [],
       failure: [],
       logs: [],
+      notifier: [],
+    });
+  });
+
+  it('lets only the notifier publish to SNS, and only to the topics the operator lists', () => {
+    const published = Object.fromEntries(
+      functions.map((name) => [name, statementsOn(name, 'sns:Publish').flatMap((grant) => grant.resources)]),
+    );
+    expect(published).toEqual({
+      webhook: [],
+      builder: [],
+      runner: [],
+      sweeper: [],
+      failure: [],
+      logs: [],
+      notifier: [{ Ref: 'NotificationTopicArns' }],
+    });
+    const statement = (properties(template, 'NotifierFunction').Policies as Json[])
+      .flatMap((policy) => (policy as { Statement: Json[] }).Statement)
+      .find((entry) => JSON.stringify(entry).includes('sns:Publish'));
+    // Granted only when the operator lists topics.
+    expect(statement).toEqual({
+      'Fn::If': [
+        'HasNotificationTopics',
+        expect.objectContaining({ Action: 'sns:Publish' }),
+        { Ref: 'AWS::NoValue' },
+      ],
     });
   });
 
@@ -248,6 +324,7 @@ describe('SDK commands to IAM actions', () => {
     ]);
     expect(result.covered.find((entry) => entry.action === 's3:PutObject')?.grantedBy).toEqual([
       'BuilderFunction',
+      'NotifierFunction',
     ]);
   });
 });

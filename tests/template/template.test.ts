@@ -165,16 +165,23 @@ describe('functions', () => {
     },
   );
 
-  it('serves POST /webhook and the two log routes on one HTTP API', () => {
+  it('serves POST /webhook and the three log routes on one HTTP API', () => {
     expect(resource(template, 'HttpApi').Type).toBe('AWS::Serverless::HttpApi');
     expect(httpApiEvents('WebhookFunction')).toEqual([
       { method: 'POST', path: '/webhook', api: { Ref: 'HttpApi' } },
     ]);
     expect(httpApiEvents('LogsFunction')).toEqual([
+      { method: 'GET', path: '/builds/{owner}/{repo}', api: { Ref: 'HttpApi' } },
       { method: 'GET', path: '/builds/{owner}/{repo}/{number}', api: { Ref: 'HttpApi' } },
       { method: 'GET', path: '/builds/{owner}/{repo}/{number}/log.txt', api: { Ref: 'HttpApi' } },
     ]);
-    for (const logicalId of ['BuilderFunction', 'RunnerFunction', 'SweeperFunction', 'FailureFunction']) {
+    for (const logicalId of [
+      'BuilderFunction',
+      'RunnerFunction',
+      'SweeperFunction',
+      'FailureFunction',
+      'NotifierFunction',
+    ]) {
       expect(httpApiEvents(logicalId)).toEqual([]);
     }
   });
@@ -226,6 +233,39 @@ describe('functions', () => {
       if (logicalId !== 'RunnerFunction')
         expect(functionProperty(template, logicalId, 'Layers')).toBeUndefined();
     }
+  });
+
+  it("notifies from the builds table's stream: old and new images, in order, failed records again", () => {
+    expect(properties(template, 'BuildsTable').StreamSpecification).toEqual({
+      StreamViewType: 'NEW_AND_OLD_IMAGES',
+    });
+    const events = properties(template, 'NotifierFunction').Events as JsonObject;
+    expect(Object.values(events)).toEqual([
+      {
+        Type: 'DynamoDB',
+        Properties: expect.objectContaining({
+          Stream: { 'Fn::GetAtt': ['BuildsTable', 'StreamArn'] },
+          StartingPosition: 'LATEST',
+          FunctionResponseTypes: ['ReportBatchItemFailures'],
+          BisectBatchOnFunctionError: true,
+        }),
+      },
+    ]);
+    const source = (Object.values(events)[0] as { Properties: JsonObject }).Properties;
+    expect(source.BatchSize).toBeLessThanOrEqual(10);
+    expect(source.MaximumRetryAttempts).toBeGreaterThan(0);
+    expect(source.MaximumRetryAttempts).toBeLessThanOrEqual(5);
+    // Records stay in order per shard: no parallel batches of one shard.
+    expect(source.ParallelizationFactor ?? 1).toBe(1);
+    // Each state change's notifications are bounded to 10 s: a whole batch fits in the timeout.
+    expect(Number(properties(template, 'NotifierFunction').Timeout)).toBeGreaterThanOrEqual(
+      Number(source.BatchSize) * 10 + 20,
+    );
+    // Builds only, never the counter or delivery-guard items, never a removal.
+    const filters = (source.FilterCriteria as { Filters: { Pattern: string }[] }).Filters;
+    expect(filters.map((filter) => JSON.parse(filter.Pattern) as unknown)).toEqual([
+      { eventName: ['INSERT', 'MODIFY'], dynamodb: { NewImage: { state: { S: [{ exists: true }] } } } },
+    ]);
   });
 
   it('sweeps every 5 minutes, and a sweep ends before the next one starts', () => {

@@ -23,6 +23,8 @@ import {
   checkKeyPath,
   formatKeyPath,
   getAtPath,
+  holdsSecrets,
+  isNotificationSecretPath,
   maskSecrets,
   normalizeAndValidate,
   parseKeyPath,
@@ -46,14 +48,33 @@ Keys (docs/configuration.md, "Settings store and environment"):
   build.branches               branch globs whose pushes build
   build.ignoreBranches         branch globs whose pushes never build
   build.tags                   build tag pushes (true/false)
-  build.pullRequests.sameRepo  build pull requests from the repository itself
-  build.pullRequests.forks     build pull requests from forks
+  build.pullRequests.<source>.build, .inheritSecrets, .allowConfigOverrides
+                               pull requests by source: fromSelfPublicRepo,
+                               fromSelfPrivateRepo, fromForkPublicRepo,
+                               fromForkPrivateRepo (docs/security.md)
+  build.pullRequests.sameRepo  shorthand: build pull requests from the
+                               repository itself (true/false)
+  build.pullRequests.forks     shorthand: build pull requests from forks
+  deploy.roleArn               the IAM role the deploy step runs as
+  deploy.region                the deploy step's AWS_REGION
   config.<key>                 defaults of the repository config (install,
                                test, timeout, env, node, branches, …) and
                                allowConfigOverrides
-  secretEnv.<NAME>             a secret variable for trusted builds, stored
+  secretEnv.<NAME>             a secret variable for pushes (and pull requests
+                               whose source inherits secrets), stored
                                encrypted (KMS key LAMBKIN_SETTINGS_KMS_KEY;
                                --local: a key in the data directory)
+  notifications.slack.webhookUrl  a Slack incoming-webhook URL (secret, stored
+                               encrypted like secretEnv)
+  notifications.slack.token    a Slack bot token, xoxb-… (secret), with
+  notifications.slack.channel  the channel it posts to (updated in place)
+  notifications.slack.on       which events notify: started, success, fixed,
+                               failure, error, timed_out, cancelled
+  notifications.slack.branches branch globs whose builds notify
+  notifications.sns.topicArn   an SNS topic for finished builds (the stack's
+                               NotificationTopicArns must name it); also
+                               notifications.sns.on and .branches
+  notifications.<slack|sns>.enabled  false turns one off
 A name with dots goes in ["…"]: config.branches["release/1.x"].test`;
 
 export const configCommand: CommandModule = {
@@ -101,7 +122,9 @@ export const configCommand: CommandModule = {
         `${KEYS_HELP}\n${STACK_HELP}\n\nExamples:\n  $ lambkin config set build.branches '["main", "release/*"]'\n` +
           '  $ lambkin config set build.pullRequests.forks false --repo octo/hello\n' +
           '  $ lambkin config set config.timeout 900 --repo octo/hello\n' +
-          '  $ lambkin config set secretEnv.NPM_TOKEN "$NPM_TOKEN" --repo octo/hello',
+          '  $ lambkin config set secretEnv.NPM_TOKEN "$NPM_TOKEN" --repo octo/hello\n' +
+          '  $ lambkin config set notifications.slack.webhookUrl "$SLACK_WEBHOOK_URL"\n' +
+          `  $ lambkin config set notifications.slack.on '["failure", "fixed"]' --repo octo/hello`,
       )
       .action((key: string, value: string, options: ScopeOptions) =>
         setSetting(context, key, value, options),
@@ -184,14 +207,21 @@ async function setSetting(
     );
   });
   // What was stored, which is not always what was typed (a single glob becomes a list).
-  const secret = path[0] === 'secretEnv';
+  const secret = holdsSecrets(path);
   if (secret && !sealing) {
     context.stderr.write(
       `lambkin: warning: ${formatKeyPath(path)} is stored in plain text: set LAMBKIN_SETTINGS_KMS_KEY ` +
         "to the stack's settings key to encrypt secret values\n",
     );
   }
-  const shown = secret ? (path.length === 1 ? '{…}' : SECRET_MASK) : JSON.stringify(getAtPath(stored, path));
+  const shown =
+    path[0] === 'secretEnv'
+      ? path.length === 1
+        ? '{…}'
+        : SECRET_MASK
+      : isNotificationSecretPath(path)
+        ? SECRET_MASK
+        : JSON.stringify(getAtPath(maskSecrets(stored), path));
   context.stdout.write(`set ${formatKeyPath(path)} = ${shown} (${scopeLabel(options)})\n`);
 }
 

@@ -132,6 +132,11 @@ export interface PullRequestKind {
 
 export interface LambciTranslation {
   config: RepoConfigInput;
+  /**
+   * The matching `pullRequests.from…` entry's `allowConfigOverrides`. Honoured only when the file
+   * is the base branch's (trusted), and then only to narrow the operator's policy.
+   */
+  pullRequestOverrides?: boolean | string[];
   /** `branches` keys that are plain names: exact matches only, as in LambCI (never read as globs). */
   exactBranchKeys: Set<string>;
   /** Keys that were read but not used, and why. */
@@ -152,7 +157,12 @@ export function translateLambci(
   const warnings: string[] = [];
   const pathOf = (segments: string[]) => renderPath(prefix, segments, lambci);
 
-  const translateEntry = (entry: LambciEntryValue, segments: string[]): BuildOverrides => {
+  let pullRequestOverrides: boolean | string[] | undefined;
+  const translateEntry = (
+    entry: LambciEntryValue,
+    segments: string[],
+    policyEntry = false,
+  ): BuildOverrides => {
     if (typeof entry === 'boolean') return { build: entry };
     const result: BuildOverrides = {};
     if (entry.cmd !== undefined) {
@@ -176,7 +186,11 @@ export function translateLambci(
     if (entry.build !== undefined) result.build = entry.build;
     if (entry.inheritSecrets !== undefined) result.secrets = entry.inheritSecrets;
     if (entry.git?.depth !== undefined) result.git = { depth: entry.git.depth };
+    if (policyEntry && entry.allowConfigOverrides !== undefined) {
+      pullRequestOverrides = entry.allowConfigOverrides;
+    }
     for (const key of Object.keys(UNUSED_KEYS)) {
+      if (policyEntry && key === 'allowConfigOverrides') continue;
       if (key in entry) {
         warnings.push(`${source}: "${pathOf([...segments, key])}" is not used: ${UNUSED_KEYS[key]}`);
       }
@@ -199,7 +213,12 @@ export function translateLambci(
     const key =
       `from${pullRequest.fork ? 'Fork' : 'Self'}${pullRequest.privateRepo ? 'Private' : 'Public'}Repo` as const;
     const entry = lambci.pullRequests[key];
-    if (entry !== undefined) config.pullRequests = translateEntry(entry, ['pullRequests', key]);
+    if (entry !== undefined) config.pullRequests = translateEntry(entry, ['pullRequests', key], true);
   }
-  return { config, exactBranchKeys, warnings };
+  return {
+    config,
+    exactBranchKeys,
+    warnings,
+    ...(pullRequestOverrides !== undefined ? { pullRequestOverrides } : {}),
+  };
 }

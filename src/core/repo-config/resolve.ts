@@ -7,7 +7,7 @@
 import picomatch from 'picomatch';
 import semver from 'semver';
 import { RepoConfigError } from './errors.js';
-import type { RepoConfigFiles } from './files.js';
+import type { RepoConfigFile, RepoConfigFiles } from './files.js';
 import { LAMBKIN_FILE } from './files.js';
 import { translateLambci } from './lambci.js';
 import { DEFAULT_TIMEOUT_SECONDS } from './schema.js';
@@ -33,6 +33,16 @@ export interface ResolveInput {
   settingsConfig: Record<string, unknown>;
   /** What readRepoConfig found in the checkout. */
   repo: RepoConfigFiles;
+  /**
+   * Pull requests: the base branch's config files (read through the contents API), the trusted
+   * layer below the checkout's. The checkout's files are then the pull request's own.
+   */
+  base?: { ref: string; files: readonly RepoConfigFile[] };
+  /**
+   * Pull requests: which keys the pull request's own files may change (its source's
+   * `allowConfigOverrides`); `"cmd"` stands for `install` and `test`. Unset: every key.
+   */
+  pullRequestOverrides?: boolean | readonly string[];
   build: BuildContext;
   /** Whether an npm lockfile exists; defaults to what readRepoConfig saw. */
   hasLockfile?: boolean;
@@ -64,6 +74,8 @@ export interface ResolvedBuildConfig {
   skipReason?: string;
   /** The settings store's secretEnv may be given to this build (untrusted builds never get it). */
   secrets: boolean;
+  /** The dependency cache: whether it is used, and folders cached besides node_modules. */
+  cache: { enabled: boolean; paths: string[] };
   /** Which files, settings and entries contributed, lowest first, for the build log. */
   source: string[];
   /** Things that were read but not used, for the build log. */
@@ -172,18 +184,38 @@ function envStrings(env: Record<string, EnvValue> | undefined): Record<string, s
   return Object.fromEntries(Object.entries(env ?? {}).map(([name, value]) => [name, String(value)]));
 }
 
+/** `"cmd"` (LambCI's one command) is `install` and `test`. */
+function expandKeys(keys: readonly string[]): string[] {
+  return keys.flatMap((key) => (key === 'cmd' ? ['install', 'test'] : [key]));
+}
+
+/** The keys both allow (`true`: every key; `false`: none; unset: every key). */
+export function narrowOverrides(
+  current: boolean | readonly string[] | undefined,
+  narrower: boolean | readonly string[],
+): boolean | string[] {
+  if (current === undefined || current === true)
+    return narrower === true ? true : narrower === false ? false : [...narrower];
+  if (current === false || narrower === false) return false;
+  if (narrower === true) return [...current];
+  const allowed = new Set(expandKeys(narrower));
+  return expandKeys(current).filter((key) => allowed.has(key));
+}
+
 /** Keeps what the operator lets repository files set (`allowConfigOverrides` in the settings store). */
 function restrictLayer(
   layer: Layer,
-  allowed: boolean | string[] | undefined,
+  allowed: boolean | readonly string[] | undefined,
   warnings: string[],
+  rule = `the settings store's "allowConfigOverrides"`,
 ): Layer | undefined {
   if (allowed === undefined || allowed === true) return layer;
   if (allowed === false) {
-    warnings.push(`${layer.label} was not used: the settings store's "allowConfigOverrides" is false`);
+    warnings.push(`${layer.label} was not used: ${rule} is false`);
     return undefined;
   }
-  const permitted = new Set(allowed);
+  // LambCI's "cmd" was its one command: Lambkin's install and test.
+  const permitted = new Set(expandKeys(allowed));
   const dropped = new Set<string>();
   const pick = (overrides: BuildOverrides): BuildOverrides =>
     Object.fromEntries(
@@ -206,7 +238,7 @@ function restrictLayer(
   }
   if (dropped.size > 0) {
     warnings.push(
-      `${layer.label}: ${[...dropped].map((key) => `"${key}"`).join(', ')} not used: the settings store's "allowConfigOverrides" permits only ${allowed.join(', ')}`,
+      `${layer.label}: ${[...dropped].map((key) => `"${key}"`).join(', ')} not used: ${rule} permits only ${[...permitted].join(', ') || 'nothing'}`,
     );
   }
   return { ...layer, config: kept as RepoConfigInput }; // a subset of a valid RepoConfigInput
@@ -219,17 +251,40 @@ export function resolveBuildConfig(input: ResolveInput): ResolvedBuildConfig {
   const warnings = [...repo.notes];
 
   const layers: Layer[] = [{ label: 'settings', config: settingsConfig }];
-  for (const file of repo.files) {
-    let layer: Layer;
-    if (file.format === 'lambci') {
-      const translated = translateLambci(file.config, file.file, file.prefix, context);
-      warnings.push(...translated.warnings);
-      layer = { label: file.source, config: translated.config, exactBranchKeys: translated.exactBranchKeys };
-    } else {
-      layer = { label: file.source, config: file.config };
+  let pullRequestOverrides = input.pullRequestOverrides;
+  const toLayer = (file: RepoConfigFile, label: string, trusted: boolean): Layer => {
+    if (file.format !== 'lambci') return { label, config: file.config };
+    const translated = translateLambci(file.config, file.file, file.prefix, context);
+    warnings.push(...translated.warnings);
+    if (translated.pullRequestOverrides !== undefined) {
+      // The base branch's LambCI policy may narrow what the pull request changes, never widen it.
+      if (trusted)
+        pullRequestOverrides = narrowOverrides(pullRequestOverrides, translated.pullRequestOverrides);
+      else warnings.push(`${label}: a pull request's own "allowConfigOverrides" is not used`);
     }
-    const restricted = restrictLayer(layer, allowConfigOverrides, warnings);
+    return { label, config: translated.config, exactBranchKeys: translated.exactBranchKeys };
+  };
+  for (const file of input.base?.files ?? []) {
+    const restricted = restrictLayer(
+      toLayer(file, `${file.source} of ${input.base?.ref}`, true),
+      allowConfigOverrides,
+      warnings,
+    );
     if (restricted) layers.push(restricted);
+  }
+  const pullRequest = input.base !== undefined || input.pullRequestOverrides !== undefined;
+  for (const file of repo.files) {
+    const label = pullRequest ? `${file.source} of the pull request` : file.source;
+    let layer = restrictLayer(toLayer(file, label, !pullRequest), allowConfigOverrides, warnings);
+    if (layer && pullRequest) {
+      layer = restrictLayer(
+        layer,
+        pullRequestOverrides,
+        warnings,
+        `the pull request policy's "allowConfigOverrides"`,
+      );
+    }
+    if (layer) layers.push(layer);
   }
   const used = layers.filter((layer) => Object.keys(layer.config).some((key) => key !== '$schema'));
   const merged = mergeLayers(used);
@@ -312,6 +367,10 @@ export function resolveBuildConfig(input: ResolveInput): ResolvedBuildConfig {
     build,
     ...(skipReason !== undefined ? { skipReason } : {}),
     secrets: effective.secrets ?? true,
+    cache: {
+      enabled: effective.cache !== false,
+      paths: typeof effective.cache === 'object' ? [...(effective.cache.paths ?? [])] : [],
+    },
     source,
     warnings,
   };

@@ -50,6 +50,8 @@ export interface BuildOverrides {
   build?: boolean;
   /** `false` keeps the settings store's secretEnv away from this build's commands. */
   secrets?: boolean;
+  /** The dependency cache: `false` turns it off; `paths` caches folders of the checkout besides node_modules. */
+  cache?: boolean | { paths?: string[] };
 }
 
 /** What a `.lambkin.json` file (or the `"lambkin"` key of package.json) may contain. */
@@ -124,6 +126,29 @@ const ENTRY_PROPERTIES = {
       "Set false to keep the settings store's secret variables away from this build. Untrusted builds never get them. Default: true.",
     type: 'boolean',
     errorMessage: 'must be true or false',
+  },
+  cache: {
+    description:
+      'The dependency cache (node_modules, kept on S3 by lockfile). false turns it off; {"paths": [...]} also caches these folders of the checkout. Default: on.',
+    type: ['boolean', 'object'],
+    properties: {
+      paths: {
+        description: 'Folders inside the checkout to cache with node_modules, such as ".cache/tool".',
+        type: 'array',
+        maxItems: 32,
+        items: {
+          type: 'string',
+          minLength: 1,
+          maxLength: 256,
+          // Relative, and never out of the checkout: no leading `/`, no `..` segment, no NUL.
+          pattern: '^(?!/)(?!(.*/)?\\.\\.(/|$))[^\\u0000]+$',
+          errorMessage: 'must be a relative path inside the checkout, without ".." segments',
+        },
+        errorMessage: 'must be a list of relative paths',
+      },
+    },
+    additionalProperties: false,
+    errorMessage: 'must be true, false or an object such as {"paths": [".cache/tool"]}',
   },
 } as const;
 

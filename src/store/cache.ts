@@ -1,0 +1,134 @@
+/**
+ * The dependency cache on S3, the controller's side: where a build's cache entry lives and
+ * presigned URLs for the runner (which holds no credentials).
+ *
+ *   cache/<owner>/<repo>/node<major>-<platform>-<arch>/<lockfile blob sha>.tar.gz
+ *
+ * The key is derived without the checkout, from the lockfile's git blob sha at the build's commit
+ * (the git trees API), so the controller and the runner agree on it before the source is fetched;
+ * the runner checks its checkout's lockfile against the same sha. One object per key, written once
+ * by a trusted build and never replaced: a changed lockfile is a new key.
+ */
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { CacheLocation, CachePlanner } from '../builder/controller.js';
+import type { CacheAccess } from '../builder/protocol.js';
+import type { RepoName } from '../core/build.js';
+import { CACHE_PREFIX, cacheKeyOf, currentRuntime, type CacheRuntime } from '../core/cache-key.js';
+import { LambkinError } from '../errors.js';
+import type { LockfileBlob } from '../github/trees.js';
+
+/** Largest archive a build may upload, unless the planner is told otherwise. */
+export const DEFAULT_CACHE_MAX_BYTES = 2 * 1024 ** 3;
+
+/** An S3 call of the cache planner failed; the controller then builds without the cache. */
+export class CacheStoreError extends LambkinError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CACHE_STORE', message, options);
+  }
+}
+
+export interface S3CachePlannerOptions {
+  /** The npm lockfile at a commit (src/github/trees.ts readLockfileBlob, bound to a client). */
+  lockfiles: { readLockfileBlob(repo: RepoName, sha: string): Promise<LockfileBlob | undefined> };
+  /** The runner's runtime; default this process's (the builder functions share one runtime). */
+  runtime?: CacheRuntime;
+  /** Largest archive a build may upload; default DEFAULT_CACHE_MAX_BYTES. */
+  maxBytes?: number;
+}
+
+export class S3CachePlanner implements CachePlanner {
+  private readonly runtime: CacheRuntime;
+  private readonly maxBytes: number;
+
+  constructor(
+    private readonly s3: S3Client,
+    private readonly bucket: string,
+    private readonly options: S3CachePlannerOptions,
+  ) {
+    this.runtime = options.runtime ?? currentRuntime();
+    this.maxBytes = options.maxBytes ?? DEFAULT_CACHE_MAX_BYTES;
+    if (!Number.isSafeInteger(this.maxBytes) || this.maxBytes < 1) {
+      throw new CacheStoreError(
+        `The cache's maxBytes must be a positive whole number (got ${this.maxBytes}).`,
+      );
+    }
+  }
+
+  async locate(build: { repo: RepoName; sha: string }): Promise<CacheLocation | undefined> {
+    const lockfile = await this.options.lockfiles.readLockfileBlob(build.repo, build.sha);
+    if (!lockfile) return undefined;
+    const key = cacheKeyOf(build.repo, this.runtime, lockfile.sha);
+    return { key, lockfileSha: lockfile.sha, exists: await this.exists(key) };
+  }
+
+  async presign(
+    location: CacheLocation,
+    signer: S3Client | undefined,
+    options: { write: boolean; expiresInSeconds: number },
+  ): Promise<CacheAccess> {
+    if (!location.key.startsWith(CACHE_PREFIX)) {
+      throw new CacheStoreError(
+        `Refused to presign ${JSON.stringify(location.key)}: cache keys start with ${CACHE_PREFIX}. Use locate().`,
+      );
+    }
+    const client = signer ?? this.s3;
+    const expiresIn = options.expiresInSeconds;
+    const getUrl = await this.call('presign a download of', location.key, () =>
+      getSignedUrl(client, new GetObjectCommand({ Bucket: this.bucket, Key: location.key }), { expiresIn }),
+    );
+    const access: CacheAccess = {
+      key: location.key,
+      lockfileSha: location.lockfileSha,
+      getUrl,
+      stored: location.exists,
+      maxBytes: this.maxBytes,
+    };
+    if (!options.write) return access;
+    // Signed with `If-None-Match: *`: S3 then refuses to replace an entry stored meanwhile (by a
+    // concurrent build), so a key once written never changes under the builds restoring it.
+    const putUrl = await this.call('presign an upload of', location.key, () =>
+      getSignedUrl(
+        client,
+        new PutObjectCommand({ Bucket: this.bucket, Key: location.key, IfNoneMatch: '*' }),
+        {
+          expiresIn,
+          signableHeaders: new Set(['if-none-match']),
+        },
+      ),
+    );
+    return { ...access, putUrl, putHeaders: { 'if-none-match': '*' } };
+  }
+
+  private async exists(key: string): Promise<boolean> {
+    try {
+      await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return true;
+    } catch (error) {
+      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      // S3 answers 403 instead of 404 for a missing key to a caller that may not list that prefix.
+      // Either way nothing usable is there; the worst case is one build saving again.
+      if (status === 404 || status === 403) return false;
+      throw new CacheStoreError(
+        `Could not look up the dependency cache s3://${this.bucket}/${key} (${describe(error)}). ` +
+          'Check that the bucket exists and that the builder may read cache/ (LAMBKIN_BUCKET); ' +
+          'the build runs without the cache meanwhile.',
+        { cause: error },
+      );
+    }
+  }
+
+  private async call<T>(action: string, key: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      throw new CacheStoreError(`Could not ${action} s3://${this.bucket}/${key} (${describe(error)}).`, {
+        cause: error,
+      });
+    }
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

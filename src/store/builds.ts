@@ -302,17 +302,26 @@ export class DynamoBuildStore implements BuildStore {
   }
 
   async listBuilds(repo: RepoName, options: { limit?: number } = {}): Promise<BuildRecord[]> {
-    const result = await this.documents.send(
-      new QueryCommand({
-        TableName: this.tableName,
-        KeyConditionExpression: '#repo = :repo AND #number > :counter',
-        ExpressionAttributeNames: { '#repo': 'repo', '#number': 'number' },
-        ExpressionAttributeValues: { ':repo': repo, ':counter': COUNTER_NUMBER },
-        ScanIndexForward: false,
-        Limit: options.limit ?? 25,
-      }),
-    );
-    return (result.Items ?? []).map(toRecord);
+    const limit = options.limit ?? 25;
+    const builds: BuildRecord[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    // A query page stops at 1 MB whatever the Limit: follow the pages until the limit is reached.
+    do {
+      const page = await this.documents.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: '#repo = :repo AND #number > :counter',
+          ExpressionAttributeNames: { '#repo': 'repo', '#number': 'number' },
+          ExpressionAttributeValues: { ':repo': repo, ':counter': COUNTER_NUMBER },
+          ScanIndexForward: false,
+          Limit: limit - builds.length,
+          ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+        }),
+      );
+      builds.push(...(page.Items ?? []).map(toRecord));
+      startKey = page.LastEvaluatedKey;
+    } while (startKey && builds.length < limit);
+    return builds;
   }
 
   async buildsOfCommit(repo: RepoName, sha: string): Promise<BuildRecord[]> {

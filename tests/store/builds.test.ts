@@ -124,6 +124,13 @@ describe.each(storageBackends())('DynamoBuildStore on $name', (backend) => {
     expect(builds[0]).not.toHaveProperty('repoSha');
   });
 
+  it('follows query pages past 1 MB until the limit is reached', async () => {
+    // Four builds of ~300 KB each: DynamoDB ends a query page at 1 MB, before the limit.
+    for (let i = 0; i < 4; i++) await queue({ repo: 'list/large', commitTitle: 'x'.repeat(300 * 1024) });
+    const builds = await store.listBuilds('list/large', { limit: 4 });
+    expect(builds.map((build) => build.number)).toEqual([4, 3, 2, 1]);
+  });
+
   it('finds the builds of a commit and the latest of a branch and a PR', async () => {
     const sha = 'c'.repeat(40);
     await queue({ repo: 'find/one', sha, branch: 'main' });

@@ -19,6 +19,7 @@ import type { BuildRecord } from '../core/build.js';
 import { createMemoryLogger } from '../logger.js';
 import { pushPayload, signedDelivery, type DemoRepository } from '../local/demo-payloads.js';
 import {
+  createGitRepo,
   createGitRepoFromDirectory,
   startGitHubServer,
   type GitHubStandIn,
@@ -325,33 +326,44 @@ async function measureCache(stack: LocalStack, github: GitHubStandIn, repo: Repo
   };
 }
 
-/** The runner's peak RSS (GNU time's %M) for a build printing 1 MiB and one printing 100 MiB. */
+/**
+ * The runner's peak RSS (GNU time's %M: the largest of the runner and its descendants; the printer
+ * is `head | tr | fold`, a few MiB) for builds printing 1, 20 and 100 MiB; and the largest again
+ * with the runner's heap capped at HEAP_CAP_MIB: it passes only if the runner keeps nothing of the
+ * log beyond its bounded buffers (a rising RSS alone can be the collector freeing lazily).
+ */
+const HEAP_CAP_MIB = 96;
+
 async function measureMemory(stack: LocalStack, github: GitHubStandIn, root: string) {
   const timeBinary = '/usr/bin/time';
   const available = await execa(timeBinary, ['-f', '%M', 'true'], { reject: false }).then(
     (r) => r.exitCode === 0,
   );
   if (!available) return { measured: false, reason: 'GNU time (/usr/bin/time) is not installed' };
+  const sizes = quick ? [1, 20] : [1, 20, 100];
   const figures: Record<string, number> = {};
-  for (const mib of quick ? [1, 20] : [1, 100]) {
-    progress(`memory: a ${mib} MiB log`);
-    const dir = join(root, `log-${mib}`);
-    const project = await localDependencyProject(dir, { count: 1, npmCache: join(root, 'npm-cache') });
-    const packageJson = JSON.parse(await readFile(join(project.dir, 'package.json'), 'utf8')) as {
-      scripts: Record<string, string>;
-    };
-    // Blocking writes: the printing process never buffers, so the peak is the runner's own.
-    packageJson.scripts.test = `node -e "const fs=require('fs'); const l='x'.repeat(1023)+'\\n'; for (let i = 0; i < ${mib * 1024}; i++) fs.writeSync(1, l)"`;
-    await writeFile(join(project.dir, 'package.json'), JSON.stringify(packageJson, null, 2) + '\n');
-    const repo = await createGitRepoFromDirectory(project.dir);
-    github.addRepository({ owner: OWNER, name: `log-${mib}`, gitDir: repo.dir });
-    const rssFile = join(root, `rss-${mib}.txt`);
+  const run = async (mib: number, nodeOptions: string[]) => {
+    const name = `log-${mib}${nodeOptions.length > 0 ? '-capped' : ''}`;
+    const printer = `head -c ${mib * 1024 * 1024} /dev/zero | tr '\\0' x | fold -w 1023`;
+    const repo = await createGitRepo({ '.lambkin.json': JSON.stringify({ install: [], test: printer }) });
+    github.addRepository({ owner: OWNER, name, gitDir: repo.dir });
+    const rssFile = join(root, `rss-${name}.txt`);
+    const [node, ...runnerArgs] = defaultRunnerCommand();
     const runner = new ProcessRunnerInvoker({
-      command: [timeBinary, '-o', rssFile, '-f', '%M', ...defaultRunnerCommand()],
+      command: [
+        timeBinary,
+        '-o',
+        rssFile,
+        '-f',
+        '%M',
+        node ?? process.execPath,
+        ...nodeOptions,
+        ...runnerArgs,
+      ],
       workRoot: join(root, 'memory-work'),
     });
     const builds = stack.controller.builds;
-    const full = `${OWNER}/log-${mib}`;
+    const full = `${OWNER}/${name}`;
     const number = await builds.allocateNumber(full);
     await builds.putQueuedBuild(
       {
@@ -365,17 +377,33 @@ async function measureMemory(stack: LocalStack, github: GitHubStandIn, root: str
         privateRepo: false,
         trusted: true,
         author: 'bench',
-        deliveryId: `bench-memory-${mib}-${Date.now()}`,
+        deliveryId: `bench-memory-${name}-${Date.now()}`,
       },
       number,
       { deadline: Date.now() + 10 * 60_000 },
     );
-    await runControllerBuild({ ...stack.controller, runner }, { kind: 'build', repo: full, number });
-    figures[`log${mib}MiB`] = round(
-      Number((await readFile(rssFile, 'utf8')).trim().split('\n').pop()) / 1024,
+    const result = await runControllerBuild(
+      { ...stack.controller, runner },
+      { kind: 'build', repo: full, number },
     );
+    const state = result.ran ? result.build.state : 'not run';
+    const rss = round(Number((await readFile(rssFile, 'utf8')).trim().split('\n').pop()) / 1024);
+    return { state, rss };
+  };
+  for (const mib of sizes) {
+    progress(`memory: a ${mib} MiB log`);
+    const { state, rss } = await run(mib, []);
+    if (state !== 'success') throw new Error(`the ${mib} MiB log build ended ${state}`);
+    figures[`log${mib}MiB`] = rss;
   }
-  return { measured: true, peakRssMiB: figures };
+  const largest = sizes[sizes.length - 1] ?? 1;
+  progress(`memory: a ${largest} MiB log with the runner's heap capped at ${HEAP_CAP_MIB} MiB`);
+  const capped = await run(largest, [`--max-old-space-size=${HEAP_CAP_MIB}`]);
+  return {
+    measured: true,
+    peakRssMiB: figures,
+    heapCapped: { maxOldSpaceMiB: HEAP_CAP_MIB, [`log${largest}MiB`]: capped },
+  };
 }
 
 /** scripts/measure-bundles.mjs: each handler's bundle size and module init time. */

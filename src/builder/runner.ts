@@ -52,6 +52,8 @@ export const DEFAULT_DISK_QUOTA_BYTES = 8 * 1024 ** 3;
 /** The steps' default RLIMIT_NPROC. */
 export const DEFAULT_MAX_PROCESSES = 256;
 const DEFAULT_QUOTA_CHECK_MS = 1000;
+/** The pause between two measurements is at least this many times as long as one took. */
+const QUOTA_CHECK_SPACING = 10;
 
 /** The build wrote more than its quota under its work area. */
 export class DiskQuotaExceededError extends LambkinError {
@@ -297,8 +299,11 @@ function diskQuotaOf(input: RunnerInput): number {
 }
 
 /**
- * Measures `folder` every `intervalMs` while a step runs; past `quotaBytes` it aborts the signal,
- * which kills the step's process group. One measurement at a time (a big tree takes a while).
+ * Measures `folder` while a step runs; past `quotaBytes` it aborts the signal, which kills the
+ * step's process group. The next measurement starts `intervalMs` after the last one ended, or
+ * QUOTA_CHECK_SPACING times as long as it took if that is longer: walking a big node_modules
+ * takes a while, and measuring back to back would take CPU from the build itself (a single file
+ * cannot outgrow the quota in between: steps run under `prlimit --fsize`).
  */
 function watchDiskQuota(
   folder: string,
@@ -307,20 +312,31 @@ function watchDiskQuota(
 ): { signal: AbortSignal; exceeded(): boolean; stop(): Promise<void> } {
   const controller = new AbortController();
   let measuring: Promise<void> | undefined;
-  const timer = setInterval(() => {
-    if (measuring || controller.signal.aborted) return;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = (delayMs: number) => {
+    if (stopped || controller.signal.aborted) return;
+    timer = setTimeout(measure, delayMs);
+  };
+  const measure = () => {
+    const started = performance.now();
     measuring = folderSize(folder)
       .then((bytes) => {
         if (bytes > quotaBytes) controller.abort(new DiskQuotaExceededError(quotaBytes));
       })
       .catch(() => undefined)
-      .finally(() => (measuring = undefined));
-  }, intervalMs);
+      .finally(() => {
+        measuring = undefined;
+        schedule(Math.max(intervalMs, (performance.now() - started) * QUOTA_CHECK_SPACING));
+      });
+  };
+  schedule(intervalMs);
   return {
     signal: controller.signal,
     exceeded: () => controller.signal.aborted,
     stop: async () => {
-      clearInterval(timer);
+      stopped = true;
+      clearTimeout(timer);
       await measuring;
     },
   };

@@ -165,21 +165,20 @@ export async function folderSize(dir: string): Promise<number> {
       if (folder === dir && hasCode(error, 'ENOTDIR')) return (await lstat(dir)).size;
       continue; // gone, unreadable or too deep to name: best effort
     }
+    const files: string[] = [];
     for (const entry of entries) {
       const path = join(folder, entry.name);
-      if (entry.isDirectory()) {
-        pending.push(path);
-        continue;
-      }
-      try {
-        const stats = await lstat(path);
-        const identity = `${stats.dev}:${stats.ino}`;
-        if (stats.nlink > 1 && counted.has(identity)) continue;
-        if (stats.nlink > 1) counted.add(identity);
-        total += stats.size;
-      } catch {
-        // removed meanwhile
-      }
+      if (entry.isDirectory()) pending.push(path);
+      else files.push(path);
+    }
+    // One folder's entries at a time, in parallel: a node_modules tree has tens of thousands.
+    const sizes = await Promise.all(files.map((path) => lstat(path).catch(() => undefined)));
+    for (const stats of sizes) {
+      if (!stats) continue; // removed meanwhile
+      const identity = `${stats.dev}:${stats.ino}`;
+      if (stats.nlink > 1 && counted.has(identity)) continue;
+      if (stats.nlink > 1) counted.add(identity);
+      total += stats.size;
     }
   }
   return total;

@@ -23,6 +23,9 @@ export interface BoundedLogOptions {
   limitBytes?: number;
 }
 
+/** Chunks of output (64 KiB from a pipe) encode in place up to this size. */
+const ENCODE_SCRATCH_BYTES = 256 * 1024;
+
 export class BoundedLog {
   readonly limitBytes: number;
   private readonly headLimitBytes: number;
@@ -47,6 +50,7 @@ export class BoundedLog {
   private appendedBytes = 0;
   /** A high surrogate that ended the last append: its pair is in the next one. */
   private pendingHighSurrogate = '';
+  private scratch: Buffer | undefined;
 
   constructor(options: BoundedLogOptions = {}) {
     const limitBytes = options.limitBytes ?? DEFAULT_LOG_LIMIT_BYTES;
@@ -70,7 +74,7 @@ export class BoundedLog {
       text = text.slice(0, -1);
     }
     if (text.length === 0) return;
-    const bytes = Buffer.from(text, 'utf8');
+    const bytes = this.encode(text);
     this.appendedBytes += bytes.length;
     if (this.headClosed) {
       this.pushTail(bytes);
@@ -91,6 +95,17 @@ export class BoundedLog {
     this.headBytes += cut;
     this.headClosed = true;
     this.pushTail(bytes.subarray(cut));
+  }
+
+  /**
+   * The UTF-8 bytes of `text`, in a buffer reused from call to call (valid until the next call):
+   * a build that prints without end would otherwise allocate a new buffer for every chunk, and the
+   * collector frees those lazily, so the runner's memory would climb with the log.
+   */
+  private encode(text: string): Buffer {
+    if (text.length * 3 > ENCODE_SCRATCH_BYTES) return Buffer.from(text, 'utf8');
+    this.scratch ??= Buffer.allocUnsafe(ENCODE_SCRATCH_BYTES);
+    return this.scratch.subarray(0, this.scratch.write(text, 0, 'utf8'));
   }
 
   /** Head text not yet taken: append it to the uploaded log as it arrives. */

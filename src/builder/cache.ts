@@ -24,6 +24,13 @@ import { Header, Pack, ReadEntry, Unpack, type WriteEntry } from 'tar';
 import { NPM_LOCKFILES, currentRuntime, gitBlobSha, runtimeId } from '../core/cache-key.js';
 import { LambkinError } from '../errors.js';
 import { formatDuration } from './logs/format.js';
+import {
+  ArchiveTree,
+  MAX_PATH_DEPTH,
+  TAR_OVERHEAD_PER_ENTRY,
+  TAR_OVERHEAD_SLACK,
+  type ArchiveLink,
+} from './archive-tree.js';
 import type { CacheAccess } from './protocol.js';
 
 /** The manifest's name: always the archive's first entry. */
@@ -32,12 +39,7 @@ export const MANIFEST_FORMAT = 1;
 /** Always cached; the config's `cache.paths` come on top. */
 export const INSTALLED_PACKAGES_PATH = 'node_modules';
 const MAX_MANIFEST_BYTES = 64 * 1024;
-/** Deeper paths are refused; node_modules nests deep, but not this deep. */
-const MAX_PATH_DEPTH = 256;
-const MAX_LINK_HOPS = 40;
 export const DEFAULT_CACHE_MAX_ENTRIES = 2_000_000;
-const TAR_OVERHEAD_PER_ENTRY = 4096;
-const TAR_OVERHEAD_SLACK = 1024 * 1024;
 
 /** What a cache archive was made for; a restore uses it only when all of it matches. */
 export interface CacheManifest {
@@ -377,9 +379,7 @@ class EntryPolicy {
   private entries = 0;
   private declaredBytes = 0;
   private readonly skipped = new WeakSet<ReadEntry>();
-  private readonly seen = new Set<string>();
-  private readonly folders = new Set<string>();
-  private readonly symlinks = new Map<string, string>();
+  private readonly tree = new ArchiveTree();
 
   constructor(
     private readonly paths: readonly string[],
@@ -420,25 +420,22 @@ class EntryPolicy {
     if (!this.paths.some((path) => relative === path || relative.startsWith(`${path}/`))) {
       refuse(`is outside the cached paths ${JSON.stringify(this.paths)}`);
     }
-    if (this.seen.has(relative)) refuse('appears twice in the archive');
-    const throughLink = this.symlinkAncestor(relative);
-    if (throughLink !== undefined)
-      refuse(`would be written through the symbolic link ${JSON.stringify(throughLink)}`);
-    if (this.folders.has(relative) && entry.type !== 'Directory')
-      refuse('replaces a folder that holds other entries');
+    const isFolder = entry.type === 'Directory';
+    const problem = this.tree.problemWith(relative, isFolder);
+    if (problem !== undefined) refuse(problem);
+    let link: ArchiveLink | undefined;
     if (entry.type === 'SymbolicLink') {
       const target = entry.linkpath ?? '';
       if (target.startsWith('/')) refuse(`is a symbolic link to the absolute path ${JSON.stringify(target)}`);
-      if (!this.resolvesInside(relative, target)) {
+      if (!this.tree.resolvesInside(relative, target)) {
         refuse(`is a symbolic link to ${JSON.stringify(target)}, which resolves outside the checkout`);
       }
-      this.symlinks.set(relative, target);
-    } else if (entry.type !== 'Directory') {
+      link = { target, entry: name };
+    } else if (!isFolder) {
       this.files++;
       this.fileBytes += entry.size;
     }
-    this.seen.add(relative);
-    this.addFolders(relative, entry.type === 'Directory');
+    this.tree.add(relative, isFolder, link);
     entry.path = relative;
     if (typeof entry.mode === 'number') entry.mode &= 0o777;
     return true;
@@ -446,52 +443,13 @@ class EntryPolicy {
 
   /** Links added later can change where an earlier one leads: check them all once more. */
   verifyLinks(): void {
-    for (const [path, target] of this.symlinks) {
-      if (!this.resolvesInside(path, target)) {
-        throw new CacheError(
-          `the archive's link ${JSON.stringify(path)} resolves outside the checkout through other links`,
-          { code: 'CACHE_UNSAFE_ARCHIVE' },
-        );
-      }
+    const link = this.tree.escapingLink();
+    if (link) {
+      throw new CacheError(
+        `the archive's link ${JSON.stringify(link.path)} resolves outside the checkout through other links`,
+        { code: 'CACHE_UNSAFE_ARCHIVE' },
+      );
     }
-  }
-
-  private symlinkAncestor(relative: string): string | undefined {
-    for (let slash = relative.indexOf('/'); slash !== -1; slash = relative.indexOf('/', slash + 1)) {
-      const ancestor = relative.slice(0, slash);
-      if (this.symlinks.has(ancestor)) return ancestor;
-    }
-    return undefined;
-  }
-
-  private addFolders(relative: string, isFolder: boolean): void {
-    let folder = isFolder ? relative : relative.slice(0, Math.max(0, relative.lastIndexOf('/')));
-    while (folder !== '' && !this.folders.has(folder)) {
-      this.folders.add(folder);
-      folder = folder.slice(0, Math.max(0, folder.lastIndexOf('/')));
-    }
-  }
-
-  /** Resolves a link target the way the kernel would, following the archive's own links. */
-  private resolvesInside(linkPath: string, target: string): boolean {
-    const pending = [...linkPath.split('/').slice(0, -1), ...target.split('/')];
-    const resolved: string[] = [];
-    let hops = 0;
-    for (let segment = pending.shift(); segment !== undefined; segment = pending.shift()) {
-      if (segment === '' || segment === '.') continue;
-      if (segment === '..') {
-        if (resolved.length === 0) return false;
-        resolved.pop();
-        continue;
-      }
-      resolved.push(segment);
-      const next = this.symlinks.get(resolved.join('/'));
-      if (next === undefined) continue;
-      if (++hops > MAX_LINK_HOPS || next.startsWith('/')) return false;
-      resolved.pop();
-      pending.unshift(...next.split('/'));
-    }
-    return true;
   }
 }
 

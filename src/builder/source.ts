@@ -25,6 +25,7 @@ import {
   SourceTimeoutError,
   UnsafeArchiveError,
 } from './errors.js';
+import { ArchiveTree, MAX_PATH_DEPTH, TAR_OVERHEAD_PER_ENTRY, TAR_OVERHEAD_SLACK } from './archive-tree.js';
 import { layerEnvironment } from './runtime-layer.js';
 
 export interface ArchiveLimits {
@@ -52,13 +53,6 @@ export interface ExtractedArchive {
 
 export const DEFAULT_ARCHIVE_LIMITS = { maxBytes: 2 * 1024 ** 3, maxEntries: 200_000 } as const;
 export const DEFAULT_FETCH_TIMEOUT_MS = 10 * 60_000;
-/** Deeper paths are refused: no real repository comes close, and it bounds the checks' cost. */
-export const MAX_PATH_DEPTH = 256;
-/** Tar headers, long-name records and padding around each entry, on top of its content. */
-const TAR_OVERHEAD_PER_ENTRY = 4096;
-const TAR_OVERHEAD_SLACK = 1024 * 1024;
-/** Symbolic links followed while resolving one target, as the kernel's own limit. */
-const MAX_LINK_HOPS = 40;
 const RETRY_DELAY_MS = 500;
 
 const FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
@@ -368,12 +362,8 @@ class EntryPolicy {
   private entries = 0;
   private declaredBytes = 0;
   private topFolder: string | undefined;
-  private readonly seen = new Set<string>();
-  /** Every folder some entry lives in, stated or implied. */
-  private readonly folders = new Set<string>();
+  private readonly tree = new ArchiveTree();
   private readonly regularFiles = new Set<string>();
-  /** Path in the checkout → link target, and the entry's name in the archive for messages. */
-  private readonly symlinks = new Map<string, { target: string; entry: string }>();
 
   constructor(private readonly limits: ResolvedLimits) {}
 
@@ -408,17 +398,9 @@ class EntryPolicy {
       if (entry.type !== 'Directory') throw new UnsafeArchiveError(name, 'replaces the top folder');
       return false;
     }
-    if (this.seen.has(relative)) throw new UnsafeArchiveError(name, 'appears twice in the archive');
-    const throughLink = this.symlinkAncestor(relative);
-    if (throughLink !== undefined) {
-      throw new UnsafeArchiveError(
-        name,
-        `would be written through the symbolic link ${JSON.stringify(throughLink)}`,
-      );
-    }
-    if (this.folders.has(relative) && entry.type !== 'Directory') {
-      throw new UnsafeArchiveError(name, 'replaces a folder that holds other entries');
-    }
+    const isFolder = entry.type === 'Directory';
+    const problem = this.tree.problemWith(relative, isFolder);
+    if (problem !== undefined) throw new UnsafeArchiveError(name, problem);
 
     const linkpath = entry.linkpath ?? '';
     if (entry.type === 'Link') {
@@ -437,21 +419,20 @@ class EntryPolicy {
           `is a symbolic link to the absolute path ${JSON.stringify(linkpath)}`,
         );
       }
-      if (!this.resolvesInside(relative, linkpath)) {
+      if (!this.tree.resolvesInside(relative, linkpath)) {
         throw new UnsafeArchiveError(
           name,
           `is a symbolic link to ${JSON.stringify(linkpath)}, which resolves outside the checkout (or loops)`,
         );
       }
-      this.symlinks.set(relative, { target: linkpath, entry: name });
     } else if (FILE_TYPES.has(entry.type)) {
       this.regularFiles.add(relative);
       this.fileBytes += entry.size;
     }
 
-    this.seen.add(relative);
-    this.addFolders(relative, entry.type === 'Directory');
-    if (entry.type !== 'Directory') this.files++;
+    const link = entry.type === 'SymbolicLink' ? { target: linkpath, entry: name } : undefined;
+    this.tree.add(relative, isFolder, link);
+    if (!isFolder) this.files++;
     entry.path = relative;
     // No set-user-id, set-group-id or sticky bits: git records only 644 and 755 anyway.
     if (typeof entry.mode === 'number') entry.mode &= 0o777;
@@ -463,13 +444,12 @@ class EntryPolicy {
    * change where an earlier one leads (`a/s -> ..` makes `e -> a/s/..` escape).
    */
   verifyLinks(): void {
-    for (const [path, link] of this.symlinks) {
-      if (!this.resolvesInside(path, link.target)) {
-        throw new UnsafeArchiveError(
-          link.entry,
-          `is a symbolic link to ${JSON.stringify(link.target)}, which resolves outside the checkout through other links`,
-        );
-      }
+    const link = this.tree.escapingLink();
+    if (link) {
+      throw new UnsafeArchiveError(
+        link.entry,
+        `is a symbolic link to ${JSON.stringify(link.target)}, which resolves outside the checkout through other links`,
+      );
     }
   }
 
@@ -492,48 +472,6 @@ class EntryPolicy {
       throw new UnsafeArchiveError(entryName, `is nested deeper than ${MAX_PATH_DEPTH} folders`);
     }
     return rest.join('/');
-  }
-
-  private symlinkAncestor(relative: string): string | undefined {
-    let slash = relative.indexOf('/');
-    while (slash !== -1) {
-      const ancestor = relative.slice(0, slash);
-      if (this.symlinks.has(ancestor)) return ancestor;
-      slash = relative.indexOf('/', slash + 1);
-    }
-    return undefined;
-  }
-
-  private addFolders(relative: string, isFolder: boolean): void {
-    let folder = isFolder ? relative : relative.slice(0, Math.max(0, relative.lastIndexOf('/')));
-    // Stops at the first folder already known: its own parents were added with it.
-    while (folder !== '' && !this.folders.has(folder)) {
-      this.folders.add(folder);
-      folder = folder.slice(0, Math.max(0, folder.lastIndexOf('/')));
-    }
-  }
-
-  /** Resolves a link target the way the kernel would, following the archive's own links. */
-  private resolvesInside(linkPath: string, linkpath: string): boolean {
-    const pending = [...linkPath.split('/').slice(0, -1), ...linkpath.split('/')];
-    const resolved: string[] = [];
-    let hops = 0;
-    for (let segment = pending.shift(); segment !== undefined; segment = pending.shift()) {
-      if (segment === '' || segment === '.') continue;
-      if (segment === '..') {
-        if (resolved.length === 0) return false;
-        resolved.pop();
-        continue;
-      }
-      resolved.push(segment);
-      const next = this.symlinks.get(resolved.join('/'))?.target;
-      if (next === undefined) continue;
-      hops++;
-      if (hops > MAX_LINK_HOPS || next.startsWith('/')) return false;
-      resolved.pop();
-      pending.unshift(...next.split('/'));
-    }
-    return true;
   }
 }
 

@@ -6,7 +6,14 @@
 import type { Octokit } from '@octokit/rest';
 import type { RepoName } from '../core/build.js';
 import { splitRepoName } from './client.js';
-import { GitHubApiError, GitHubNotFoundError, adviceFor, readRequestFailure, shortSha } from './errors.js';
+import {
+  GitHubApiError,
+  GitHubNotFoundError,
+  adviceFor,
+  readRequestFailure,
+  shortSha,
+  failureDetails,
+} from './errors.js';
 
 /** The download URL of the `.tar.gz` of `repo` at commit `sha` (valid for a few minutes). */
 export async function resolveArchiveUrl(octokit: Octokit, repo: RepoName, sha: string): Promise<string> {
@@ -23,13 +30,7 @@ export async function resolveArchiveUrl(octokit: Octokit, repo: RepoName, sha: s
     });
   } catch (error) {
     const failure = readRequestFailure(error);
-    const details = {
-      repo,
-      ref: sha,
-      cause: error,
-      ...(failure.status === undefined ? {} : { status: failure.status }),
-      ...(failure.requestId ? { requestId: failure.requestId } : {}),
-    };
+    const details = failureDetails(error, failure, repo, sha);
     if (failure.status === 404) {
       throw new GitHubNotFoundError(
         `GitHub has no archive of ${subject}. ${adviceFor(failure, subject)}`,

@@ -2,7 +2,14 @@
 import type { Octokit } from '@octokit/rest';
 import type { RepoName } from '../core/build.js';
 import { splitRepoName } from './client.js';
-import { GitHubApiError, GitHubNotFoundError, adviceFor, readRequestFailure, shortSha } from './errors.js';
+import {
+  GitHubApiError,
+  GitHubNotFoundError,
+  adviceFor,
+  readRequestFailure,
+  shortSha,
+  failureDetails,
+} from './errors.js';
 
 /**
  * The text (UTF-8) of `path` in `repo` at `ref`, or undefined when there is no such file.
@@ -18,13 +25,7 @@ export async function readRepoFile(
   const subject = `${path} in ${repo}@${shortSha(ref)}`;
   const fail = (error: unknown): never => {
     const failure = readRequestFailure(error);
-    const details = {
-      repo,
-      ref,
-      cause: error,
-      ...(failure.status === undefined ? {} : { status: failure.status }),
-      ...(failure.requestId ? { requestId: failure.requestId } : {}),
-    };
+    const details = failureDetails(error, failure, repo, ref);
     if (failure.status === 404) {
       throw new GitHubNotFoundError(
         `Could not read ${subject}: ${failure.message}. ${adviceFor(failure, subject)}`,

@@ -122,6 +122,22 @@ export function rateLimitRetryAt(failure: RequestFailure, now = Date.now()): num
   return undefined;
 }
 
+/** The details of a failed call about `repo` at `ref`, for GitHubApiError. */
+export function failureDetails(
+  error: unknown,
+  failure: RequestFailure,
+  repo: string,
+  ref: string,
+): GitHubErrorDetails {
+  return {
+    repo,
+    ref,
+    cause: error,
+    ...(failure.status === undefined ? {} : { status: failure.status }),
+    ...(failure.requestId ? { requestId: failure.requestId } : {}),
+  };
+}
+
 /** What to do about a failed call, by what GitHub answered. `subject` names the thing asked for. */
 export function adviceFor(failure: RequestFailure | undefined, subject: string): string {
   const status = failure?.status;

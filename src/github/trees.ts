@@ -6,7 +6,14 @@ import type { Octokit } from '@octokit/rest';
 import type { RepoName } from '../core/build.js';
 import { NPM_LOCKFILES, type NpmLockfileName } from '../core/cache-key.js';
 import { splitRepoName } from './client.js';
-import { GitHubApiError, GitHubNotFoundError, adviceFor, readRequestFailure, shortSha } from './errors.js';
+import {
+  GitHubApiError,
+  GitHubNotFoundError,
+  adviceFor,
+  readRequestFailure,
+  shortSha,
+  failureDetails,
+} from './errors.js';
 
 export interface LockfileBlob {
   /** Which lockfile, at the repository's root. */
@@ -49,13 +56,7 @@ export async function readLockfileBlob(
     ({ data } = await octokit.rest.git.getTree({ owner, repo: name, tree_sha: ref }));
   } catch (error) {
     const failure = readRequestFailure(error);
-    const details = {
-      repo,
-      ref,
-      cause: error,
-      ...(failure.status === undefined ? {} : { status: failure.status }),
-      ...(failure.requestId ? { requestId: failure.requestId } : {}),
-    };
+    const details = failureDetails(error, failure, repo, ref);
     const message = `Could not read ${subject}: ${failure.status ?? 'no answer'} ${failure.message}. ${adviceFor(failure, subject)}`;
     if (failure.status === 404) throw new GitHubNotFoundError(message, details);
     throw new GitHubApiError(message, details);

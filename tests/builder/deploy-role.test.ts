@@ -4,20 +4,11 @@
  * own never reach any step.
  */
 import { rmSync } from 'node:fs';
-import { runControllerBuild, type ControllerDependencies } from '../../src/builder/controller.js';
-import { ProcessRunnerInvoker } from '../../src/builder/runner-invoker.js';
 import { StsDeployRoleAssumer, createStsClient } from '../../src/aws/sts.js';
 import type { SettingsDocument } from '../../src/core/settings.js';
-import { resolveArchiveUrl } from '../../src/github/archive.js';
-import { createGitHubClient } from '../../src/github/client.js';
-import { GitHubStatusReporter } from '../../src/github/statuses.js';
-import { createMemoryLogger } from '../../src/logger.js';
-import { DynamoBuildStore } from '../../src/store/builds.js';
-import { S3LogStore } from '../../src/store/logs.js';
-import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
-import { testBuildRequest } from '../support/builds.js';
-import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
-import { createTestStorage } from '../support/storage.js';
+import { repoScope } from '../../src/store/settings.js';
+import { startControllerFixture, type ControllerFixture } from '../support/controller.js';
+import { createGitRepo } from '../support/github-server.js';
 import { requireTool } from '../support/tools.js';
 
 const moto = process.env.LAMBKIN_TEST_MOTO_ENDPOINT;
@@ -28,60 +19,31 @@ const config = {
   deploy: 'echo "deploy key=$AWS_ACCESS_KEY_ID region=$AWS_REGION token=${#AWS_SESSION_TOKEN} chars"',
 };
 
-let github: GitHubStandIn;
-let builds: DynamoBuildStore;
-let settings: DynamoSettingsStore;
-let logs: S3LogStore;
-let deps: ControllerDependencies;
+let fixture: ControllerFixture;
 const folders: string[] = [];
 
 beforeAll(async () => {
-  const storage = await createTestStorage();
-  github = await startGitHubServer({ token: 'deploy-token' });
-  builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
-  settings = new DynamoSettingsStore(storage.clients.documents, storage.settingsTable);
-  logs = new S3LogStore(storage.clients.s3, storage.bucket);
-  const octokit = createGitHubClient({ baseUrl: github.url, token: 'deploy-token' });
-  deps = {
-    builds,
-    settings,
-    statuses: new GitHubStatusReporter(octokit),
-    logs,
-    archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },
-    runner: new ProcessRunnerInvoker(),
-    logger: createMemoryLogger(),
-    publicUrl: 'https://ci.example.test',
-    runnerTimeoutMs: 60_000,
-    logLimitBytes: 1024 * 1024,
-  };
+  fixture = await startControllerFixture('deploy-token');
 });
 
 afterAll(async () => {
-  await github.close();
+  await fixture.close();
   for (const folder of folders) rmSync(folder, { recursive: true, force: true });
 });
 
 async function deployBuild(name: string, document: SettingsDocument, options: { withSts: boolean }) {
   const repo = await createGitRepo({ '.lambkin.json': JSON.stringify(config) });
   folders.push(repo.dir);
-  github.addRepository({ owner: 'octo', name, gitDir: repo.dir });
-  await settings.update(repoScope(`octo/${name}`), () => document);
-  const request = testBuildRequest({ repo: `octo/${name}`, sha: repo.sha });
-  const number = await builds.allocateNumber(request.repo);
-  await builds.putQueuedBuild(request, number, { deadline: Date.now() + 60_000 });
-  const withRoles: ControllerDependencies =
+  fixture.github.addRepository({ owner: 'octo', name, gitDir: repo.dir });
+  await fixture.settings.update(repoScope(`octo/${name}`), () => document);
+  const deployRoles =
     options.withSts && moto
-      ? {
-          ...deps,
-          deployRoles: new StsDeployRoleAssumer(
-            createStsClient({ endpoint: moto, region: 'us-east-1' }),
-            'us-east-1',
-          ),
-        }
-      : deps;
-  const result = await runControllerBuild(withRoles, { kind: 'build', repo: request.repo, number });
-  if (!result.ran) throw new Error(`build did not run: ${result.reason}`);
-  return { done: result.build, log: (await logs.readLog(result.build.logPrefix)) ?? '' };
+      ? new StsDeployRoleAssumer(createStsClient({ endpoint: moto, region: 'us-east-1' }), 'us-east-1')
+      : undefined;
+  return fixture.build(
+    { repo: `octo/${name}`, sha: repo.sha },
+    deployRoles ? { ...fixture.deps, deployRoles } : fixture.deps,
+  );
 }
 
 describe('the deploy role', () => {

@@ -6,60 +6,22 @@
  */
 import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { runControllerBuild, type ControllerDependencies } from '../../src/builder/controller.js';
-import { ProcessRunnerInvoker } from '../../src/builder/runner-invoker.js';
 import type { BuildRequest } from '../../src/core/build.js';
 import type { SettingsDocument } from '../../src/core/settings.js';
-import { resolveArchiveUrl } from '../../src/github/archive.js';
-import { createGitHubClient } from '../../src/github/client.js';
-import { readRepoFile } from '../../src/github/contents.js';
-import { GitHubStatusReporter } from '../../src/github/statuses.js';
-import { createMemoryLogger } from '../../src/logger.js';
-import { DynamoBuildStore } from '../../src/store/builds.js';
-import { S3LogStore } from '../../src/store/logs.js';
-import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
-import { testBuildRequest } from '../support/builds.js';
-import {
-  commitFiles,
-  createGitRepo,
-  startGitHubServer,
-  type GitHubStandIn,
-} from '../support/github-server.js';
-import { createTestStorage } from '../support/storage.js';
+import { repoScope } from '../../src/store/settings.js';
+import { startControllerFixture, type ControllerFixture } from '../support/controller.js';
+import { commitFiles, createGitRepo } from '../support/github-server.js';
 
-const TOKEN = 'pr-test-token';
 const SECRET = 'pr-secret-value-7c1f9a2b';
-let github: GitHubStandIn;
-let builds: DynamoBuildStore;
-let settings: DynamoSettingsStore;
-let logs: S3LogStore;
-let deps: ControllerDependencies;
+let fixture: ControllerFixture;
 const folders: string[] = [];
 
 beforeAll(async () => {
-  const storage = await createTestStorage();
-  github = await startGitHubServer({ token: TOKEN });
-  builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
-  settings = new DynamoSettingsStore(storage.clients.documents, storage.settingsTable);
-  logs = new S3LogStore(storage.clients.s3, storage.bucket);
-  const octokit = createGitHubClient({ baseUrl: github.url, token: TOKEN });
-  deps = {
-    builds,
-    settings,
-    statuses: new GitHubStatusReporter(octokit),
-    logs,
-    archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },
-    repoFiles: { readFile: (repo, path, ref) => readRepoFile(octokit, repo, path, ref) },
-    runner: new ProcessRunnerInvoker(),
-    logger: createMemoryLogger(),
-    publicUrl: 'https://ci.example.test',
-    runnerTimeoutMs: 60_000,
-    logLimitBytes: 1024 * 1024,
-  };
+  fixture = await startControllerFixture('pr-test-token');
 });
 
 afterAll(async () => {
-  await github.close();
+  await fixture.close();
   for (const folder of folders) rmSync(folder, { recursive: true, force: true });
 });
 
@@ -81,7 +43,7 @@ async function pullRequestRepository(name: string, base: string, head: string) {
   execFileSync('git', ['-C', repo.dir, 'checkout', '--quiet', '-b', 'patch-1']);
   const headSha = await commitFiles(repo.dir, { '.lambkin.json': head }, 'Change the config');
   execFileSync('git', ['-C', repo.dir, 'checkout', '--quiet', 'main']);
-  github.addRepository({ owner: 'octo', name, gitDir: repo.dir });
+  fixture.github.addRepository({ owner: 'octo', name, gitDir: repo.dir });
   return { repo: `octo/${name}`, sha: headSha };
 }
 
@@ -90,8 +52,11 @@ async function buildPullRequest(
   request: Partial<BuildRequest>,
   document: SettingsDocument = {},
 ) {
-  await settings.update(repoScope(target.repo), () => ({ secretEnv: { PR_SECRET: SECRET }, ...document }));
-  const full = testBuildRequest({
+  await fixture.settings.update(repoScope(target.repo), () => ({
+    secretEnv: { PR_SECRET: SECRET },
+    ...document,
+  }));
+  return fixture.build({
     ...target,
     event: 'pull_request',
     ref: 'refs/pull/4/head',
@@ -100,11 +65,6 @@ async function buildPullRequest(
     baseBranch: 'main',
     ...request,
   });
-  const number = await builds.allocateNumber(full.repo);
-  await builds.putQueuedBuild(full, number, { deadline: Date.now() + 60_000 });
-  const result = await runControllerBuild(deps, { kind: 'build', repo: full.repo, number });
-  if (!result.ran) throw new Error(`build did not run: ${result.reason}`);
-  return { done: result.build, log: (await logs.readLog(result.build.logPrefix)) ?? '' };
 }
 
 const fromFork = { fork: true, trusted: false, headRepo: 'stranger/fork' };
@@ -127,7 +87,7 @@ describe('pull requests in the builder', () => {
     expect(log).not.toContain(SECRET);
     // The base branch's config was read through the contents API, at the base branch.
     expect(
-      github.requests.some(
+      fixture.github.requests.some(
         (request) =>
           request.path === '/repos/octo/fork-rules/contents/.lambkin.json' && request.query.ref === 'main',
       ),
@@ -183,14 +143,14 @@ describe('pull requests in the builder', () => {
       JSON.stringify(baseConfig),
       JSON.stringify(forkConfig),
     );
-    github.failNext({ mode: '500', path: /\/contents\//, times: 10 });
+    fixture.github.failNext({ mode: '500', path: /\/contents\//, times: 10 });
     try {
       const { done, log } = await buildPullRequest(target, fromFork);
       expect(done.state).toBe('error');
       expect(done.description).toMatch(/Could not read .* in octo\/base-outage@main: 500/);
       expect(log).not.toContain('fork-test');
     } finally {
-      github.clearFaults();
+      fixture.github.clearFaults();
     }
   }, 60_000);
 });

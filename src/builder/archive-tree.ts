@@ -1,0 +1,92 @@
+/**
+ * What an archive being unpacked has laid out so far (paths, folders, symbolic links), to judge
+ * each next entry before node-tar writes it: a second entry for one path, an entry written through
+ * a link, a file replacing a folder, a link leading out of the target folder. Shared by the source
+ * archive (source.ts) and the dependency cache (cache.ts); paths are relative, `/`-separated.
+ */
+
+/** Deeper paths are refused: no real tree comes close, and it bounds the checks' cost. */
+export const MAX_PATH_DEPTH = 256;
+/** Symbolic links followed while resolving one target, as the kernel's own limit. */
+export const MAX_LINK_HOPS = 40;
+/** Tar headers, long-name records and padding around each entry, on top of its content. */
+export const TAR_OVERHEAD_PER_ENTRY = 4096;
+export const TAR_OVERHEAD_SLACK = 1024 * 1024;
+
+export interface ArchiveLink {
+  /** Where the link points, as stored. */
+  target: string;
+  /** The entry's name in the archive, for messages. */
+  entry: string;
+}
+
+export class ArchiveTree {
+  private readonly seen = new Set<string>();
+  /** Every folder some entry lives in, stated or implied. */
+  private readonly folders = new Set<string>();
+  private readonly symlinks = new Map<string, ArchiveLink>();
+
+  /** Why an entry at `relative` may not be written (a phrase after its name), or undefined. */
+  problemWith(relative: string, isFolder: boolean): string | undefined {
+    if (this.seen.has(relative)) return 'appears twice in the archive';
+    const throughLink = this.symlinkAncestor(relative);
+    if (throughLink !== undefined) {
+      return `would be written through the symbolic link ${JSON.stringify(throughLink)}`;
+    }
+    if (this.folders.has(relative) && !isFolder) return 'replaces a folder that holds other entries';
+    return undefined;
+  }
+
+  /** Records an admitted entry (with `link` for a symbolic link). */
+  add(relative: string, isFolder: boolean, link?: ArchiveLink): void {
+    this.seen.add(relative);
+    if (link) this.symlinks.set(relative, link);
+    let folder = isFolder ? relative : relative.slice(0, Math.max(0, relative.lastIndexOf('/')));
+    // Stops at the first folder already known: its own parents were added with it.
+    while (folder !== '' && !this.folders.has(folder)) {
+      this.folders.add(folder);
+      folder = folder.slice(0, Math.max(0, folder.lastIndexOf('/')));
+    }
+  }
+
+  /** Resolves a link target the way the kernel would, following the archive's own links. */
+  resolvesInside(linkPath: string, target: string): boolean {
+    const pending = [...linkPath.split('/').slice(0, -1), ...target.split('/')];
+    const resolved: string[] = [];
+    let hops = 0;
+    for (let segment = pending.shift(); segment !== undefined; segment = pending.shift()) {
+      if (segment === '' || segment === '.') continue;
+      if (segment === '..') {
+        if (resolved.length === 0) return false;
+        resolved.pop();
+        continue;
+      }
+      resolved.push(segment);
+      const next = this.symlinks.get(resolved.join('/'))?.target;
+      if (next === undefined) continue;
+      if (++hops > MAX_LINK_HOPS || next.startsWith('/')) return false;
+      resolved.pop();
+      pending.unshift(...next.split('/'));
+    }
+    return true;
+  }
+
+  /**
+   * The first link that leads outside with all links of the archive known: a link added later can
+   * change where an earlier one leads (`a/s -> ..` makes `e -> a/s/..` escape).
+   */
+  escapingLink(): (ArchiveLink & { path: string }) | undefined {
+    for (const [path, link] of this.symlinks) {
+      if (!this.resolvesInside(path, link.target)) return { path, ...link };
+    }
+    return undefined;
+  }
+
+  private symlinkAncestor(relative: string): string | undefined {
+    for (let slash = relative.indexOf('/'); slash !== -1; slash = relative.indexOf('/', slash + 1)) {
+      const ancestor = relative.slice(0, slash);
+      if (this.symlinks.has(ancestor)) return ancestor;
+    }
+    return undefined;
+  }
+}

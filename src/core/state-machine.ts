@@ -64,3 +64,14 @@ export function commitStateFor(state: BuildState): CommitState {
       return 'error';
   }
 }
+
+/** The states in words, for pages and messages. */
+export const STATE_LABELS: Record<BuildState, string> = {
+  queued: 'queued',
+  running: 'running',
+  success: 'passed',
+  failure: 'failed',
+  error: 'error',
+  timed_out: 'timed out',
+  cancelled: 'cancelled',
+};

@@ -8,7 +8,7 @@
  */
 import { AnsiUp } from 'ansi_up';
 import type { BuildRecord } from '../../core/build.js';
-import type { BuildState } from '../../core/state-machine.js';
+import { STATE_LABELS } from '../../core/state-machine.js';
 import {
   formatDuration,
   parseStepMarkers,
@@ -75,16 +75,6 @@ interface LoggedStep {
   anchor: string;
   end: Extract<StepMarker, { kind: 'step-end' }> | undefined;
 }
-
-const STATE_LABELS: Record<BuildState, string> = {
-  queued: 'queued',
-  running: 'running',
-  success: 'passed',
-  failure: 'failed',
-  error: 'error',
-  timed_out: 'timed out',
-  cancelled: 'cancelled',
-};
 
 const STEP_STATUS_SYMBOLS: Record<StepStatus, string> = {
   passed: '✔',

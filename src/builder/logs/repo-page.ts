@@ -8,7 +8,7 @@
  * Content-Security-Policy forbids scripts, like the log page's (src/builder/logs/page.ts).
  */
 import type { BuildRecord } from '../../core/build.js';
-import type { BuildState } from '../../core/state-machine.js';
+import { STATE_LABELS } from '../../core/state-machine.js';
 import { formatDuration } from './format.js';
 
 /** How many builds the page lists. */
@@ -28,16 +28,6 @@ export interface RepoPageInput {
   /** Epoch ms for "running for …"; defaults to now. */
   now?: number;
 }
-
-const STATE_LABELS: Record<BuildState, string> = {
-  queued: 'queued',
-  running: 'running',
-  success: 'passed',
-  failure: 'failed',
-  error: 'error',
-  timed_out: 'timed out',
-  cancelled: 'cancelled',
-};
 
 export function renderRepoPage(input: RepoPageInput): string {
   const now = input.now ?? Date.now();

@@ -20,7 +20,7 @@ import { request as httpsRequest } from 'node:https';
 import { join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
-import { Header, Pack, ReadEntry, Unpack, type WriteEntry } from 'tar';
+import { Header, Pack, ReadEntry, UnpackSync, type WriteEntry } from 'tar';
 import { NPM_LOCKFILES, currentRuntime, gitBlobSha, runtimeId } from '../core/cache-key.js';
 import { LambkinError } from '../errors.js';
 import { formatDuration } from './logs/format.js';
@@ -217,7 +217,9 @@ async function downloadAndUnpack(
     failure ??= error;
     stop.abort(error);
   };
-  const unpack = new Unpack({
+  // Synchronous: node-tar's asynchronous unpacker waits on the file system for every file (18 s
+  // for a 15 000-file node_modules here, against 2.4 s for this one). It blocks only between chunks.
+  const unpack = new UnpackSync({
     cwd: checkout,
     strict: true,
     preserveOwner: false,

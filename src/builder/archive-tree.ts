@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import { ReadEntry, UnpackSync } from 'tar';
+
 /**
  * What an archive being unpacked has laid out so far (paths, folders, symbolic links), to judge
  * each next entry before node-tar writes it: a second entry for one path, an entry written through
@@ -88,5 +91,93 @@ export class ArchiveTree {
       if (this.symlinks.has(ancestor)) return ancestor;
     }
     return undefined;
+  }
+}
+
+export interface GuardedUnpackOptions<E extends Error> {
+  /** Folder the entries are written into. */
+  cwd: string;
+  /** Admits an entry (true), skips it on purpose (false), or refuses it (throws). */
+  admit(entry: ReadEntry): boolean;
+  /** The error to end with for what node-tar or `admit` threw. */
+  asError(error: unknown): E;
+  /** The error for an entry node-tar skipped on its own (an unsupported type, a huge header). */
+  unsupported(entry: ReadEntry): E;
+}
+
+/**
+ * node-tar's unpacker behind an entry check: the last stage of a download pipeline (`feed`). The
+ * first refused entry or extraction error aborts `stop`, which stops the download at once.
+ * Synchronous: node-tar's asynchronous unpacker waits on the file system for every file (18.7 s
+ * against 2.4 s for a 15 000-file node_modules here); it blocks only between chunks.
+ */
+export class GuardedUnpack<E extends Error> {
+  readonly stop = new AbortController();
+  failure: E | undefined;
+  /** Set when the stream stopped early: what node-tar then reports on ending is a consequence. */
+  private cutOff = false;
+  private readonly unpack: UnpackSync;
+  private readonly settled: Promise<void>;
+
+  constructor(options: GuardedUnpackOptions<E>) {
+    // Entries `admit` chose to skip; any other skipped entry is refused.
+    const deliberatelySkipped = new WeakSet<ReadEntry>();
+    this.unpack = new UnpackSync({
+      cwd: options.cwd,
+      // Every warning (bad checksum, path through a symlink, write error) becomes an error event.
+      strict: true,
+      preserveOwner: false,
+      // The stream arriving here is already gunzipped; never sniff for other compressions.
+      zstd: false,
+      brotli: false,
+      maxDepth: MAX_PATH_DEPTH + 1,
+      filter: (_path, entry) => {
+        if (this.failure || !(entry instanceof ReadEntry)) return false;
+        try {
+          const extract = options.admit(entry);
+          if (!extract) deliberatelySkipped.add(entry);
+          return extract;
+        } catch (error) {
+          this.fail(options.asError(error));
+          return false;
+        }
+      },
+    });
+    this.unpack.on('error', (error: unknown) => {
+      if (!this.cutOff) this.fail(options.asError(error));
+    });
+    this.unpack.on('ignoredEntry', (entry: ReadEntry) => {
+      if (this.failure || deliberatelySkipped.has(entry)) return;
+      this.fail(options.unsupported(entry));
+    });
+    this.settled = new Promise<void>((resolve) => {
+      this.unpack.once('end', resolve);
+      // An aborted parser never ends (it only happens on data that looks compressed twice).
+      this.unpack.once('abort', resolve);
+    });
+  }
+
+  fail(error: E): void {
+    this.failure ??= error;
+    this.stop.abort(error);
+  }
+
+  /** The pipeline's last stage: writes the tar stream, stopping at the first failure. */
+  readonly feed = async (source: AsyncIterable<Buffer>): Promise<void> => {
+    for await (const chunk of source) {
+      if (!this.unpack.write(chunk)) await once(this.unpack, 'drain', { signal: this.stop.signal });
+      if (this.failure) throw this.failure;
+    }
+  };
+
+  /** The stream stopped before its end (an error, a limit, a cancel). */
+  cutOffEarly(): void {
+    this.cutOff = true;
+  }
+
+  /** Ends the unpacker, which flushes a cut-off entry, so no write is in flight after it. */
+  async finish(): Promise<void> {
+    this.unpack.end();
+    await this.settled;
   }
 }

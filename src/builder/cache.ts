@@ -20,12 +20,13 @@ import { request as httpsRequest } from 'node:https';
 import { join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
-import { Header, Pack, ReadEntry, UnpackSync, type WriteEntry } from 'tar';
+import { Header, Pack, ReadEntry, type WriteEntry } from 'tar';
 import { NPM_LOCKFILES, currentRuntime, gitBlobSha, runtimeId } from '../core/cache-key.js';
 import { LambkinError } from '../errors.js';
 import { formatDuration } from './logs/format.js';
 import {
   ArchiveTree,
+  GuardedUnpack,
   MAX_PATH_DEPTH,
   TAR_OVERHEAD_PER_ENTRY,
   TAR_OVERHEAD_SLACK,
@@ -211,46 +212,17 @@ async function downloadAndUnpack(
 
   const maxEntries = options.maxEntries ?? DEFAULT_CACHE_MAX_ENTRIES;
   const policy = new EntryPolicy(expected.paths, options.maxUnpackedBytes, maxEntries);
-  const stop = new AbortController();
-  let failure: Error | undefined;
-  const fail = (error: Error): void => {
-    failure ??= error;
-    stop.abort(error);
-  };
-  // Synchronous: node-tar's asynchronous unpacker waits on the file system for every file (18 s
-  // for a 15 000-file node_modules here, against 2.4 s for this one). It blocks only between chunks.
-  const unpack = new UnpackSync({
+  const unpack = new GuardedUnpack<Error>({
     cwd: checkout,
-    strict: true,
-    preserveOwner: false,
-    zstd: false,
-    brotli: false,
-    maxDepth: MAX_PATH_DEPTH + 1,
-    filter: (_path, entry) => {
-      if (failure || !(entry instanceof ReadEntry)) return false;
-      try {
-        return policy.admit(entry);
-      } catch (error) {
-        fail(error instanceof Error ? error : new CacheError(String(error)));
-        return false;
-      }
-    },
-  });
-  let cutOff = false;
-  unpack.on('error', (error: unknown) => {
-    if (!cutOff) fail(new CacheError(`could not unpack the archive: ${messageOf(error)}`, { cause: error }));
-  });
-  unpack.on('ignoredEntry', (entry: ReadEntry) => {
-    if (failure || policy.deliberatelySkipped(entry)) return;
-    fail(
+    admit: (entry) => policy.admit(entry),
+    asError: (error) =>
+      error instanceof CacheError
+        ? error
+        : new CacheError(`could not unpack the archive: ${messageOf(error)}`, { cause: error }),
+    unsupported: (entry) =>
       new CacheError(
         `the archive's entry ${JSON.stringify(entry.path)} has an unsupported type (${entry.type})`,
       ),
-    );
-  });
-  const settled = new Promise<void>((resolve) => {
-    unpack.once('end', resolve);
-    unpack.once('abort', resolve);
   });
 
   const tarStreamLimit = options.maxUnpackedBytes + maxEntries * TAR_OVERHEAD_PER_ENTRY + TAR_OVERHEAD_SLACK;
@@ -290,31 +262,26 @@ async function downloadAndUnpack(
         }
         if (pending !== undefined) throw new CacheError('the archive ends before its manifest');
       },
-      async function feedUnpack(source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          if (!unpack.write(chunk)) await once(unpack, 'drain', { signal: stop.signal });
-          if (failure) throw failure;
-        }
-      },
-      { signal: AbortSignal.any([signal, stop.signal]) },
+      unpack.feed,
+      { signal: AbortSignal.any([signal, unpack.stop.signal]) },
     );
   } catch (error) {
-    cutOff = true;
-    if (!failure) {
-      failure =
+    unpack.cutOffEarly();
+    if (!unpack.failure) {
+      unpack.fail(
         error instanceof CacheError || error instanceof CacheMismatch
           ? error
           : deadline.aborted
             ? new CacheError(`the restore took longer than ${Math.round(options.timeoutMs / 1000)} s`)
             : new CacheError(`the download of ${label} broke off: ${describeNetworkError(error)}`, {
                 cause: error,
-              });
+              }),
+      );
     }
   } finally {
-    unpack.end();
-    await settled;
+    await unpack.finish();
   }
-  if (failure) throw failure;
+  if (unpack.failure) throw unpack.failure;
   if (!policy.sawManifest) throw new CacheError('the archive has no manifest');
   policy.verifyLinks();
   return { files: policy.files, bytes: policy.fileBytes, downloadedBytes };
@@ -380,7 +347,6 @@ class EntryPolicy {
   sawManifest = false;
   private entries = 0;
   private declaredBytes = 0;
-  private readonly skipped = new WeakSet<ReadEntry>();
   private readonly tree = new ArchiveTree();
 
   constructor(
@@ -389,17 +355,12 @@ class EntryPolicy {
     private readonly maxEntries: number,
   ) {}
 
-  deliberatelySkipped(entry: ReadEntry): boolean {
-    return this.skipped.has(entry);
-  }
-
   admit(entry: ReadEntry): boolean {
     const name = entry.path;
     if (!this.sawManifest) {
       // checkManifestFirst already read and checked it; it is not written anywhere.
       if (name !== MANIFEST_NAME) throw new CacheError('the archive does not start with its manifest');
       this.sawManifest = true;
-      this.skipped.add(entry);
       return false;
     }
     const refuse = (why: string): never => {

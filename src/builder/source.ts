@@ -7,7 +7,6 @@
  * that could land outside the checkout, or that is not a plain file, folder or link, ends the
  * whole fetch with an error naming the entry, instead of being skipped with a warning.
  */
-import { once } from 'node:events';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
-import { ReadEntry, UnpackSync } from 'tar';
+import { ReadEntry } from 'tar';
 import {
   ArchiveLimitError,
   ArchiveNotFoundError,
@@ -25,7 +24,13 @@ import {
   SourceTimeoutError,
   UnsafeArchiveError,
 } from './errors.js';
-import { ArchiveTree, MAX_PATH_DEPTH, TAR_OVERHEAD_PER_ENTRY, TAR_OVERHEAD_SLACK } from './archive-tree.js';
+import {
+  ArchiveTree,
+  GuardedUnpack,
+  MAX_PATH_DEPTH,
+  TAR_OVERHEAD_PER_ENTRY,
+  TAR_OVERHEAD_SLACK,
+} from './archive-tree.js';
 import { layerEnvironment } from './runtime-layer.js';
 
 export interface ArchiveLimits {
@@ -167,61 +172,21 @@ async function downloadAndExtract(
 
   await mkdir(destination, { recursive: true });
   const policy = new EntryPolicy(limits);
-  // Aborted on the first refused entry or extraction error: stops the download at once.
-  const stop = new AbortController();
-  let failure: SourceFetchError | undefined;
-  const fail = (error: SourceFetchError): void => {
-    failure ??= error;
-    stop.abort(error);
-  };
-  // Entries this code chose to skip (the top folder); any other skipped entry is refused.
-  const deliberatelySkipped = new WeakSet<ReadEntry>();
-
-  // Synchronous: node-tar's asynchronous unpacker waits on the file system for every file, about
-  // eight times slower on a tree of thousands of small files. It blocks only between chunks.
-  const unpack = new UnpackSync({
+  const unpack = new GuardedUnpack<SourceFetchError>({
     cwd: destination,
-    // Every warning (bad checksum, path through a symlink, write error) becomes an error event.
-    strict: true,
-    preserveOwner: false,
-    // The stream arriving here is already gunzipped; never sniff for other compressions.
-    zstd: false,
-    brotli: false,
-    maxDepth: MAX_PATH_DEPTH + 1,
-    filter: (_path, entry) => {
-      if (failure || !(entry instanceof ReadEntry)) return false;
-      try {
-        const extract = policy.admit(entry);
-        if (extract) attemptState.admittedEntries++;
-        else deliberatelySkipped.add(entry);
-        return extract;
-      } catch (error) {
-        fail(extractionError(error));
-        return false;
-      }
+    admit: (entry) => {
+      const extract = policy.admit(entry);
+      if (extract) attemptState.admittedEntries++;
+      return extract;
     },
-  });
-  // Set when the stream stopped early: the errors node-tar then reports on ending (a cut-off
-  // entry, a truncated archive) are consequences, not the cause.
-  let cutOff = false;
-  unpack.on('error', (error: unknown) => {
-    if (!cutOff) fail(extractionError(error));
-  });
-  unpack.on('ignoredEntry', (entry: ReadEntry) => {
-    if (failure || deliberatelySkipped.has(entry)) return;
-    fail(
+    asError: extractionError,
+    unsupported: (entry) =>
       new UnsafeArchiveError(
         entry.path,
         entry.meta
           ? 'has an extended header larger than 1 MiB'
           : `has an unsupported entry type (${entry.type})`,
       ),
-    );
-  });
-  const settled = new Promise<void>((resolve) => {
-    unpack.once('end', resolve);
-    // An aborted parser never ends (it only happens on data that looks compressed twice).
-    unpack.once('abort', resolve);
   });
 
   const tarStreamLimit = limits.maxBytes + limits.maxEntries * TAR_OVERHEAD_PER_ENTRY + TAR_OVERHEAD_SLACK;
@@ -259,25 +224,18 @@ async function downloadAndExtract(
           yield chunk;
         }
       },
-      async function feedUnpack(source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          if (!unpack.write(chunk)) await once(unpack, 'drain', { signal: stop.signal });
-          if (failure) throw failure;
-        }
-      },
-      { signal: AbortSignal.any([signal, stop.signal]) },
+      unpack.feed,
+      { signal: AbortSignal.any([signal, unpack.stop.signal]) },
     );
   } catch (error) {
-    cutOff = true;
+    unpack.cutOffEarly();
     // A timeout or cancel is described by the caller, which knows which signal fired.
-    if (!failure && signal.aborted) abortedBy = error;
-    else failure ??= asSourceError(error, target.label, downloadedBytes);
+    if (!unpack.failure && signal.aborted) abortedBy = error;
+    else unpack.fail(unpack.failure ?? asSourceError(error, target.label, downloadedBytes));
   } finally {
-    // Ending flushes a cut-off entry, so every write in flight finishes before we return.
-    unpack.end();
-    await settled;
+    await unpack.finish();
   }
-  if (failure) throw failure;
+  if (unpack.failure) throw unpack.failure;
   if (abortedBy !== undefined) throw abortedBy;
   policy.verifyLinks();
   return { files: policy.files, bytes: policy.fileBytes };

@@ -12,6 +12,7 @@ import type { BuilderInvocation } from '../aws/builder-queue.js';
 import {
   FINAL_DELIVERY,
   INTAKE_DELIVERY,
+  type CommitStatusUpdate,
   type DeliveryPolicy,
   type StatusReporter,
 } from '../github/statuses.js';
@@ -370,6 +371,17 @@ async function finishBuild(
   await reportStatus(deps, build, commitStateFor(build.state), statusDescription(build), url, 'final');
   deps.logger.info('build finished', { build: label, state: build.state, description: build.description });
   return build;
+}
+
+/** The commit status that tells GitHub how an ended build ended, linking to its page. */
+export function finalStatusOf(build: BuildRecord, url: string | undefined): CommitStatusUpdate {
+  return {
+    repo: build.repo,
+    sha: build.sha,
+    state: commitStateFor(build.state),
+    description: statusDescription(build),
+    ...(url ? { targetUrl: url } : {}),
+  };
 }
 
 /** GitHub has no timed_out or cancelled: those are `error` with a description that says which. */

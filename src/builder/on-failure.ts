@@ -7,12 +7,11 @@
 import { parseBuilderInvocation } from '../aws/builder-queue.js';
 import { buildLabel, type BuildKey, type BuildRecord } from '../core/build.js';
 import { pageUrlOf } from '../core/links.js';
-import { commitStateFor } from '../core/state-machine.js';
 import { TransitionRefusedError } from '../errors.js';
 import { FINAL_DELIVERY, type DeliveryPolicy, type StatusReporter } from '../github/statuses.js';
 import type { Logger } from '../logger.js';
 import type { BuildStore } from '../store/builds.js';
-import { statusDescription } from './controller.js';
+import { finalStatusOf } from './controller.js';
 
 export interface OnFailureDependencies {
   /** `markReported` records GitHub's acknowledgement (absent in test doubles: not recorded). */
@@ -111,16 +110,7 @@ export async function endFailedBuild(
   let statusSet = true;
   const url = statusLinkOf(build, deps.publicUrl);
   try {
-    await deps.statuses.setStatus(
-      {
-        repo: build.repo,
-        sha: build.sha,
-        state: commitStateFor(build.state),
-        description: statusDescription(build),
-        ...(url ? { targetUrl: url } : {}),
-      },
-      deps.statusDelivery ?? FAILURE_STATUS_DELIVERY,
-    );
+    await deps.statuses.setStatus(finalStatusOf(build, url), deps.statusDelivery ?? FAILURE_STATUS_DELIVERY);
   } catch (error) {
     statusSet = false;
     // The sweeper re-sends it once GitHub is back (the build stays unreported).

@@ -9,12 +9,12 @@
  * `lambkin sweep`.
  */
 import { buildLabel, type BuildRecord, type RepoName } from '../core/build.js';
-import { commitStateFor, isTerminal, type BuildState } from '../core/state-machine.js';
+import { isTerminal, type BuildState } from '../core/state-machine.js';
 import { LambkinError, TransitionRefusedError } from '../errors.js';
 import { FINAL_DELIVERY, type DeliveryPolicy, type StatusReporter } from '../github/statuses.js';
 import type { Logger } from '../logger.js';
 import type { BuildStore } from '../store/builds.js';
-import { statusDescription } from './controller.js';
+import { finalStatusOf } from './controller.js';
 import { statusLinkOf } from './on-failure.js';
 
 export interface SweeperDependencies {
@@ -239,16 +239,10 @@ async function resendUnreported(
       statusSet: true,
     };
     try {
-      await deps.statuses.setStatus(
-        {
-          repo: build.repo,
-          sha: build.sha,
-          state: commitStateFor(build.state),
-          description: statusDescription(build),
-          ...(url ? { targetUrl: url } : {}),
-        },
-        { ...policy, deadlineMs: Math.max(Math.min(policy.deadlineMs, remaining()), 1) },
-      );
+      await deps.statuses.setStatus(finalStatusOf(build, url), {
+        ...policy,
+        deadlineMs: Math.max(Math.min(policy.deadlineMs, remaining()), 1),
+      });
       deps.logger.warn('re-sent the final status GitHub never got', {
         build: buildLabel(build),
         state: build.state,
@@ -323,16 +317,7 @@ async function sweepOne(
     statusSet: true,
   };
   try {
-    await deps.statuses.setStatus(
-      {
-        repo: ended.repo,
-        sha: ended.sha,
-        state: commitStateFor(ended.state),
-        description: statusDescription(ended),
-        ...(url ? { targetUrl: url } : {}),
-      },
-      policy,
-    );
+    await deps.statuses.setStatus(finalStatusOf(ended, url), policy);
   } catch (error) {
     swept.statusSet = false;
     swept.statusError = error instanceof Error ? error.message : String(error);

@@ -8,7 +8,14 @@
  *   dist/functions/<name>/meta.json       esbuild's metafile: every input the bundle holds, for checks
  *   dist/functions/manifest.json          what was built and what was skipped
  *
- *   node scripts/build.mjs [--outdir <dir>] [--require-all]
+ * and the `lambkin` command as installed from a packed tarball (`npm pack`):
+ *
+ *   dist/cli/lambkin.mjs                  the CLI; its dependencies stay in node_modules (dynalite loads
+ *                                         a native module, s3rver runs as a script of its own)
+ *   dist/cli/runner.mjs                   the runner as one self-contained file, started by the local
+ *                                         stack as a process (src/builder/runner-program.ts)
+ *
+ *   node scripts/build.mjs [--outdir <dir>] [--cli-outdir <dir>] [--require-all]
  *
  * Each folder is complete on its own: everything but Node's built-in modules is inside index.mjs
  * (the build fails otherwise), so a Lambda can run it with nothing else in its code folder.
@@ -29,6 +36,13 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_OUTDIR = join(ROOT, 'dist', 'functions');
+export const DEFAULT_CLI_OUTDIR = join(ROOT, 'dist', 'cli');
+
+/** The CLI's entry and the runner process's entry (the local stack starts the runner from the latter). */
+export const CLI_ENTRY = 'src/cli/main.ts';
+export const RUNNER_PROGRAM_ENTRY = 'src/builder/runner-main.ts';
+/** The oldest Node.js the CLI supports (package.json engines). */
+export const CLI_TARGET = 'node20';
 
 /**
  * The deployed functions and their entry points (each exports `handler`). Adding a function is one
@@ -236,13 +250,77 @@ export async function buildFunctions({ outdir = DEFAULT_OUTDIR, requireAll = fal
   return manifest;
 }
 
+/**
+ * The runner program for a local process: the runner and everything it imports in one ES module,
+ * built as the Lambda runner bundle is but for the oldest supported Node.js. Returned as bytes: a
+ * checkout's local stack builds it from the sources at start (src/builder/runner-program.ts).
+ */
+export async function bundleRunnerProgram() {
+  const esbuild = await import('esbuild');
+  const result = await esbuild.build({
+    ...bundleOptions(RUNNER_PROGRAM_ENTRY, join(ROOT, 'dist', 'unused')),
+    entryPoints: [RUNNER_PROGRAM_ENTRY],
+    target: CLI_TARGET,
+    sourcemap: false,
+    metafile: false,
+    write: false,
+  });
+  const [output] = result.outputFiles;
+  if (!output) throw new Error(`bundling ${RUNNER_PROGRAM_ENTRY} produced nothing`);
+  return output.contents;
+}
+
+/**
+ * The CLI as installed: `lambkin.mjs` (dependencies left to node_modules, as any npm package) and the
+ * self-contained `runner.mjs` beside it. Written to a staging folder and swapped in whole.
+ */
+export async function buildCli({ outdir = DEFAULT_CLI_OUTDIR, log = () => {} } = {}) {
+  const esbuild = await import('esbuild');
+  const staging = `${outdir}.building-${process.pid}`;
+  await rm(staging, { recursive: true, force: true });
+  await mkdir(staging, { recursive: true });
+  try {
+    const cli = await esbuild.build({
+      absWorkingDir: ROOT,
+      entryPoints: [CLI_ENTRY],
+      outfile: join(staging, 'lambkin.mjs'),
+      bundle: true,
+      packages: 'external',
+      platform: 'node',
+      target: CLI_TARGET,
+      format: 'esm',
+      keepNames: true,
+      sourcemap: true,
+      sourcesContent: false,
+      logLevel: 'silent',
+    });
+    const warnings = cli.warnings.filter((warning) => !isHarmless(warning));
+    if (warnings.length > 0) {
+      throw new Error(`cli: esbuild warnings:\n  ${warnings.map(describeMessage).join('\n  ')}`);
+    }
+    await writeFile(join(staging, 'runner.mjs'), await bundleRunnerProgram());
+    await rm(outdir, { recursive: true, force: true });
+    await rename(staging, outdir);
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+  for (const name of ['lambkin.mjs', 'runner.mjs']) {
+    const { size } = await stat(join(outdir, name));
+    log(`cli      ${(size / 1024).toFixed(0).padStart(6)} KiB  ${name}`);
+  }
+}
+
 function parseArguments(argv) {
-  const options = { outdir: DEFAULT_OUTDIR, requireAll: false };
+  const options = { outdir: DEFAULT_OUTDIR, cliOutdir: DEFAULT_CLI_OUTDIR, requireAll: false };
   for (let index = 0; index < argv.length; index += 1) {
     const argument = argv[index];
     if (argument === '--outdir' && argv[index + 1]) options.outdir = resolve(argv[(index += 1)]);
+    else if (argument === '--cli-outdir' && argv[index + 1]) options.cliOutdir = resolve(argv[(index += 1)]);
     else if (argument === '--require-all') options.requireAll = true;
-    else throw new Error(`Unknown argument ${argument}. Usage: build.mjs [--outdir <dir>] [--require-all]`);
+    else
+      throw new Error(
+        `Unknown argument ${argument}. Usage: build.mjs [--outdir <dir>] [--cli-outdir <dir>] [--require-all]`,
+      );
   }
   return options;
 }
@@ -250,7 +328,9 @@ function parseArguments(argv) {
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   try {
     const options = parseArguments(process.argv.slice(2));
-    await buildFunctions({ ...options, log: (line) => console.log(line) });
+    const log = (line) => console.log(line);
+    await buildFunctions({ ...options, log });
+    await buildCli({ outdir: options.cliOutdir, log });
   } catch (error) {
     console.error(error instanceof Error ? error.message : error);
     process.exitCode = 1;

@@ -14,7 +14,8 @@ import { performance } from 'node:perf_hooks';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { execa } from 'execa';
 import { runControllerBuild } from '../builder/controller.js';
-import { defaultRunnerCommand, ProcessRunnerInvoker } from '../builder/runner-invoker.js';
+import { ProcessRunnerInvoker } from '../builder/runner-invoker.js';
+import { runnerProgram } from '../builder/runner-program.js';
 import type { BuildRecord } from '../core/build.js';
 import { createMemoryLogger } from '../logger.js';
 import { pushPayload, signedDelivery, type DemoRepository } from '../local/demo-payloads.js';
@@ -348,7 +349,7 @@ async function measureMemory(stack: LocalStack, github: GitHubStandIn, root: str
     const repo = await createGitRepo({ '.lambkin.json': JSON.stringify({ install: [], test: printer }) });
     github.addRepository({ owner: OWNER, name, gitDir: repo.dir });
     const rssFile = join(root, `rss-${name}.txt`);
-    const [node, ...runnerArgs] = defaultRunnerCommand();
+    const [node, ...runnerArgs] = (await runnerProgram()).command;
     const runner = new ProcessRunnerInvoker({
       command: [
         timeBinary,

@@ -4,10 +4,10 @@
  * environment with the controller's credentials.
  */
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import { LambkinError } from '../errors.js';
 import type { RunnerInput, RunnerOutcome } from './protocol.js';
+import { checkRunnableByOthers, runnerProgram } from './runner-program.js';
 
 export interface RunnerInvoker {
   /**
@@ -100,7 +100,7 @@ export class LambdaRunnerInvoker implements RunnerInvoker {
 }
 
 export interface ProcessRunnerOptions {
-  /** Command that starts the runner process (default: this install's runner entry point). */
+  /** Command that starts the runner process (default: the runner program, src/builder/runner-program.ts). */
   command?: string[];
   /** Run the runner as this user (when the local stack runs as root). */
   user?: { uid: number; gid: number };
@@ -110,25 +110,17 @@ export interface ProcessRunnerOptions {
   graceMs?: number;
 }
 
-/** The runner entry point next to this file: TypeScript through tsx in a checkout, JS when built. */
-export function defaultRunnerCommand(): string[] {
-  const self = fileURLToPath(import.meta.url);
-  if (self.endsWith('.ts')) {
-    return [process.execPath, '--import', 'tsx', self.replace(/runner-invoker\.ts$/, 'runner-main.ts')];
-  }
-  return [process.execPath, self.replace(/runner-invoker\.js$/, 'runner-main.js')];
-}
-
 /**
  * Starts the runner as a child process with a clean environment: only PATH, LANG and the work
- * root. Input on stdin, outcome as the last line of stdout.
+ * root. Input on stdin, outcome as the last line of stdout. Its working folder is the runner
+ * program's (or `/`), never the caller's: that may be closed to the runner's user.
  */
 export class ProcessRunnerInvoker implements RunnerInvoker {
   constructor(private readonly options: ProcessRunnerOptions = {}) {}
 
   async run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
     if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
-    const [executable, ...args] = this.options.command ?? defaultRunnerCommand();
+    const [[executable, ...args], cwd] = await this.commandAndFolder();
     if (!executable) throw new Error('ProcessRunnerInvoker needs a command');
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
@@ -137,6 +129,7 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     };
     const child = spawn(executable, args, {
       env,
+      cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
       ...(this.options.user ? { uid: this.options.user.uid, gid: this.options.user.gid } : {}),
     });
@@ -186,5 +179,11 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       if (error instanceof RunnerFailedError) throw error;
       throw new RunnerFailedError(`The runner's answer was not JSON: ${last.slice(0, 200)}`, false);
     }
+  }
+  private async commandAndFolder(): Promise<[readonly string[], string]> {
+    if (this.options.command) return [this.options.command, '/'];
+    const program = await runnerProgram();
+    if (this.options.user) await checkRunnableByOthers(program);
+    return [program.command, program.dir];
   }
 }

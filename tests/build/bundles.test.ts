@@ -95,7 +95,11 @@ beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'lambkin-bundles-'));
   outdir = join(scratch, 'functions');
   try {
-    await promisify(execFile)(process.execPath, ['scripts/build.mjs', '--outdir', outdir], { cwd: ROOT });
+    await promisify(execFile)(
+      process.execPath,
+      ['scripts/build.mjs', '--outdir', outdir, '--cli-outdir', join(scratch, 'cli')],
+      { cwd: ROOT },
+    );
   } catch (error) {
     throw new Error(`npm run build failed: ${(error as { stderr?: string }).stderr ?? String(error)}`, {
       cause: error,

@@ -1,17 +1,17 @@
 /**
  * Running `lambkin` in tests: in this process (runCli with captured output) or as a real child
- * process (`node --import tsx src/cli/main.ts`), against a local stack file or LAMBKIN_* variables.
+ * process (`bin/lambkin.js`), against a local stack file or LAMBKIN_* variables.
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { COMMANDS } from '../../src/cli/commands/index.js';
 import { createCliContext, runCli, type CliContextOptions } from '../../src/cli/program.js';
 import { STACK_FILE_NAME, type LocalStackFile } from '../../src/cli/stack.js';
 import type { BuildRequest } from '../../src/core/build.js';
 import type { TestStorage } from '../support/storage.js';
+import { LAMBKIN_BIN, OUTSIDE_CHECKOUT } from '../support/dev-process.js';
 
 export interface CliRun {
   code: number;
@@ -37,17 +37,18 @@ export async function runInProcess(argv: string[], options: InProcessOptions = {
 }
 
 const CHILD_TIMEOUT_MS = 20_000;
-/** What `--import tsx` loads, by path: a child may run in a folder without node_modules. */
-const TSX_LOADER = pathToFileURL(join(process.cwd(), 'node_modules/tsx/dist/loader.mjs')).href;
 
-/** Runs `lambkin` as a child process with exactly `env` (plus PATH and HOME). */
+/**
+ * Runs `lambkin` (this checkout's bin/lambkin.js) as a child process with exactly `env` (plus PATH
+ * and HOME), by default in a folder outside the checkout, as a user runs it in their own project.
+ */
 export function runProcess(argv: string[], env: Record<string, string>, cwd?: string): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      ['--import', TSX_LOADER, join(process.cwd(), 'src/cli/main.ts'), ...argv],
+      [LAMBKIN_BIN, ...argv],
       {
-        cwd: cwd ?? process.cwd(),
+        cwd: cwd ?? OUTSIDE_CHECKOUT,
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
         timeout: CHILD_TIMEOUT_MS,
         maxBuffer: 1 << 22,

@@ -28,7 +28,7 @@ import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support
 import { pushPayload, signedDelivery } from '../support/payloads.js';
 import { testBuildRequest } from '../support/builds.js';
 import { createTestStorage } from '../support/storage.js';
-import { startDevProcess, TSX_LOADER, type DevProcess } from '../support/dev-process.js';
+import { LAMBKIN_BIN, OUTSIDE_CHECKOUT, startDevProcess, type DevProcess } from '../support/dev-process.js';
 import { fakeSecrets, hostileProject, leaksIn, probesMissing } from './hostile.js';
 import { StsBuildSigner, createStsClient, grantsPolicy } from '../../src/aws/sts.js';
 import { createS3Client } from '../../src/aws/clients.js';
@@ -139,11 +139,10 @@ describe('lambkin run', () => {
     }
     const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
       (resolve, reject) => {
-        const child = spawn(
-          process.execPath,
-          ['--import', TSX_LOADER, join(process.cwd(), 'src/cli/main.ts'), 'run', dir, '--json'],
-          { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...secrets } },
-        );
+        const child = spawn(process.execPath, [LAMBKIN_BIN, 'run', dir, '--json'], {
+          cwd: OUTSIDE_CHECKOUT,
+          env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...secrets },
+        });
         let stdout = '';
         let stderr = '';
         child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));

@@ -1,12 +1,18 @@
 /** `lambkin dev` as a separate process, started the way a user starts it, for end-to-end tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { StackFile } from '../../src/local/stack.js';
 
-/** What `--import tsx` loads, by path: the child's working folder may lack node_modules. */
-export const TSX_LOADER = pathToFileURL(join(process.cwd(), 'node_modules/tsx/dist/loader.mjs')).href;
+/** The `lambkin` executable of this checkout, as `npm link` or `npx lambkin` would start it. */
+export const LAMBKIN_BIN = join(process.cwd(), 'bin', 'lambkin.js');
+
+/**
+ * Where CLI processes start by default: a folder outside the checkout, as a user's own project
+ * is, so that nothing can resolve through the checkout's node_modules by accident.
+ */
+export const OUTSIDE_CHECKOUT = tmpdir();
 
 export interface DevProcess {
   child: ChildProcess;
@@ -24,13 +30,15 @@ export async function startDevProcess(options: {
   githubApi: string;
   /** Its whole environment, besides PATH and HOME. */
   env: Record<string, string>;
+  /** The `lambkin` executable; default this checkout's. */
+  bin?: string;
+  /** Its working folder; default one outside the checkout. */
+  cwd?: string;
 }): Promise<DevProcess> {
   const child = spawn(
     process.execPath,
     [
-      '--import',
-      TSX_LOADER,
-      'src/cli/main.ts',
+      options.bin ?? LAMBKIN_BIN,
       'dev',
       '--port',
       '0',
@@ -41,6 +49,7 @@ export async function startDevProcess(options: {
     ],
     {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env },
+      cwd: options.cwd ?? OUTSIDE_CHECKOUT,
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

@@ -57,11 +57,16 @@ echo "layer zip:      $zipped bytes ($(mib "$zipped")); limit $MAX_ZIP ($(mib "$
 echo "layer unpacked: $unpacked bytes ($(mib "$unpacked")); limit $MAX_LAYER_UNPACKED ($(mib "$MAX_UNPACKED") for function and layers, less $(mib "$RESERVED") kept for the function)"
 echo "symbolic links: $zipped_links"
 
+# Every limit missed is said, with by how much, before failing.
+problems=()
 [ "$zipped_links" -eq "$links" ] ||
-  fail "the zip holds $zipped_links symbolic links, the folder $links: zip stored links as copies"
-if [ "$zipped" -gt "$MAX_ZIP" ]; then
-  fail "the zip is $((zipped - MAX_ZIP)) bytes ($(mib $((zipped - MAX_ZIP)))) over Lambda's limit of $MAX_ZIP bytes ($(mib "$MAX_ZIP")) for a layer uploaded directly"
-fi
-if [ "$unpacked" -gt "$MAX_LAYER_UNPACKED" ]; then
-  fail "unpacked, the layer is $((unpacked - MAX_LAYER_UNPACKED)) bytes ($(mib $((unpacked - MAX_LAYER_UNPACKED)))) over its limit of $MAX_LAYER_UNPACKED bytes: Lambda's $MAX_UNPACKED bytes ($(mib "$MAX_UNPACKED")) for the function and all its layers, less $RESERVED bytes kept for the function"
+  problems+=("the zip holds $zipped_links symbolic links, the folder $links: zip stored links as copies")
+[ "$zipped" -le "$MAX_ZIP" ] ||
+  problems+=("the zip is $((zipped - MAX_ZIP)) bytes ($(mib $((zipped - MAX_ZIP)))) over Lambda's limit of $MAX_ZIP bytes ($(mib "$MAX_ZIP")) for a layer uploaded directly")
+[ "$unpacked" -le "$MAX_LAYER_UNPACKED" ] ||
+  problems+=("unpacked, the layer is $((unpacked - MAX_LAYER_UNPACKED)) bytes ($(mib $((unpacked - MAX_LAYER_UNPACKED)))) over its limit of $MAX_LAYER_UNPACKED bytes: Lambda's $MAX_UNPACKED bytes ($(mib "$MAX_UNPACKED")) for the function and all its layers, less $RESERVED bytes ($(mib "$RESERVED")) kept for the function")
+if [ "${#problems[@]}" -gt 0 ]; then
+  printf 'package.sh: %s\n' "${problems[@]}" >&2
+  echo "package.sh: $zip_path does not fit Lambda" >&2
+  exit 1
 fi

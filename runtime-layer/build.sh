@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds runtime-layer/dist/lambkin-runtime-layer.zip with Docker (or Podman), for x86_64 or arm64:
 #   runtime-layer/build.sh [x86_64|arm64]
+# The image runs collect.sh and package.sh on Amazon Linux 2023; package.sh prints the zip's sizes
+# and fails the build when they exceed Lambda's limits (runtime-layer/README.md).
 # Then publish it and pass the ARN to the stack (see runtime-layer/README.md).
 set -euo pipefail
 cd "$(dirname "$0")"

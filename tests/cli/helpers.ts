@@ -2,8 +2,8 @@
  * Running `lambkin` in tests: in this process (runCli with captured output) or as a real child
  * process (`bin/lambkin.js`), against a local stack file or LAMBKIN_* variables.
  */
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMANDS } from '../../src/cli/commands/index.js';
@@ -11,6 +11,8 @@ import { createCliContext, runCli, type CliContextOptions } from '../../src/cli/
 import { STACK_FILE_NAME, type LocalStackFile } from '../../src/cli/stack.js';
 import type { BuildRequest } from '../../src/core/build.js';
 import type { TestStorage } from '../support/storage.js';
+import type { GitFiles } from '../support/github-server.js';
+import { passingProject } from '../support/npm-projects.js';
 import { LAMBKIN_BIN, OUTSIDE_CHECKOUT } from '../support/dev-process.js';
 
 export interface CliRun {
@@ -133,4 +135,70 @@ export function pushRequest(overrides: Partial<BuildRequest> = {}): BuildRequest
 export function expectOneLine(text: string): void {
   expect(text.endsWith('\n')).toBe(true);
   expect(text.trimEnd().includes('\n')).toBe(false);
+}
+
+/** Writes `files` into `dir` (made if missing). */
+export function writeProject(dir: string, files: GitFiles): string {
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(dir, path, '..'), { recursive: true });
+    writeFileSync(join(dir, path), typeof content === 'string' ? content : '');
+  }
+  return dir;
+}
+
+/** A project whose test step says which user ran it. */
+export function whoAmIProject(): GitFiles {
+  return {
+    ...passingProject(),
+    '.lambkin.json': JSON.stringify({ test: 'echo "step uid=$(id -u)" && npm test' }),
+  };
+}
+
+export interface BinRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a `lambkin` executable (a checkout's bin/lambkin.js or an installed one) as a process, with
+ * HOME set to its working folder, optionally as another user.
+ */
+export function runLambkinBin(
+  bin: string,
+  argv: string[],
+  options: { cwd: string; env?: Record<string, string>; uid?: number; gid?: number },
+): Promise<BinRun> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [bin, ...argv],
+      {
+        cwd: options.cwd,
+        env: { PATH: process.env.PATH ?? '', HOME: options.cwd, ...options.env },
+        timeout: 90_000,
+        maxBuffer: 1 << 24,
+        ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
+      },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/**
+ * A copy of this checkout's sources inside `home`, so that everything Lambkin loads from its own
+ * folder sits under `home`. Its node_modules holds the same files as this one's, as `npm ci` there
+ * would install: linked (symbolic) for root, hard-linked for another user, who may not be able to
+ * enter the folder this checkout is in (a CI clone may sit in a root user's 0700 home).
+ */
+export function checkoutInto(home: string, modules: 'symlink' | 'hardlink'): string {
+  const checkout = join(home, 'lambkin');
+  mkdirSync(checkout, { mode: 0o755 });
+  for (const entry of ['package.json', 'bin', 'src', 'scripts', 'examples']) {
+    cpSync(join(process.cwd(), entry), join(checkout, entry), { recursive: true });
+  }
+  if (modules === 'symlink') symlinkSync(join(process.cwd(), 'node_modules'), join(checkout, 'node_modules'));
+  else execFileSync('cp', ['-al', join(process.cwd(), 'node_modules'), join(checkout, 'node_modules')]);
+  return checkout;
 }

@@ -43,3 +43,16 @@ export function requireTool(
   }
   return false;
 }
+
+/**
+ * A test that needs root (a privilege drop, another user's view): CI runs as root, so there a
+ * missing root is a failure; elsewhere the test is skipped visibly.
+ */
+export function itAsRoot(name: string, fn: () => Promise<void>, timeoutMs?: number): void {
+  if (process.getuid?.() === 0) it(name, fn, timeoutMs);
+  else if (isCI()) it(name, () => Promise.reject(new Error('CI=true but not root: CI must run as root')));
+  else {
+    console.warn(`SKIPPED (needs root): ${name}`);
+    it.skip(`${name} (needs root)`, fn);
+  }
+}

@@ -218,6 +218,11 @@ export async function openStack(
       new LocalSecretCipher(resolve(environment.cwd, dataDir)),
     );
   }
+  // What the environment lacks is said first; then the region, before any request is sent.
+  const fromEnvironment = loadConfig(
+    environment.env,
+    options.stack ? [] : [...new Set(needs)].map((need) => REQUIRED_SETTINGS[need]),
+  );
   const region = await resolveRegion(options.region, environment.env);
   // --stack NAME: the resource names come from the stack's outputs, the rest from the environment.
   const fromStack = options.stack
@@ -228,13 +233,7 @@ export async function openStack(
           : {}),
       })
     : {};
-  const config = {
-    ...loadConfig(
-      environment.env,
-      options.stack ? [] : [...new Set(needs)].map((need) => REQUIRED_SETTINGS[need]),
-    ),
-    ...fromStack,
-  };
+  const config = { ...fromEnvironment, ...fromStack };
   const kmsEndpoint = endpointOf(environment.env, 'KMS');
   return assemble(
     createAwsClients({ region, endpoints: endpointsFrom(environment.env) }),

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { DEFAULT_GITHUB_API_URL } from '../../config.js';
 import { describeLocalConfig } from '../../local/local-config.js';
 import { startLocalStack } from '../../local/stack.js';
+import { ConfigurationError } from '../../errors.js';
 import { createJsonLogger } from '../../logger.js';
 import { CliError } from '../errors.js';
 import type { CliContext, CommandModule } from '../program.js';
@@ -72,6 +73,14 @@ Example:
           concurrency,
           environment: context.env,
           logger: createJsonLogger((line) => context.stderr.write(line + '\n')),
+        }).catch((error: unknown) => {
+          // A variable of the environment it reads is wrong; said before any server started.
+          if (!(error instanceof ConfigurationError)) throw error;
+          throw new CliError(
+            'NOT_CONFIGURED',
+            `not configured: ${error.problems.join('; ')}: fix or unset it ` +
+              '(`lambkin dev --help` lists the variables it reads)',
+          );
         });
         for (const line of describeLocalConfig(stack.config, context.env)) context.stdout.write(`${line}\n`);
         for (const [name, url] of Object.entries(stack.file.endpoints))

@@ -87,8 +87,28 @@ export interface LocalStack {
 }
 
 export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
-  // A bad value in the environment (LAMBKIN_SLACK_API_URL=x) fails here, before any server starts.
-  loadConfig(localEnvironment(options.environment ?? {}), []);
+  // The documented variables that apply locally, then the stack's own values on top. Checked once
+  // before any server starts: a wrong LAMBKIN_SLACK_API_URL or GITHUB_API_URL would otherwise fail
+  // with the servers already running.
+  const configFor = (base: string): LambkinConfig =>
+    loadConfig(
+      {
+        ...localEnvironment(options.environment ?? {}),
+        LAMBKIN_BUILDS_TABLE: LOCAL_NAMES.buildsTable,
+        LAMBKIN_SETTINGS_TABLE: LOCAL_NAMES.settingsTable,
+        LAMBKIN_BUCKET: LOCAL_NAMES.bucket,
+        LAMBKIN_BUILDER_FUNCTION: LOCAL_NAMES.builderFunction,
+        LAMBKIN_PUBLIC_URL: base,
+        GITHUB_API_URL: options.githubApiUrl,
+        ...(options.githubToken ? { GITHUB_TOKEN: options.githubToken } : {}),
+        LAMBKIN_WEBHOOK_SECRET: options.webhookSecret,
+        ...(options.runnerTimeoutSeconds
+          ? { LAMBKIN_RUNNER_TIMEOUT_SECONDS: String(options.runnerTimeoutSeconds) }
+          : {}),
+      },
+      ['webhookSecrets'],
+    );
+  configFor('http://127.0.0.1');
   const dataDir = resolve(options.dataDir);
   const host = options.host ?? '127.0.0.1';
   await mkdir(join(dataDir, 's3'), { recursive: true });
@@ -118,24 +138,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
   const base = `http://${host}:${(http.address() as AddressInfo).port}`;
 
-  const config = loadConfig(
-    {
-      ...localEnvironment(options.environment ?? {}),
-      // The stack's own values, on top.
-      LAMBKIN_BUILDS_TABLE: LOCAL_NAMES.buildsTable,
-      LAMBKIN_SETTINGS_TABLE: LOCAL_NAMES.settingsTable,
-      LAMBKIN_BUCKET: LOCAL_NAMES.bucket,
-      LAMBKIN_BUILDER_FUNCTION: LOCAL_NAMES.builderFunction,
-      LAMBKIN_PUBLIC_URL: base,
-      GITHUB_API_URL: options.githubApiUrl,
-      ...(options.githubToken ? { GITHUB_TOKEN: options.githubToken } : {}),
-      LAMBKIN_WEBHOOK_SECRET: options.webhookSecret,
-      ...(options.runnerTimeoutSeconds
-        ? { LAMBKIN_RUNNER_TIMEOUT_SECONDS: String(options.runnerTimeoutSeconds) }
-        : {}),
-    },
-    ['webhookSecrets'],
-  );
+  const config = configFor(base);
   const clients = createAwsClients({
     region: LOCAL_REGION,
     credentials: LOCAL_CREDENTIALS,

@@ -12,7 +12,7 @@ import { passingProject } from '../support/npm-projects.js';
 import { pushPayload, signedDelivery } from '../support/payloads.js';
 import { startSlackServer, type SlackStandIn } from '../support/slack-server.js';
 import { startDevProcess, type DevProcess } from '../support/dev-process.js';
-import { expectOneLine, runProcess } from './helpers.js';
+import { runProcess } from './helpers.js';
 
 const SECRET = 'dev-environment-secret';
 const TOKEN = 'dev-environment-token';
@@ -129,19 +129,26 @@ describe('lambkin dev and the documented variables', () => {
     });
   }, 90_000);
 
-  it('stops before any server starts when a variable it reads is wrong', async () => {
-    const folder = mkdtempSync(join(tmpdir(), 'lambkin-dev-env-bad-'));
-    folders.push(folder);
-    const run = await runProcess(['dev', '--port', '0', '--data-dir', join(folder, 'data')], {
-      LAMBKIN_WEBHOOK_SECRET: SECRET,
-      LAMBKIN_SLACK_API_URL: 'slack.internal:8080',
-    });
-    expect(run.code).toBe(1);
-    expect(run.stdout).toBe('');
-    expectOneLine(run.stderr);
-    expect(run.stderr).toMatch(
-      /^lambkin: not configured: LAMBKIN_SLACK_API_URL must be an http\(s\) URL \(got "slack\.internal:8080"\): fix or unset it \(`lambkin dev --help` lists the variables it reads\)\n$/,
-    );
-    expect(existsSync(join(folder, 'data'))).toBe(false);
-  }, 30_000);
+  it.each([
+    ['LAMBKIN_SLACK_API_URL', 'slack.internal:8080'],
+    ['GITHUB_API_URL', 'github.internal'],
+  ])(
+    'stops before any server starts when %s is wrong',
+    async (name, value) => {
+      const folder = mkdtempSync(join(tmpdir(), 'lambkin-dev-env-bad-'));
+      folders.push(folder);
+      const run = await runProcess(['dev', '--port', '0', '--data-dir', join(folder, 'data')], {
+        LAMBKIN_WEBHOOK_SECRET: SECRET,
+        [name]: value,
+      });
+      expect(run.code).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toBe(
+        `lambkin: not configured: ${name} must be an http(s) URL (got "${value}"): fix or unset it ` +
+          '(`lambkin dev --help` lists the variables it reads)\n',
+      );
+      expect(existsSync(join(folder, 'data'))).toBe(false);
+    },
+    30_000,
+  );
 });

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { CloudFormationClient, CreateStackCommand } from '@aws-sdk/client-cloudformation';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { parseCloudSecret } from '../../src/aws/secrets.js';
+import { STACK_OUTPUTS } from '../../src/cli/stack-outputs.js';
 import {
   createGitRepo,
   startGitHubServer,
@@ -19,6 +20,7 @@ import {
   type GitRepo,
 } from '../support/github-server.js';
 import { createTestStorage } from '../support/storage.js';
+import { loadTemplate } from '../support/template.js';
 import { requireTool } from '../support/tools.js';
 import { runInProcess } from './helpers.js';
 
@@ -106,6 +108,39 @@ describe('docs/deploy.md, step 2 (the secret)', () => {
       webhookSecrets: [WEBHOOK_SECRET],
     });
     expect(create).toContain('--query ARN --output text');
+  });
+});
+
+describe('docs/deploy.md, step 3 (the deploy)', () => {
+  const template = loadTemplate();
+
+  it('lists every parameter of template.yaml with its default', () => {
+    const section = PAGE.slice(PAGE.indexOf('\n## 3. Deploy'), PAGE.indexOf('\n## 4.'));
+    const rows = [...section.matchAll(/^\| `(\w+)` +\| ([^|]+?) +\|/gm)].map(([, name, shown]) => [
+      name,
+      shown,
+    ]);
+    const expected = Object.entries(template.Parameters).map(([name, parameter]) => {
+      const fallback = parameter.Default;
+      const shown =
+        fallback === undefined
+          ? '(required)'
+          : fallback === ''
+            ? '(empty)'
+            : typeof fallback === 'number' || /^\d+$/.test(fallback)
+              ? String(fallback)
+              : `\`${fallback}\``;
+      return [name, shown];
+    });
+    expect(rows).toEqual(expected);
+  });
+
+  it('names outputs the template has, and --stack reads outputs the template has', () => {
+    const named = ['WebhookUrl', 'SettingsKeyId', 'LogsBucketName'];
+    for (const output of named) expect(PAGE).toContain(output);
+    for (const output of [...named, ...Object.values(STACK_OUTPUTS)]) {
+      expect({ output, inTemplate: output in template.Outputs }).toEqual({ output, inTemplate: true });
+    }
   });
 });
 

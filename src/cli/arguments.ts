@@ -33,19 +33,29 @@ export function wholeNumberBetween(min: number, max: number): (value: string) =>
   };
 }
 
-/** `--local [dataDir]` and `--stack <name>`: which stack the command talks to (src/cli/stack.ts). */
+/**
+ * `--local [dataDir]`, `--stack <name>` and `--region <region>`: which stack the command talks to
+ * (src/cli/stack.ts).
+ */
 export function addStackOptions(command: Command): Command {
   return command
     .addOption(
       new Option(
         '--local [dataDir]',
         `use the stack \`lambkin dev\` runs, found through <dataDir>/stack.json (default ${DEFAULT_DATA_DIR}/)`,
-      ).conflicts('stack'),
+      ).conflicts(['stack', 'region']),
     )
     .addOption(
       new Option(
         '--stack <name>',
-        'use a deployed stack by its CloudFormation name (not available yet: set the LAMBKIN_* variables)',
+        'use a deployed stack by its CloudFormation name: its outputs name the tables, the bucket, ' +
+          'the builder function, the public URL and the KMS key (instead of the LAMBKIN_* variables)',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--region <region>',
+        'the AWS region of the stack (default: AWS_REGION, AWS_DEFAULT_REGION, then your AWS profile)',
       ),
     );
 }
@@ -53,12 +63,18 @@ export function addStackOptions(command: Command): Command {
 /** Help text shared by the commands that talk to a stack. */
 export const STACK_HELP = `
 Which stack:
-  --local      the one \`lambkin dev\` runs; a data directory given after --local
-               must exist (or write --local=DIR)
-  otherwise    LAMBKIN_BUILDS_TABLE, LAMBKIN_SETTINGS_TABLE, LAMBKIN_BUCKET,
-               LAMBKIN_BUILDER_FUNCTION and LAMBKIN_PUBLIC_URL, with the
-               AWS SDK's credentials, region and AWS_ENDPOINT_URL_* variables
-GITHUB_TOKEN (and GITHUB_API_URL) let rebuild and cancel set commit statuses.`;
+  --local        the one \`lambkin dev\` runs; a data directory given after
+                 --local must exist (or write --local=DIR)
+  --stack NAME   a deployed stack: its CloudFormation outputs name the tables,
+                 the bucket, the builder function, the public URL and the KMS
+                 key of secret values
+  otherwise      LAMBKIN_BUILDS_TABLE, LAMBKIN_SETTINGS_TABLE, LAMBKIN_BUCKET,
+                 LAMBKIN_BUILDER_FUNCTION, LAMBKIN_PUBLIC_URL and
+                 LAMBKIN_SETTINGS_KMS_KEY
+With --stack or the variables: the AWS SDK's credentials and AWS_ENDPOINT_URL_*
+variables, and the region from --region, AWS_REGION, AWS_DEFAULT_REGION or your
+AWS profile.
+GITHUB_TOKEN (and GITHUB_API_URL) let rebuild, cancel and sweep set commit statuses.`;
 
 /**
  * `--local` takes an optional value, so commander would read `lambkin builds --local octo/hello`

@@ -48,7 +48,20 @@ export class LocalStackFileError extends CliError {
   }
 }
 
-/** `--stack NAME` needs CloudFormation, which this version does not ship. */
+/**
+ * A command that talks to AWS (`--stack`, or the LAMBKIN_* variables) found no region: the SDK
+ * would fail on its first call with "Region is missing", which says nothing of how to set one.
+ */
+export class MissingRegionError extends CliError {
+  constructor() {
+    super(
+      'NO_REGION',
+      'no AWS region is set: pass --region REGION (the region the stack was deployed to, such as ' +
+        'us-east-1), or set AWS_REGION, or set "region" in your AWS profile (aws configure)',
+    );
+  }
+}
+
 /** `lambkin cancel` of a build that already ended. */
 export class BuildFinishedError extends CliError {
   constructor(label: string, state: string, description?: string) {

@@ -18,10 +18,11 @@ export const STACK_OUTPUTS: Partial<Record<keyof LambkinConfig, string>> = {
 };
 
 export class StackNotFoundError extends CliError {
-  constructor(name: string, detail: string) {
+  constructor(name: string, detail: string, region?: string) {
     super(
       'STACK_NOT_FOUND',
-      `no deployed stack "${name}" (${detail}): check the name, AWS_REGION and your credentials`,
+      `no deployed stack "${name}"${region ? ` in ${region}` : ''} (${detail}): check the name, ` +
+        'the region (--region or AWS_REGION) and your credentials',
     );
   }
 }
@@ -39,12 +40,12 @@ export async function readStackOutputs(
       .send(new DescribeStacksCommand({ StackName: name }))
       .catch((error: Error) => {
         if (error.name === 'ValidationError' || /does not exist/.test(error.message)) {
-          throw new StackNotFoundError(name, error.message);
+          throw new StackNotFoundError(name, error.message, options.region);
         }
         throw error;
       });
     const stack = response.Stacks?.[0];
-    if (!stack) throw new StackNotFoundError(name, 'CloudFormation returned no stack');
+    if (!stack) throw new StackNotFoundError(name, 'CloudFormation returned no stack', options.region);
     const outputs = new Map((stack.Outputs ?? []).map((output) => [output.OutputKey, output.OutputValue]));
     const config: Partial<LambkinConfig> = {};
     for (const [key, outputKey] of Object.entries(STACK_OUTPUTS) as [keyof LambkinConfig, string][]) {
@@ -56,6 +57,7 @@ export async function readStackOutputs(
       throw new StackNotFoundError(
         name,
         `it has no ${STACK_OUTPUTS.buildsTable} output: is it a Lambkin stack?`,
+        options.region,
       );
     }
     return config;

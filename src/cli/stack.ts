@@ -7,6 +7,9 @@
  * - neither: the LAMBKIN_* variables, with the AWS SDK's own credential chain and endpoint
  *   variables (AWS_ENDPOINT_URL_*), as the functions themselves read them.
  *
+ * Both AWS ways need a region, found before any request (`resolveRegion`): a missing one is a
+ * MissingRegionError that says how to set it.
+ *
  * GITHUB_TOKEN and GITHUB_API_URL always come from the environment: the stack file holds no secret.
  *
  * `secretEnv` values are sealed with the stack's cipher: the local key in the data dir (`--local`),
@@ -14,6 +17,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { LambdaBuilderQueue, type BuilderQueue } from '../aws/builder-queue.js';
 import { createAwsClients, type AwsClients } from '../aws/clients.js';
 import { loadConfig, type LambkinConfig } from '../config.js';
@@ -24,7 +28,7 @@ import { DynamoBuildStore, type BuildStore } from '../store/builds.js';
 import { S3LogStore, type LogStore } from '../store/logs.js';
 import { DynamoSettingsStore, type SettingsStore } from '../store/settings.js';
 import { KmsSecretCipher, LocalSecretCipher, type SecretCipher } from '../store/secret-cipher.js';
-import { LocalStackFileError, NoLocalStackError } from './errors.js';
+import { LocalStackFileError, MissingRegionError, NoLocalStackError } from './errors.js';
 import { readStackOutputs } from './stack-outputs.js';
 
 export const DEFAULT_DATA_DIR = '.lambkin';
@@ -136,6 +140,8 @@ export interface StackOptions {
   /** `--local` alone is `true`; with a value, the data directory. */
   local?: string | boolean;
   stack?: string;
+  /** `--region`: the deployed stack's region, before AWS_REGION and the AWS profile's. */
+  region?: string;
 }
 
 /** What a command uses of the stack: only those settings must be present. */
@@ -212,31 +218,55 @@ export async function openStack(
       new LocalSecretCipher(resolve(environment.cwd, dataDir)),
     );
   }
+  // What the environment lacks is said first; then the region, before any request is sent.
+  const fromEnvironment = loadConfig(
+    environment.env,
+    options.stack ? [] : [...new Set(needs)].map((need) => REQUIRED_SETTINGS[need]),
+  );
+  const region = await resolveRegion(options.region, environment.env);
   // --stack NAME: the resource names come from the stack's outputs, the rest from the environment.
   const fromStack = options.stack
     ? await readStackOutputs(options.stack, {
-        ...(environment.env.AWS_REGION ? { region: environment.env.AWS_REGION } : {}),
+        region,
         ...(endpointOf(environment.env, 'CLOUDFORMATION')
           ? { endpoint: endpointOf(environment.env, 'CLOUDFORMATION') }
           : {}),
       })
     : {};
-  const config = {
-    ...loadConfig(
-      environment.env,
-      options.stack ? [] : [...new Set(needs)].map((need) => REQUIRED_SETTINGS[need]),
-    ),
-    ...fromStack,
-  };
+  const config = { ...fromEnvironment, ...fromStack };
   const kmsEndpoint = endpointOf(environment.env, 'KMS');
   return assemble(
-    createAwsClients({ endpoints: endpointsFrom(environment.env) }),
+    createAwsClients({ region, endpoints: endpointsFrom(environment.env) }),
     config,
     environment.logger,
     config.settingsKmsKey
-      ? new KmsSecretCipher(config.settingsKmsKey, kmsEndpoint ? { endpoint: kmsEndpoint } : {})
+      ? new KmsSecretCipher(config.settingsKmsKey, {
+          region,
+          ...(kmsEndpoint ? { endpoint: kmsEndpoint } : {}),
+        })
       : undefined,
   );
+}
+
+/**
+ * The region a deployed stack's clients use: `--region`, else AWS_REGION, else AWS_DEFAULT_REGION
+ * (the AWS CLI's variable, which the SDK does not read), else what the SDK finds itself (the
+ * profile's `region` in the AWS config file). None: a MissingRegionError, before any request.
+ */
+export async function resolveRegion(flag: string | undefined, env: StackEnvironment['env']): Promise<string> {
+  const named = [flag, env.AWS_REGION, env.AWS_DEFAULT_REGION].map((value) => value?.trim()).find(Boolean);
+  if (named) return named;
+  // The SDK's own lookup reads files, never the network; a client is the public way to ask it.
+  const probe = new DynamoDBClient({});
+  try {
+    const found = await probe.config.region();
+    if (found) return found;
+  } catch {
+    // "Region is missing": said better below.
+  } finally {
+    probe.destroy();
+  }
+  throw new MissingRegionError();
 }
 
 function assemble(

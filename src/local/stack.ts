@@ -17,6 +17,7 @@ import { endFailedBuild } from '../builder/on-failure.js';
 import { ProcessRunnerInvoker } from '../builder/runner-invoker.js';
 import { parseBuilderInvocation } from '../aws/builder-queue.js';
 import { loadConfig, type LambkinConfig } from '../config.js';
+import { localEnvironment } from './local-config.js';
 import { handleWebhook, type IntakeDependencies } from '../core/intake.js';
 import { normalizeHeaders } from '../http.js';
 import type { Logger } from '../logger.js';
@@ -55,6 +56,11 @@ export interface LocalStackOptions {
   /** Async retry delays of the local Lambda service (Lambda: 1 min and 2 min; locally short). */
   retryDelaysMs?: number[];
   runnerTimeoutSeconds?: number;
+  /**
+   * The process environment: its documented variables that apply on a laptop (such as
+   * LAMBKIN_SLACK_API_URL) are read, under the stack's own values (src/local/local-config.ts).
+   */
+  environment?: Readonly<Record<string, string | undefined>>;
   logger: Logger;
 }
 
@@ -81,6 +87,28 @@ export interface LocalStack {
 }
 
 export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
+  // The documented variables that apply locally, then the stack's own values on top. Checked once
+  // before any server starts: a wrong LAMBKIN_SLACK_API_URL or GITHUB_API_URL would otherwise fail
+  // with the servers already running.
+  const configFor = (base: string): LambkinConfig =>
+    loadConfig(
+      {
+        ...localEnvironment(options.environment ?? {}),
+        LAMBKIN_BUILDS_TABLE: LOCAL_NAMES.buildsTable,
+        LAMBKIN_SETTINGS_TABLE: LOCAL_NAMES.settingsTable,
+        LAMBKIN_BUCKET: LOCAL_NAMES.bucket,
+        LAMBKIN_BUILDER_FUNCTION: LOCAL_NAMES.builderFunction,
+        LAMBKIN_PUBLIC_URL: base,
+        GITHUB_API_URL: options.githubApiUrl,
+        ...(options.githubToken ? { GITHUB_TOKEN: options.githubToken } : {}),
+        LAMBKIN_WEBHOOK_SECRET: options.webhookSecret,
+        ...(options.runnerTimeoutSeconds
+          ? { LAMBKIN_RUNNER_TIMEOUT_SECONDS: String(options.runnerTimeoutSeconds) }
+          : {}),
+      },
+      ['webhookSecrets'],
+    );
+  configFor('http://127.0.0.1');
   const dataDir = resolve(options.dataDir);
   const host = options.host ?? '127.0.0.1';
   await mkdir(join(dataDir, 's3'), { recursive: true });
@@ -110,20 +138,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
   const base = `http://${host}:${(http.address() as AddressInfo).port}`;
 
-  const config = loadConfig(
-    {
-      LAMBKIN_BUILDS_TABLE: LOCAL_NAMES.buildsTable,
-      LAMBKIN_SETTINGS_TABLE: LOCAL_NAMES.settingsTable,
-      LAMBKIN_BUCKET: LOCAL_NAMES.bucket,
-      LAMBKIN_BUILDER_FUNCTION: LOCAL_NAMES.builderFunction,
-      LAMBKIN_PUBLIC_URL: base,
-      GITHUB_API_URL: options.githubApiUrl,
-      ...(options.githubToken ? { GITHUB_TOKEN: options.githubToken } : {}),
-      LAMBKIN_WEBHOOK_SECRET: options.webhookSecret,
-      LAMBKIN_RUNNER_TIMEOUT_SECONDS: String(options.runnerTimeoutSeconds ?? 14 * 60),
-    },
-    ['webhookSecrets'],
-  );
+  const config = configFor(base);
   const clients = createAwsClients({
     region: LOCAL_REGION,
     credentials: LOCAL_CREDENTIALS,

@@ -91,6 +91,38 @@ describe('help', () => {
       expect(result.stdout).toContain(part);
     }
   });
+
+  it('describes --stack and --region as what they do, and no help says anything is not available yet', async () => {
+    const withStack = [
+      ['builds'],
+      ['logs'],
+      ['rebuild'],
+      ['cancel'],
+      ['config', 'get'],
+      ['config', 'set'],
+      ['config', 'unset'],
+      ['sweep'],
+    ];
+    const others = [[], ['dev'], ['run'], ['demo'], ['setup'], ['config']];
+    for (const command of [...withStack, ...others]) {
+      const result = await runInProcess([...command, '--help']);
+      expect({ command, code: result.code }).toEqual({ command, code: 0 });
+      expect({ command, help: result.stdout }).toEqual({
+        command,
+        help: expect.not.stringMatching(/not available|not yet|coming soon/i) as unknown,
+      });
+      if (!withStack.includes(command)) continue;
+      // Commander wraps option descriptions: compare with the whitespace folded.
+      const help = result.stdout.replace(/\s+/g, ' ');
+      expect(help).toContain(
+        '--stack <name> use a deployed stack by its CloudFormation name: its outputs name the tables, ' +
+          'the bucket, the builder function, the public URL and the KMS key (instead of the LAMBKIN_* variables)',
+      );
+      expect(help).toContain('--region <region> the AWS region of the stack');
+      expect(help).toContain('--stack NAME a deployed stack: its CloudFormation outputs name the tables');
+      expect(help).toContain('the region from --region, AWS_REGION, AWS_DEFAULT_REGION or your AWS profile');
+    }
+  });
 });
 
 describe('the command registry', () => {
@@ -227,7 +259,7 @@ describe('lambkin as a child process', () => {
         },
         1,
         process.env.LAMBKIN_TEST_MOTO_ENDPOINT
-          ? /^lambkin: no deployed stack "lambkin-prod" \(.*\): check the name, AWS_REGION and your credentials\n$/
+          ? /^lambkin: no deployed stack "lambkin-prod" in us-east-1 \(.*\): check the name, the region \(--region or AWS_REGION\) and your credentials\n$/
           : /^lambkin: could not reach the stack/,
       ],
       [

@@ -39,7 +39,8 @@ export const buildsCommand: CommandModule = {
         'after',
         `${STACK_HELP}\n\nExamples:\n  $ lambkin builds octo/hello\n` +
           '  $ lambkin builds octo/hello --limit 5 --json\n' +
-          '  $ lambkin builds octo/hello --local',
+          '  $ lambkin builds octo/hello --local\n' +
+          '  $ lambkin builds octo/hello --stack lambkin --region eu-west-1',
       )
       .action(async (repo: RepoName | undefined, options: BuildsOptions) => {
         if (repo === undefined) {

@@ -62,7 +62,8 @@ Keys (docs/configuration.md, "Settings store and environment"):
                                allowConfigOverrides
   secretEnv.<NAME>             a secret variable for pushes (and pull requests
                                whose source inherits secrets), stored
-                               encrypted (KMS key LAMBKIN_SETTINGS_KMS_KEY;
+                               encrypted (KMS: the stack's SettingsKeyId with
+                               --stack, else LAMBKIN_SETTINGS_KMS_KEY;
                                --local: a key in the data directory)
   notifications.slack.webhookUrl  a Slack incoming-webhook URL (secret, stored
                                encrypted like secretEnv)
@@ -95,7 +96,7 @@ export const configCommand: CommandModule = {
       .description(
         'Print the value of KEY as JSON, or the whole settings document without KEY. Secret values ' +
           'are shown as *** unless --show-secrets, which decrypts them (in AWS this needs kms:Decrypt ' +
-          'on LAMBKIN_SETTINGS_KMS_KEY). A key that is not set is an error (exit 1).',
+          "on the stack's settings key). A key that is not set is an error (exit 1).",
       )
       .argument('[key]', 'dotted key, such as build.tags; the whole document when omitted')
       .option('--show-secrets', 'decrypt and show the values of secretEnv instead of ***')
@@ -123,6 +124,7 @@ export const configCommand: CommandModule = {
           '  $ lambkin config set build.pullRequests.forks false --repo octo/hello\n' +
           '  $ lambkin config set config.timeout 900 --repo octo/hello\n' +
           '  $ lambkin config set secretEnv.NPM_TOKEN "$NPM_TOKEN" --repo octo/hello\n' +
+          '  $ lambkin config set --stack lambkin build.pullRequests.forks false\n' +
           '  $ lambkin config set notifications.slack.webhookUrl "$SLACK_WEBHOOK_URL"\n' +
           `  $ lambkin config set notifications.slack.on '["failure", "fixed"]' --repo octo/hello`,
       )

@@ -2,7 +2,9 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_GITHUB_API_URL } from '../../config.js';
+import { describeLocalConfig } from '../../local/local-config.js';
 import { startLocalStack } from '../../local/stack.js';
+import { ConfigurationError } from '../../errors.js';
 import { createJsonLogger } from '../../logger.js';
 import { CliError } from '../errors.js';
 import type { CliContext, CommandModule } from '../program.js';
@@ -33,9 +35,15 @@ export const devCommand: CommandModule = {
         'after',
         `
 Environment:
-  LAMBKIN_WEBHOOK_SECRET  the webhook's secret (required)
-  GITHUB_TOKEN            token that sets commit statuses (optional locally)
-  GITHUB_API_URL          GitHub API base URL (or --github-api)
+  LAMBKIN_WEBHOOK_SECRET          the webhook's secret (required)
+  GITHUB_TOKEN                    token that sets commit statuses (optional locally)
+  GITHUB_API_URL                  GitHub API base URL (or --github-api)
+  LAMBKIN_SLACK_API_URL           Slack Web API base URL (a stand-in or a proxy)
+  LAMBKIN_QUEUE_TIMEOUT_SECONDS, LAMBKIN_RUNNER_TIMEOUT_SECONDS, LAMBKIN_LOG_LIMIT_BYTES
+                                  as in the cloud (docs/configuration.md)
+The stack sets its own table and bucket names, builder function and public URL, and has no use
+for LAMBKIN_RUNNER_FUNCTION, LAMBKIN_SECRET_ARN, LAMBKIN_SETTINGS_KMS_KEY or LAMBKIN_UPLOAD_ROLE:
+it says so at start, with the variables it took from the environment.
 
 Every endpoint is printed at start, one per line, and written to <data-dir>/stack.json, where
 the other commands given --local find the stack. Stop it with Ctrl-C.
@@ -63,8 +71,18 @@ Example:
           ...(context.env.GITHUB_TOKEN ? { githubToken: context.env.GITHUB_TOKEN } : {}),
           webhookSecret: secret,
           concurrency,
+          environment: context.env,
           logger: createJsonLogger((line) => context.stderr.write(line + '\n')),
+        }).catch((error: unknown) => {
+          // A variable of the environment it reads is wrong; said before any server started.
+          if (!(error instanceof ConfigurationError)) throw error;
+          throw new CliError(
+            'NOT_CONFIGURED',
+            `not configured: ${error.problems.join('; ')}: fix or unset it ` +
+              '(`lambkin dev --help` lists the variables it reads)',
+          );
         });
+        for (const line of describeLocalConfig(stack.config, context.env)) context.stdout.write(`${line}\n`);
         for (const [name, url] of Object.entries(stack.file.endpoints))
           context.stdout.write(`${name} ${url}\n`);
         context.stdout.write(`ready (data in ${resolve(context.cwd, options.dataDir)}; Ctrl-C stops)\n`);

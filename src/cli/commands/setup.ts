@@ -61,9 +61,10 @@ export const setupCommand: CommandModule = {
           'delivers to that URL: running it again is harmless. Needs GITHUB_TOKEN with admin rights ' +
           'on the repository (the admin:repo_hook scope, or the fine-grained "Webhooks: read and ' +
           'write" permission); GITHUB_API_URL for GitHub Enterprise Server.\n\n' +
-          "The secret: --secret-from-env sets the stack's own, from LAMBKIN_WEBHOOK_SECRET. " +
-          "Without it a new hook gets a random secret, printed once (store it as the stack's " +
-          'webhook secret), and an existing hook keeps its secret.',
+          "The secret: --secret-from-env sets the stack's own, from LAMBKIN_WEBHOOK_SECRET (for a " +
+          'deployed stack, the "webhookSecret" of its Secrets Manager secret). Without it a new hook ' +
+          'gets a random secret, printed once, that the stack refuses deliveries signed with until ' +
+          "it is stored as the stack's webhook secret; an existing hook keeps its secret.",
       )
       .argument('<owner/repo>', 'the repository, as GitHub names it', parseRepoArgument)
       .requiredOption(
@@ -71,12 +72,16 @@ export const setupCommand: CommandModule = {
         "the webhook function's URL (the stack's WebhookUrl output)",
         parseWebhookUrl,
       )
-      .option('--secret-from-env', 'set the secret in LAMBKIN_WEBHOOK_SECRET (the first, when it lists two)')
+      .option(
+        '--secret-from-env',
+        "give the hook the stack's secret, from LAMBKIN_WEBHOOK_SECRET (the first, when it lists two)",
+      )
       .addHelpText(
         'after',
         '\nExamples:\n' +
-          '  $ GITHUB_TOKEN=ghp_… lambkin setup octo/hello --url https://abc.lambda-url.us-east-1.on.aws/webhook\n' +
-          '  $ LAMBKIN_WEBHOOK_SECRET=… lambkin setup octo/hello --url https://ci.example.com/webhook --secret-from-env',
+          '  $ GITHUB_TOKEN=ghp_… LAMBKIN_WEBHOOK_SECRET=… lambkin setup octo/hello \\\n' +
+          '      --url https://abc123.execute-api.us-east-1.amazonaws.com/webhook --secret-from-env\n' +
+          '  $ GITHUB_TOKEN=ghp_… lambkin setup octo/hello --url https://ci.example.com/webhook',
       )
       .action(async (repo: RepoName, options: SetupOptions) => setup(context, repo, options));
   },

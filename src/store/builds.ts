@@ -93,8 +93,10 @@ export interface BuildStore {
   ): Promise<BuildRecord | undefined>;
   /** The repository's badge token (the `token` of a private repository's badge link), if it has one. */
   badgeTokenOf(repo: RepoName): Promise<string | undefined>;
-  /** The repository's badge token, made (NEW_LINK_TOKEN) and kept when it has none yet. */
+  /** The repository's badge token, made (newLinkToken) and kept when it has none yet. */
   ensureBadgeToken(repo: RepoName): Promise<string>;
+  /** A new badge token for the repository: links with the old one show `unknown` from now on. */
+  replaceBadgeToken(repo: RepoName): Promise<string>;
   /** Queued or running builds whose deadline is before `now`, across all repos, oldest first. */
   overdueBuilds(now: number, options?: { limit?: number }): Promise<BuildRecord[]>;
   /**
@@ -531,6 +533,17 @@ export class DynamoBuildStore implements BuildStore {
         throw new Error(`the badge token of ${repo} was made but cannot be read back`, { cause: error });
       return winner;
     }
+  }
+
+  async replaceBadgeToken(repo: RepoName): Promise<string> {
+    const token = newLinkToken();
+    await this.documents.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: { repo: BADGE_PREFIX + repo, number: COUNTER_NUMBER, token, createdAt: this.clock() },
+      }),
+    );
+    return token;
   }
 
   /** Remembers where a build's Slack message is, so that its end updates it in place. */

@@ -75,6 +75,19 @@ describe('lambkin badge', () => {
     expect(first.stdout).not.toContain('a-build-log-token');
   });
 
+  it("replaces a private repository's badge token with --new-token, and refuses it for a public one", async () => {
+    const before = await builds.ensureBadgeToken('octo/closed');
+    const replaced = await lambkin(['octo/closed', '--new-token', '--url']);
+    expect(replaced.code).toBe(0);
+    const after = await builds.badgeTokenOf('octo/closed');
+    expect(after).not.toBe(before);
+    expect(replaced.stdout).toBe(`${PUBLIC_URL}/badges/octo/closed.svg?token=${after}\n`);
+    const open = await lambkin(['octo/open', '--new-token']);
+    expect(open.code).toBe(1);
+    expectOneLine(open.stderr);
+    expect(open.stderr).toMatch(/octo\/open is not private/);
+  });
+
   it('says why the badge is unknown for a repository without builds', async () => {
     const run = await lambkin(['octo/new']);
     expect(run.code).toBe(0);

@@ -65,7 +65,7 @@ describe('help', () => {
   it.each([
     [['builds'], ['[owner/repo]', '--json', '--limit <n>']],
     [['logs'], ['<owner/repo>', '<number>', '--follow']],
-    [['badge'], ['<owner/repo>', '--branch <name>', '--url']],
+    [['badge'], ['<owner/repo>', '--branch <name>', '--url', '--new-token']],
     [['rebuild'], ['<owner/repo>', '<number>', '--json']],
     [['cancel'], ['<owner/repo>', '<number>']],
     [

@@ -221,6 +221,17 @@ describe.each(storageBackends())('badges on $name', (backend) => {
       expect(wordOf(await get(`/badges/${other}.svg`, `token=${badgeToken}`))).toBe('unknown');
     });
 
+    it('stops showing it with a replaced token', async () => {
+      const other = 'octo/rotated';
+      await build(other, 'success', { privateRepo: true }, LOG_TOKEN);
+      const old = await builds.ensureBadgeToken(other);
+      const replaced = await builds.replaceBadgeToken(other);
+      expect(replaced).not.toBe(old);
+      expect(await builds.ensureBadgeToken(other)).toBe(replaced);
+      expect(wordOf(await get(`/badges/${other}.svg`, `token=${old}`))).toBe('unknown');
+      expect(wordOf(await get(`/badges/${other}.svg`, `token=${replaced}`))).toBe('passing');
+    });
+
     it('is private when any of its latest builds is', async () => {
       const other = 'octo/one-private';
       await build(other, 'success', { privateRepo: false });

@@ -14,6 +14,7 @@ import type { StackOptions } from '../stack.js';
 interface BadgeOptions extends StackOptions {
   branch?: string;
   url?: boolean;
+  newToken?: boolean;
 }
 
 /** The stack's public URL is unknown: a badge link cannot be made. */
@@ -38,23 +39,39 @@ export const badgeCommand: CommandModule = {
           "passing, failing or error; unknown when there is none. A public repository's badge links " +
           "to its page of recent builds. A private repository's badge link carries the repository's " +
           'badge token, made the first time this command is run for it: anyone who has the link sees ' +
-          'the state of the branch, nothing else.',
+          'the state of the branch, nothing else; --new-token replaces it (links with the old one ' +
+          'then show unknown).',
       )
       .argument('<owner/repo>', 'the repository, as GitHub names it', parseRepoArgument)
       .option('--branch <name>', 'the badge of this branch (default: the default branch)')
-      .option('--url', 'print only the badge URL');
+      .option('--url', 'print only the badge URL')
+      .option(
+        '--new-token',
+        "replace a private repository's badge token: links with the old one show unknown",
+      );
     addStackOptions(command)
       .addHelpText(
         'after',
         `${STACK_HELP}\n\nExamples:\n  $ lambkin badge octo/hello\n` +
-          '  $ lambkin badge octo/hello --branch release --local',
+          '  $ lambkin badge octo/hello --branch release --local\n' +
+          '  $ lambkin badge octo/private-app --new-token',
       )
       .action(async (repo: RepoName, options: BadgeOptions) => {
         if (options.branch === '') throw new UsageError('--branch needs a branch name');
         await withStack(context, options, ['builds'], async (stack) => {
           if (!stack.publicUrl) throw new NoPublicUrlError();
           const subject = await findBadgeBuild(stack.builds, repo, options.branch);
-          const token = subject.isPrivate ? await stack.builds.ensureBadgeToken(repo) : undefined;
+          if (options.newToken && !subject.isPrivate) {
+            throw new CliError(
+              'NOT_PRIVATE',
+              `${repo} is not private as far as its builds tell: its badge has no token to replace`,
+            );
+          }
+          const token = !subject.isPrivate
+            ? undefined
+            : options.newToken
+              ? await stack.builds.replaceBadgeToken(repo)
+              : await stack.builds.ensureBadgeToken(repo);
           const image = badgeUrl(stack.publicUrl, repo, {
             ...(options.branch !== undefined ? { branch: options.branch } : {}),
             ...(token ? { token } : {}),

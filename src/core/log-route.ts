@@ -34,8 +34,8 @@ export const MAX_INLINE_LOG_BYTES = 1024 * 1024;
 /** How often the waiting page reloads itself. */
 export const WAITING_REFRESH_SECONDS = 5;
 /**
- * A badge changes with every build: GitHub's image proxy and browsers must ask again each time
- * (`no-cache`), and nothing keeps it past a minute (GitHub's proxy caches images otherwise).
+ * A badge changes with every build: GitHub's image proxy (which otherwise keeps images for long)
+ * and browsers must ask again each time they show it.
  */
 export const BADGE_CACHE_CONTROL = 'max-age=0, no-cache';
 /**
@@ -222,6 +222,7 @@ export async function findBadgeBuild(
   if (!shownBranch || Buffer.byteLength(shownBranch, 'utf8') > MAX_BRANCH_BYTES) {
     return { ...(shownBranch ? { branch: shownBranch } : {}), isPrivate };
   }
+  // Below any number: the latest such build of all.
   const build = await builds.previousFinishedBuildOf(repo, { branch: shownBranch }, Number.MAX_SAFE_INTEGER);
   return {
     branch: shownBranch,
@@ -275,7 +276,7 @@ async function serveRepoPage(deps: LogRouteDependencies, repo: RepoName): Promis
   }
 }
 
-export function isPrivateBuild(build: BuildRecord): boolean {
+function isPrivateBuild(build: BuildRecord): boolean {
   return build.privateRepo || build.logToken !== undefined;
 }
 

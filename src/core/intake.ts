@@ -16,8 +16,7 @@
 import type { BuildRecord, BuildRequest } from './build.js';
 import { buildLabel } from './build.js';
 import { commitStateFor } from './state-machine.js';
-import { randomBytes } from 'node:crypto';
-import { baseUrlFromRequest, buildPageUrl, pageUrlOf } from './links.js';
+import { baseUrlFromRequest, buildPageUrl, newLinkToken, pageUrlOf } from './links.js';
 import { decideBuild } from './policy.js';
 import { interpretEvent, type BuildCandidate } from '../github/events.js';
 import { WebhookRejectedError, type WebhookVerifier } from '../github/webhook.js';
@@ -101,7 +100,7 @@ async function queueBuild(
   }
   const request: BuildRequest = { ...candidate, deliveryId, trusted: !candidate.fork };
   const base = deps.publicUrl || baseUrlFromRequest(http.headers) || '';
-  const logToken = request.privateRepo ? randomBytes(18).toString('base64url') : undefined;
+  const logToken = request.privateRepo ? newLinkToken() : undefined;
   const queuedOptions: QueuedBuildOptions = {
     deadline: now + deps.queueTimeoutMs,
     at: now,

@@ -1,5 +1,11 @@
 /** Links Lambkin hands out. Stable: a build's link never changes, wherever its log lives. */
-import type { BuildKey } from './build.js';
+import { randomBytes } from 'node:crypto';
+import type { BuildKey, RepoName } from './build.js';
+
+/** The secret part of a private link (a build's log token, a repository's badge token): 18 random bytes. */
+export function newLinkToken(): string {
+  return randomBytes(18).toString('base64url');
+}
 
 /**
  * The build's page: the API's log route in the cloud, the dev server's log viewer locally. Builds
@@ -15,6 +21,29 @@ export function buildPageUrl(publicUrl: string, key: BuildKey, logToken?: string
 export function rawLogUrl(pageUrl: string): string {
   const query = pageUrl.indexOf('?');
   return query < 0 ? `${pageUrl}/log.txt` : `${pageUrl.slice(0, query)}/log.txt${pageUrl.slice(query)}`;
+}
+
+/**
+ * A repository's build badge: its default branch's, or `branch`'s. A private repository's badge
+ * carries the repository's badge token (never a build's log token: the link must outlive builds).
+ */
+export function badgeUrl(
+  publicUrl: string,
+  repo: RepoName,
+  options: { branch?: string; token?: string } = {},
+): string {
+  const [owner = '', name = ''] = repo.split('/');
+  const query = new URLSearchParams();
+  if (options.branch !== undefined) query.set('branch', options.branch);
+  if (options.token !== undefined) query.set('token', options.token);
+  const search = query.size > 0 ? `?${query.toString()}` : '';
+  return `${publicUrl.replace(/\/+$/, '')}/badges/${encodeURIComponent(owner)}/${encodeURIComponent(name)}.svg${search}`;
+}
+
+/** A repository's page of recent builds (served for public repositories only). */
+export function repoPageUrl(publicUrl: string, repo: RepoName): string {
+  const [owner = '', name = ''] = repo.split('/');
+  return `${publicUrl.replace(/\/+$/, '')}/builds/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`;
 }
 
 /** The link recorded on the build at intake, or one made from the configured base URL. */

@@ -3,10 +3,13 @@
  * with `?token=…` for private repositories) checked against the build record and answered with a
  * short-lived presigned S3 URL of the page or the raw log. The bucket stays private; the link is
  * the only key. `/builds/<owner>/<repo>` is a public repository's page of recent builds (never a
- * private one's: it links every build with its token). No Lambda and no AWS SDK here: the handler
- * adapts events and supplies the stores.
+ * private one's: it links every build with its token). `/badges/<owner>/<repo>.svg[?branch=…]` is
+ * a repository's build badge, answered from the build records (handleBadgeRequest; the local log
+ * viewer serves it with the same code). No Lambda and no AWS SDK here: the handler adapts events
+ * and supplies the stores.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { BADGE_CONTENT_TYPE, renderBadge, type BadgeState } from '../builder/logs/badge.js';
 import { REPO_PAGE_BUILDS } from '../builder/logs/repo-page.js';
 import { LOG_KEYS, REPO_KEYS } from '../builder/protocol.js';
 import type { HttpResponse } from '../http.js';
@@ -30,6 +33,18 @@ export const MAX_LINK_LIFETIME_SECONDS = 60 * 60;
 export const MAX_INLINE_LOG_BYTES = 1024 * 1024;
 /** How often the waiting page reloads itself. */
 export const WAITING_REFRESH_SECONDS = 5;
+/**
+ * A badge changes with every build: GitHub's image proxy (which otherwise keeps images for long)
+ * and browsers must ask again each time they show it.
+ */
+export const BADGE_CACHE_CONTROL = 'max-age=0, no-cache';
+/**
+ * How many of a repository's latest builds a badge looks at to learn its default branch (the
+ * latest that recorded one) and whether it is private (any of them).
+ */
+export const BADGE_RECENT_BUILDS = 20;
+/** Longer branch names cannot be a branch (and would not fit the index key). */
+const MAX_BRANCH_BYTES = 255;
 
 export interface LogRouteRequest {
   method: string;
@@ -39,12 +54,16 @@ export interface LogRouteRequest {
   query: string;
 }
 
-export interface LogRouteDependencies {
-  builds: Pick<BuildStore, 'getBuild' | 'listBuilds'>;
+export interface BadgeRouteDependencies {
+  builds: Pick<BuildStore, 'listBuilds' | 'previousFinishedBuildOf' | 'badgeTokenOf'>;
+  logger: Logger;
+}
+
+export interface LogRouteDependencies extends BadgeRouteDependencies {
+  builds: BadgeRouteDependencies['builds'] & Pick<BuildStore, 'getBuild'>;
   logs: Pick<LogStore, 'presignGet' | 'readLog'>;
   /** Whether an object exists in the log bucket: a redirect must never point at nothing. */
   objectExists: (key: string) => Promise<boolean>;
-  logger: Logger;
   /** Epoch ms; defaults to Date.now. */
   now?: () => number;
 }
@@ -55,6 +74,7 @@ const NAME = '[A-Za-z0-9._-]{1,100}';
 // Build numbers start at 1 and have no leading zeros: one URL per build.
 const BUILD_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})/([1-9][0-9]{0,8})(?:(/log\\.txt)|/)?$`);
 const REPO_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})/?$`);
+const BADGE_PATH = new RegExp(`^/badges/(${NAME})/(${NAME})\\.svg$`);
 const DOTS_ONLY = /^\.+$/;
 
 /** Headers of every answer: nothing cached, the token never sent on as a Referer. */
@@ -70,10 +90,19 @@ const PAGE_HEADERS: Readonly<Record<string, string>> = {
   'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
 };
 
+/** The headers of every badge: short-lived in any cache, and inert if opened on its own. */
+const BADGE_HEADERS: Readonly<Record<string, string>> = {
+  ...COMMON_HEADERS,
+  'cache-control': BADGE_CACHE_CONTROL,
+  'content-type': BADGE_CONTENT_TYPE,
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+};
+
 export async function handleLogRequest(
   deps: LogRouteDependencies,
   request: LogRouteRequest,
 ): Promise<HttpResponse> {
+  if (isBadgePath(request.path)) return handleBadgeRequest(deps, request);
   const response = await answer(deps, request);
   // HEAD: the same status and headers as GET, no body.
   return request.method === 'HEAD' ? { ...response, body: '' } : response;
@@ -113,6 +142,104 @@ async function answer(deps: LogRouteDependencies, request: LogRouteRequest): Pro
   } catch (error) {
     return failure(deps, route.key, `could not serve the build's ${route.target}`, error);
   }
+}
+
+/** Whether the path is under `/badges/`: those are handleBadgeRequest's, whatever follows. */
+export function isBadgePath(path: string): boolean {
+  return path.startsWith('/badges/');
+}
+
+/**
+ * A repository's build badge, `build | passing`, from the build records: the state of the latest
+ * build of the branch (`?branch=`, else the repository's default branch) that ended with a verdict
+ * (cancelled, queued and running builds are skipped). Always `200` with an SVG, so that a README
+ * never shows a broken image: an unknown repository or branch, a repository without such a build,
+ * and a private repository asked without its badge token all answer the same `unknown` badge.
+ */
+export async function handleBadgeRequest(
+  deps: BadgeRouteDependencies,
+  request: LogRouteRequest,
+): Promise<HttpResponse> {
+  if (request.method !== 'GET' && request.method !== 'HEAD') {
+    return page(405, 'Method not allowed', '<p>Badges can only be read (GET or HEAD).</p>', {
+      allow: 'GET, HEAD',
+    });
+  }
+  const repo = parseBadgePath(request.path);
+  if (!repo) return notFound();
+  let state: BadgeState;
+  try {
+    state = await badgeStateOf(deps, repo, request.query);
+  } catch (error) {
+    // Still an image: the error is logged, the README shows `unknown` rather than a broken image.
+    deps.logger.error('log route: could not look up the badge', { repo, error });
+    state = 'unknown';
+  }
+  const body = renderBadge(state);
+  return { statusCode: 200, headers: { ...BADGE_HEADERS }, body: request.method === 'HEAD' ? '' : body };
+}
+
+function parseBadgePath(path: string): RepoName | undefined {
+  const match = BADGE_PATH.exec(path);
+  if (!match) return undefined;
+  const [, owner = '', repo = ''] = match;
+  if (DOTS_ONLY.test(owner) || DOTS_ONLY.test(repo)) return undefined;
+  return `${owner}/${repo}`;
+}
+
+async function badgeStateOf(
+  deps: BadgeRouteDependencies,
+  repo: RepoName,
+  query: string,
+): Promise<BadgeState> {
+  const asked = new URLSearchParams(query).getAll('branch');
+  if (asked.length > 1) return 'unknown';
+  const subject = await findBadgeBuild(deps.builds, repo, asked[0]);
+  if (!subject.build) return 'unknown';
+  if (subject.isPrivate && !(await mayReadPrivateBadge(deps, repo, tokenOf(query)))) return 'unknown';
+  return subject.build.state;
+}
+
+/** What a badge shows, found in the build records (the route and `lambkin badge` alike). */
+export interface BadgeSubject {
+  /** The branch asked for, else the default branch; absent when neither is known. */
+  branch?: string;
+  /** The branch's latest build with a verdict; absent when there is none. */
+  build?: BuildRecord;
+  /** The badge needs the repository's badge token: any of its latest builds, or `build`, is private. */
+  isPrivate: boolean;
+}
+
+export async function findBadgeBuild(
+  builds: BadgeRouteDependencies['builds'],
+  repo: RepoName,
+  branch?: string,
+): Promise<BadgeSubject> {
+  const recent = await builds.listBuilds(repo, { limit: BADGE_RECENT_BUILDS });
+  const isPrivate = recent.some(isPrivateBuild);
+  // The default branch as GitHub last said it (every webhook carries it).
+  const shownBranch = branch ?? recent.find((build) => build.defaultBranch)?.defaultBranch;
+  if (!shownBranch || Buffer.byteLength(shownBranch, 'utf8') > MAX_BRANCH_BYTES) {
+    return { ...(shownBranch ? { branch: shownBranch } : {}), isPrivate };
+  }
+  // Below any number: the latest such build of all.
+  const build = await builds.previousFinishedBuildOf(repo, { branch: shownBranch }, Number.MAX_SAFE_INTEGER);
+  return {
+    branch: shownBranch,
+    ...(build ? { build } : {}),
+    isPrivate: isPrivate || (build !== undefined && isPrivateBuild(build)),
+  };
+}
+
+/** A private repository's badge needs the repository's badge token; without one made, none reads it. */
+async function mayReadPrivateBadge(
+  deps: BadgeRouteDependencies,
+  repo: RepoName,
+  token: string | undefined,
+): Promise<boolean> {
+  if (token === undefined) return false;
+  const expected = await deps.builds.badgeTokenOf(repo);
+  return expected !== undefined && sameSecret(expected, token);
 }
 
 function parseBuildPath(path: string): { key: BuildKey; target: Target } | undefined {

@@ -1,11 +1,14 @@
 /**
  * The local log viewer: serves each build's page and raw log from the local S3 at the same
- * stable links the cloud uses (`/builds/<owner>/<repo>/<number>` and `…/log.txt`), and a
- * repository's page of recent builds at `/builds/<owner>/<repo>`.
+ * stable links the cloud uses (`/builds/<owner>/<repo>/<number>` and `…/log.txt`), a
+ * repository's page of recent builds at `/builds/<owner>/<repo>`, and its badge at
+ * `/badges/<owner>/<repo>.svg` through the cloud route's own code (handleBadgeRequest).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { logPrefixFor, type BuildRecord } from '../core/build.js';
+import { handleBadgeRequest, isBadgePath } from '../core/log-route.js';
 import { LOG_KEYS, REPO_KEYS } from '../builder/protocol.js';
+import type { Logger } from '../logger.js';
 import type { BuildStore } from '../store/builds.js';
 import type { LogStore } from '../store/logs.js';
 
@@ -31,13 +34,23 @@ export async function serveLogViewer(
   request: IncomingMessage,
   response: ServerResponse,
   base: string,
+  logger: Logger,
 ): Promise<void> {
   try {
+    const url = new URL(request.url ?? '/', base);
+    const path = url.pathname;
+    if (isBadgePath(path)) {
+      const answer = await handleBadgeRequest(
+        { builds, logger },
+        { method: request.method ?? 'GET', path, query: url.search.slice(1) },
+      );
+      response.writeHead(answer.statusCode, answer.headers).end(answer.body);
+      return;
+    }
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       send(response, 405, 'text/plain; charset=utf-8', 'Only GET here.\n');
       return;
     }
-    const path = new URL(request.url ?? '/', base).pathname;
     const build = BUILD_PATH.exec(path);
     if (build) {
       const [, owner, repo, number, raw] = build;
@@ -84,7 +97,7 @@ export async function serveLogViewer(
         'text/html; charset=utf-8',
         shell(
           'Lambkin',
-          "<p>Lambkin local stack. Build pages are at <code>/builds/&lt;owner&gt;/&lt;repo&gt;/&lt;number&gt;</code>; a repository's builds at <code>/builds/&lt;owner&gt;/&lt;repo&gt;</code>.</p>",
+          "<p>Lambkin local stack. Build pages are at <code>/builds/&lt;owner&gt;/&lt;repo&gt;/&lt;number&gt;</code>; a repository's builds at <code>/builds/&lt;owner&gt;/&lt;repo&gt;</code>; its badge at <code>/badges/&lt;owner&gt;/&lt;repo&gt;.svg</code>.</p>",
         ),
       );
       return;

@@ -182,7 +182,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       void answerWebhook(intake, request, response);
       return;
     }
-    void serveLogViewer(controller.logs, controller.builds, request, response, base);
+    void serveLogViewer(controller.logs, controller.builds, request, response, base, options.logger);
   });
 
   const file: StackFile = {

@@ -1,7 +1,9 @@
 /**
  * Builds on DynamoDB. One item per build (`repo`, `number`), a counter item per repo (`number` 0)
- * for build numbers, and one item per webhook delivery (`repo` = `delivery#<id>`) that guards
- * against queueing a delivery twice. Every state change is one conditional UpdateItem.
+ * for build numbers, one item per webhook delivery (`repo` = `delivery#<id>`) that guards
+ * against queueing a delivery twice, and one per private repository that has a badge link
+ * (`repo` = `badge#<owner>/<name>`, `number` 0: its badge token). Every state change is one
+ * conditional UpdateItem.
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
@@ -21,6 +23,7 @@ import {
   type StepResult,
   type TransitionEvent,
 } from '../core/build.js';
+import { newLinkToken } from '../core/links.js';
 import type { SlackMessageRef } from '../core/notifications.js';
 import { canTransition, isTerminal, type BuildState } from '../core/state-machine.js';
 import { TransitionRefusedError } from '../errors.js';
@@ -78,6 +81,22 @@ export interface BuildStore {
     repo: RepoName,
     target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
   ): Promise<BuildRecord | undefined>;
+  /**
+   * The latest build of a branch, PR or tag numbered below `below` that ended with a verdict
+   * (success, failure, error, timed_out: not cancelled), among its latest 20; undefined when there
+   * is none.
+   */
+  previousFinishedBuildOf(
+    repo: RepoName,
+    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
+    below: number,
+  ): Promise<BuildRecord | undefined>;
+  /** The repository's badge token (the `token` of a private repository's badge link), if it has one. */
+  badgeTokenOf(repo: RepoName): Promise<string | undefined>;
+  /** The repository's badge token, made (newLinkToken) and kept when it has none yet. */
+  ensureBadgeToken(repo: RepoName): Promise<string>;
+  /** A new badge token for the repository: links with the old one show `unknown` from now on. */
+  replaceBadgeToken(repo: RepoName): Promise<string>;
   /** Queued or running builds whose deadline is before `now`, across all repos, oldest first. */
   overdueBuilds(now: number, options?: { limit?: number }): Promise<BuildRecord[]>;
   /**
@@ -116,6 +135,7 @@ const UNFINISHED = 'unfinished';
 const UNREPORTED = 'unreported';
 const COUNTER_NUMBER = 0;
 const DELIVERY_PREFIX = 'delivery#';
+const BADGE_PREFIX = 'badge#';
 
 /** Attributes that exist on the item for indexing only. */
 interface BuildItem extends BuildRecord {
@@ -456,7 +476,7 @@ export class DynamoBuildStore implements BuildStore {
 
   /**
    * The latest finished (not cancelled) build of the same branch, PR or tag numbered below `below`:
-   * whether a passing build fixed it (notifications). Undefined when there is none.
+   * whether a passing build fixed it (notifications), what a badge shows. Undefined when there is none.
    */
   async previousFinishedBuildOf(
     repo: RepoName,
@@ -478,6 +498,52 @@ export class DynamoBuildStore implements BuildStore {
     return (result.Items ?? [])
       .map(toRecord)
       .find((build) => isTerminal(build.state) && build.state !== 'cancelled');
+  }
+
+  async badgeTokenOf(repo: RepoName): Promise<string | undefined> {
+    const result = await this.documents.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { repo: BADGE_PREFIX + repo, number: COUNTER_NUMBER },
+      }),
+    );
+    const token: unknown = result.Item?.token;
+    return typeof token === 'string' && token !== '' ? token : undefined;
+  }
+
+  async ensureBadgeToken(repo: RepoName): Promise<string> {
+    const existing = await this.badgeTokenOf(repo);
+    if (existing) return existing;
+    const token = newLinkToken();
+    try {
+      await this.documents.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { repo: BADGE_PREFIX + repo, number: COUNTER_NUMBER, token, createdAt: this.clock() },
+          ConditionExpression: 'attribute_not_exists(#repo)',
+          ExpressionAttributeNames: { '#repo': 'repo' },
+        }),
+      );
+      return token;
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+      // Made at the same moment by someone else: theirs is the one.
+      const winner = await this.badgeTokenOf(repo);
+      if (!winner)
+        throw new Error(`the badge token of ${repo} was made but cannot be read back`, { cause: error });
+      return winner;
+    }
+  }
+
+  async replaceBadgeToken(repo: RepoName): Promise<string> {
+    const token = newLinkToken();
+    await this.documents.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: { repo: BADGE_PREFIX + repo, number: COUNTER_NUMBER, token, createdAt: this.clock() },
+      }),
+    );
+    return token;
   }
 
   /** Remembers where a build's Slack message is, so that its end updates it in place. */

@@ -52,6 +52,7 @@ describe('help', () => {
     for (const [name, summary] of [
       ['builds', 'list the latest builds of a repository'],
       ['logs', "print a build's log"],
+      ['badge', "print the Markdown of a repository's build badge"],
       ['rebuild', "build a build's commit again"],
       ['cancel', 'cancel a queued or running build'],
       ['config', 'read and change global or per-repository settings'],
@@ -64,6 +65,7 @@ describe('help', () => {
   it.each([
     [['builds'], ['[owner/repo]', '--json', '--limit <n>']],
     [['logs'], ['<owner/repo>', '<number>', '--follow']],
+    [['badge'], ['<owner/repo>', '--branch <name>', '--url', '--new-token']],
     [['rebuild'], ['<owner/repo>', '<number>', '--json']],
     [['cancel'], ['<owner/repo>', '<number>']],
     [

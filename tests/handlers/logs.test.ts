@@ -16,6 +16,7 @@ import {
 } from '../../src/handlers/logs.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { LogStoreError } from '../../src/store/logs.js';
+import { testBuildRequest } from '../support/builds.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
 
 const TOKEN = 'handler-t0ken_abcdefghijklmnop';
@@ -228,5 +229,62 @@ describe('log function handler', () => {
     );
     await expect(unreachable('logs/x')).rejects.toThrow(LogStoreError);
     await expect(unreachable('logs/x')).rejects.toThrow(/Could not look for s3:\/\/.*LAMBKIN_BUCKET/s);
+  });
+});
+
+/** A badge request as API Gateway sends it to the `GET /badges/{owner}/{badge}` route. */
+function badgeEvent(owner: string, badge: string, query = '', method = 'GET'): LogsHttpEvent {
+  const path = `/badges/${owner}/${badge}`;
+  return {
+    ...httpApiEvent(path, { query, method }),
+    routeKey: `${method} /badges/{owner}/{badge}`,
+    pathParameters: { owner, badge },
+    headers: { accept: 'image/*', host: 'abc123.execute-api.eu-west-1.amazonaws.com', 'user-agent': 'camo' },
+  } as LogsHttpEvent;
+}
+
+describe('badges through the log function handler', () => {
+  let badgeToken: string;
+
+  beforeAll(async () => {
+    const builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
+    const created = await builds.putQueuedBuild(
+      testBuildRequest({ repo: 'octo/badge-open', sha: 'e'.repeat(40) }),
+      await builds.allocateNumber('octo/badge-open'),
+      { deadline: Date.now() + 60_000 },
+    );
+    const running = await builds.transition(created, { from: 'queued', to: 'running' });
+    await builds.transition(running, { from: 'running', to: 'success' });
+    badgeToken = await builds.ensureBadgeToken('octo/secret');
+  });
+
+  it('answers an SVG badge with the headers an image proxy needs', async () => {
+    const result = await handler(badgeEvent('octo', 'badge-open.svg'));
+    expect(result.statusCode).toBe(200);
+    expect(result.headers['content-type']).toBe('image/svg+xml');
+    expect(result.headers['cache-control']).toBe('max-age=0, no-cache');
+    expect(result.body).toContain('<title>build: passing</title>');
+    expect(result.body).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  });
+
+  it('reads ?branch= and a private repository’s token, and hides it without the token', async () => {
+    const withToken = await handler(
+      badgeEvent('octo', 'secret.svg', `branch=main&token=${encodeURIComponent(badgeToken)}`),
+    );
+    expect(withToken.body).toContain('<title>build: failing</title>');
+    const unknown = await handler(badgeEvent('octo', 'nothing-here.svg'));
+    expect(unknown.statusCode).toBe(200);
+    expect(unknown.body).toContain('<title>build: unknown</title>');
+    for (const query of ['branch=main', `branch=main&token=${TOKEN}`]) {
+      expect(await handler(badgeEvent('octo', 'secret.svg', query))).toEqual(unknown);
+    }
+  });
+
+  it('answers HEAD without a body, and 404 for what is not a badge', async () => {
+    const head = await handler(badgeEvent('octo', 'badge-open.svg', '', 'HEAD'));
+    expect(head.statusCode).toBe(200);
+    expect(head.body).toBe('');
+    expect(head.headers['content-type']).toBe('image/svg+xml');
+    expect((await handler(badgeEvent('octo', 'badge-open.png'))).statusCode).toBe(404);
   });
 });

@@ -165,7 +165,7 @@ describe('functions', () => {
     },
   );
 
-  it('serves POST /webhook and the three log routes on one HTTP API', () => {
+  it('serves POST /webhook, the three log routes and the badge route on one HTTP API', () => {
     expect(resource(template, 'HttpApi').Type).toBe('AWS::Serverless::HttpApi');
     expect(httpApiEvents('WebhookFunction')).toEqual([
       { method: 'POST', path: '/webhook', api: { Ref: 'HttpApi' } },
@@ -174,6 +174,7 @@ describe('functions', () => {
       { method: 'GET', path: '/builds/{owner}/{repo}', api: { Ref: 'HttpApi' } },
       { method: 'GET', path: '/builds/{owner}/{repo}/{number}', api: { Ref: 'HttpApi' } },
       { method: 'GET', path: '/builds/{owner}/{repo}/{number}/log.txt', api: { Ref: 'HttpApi' } },
+      { method: 'GET', path: '/badges/{owner}/{badge}', api: { Ref: 'HttpApi' } },
     ]);
     for (const logicalId of [
       'BuilderFunction',

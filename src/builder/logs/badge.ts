@@ -1,25 +1,45 @@
 /**
- * The status badge (`branches/<branch>/badge.svg`): a shields-style flat SVG, `build | passing`.
+ * The status badge: a shields-style flat SVG, `build | passing`. The log route serves it at
+ * `/badges/<owner>/<repo>.svg` (src/core/log-route.ts); the controller also keeps a copy per branch
+ * in the bucket (`branches/<branch>/badge.svg`).
  */
 import type { BuildState } from '../../core/state-machine.js';
+import { escapeHtml } from './repo-page.js';
 
 export const BADGE_CONTENT_TYPE = 'image/svg+xml';
 
 export type BadgeState = BuildState | 'unknown';
+/** The only words a badge says. */
+export type BadgeWord = 'passing' | 'failing' | 'error' | 'unknown';
 
 const LABEL = 'build';
 const LABEL_COLOR = '#555';
 
-const BADGES: Record<BadgeState, { message: string; color: string }> = {
-  success: { message: 'passing', color: '#4c1' },
-  failure: { message: 'failing', color: '#e05d44' },
-  error: { message: 'error', color: '#fe7d37' },
-  timed_out: { message: 'timed out', color: '#dfb317' },
-  cancelled: { message: 'cancelled', color: '#9f9f9f' },
-  running: { message: 'running', color: '#007ec6' },
-  queued: { message: 'queued', color: '#9f9f9f' },
-  unknown: { message: 'unknown', color: '#9f9f9f' },
+const COLORS: Record<BadgeWord, string> = {
+  passing: '#4c1',
+  failing: '#e05d44',
+  error: '#fe7d37',
+  unknown: '#9f9f9f',
 };
+
+/**
+ * What a build in `state` says on a badge: the verdict of a build that ended (`timed_out` is an
+ * error, as in its commit status); `unknown` for a build without one (queued, running, cancelled)
+ * and for anything unexpected read from storage.
+ */
+export function badgeWordOf(state: BadgeState | undefined): BadgeWord {
+  switch (state) {
+    case 'success':
+      return 'passing';
+    case 'failure':
+      return 'failing';
+    case 'error':
+    case 'timed_out':
+      return 'error';
+    default:
+      return 'unknown';
+  }
+}
 
 /**
  * Advance widths of Verdana at 11px (the badge font), in px, for the characters badges use; others
@@ -35,16 +55,16 @@ const DEFAULT_CHAR_WIDTH = 7.5;
 const HORIZONTAL_PADDING = 10;
 
 export function renderBadge(state: BadgeState): string {
-  // The state may come from storage as anything: show `unknown` rather than fail.
-  const badge = Object.hasOwn(BADGES, state) ? BADGES[state] : BADGES.unknown;
+  // The state may come from storage as anything: badgeWordOf shows `unknown` rather than fail.
+  const word = badgeWordOf(state);
   const labelTextWidth = textWidth(LABEL);
-  const messageTextWidth = textWidth(badge.message);
+  const messageTextWidth = textWidth(word);
   const labelWidth = Math.round(labelTextWidth + HORIZONTAL_PADDING);
   const messageWidth = Math.round(messageTextWidth + HORIZONTAL_PADDING);
   const width = labelWidth + messageWidth;
-  const label = escapeXml(LABEL);
-  const message = escapeXml(badge.message);
-  const color = escapeXml(badge.color);
+  const label = escapeHtml(LABEL);
+  const message = escapeHtml(word);
+  const color = escapeHtml(COLORS[word]);
   const title = `${label}: ${message}`;
   const text = (content: string, x: number, length: number): string =>
     `<text x="${x}" y="15" fill="#010101" fill-opacity=".3" aria-hidden="true" textLength="${length}">${content}</text>` +
@@ -74,8 +94,4 @@ function textWidth(text: string): number {
 
 function round1(value: number): number {
   return Math.round(value * 10) / 10;
-}
-
-function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }

@@ -3,6 +3,7 @@
  * exporting a CommandModule (src/cli/program.ts), added here.
  */
 import type { CommandModule } from '../program.js';
+import { badgeCommand } from './badge.js';
 import { buildsCommand } from './builds.js';
 import { cancelCommand } from './cancel.js';
 import { configCommand } from './config.js';
@@ -20,6 +21,7 @@ export const COMMANDS: readonly CommandModule[] = [
   demoCommand,
   buildsCommand,
   logsCommand,
+  badgeCommand,
   rebuildCommand,
   cancelCommand,
   configCommand,

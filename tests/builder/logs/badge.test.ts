@@ -1,4 +1,9 @@
-import { BADGE_CONTENT_TYPE, renderBadge, type BadgeState } from '../../../src/builder/logs/badge.js';
+import {
+  BADGE_CONTENT_TYPE,
+  badgeWordOf,
+  renderBadge,
+  type BadgeState,
+} from '../../../src/builder/logs/badge.js';
 
 /**
  * A small well-formedness check (no XML parser is a dependency): one root element, tags nested and
@@ -37,12 +42,15 @@ describe('renderBadge', () => {
     ['success', 'passing', '#4c1'],
     ['failure', 'failing', '#e05d44'],
     ['error', 'error', '#fe7d37'],
-    ['timed_out', 'timed out', '#dfb317'],
-    ['cancelled', 'cancelled', '#9f9f9f'],
-    ['running', 'running', '#007ec6'],
-    ['queued', 'queued', '#9f9f9f'],
+    // GitHub's commit status says error for a build that timed out; so does the badge.
+    ['timed_out', 'error', '#fe7d37'],
+    // No verdict: the route shows the last build that has one, the stored copy says unknown.
+    ['cancelled', 'unknown', '#9f9f9f'],
+    ['running', 'unknown', '#9f9f9f'],
+    ['queued', 'unknown', '#9f9f9f'],
     ['unknown', 'unknown', '#9f9f9f'],
   ] as const)('shows %s as "build | %s" in %s', (state, message, color) => {
+    expect(badgeWordOf(state)).toBe(message);
     const svg = renderBadge(state);
     expectWellFormedXml(svg);
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
@@ -61,11 +69,11 @@ describe('renderBadge', () => {
       return { total, label, message };
     };
     const passing = widthOf(renderBadge('success'));
-    const timedOut = widthOf(renderBadge('timed_out'));
+    const error = widthOf(renderBadge('error'));
     expect(passing.total).toBe(passing.label + passing.message);
-    expect(timedOut.total).toBe(timedOut.label + timedOut.message);
-    expect(passing.label).toBe(timedOut.label);
-    expect(timedOut.message).toBeGreaterThan(passing.message);
+    expect(error.total).toBe(error.label + error.message);
+    expect(passing.label).toBe(error.label);
+    expect(passing.message).toBeGreaterThan(error.message);
     expect(passing.label).toBeGreaterThanOrEqual(30);
     expect(passing.label).toBeLessThanOrEqual(45);
   });
@@ -76,6 +84,21 @@ describe('renderBadge', () => {
     expect(svg).toContain('<title>build: unknown</title>');
     expect(svg).not.toContain('exploded');
     expect(renderBadge('toString' as BadgeState)).toContain('<title>build: unknown</title>');
+  });
+
+  it('says only passing, failing, error or unknown', () => {
+    const states: BadgeState[] = [
+      'queued',
+      'running',
+      'success',
+      'failure',
+      'error',
+      'timed_out',
+      'cancelled',
+    ];
+    const words = new Set([...states, 'unknown' as const].map((state) => badgeWordOf(state)));
+    expect([...words].sort()).toEqual(['error', 'failing', 'passing', 'unknown']);
+    expect(badgeWordOf(undefined)).toBe('unknown');
   });
 
   it('names its content type', () => {

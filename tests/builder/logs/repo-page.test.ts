@@ -102,7 +102,9 @@ describe('the page in the bucket', () => {
     storage = await createTestStorage();
     builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
     logs = new S3LogStore(storage.clients.s3, storage.bucket);
-    server = createServer((request, response) => void serveLogViewer(logs, builds, request, response, base));
+    server = createServer(
+      (request, response) => void serveLogViewer(logs, builds, request, response, base, createMemoryLogger()),
+    );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });

@@ -35,9 +35,9 @@ duplicates=$(find "$root" -type f ! -empty -print0 | xargs -0 sha256sum | sort |
 [ -z "$duplicates" ] || fail "files stored more than once (should be links):"$'\n'"$duplicates"
 [ -L "$root/bin/git" ] || fail "bin/git is not a link to libexec/git-core/git"
 
-# The runner's variables for a layer at $root (src/builder/runtime-layer.ts, the code the runner runs).
+# The runner's variables for a layer at $root (src/runner/runtime-layer.ts, the code the runner runs).
 mapfile -t layer_env < <(cd "$repo" && node --import tsx --input-type=module -e "
-  const { layerEnvironment } = await import('./src/builder/runtime-layer.ts');
+  const { layerEnvironment } = await import('./src/runner/runtime-layer.ts');
   for (const [key, value] of Object.entries(layerEnvironment(process.argv[1]))) console.log(key + '=' + value);
 " "$root")
 [ "${#layer_env[@]}" -gt 0 ] || fail "layerEnvironment() gave no variables for $root"
@@ -51,7 +51,7 @@ while IFS= read -r -d '' binary; do
     { ! grep . >&2; } || fail "${binary#"$root"/} loads the libraries above from outside the layer"
 done < <(find "$root" -type f -perm -u+x -print0)
 
-# git from the unpacked layer alone: a scratch environment like the runner's (src/builder/source.ts).
+# git from the unpacked layer alone: a scratch environment like the runner's (src/runner/source.ts).
 home=$work/home
 mkdir "$home"
 in_layer() {

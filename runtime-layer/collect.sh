@@ -74,5 +74,5 @@ dedupe "$out/bin" "$out/libexec"
 dedupe "$out/lib"
 
 # The layer must work from /opt: git finds its helpers through GIT_EXEC_PATH, which the runner sets
-# (src/builder/runtime-layer.ts), so no path is compiled in.
+# (src/runner/runtime-layer.ts), so no path is compiled in.
 GIT_EXEC_PATH="$out/libexec/git-core" LD_LIBRARY_PATH="$out/lib" "$out/bin/git" --version

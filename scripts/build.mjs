@@ -13,7 +13,7 @@
  *   dist/cli/lambkin.mjs                  the CLI; its dependencies stay in node_modules (dynalite loads
  *                                         a native module, s3rver runs as a script of its own)
  *   dist/cli/runner.mjs                   the runner as one self-contained file, started by the local
- *                                         stack as a process (src/builder/runner-program.ts)
+ *                                         stack as a process (src/controller/runner-program.ts)
  *
  *   node scripts/build.mjs [--outdir <dir>] [--cli-outdir <dir>] [--require-all]
  *
@@ -40,7 +40,7 @@ export const DEFAULT_CLI_OUTDIR = join(ROOT, 'dist', 'cli');
 
 /** The CLI's entry and the runner process's entry (the local stack starts the runner from the latter). */
 export const CLI_ENTRY = 'src/cli/main.ts';
-export const RUNNER_PROGRAM_ENTRY = 'src/builder/runner-main.ts';
+export const RUNNER_PROGRAM_ENTRY = 'src/runner/main.ts';
 /** The oldest Node.js the CLI supports (package.json engines). */
 export const CLI_TARGET = 'node20';
 
@@ -50,7 +50,7 @@ export const CLI_TARGET = 'node20';
  */
 export const FUNCTIONS = {
   webhook: 'src/handlers/webhook.ts',
-  builder: 'src/handlers/builder.ts',
+  builder: 'src/handlers/controller.ts',
   runner: 'src/handlers/runner.ts',
   sweeper: 'src/handlers/sweeper.ts',
   failure: 'src/handlers/failure.ts',
@@ -253,7 +253,7 @@ export async function buildFunctions({ outdir = DEFAULT_OUTDIR, requireAll = fal
 /**
  * The runner program for a local process: the runner and everything it imports in one ES module,
  * built as the Lambda runner bundle is but for the oldest supported Node.js. Returned as bytes: a
- * checkout's local stack builds it from the sources at start (src/builder/runner-program.ts).
+ * checkout's local stack builds it from the sources at start (src/controller/runner-program.ts).
  */
 export async function bundleRunnerProgram() {
   const esbuild = await import('esbuild');

@@ -3,7 +3,7 @@
  * is reported together, and secrets are never printed. None of these variables ever reaches a
  * build step (the runner gets a fixed list of build variables instead).
  */
-import { ConfigurationError } from './errors.js';
+import { ConfigurationError } from './core/errors.js';
 
 export interface LambkinConfig {
   /** DynamoDB table of builds (LAMBKIN_BUILDS_TABLE). */

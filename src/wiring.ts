@@ -12,8 +12,8 @@ import {
   type AwsClients,
 } from './aws/clients.js';
 import { LambdaBuilderQueue } from './aws/builder-queue.js';
-import type { ControllerDependencies } from './builder/controller.js';
-import { LambdaRunnerInvoker, type RunnerInvoker } from './builder/runner-invoker.js';
+import type { ControllerDependencies } from './controller/controller.js';
+import { LambdaRunnerInvoker, type RunnerInvoker } from './controller/runner-invoker.js';
 import { resolveArchiveUrl } from './github/archive.js';
 import { readRepoFile } from './github/contents.js';
 import { readLockfileBlob } from './github/trees.js';
@@ -26,12 +26,12 @@ import { WebhookVerifier } from './github/webhook.js';
 import { DynamoBuildStore } from './store/builds.js';
 import { DynamoSettingsStore } from './store/settings.js';
 import { KmsSecretCipher, type SecretCipher } from './store/secret-cipher.js';
-import type { IntakeDependencies } from './core/intake.js';
+import type { IntakeDependencies } from './controller/intake.js';
 import { BuildNotifier, observeBuildStore, type BuildObserver } from './notify/observer.js';
 import { SlackClient } from './notify/slack.js';
 import { AwsSnsPublisher } from './notify/sns.js';
 import type { BuildStreamDependencies } from './notify/stream.js';
-import type { Logger } from './logger.js';
+import type { Logger } from './core/logger.js';
 
 export function createIntakeDependencies(
   config: LambkinConfig,

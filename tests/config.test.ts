@@ -1,5 +1,5 @@
 import { describeConfig, loadConfig } from '../src/config.js';
-import { ConfigurationError } from '../src/errors.js';
+import { ConfigurationError } from '../src/core/errors.js';
 
 const complete = {
   LAMBKIN_BUILDS_TABLE: 'builds',

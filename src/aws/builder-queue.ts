@@ -7,7 +7,7 @@ import { InvokeCommand } from '@aws-sdk/client-lambda';
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { BuildKey, RepoName } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
-import { LambkinError } from '../errors.js';
+import { LambkinError } from '../core/errors.js';
 
 /** Payload the builder function receives. */
 export interface BuilderInvocation {

@@ -9,7 +9,7 @@
  */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { FUNCTION_CONFIG, loadConfig, type FunctionName, type LambkinConfig } from '../config.js';
-import { LambkinError } from '../errors.js';
+import { LambkinError } from '../core/errors.js';
 import { recordCommands } from './command-log.js';
 
 /** The secret named by LAMBKIN_SECRET_ARN cannot be read or does not have the expected shape. */

@@ -1,21 +1,21 @@
 /**
- * Short-lived credentials from STS: the deploy step's role (src/builder/deploy-role.ts), and the
+ * Short-lived credentials from STS: the deploy step's role (src/controller/deploy-role.ts), and the
  * runner's upload credentials, limited by a session policy to the build's own keys, so that the
  * signed forms and URLs the runner holds name no credential of the controller.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import type { BuildKey } from '../core/build.js';
-import type { BuildGrants, BuildSigner } from '../builder/controller.js';
+import type { BuildGrants, BuildSigner } from '../controller/controller.js';
 import {
   DeployRoleError,
   roleDurationSeconds,
   roleSessionName,
   type DeployRoleAssumer,
   type DeployRoleRequest,
-} from '../builder/deploy-role.js';
-import type { DeployCredentials } from '../builder/protocol.js';
-import { LambkinError } from '../errors.js';
+} from '../controller/deploy-role.js';
+import type { DeployCredentials } from '../core/protocol.js';
+import { LambkinError } from '../core/errors.js';
 import { recordCommands } from './command-log.js';
 
 export function createStsClient(options: { region?: string; endpoint?: string } = {}): STSClient {

@@ -13,11 +13,11 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { execa } from 'execa';
-import { runControllerBuild } from '../builder/controller.js';
-import { ProcessRunnerInvoker } from '../builder/runner-invoker.js';
-import { runnerProgram } from '../builder/runner-program.js';
+import { runControllerBuild } from '../controller/controller.js';
+import { ProcessRunnerInvoker } from '../controller/runner-invoker.js';
+import { runnerProgram } from '../controller/runner-program.js';
 import type { BuildRecord } from '../core/build.js';
-import { createMemoryLogger } from '../logger.js';
+import { createMemoryLogger } from '../core/logger.js';
 import { pushPayload, signedDelivery, type DemoRepository } from '../local/demo-payloads.js';
 import {
   createGitRepo,

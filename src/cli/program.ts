@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../core/logger.js';
 import { normalizeLocalOption } from './arguments.js';
-import { EXIT_OK, debugDetails, reportFor } from './errors.js';
+import { EXIT_OK, debugDetails, reportFor } from './cli-errors.js';
 import type { OutputStream } from './output.js';
 import { openStack, type Stack, type StackNeed, type StackOptions } from './stack.js';
 
@@ -33,7 +33,7 @@ export interface CliContext {
 /**
  * One command (or group of commands) of the CLI. `register` adds it to the program with
  * `program.command(name)`, which keeps the program's output and error settings; its action throws
- * a LambkinError (src/cli/errors.ts `CliError` for a chosen exit code) to fail.
+ * a LambkinError (src/cli/cli-errors.ts `CliError` for a chosen exit code) to fail.
  */
 export interface CommandModule {
   readonly name: string;

@@ -19,7 +19,7 @@ import {
   type SlackSettings,
   type SnsSettings,
 } from '../core/notifications.js';
-import { SettingsKeyError } from './errors.js';
+import { SettingsKeyError } from './cli-errors.js';
 
 export type KeyPath = readonly string[];
 

@@ -5,7 +5,7 @@
  */
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import type { LambkinConfig } from '../config.js';
-import { CliError } from './errors.js';
+import { CliError } from './cli-errors.js';
 
 /** Which output fills which setting. */
 export const STACK_OUTPUTS: Partial<Record<keyof LambkinConfig, string>> = {

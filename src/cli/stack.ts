@@ -23,12 +23,12 @@ import { createAwsClients, type AwsClients } from '../aws/clients.js';
 import { loadConfig, type LambkinConfig } from '../config.js';
 import { createGitHubClient } from '../github/client.js';
 import { GitHubStatusReporter, type StatusReporter } from '../github/statuses.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../core/logger.js';
 import { DynamoBuildStore, type BuildStore } from '../store/builds.js';
 import { S3LogStore, type LogStore } from '../store/logs.js';
 import { DynamoSettingsStore, type SettingsStore } from '../store/settings.js';
 import { KmsSecretCipher, LocalSecretCipher, type SecretCipher } from '../store/secret-cipher.js';
-import { LocalStackFileError, MissingRegionError, NoLocalStackError } from './errors.js';
+import { LocalStackFileError, MissingRegionError, NoLocalStackError } from './cli-errors.js';
 import { readStackOutputs } from './stack-outputs.js';
 
 export const DEFAULT_DATA_DIR = '.lambkin';

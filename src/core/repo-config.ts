@@ -22,8 +22,8 @@ export type {
   RepoConfigInput,
   SettingsConfigInput,
 } from './repo-config/schema.js';
-export { RepoConfigError, STATUS_DESCRIPTION_LIMIT, formatProblem } from './repo-config/errors.js';
-export type { RepoConfigProblem } from './repo-config/errors.js';
+export { RepoConfigError, STATUS_DESCRIPTION_LIMIT, formatProblem } from './repo-config/config-errors.js';
+export type { RepoConfigProblem } from './repo-config/config-errors.js';
 export { validateRepoConfig, validateSettingsConfig } from './repo-config/validate.js';
 export { LAMBCI_FILE, LAMBKIN_FILE, readRepoConfig } from './repo-config/files.js';
 export type { RepoConfigFile, RepoConfigFiles } from './repo-config/files.js';

@@ -13,7 +13,7 @@ import {
   readRequestFailure,
   shortSha,
   failureDetails,
-} from './errors.js';
+} from './api-errors.js';
 
 /** The download URL of the `.tar.gz` of `repo` at commit `sha` (valid for a few minutes). */
 export async function resolveArchiveUrl(octokit: Octokit, repo: RepoName, sha: string): Promise<string> {

@@ -11,8 +11,8 @@ import { Octokit } from '@octokit/rest';
 import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
 import Bottleneck from 'bottleneck';
-import { BadRequestError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { BadRequestError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 
 export const DEFAULT_GITHUB_API_URL = 'https://api.github.com';
 

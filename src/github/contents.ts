@@ -9,7 +9,7 @@ import {
   readRequestFailure,
   shortSha,
   failureDetails,
-} from './errors.js';
+} from './api-errors.js';
 
 /**
  * The text (UTF-8) of `path` in `repo` at `ref`, or undefined when there is no such file.

@@ -8,7 +8,7 @@
 import type { Octokit } from '@octokit/rest';
 import type { RepoName } from '../core/build.js';
 import { splitRepoName } from './client.js';
-import { GitHubApiError, GitHubNotFoundError, adviceFor, readRequestFailure } from './errors.js';
+import { GitHubApiError, GitHubNotFoundError, adviceFor, readRequestFailure } from './api-errors.js';
 
 /** The events Lambkin builds from. */
 export const LAMBKIN_HOOK_EVENTS = ['push', 'pull_request'] as const;

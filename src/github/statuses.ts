@@ -15,7 +15,7 @@ import {
   readRequestFailure,
   shortSha,
   type RequestFailure,
-} from './errors.js';
+} from './api-errors.js';
 
 export interface CommitStatusUpdate {
   repo: RepoName;

@@ -13,7 +13,7 @@ import {
   readRequestFailure,
   shortSha,
   failureDetails,
-} from './errors.js';
+} from './api-errors.js';
 
 export interface LockfileBlob {
   /** Which lockfile, at the repository's root. */

@@ -3,8 +3,8 @@
  * @octokit/webhooks), then content type and JSON. Nothing is parsed before the signature holds.
  */
 import { Webhooks } from '@octokit/webhooks';
-import { LambkinError } from '../errors.js';
-import type { HttpRequest } from '../http.js';
+import { LambkinError } from '../core/errors.js';
+import type { HttpRequest } from '../core/http.js';
 
 /** GitHub caps webhook payloads at 25 MB; anything larger is not from GitHub. */
 export const MAX_WEBHOOK_BODY_BYTES = 25 * 1024 * 1024;

@@ -2,7 +2,7 @@
  * Lambda entry point of the builder's on-failure destination (`FailureFunction`). When the builder
  * function fails every async attempt (or the event expires before it runs), Lambda invokes this
  * function with a destination record; the build the record's payload names ends as `error`
- * (src/builder/on-failure.ts). Anything that is not such a record is refused with a typed error.
+ * (src/controller/on-failure.ts). Anything that is not such a record is refused with a typed error.
  */
 import { loadFunctionConfig, onColdStart } from '../aws/secrets.js';
 import {
@@ -10,10 +10,10 @@ import {
   type FailedInvocation,
   type OnFailureDependencies,
   type OnFailureResult,
-} from '../builder/on-failure.js';
+} from '../controller/on-failure.js';
 import type { LambkinConfig } from '../config.js';
-import { LambkinError } from '../errors.js';
-import { createJsonLogger, type Logger } from '../logger.js';
+import { LambkinError } from '../core/errors.js';
+import { createJsonLogger, type Logger } from '../core/logger.js';
 import { createBuildEnderDependencies } from '../wiring.js';
 
 /** What Lambda sends an asynchronous invocation's destination (the fields Lambkin reads). */

@@ -2,7 +2,7 @@
  * The HTTP event Lambda receives from a function URL or an HTTP API (payload format 2.0), and its
  * result. Declared here (a few fields) rather than pulling in a types package.
  */
-import { normalizeHeaders, type HttpRequest, type HttpResponse } from '../http.js';
+import { normalizeHeaders, type HttpRequest, type HttpResponse } from '../core/http.js';
 
 export interface LambdaHttpEvent {
   rawPath?: string;

@@ -5,8 +5,12 @@
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createAwsClients } from '../aws/clients.js';
 import { FUNCTION_CONFIG, loadConfig } from '../config.js';
-import { handleLogRequest, type LogRouteDependencies, type LogRouteRequest } from '../core/log-route.js';
-import { createJsonLogger } from '../logger.js';
+import {
+  handleLogRequest,
+  type LogRouteDependencies,
+  type LogRouteRequest,
+} from '../controller/log-route.js';
+import { createJsonLogger } from '../core/logger.js';
 import { DynamoBuildStore } from '../store/builds.js';
 import { LogStoreError, S3LogStore } from '../store/logs.js';
 import { toLambdaResult, type LambdaHttpEvent, type LambdaHttpResult } from './http-event.js';

@@ -7,8 +7,8 @@
  */
 import { loadFunctionConfig, onColdStart } from '../aws/secrets.js';
 import type { LambkinConfig } from '../config.js';
-import { LambkinError } from '../errors.js';
-import { createJsonLogger, type Logger } from '../logger.js';
+import { LambkinError } from '../core/errors.js';
+import { createJsonLogger, type Logger } from '../core/logger.js';
 import { notifyBuildStream, type BuildStreamDependencies, type BuildStreamRecord } from '../notify/stream.js';
 import { createNotifierDependencies } from '../wiring.js';
 

@@ -1,6 +1,6 @@
 /**
  * Lambda entry point of the sweeper (`SweeperFunction`, scheduled every 5 minutes): ends the builds
- * past their deadline (src/builder/sweeper.ts). Dependencies are built once per container, on the
+ * past their deadline (src/controller/sweeper.ts). Dependencies are built once per container, on the
  * first invocation (the GitHub token comes from the cloud secret then). A sweep that could not end
  * a build or set a status fails the invocation, so it shows in the function's errors.
  */
@@ -10,9 +10,9 @@ import {
   sweepOverdueBuilds,
   type SweepResult,
   type SweeperDependencies,
-} from '../builder/sweeper.js';
+} from '../controller/sweeper.js';
 import type { LambkinConfig } from '../config.js';
-import { createJsonLogger, type Logger } from '../logger.js';
+import { createJsonLogger, type Logger } from '../core/logger.js';
 import { createBuildEnderDependencies } from '../wiring.js';
 
 /** The scheduled event carries nothing the sweep needs: it always looks at the whole table. */

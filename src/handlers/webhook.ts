@@ -5,9 +5,9 @@
  */
 import { loadFunctionConfig, onColdStart } from '../aws/secrets.js';
 import { CONFIG_VARIABLES, type LambkinConfig } from '../config.js';
-import { handleWebhook, type IntakeDependencies } from '../core/intake.js';
-import { ConfigurationError } from '../errors.js';
-import { createJsonLogger } from '../logger.js';
+import { handleWebhook, type IntakeDependencies } from '../controller/intake.js';
+import { ConfigurationError } from '../core/errors.js';
+import { createJsonLogger } from '../core/logger.js';
 import { createIntakeDependencies } from '../wiring.js';
 import { toHttpRequest, toLambdaResult, type LambdaHttpEvent, type LambdaHttpResult } from './http-event.js';
 

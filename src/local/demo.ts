@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { isTerminal } from '../core/state-machine.js';
 import { buildPageUrl } from '../core/links.js';
 import type { BuildRecord } from '../core/build.js';
-import { createJsonLogger } from '../logger.js';
+import { createJsonLogger } from '../core/logger.js';
 import {
   commitFiles,
   createGitRepoFromDirectory,

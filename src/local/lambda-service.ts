@@ -14,9 +14,9 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ConfigurationError, LambkinError } from '../errors.js';
-import { createJsonLogger } from '../logger.js';
-import type { Logger } from '../logger.js';
+import { ConfigurationError, LambkinError } from '../core/errors.js';
+import { createJsonLogger } from '../core/logger.js';
+import type { Logger } from '../core/logger.js';
 
 export type InvocationType = 'Event' | 'RequestResponse' | 'DryRun';
 /** The invocation types that run the function (a dry run only checks the request). */

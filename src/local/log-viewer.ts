@@ -6,9 +6,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { logPrefixFor, type BuildRecord } from '../core/build.js';
-import { handleBadgeRequest, isBadgePath } from '../core/log-route.js';
-import { LOG_KEYS, REPO_KEYS } from '../builder/protocol.js';
-import type { Logger } from '../logger.js';
+import { handleBadgeRequest, isBadgePath } from '../controller/log-route.js';
+import { LOG_KEYS, REPO_KEYS } from '../core/protocol.js';
+import type { Logger } from '../core/logger.js';
 import type { BuildStore } from '../store/builds.js';
 import type { LogStore } from '../store/logs.js';
 
@@ -76,7 +76,7 @@ export async function serveLogViewer(
     const repoMatch = REPO_PATH.exec(path);
     if (repoMatch) {
       const repo = `${repoMatch[1]}/${repoMatch[2]}`;
-      // The page the builder keeps in the bucket (src/builder/logs/repo-page.ts), as the cloud has it.
+      // The page the builder keeps in the bucket (src/pages/repo-page.ts), as the cloud has it.
       const stored = await logs.getObjectText(REPO_KEYS.page(repo));
       if (stored !== undefined) {
         send(response, 200, 'text/html; charset=utf-8', stored);

@@ -1,11 +1,11 @@
 /**
  * The last lines of a failed build's failing step, for the failure message: found with the step
- * markers the builder writes (src/builder/logs/format.ts), stripped of terminal escapes, and masked
+ * markers the builder writes (src/core/log-format.ts), stripped of terminal escapes, and masked
  * for the repository's secret values (the log was masked when written; masking again costs nothing
  * and also covers the notification secrets).
  */
-import { parseStepMarkers } from '../builder/logs/format.js';
-import { maskSecrets } from '../builder/logs/mask.js';
+import { parseStepMarkers } from '../core/log-format.js';
+import { maskSecrets } from '../core/log-mask.js';
 
 export const DEFAULT_TAIL_LINES = 20;
 /** Slack shows about 3000 characters of an attachment's text; leave room for the rest. */

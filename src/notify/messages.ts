@@ -8,7 +8,7 @@
 import type { BuildRecord } from '../core/build.js';
 import type { NotifyEvent } from '../core/notifications.js';
 import type { BuildState } from '../core/state-machine.js';
-import { formatDuration } from '../builder/logs/format.js';
+import { formatDuration } from '../core/log-format.js';
 import type { LogTail } from './log-tail.js';
 import type { SlackMessage } from './slack.js';
 

@@ -28,9 +28,9 @@ import {
 } from '../core/notifications.js';
 import type { EffectiveSettings } from '../core/settings.js';
 import { isTerminal } from '../core/state-machine.js';
-import { REPO_KEYS } from '../builder/protocol.js';
-import { REPO_PAGE_BUILDS, renderRepoPage } from '../builder/logs/repo-page.js';
-import type { Logger } from '../logger.js';
+import { REPO_KEYS } from '../core/protocol.js';
+import { REPO_PAGE_BUILDS, renderRepoPage } from '../pages/repo-page.js';
+import type { Logger } from '../core/logger.js';
 import type { BuildStore } from '../store/builds.js';
 import type { LogStore } from '../store/logs.js';
 import type { SettingsStore } from '../store/settings.js';

@@ -6,7 +6,7 @@
  * them, a notification never fails a build.
  */
 import type { SlackMessageRef } from '../core/notifications.js';
-import { LambkinError } from '../errors.js';
+import { LambkinError } from '../core/errors.js';
 
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api';
 

@@ -5,7 +5,7 @@
  */
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { recordCommands } from '../aws/command-log.js';
-import { LambkinError } from '../errors.js';
+import { LambkinError } from '../core/errors.js';
 import type { SnsNotification } from './messages.js';
 
 export interface SnsPublisher {

@@ -13,8 +13,8 @@ import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { buildLabel, type BuildRecord } from '../core/build.js';
 import type { NotifiedBuild } from '../core/notifications.js';
 import { isTerminal } from '../core/state-machine.js';
-import { LambkinError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { LambkinError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import { buildRecordOfItem, isBuildItemKey, type BuildStore } from '../store/builds.js';
 import type { BuildObserver } from './observer.js';
 

@@ -26,7 +26,7 @@ import {
 import { newLinkToken } from '../core/links.js';
 import type { SlackMessageRef } from '../core/notifications.js';
 import { canTransition, isTerminal, type BuildState } from '../core/state-machine.js';
-import { TransitionRefusedError } from '../errors.js';
+import { TransitionRefusedError } from '../core/errors.js';
 import { BUILD_INDEXES } from './tables.js';
 
 /** What a transition may record besides the state. */

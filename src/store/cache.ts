@@ -11,11 +11,11 @@
  */
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { CacheLocation, CachePlanner } from '../builder/controller.js';
-import type { CacheAccess } from '../builder/protocol.js';
+import type { CacheLocation, CachePlanner } from '../controller/controller.js';
+import type { CacheAccess } from '../core/protocol.js';
 import type { RepoName } from '../core/build.js';
 import { CACHE_PREFIX, cacheKeyOf, currentRuntime, type CacheRuntime } from '../core/cache-key.js';
-import { LambkinError } from '../errors.js';
+import { LambkinError } from '../core/errors.js';
 import type { LockfileBlob } from '../github/trees.js';
 
 /** Largest archive a build may upload, unless the planner is told otherwise. */

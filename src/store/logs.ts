@@ -14,8 +14,8 @@ import {
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { RepoName } from '../core/build.js';
-import { LambkinError } from '../errors.js';
-import { LOG_KEYS, REPO_KEYS, type PresignedPost } from '../builder/protocol.js';
+import { LambkinError } from '../core/errors.js';
+import { LOG_KEYS, REPO_KEYS, type PresignedPost } from '../core/protocol.js';
 
 export const TEXT_CONTENT_TYPE = 'text/plain; charset=utf-8';
 export const HTML_CONTENT_TYPE = 'text/html; charset=utf-8';

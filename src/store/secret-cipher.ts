@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { DecryptCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { recordCommands } from '../aws/command-log.js';
 import type { RepoName } from '../core/build.js';
-import { LambkinError } from '../errors.js';
+import { LambkinError } from '../core/errors.js';
 import { isSealed, sealKind } from './settings.js';
 
 export { isSealed, sealKind };

@@ -14,7 +14,7 @@ import { BatchGetCommand, PutCommand, GetCommand, type DynamoDBDocumentClient } 
 import type { RepoName } from '../core/build.js';
 import { SLACK_SECRET_KEYS, type SlackSettings } from '../core/notifications.js';
 import { mergeSettings, type EffectiveSettings, type SettingsDocument } from '../core/settings.js';
-import { LambkinError } from '../errors.js';
+import { LambkinError } from '../core/errors.js';
 // Types only: the webhook's bundle must not hold the KMS cipher (its role has no kms:Decrypt).
 import type { SecretCipher, SecretContext } from './secret-cipher.js';
 

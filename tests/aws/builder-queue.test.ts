@@ -9,7 +9,7 @@ import {
   parseBuilderInvocation,
 } from '../../src/aws/builder-queue.js';
 import { createLambdaClient } from '../../src/aws/clients.js';
-import { LambkinError } from '../../src/errors.js';
+import { LambkinError } from '../../src/core/errors.js';
 import { startLambdaServer } from '../support/lambda-server.js';
 import type { LambdaServer } from '../support/lambda-server.js';
 

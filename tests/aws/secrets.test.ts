@@ -19,11 +19,11 @@ import {
   parseCloudSecret,
   withCloudSecrets,
 } from '../../src/aws/secrets.js';
-import { createBuilderHandler } from '../../src/handlers/builder.js';
+import { createBuilderHandler } from '../../src/handlers/controller.js';
 import { createWebhookHandler, requireWebhookSecrets } from '../../src/handlers/webhook.js';
 import { loadConfig, type LambkinConfig } from '../../src/config.js';
-import { ConfigurationError } from '../../src/errors.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { ConfigurationError } from '../../src/core/errors.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import { DynamoSettingsStore, GLOBAL_SCOPE, repoScope } from '../../src/store/settings.js';
 import { KmsSecretCipher } from '../../src/store/secret-cipher.js';
 import { createControllerDependencies, createIntakeDependencies } from '../../src/wiring.js';

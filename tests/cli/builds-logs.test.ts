@@ -1,7 +1,7 @@
 /** `lambkin builds` and `lambkin logs` against the real DynamoDB- and S3-compatible servers. */
 import { rmSync } from 'node:fs';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { LOG_KEYS } from '../../src/builder/protocol.js';
+import { LOG_KEYS } from '../../src/core/protocol.js';
 import type { BuildRecord } from '../../src/core/build.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { S3LogStore } from '../../src/store/logs.js';

@@ -4,7 +4,7 @@
  */
 import { rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import type { SweepResult } from '../../src/builder/sweeper.js';
+import type { SweepResult } from '../../src/controller/sweeper.js';
 import type { BuildRecord } from '../../src/core/build.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import {

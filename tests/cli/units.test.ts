@@ -3,7 +3,7 @@ import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { normalizeLocalOption } from '../../src/cli/arguments.js';
-import { LocalStackFileError } from '../../src/cli/errors.js';
+import { LocalStackFileError } from '../../src/cli/cli-errors.js';
 import { formatAge, formatDuration, formatTable, unseenPart } from '../../src/cli/output.js';
 import {
   formatKeyPath,

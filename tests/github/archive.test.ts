@@ -1,8 +1,8 @@
 import { rm } from 'node:fs/promises';
 import { createGitHubClient } from '../../src/github/client.js';
 import { resolveArchiveUrl } from '../../src/github/archive.js';
-import { GitHubApiError, GitHubNotFoundError } from '../../src/github/errors.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { GitHubApiError, GitHubNotFoundError } from '../../src/github/api-errors.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import {
   commitFiles,
   createGitRepo,

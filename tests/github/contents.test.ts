@@ -1,8 +1,8 @@
 import { rm } from 'node:fs/promises';
 import { createGitHubClient } from '../../src/github/client.js';
 import { readRepoFile } from '../../src/github/contents.js';
-import { GitHubApiError, GitHubNotFoundError } from '../../src/github/errors.js';
-import { createMemoryLogger, type MemoryLogger } from '../../src/logger.js';
+import { GitHubApiError, GitHubNotFoundError } from '../../src/github/api-errors.js';
+import { createMemoryLogger, type MemoryLogger } from '../../src/core/logger.js';
 import {
   commitFiles,
   createGitRepo,

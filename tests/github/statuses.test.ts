@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { createGitHubClient } from '../../src/github/client.js';
-import { GitHubApiError } from '../../src/github/errors.js';
+import { GitHubApiError } from '../../src/github/api-errors.js';
 import {
   FINAL_DELIVERY,
   GitHubStatusReporter,
@@ -9,7 +9,7 @@ import {
   truncateDescription,
   type DeliveryPolicy,
 } from '../../src/github/statuses.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import {
   createGitRepo,
   startGitHubServer,

@@ -9,9 +9,9 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gitBlobSha } from '../../src/core/cache-key.js';
 import { createGitHubClient } from '../../src/github/client.js';
-import { GitHubApiError, GitHubNotFoundError } from '../../src/github/errors.js';
+import { GitHubApiError, GitHubNotFoundError } from '../../src/github/api-errors.js';
 import { readLockfileBlob } from '../../src/github/trees.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import {
   commitFiles,
   createGitRepo,

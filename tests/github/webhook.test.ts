@@ -1,5 +1,5 @@
 import { WebhookRejectedError, WebhookVerifier } from '../../src/github/webhook.js';
-import { normalizeHeaders, type HttpRequest } from '../../src/http.js';
+import { normalizeHeaders, type HttpRequest } from '../../src/core/http.js';
 import { examplePayload, pushPayload, signedDelivery } from '../support/payloads.js';
 import { sign } from '@octokit/webhooks-methods';
 

@@ -4,9 +4,9 @@
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../src/aws/clients.js';
-import { LOG_KEYS, REPO_KEYS } from '../../src/builder/protocol.js';
+import { LOG_KEYS, REPO_KEYS } from '../../src/core/protocol.js';
 import type { BuildRecord } from '../../src/core/build.js';
-import { ConfigurationError } from '../../src/errors.js';
+import { ConfigurationError } from '../../src/core/errors.js';
 import {
   createLogRouteDependencies,
   handler,

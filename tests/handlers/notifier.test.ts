@@ -5,8 +5,8 @@
  */
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { loadFunctionConfig } from '../../src/aws/secrets.js';
-import { REPO_KEYS } from '../../src/builder/protocol.js';
-import { ConfigurationError } from '../../src/errors.js';
+import { REPO_KEYS } from '../../src/core/protocol.js';
+import { ConfigurationError } from '../../src/core/errors.js';
 import { handler, InvalidStreamEventError } from '../../src/handlers/notifier.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { S3LogStore } from '../../src/store/logs.js';

@@ -10,7 +10,7 @@ import { createGitHubClient } from '../../src/github/client.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
 import { WebhookVerifier } from '../../src/github/webhook.js';
 import { createWebhookHandler } from '../../src/handlers/webhook.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
 import {

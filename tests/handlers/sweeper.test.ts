@@ -3,13 +3,13 @@
  * the real storage servers and the GitHub API stand-in.
  */
 import { rm } from 'node:fs/promises';
-import { SweepIncompleteError } from '../../src/builder/sweeper.js';
+import { SweepIncompleteError } from '../../src/controller/sweeper.js';
 import type { BuildRecord } from '../../src/core/build.js';
-import { ConfigurationError } from '../../src/errors.js';
+import { ConfigurationError } from '../../src/core/errors.js';
 import { createGitHubClient } from '../../src/github/client.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
 import { createSweeperHandler, handler } from '../../src/handlers/sweeper.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { pushRequest } from '../cli/helpers.js';
 import {

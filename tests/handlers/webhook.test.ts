@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createLambdaClient } from '../../src/aws/clients.js';
 import { LambdaBuilderQueue } from '../../src/aws/builder-queue.js';
-import type { IntakeDependencies } from '../../src/core/intake.js';
+import type { IntakeDependencies } from '../../src/controller/intake.js';
 import { createGitHubClient } from '../../src/github/client.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
 import { WebhookVerifier } from '../../src/github/webhook.js';
 import { createWebhookHandler } from '../../src/handlers/webhook.js';
-import { createMemoryLogger, type MemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger, type MemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
 import {

@@ -21,7 +21,7 @@ import {
   type GitHubStandIn,
   type GitRepo,
 } from '../../src/local/github-stand-in.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import { readTarGz } from '../support/github-server.js';
 
 const DEMO_APP_DIR = fileURLToPath(new URL('../../examples/demo-app/', import.meta.url));

@@ -10,7 +10,7 @@ import {
 import type { InvocationType as SdkInvocationType, LambdaClient } from '@aws-sdk/client-lambda';
 import { LambdaBuilderQueue, parseBuilderInvocation } from '../../src/aws/builder-queue.js';
 import { createLambdaClient } from '../../src/aws/clients.js';
-import { ConfigurationError } from '../../src/errors.js';
+import { ConfigurationError } from '../../src/core/errors.js';
 import {
   ASYNC_PAYLOAD_LIMIT_BYTES,
   LocalLambdaBusyError,
@@ -22,8 +22,8 @@ import type {
   LocalInvocationContext,
   LocalLambdaOptions,
 } from '../../src/local/lambda-service.js';
-import { createMemoryLogger } from '../../src/logger.js';
-import type { MemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
+import type { MemoryLogger } from '../../src/core/logger.js';
 
 const encode = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value));
 const decode = (payload: Uint8Array | undefined): unknown =>

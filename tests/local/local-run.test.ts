@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runLocalBuild } from '../../src/local/local-run.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import { createGitRepo, type GitFiles } from '../support/github-server.js';
 import { failingProject, npmProject, passingProject } from '../support/npm-projects.js';
 

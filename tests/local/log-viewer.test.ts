@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BuildRequest } from '../../src/core/build.js';
 import { serveLogViewer } from '../../src/local/log-viewer.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { S3LogStore } from '../../src/store/logs.js';
 import { testBuildRequest } from '../support/builds.js';

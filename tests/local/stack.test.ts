@@ -5,9 +5,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { endFailedBuild } from '../../src/builder/on-failure.js';
+import { endFailedBuild } from '../../src/controller/on-failure.js';
 import { startLocalStack, STACK_FILE, type LocalStack, type StackFile } from '../../src/local/stack.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { passingProject } from '../support/npm-projects.js';
 import { pushPayload, signedDelivery } from '../support/payloads.js';

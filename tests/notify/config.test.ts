@@ -3,7 +3,7 @@
  * data directory's key) and the pure parts: merging, the failure tail.
  */
 import { rmSync } from 'node:fs';
-import { formatStepFooter, formatStepHeader } from '../../src/builder/logs/format.js';
+import { formatStepFooter, formatStepHeader } from '../../src/core/log-format.js';
 import { mergeSettings } from '../../src/core/settings.js';
 import { failingStepTail } from '../../src/notify/log-tail.js';
 import { DynamoSettingsStore, isSealed, repoScope } from '../../src/store/settings.js';

@@ -5,15 +5,15 @@
  */
 import { rmSync } from 'node:fs';
 import { CreateTopicCommand, SNSClient } from '@aws-sdk/client-sns';
-import { runControllerBuild, type ControllerDependencies } from '../../src/builder/controller.js';
-import { ProcessRunnerInvoker } from '../../src/builder/runner-invoker.js';
+import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
+import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import type { BuildRecord, BuildRequest } from '../../src/core/build.js';
 import type { NotifiedBuild } from '../../src/core/notifications.js';
 import type { SettingsDocument } from '../../src/core/settings.js';
 import { resolveArchiveUrl } from '../../src/github/archive.js';
 import { createGitHubClient } from '../../src/github/client.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
-import { createMemoryLogger, type MemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger, type MemoryLogger } from '../../src/core/logger.js';
 import { BuildNotifier, observeBuildStore, type NotifierDependencies } from '../../src/notify/observer.js';
 import { SlackClient } from '../../src/notify/slack.js';
 import { AwsSnsPublisher } from '../../src/notify/sns.js';

@@ -5,10 +5,10 @@
  * Only a change of state notifies; the notifier's own writes never notify again.
  */
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
-import { REPO_KEYS } from '../../src/builder/protocol.js';
+import { REPO_KEYS } from '../../src/core/protocol.js';
 import type { BuildKey, BuildRecord } from '../../src/core/build.js';
 import type { NotifiedBuild } from '../../src/core/notifications.js';
-import { createMemoryLogger, type MemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger, type MemoryLogger } from '../../src/core/logger.js';
 import { BuildNotifier } from '../../src/notify/observer.js';
 import { SlackClient } from '../../src/notify/slack.js';
 import {

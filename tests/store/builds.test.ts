@@ -1,6 +1,6 @@
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import type { BuildRequest } from '../../src/core/build.js';
-import { TransitionRefusedError } from '../../src/errors.js';
+import { TransitionRefusedError } from '../../src/core/errors.js';
 import { createTestStorage, storageBackends, type TestStorage } from '../support/storage.js';
 
 function request(overrides: Partial<BuildRequest> = {}): BuildRequest {

@@ -3,7 +3,7 @@
  * log from whatever chunks exist, pages, badges, latest pointers and download URLs.
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { LOG_KEYS, REPO_KEYS } from '../../src/builder/protocol.js';
+import { LOG_KEYS, REPO_KEYS } from '../../src/core/protocol.js';
 import { LogStoreError, S3LogStore } from '../../src/store/logs.js';
 import { createS3Client } from '../../src/aws/clients.js';
 import { createTestStorage, storageBackends, uniqueName, type TestStorage } from '../support/storage.js';

@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { CreateAliasCommand, CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { createLambdaClient } from '../../src/aws/clients.js';
-import { runControllerBuild } from '../../src/builder/controller.js';
-import { ProcessRunnerInvoker } from '../../src/builder/runner-invoker.js';
+import { runControllerBuild } from '../../src/controller/controller.js';
+import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import { loadConfig } from '../../src/config.js';
 import type { BuildRequest } from '../../src/core/build.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { S3LogStore } from '../../src/store/logs.js';
 import {

@@ -9,12 +9,12 @@
  * TEST_SETTINGS_TABLE, TEST_BUCKET, GITHUB_API_URL, GITHUB_TOKEN, TEST_RUNNER_TIMEOUT_MS.
  */
 import { createDynamoClients, createS3Client } from '../../src/aws/clients.js';
-import { runControllerBuild } from '../../src/builder/controller.js';
-import { ProcessRunnerInvoker } from '../../src/builder/runner-invoker.js';
+import { runControllerBuild } from '../../src/controller/controller.js';
+import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import { resolveArchiveUrl } from '../../src/github/archive.js';
 import { createGitHubClient } from '../../src/github/client.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { S3LogStore } from '../../src/store/logs.js';
 import { DynamoSettingsStore } from '../../src/store/settings.js';

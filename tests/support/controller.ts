@@ -2,14 +2,14 @@
  * A controller wired to the test servers, as the builder suites use it: fresh tables and bucket,
  * the GitHub stand-in, the runner as its own process. Suites override what they vary.
  */
-import { runControllerBuild, type ControllerDependencies } from '../../src/builder/controller.js';
-import { ProcessRunnerInvoker } from '../../src/builder/runner-invoker.js';
+import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
+import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import type { BuildRecord, BuildRequest } from '../../src/core/build.js';
 import { resolveArchiveUrl } from '../../src/github/archive.js';
 import { createGitHubClient } from '../../src/github/client.js';
 import { readRepoFile } from '../../src/github/contents.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
-import { createMemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { S3LogStore } from '../../src/store/logs.js';
 import { DynamoSettingsStore } from '../../src/store/settings.js';

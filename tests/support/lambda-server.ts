@@ -23,8 +23,8 @@ import type {
   LocalFunction,
   RunInvocationType,
 } from '../../src/local/lambda-service.js';
-import { createMemoryLogger } from '../../src/logger.js';
-import type { MemoryLogger } from '../../src/logger.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
+import type { MemoryLogger } from '../../src/core/logger.js';
 
 export type { AsyncFailure, InvocationOutcome, InvocationType } from '../../src/local/lambda-service.js';
 

@@ -4,10 +4,10 @@
  */
 import type { RepoName } from '../../core/build.js';
 import { badgeUrl, repoPageUrl } from '../../core/links.js';
-import { findBadgeBuild } from '../../core/log-route.js';
-import { badgeWordOf } from '../../builder/logs/badge.js';
+import { findBadgeBuild } from '../../controller/log-route.js';
+import { badgeWordOf } from '../../pages/badge.js';
 import { STACK_HELP, addStackOptions, parseRepoArgument } from '../arguments.js';
-import { CliError, UsageError } from '../errors.js';
+import { CliError, UsageError } from '../cli-errors.js';
 import { withStack, type CommandModule } from '../program.js';
 import type { StackOptions } from '../stack.js';
 

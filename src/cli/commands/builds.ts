@@ -1,7 +1,7 @@
 /** `lambkin builds owner/repo`: the latest builds of a repository, as a table or JSON. */
 import type { BuildRecord, RepoName } from '../../core/build.js';
 import { STACK_HELP, addStackOptions, parseRepoArgument, wholeNumberBetween } from '../arguments.js';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../cli-errors.js';
 import { formatAge, formatDuration, formatJson, formatTable, shortSha, type Column } from '../output.js';
 import { withStack, type CommandModule } from '../program.js';
 import type { StackOptions } from '../stack.js';

@@ -4,13 +4,13 @@
  * when it reports, and keeps that state. The commit status becomes `error` ("Build #N cancelled by
  * …") when a GitHub token is configured, since nothing else will change it.
  */
-import { statusDescription } from '../../builder/controller.js';
+import { statusDescription } from '../../controller/controller.js';
 import { buildLabel, type BuildKey, type BuildRecord, type RepoName } from '../../core/build.js';
 import { pageUrlOf } from '../../core/links.js';
 import { commitStateFor, isTerminal, type BuildState } from '../../core/state-machine.js';
-import { TransitionRefusedError } from '../../errors.js';
+import { TransitionRefusedError } from '../../core/errors.js';
 import { STACK_HELP, addStackOptions, parseBuildNumber, parseRepoArgument } from '../arguments.js';
-import { BuildFinishedError } from '../errors.js';
+import { BuildFinishedError } from '../cli-errors.js';
 import { withStack, type CliContext, type CommandModule } from '../program.js';
 import type { Stack, StackOptions } from '../stack.js';
 import { buildOrFail, setStatusOrWarn } from './shared.js';

@@ -15,7 +15,7 @@ import {
   type SettingsScope,
 } from '../../store/settings.js';
 import { STACK_HELP, addStackOptions, parseRepoArgument } from '../arguments.js';
-import { SettingsKeyError } from '../errors.js';
+import { SettingsKeyError } from '../cli-errors.js';
 import { formatJson } from '../output.js';
 import { withStack, type CliContext, type CommandModule } from '../program.js';
 import {

@@ -1,7 +1,7 @@
 /** `lambkin demo` (what `npm start` runs): the whole pipeline on the embedded stack, then exit. */
 import type { Command } from 'commander';
 import { runDemo } from '../../local/demo.js';
-import { CliError } from '../errors.js';
+import { CliError } from '../cli-errors.js';
 import type { CliContext, CommandModule } from '../program.js';
 
 export const demoCommand: CommandModule = {

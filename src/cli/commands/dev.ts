@@ -4,9 +4,9 @@ import type { Command } from 'commander';
 import { DEFAULT_GITHUB_API_URL } from '../../config.js';
 import { describeLocalConfig } from '../../local/local-config.js';
 import { startLocalStack } from '../../local/stack.js';
-import { ConfigurationError } from '../../errors.js';
-import { createJsonLogger } from '../../logger.js';
-import { CliError } from '../errors.js';
+import { ConfigurationError } from '../../core/errors.js';
+import { createJsonLogger } from '../../core/logger.js';
+import { CliError } from '../cli-errors.js';
 import type { CliContext, CommandModule } from '../program.js';
 
 interface DevOptions {

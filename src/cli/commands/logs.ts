@@ -1,5 +1,5 @@
 /** `lambkin logs owner/repo N [--follow]`: a build's log, and with --follow, the rest as it comes. */
-import { LOG_KEYS } from '../../builder/protocol.js';
+import { LOG_KEYS } from '../../core/protocol.js';
 import { buildLabel, type BuildKey, type BuildRecord, type RepoName } from '../../core/build.js';
 import { isTerminal } from '../../core/state-machine.js';
 import { STACK_HELP, addStackOptions, parseBuildNumber, parseRepoArgument } from '../arguments.js';

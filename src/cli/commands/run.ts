@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { runLocalBuild } from '../../local/local-run.js';
-import { CliError, EXIT_USER_ERROR } from '../errors.js';
+import { CliError, EXIT_USER_ERROR } from '../cli-errors.js';
 import { formatJson } from '../output.js';
 import type { CliContext, CommandModule } from '../program.js';
 

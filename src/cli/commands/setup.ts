@@ -14,7 +14,7 @@ import { DEFAULT_GITHUB_API_URL } from '../../config.js';
 import { createGitHubClient } from '../../github/client.js';
 import { ensureRepoWebhook, LAMBKIN_HOOK_EVENTS } from '../../github/hooks.js';
 import { parseRepoArgument } from '../arguments.js';
-import { CliError } from '../errors.js';
+import { CliError } from '../cli-errors.js';
 import type { CliContext, CommandModule } from '../program.js';
 
 interface SetupOptions {

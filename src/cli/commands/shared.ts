@@ -1,8 +1,8 @@
 /** What several commands do alike: find a build, change a commit status without failing on it. */
 import { buildLabel, type BuildKey, type BuildRecord } from '../../core/build.js';
-import { NotFoundError } from '../../errors.js';
+import { NotFoundError } from '../../core/errors.js';
 import type { CommitStatusUpdate, DeliveryPolicy } from '../../github/statuses.js';
-import { oneLine } from '../errors.js';
+import { oneLine } from '../cli-errors.js';
 import type { CliContext } from '../program.js';
 import type { Stack } from '../stack.js';
 

@@ -9,11 +9,11 @@ import {
   sweepOverdueBuilds,
   type SweepResult,
   type SweptBuild,
-} from '../../builder/sweeper.js';
+} from '../../controller/sweeper.js';
 import { buildLabel } from '../../core/build.js';
-import { createMemoryLogger } from '../../logger.js';
+import { createMemoryLogger } from '../../core/logger.js';
 import { STACK_HELP, addStackOptions } from '../arguments.js';
-import { CliError } from '../errors.js';
+import { CliError } from '../cli-errors.js';
 import { formatJson } from '../output.js';
 import { withStack, type CommandModule } from '../program.js';
 import type { StackOptions } from '../stack.js';

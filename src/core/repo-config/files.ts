@@ -5,8 +5,8 @@
 import { constants } from 'node:fs';
 import { lstat, open, realpath } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { RepoConfigError } from './errors.js';
-import type { RepoConfigProblem } from './errors.js';
+import { RepoConfigError } from './config-errors.js';
+import type { RepoConfigProblem } from './config-errors.js';
 import { validateLambciConfig } from './lambci.js';
 import type { LambciConfig } from './lambci.js';
 import { MAX_CONFIG_FILE_BYTES } from './schema.js';

@@ -6,7 +6,7 @@
  */
 import picomatch from 'picomatch';
 import semver from 'semver';
-import { RepoConfigError } from './errors.js';
+import { RepoConfigError } from './config-errors.js';
 import type { RepoConfigFile, RepoConfigFiles } from './files.js';
 import { LAMBKIN_FILE } from './files.js';
 import { translateLambci } from './lambci.js';

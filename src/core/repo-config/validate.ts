@@ -2,8 +2,8 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { AnySchemaObject, ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
 import semver from 'semver';
-import { RepoConfigError } from './errors.js';
-import type { RepoConfigProblem } from './errors.js';
+import { RepoConfigError } from './config-errors.js';
+import type { RepoConfigProblem } from './config-errors.js';
 import {
   REPO_CONFIG_SCHEMA,
   SETTINGS_CONFIG_SCHEMA,

@@ -1,0 +1,54 @@
+/**
+ * The config of the branch a pull request merges into, read by the controller through the
+ * contents API (never from the pull request's checkout): the trusted layer of a pull request's
+ * config, which the pull request's own files change only as far as its policy allows.
+ */
+import type { RepoName } from '../core/build.js';
+import { RepoConfigError, type RepoConfigProblem } from '../core/repo-config/config-errors.js';
+import { LAMBCI_FILE, LAMBKIN_FILE, collectConfigFiles } from '../core/repo-config/files.js';
+import { MAX_CONFIG_FILE_BYTES } from '../core/repo-config/schema.js';
+import type { BaseConfig } from '../core/protocol.js';
+
+/** Reads one file of a repository at a ref; undefined when there is none. */
+export interface RepoFileReader {
+  readFile(repo: RepoName, path: string, ref: string): Promise<string | undefined>;
+}
+
+/** `.lambkin.json`, `.lambci.json` and package.json's keys at `ref`, validated like a checkout's. */
+export async function readBaseConfig(
+  reader: RepoFileReader,
+  repo: RepoName,
+  ref: string,
+): Promise<BaseConfig> {
+  const [packageText, lambciText, lambkinText] = await Promise.all(
+    ['package.json', LAMBCI_FILE, LAMBKIN_FILE].map((path) => reader.readFile(repo, path, ref)),
+  );
+  const problems: RepoConfigProblem[] = [];
+  const sized = (name: string, text: string | undefined): string | undefined => {
+    if (text !== undefined && Buffer.byteLength(text) > MAX_CONFIG_FILE_BYTES) {
+      problems.push({ source: name, message: 'is larger than 1 MiB: a config file may be at most 1 MiB' });
+      return undefined;
+    }
+    return text;
+  };
+  let omitted = 0;
+  const files = collectConfigFiles(
+    {
+      packageText: sized('package.json', packageText),
+      lambciText: sized(LAMBCI_FILE, lambciText),
+      lambkinText: sized(LAMBKIN_FILE, lambkinText),
+    },
+    problems,
+    (error) => (omitted += error.omitted),
+  );
+  if (problems.length > 0) {
+    throw new RepoConfigError(
+      problems.map((problem) => ({ ...problem, source: `${ref}: ${problem.source ?? 'config'}` })),
+      {
+        omitted,
+        hint: `Pull requests take their config from ${ref}: fix it there.`,
+      },
+    );
+  }
+  return { ref, files, notes: [] };
+}

@@ -1,0 +1,311 @@
+/**
+ * Webhook intake: from a verified delivery to a queued build. Order matters and is fixed:
+ * record the delivery and the queued build, set the `pending` status, then invoke the builder,
+ * so no intake status can land after the builder's final one.
+ *
+ * Crash safety: the delivery guard item names its build number before the build is written. A
+ * redelivery of a delivery whose attempt crashed finds the guard, writes the build if missing,
+ * and invokes the builder again if the guard was never marked invoked. A second invoke is
+ * harmless: the builder claims a build with a conditional queued → running transition.
+ *
+ * Superseded builds: once a build of a branch or pull request is queued, older builds of the same
+ * branch or PR still queued or running are cancelled ("superseded by #N", `build.cancelSuperseded`).
+ * A cancelled queued build is never claimed; a running one is stopped by its controller, which
+ * watches its build record.
+ */
+import type { BuildRecord, BuildRequest } from '../core/build.js';
+import { buildLabel } from '../core/build.js';
+import { commitStateFor } from '../core/state-machine.js';
+import { baseUrlFromRequest, buildPageUrl, newLinkToken, pageUrlOf } from '../core/links.js';
+import { decideBuild } from '../core/policy.js';
+import { interpretEvent, type BuildCandidate } from '../github/events.js';
+import { WebhookRejectedError, type WebhookVerifier } from '../github/webhook.js';
+import { INTAKE_DELIVERY, type StatusReporter } from '../github/statuses.js';
+import type { BuilderQueue } from '../aws/builder-queue.js';
+import type { BuildStore, QueuedBuildOptions } from '../store/builds.js';
+import type { SettingsStore } from '../store/settings.js';
+import type { Logger } from '../core/logger.js';
+import { jsonResponse, type HttpRequest, type HttpResponse } from '../core/http.js';
+import { TransitionRefusedError } from '../core/errors.js';
+
+export interface IntakeDependencies {
+  verifier: WebhookVerifier;
+  builds: BuildStore;
+  settings: Pick<SettingsStore, 'effective'>;
+  statuses: StatusReporter;
+  queue: BuilderQueue;
+  logger: Logger;
+  /** Base of the links put in commit statuses; empty: the URL the request came in on. */
+  publicUrl: string;
+  /** How long a build may stay queued before the sweeper ends it. */
+  queueTimeoutMs: number;
+  clock?: () => number;
+}
+
+/** Delivery guards outlive GitHub's redelivery window (it offers redelivery for 3 days). */
+const DELIVERY_GUARD_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+
+export async function handleWebhook(deps: IntakeDependencies, request: HttpRequest): Promise<HttpResponse> {
+  if (request.method !== 'POST') return jsonResponse(405, { error: 'Webhooks are delivered with POST.' });
+  try {
+    const delivery = await deps.verifier.verify(request);
+    const interpretation = interpretEvent(delivery.event, delivery.payload);
+    const context = { deliveryId: delivery.deliveryId, event: delivery.event };
+    switch (interpretation.kind) {
+      case 'ping':
+        deps.logger.info('webhook ping', context);
+        return jsonResponse(200, { ok: true, message: 'pong' });
+      case 'ignore':
+        deps.logger.info('webhook ignored', {
+          ...context,
+          repo: interpretation.repo,
+          reason: interpretation.reason,
+        });
+        return jsonResponse(202, { ignored: true, reason: interpretation.reason });
+      case 'skip':
+        deps.logger.info('webhook skipped', {
+          ...context,
+          repo: interpretation.candidate.repo,
+          reason: interpretation.reason,
+        });
+        return jsonResponse(202, { ignored: true, reason: interpretation.reason });
+      case 'build':
+        return await queueBuild(deps, interpretation.candidate, delivery.deliveryId, request);
+    }
+  } catch (error) {
+    if (error instanceof WebhookRejectedError) {
+      deps.logger.warn('webhook rejected', { status: error.statusCode, reason: error.message });
+      return jsonResponse(error.statusCode, { error: error.message });
+    }
+    deps.logger.error('webhook failed', { error });
+    // Nothing half-done is lost: the delivery guard lets a redelivery finish the job.
+    return jsonResponse(500, {
+      error: 'Internal error while queueing the build; redeliver this webhook to retry.',
+    });
+  }
+}
+
+async function queueBuild(
+  deps: IntakeDependencies,
+  candidate: BuildCandidate,
+  deliveryId: string,
+  http: HttpRequest,
+): Promise<HttpResponse> {
+  const now = (deps.clock ?? Date.now)();
+  const settings = await deps.settings.effective(candidate.repo);
+  const decision = decideBuild(candidate, settings.build);
+  if (!decision.build) {
+    deps.logger.info('webhook ignored', { deliveryId, repo: candidate.repo, reason: decision.reason });
+    return jsonResponse(202, { ignored: true, reason: decision.reason });
+  }
+  const request: BuildRequest = { ...candidate, deliveryId, trusted: !candidate.fork };
+  const base = deps.publicUrl || baseUrlFromRequest(http.headers) || '';
+  const logToken = request.privateRepo ? newLinkToken() : undefined;
+  const queuedOptions: QueuedBuildOptions = {
+    deadline: now + deps.queueTimeoutMs,
+    at: now,
+    ...(logToken ? { logToken } : {}),
+    pageUrl: (number) => buildPageUrl(base, { repo: request.repo, number }, logToken),
+  };
+
+  let guard = await deps.builds.getDelivery(deliveryId);
+  let build: BuildRecord | undefined;
+  if (!guard) {
+    const number = await deps.builds.allocateNumber(request.repo);
+    const claim = await deps.builds.claimDelivery(
+      deliveryId,
+      { repo: request.repo, number },
+      now + DELIVERY_GUARD_TTL_MS,
+    );
+    if (claim.claimed) {
+      build = await deps.builds.putQueuedBuild(request, number, queuedOptions);
+    } else {
+      guard = claim.record; // a concurrent copy of this delivery got there first
+    }
+  }
+  if (guard) {
+    build =
+      (await deps.builds.getBuild(guard.build)) ??
+      (await writeMissingBuild(deps, request, guard.build.number, queuedOptions));
+    if (guard.invokedAt !== undefined || build.state !== 'queued') {
+      deps.logger.info('webhook redelivered: build already queued', { deliveryId, build: buildLabel(build) });
+      return jsonResponse(202, {
+        duplicate: true,
+        repo: build.repo,
+        number: build.number,
+        state: build.state,
+      });
+    }
+    deps.logger.warn('resuming a delivery whose earlier attempt did not finish', {
+      deliveryId,
+      build: buildLabel(build),
+    });
+  }
+  if (!build) throw new Error('unreachable: no build after intake');
+  return startBuild(deps, build, deliveryId, settings.build.cancelSuperseded);
+}
+
+/** The guard exists but its build does not: the earlier attempt crashed in between. */
+async function writeMissingBuild(
+  deps: IntakeDependencies,
+  request: BuildRequest,
+  number: number,
+  options: QueuedBuildOptions,
+): Promise<BuildRecord> {
+  try {
+    return await deps.builds.putQueuedBuild(request, number, options);
+  } catch (error) {
+    const written = await deps.builds.getBuild({ repo: request.repo, number });
+    if (written) return written; // a concurrent attempt wrote it
+    throw error;
+  }
+}
+
+async function startBuild(
+  deps: IntakeDependencies,
+  build: BuildRecord,
+  deliveryId: string,
+  cancelSuperseded: boolean,
+): Promise<HttpResponse> {
+  const url = pageUrlOf(build, deps.publicUrl);
+  const label = buildLabel(build);
+  try {
+    await deps.statuses.setStatus(
+      {
+        repo: build.repo,
+        sha: build.sha,
+        state: 'pending',
+        description: `Build #${build.number} queued`,
+        targetUrl: url,
+      },
+      INTAKE_DELIVERY,
+    );
+    await recordReported(deps, build, 'queued');
+  } catch (error) {
+    // The build still runs; the builder sets the status again when it claims the build.
+    deps.logger.warn('could not set the pending status; the builder will set it when the build starts', {
+      build: label,
+      error,
+    });
+  }
+  try {
+    await deps.queue.enqueue(build);
+  } catch (error) {
+    return failToStart(deps, build, url, error);
+  }
+  await deps.builds.markDeliveryInvoked(deliveryId);
+  deps.logger.info('build queued', { deliveryId, build: label, sha: build.sha });
+  const cancelled = cancelSuperseded ? await cancelSupersededBuilds(deps, build) : [];
+  return jsonResponse(202, {
+    queued: true,
+    repo: build.repo,
+    number: build.number,
+    url,
+    ...(cancelled.length > 0 ? { cancelled } : {}),
+  });
+}
+
+/**
+ * Cancels the older builds of the same branch or pull request that are still queued or running
+ * (never a tag's: each tag is its own release). Best effort: a failure is logged, never fails the
+ * webhook (the older build then simply runs to its end). Returns the numbers cancelled.
+ */
+async function cancelSupersededBuilds(deps: IntakeDependencies, build: BuildRecord): Promise<number[]> {
+  if (build.tag !== undefined || (build.pr === undefined && build.branch === undefined)) return [];
+  let older: BuildRecord[];
+  try {
+    older = await deps.builds.unfinishedBuildsOf(build.repo, build, build.number);
+  } catch (error) {
+    deps.logger.warn('could not look for superseded builds', { build: buildLabel(build), error });
+    return [];
+  }
+  const reason = `superseded by #${build.number}`;
+  const results = await Promise.all(
+    older.map(async (previous): Promise<number | undefined> => {
+      const label = buildLabel(previous);
+      let cancelled: BuildRecord;
+      try {
+        cancelled = await deps.builds.transition(previous, {
+          from: ['queued', 'running'],
+          to: 'cancelled',
+          reason,
+        });
+      } catch (error) {
+        // Ended meanwhile: its own state stands.
+        if (!(error instanceof TransitionRefusedError)) {
+          deps.logger.warn('could not cancel a superseded build', { build: label, error });
+        }
+        return undefined;
+      }
+      deps.logger.info('superseded build cancelled', { build: label, by: build.number });
+      try {
+        await deps.statuses.setStatus(
+          {
+            repo: cancelled.repo,
+            sha: cancelled.sha,
+            state: commitStateFor(cancelled.state),
+            description: `Build #${cancelled.number} cancelled: ${reason}`,
+            targetUrl: pageUrlOf(cancelled, deps.publicUrl),
+          },
+          INTAKE_DELIVERY,
+        );
+        await recordReported(deps, cancelled, 'cancelled');
+      } catch (error) {
+        // The sweeper re-sends it (the build stays unreported).
+        deps.logger.warn('could not set the cancelled status', { build: label, error });
+      }
+      return cancelled.number;
+    }),
+  );
+  return results.filter((number): number is number => number !== undefined);
+}
+
+/** Notes which state's status GitHub took; a failure to note it only means the sweeper may re-send. */
+async function recordReported(
+  deps: IntakeDependencies,
+  build: BuildRecord,
+  state: BuildRecord['state'],
+): Promise<void> {
+  await deps.builds
+    .markReported(build, state)
+    .catch((error: unknown) =>
+      deps.logger.warn('could not record the reported status', { build: buildLabel(build), error }),
+    );
+}
+
+/** The builder could not be invoked: end the build as `error` so nothing stays pending forever. */
+async function failToStart(
+  deps: IntakeDependencies,
+  build: BuildRecord,
+  url: string,
+  cause: unknown,
+): Promise<HttpResponse> {
+  const label = buildLabel(build);
+  const reason = `could not start the builder: ${cause instanceof Error ? cause.message : String(cause)}`;
+  deps.logger.error('builder invoke failed; build marked error', { build: label, error: cause });
+  try {
+    await deps.builds.transition(build, { from: 'queued', to: 'error', reason });
+  } catch (error) {
+    if (!(error instanceof TransitionRefusedError)) throw error;
+    // The invoke reached the builder after all and it claimed the build: it reports the result.
+    deps.logger.warn('build was claimed despite the invoke error', { build: label });
+    return jsonResponse(202, { queued: true, repo: build.repo, number: build.number, url });
+  }
+  try {
+    await deps.statuses.setStatus(
+      {
+        repo: build.repo,
+        sha: build.sha,
+        state: 'error',
+        description: `Build #${build.number} ${reason}`,
+        targetUrl: url,
+      },
+      INTAKE_DELIVERY,
+    );
+    await recordReported(deps, build, 'error');
+  } catch (error) {
+    // The sweeper re-sends it (the build stays unreported).
+    deps.logger.error('could not set the error status', { build: label, error });
+  }
+  return jsonResponse(502, { error: reason, repo: build.repo, number: build.number, state: 'error' });
+}

@@ -1,0 +1,127 @@
+/**
+ * The builder function's on-failure destination: Lambda gave up on an async invocation of the
+ * builder (it failed every attempt, or the event grew too old to run), so the build it named ends
+ * as `error` and GitHub is told — never `pending` forever. One implementation: the cloud's
+ * FailureFunction (src/handlers/failure.ts) and the local stack's Lambda service both call it.
+ */
+import { parseBuilderInvocation } from '../aws/builder-queue.js';
+import { buildLabel, type BuildKey, type BuildRecord } from '../core/build.js';
+import { pageUrlOf } from '../core/links.js';
+import { TransitionRefusedError } from '../core/errors.js';
+import { FINAL_DELIVERY, type DeliveryPolicy, type StatusReporter } from '../github/statuses.js';
+import type { Logger } from '../core/logger.js';
+import type { BuildStore } from '../store/builds.js';
+import { finalStatusOf } from './controller.js';
+
+export interface OnFailureDependencies {
+  /** `markReported` records GitHub's acknowledgement (absent in test doubles: not recorded). */
+  builds: Pick<BuildStore, 'transition'> & Partial<Pick<BuildStore, 'markReported'>>;
+  statuses: StatusReporter;
+  logger: Logger;
+  publicUrl: string;
+  /** How long the `error` status may be retried; default FAILURE_STATUS_DELIVERY. */
+  statusDelivery?: DeliveryPolicy;
+}
+
+/**
+ * An async invocation Lambda gave up on. The local Lambda service's `AsyncFailure` has this shape;
+ * the cloud's destination record is read into it by `parseDestinationRecord`.
+ */
+export interface FailedInvocation {
+  /** The payload the function was invoked with (a builder invocation, `{kind, repo, number}`). */
+  payload: unknown;
+  /** How many times the function ran (0 when it never ran, e.g. the event expired in the queue). */
+  attempts: number;
+  error: { errorType: string; errorMessage: string };
+  functionName?: string;
+  requestId?: string;
+}
+
+export type OnFailureResult =
+  | { ended: true; build: BuildRecord; statusSet: boolean }
+  | { ended: false; reason: 'not a build' | 'already ended'; build?: BuildKey };
+
+/**
+ * The final status of a build, like the builder's own: worth waiting for within a minute (the
+ * builder is already down, and its failure may have been GitHub's). The function's time limit
+ * (template.yaml) leaves room for it.
+ */
+export const FAILURE_STATUS_DELIVERY: DeliveryPolicy = FINAL_DELIVERY;
+
+/** Longest error message kept in the build's description (GitHub shows 140 characters of it). */
+const MAX_MESSAGE_LENGTH = 300;
+
+/**
+ * The build's link for its commit status: the one fixed at intake, or one made from the public URL.
+ * Undefined when neither gives an absolute http(s) URL (GitHub refuses anything else).
+ */
+export function statusLinkOf(
+  build: BuildKey & { pageUrl?: string; logToken?: string },
+  publicUrl: string,
+): string | undefined {
+  const url = pageUrlOf(build, publicUrl);
+  return /^https?:\/\/[^/]/.test(url) ? url : undefined;
+}
+
+/** The reason recorded on the build: one line, saying what Lambda reported. */
+export function failureReason(failure: FailedInvocation): string {
+  const flat = failure.error.errorMessage.replace(/\s+/g, ' ').trim() || failure.error.errorType;
+  const message = flat.length > MAX_MESSAGE_LENGTH ? `${flat.slice(0, MAX_MESSAGE_LENGTH - 1)}…` : flat;
+  if (failure.attempts <= 0) return `the builder never ran: ${message}`;
+  return `the builder failed after ${failure.attempts} attempt${failure.attempts === 1 ? '' : 's'}: ${message}`;
+}
+
+/**
+ * Ends the build a failed builder invocation named as `error` (from `queued` or `running`: the
+ * builder may have died mid-build) and sets its commit status. A build that already ended is left
+ * as it is; a payload that is not a build invocation is logged and dropped (nothing to end).
+ */
+export async function endFailedBuild(
+  deps: OnFailureDependencies,
+  failure: FailedInvocation,
+): Promise<OnFailureResult> {
+  let key: BuildKey;
+  try {
+    const invocation = parseBuilderInvocation(failure.payload);
+    key = { repo: invocation.repo, number: invocation.number };
+  } catch (error) {
+    deps.logger.error('an async invocation failed and is not a build', {
+      functionName: failure.functionName,
+      requestId: failure.requestId,
+      error,
+    });
+    return { ended: false, reason: 'not a build' };
+  }
+  const label = buildLabel(key);
+  const reason = failureReason(failure);
+  let build: BuildRecord;
+  try {
+    build = await deps.builds.transition(key, { from: ['queued', 'running'], to: 'error', reason });
+  } catch (error) {
+    if (!(error instanceof TransitionRefusedError)) throw error;
+    deps.logger.info('on-failure: the build already ended', { build: label, state: error.actual });
+    return { ended: false, reason: 'already ended', build: key };
+  }
+  deps.logger.error('build ended as error by the on-failure destination', {
+    build: label,
+    reason,
+    requestId: failure.requestId,
+  });
+  let statusSet = true;
+  const url = statusLinkOf(build, deps.publicUrl);
+  try {
+    await deps.statuses.setStatus(finalStatusOf(build, url), deps.statusDelivery ?? FAILURE_STATUS_DELIVERY);
+  } catch (error) {
+    statusSet = false;
+    // The sweeper re-sends it once GitHub is back (the build stays unreported).
+    deps.logger.error('could not set the error commit status', { build: label, error });
+  }
+  if (statusSet && deps.builds.markReported) {
+    await deps.builds
+      .markReported(key, build.state)
+      .catch((error: unknown) =>
+        deps.logger.warn('could not record the reported status', { build: label, error }),
+      );
+  }
+  return { ended: true, build, statusSet };
+}

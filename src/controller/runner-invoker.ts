@@ -1,0 +1,189 @@
+/**
+ * How the controller starts the runner: a separate Lambda function in the cloud, a separate
+ * process with a clean environment locally. Either way the runner shares no process tree and no
+ * environment with the controller's credentials.
+ */
+import { spawn } from 'node:child_process';
+import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
+import { LambkinError } from '../core/errors.js';
+import type { RunnerInput, RunnerOutcome } from '../core/protocol.js';
+import { checkRunnableByOthers, runnerProgram } from './runner-program.js';
+
+export interface RunnerInvoker {
+  /**
+   * Runs the build; throws RunnerFailedError when the runner died or ran out of time, and
+   * RunnerAbortedError when `signal` aborted it (the build was cancelled meanwhile).
+   */
+  run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome>;
+}
+
+/** The runner did not return an outcome: it crashed, was killed, or hit its time limit. */
+export class RunnerFailedError extends LambkinError {
+  constructor(
+    message: string,
+    readonly timedOut: boolean,
+  ) {
+    super(timedOut ? 'RUNNER_TIMED_OUT' : 'RUNNER_FAILED', message);
+  }
+}
+
+/** The controller stopped the runner (the build was cancelled while it ran). */
+export class RunnerAbortedError extends LambkinError {
+  constructor(readonly reason: string) {
+    super('RUNNER_ABORTED', `The runner was stopped: ${reason}`);
+  }
+}
+
+function abortReason(signal: AbortSignal): string {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return reason.message;
+  return typeof reason === 'string' ? reason : 'aborted';
+}
+
+export function parseRunnerOutcome(value: unknown): RunnerOutcome {
+  const outcome = value as Partial<RunnerOutcome> | null;
+  if (
+    !outcome ||
+    outcome.kind !== 'outcome' ||
+    !['success', 'failure', 'error', 'timed_out'].includes(String(outcome.state)) ||
+    typeof outcome.description !== 'string' ||
+    !Array.isArray(outcome.steps) ||
+    typeof outcome.log !== 'object'
+  ) {
+    throw new RunnerFailedError('The runner answered with something that is not an outcome.', false);
+  }
+  return outcome as RunnerOutcome;
+}
+
+/** Invokes the runner function synchronously (its role can do nothing; it gets only the input). */
+export class LambdaRunnerInvoker implements RunnerInvoker {
+  constructor(
+    private readonly lambda: LambdaClient,
+    private readonly functionName: string,
+  ) {}
+
+  async run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
+    if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
+    let response;
+    try {
+      response = await this.lambda.send(
+        new InvokeCommand({
+          FunctionName: this.functionName,
+          InvocationType: 'RequestResponse',
+          Payload: new TextEncoder().encode(JSON.stringify(input)),
+        }),
+        signal ? { abortSignal: signal } : {},
+      );
+    } catch (error) {
+      // Closing the connection ends the wait; the runner function stops at its own deadline.
+      if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
+      throw error;
+    }
+    const text = response.Payload ? new TextDecoder().decode(response.Payload) : '';
+    if (response.FunctionError) {
+      let message = text;
+      try {
+        message = (JSON.parse(text) as { errorMessage?: string }).errorMessage ?? text;
+      } catch {
+        // not JSON: keep the text
+      }
+      const timedOut = /Task timed out/i.test(message);
+      throw new RunnerFailedError(
+        timedOut
+          ? `The runner hit its time limit: ${message}`
+          : `The runner crashed: ${message.slice(0, 500)}`,
+        timedOut,
+      );
+    }
+    return parseRunnerOutcome(JSON.parse(text));
+  }
+}
+
+export interface ProcessRunnerOptions {
+  /** Command that starts the runner process (default: the runner program, src/controller/runner-program.ts). */
+  command?: string[];
+  /** Run the runner as this user (when the local stack runs as root). */
+  user?: { uid: number; gid: number };
+  /** Parent of the runner's work areas. */
+  workRoot?: string;
+  /** Time past the input's deadline before the process is killed. */
+  graceMs?: number;
+}
+
+/**
+ * Starts the runner as a child process with a clean environment: only PATH, LANG and the work
+ * root. Input on stdin, outcome as the last line of stdout. Its working folder is the runner
+ * program's (or `/`), never the caller's: that may be closed to the runner's user.
+ */
+export class ProcessRunnerInvoker implements RunnerInvoker {
+  constructor(private readonly options: ProcessRunnerOptions = {}) {}
+
+  async run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
+    if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
+    const [[executable, ...args], cwd] = await this.commandAndFolder();
+    if (!executable) throw new Error('ProcessRunnerInvoker needs a command');
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+      LANG: 'C.UTF-8',
+      ...(this.options.workRoot ? { LAMBKIN_WORK_ROOT: this.options.workRoot } : {}),
+    };
+    const child = spawn(executable, args, {
+      env,
+      cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(this.options.user ? { uid: this.options.user.uid, gid: this.options.user.gid } : {}),
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8192)));
+    child.stdin.on('error', () => undefined); // a runner that dies at once closes its stdin
+    child.stdin.end(JSON.stringify(input));
+    let timedOut = false;
+    const killAt = input.deadlineAt + (this.options.graceMs ?? 10_000);
+    const timer = setTimeout(
+      () => {
+        timedOut = true;
+        child.kill('SIGKILL');
+      },
+      Math.max(killAt - Date.now(), 0),
+    );
+    let aborted = false;
+    const onAbort = (): void => {
+      aborted = true;
+      // The runner puts each step in its own process group and kills it on SIGTERM (SIGTERM to
+      // the group, SIGKILL after its 2 s grace); SIGKILL the runner only if it is not gone by then.
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const [code, exitSignal] = await new Promise<[number | null, NodeJS.Signals | null]>(
+      (resolve, reject) => {
+        child.once('error', reject);
+        child.once('close', (exitCode, closeSignal) => resolve([exitCode, closeSignal]));
+      },
+    ).finally(() => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    });
+    if (aborted && signal) throw new RunnerAbortedError(abortReason(signal));
+    if (timedOut) throw new RunnerFailedError('The runner hit its time limit and was killed.', true);
+    const last = stdout.trim().split('\n').pop() ?? '';
+    if (code !== 0 || !last) {
+      const how = exitSignal ? `was killed by ${exitSignal}` : `exited with code ${code}`;
+      throw new RunnerFailedError(`The runner ${how}: ${stderr.trim().slice(-500) || '(no output)'}`, false);
+    }
+    try {
+      return parseRunnerOutcome(JSON.parse(last));
+    } catch (error) {
+      if (error instanceof RunnerFailedError) throw error;
+      throw new RunnerFailedError(`The runner's answer was not JSON: ${last.slice(0, 200)}`, false);
+    }
+  }
+  private async commandAndFolder(): Promise<[readonly string[], string]> {
+    if (this.options.command) return [this.options.command, '/'];
+    const program = await runnerProgram();
+    if (this.options.user) await checkRunnableByOthers(program);
+    return [program.command, program.dir];
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * The lines the builder writes into the raw log around each step and at the end of the build, and a
+ * parser that finds them again (the log page uses it to link each step to its output).
+ *
+ * The lines are meant for people reading the log in a terminal: bold and coloured with ANSI escapes.
+ * Each starts with an exact escape sequence and symbol at the start of a line, so ordinary build
+ * output does not look like one by accident. A build can still print one on purpose: the markers
+ * only drive navigation on the page, never anything that matters for trust or results.
+ *
+ * Each formatted block ends with a newline and must be written at the start of a line.
+ */
+import type { StepResult } from './build.js';
+import type { BuildState } from './state-machine.js';
+
+const ESC = '\u001b';
+const RESET = `${ESC}[0m`;
+const DIM = `${ESC}[2m`;
+const HEADER_START = `${ESC}[1;36m▶ step `;
+const COMMAND_START = `${ESC}[36m`;
+const FIRST_COMMAND_PROMPT = '$ ';
+const NEXT_COMMAND_PROMPT = '> ';
+
+export type StepOutcome = 'passed' | 'failed' | 'timed out' | 'killed';
+
+const OUTCOME_STYLES: Record<StepOutcome, { sgr: string; symbol: string }> = {
+  passed: { sgr: '1;32', symbol: '✔' },
+  failed: { sgr: '1;31', symbol: '✘' },
+  'timed out': { sgr: '1;33', symbol: '⏱' },
+  killed: { sgr: '1;31', symbol: '✘' },
+};
+
+/** How the summary line names each build state. */
+const BUILD_STATE_WORDS: Record<BuildState, string> = {
+  queued: 'queued',
+  running: 'running',
+  success: 'passed',
+  failure: 'failed',
+  error: 'errored',
+  timed_out: 'timed out',
+  cancelled: 'cancelled',
+};
+
+const BUILD_STATE_SGR: Record<BuildState, string> = {
+  queued: '1;37',
+  running: '1;34',
+  success: '1;32',
+  failure: '1;31',
+  error: '1;31',
+  timed_out: '1;33',
+  cancelled: '1;37',
+};
+
+const HEADER_PATTERN = new RegExp(`^${escapeRegExp(HEADER_START)}(.*)${escapeRegExp(RESET)}$`);
+const COMMAND_PATTERN = new RegExp(
+  `^${escapeRegExp(COMMAND_START)}(${escapeRegExp(FIRST_COMMAND_PROMPT)}|${escapeRegExp(NEXT_COMMAND_PROMPT)})(.*)${escapeRegExp(RESET)}$`,
+);
+const FOOTER_PATTERN = new RegExp(
+  `^${escapeRegExp(ESC)}\\[1;3[123]m[✔✘⏱] step (.*): (passed|failed|timed out|killed)${escapeRegExp(RESET)}` +
+    `${escapeRegExp(DIM)} \\((?:exit (-?\\d+)|no exit code), (.+)\\)${escapeRegExp(RESET)}$`,
+);
+const SUMMARY_PATTERN = new RegExp(`^${escapeRegExp(ESC)}\\[1;3\\dm■ build ([a-z ]+)${escapeRegExp(RESET)}`);
+const BUILD_STATE_BY_WORD = new Map(
+  Object.entries(BUILD_STATE_WORDS).map(([state, word]) => [word, state as BuildState]),
+);
+
+export interface StepHeaderInput {
+  name: string;
+  command: string;
+}
+
+export interface StepFooterInput {
+  name: string;
+  /** Null when the process was killed (by a signal or the timeout). */
+  exitCode: number | null;
+  durationMs: number;
+  timedOut?: boolean;
+}
+
+export interface BuildSummaryInput {
+  state: BuildState;
+  durationMs?: number;
+  steps?: readonly (StepResult & { timedOut?: boolean })[];
+  /** One line saying why, e.g. "timed out after 600 s in test". */
+  description?: string;
+}
+
+export type StepMarker =
+  | { kind: 'step-start'; name: string; command: string; start: number; end: number }
+  | {
+      kind: 'step-end';
+      name: string;
+      outcome: StepOutcome;
+      exitCode: number | null;
+      /** As written, e.g. `12.3 s`. */
+      durationText: string;
+      start: number;
+      end: number;
+    }
+  | { kind: 'build-summary'; state: BuildState; start: number; end: number };
+
+export function stepOutcome(step: { exitCode: number | null; timedOut?: boolean }): StepOutcome {
+  if (step.timedOut) return 'timed out';
+  if (step.exitCode === null) return 'killed';
+  return step.exitCode === 0 ? 'passed' : 'failed';
+}
+
+/** `850 ms`, `12.3 s`, `2 min 05 s`, `1 h 02 min`. */
+export function formatDuration(ms: number): string {
+  const safeMs = Number.isFinite(ms) && ms > 0 ? ms : 0;
+  if (Math.round(safeMs) < 1000) return `${Math.round(safeMs)} ms`;
+  const tenths = Math.round(safeMs / 100);
+  if (tenths < 600) return `${(tenths / 10).toFixed(1)} s`;
+  const seconds = Math.round(safeMs / 1000);
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${twoDigits(seconds % 60)} s`;
+  const minutes = Math.round(safeMs / 60_000);
+  return `${Math.floor(minutes / 60)} h ${twoDigits(minutes % 60)} min`;
+}
+
+/**
+ * `▶ step <name>` and the command, one `$ `/`> ` line per line of it:
+ * what is about to run, in the log right above its output.
+ */
+export function formatStepHeader(step: StepHeaderInput): string {
+  let text = `${HEADER_START}${singleLine(step.name)}${RESET}\n`;
+  const commandLines = step.command.split(/\r?\n/);
+  while (commandLines.length > 1 && commandLines.at(-1)?.trim() === '') commandLines.pop();
+  commandLines.forEach((line, index) => {
+    const prompt = index === 0 ? FIRST_COMMAND_PROMPT : NEXT_COMMAND_PROMPT;
+    text += `${COMMAND_START}${prompt}${printable(line)}${RESET}\n`;
+  });
+  return text;
+}
+
+/** `✔ step <name>: passed (exit 0, 12.3 s)` and the like. */
+export function formatStepFooter(step: StepFooterInput): string {
+  return `${outcomeLine(step, '')}\n`;
+}
+
+/** The closing block: `■ build passed (2 min 05 s)`, one line per step, and the description. */
+export function formatBuildSummary(summary: BuildSummaryInput): string {
+  const duration =
+    summary.durationMs === undefined ? '' : `${DIM} (${formatDuration(summary.durationMs)})${RESET}`;
+  let text = `${ESC}[${BUILD_STATE_SGR[summary.state]}m■ build ${BUILD_STATE_WORDS[summary.state]}${RESET}${duration}\n`;
+  for (const step of summary.steps ?? []) text += `${outcomeLine(step, '  ')}\n`;
+  if (summary.description) text += `${singleLine(summary.description)}\n`;
+  return text;
+}
+
+/** Finds the lines written by the functions above, in log order. */
+export function parseStepMarkers(log: string): StepMarker[] {
+  const markers: StepMarker[] = [];
+  let line = lineAt(log, 0);
+  while (line) {
+    let next = lineAt(log, line.end);
+    const header = line.text.startsWith(HEADER_START) ? HEADER_PATTERN.exec(line.text) : null;
+    if (header) {
+      const commandLines: string[] = [];
+      let end = line.end;
+      for (let prompt = FIRST_COMMAND_PROMPT; next; prompt = NEXT_COMMAND_PROMPT) {
+        const command = next.text.startsWith(COMMAND_START) ? COMMAND_PATTERN.exec(next.text) : null;
+        if (!command || command[1] !== prompt) break;
+        commandLines.push(command[2]!);
+        end = next.end;
+        next = lineAt(log, next.end);
+      }
+      markers.push({
+        kind: 'step-start',
+        name: header[1]!,
+        command: commandLines.join('\n'),
+        start: line.start,
+        end,
+      });
+    } else if (line.text.startsWith(`${ESC}[1;3`)) {
+      const marker = outcomeOrSummaryMarker(line);
+      if (marker) markers.push(marker);
+    }
+    line = next;
+  }
+  return markers;
+}
+
+function outcomeOrSummaryMarker(line: LogLine): StepMarker | undefined {
+  const footer = FOOTER_PATTERN.exec(line.text);
+  if (footer) {
+    return {
+      kind: 'step-end',
+      name: footer[1]!,
+      outcome: footer[2] as StepOutcome,
+      exitCode: footer[3] === undefined ? null : Number(footer[3]),
+      durationText: footer[4]!,
+      start: line.start,
+      end: line.end,
+    };
+  }
+  const summary = SUMMARY_PATTERN.exec(line.text);
+  const state = summary ? BUILD_STATE_BY_WORD.get(summary[1]!) : undefined;
+  return state ? { kind: 'build-summary', state, start: line.start, end: line.end } : undefined;
+}
+
+function outcomeLine(
+  step: { name: string; exitCode: number | null; durationMs: number; timedOut?: boolean },
+  indent: string,
+): string {
+  const outcome = stepOutcome(step);
+  const style = OUTCOME_STYLES[outcome];
+  const exit = step.exitCode === null ? 'no exit code' : `exit ${step.exitCode}`;
+  return (
+    `${indent}${ESC}[${style.sgr}m${style.symbol} step ${singleLine(step.name)}: ${outcome}${RESET}` +
+    `${DIM} (${exit}, ${formatDuration(step.durationMs)})${RESET}`
+  );
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Control characters (escapes, newlines) would break the line or forge markers: make them visible. */
+function printable(text: string): string {
+  return text.replace(/(?!\t)\p{Cc}/gu, '\uFFFD');
+}
+
+function singleLine(text: string): string {
+  return printable(text.replace(/\s*[\r\n]+\s*/g, ' ').trim());
+}
+
+function twoDigits(value: number): string {
+  return String(value).padStart(2, '0');
+}
+
+interface LogLine {
+  /**
+   * Without the line break and a trailing carriage return; empty unless the line starts with an
+   * escape, as every marker does (ordinary output lines are not copied).
+   */
+  text: string;
+  start: number;
+  /** Just after the line break. */
+  end: number;
+}
+
+function lineAt(text: string, start: number): LogLine | undefined {
+  if (start >= text.length) return undefined;
+  const newline = text.indexOf('\n', start);
+  const end = newline === -1 ? text.length : newline + 1;
+  const contentEnd = newline === -1 ? text.length : newline;
+  const candidate = text.startsWith(`${ESC}[`, start);
+  const content = candidate ? text.slice(start, contentEnd) : '';
+  return { text: content.endsWith('\r') ? content.slice(0, -1) : content, start, end };
+}

@@ -1,0 +1,175 @@
+/**
+ * The contract between the builder's controller (trusted) and its runner (holds nothing of value).
+ * Everything here is JSON: in the cloud it travels as a Lambda invocation payload and result,
+ * locally over a child process's stdin and stdout.
+ */
+import type { BuildRequest, RepoName, StepResult } from './build.js';
+import type { RepoConfigFile } from './repo-config/files.js';
+
+/**
+ * An S3 presigned POST (browser-form upload) limited to one key prefix: the runner can upload any
+ * number of objects under its build's prefix, and nothing else, without holding credentials.
+ */
+export interface PresignedPost {
+  /** Form action URL. */
+  url: string;
+  /** Form fields to send before the file (policy, signature, …), except `key`. */
+  fields: Record<string, string>;
+  /** Every uploaded key must start with this. */
+  keyPrefix: string;
+  /** Largest object the policy accepts, in bytes. */
+  maxObjectBytes: number;
+  /** Epoch ms after which S3 refuses the form. */
+  expiresAt: number;
+}
+
+/** The build as the runner sees it: what it needs to run steps and set build variables. */
+export type RunnerBuild = Pick<
+  BuildRequest,
+  | 'repo'
+  | 'event'
+  | 'ref'
+  | 'sha'
+  | 'branch'
+  | 'tag'
+  | 'pr'
+  | 'baseBranch'
+  | 'headRepo'
+  | 'fork'
+  | 'privateRepo'
+  | 'trusted'
+  | 'defaultBranch'
+  | 'author'
+  | 'commitTitle'
+  | 'htmlUrl'
+  | 'deliveryId'
+> & { number: number; queuedAt: number; startedAt: number };
+
+export interface RunnerInput {
+  kind: 'run';
+  build: RunnerBuild;
+  source: {
+    /** Short-lived archive URL resolved by the controller (no token needed). */
+    archiveUrl: string;
+    /** Clone URL for `git: {depth}` builds (public repositories). */
+    cloneUrl?: string;
+  };
+  /** Operator settings' config defaults (global merged with repo), below the repo's own files. */
+  settingsConfig: Record<string, unknown>;
+  /** Secret variables: empty for untrusted builds. */
+  secretEnv: Record<string, string>;
+  /** Where the log (chunks, tail, page) goes. */
+  logUpload: PresignedPost;
+  /** Log size limit in bytes (truncated in the middle past it). */
+  logLimitBytes: number;
+  /** Epoch ms by which the runner must have returned (its Lambda timeout minus a margin). */
+  deadlineAt: number;
+  /** The build's stable page (for LAMBKIN_LOG_URL and the page's links). */
+  buildUrl: string;
+  /**
+   * Bytes the build may write under its work area (checkout, HOME, TMPDIR); past it the step is
+   * killed and the build ends `error`. Also bounds the unpacked archive. Default 8 GiB.
+   */
+  diskQuotaBytes?: number;
+  /** RLIMIT_NPROC of the steps (`prlimit --nproc`): processes of the build user. Default 256. */
+  maxProcesses?: number;
+  /**
+   * Pull requests only: the config of the branch the pull request merges into, read by the
+   * controller through the contents API. It is the trusted layer; the checkout's own files (the
+   * pull request's) then change only the keys `pullRequestOverrides` allows.
+   */
+  baseConfig?: BaseConfig;
+  /**
+   * Pull requests only: the keys the pull request's own config files may change (the policy's
+   * `allowConfigOverrides` for its source; `true` every key, `false` none).
+   */
+  pullRequestOverrides?: boolean | string[];
+  /** Short-lived credentials of the repository's deploy role: the deploy step's, and only its. */
+  deployCredentials?: DeployCredentials;
+  /** The dependency cache: where to restore from and (trusted builds) save to. Absent: no cache. */
+  cache?: CacheAccess;
+}
+
+export interface BaseConfig {
+  /** The branch (and commit) the files were read at, for the build log. */
+  ref: string;
+  files: RepoConfigFile[];
+  /** Files found there and deliberately not used. */
+  notes: string[];
+}
+
+export interface DeployCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  /** Epoch ms. */
+  expiresAt: number;
+  region: string;
+  /** For the build log: which role the deploy step runs as. */
+  roleArn: string;
+}
+
+/**
+ * The dependency cache of one build, prepared by the controller (which can sign; the runner
+ * cannot). The key is derived from the lockfile at the build's commit, so both sides agree.
+ */
+export interface CacheAccess {
+  /** Object key, `cache/<owner>/<repo>/…`. */
+  key: string;
+  /** Git blob SHA of the lockfile the key was derived from; the runner checks its checkout's. */
+  lockfileSha: string;
+  /** Presigned GET of the key (404: a miss). */
+  getUrl: string;
+  /** Whether an object was stored at the key when the controller looked; false: skip the GET. */
+  stored?: boolean;
+  /** Presigned PUT of the key: trusted builds only, and only when nothing is stored there yet. */
+  putUrl?: string;
+  /** Headers the PUT must carry because they are signed with it (`if-none-match: *`). */
+  putHeaders?: Record<string, string>;
+  /** Largest archive the runner may upload, in bytes. */
+  maxBytes: number;
+}
+
+/** The runner's end states; `cancelled` is only ever set by the controller. */
+export type RunnerState = 'success' | 'failure' | 'error' | 'timed_out';
+
+export interface RunnerOutcome {
+  kind: 'outcome';
+  state: RunnerState;
+  /** One line for the commit status: which step failed, what timed out, what was wrong. */
+  description: string;
+  steps: StepResult[];
+  log: LogSummary;
+}
+
+/** What the runner uploaded, so the controller can assemble the final log. */
+export interface LogSummary {
+  /** Number of chunk objects (`chunks/000001.txt` …). */
+  chunks: number;
+  /** Bytes of log produced (before truncation). */
+  totalBytes: number;
+  /** Bytes dropped from the middle. */
+  truncatedBytes: number;
+  /** Whether `tail.txt` (marker + tail) was uploaded. */
+  tail: boolean;
+}
+
+/** Key layout under a build's log prefix (`logs/<owner>/<repo>/builds/<number>/`). */
+export const LOG_KEYS = {
+  chunk: (prefix: string, index: number): string => `${prefix}chunks/${String(index).padStart(6, '0')}.txt`,
+  chunksPrefix: (prefix: string): string => `${prefix}chunks/`,
+  tail: (prefix: string): string => `${prefix}tail.txt`,
+  log: (prefix: string): string => `${prefix}log.txt`,
+  page: (prefix: string): string => `${prefix}index.html`,
+} as const;
+
+/** Per-repository objects: latest pointers, badges and the page of recent builds. */
+export const REPO_KEYS = {
+  /** The recent builds page (src/pages/repo-page.ts), refreshed when a build changes state. */
+  page: (repo: RepoName): string => `logs/${repo}/index.html`,
+  latest: (repo: RepoName): string => `logs/${repo}/latest.json`,
+  branchLatest: (repo: RepoName, branch: string): string =>
+    `logs/${repo}/branches/${encodeURIComponent(branch)}/latest.json`,
+  badge: (repo: RepoName, branch: string): string =>
+    `logs/${repo}/branches/${encodeURIComponent(branch)}/badge.svg`,
+} as const;

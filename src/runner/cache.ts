@@ -1,0 +1,702 @@
+/**
+ * The dependency cache, the runner's side: restores a build's installed dependencies from the
+ * presigned GET the controller prepared, and (trusted builds, after every step passed) saves them
+ * through the presigned PUT. The runner holds no credentials; the URLs are all it gets.
+ *
+ * The archive is a tar.gz of paths inside the checkout (`node_modules` and the config's
+ * `cache.paths`), led by a manifest entry, `lambkin-cache.json`, that says which lockfile, runtime
+ * and paths it was made for. A restore reads the manifest before anything is written and treats
+ * any difference as a miss. It streams the download through gunzip into node-tar, never through a
+ * temporary file. Archives are untrusted input like the source archive: entries outside the
+ * manifest's paths, links leading out of the checkout, devices, duplicates and bombs are refused.
+ *
+ * Nothing here fails a build: every problem is a miss or a warning, and the build goes on.
+ */
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { join, posix } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip } from 'node:zlib';
+import { Header, Pack, ReadEntry, type WriteEntry } from 'tar';
+import { NPM_LOCKFILES, currentRuntime, gitBlobSha, runtimeId } from '../core/cache-key.js';
+import { LambkinError } from '../core/errors.js';
+import { formatDuration } from '../core/log-format.js';
+import {
+  ArchiveTree,
+  GuardedUnpack,
+  MAX_PATH_DEPTH,
+  TAR_OVERHEAD_PER_ENTRY,
+  TAR_OVERHEAD_SLACK,
+  type ArchiveLink,
+} from './archive-tree.js';
+import type { CacheAccess } from '../core/protocol.js';
+
+/** The manifest's name: always the archive's first entry. */
+export const MANIFEST_NAME = 'lambkin-cache.json';
+export const MANIFEST_FORMAT = 1;
+/** Always cached; the config's `cache.paths` come on top. */
+export const INSTALLED_PACKAGES_PATH = 'node_modules';
+const MAX_MANIFEST_BYTES = 64 * 1024;
+export const DEFAULT_CACHE_MAX_ENTRIES = 2_000_000;
+
+/** What a cache archive was made for; a restore uses it only when all of it matches. */
+export interface CacheManifest {
+  format: typeof MANIFEST_FORMAT;
+  /** `node20-linux-x64` (src/core/cache-key.ts runtimeId). */
+  runtime: string;
+  nodeVersion: string;
+  lockfile: { path: string; sha: string };
+  /** Paths inside the checkout, sorted; `node_modules` first among equals. */
+  paths: string[];
+  createdAt: string;
+}
+
+/** Why the cache could not be used or saved; logged as a warning, never the build's failure. */
+export class CacheError extends LambkinError {
+  constructor(message: string, options?: { cause?: unknown; code?: string }) {
+    super(
+      options?.code ?? 'CACHE',
+      message,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
+  }
+}
+
+/** The archive is usable but not for this build (other lockfile, runtime or paths): a plain miss. */
+class CacheMismatch extends Error {}
+
+export interface CacheTarget {
+  /** The build's checkout: the archive's paths are relative to it. */
+  checkout: string;
+  /** The config's extra paths (`cache.paths`); `node_modules` is always included. */
+  extraPaths: readonly string[];
+}
+
+export interface RestoreOptions {
+  /** Bytes the unpacked archive may take (the work area's quota). */
+  maxUnpackedBytes: number;
+  maxEntries?: number;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+export type RestoreResult =
+  | { hit: true; files: number; bytes: number; downloadedBytes: number; durationMs: number }
+  | { hit: false; reason: string; warning: boolean; durationMs: number };
+
+export type SaveResult =
+  | { saved: true; bytes: number; files: number; durationMs: number }
+  | { saved: false; reason: string; warning: boolean; durationMs: number };
+
+/** `node_modules` plus the extra paths, normalized, without duplicates or paths inside another. */
+export function cachedPaths(extraPaths: readonly string[]): string[] {
+  const normalized = [INSTALLED_PACKAGES_PATH, ...extraPaths].map((path) =>
+    posix.normalize(path.replace(/\\/g, '/')).replace(/\/+$/, ''),
+  );
+  for (const path of normalized) {
+    if (path === '' || path === '.' || path.startsWith('/') || path.split('/').includes('..')) {
+      throw new CacheError(
+        `cache path ${JSON.stringify(path)} is not a folder inside the checkout: fix "cache.paths" in the config.`,
+      );
+    }
+  }
+  const unique = [...new Set(normalized)].sort();
+  return unique.filter((path) => !unique.some((other) => other !== path && path.startsWith(`${other}/`)));
+}
+
+/** The checkout's npm lockfile (npm's order) and its git blob sha; undefined without one. */
+export async function checkoutLockfile(checkout: string): Promise<{ path: string; sha: string } | undefined> {
+  for (const name of NPM_LOCKFILES) {
+    const path = join(checkout, name);
+    const stats = await lstat(path).catch(() => undefined);
+    if (!stats?.isFile()) continue;
+    return { path: name, sha: gitBlobSha(await readFile(path)) };
+  }
+  return undefined;
+}
+
+/**
+ * Restores the cache entry into the checkout. A hit means every path of the archive was written
+ * and the archive was made for exactly this lockfile, runtime and set of paths. On a failure
+ * after something was written, the paths that did not exist before are removed again, so the
+ * install starts from what the source holds.
+ */
+export async function restoreCache(
+  access: CacheAccess,
+  target: CacheTarget,
+  options: RestoreOptions,
+): Promise<RestoreResult> {
+  const started = Date.now();
+  const miss = (reason: string, warning = false): RestoreResult => ({
+    hit: false,
+    reason,
+    warning,
+    durationMs: Date.now() - started,
+  });
+  let paths: string[];
+  try {
+    paths = cachedPaths(target.extraPaths);
+  } catch (error) {
+    return miss(messageOf(error), true);
+  }
+  if (access.stored === false) return miss('nothing is stored at this key yet');
+  const lockfile = await checkoutLockfile(target.checkout);
+  if (!lockfile) return miss('the checkout has no npm lockfile');
+  if (lockfile.sha !== access.lockfileSha) {
+    return miss(
+      `the checkout's ${lockfile.path} (${lockfile.sha.slice(0, 12)}) is not the one the key was made for ` +
+        `(${access.lockfileSha.slice(0, 12)})`,
+    );
+  }
+  const expected: Omit<CacheManifest, 'createdAt' | 'nodeVersion'> = {
+    format: MANIFEST_FORMAT,
+    runtime: runtimeId(currentRuntime()),
+    lockfile,
+    paths,
+  };
+  const existedBefore = new Map<string, boolean>();
+  for (const path of paths) {
+    existedBefore.set(
+      path,
+      await lstat(join(target.checkout, path)).then(
+        () => true,
+        () => false,
+      ),
+    );
+  }
+  try {
+    const restored = await downloadAndUnpack(access, target.checkout, expected, options);
+    return { hit: true, ...restored, durationMs: Date.now() - started };
+  } catch (error) {
+    // Whatever was written is of no use: the install must start from the source alone.
+    for (const [path, existed] of existedBefore) {
+      if (!existed)
+        await rm(join(target.checkout, path), { recursive: true, force: true }).catch(() => undefined);
+    }
+    if (error instanceof NotStoredError) return miss('nothing is stored at this key');
+    if (error instanceof CacheMismatch) return miss(error.message);
+    return miss(messageOf(error), true);
+  }
+}
+
+class NotStoredError extends Error {}
+
+async function downloadAndUnpack(
+  access: CacheAccess,
+  checkout: string,
+  expected: Omit<CacheManifest, 'createdAt' | 'nodeVersion'>,
+  options: RestoreOptions,
+): Promise<{ files: number; bytes: number; downloadedBytes: number }> {
+  const deadline = AbortSignal.timeout(Math.max(options.timeoutMs, 1));
+  const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
+  const label = urlLabel(access.getUrl);
+  const response = await fetch(access.getUrl, { signal }).catch((error: unknown) => {
+    throw new CacheError(`could not download ${label}: ${describeNetworkError(error)}`, { cause: error });
+  });
+  if (response.status === 404) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new NotStoredError();
+  }
+  if (!response.ok || !response.body) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new CacheError(`${label} answered HTTP ${response.status} to the download`);
+  }
+  const declared = Number(response.headers.get('content-length') ?? NaN);
+  if (declared > access.maxBytes) {
+    await response.body.cancel().catch(() => undefined);
+    throw new CacheError(`the archive is ${declared} bytes, more than the limit of ${access.maxBytes}`);
+  }
+
+  const maxEntries = options.maxEntries ?? DEFAULT_CACHE_MAX_ENTRIES;
+  const policy = new EntryPolicy(expected.paths, options.maxUnpackedBytes, maxEntries);
+  const unpack = new GuardedUnpack<Error>({
+    cwd: checkout,
+    admit: (entry) => policy.admit(entry),
+    asError: (error) =>
+      error instanceof CacheError
+        ? error
+        : new CacheError(`could not unpack the archive: ${messageOf(error)}`, { cause: error }),
+    unsupported: (entry) =>
+      new CacheError(
+        `the archive's entry ${JSON.stringify(entry.path)} has an unsupported type (${entry.type})`,
+      ),
+  });
+
+  const tarStreamLimit = options.maxUnpackedBytes + maxEntries * TAR_OVERHEAD_PER_ENTRY + TAR_OVERHEAD_SLACK;
+  let downloadedBytes = 0;
+  let tarBytes = 0;
+  try {
+    await pipeline(
+      response.body,
+      async function* countDownload(source: AsyncIterable<Uint8Array>) {
+        for await (const chunk of source) {
+          downloadedBytes += chunk.length;
+          if (downloadedBytes > access.maxBytes) {
+            throw new CacheError(`the download passed the limit of ${access.maxBytes} bytes`);
+          }
+          yield chunk;
+        }
+      },
+      createGunzip(),
+      async function* checkManifestFirst(source: AsyncIterable<Buffer>) {
+        // Nothing reaches the extractor before the manifest says the archive is for this build.
+        let pending: Buffer | undefined = Buffer.alloc(0);
+        for await (const chunk of source) {
+          tarBytes += chunk.length;
+          if (tarBytes > tarStreamLimit) {
+            throw new CacheError(`the unpacked archive passed ${tarStreamLimit} bytes`);
+          }
+          if (pending === undefined) {
+            yield chunk;
+            continue;
+          }
+          pending = Buffer.concat([pending, chunk]);
+          const needed = manifestSpan(pending);
+          if (needed === undefined || pending.length < needed) continue;
+          checkManifest(readManifest(pending), expected);
+          yield pending;
+          pending = undefined;
+        }
+        if (pending !== undefined) throw new CacheError('the archive ends before its manifest');
+      },
+      unpack.feed,
+      { signal: AbortSignal.any([signal, unpack.stop.signal]) },
+    );
+  } catch (error) {
+    unpack.cutOffEarly();
+    if (!unpack.failure) {
+      unpack.fail(
+        error instanceof CacheError || error instanceof CacheMismatch
+          ? error
+          : deadline.aborted
+            ? new CacheError(`the restore took longer than ${Math.round(options.timeoutMs / 1000)} s`)
+            : new CacheError(`the download of ${label} broke off: ${describeNetworkError(error)}`, {
+                cause: error,
+              }),
+      );
+    }
+  } finally {
+    await unpack.finish();
+  }
+  if (unpack.failure) throw unpack.failure;
+  if (!policy.sawManifest) throw new CacheError('the archive has no manifest');
+  policy.verifyLinks();
+  return { files: policy.files, bytes: policy.fileBytes, downloadedBytes };
+}
+
+/** Bytes the first entry (header + padded content) takes, once its header is there. */
+function manifestSpan(tar: Buffer): number | undefined {
+  if (tar.length < 512) return undefined;
+  const header = new Header(tar.subarray(0, 512));
+  if (!header.cksumValid || header.path !== MANIFEST_NAME || header.type !== 'File') {
+    throw new CacheError(`the archive does not start with its manifest (${MANIFEST_NAME})`);
+  }
+  const size = header.size ?? 0;
+  if (size > MAX_MANIFEST_BYTES)
+    throw new CacheError(`the archive's manifest is larger than ${MAX_MANIFEST_BYTES} bytes`);
+  return 512 + Math.ceil(size / 512) * 512;
+}
+
+function readManifest(tar: Buffer): Partial<CacheManifest> {
+  const size = new Header(tar.subarray(0, 512)).size ?? 0;
+  try {
+    const value: unknown = JSON.parse(tar.subarray(512, 512 + size).toString('utf8'));
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object');
+    return value as Partial<CacheManifest>;
+  } catch (error) {
+    throw new CacheError(`the archive's manifest is not valid JSON (${messageOf(error)})`);
+  }
+}
+
+function checkManifest(
+  manifest: Partial<CacheManifest>,
+  expected: Omit<CacheManifest, 'createdAt' | 'nodeVersion'>,
+): void {
+  if (manifest.format !== expected.format) {
+    throw new CacheMismatch(`the archive's format ${String(manifest.format)} is not ${expected.format}`);
+  }
+  if (manifest.runtime !== expected.runtime) {
+    throw new CacheMismatch(
+      `the archive was made on ${String(manifest.runtime)}, this runner is ${expected.runtime}`,
+    );
+  }
+  if (manifest.lockfile?.sha !== expected.lockfile.sha || manifest.lockfile.path !== expected.lockfile.path) {
+    throw new CacheMismatch(`the archive was made for another ${expected.lockfile.path}`);
+  }
+  const paths = Array.isArray(manifest.paths) ? manifest.paths : [];
+  if (paths.length !== expected.paths.length || paths.some((path, index) => path !== expected.paths[index])) {
+    throw new CacheMismatch(
+      `the archive holds ${JSON.stringify(paths)}, the config asks for ${JSON.stringify(expected.paths)} ` +
+        '(a changed "cache.paths" takes effect with the next lockfile change)',
+    );
+  }
+}
+
+const EXTRACTED_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink']);
+
+/**
+ * Checks entries one by one, in order, before node-tar writes them: only plain files, folders and
+ * symbolic links, only under the manifest's paths, links resolving inside the checkout.
+ */
+class EntryPolicy {
+  files = 0;
+  fileBytes = 0;
+  sawManifest = false;
+  private entries = 0;
+  private declaredBytes = 0;
+  private readonly tree = new ArchiveTree();
+
+  constructor(
+    private readonly paths: readonly string[],
+    private readonly maxBytes: number,
+    private readonly maxEntries: number,
+  ) {}
+
+  admit(entry: ReadEntry): boolean {
+    const name = entry.path;
+    if (!this.sawManifest) {
+      // checkManifestFirst already read and checked it; it is not written anywhere.
+      if (name !== MANIFEST_NAME) throw new CacheError('the archive does not start with its manifest');
+      this.sawManifest = true;
+      return false;
+    }
+    const refuse = (why: string): never => {
+      throw new CacheError(`the archive's entry ${JSON.stringify(name)} ${why}`, {
+        code: 'CACHE_UNSAFE_ARCHIVE',
+      });
+    };
+    if (++this.entries > this.maxEntries) refuse(`is past the limit of ${this.maxEntries} entries`);
+    if (!EXTRACTED_TYPES.has(entry.type))
+      refuse(`is a ${entry.type} entry; only files, folders and links are restored`);
+    this.declaredBytes += entry.size;
+    if (this.declaredBytes > this.maxBytes)
+      refuse(`takes the unpacked size past the limit of ${this.maxBytes} bytes`);
+    if (name.startsWith('/')) refuse('has an absolute path');
+    const segments = name.split('/');
+    if (segments.includes('..')) refuse("has a '..' path segment");
+    const parts = segments.filter((segment) => segment !== '' && segment !== '.');
+    if (parts.length > MAX_PATH_DEPTH) refuse(`is nested deeper than ${MAX_PATH_DEPTH} folders`);
+    const relative = parts.join('/');
+    if (!this.paths.some((path) => relative === path || relative.startsWith(`${path}/`))) {
+      refuse(`is outside the cached paths ${JSON.stringify(this.paths)}`);
+    }
+    const isFolder = entry.type === 'Directory';
+    const problem = this.tree.problemWith(relative, isFolder);
+    if (problem !== undefined) refuse(problem);
+    let link: ArchiveLink | undefined;
+    if (entry.type === 'SymbolicLink') {
+      const target = entry.linkpath ?? '';
+      if (target.startsWith('/')) refuse(`is a symbolic link to the absolute path ${JSON.stringify(target)}`);
+      if (!this.tree.resolvesInside(relative, target)) {
+        refuse(`is a symbolic link to ${JSON.stringify(target)}, which resolves outside the checkout`);
+      }
+      link = { target, entry: name };
+    } else if (!isFolder) {
+      this.files++;
+      this.fileBytes += entry.size;
+    }
+    this.tree.add(relative, isFolder, link);
+    entry.path = relative;
+    if (typeof entry.mode === 'number') entry.mode &= 0o777;
+    return true;
+  }
+
+  /** Links added later can change where an earlier one leads: check them all once more. */
+  verifyLinks(): void {
+    const link = this.tree.escapingLink();
+    if (link) {
+      throw new CacheError(
+        `the archive's link ${JSON.stringify(link.path)} resolves outside the checkout through other links`,
+        { code: 'CACHE_UNSAFE_ARCHIVE' },
+      );
+    }
+  }
+}
+
+export interface SaveOptions {
+  /** A folder of the build's own for the archive while it uploads (the work area's tmp). */
+  tmpDir: string;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Packs `node_modules` and the extra paths (with the manifest first) into a tar.gz in `tmpDir`,
+ * then uploads it with the presigned PUT (S3 needs its length up front, hence the file).
+ */
+export async function saveCache(
+  access: CacheAccess,
+  target: CacheTarget,
+  options: SaveOptions,
+): Promise<SaveResult> {
+  const started = Date.now();
+  const skip = (reason: string, warning: boolean): SaveResult => ({
+    saved: false,
+    reason,
+    warning,
+    durationMs: Date.now() - started,
+  });
+  if (!access.putUrl) return skip('this build may not write the cache', false);
+  let folder: string | undefined;
+  try {
+    const paths = cachedPaths(target.extraPaths);
+    const lockfile = await checkoutLockfile(target.checkout);
+    if (!lockfile || lockfile.sha !== access.lockfileSha) {
+      return skip("the checkout's lockfile is not the one the key was made for", true);
+    }
+    const present: string[] = [];
+    for (const path of paths) {
+      if (
+        await lstat(join(target.checkout, path)).then(
+          () => true,
+          () => false,
+        )
+      )
+        present.push(path);
+    }
+    if (!present.includes(INSTALLED_PACKAGES_PATH))
+      return skip('the install left no node_modules to cache', false);
+    const runtime = currentRuntime();
+    const manifest: CacheManifest = {
+      format: MANIFEST_FORMAT,
+      runtime: runtimeId(runtime),
+      nodeVersion: runtime.nodeVersion,
+      lockfile,
+      paths,
+      createdAt: new Date().toISOString(),
+    };
+    const deadline = AbortSignal.timeout(Math.max(options.timeoutMs, 1));
+    const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
+    folder = await mkdtemp(join(options.tmpDir, 'lambkin-cache-'));
+    const file = join(folder, 'cache.tar.gz');
+    const packed = await packArchive(target.checkout, manifest, present, file, access.maxBytes, signal);
+    await upload(access, file, packed.bytes, signal);
+    return { saved: true, bytes: packed.bytes, files: packed.files, durationMs: Date.now() - started };
+  } catch (error) {
+    return skip(messageOf(error), true);
+  } finally {
+    if (folder) await rm(folder, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/** node-tar stores a file it saw before under another name as a hard link; a cache never does. */
+class NoLinkCache extends Map<`${number}:${number}`, string> {
+  override get(): undefined {
+    return undefined;
+  }
+  override set(): this {
+    return this;
+  }
+}
+
+async function packArchive(
+  checkout: string,
+  manifest: CacheManifest,
+  paths: readonly string[],
+  file: string,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<{ bytes: number; files: number }> {
+  let problem: string | undefined;
+  let files = 0;
+  const pack = new Pack({
+    cwd: checkout,
+    portable: true,
+    linkCache: new NoLinkCache(),
+    onWriteEntry: (entry: WriteEntry) => {
+      if (entry.type === 'File' && entry.path !== MANIFEST_NAME) files++;
+      // A restore would refuse these; better not to store an entry no build could use.
+      if (entry.type === 'SymbolicLink' && (entry.linkpath ?? '').startsWith('/')) {
+        problem ??= `${entry.path} is a symbolic link to the absolute path ${entry.linkpath ?? ''}`;
+      }
+    },
+  });
+  const content = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+  const manifestEntry = new ReadEntry(
+    new Header({ path: MANIFEST_NAME, mode: 0o644, size: content.length, type: 'File', mtime: new Date() }),
+  );
+  manifestEntry.end(content);
+  pack.add(manifestEntry);
+  for (const path of paths) pack.add(path);
+  pack.end();
+  let bytes = 0;
+  await pipeline(
+    pack,
+    createGzip(),
+    async function* bound(source: AsyncIterable<Buffer>) {
+      for await (const chunk of source) {
+        bytes += chunk.length;
+        if (bytes > maxBytes)
+          throw new CacheError(`the archive passed the limit of ${maxBytes} bytes; not saved`);
+        if (problem) throw new CacheError(`not saved: ${problem}, which no restore would accept`);
+        yield chunk;
+      }
+    },
+    createWriteStream(file),
+    { signal },
+  );
+  if (problem) throw new CacheError(`not saved: ${problem}, which no restore would accept`);
+  return { bytes: (await stat(file)).size, files };
+}
+
+/** PUT with an explicit Content-Length (fetch would send a streamed body chunked, which S3 refuses). */
+async function upload(access: CacheAccess, file: string, bytes: number, signal: AbortSignal): Promise<void> {
+  const url = new URL(access.putUrl ?? '');
+  const label = urlLabel(url.href);
+  const send = url.protocol === 'https:' ? httpsRequest : url.protocol === 'http:' ? httpRequest : undefined;
+  if (!send) throw new CacheError(`the cache upload URL must use https (got ${url.protocol})`);
+  const request = send(url, {
+    method: 'PUT',
+    headers: {
+      ...(access.putHeaders ?? {}),
+      'content-length': String(bytes),
+      'content-type': 'application/gzip',
+    },
+    signal,
+  });
+  const answered = once(request, 'response') as Promise<[IncomingMessage]>;
+  try {
+    await pipeline(createReadStream(file), request);
+    const [response] = await answered;
+    const body = await readSome(response);
+    // 412: another build stored this key meanwhile (the PUT is signed with If-None-Match: *).
+    if (response.statusCode === 412) return;
+    if ((response.statusCode ?? 0) < 200 || (response.statusCode ?? 0) >= 300) {
+      throw new CacheError(
+        `${label} answered HTTP ${response.statusCode ?? '?'} to the upload: ${body.slice(0, 300)}`,
+      );
+    }
+  } catch (error) {
+    answered.catch(() => undefined);
+    if (error instanceof CacheError) throw error;
+    throw new CacheError(`the upload to ${label} failed: ${describeNetworkError(error)}`, { cause: error });
+  }
+}
+
+async function readSome(response: IncomingMessage): Promise<string> {
+  let text = '';
+  for await (const chunk of response) {
+    if (text.length < 4096) text += String(chunk);
+  }
+  return text;
+}
+
+/** Scheme, host and path: a presigned URL's query is a credential. */
+function urlLabel(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.origin}${parsed.pathname}`;
+  } catch {
+    return 'the cache URL';
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function describeNetworkError(error: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; current instanceof Error && depth < 4; depth++) {
+    const code = (current as { code?: unknown }).code;
+    parts.push(typeof code === 'string' ? `${current.message} (${code})` : current.message);
+    current = current.cause;
+  }
+  return parts.length > 0 ? parts.join(': ') : String(error);
+}
+
+/** The install commands Lambkin runs by default: a hit makes them pointless, so they are skipped. */
+const DEFAULT_INSTALLS = new Set(['npm ci', 'npm install']);
+
+export interface BuildCacheConfig {
+  cache: { enabled: boolean; paths: string[] };
+  install: string[];
+}
+
+export interface BuildCacheState {
+  /** The archive was restored completely. */
+  hit: boolean;
+  /** A hit with the default install: `npm ci` would only delete what was restored. */
+  skipInstall: boolean;
+}
+
+/**
+ * Before the install step: restores the build's cache entry when it has one and the config does
+ * not turn the cache off. Writes one line to the build log saying what happened and why.
+ */
+export async function restoreBuildCache(
+  access: CacheAccess | undefined,
+  config: BuildCacheConfig,
+  checkout: string,
+  options: RestoreOptions,
+  log: (line: string) => void,
+): Promise<BuildCacheState> {
+  const none: BuildCacheState = { hit: false, skipInstall: false };
+  if (!access) return none;
+  if (!config.cache.enabled) {
+    log('Cache: off ("cache": false in the config)');
+    return none;
+  }
+  const result = await restoreCache(access, { checkout, extraPaths: config.cache.paths }, options);
+  if (!result.hit) {
+    log(
+      result.warning
+        ? `Warning: cache: could not restore ${access.key}: ${result.reason}. Installing without it.`
+        : `Cache: miss for ${access.key}: ${result.reason}`,
+    );
+    return none;
+  }
+  const skipInstall =
+    config.install.length > 0 && config.install.every((command) => DEFAULT_INSTALLS.has(command.trim()));
+  log(
+    `Cache: restored ${access.key} (${result.files} files, ${formatMiB(result.downloadedBytes)} MiB) in ` +
+      `${formatDuration(result.durationMs)}; ` +
+      (skipInstall
+        ? 'install skipped: the dependencies of this lockfile are in place'
+        : 'the install commands run as configured'),
+  );
+  return { hit: true, skipInstall };
+}
+
+/**
+ * After every step passed: saves the dependencies when the controller gave this build a PUT URL
+ * (a trusted build, and nothing stored at the key yet). Never fails the build.
+ */
+export async function saveBuildCache(
+  access: CacheAccess | undefined,
+  config: BuildCacheConfig,
+  state: BuildCacheState,
+  folders: { checkout: string; tmp: string },
+  options: Omit<SaveOptions, 'tmpDir'>,
+  log: (line: string) => void,
+): Promise<void> {
+  if (!access || !config.cache.enabled || state.hit) return;
+  if (!access.putUrl) {
+    if (access.stored === false) log('Cache: not saved: this build may read the cache but never write it');
+    return;
+  }
+  const result = await saveCache(
+    access,
+    { checkout: folders.checkout, extraPaths: config.cache.paths },
+    { ...options, tmpDir: folders.tmp },
+  );
+  if (result.saved) {
+    log(
+      `Cache: saved ${access.key} (${result.files} files, ${formatMiB(result.bytes)} MiB) in ${formatDuration(result.durationMs)}`,
+    );
+  } else {
+    log(
+      result.warning
+        ? `Warning: cache: could not save ${access.key}: ${result.reason}. The build is not affected.`
+        : `Cache: not saved: ${result.reason}`,
+    );
+  }
+}
+
+function formatMiB(bytes: number): string {
+  return (bytes / 1024 ** 2).toFixed(1);
+}

@@ -1,0 +1,443 @@
+/**
+ * The runner: everything that touches the build's code. It holds no credential of value: it gets
+ * a short-lived archive URL, a POST form for its own log prefix and (trusted builds only) the
+ * repository's secret variables, and returns the outcome. Steps get an environment built from
+ * scratch, never a copy of the runner's own.
+ */
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { StepResult } from '../core/build.js';
+import { rawLogUrl } from '../core/links.js';
+import {
+  RepoConfigError,
+  buildVariables,
+  checkNodeVersion,
+  readRepoConfig,
+  resolveBuildConfig,
+  type ResolvedBuildConfig,
+} from '../core/repo-config.js';
+import { LambkinError } from '../core/errors.js';
+import { restoreBuildCache, saveBuildCache } from './cache.js';
+import { SourceFetchError } from './source-errors.js';
+import {
+  formatBuildSummary,
+  formatDuration,
+  formatStepFooter,
+  formatStepHeader,
+} from '../core/log-format.js';
+import { renderLogPage } from '../pages/build-page.js';
+import { createLogStream, type LogStream } from './log/stream.js';
+import { PresignedUploader } from './log/uploader.js';
+import type { RunnerInput, RunnerOutcome, RunnerState } from '../core/protocol.js';
+import { fetchArchive, cloneCommit } from './source.js';
+import { layerEnvironment } from './runtime-layer.js';
+import { findPrlimit, runStep } from './steps.js';
+import { createWorkspace, folderSize, sweepStaleWorkspaces, type Workspace } from './workspace.js';
+
+export interface RunnerOptions {
+  /** Parent of all work areas; `/tmp/lambkin` on Lambda. */
+  workRoot?: string;
+  /** PATH of the build steps (the runtime's, plus the layer's bin). */
+  path?: string;
+  /** Run steps as this user (the local stack, when started as root). */
+  stepUser?: { uid: number; gid: number };
+  /** How often the work area's size is measured while a step runs. Default 1000 ms. */
+  quotaCheckIntervalMs?: number;
+  /**
+   * Aborted when the runner is told to stop (its process got SIGTERM: the build was cancelled):
+   * the running step's process group is killed and no further step starts.
+   */
+  stop?: AbortSignal;
+  clock?: () => number;
+}
+
+/** The work area's default quota (Lambda's /tmp can be up to 10 GiB). */
+export const DEFAULT_DISK_QUOTA_BYTES = 8 * 1024 ** 3;
+/** The steps' default RLIMIT_NPROC. */
+export const DEFAULT_MAX_PROCESSES = 256;
+const DEFAULT_QUOTA_CHECK_MS = 1000;
+/** The pause between two measurements is at least this many times as long as one took. */
+const QUOTA_CHECK_SPACING = 10;
+
+/** The build wrote more than its quota under its work area. */
+export class DiskQuotaExceededError extends LambkinError {
+  constructor(readonly quotaBytes: number) {
+    super(
+      'DISK_QUOTA_EXCEEDED',
+      `disk quota exceeded: the build wrote more than ${formatMiB(quotaBytes)} MiB under its work area`,
+    );
+  }
+}
+
+function formatMiB(bytes: number): string {
+  const mib = bytes / 1024 ** 2;
+  return Number.isInteger(mib) ? String(mib) : mib.toFixed(1);
+}
+
+export const DEFAULT_WORK_ROOT = join(tmpdir(), 'lambkin');
+const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
+/** Kept free before the runner's deadline to close the log and answer. */
+const CLOSING_MARGIN_MS = 5_000;
+
+interface Verdict {
+  state: RunnerState;
+  description: string;
+}
+
+export async function runBuild(input: RunnerInput, options: RunnerOptions = {}): Promise<RunnerOutcome> {
+  const clock = options.clock ?? Date.now;
+  const started = clock();
+  const { build } = input;
+  const log = createLogStream({
+    uploader: new PresignedUploader(input.logUpload),
+    logPrefix: input.logUpload.keyPrefix,
+    limitBytes: input.logLimitBytes,
+    secrets: [...Object.values(input.secretEnv), ...deployCredentialSecrets(input)],
+    renderPage: (text) =>
+      renderLogPage({
+        build: { ...build, state: 'running' },
+        log: text,
+        running: true,
+        links: {
+          raw: rawLogUrl(input.buildUrl),
+          self: input.buildUrl,
+          ...(build.htmlUrl ? { github: build.htmlUrl } : {}),
+        },
+      }),
+    onError: (error) => console.error(`log upload failed: ${error.message}`),
+  });
+  const writer = new LineAwareWriter(log);
+  const steps: StepResult[] = [];
+  let workspace: Workspace | undefined;
+  let verdict: Verdict;
+  try {
+    const workRoot = options.workRoot ?? DEFAULT_WORK_ROOT;
+    await sweepStaleWorkspaces(workRoot);
+    workspace = await createWorkspace(workRoot, { trusted: build.trusted, label: `${build.number}` });
+    writer.line(
+      `Lambkin build #${build.number} of ${build.repo} at ${build.sha}` +
+        (build.pr !== undefined ? ` (pull request #${build.pr}${build.fork ? ', from a fork' : ''})` : '') +
+        (build.branch ? ` on ${build.branch}` : build.tag ? ` for tag ${build.tag}` : ''),
+    );
+    const deadline = input.deadlineAt - CLOSING_MARGIN_MS;
+    const fetched = await fetchArchive(input.source.archiveUrl, workspace.checkout, {
+      timeoutMs: Math.max(deadline - clock(), 1),
+      // The unpacked source counts against the work area's quota.
+      limits: { maxBytes: diskQuotaOf(input) },
+    });
+    writer.line(`Fetched the source: ${fetched.files} files in ${formatDuration(clock() - started)}`);
+
+    const config = resolveBuildConfig({
+      settingsConfig: input.settingsConfig,
+      repo: await readRepoConfig(workspace.checkout),
+      build,
+      ...(input.baseConfig ? { base: input.baseConfig } : {}),
+      ...(input.pullRequestOverrides !== undefined
+        ? { pullRequestOverrides: input.pullRequestOverrides }
+        : {}),
+    });
+    writer.line(`Config: ${config.source.join(' < ')}`);
+    for (const warning of config.warnings) writer.line(`Warning: ${warning}`);
+    if (!config.build) {
+      verdict = {
+        state: 'success',
+        description: `Skipped: ${config.skipReason ?? 'build: false in the config'}`,
+      };
+      writer.line(verdict.description);
+    } else {
+      if (config.git.depth !== undefined)
+        await replaceWithClone(input, workspace, config, deadline, clock, writer);
+      checkNodeVersion(config.node);
+      const buildDeadline = Math.min(deadline, started + config.timeoutSeconds * 1000);
+      verdict = await runSteps(input, config, workspace, buildDeadline, options, writer, steps, clock);
+    }
+  } catch (error) {
+    verdict = verdictForError(error);
+    writer.line(`\nError: ${error instanceof RepoConfigError ? error.detail : verdict.description}`);
+  }
+  writer.raw(
+    formatBuildSummary({
+      state: verdict.state,
+      durationMs: clock() - started,
+      steps,
+      description: verdict.description,
+    }),
+  );
+  const summary = await log.close();
+  await workspace?.dispose();
+  return { kind: 'outcome', state: verdict.state, description: verdict.description, steps, log: summary };
+}
+
+async function runSteps(
+  input: RunnerInput,
+  config: ResolvedBuildConfig,
+  workspace: Workspace,
+  deadline: number,
+  options: RunnerOptions,
+  writer: LineAwareWriter,
+  steps: StepResult[],
+  clock: () => number,
+): Promise<Verdict> {
+  const { build } = input;
+  const env: Record<string, string> = {
+    PATH: options.path ?? process.env.PATH ?? DEFAULT_PATH,
+    LANG: 'C.UTF-8',
+    HOME: workspace.home,
+    TMPDIR: workspace.tmp,
+    npm_config_cache: workspace.npmCache,
+    npm_config_update_notifier: 'false',
+    npm_config_fund: 'false',
+    ...layerEnvironment(),
+    ...config.env,
+    ...buildVariables(build, { logUrl: input.buildUrl }),
+    // The controller gives secrets only to builds whose policy lets them have them.
+    ...(config.secrets ? input.secretEnv : {}),
+  };
+  const quotaBytes = diskQuotaOf(input);
+  const maxProcesses = input.maxProcesses ?? DEFAULT_MAX_PROCESSES;
+  const canLimitProcesses = findPrlimit(env.PATH) !== undefined;
+  if (!canLimitProcesses) {
+    writer.line('Warning: prlimit (util-linux) was not found: steps run without a limit on processes.');
+  }
+  // Restored before the install step; on an exact hit the default install has nothing to do.
+  const cache = await restoreBuildCache(
+    input.cache,
+    config,
+    workspace.checkout,
+    {
+      maxUnpackedBytes: quotaBytes,
+      timeoutMs: deadline - clock(),
+      ...(options.stop ? { signal: options.stop } : {}),
+    },
+    (line) => writer.line(line),
+  );
+  const plan: [string, string[]][] = [
+    ['install', cache.skipInstall ? [] : config.install],
+    ['test', config.test],
+  ];
+  if (config.deployAllowed && config.deploy.length > 0) plan.push(['deploy', config.deploy]);
+  else if (config.deploy.length > 0) writer.line(`Deploy skipped: ${deploySkipReason(build)}`);
+  const deployEnv = deployEnvironment(input);
+
+  for (const [phase, commands] of plan) {
+    if (phase === 'deploy') {
+      const role = input.deployCredentials?.roleArn;
+      writer.line(
+        role
+          ? `Deploy runs as the role ${role}`
+          : 'Deploy runs without AWS credentials (no deploy.roleArn in the settings)',
+      );
+    }
+    for (const [index, command] of commands.entries()) {
+      const name = commands.length > 1 ? `${phase} ${index + 1}` : phase;
+      const remaining = deadline - clock();
+      if (remaining <= 0) {
+        return {
+          state: 'timed_out',
+          description: `timed out after ${config.timeoutSeconds} s before ${name}`,
+        };
+      }
+      writer.raw(formatStepHeader({ name, command }));
+      const quota = watchDiskQuota(workspace.root, quotaBytes, options.quotaCheckIntervalMs);
+      let run: Awaited<ReturnType<typeof runStep>>;
+      try {
+        run = await runStep(
+          {
+            name,
+            command,
+            cwd: workspace.checkout,
+            env: phase === 'deploy' ? { ...env, ...deployEnv } : env,
+            timeoutMs: remaining,
+          },
+          {
+            onOutput: (chunk) => writer.output(chunk),
+            signal: options.stop ? AbortSignal.any([quota.signal, options.stop]) : quota.signal,
+            ...(canLimitProcesses ? { maxProcesses, maxFileBytes: quotaBytes } : {}),
+            ...(options.stepUser ?? {}),
+          },
+        );
+      } finally {
+        await quota.stop();
+      }
+      // Once more after the step: what it wrote since the last look counts too.
+      const exceeded = quota.exceeded() || (await folderSize(workspace.root)) > quotaBytes;
+      writer.raw(
+        formatStepFooter({
+          name,
+          exitCode: run.exitCode,
+          durationMs: run.durationMs,
+          timedOut: run.timedOut,
+        }),
+      );
+      steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
+      if (exceeded) {
+        const error = new DiskQuotaExceededError(quotaBytes);
+        writer.line(`Error: ${error.message}; ${name} was stopped.`);
+        return { state: 'error', description: `${error.message} (in ${name})` };
+      }
+      if (run.timedOut) {
+        return { state: 'timed_out', description: `timed out after ${config.timeoutSeconds} s in ${name}` };
+      }
+      if (run.exitCode !== 0) {
+        const how = run.exitCode === null ? `killed by ${run.signal ?? 'a signal'}` : `exit ${run.exitCode}`;
+        return { state: 'failure', description: `${name} failed (${how}): ${command}` };
+      }
+    }
+  }
+  // Only a build whose every step passed saves what a later build restores.
+  await saveBuildCache(
+    input.cache,
+    config,
+    cache,
+    workspace,
+    { timeoutMs: deadline - clock(), ...(options.stop ? { signal: options.stop } : {}) },
+    (line) => writer.line(line),
+  );
+  const total = steps.reduce((sum, step) => sum + step.durationMs, 0);
+  return { state: 'success', description: `passed in ${formatDuration(total)}` };
+}
+
+function diskQuotaOf(input: RunnerInput): number {
+  const quota = input.diskQuotaBytes;
+  return quota !== undefined && Number.isFinite(quota) && quota > 0 ? quota : DEFAULT_DISK_QUOTA_BYTES;
+}
+
+/**
+ * Measures `folder` while a step runs; past `quotaBytes` it aborts the signal, which kills the
+ * step's process group. The next measurement starts `intervalMs` after the last one ended, or
+ * QUOTA_CHECK_SPACING times as long as it took if that is longer: walking a big node_modules
+ * takes a while, and measuring back to back would take CPU from the build itself (a single file
+ * cannot outgrow the quota in between: steps run under `prlimit --fsize`).
+ */
+function watchDiskQuota(
+  folder: string,
+  quotaBytes: number,
+  intervalMs = DEFAULT_QUOTA_CHECK_MS,
+): { signal: AbortSignal; exceeded(): boolean; stop(): Promise<void> } {
+  const controller = new AbortController();
+  let measuring: Promise<void> | undefined;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = (delayMs: number) => {
+    if (stopped || controller.signal.aborted) return;
+    timer = setTimeout(measure, delayMs);
+  };
+  const measure = () => {
+    const started = performance.now();
+    measuring = folderSize(folder)
+      .then((bytes) => {
+        if (bytes > quotaBytes) controller.abort(new DiskQuotaExceededError(quotaBytes));
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        measuring = undefined;
+        schedule(Math.max(intervalMs, (performance.now() - started) * QUOTA_CHECK_SPACING));
+      });
+  };
+  schedule(intervalMs);
+  return {
+    signal: controller.signal,
+    exceeded: () => controller.signal.aborted,
+    stop: async () => {
+      stopped = true;
+      clearTimeout(timer);
+      await measuring;
+    },
+  };
+}
+
+/** The deploy role's credentials as the AWS SDKs and CLI read them; for the deploy step only. */
+function deployEnvironment(input: RunnerInput): Record<string, string> {
+  const credentials = input.deployCredentials;
+  if (!credentials) return {};
+  return {
+    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+    AWS_SESSION_TOKEN: credentials.sessionToken,
+    AWS_REGION: credentials.region,
+    AWS_DEFAULT_REGION: credentials.region,
+  };
+}
+
+function deployCredentialSecrets(input: RunnerInput): string[] {
+  const credentials = input.deployCredentials;
+  return credentials ? [credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken] : [];
+}
+
+function deploySkipReason(build: RunnerInput['build']): string {
+  if (build.pr !== undefined) return 'pull requests never deploy';
+  if (build.tag !== undefined) return `tag ${build.tag} is not a deploy tag`;
+  return `${build.branch ?? 'this branch'} is not a deploy branch`;
+}
+
+async function replaceWithClone(
+  input: RunnerInput,
+  workspace: Workspace,
+  config: ResolvedBuildConfig,
+  deadline: number,
+  clock: () => number,
+  writer: LineAwareWriter,
+): Promise<void> {
+  const url = input.source.cloneUrl;
+  if (!url) {
+    throw new SourceFetchError('git.depth needs the repository clone URL, which this build lacks.', {
+      code: 'CLONE_URL_MISSING',
+    });
+  }
+  await rm(workspace.checkout, { recursive: true, force: true });
+  const depth = config.git.depth ?? 1;
+  await cloneCommit({
+    url,
+    sha: input.build.sha,
+    destination: workspace.checkout,
+    depth,
+    timeoutMs: deadline - clock(),
+    allowedProtocols: cloneProtocolsFor(url),
+  });
+  writer.line(`Cloned ${input.build.sha} with history depth ${depth}`);
+}
+
+/** https everywhere; plain http only to this machine (the local stack's git server). */
+function cloneProtocolsFor(url: string): string[] {
+  try {
+    const { protocol, hostname } = new URL(url);
+    const loopback = hostname === 'localhost' || hostname === '[::1]' || hostname.startsWith('127.');
+    return protocol === 'http:' && loopback ? ['http'] : ['https'];
+  } catch {
+    return ['https'];
+  }
+}
+
+function verdictForError(error: unknown): Verdict {
+  if (error instanceof RepoConfigError) return { state: 'error', description: error.message };
+  if (error instanceof SourceFetchError) {
+    return { state: 'error', description: `could not fetch the source: ${error.message}` };
+  }
+  if (error instanceof LambkinError) return { state: 'error', description: error.message };
+  const message = error instanceof Error ? error.message : String(error);
+  return { state: 'error', description: `internal error in the runner: ${message}` };
+}
+
+/** Keeps Lambkin's own lines at the start of a line, whatever the build printed before them. */
+class LineAwareWriter {
+  private atLineStart = true;
+
+  constructor(private readonly log: LogStream) {}
+
+  output(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.log.write(chunk);
+    this.atLineStart = chunk[chunk.length - 1] === 0x0a;
+  }
+
+  raw(text: string): void {
+    if (!this.atLineStart) this.log.write('\n');
+    this.log.write(text);
+    this.atLineStart = text.endsWith('\n');
+  }
+
+  line(text: string): void {
+    this.raw(text + '\n');
+  }
+}

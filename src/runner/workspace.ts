@@ -1,0 +1,285 @@
+/**
+ * Work areas of builds. A warm Lambda runs build after build in the same /tmp, so every build gets
+ * a fresh, private folder that is removed afterwards, and folders a crashed build left behind are
+ * swept before the next one. Trusted and untrusted builds live under different folders and never
+ * share one, not even the npm cache (an untrusted build could poison a cache a trusted build reads).
+ *
+ * Layout under the root:
+ *   trusted/npm-cache/                 kept between trusted builds, for speed
+ *   trusted/build-<label>-p<pid>-XXXXXX/{checkout,home,tmp}
+ *   untrusted/...                      the same, for untrusted builds
+ */
+import type { Dirent } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { WorkspaceError } from './source-errors.js';
+
+export interface Workspace {
+  /** This build's own folder (mode 0700); everything below is removed by `dispose`. */
+  root: string;
+  /** Where the source is unpacked and steps run. */
+  checkout: string;
+  /** HOME of the build steps. */
+  home: string;
+  /** TMPDIR of the build steps. */
+  tmp: string;
+  /** npm cache of this trust class, kept between builds (outside `root`). */
+  npmCache: string;
+  trusted: boolean;
+  /** Removes the work folder, read-only or deeply nested content included. Safe to call twice. */
+  dispose(): Promise<void>;
+}
+
+export interface CreateWorkspaceOptions {
+  trusted: boolean;
+  /** Shown in the folder name (`owner-repo-12`), for whoever looks at /tmp. */
+  label: string;
+}
+
+export interface SweepOptions {
+  /** An npm cache larger than this is removed too. Default 1 GiB; `Infinity` keeps any size. */
+  maxNpmCacheBytes?: number;
+}
+
+export interface SweepResult {
+  /** Folders removed (stale work folders and oversized npm caches). */
+  removed: string[];
+  /** Bytes of content they held. */
+  bytes: number;
+}
+
+const TRUST_CLASSES = ['trusted', 'untrusted'] as const;
+const WORK_FOLDER_PREFIX = 'build-';
+const NPM_CACHE_FOLDER = 'npm-cache';
+export const DEFAULT_MAX_NPM_CACHE_BYTES = 1024 ** 3;
+
+/** Work folders of this process not yet disposed: a sweep never takes them. */
+const activeWorkFolders = new Set<string>();
+
+/** Makes a fresh work area for one build under `root/trusted/` or `root/untrusted/`. */
+export async function createWorkspace(root: string, options: CreateWorkspaceOptions): Promise<Workspace> {
+  const classFolder = await ensurePrivateFolder(root, options.trusted ? 'trusted' : 'untrusted');
+  const npmCache = join(classFolder, NPM_CACHE_FOLDER);
+  await mkdir(npmCache, { mode: 0o700 }).catch(ignoreCode('EEXIST'));
+  await assertPrivateFolder(npmCache);
+
+  const prefix = `${WORK_FOLDER_PREFIX}${safeLabel(options.label)}-p${process.pid}-`;
+  // mkdtemp makes the folder 0700 with a random suffix: no other build or user can predict it.
+  const workFolder = await mkdtemp(join(classFolder, prefix));
+  activeWorkFolders.add(workFolder);
+  const workspace: Workspace = {
+    root: workFolder,
+    checkout: join(workFolder, 'checkout'),
+    home: join(workFolder, 'home'),
+    tmp: join(workFolder, 'tmp'),
+    npmCache,
+    trusted: options.trusted,
+    dispose: once(async () => {
+      await removeFolder(workFolder);
+      activeWorkFolders.delete(workFolder);
+    }),
+  };
+  try {
+    for (const folder of [workspace.checkout, workspace.home, workspace.tmp])
+      await mkdir(folder, { mode: 0o700 });
+  } catch (error) {
+    await workspace.dispose();
+    throw new WorkspaceError(
+      `Could not make the work area in ${workFolder}: ${String(error)}. Is /tmp full?`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return workspace;
+}
+
+/**
+ * Removes work folders that earlier builds left behind (a crashed build never disposes): every
+ * work folder except those of live builds of this process and those of other processes still
+ * running. Keeps each class's npm cache unless it grew past `maxNpmCacheBytes`.
+ */
+export async function sweepStaleWorkspaces(root: string, options: SweepOptions = {}): Promise<SweepResult> {
+  const maxNpmCacheBytes = options.maxNpmCacheBytes ?? DEFAULT_MAX_NPM_CACHE_BYTES;
+  const result: SweepResult = { removed: [], bytes: 0 };
+  const sweep = async (folder: string): Promise<void> => {
+    const bytes = await folderSize(folder);
+    await removeFolder(folder);
+    result.removed.push(folder);
+    result.bytes += bytes;
+  };
+  for (const trustClass of TRUST_CLASSES) {
+    const classFolder = join(root, trustClass);
+    let entries: Dirent[];
+    try {
+      await assertPrivateFolder(classFolder);
+      entries = await readdir(classFolder, { withFileTypes: true });
+    } catch (error) {
+      if (hasCode(error, 'ENOENT')) continue;
+      throw error;
+    }
+    for (const entry of entries) {
+      const path = join(classFolder, entry.name);
+      if (entry.name.startsWith(WORK_FOLDER_PREFIX) && isStale(path, entry.name)) {
+        await sweep(path);
+      } else if (entry.name === NPM_CACHE_FOLDER && (await folderSize(path)) > maxNpmCacheBytes) {
+        await sweep(path);
+      }
+    }
+  }
+  return result;
+}
+
+function isStale(path: string, name: string): boolean {
+  if (activeWorkFolders.has(path)) return false;
+  const owner = /-p(\d+)-[^-]+$/.exec(name)?.[1];
+  const pid = owner === undefined ? NaN : Number(owner);
+  // This process's own folders are stale once not active; another process's while it is gone.
+  return pid === process.pid || !Number.isSafeInteger(pid) || !processIsAlive(pid);
+}
+
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, it just belongs to another user.
+    return hasCode(error, 'EPERM');
+  }
+}
+
+/**
+ * Bytes of the files and links under `dir` (their own size: links are not followed; a file with
+ * several hard links counts once). Content it cannot read is left out rather than failing.
+ */
+export async function folderSize(dir: string): Promise<number> {
+  let total = 0;
+  const counted = new Set<string>();
+  const pending = [dir];
+  for (let folder = pending.pop(); folder !== undefined; folder = pending.pop()) {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(folder, { withFileTypes: true });
+    } catch (error) {
+      if (folder === dir && hasCode(error, 'ENOTDIR')) return (await lstat(dir)).size;
+      continue; // gone, unreadable or too deep to name: best effort
+    }
+    const files: string[] = [];
+    for (const entry of entries) {
+      const path = join(folder, entry.name);
+      if (entry.isDirectory()) pending.push(path);
+      else files.push(path);
+    }
+    // One folder's entries at a time, in parallel: a node_modules tree has tens of thousands.
+    const sizes = await Promise.all(files.map((path) => lstat(path).catch(() => undefined)));
+    for (const stats of sizes) {
+      if (!stats) continue; // removed meanwhile
+      const identity = `${stats.dev}:${stats.ino}`;
+      if (stats.nlink > 1 && counted.has(identity)) continue;
+      if (stats.nlink > 1) counted.add(identity);
+      total += stats.size;
+    }
+  }
+  return total;
+}
+
+/**
+ * Removes a folder and everything in it, also when a build left read-only folders (which keep
+ * their content from being removed) or nesting deeper than a path can name (PATH_MAX).
+ */
+export async function removeFolder(dir: string): Promise<void> {
+  try {
+    await rm(dir, { recursive: true, force: true, maxRetries: 2 });
+    return;
+  } catch {
+    // read-only or too deep: below
+  }
+  await makeFoldersWritable(dir);
+  try {
+    await rm(dir, { recursive: true, force: true, maxRetries: 2 });
+    return;
+  } catch {
+    // too deep for paths: the system tools walk folder by folder, without full paths
+  }
+  const tools = await execa('chmod', ['-R', 'u+rwx', '--', dir], { reject: false }).then(() =>
+    execa('rm', ['-rf', '--', dir], { reject: false }),
+  );
+  const left = await lstat(dir).then(
+    () => true,
+    () => false,
+  );
+  if (left) {
+    throw new WorkspaceError(
+      `Could not remove ${dir}${tools.stderr ? ` (${String(tools.stderr).trim()})` : ''}. ` +
+        'Remove it by hand; builds keep working, but it takes space in /tmp.',
+    );
+  }
+}
+
+/** Gives the owner rwx on every folder (links are not followed), so their content can go. */
+async function makeFoldersWritable(dir: string): Promise<void> {
+  const pending = [dir];
+  for (let folder = pending.pop(); folder !== undefined; folder = pending.pop()) {
+    try {
+      const stats = await lstat(folder);
+      if (!stats.isDirectory()) continue;
+      await chmod(folder, (stats.mode & 0o7777) | 0o700);
+      for (const entry of await readdir(folder, { withFileTypes: true })) {
+        if (entry.isDirectory()) pending.push(join(folder, entry.name));
+      }
+    } catch {
+      // best effort: what stays is reported by removeFolder
+    }
+  }
+}
+
+/** Makes (or checks) `root/<name>` as a folder only this user can use, refusing a planted link. */
+async function ensurePrivateFolder(root: string, name: string): Promise<string> {
+  await mkdir(root, { recursive: true, mode: 0o700 });
+  const folder = join(root, name);
+  await mkdir(folder, { mode: 0o700 }).catch(ignoreCode('EEXIST'));
+  await assertPrivateFolder(folder);
+  return folder;
+}
+
+async function assertPrivateFolder(folder: string): Promise<void> {
+  const stats = await lstat(folder);
+  const uid = process.getuid?.();
+  if (!stats.isDirectory() || (uid !== undefined && stats.uid !== uid)) {
+    throw new WorkspaceError(
+      `${folder} is not a folder of this user (a link, a file or someone else's). Remove it; ` +
+        'work areas are only made in folders the builder made itself.',
+    );
+  }
+  if ((stats.mode & 0o077) !== 0) await chmod(folder, 0o700);
+}
+
+function safeLabel(label: string): string {
+  const safe = label
+    .replace(/[^A-Za-z0-9._]+/g, '-')
+    .replace(/^[-.]+|-+$/g, '')
+    .slice(0, 60);
+  return safe === '' ? 'build' : safe;
+}
+
+function once(action: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => {
+    running ??= action().catch((error: unknown) => {
+      running = undefined; // a later call may try again
+      throw error;
+    });
+    return running;
+  };
+}
+
+function hasCode(error: unknown, code: string): boolean {
+  return (error as { code?: unknown } | null)?.code === code;
+}
+
+function ignoreCode(code: string): (error: unknown) => void {
+  return (error) => {
+    if (!hasCode(error, code)) throw error;
+  };
+}

@@ -1,0 +1,550 @@
+/**
+ * The dependency cache end to end: the controller locates the key through the GitHub stand-in's
+ * trees API and the S3 emulator, the runner (a separate process) restores and saves through the
+ * presigned URLs, with real npm installing real (local tarball) packages. Faults are real: servers
+ * that answer 500 or drop the connection, archives that are damaged or hostile.
+ */
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { mkdtemp, readFile, rm, writeFile, mkdir, symlink, lstat } from 'node:fs/promises';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createGzip } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
+import { Header, Pack, ReadEntry } from 'tar';
+import { localDependencyProject } from '../../src/bench/projects.js';
+import {
+  MANIFEST_NAME,
+  cachedPaths,
+  checkoutLockfile,
+  restoreCache,
+  saveCache,
+  type CacheManifest,
+} from '../../src/runner/cache.js';
+import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
+import type { CacheAccess } from '../../src/core/protocol.js';
+import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
+import { createS3Client } from '../../src/aws/clients.js';
+import type { BuildRequest } from '../../src/core/build.js';
+import { currentRuntime, runtimeId } from '../../src/core/cache-key.js';
+import { resolveBuildConfig } from '../../src/core/repo-config.js';
+import { resolveArchiveUrl } from '../../src/github/archive.js';
+import { createGitHubClient } from '../../src/github/client.js';
+import { GitHubStatusReporter } from '../../src/github/statuses.js';
+import { readLockfileBlob } from '../../src/github/trees.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
+import { DynamoBuildStore } from '../../src/store/builds.js';
+import { S3CachePlanner } from '../../src/store/cache.js';
+import { S3LogStore } from '../../src/store/logs.js';
+import { DynamoSettingsStore } from '../../src/store/settings.js';
+import { testBuildRequest } from '../support/builds.js';
+import {
+  commitFiles,
+  createGitRepoFromDirectory,
+  startGitHubServer,
+  type GitHubStandIn,
+} from '../support/github-server.js';
+import { createTestStorage, type TestStorage } from '../support/storage.js';
+
+const TOKEN = 'cache-test-token';
+let storage: TestStorage;
+let github: GitHubStandIn;
+let builds: DynamoBuildStore;
+let logs: S3LogStore;
+let planner: S3CachePlanner;
+let deps: ControllerDependencies;
+let scratch: string;
+let npmCache: string;
+
+beforeAll(async () => {
+  storage = await createTestStorage();
+  github = await startGitHubServer({ token: TOKEN });
+  builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
+  logs = new S3LogStore(storage.clients.s3, storage.bucket);
+  const octokit = createGitHubClient({ baseUrl: github.url, token: TOKEN });
+  planner = new S3CachePlanner(storage.clients.s3, storage.bucket, {
+    lockfiles: { readLockfileBlob: (repo, sha) => readLockfileBlob(octokit, repo, sha) },
+  });
+  scratch = await mkdtemp(join(tmpdir(), 'lambkin-cache-test-'));
+  npmCache = join(scratch, 'npm-cache');
+  deps = {
+    builds,
+    settings: new DynamoSettingsStore(storage.clients.documents, storage.settingsTable),
+    statuses: new GitHubStatusReporter(octokit),
+    logs,
+    archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },
+    runner: new ProcessRunnerInvoker({ workRoot: join(scratch, 'work') }),
+    logger: createMemoryLogger(),
+    publicUrl: 'https://ci.example.test',
+    runnerTimeoutMs: 90_000,
+    logLimitBytes: 1024 * 1024,
+    cache: planner,
+  };
+});
+
+afterAll(async () => {
+  await github.close();
+  await rm(scratch, { recursive: true, force: true });
+});
+
+let projects = 0;
+/** A repository of a project with `count` local tarball dependencies, and its extra files. */
+async function cachedProject(name: string, extra: Record<string, string> = {}, count = 3) {
+  const dir = join(scratch, `project-${++projects}`);
+  await localDependencyProject(dir, { count, npmCache });
+  // Prints a marker whenever the install really runs.
+  const packageJson = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
+  packageJson.scripts = { test: 'node --test', postinstall: 'echo INSTALL-RAN' };
+  await writeFile(join(dir, 'package.json'), JSON.stringify(packageJson, null, 2) + '\n');
+  for (const [path, content] of Object.entries(extra)) {
+    await mkdir(join(dir, path, '..'), { recursive: true });
+    await writeFile(join(dir, path), content);
+  }
+  const repo = await createGitRepoFromDirectory(dir);
+  github.addRepository({ owner: 'octo', name, gitDir: repo.dir });
+  return { repo: `octo/${name}`, sha: repo.sha, gitDir: repo.dir, projectDir: dir };
+}
+
+async function build(request: Partial<BuildRequest> & Pick<BuildRequest, 'repo' | 'sha'>, using = deps) {
+  const full = testBuildRequest(request);
+  const number = await builds.allocateNumber(full.repo);
+  const queued = await builds.putQueuedBuild(full, number, { deadline: Date.now() + 60_000 });
+  const result = await runControllerBuild(using, { kind: 'build', repo: queued.repo, number: queued.number });
+  if (!result.ran) throw new Error(`build did not run: ${result.reason}`);
+  const log = (await logs.readLog(result.build.logPrefix)) ?? '';
+  return { build: result.build, log, steps: result.build.steps?.map((step) => step.name) ?? [] };
+}
+
+async function stored(key: string): Promise<boolean> {
+  return storage.clients.s3.send(new HeadObjectCommand({ Bucket: storage.bucket, Key: key })).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function keyOf(repo: string, sha: string): Promise<string> {
+  const location = await planner.locate({ repo, sha });
+  if (!location) throw new Error(`${repo}@${sha} has no cache key`);
+  return location.key;
+}
+
+const fromFork = {
+  event: 'pull_request' as const,
+  pr: 3,
+  fork: true,
+  trusted: false,
+  headRepo: 'stranger/fork',
+  ref: 'refs/pull/3/head',
+  baseBranch: 'main',
+};
+
+describe('the dependency cache in builds', () => {
+  it('misses and saves on a trusted build; the next build restores it and skips the install', async () => {
+    const { repo, sha } = await cachedProject('warm');
+    const key = await keyOf(repo, sha);
+    const first = await build({ repo, sha });
+    expect(first.build.state).toBe('success');
+    expect(first.log).toContain(`Cache: miss for ${key}: nothing is stored at this key yet`);
+    expect(first.log).toContain('INSTALL-RAN');
+    expect(first.log).toMatch(new RegExp(`Cache: saved ${key} \\(\\d+ files, [\\d.]+ MiB\\) in `));
+    expect(await stored(key)).toBe(true);
+
+    const second = await build({ repo, sha });
+    expect(second.build.state).toBe('success');
+    expect(second.log).toMatch(
+      /Cache: restored .* install skipped: the dependencies of this lockfile are in place/,
+    );
+    expect(second.log).not.toContain('INSTALL-RAN');
+    expect(second.steps).toEqual(['test']);
+    // The tests require every package: they were restored whole.
+    expect(second.log).toMatch(/# pass 3/);
+    expect(second.log).not.toContain('Cache: saved');
+  });
+
+  it('lets an untrusted build read the cache but never write it', async () => {
+    const { repo, sha } = await cachedProject('forked');
+    const key = await keyOf(repo, sha);
+    const fork = await build({ repo, sha, ...fromFork });
+    expect(fork.build.state).toBe('success');
+    expect(fork.log).toContain('Cache: not saved: this build may read the cache but never write it');
+    expect(await stored(key)).toBe(false);
+
+    await build({ repo, sha }); // trusted: saves
+    expect(await stored(key)).toBe(true);
+    const forkAgain = await build({ repo, sha, ...fromFork, pr: 4, ref: 'refs/pull/4/head' });
+    expect(forkAgain.log).toContain('Cache: restored');
+    expect(forkAgain.steps).toEqual(['test']);
+  });
+
+  it('does neither restore nor save with "cache": false', async () => {
+    const { repo, sha } = await cachedProject('no-cache', { '.lambkin.json': '{ "cache": false }\n' });
+    const key = await keyOf(repo, sha);
+    const first = await build({ repo, sha });
+    expect(first.build.state).toBe('success');
+    expect(first.log).toContain('Cache: off ("cache": false in the config)');
+    expect(await stored(key)).toBe(false);
+  });
+
+  it('misses after the lockfile changed, and saves under the new key', async () => {
+    const { repo, sha, gitDir, projectDir } = await cachedProject('changing');
+    await build({ repo, sha });
+    const oldKey = await keyOf(repo, sha);
+    const lockfile = JSON.parse(await readFile(join(projectDir, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, Record<string, unknown>>;
+    };
+    (lockfile.packages[''] as Record<string, unknown>).version = '1.0.1';
+    const changed = await commitFiles(gitDir, {
+      'package-lock.json': JSON.stringify(lockfile, null, 2) + '\n',
+      'package.json': (await readFile(join(projectDir, 'package.json'), 'utf8'))
+        .replace('"version": "1.0.0"', '"version": "1.0.1"')
+        .replace('"test": "node --test"', '"test": "node --test"'),
+    });
+    const newKey = await keyOf(repo, changed);
+    expect(newKey).not.toBe(oldKey);
+    const next = await build({ repo, sha: changed });
+    expect(next.build.state).toBe('success');
+    expect(next.log).toContain(`Cache: miss for ${newKey}`);
+    expect(next.log).toContain('INSTALL-RAN');
+    expect(await stored(newKey)).toBe(true);
+  });
+
+  it('warns and installs normally when the stored archive is damaged', async () => {
+    const { repo, sha } = await cachedProject('damaged');
+    const key = await keyOf(repo, sha);
+    await storage.clients.s3.send(
+      new PutObjectCommand({
+        Bucket: storage.bucket,
+        Key: key,
+        Body: Buffer.from('not a gzip archive at all'),
+      }),
+    );
+    const result = await build({ repo, sha });
+    expect(result.build.state).toBe('success');
+    expect(result.log).toMatch(
+      new RegExp(`Warning: cache: could not restore ${key}: .*Installing without it\\.`),
+    );
+    expect(result.log).toContain('INSTALL-RAN');
+    expect(result.steps).toEqual(['install', 'test']);
+  });
+
+  it('refuses a hostile archive (a link out of the checkout, a path outside node_modules) and installs', async () => {
+    const { repo, sha, projectDir } = await cachedProject('hostile');
+    const key = await keyOf(repo, sha);
+    const lockfile = await checkoutLockfile(projectDir);
+    const archive = await hostileArchive(lockfile ?? { path: 'package-lock.json', sha: '' }, [
+      { path: 'node_modules/evil', type: 'SymbolicLink', linkpath: '../../../../../../etc' },
+      { path: 'node_modules/evil/passwd', type: 'File', content: 'owned' },
+    ]);
+    await storage.clients.s3.send(new PutObjectCommand({ Bucket: storage.bucket, Key: key, Body: archive }));
+    const result = await build({ repo, sha });
+    expect(result.build.state).toBe('success');
+    expect(result.log).toMatch(
+      /Warning: cache: could not restore .*node_modules\/evil.*resolves outside the checkout/,
+    );
+    expect(result.log).toContain('INSTALL-RAN');
+  });
+
+  it('goes on when S3 answers 500 to the download and drops the upload', async () => {
+    const faulty = await startFaultyServer({ upstream: storage.backend.s3Endpoint });
+    try {
+      const faultyClient = createS3Client({ endpoints: { s3: faulty.url } });
+      const withFaults: ControllerDependencies = {
+        ...deps,
+        // The runner's URLs are signed for the faulty server; the lookups still reach the emulator.
+        signer: { forBuild: () => Promise.resolve(faultyClient) },
+      };
+      const { repo, sha } = await cachedProject('faulty');
+      const key = await keyOf(repo, sha);
+      await storage.clients.s3.send(new PutObjectCommand({ Bucket: storage.bucket, Key: key, Body: 'x' }));
+      const restoring = await build({ repo, sha }, withFaults);
+      expect(restoring.build.state).toBe('success');
+      expect(restoring.log).toMatch(/Warning: cache: could not restore .*HTTP 500.*Installing without it/);
+      expect(restoring.log).toContain('INSTALL-RAN');
+
+      const { repo: repo2, sha: sha2 } = await cachedProject('faulty-save');
+      const saving = await build({ repo: repo2, sha: sha2 }, withFaults);
+      expect(saving.build.state).toBe('success');
+      expect(saving.log).toMatch(/Warning: cache: could not save .*The build is not affected\./);
+      const cacheRequests = faulty.requests.filter((request) => request.url.includes('/cache/'));
+      expect(cacheRequests.map((request) => request.method)).toEqual(['GET', 'PUT']);
+    } finally {
+      await faulty.close();
+    }
+  });
+});
+
+describe('restoreCache and saveCache', () => {
+  let checkout: string;
+  let access: CacheAccess;
+  let project: Awaited<ReturnType<typeof cachedProject>>;
+
+  beforeAll(async () => {
+    project = await cachedProject('direct', {}, 2);
+    const location = await planner.locate({ repo: project.repo, sha: project.sha });
+    if (!location) throw new Error('no cache location');
+    access = await planner.presign(location, undefined, { write: true, expiresInSeconds: 600 });
+  });
+
+  beforeEach(async () => {
+    checkout = await mkdtemp(join(scratch, 'checkout-'));
+    for (const file of ['package.json', 'package-lock.json']) {
+      await writeFile(join(checkout, file), await readFile(join(project.projectDir, file)));
+    }
+  });
+
+  it('saves node_modules with the extra paths, and restores exactly those', async () => {
+    await mkdir(join(checkout, 'node_modules', 'pkg', 'lib'), { recursive: true });
+    await writeFile(join(checkout, 'node_modules', 'pkg', 'lib', 'index.js'), 'module.exports = 1;\n');
+    await mkdir(join(checkout, 'node_modules', '.bin'), { recursive: true });
+    await symlink('../pkg/lib/index.js', join(checkout, 'node_modules', '.bin', 'pkg'));
+    await mkdir(join(checkout, '.cache', 'tool'), { recursive: true });
+    await writeFile(join(checkout, '.cache', 'tool', 'data'), 'cached');
+    const saved = await saveCache(
+      access,
+      { checkout, extraPaths: ['.cache/tool/'] },
+      { tmpDir: scratch, timeoutMs: 30_000 },
+    );
+    expect(saved).toMatchObject({ saved: true, files: 2 });
+
+    const fresh = await mkdtemp(join(scratch, 'checkout-'));
+    await writeFile(join(fresh, 'package-lock.json'), await readFile(join(checkout, 'package-lock.json')));
+    const restored = await restoreCache(
+      { ...access, stored: true },
+      { checkout: fresh, extraPaths: ['.cache/tool'] },
+      { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+    );
+    expect(restored).toMatchObject({ hit: true, files: 2 });
+    expect(await readFile(join(fresh, '.cache', 'tool', 'data'), 'utf8')).toBe('cached');
+    expect((await lstat(join(fresh, 'node_modules', '.bin', 'pkg'))).isSymbolicLink()).toBe(true);
+
+    // Other paths in the config: the archive is not for this build.
+    const other = await mkdtemp(join(scratch, 'checkout-'));
+    await writeFile(join(other, 'package-lock.json'), await readFile(join(checkout, 'package-lock.json')));
+    const mismatch = await restoreCache(
+      { ...access, stored: true },
+      { checkout: other, extraPaths: [] },
+      { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+    );
+    expect(mismatch).toMatchObject({ hit: false, warning: false });
+    expect(await lstat(join(other, 'node_modules')).catch(() => undefined)).toBeUndefined();
+  });
+
+  it('misses without downloading when the checkout’s lockfile is not the key’s', async () => {
+    await writeFile(join(checkout, 'package-lock.json'), '{"changed": true}\n');
+    const result = await restoreCache(
+      { ...access, stored: true, getUrl: 'http://127.0.0.1:9/never-asked' },
+      { checkout, extraPaths: [] },
+      { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+    );
+    expect(result).toMatchObject({ hit: false, warning: false });
+    expect(result.hit ? '' : result.reason).toMatch(
+      /checkout's package-lock.json .* is not the one the key was made for/,
+    );
+  });
+
+  it('warns (no hit) when the download breaks off mid-archive, and leaves no partial node_modules', async () => {
+    const faulty = await startFaultyServer({ truncateAfter: 100 });
+    try {
+      const result = await restoreCache(
+        { ...access, stored: true, getUrl: `${faulty.url}/cache.tar.gz` },
+        { checkout, extraPaths: [] },
+        { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+      );
+      expect(result).toMatchObject({ hit: false, warning: true });
+      expect(await lstat(join(checkout, 'node_modules')).catch(() => undefined)).toBeUndefined();
+    } finally {
+      await faulty.close();
+    }
+  });
+
+  it('refuses archives with entries outside the cached paths, devices, and a wrong manifest', async () => {
+    const lockfile = (await checkoutLockfile(checkout)) ?? { path: '', sha: '' };
+    const cases: [string, Awaited<ReturnType<typeof hostileArchive>>, RegExp][] = [
+      [
+        'outside',
+        await hostileArchive(lockfile, [{ path: 'package.json', type: 'File', content: '{}' }]),
+        /is outside the cached paths/,
+      ],
+      [
+        'dotdot',
+        await hostileArchive(lockfile, [{ path: 'node_modules/../../x', type: 'File', content: 'x' }]),
+        /'\.\.' path segment/,
+      ],
+      [
+        'fifo',
+        await hostileArchive(lockfile, [{ path: 'node_modules/pipe', type: 'FIFO', content: '' }]),
+        /FIFO entry/,
+      ],
+      [
+        'no manifest',
+        await hostileArchive(undefined, [{ path: 'node_modules/a', type: 'File', content: 'a' }]),
+        /manifest/,
+      ],
+    ];
+    for (const [name, archive, expected] of cases) {
+      const server = await startArchiveServer(archive);
+      try {
+        const result = await restoreCache(
+          { ...access, stored: true, getUrl: server.url },
+          { checkout, extraPaths: [] },
+          { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+        );
+        expect([name, result.hit, result.hit ? '' : result.reason]).toEqual([
+          name,
+          false,
+          expect.stringMatching(expected),
+        ]);
+        expect(await readFile(join(checkout, 'package.json'), 'utf8')).not.toBe('{}');
+      } finally {
+        await server.close();
+      }
+    }
+  });
+
+  it('normalizes and checks the configured paths', () => {
+    expect(cachedPaths(['./.cache/', 'node_modules/.cache', 'a/b', 'a'])).toEqual([
+      '.cache',
+      'a',
+      'node_modules',
+    ]);
+    expect(() => cachedPaths(['../up'])).toThrow(/not a folder inside the checkout/);
+    expect(() => cachedPaths(['/abs'])).toThrow(/not a folder inside the checkout/);
+  });
+});
+
+describe('the "cache" config key', () => {
+  const resolve = (config: unknown) =>
+    resolveBuildConfig({
+      settingsConfig: {},
+      repo: {
+        files: [
+          { source: '.lambkin.json', file: '.lambkin.json', format: 'lambkin', config: config as never },
+        ],
+        notes: [],
+        hasLockfile: true,
+        hasPackageJson: true,
+      } as never,
+      build: { event: 'push', branch: 'main', defaultBranch: 'main' },
+    });
+
+  it('is on by default, off with false, and takes extra paths', () => {
+    expect(resolve({}).cache).toEqual({ enabled: true, paths: [] });
+    expect(resolve({ cache: false }).cache).toEqual({ enabled: false, paths: [] });
+    expect(resolve({ cache: { paths: ['.cache/x'] } }).cache).toEqual({ enabled: true, paths: ['.cache/x'] });
+    expect(resolve({ cache: true, branches: { main: { cache: false } } }).cache.enabled).toBe(false);
+  });
+});
+
+// --- helpers ---------------------------------------------------------------------------------
+
+interface RawEntry {
+  path: string;
+  type: 'File' | 'SymbolicLink' | 'Directory' | 'FIFO';
+  content?: string;
+  linkpath?: string;
+}
+
+/** A tar.gz with a manifest for this lockfile (none when undefined) and these raw entries. */
+async function hostileArchive(lockfile: { path: string; sha: string } | undefined, entries: RawEntry[]) {
+  const pack = new Pack({ portable: true });
+  const add = (entry: RawEntry): void => {
+    const content = Buffer.from(entry.content ?? '');
+    const read = new ReadEntry(
+      new Header({
+        path: entry.path,
+        type: entry.type,
+        mode: entry.type === 'Directory' ? 0o755 : 0o644,
+        size: entry.type === 'File' ? content.length : 0,
+        mtime: new Date(),
+        ...(entry.linkpath ? { linkpath: entry.linkpath } : {}),
+      }),
+    );
+    if (entry.type === 'File') read.end(content);
+    else read.end();
+    pack.add(read);
+  };
+  if (lockfile) {
+    const manifest: CacheManifest = {
+      format: 1,
+      runtime: runtimeId(currentRuntime()),
+      nodeVersion: process.versions.node,
+      lockfile,
+      paths: ['node_modules'],
+      createdAt: new Date().toISOString(),
+    };
+    add({ path: MANIFEST_NAME, type: 'File', content: JSON.stringify(manifest) });
+  }
+  for (const entry of entries) add(entry);
+  pack.end();
+  const chunks: Buffer[] = [];
+  await pipeline(pack, createGzip(), async function collect(source: AsyncIterable<Buffer>) {
+    for await (const chunk of source) chunks.push(chunk);
+  });
+  return Buffer.concat(chunks);
+}
+
+async function listen(server: Server): Promise<{ url: string; close(): Promise<void> }> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function startArchiveServer(archive: Buffer) {
+  return listen(
+    createServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/gzip', 'content-length': archive.length });
+      response.end(archive);
+    }),
+  );
+}
+
+/**
+ * Cache requests: GET is answered 500 (or, with `truncateAfter`, a gzip stream cut off by closing
+ * the socket) and every PUT's connection is dropped without an answer. Anything else (the log
+ * uploads) is passed on to `upstream`.
+ */
+async function startFaultyServer(options: { truncateAfter?: number; upstream?: string } = {}) {
+  const requests: { method: string; url: string }[] = [];
+  const server = createServer((request, response) => {
+    requests.push({ method: request.method ?? '', url: request.url ?? '' });
+    if (options.upstream && !(request.url ?? '').includes('/cache/')) {
+      const target = new URL(request.url ?? '/', options.upstream);
+      const forwarded = httpRequest(
+        target,
+        { method: request.method ?? 'GET', headers: { ...request.headers, host: target.host } },
+        (answer) => {
+          response.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(response);
+        },
+      );
+      forwarded.on('error', () => response.destroy());
+      request.pipe(forwarded);
+      return;
+    }
+    if (request.method === 'PUT') {
+      request.once('data', () => request.socket.destroy());
+      return;
+    }
+    if (options.truncateAfter !== undefined) {
+      const gzip = createGzip();
+      response.writeHead(200, { 'content-type': 'application/gzip', 'content-length': 1_000_000 });
+      gzip.on('data', (chunk: Buffer) => response.write(chunk));
+      gzip.write(Buffer.alloc(600_000, 7));
+      gzip.flush(() => setTimeout(() => request.socket.destroy(), 20));
+      return;
+    }
+    response.writeHead(500, { 'content-type': 'application/xml' });
+    response.end('<Error><Code>InternalError</Code></Error>');
+  });
+  const running = await listen(server);
+  return { ...running, requests };
+}

@@ -6,7 +6,7 @@
  */
 import type { BuildKey, BuildRecord, StepResult } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
-import { pageUrlOf, rawLogUrl } from '../core/links.js';
+import { pageUrlOf } from '../core/links.js';
 import { commitStateFor, type BuildState } from '../core/state-machine.js';
 import type { BuilderInvocation } from '../aws/builder-queue.js';
 import {
@@ -22,7 +22,7 @@ import type { LogStore } from '../store/logs.js';
 import type { SettingsStore } from '../store/settings.js';
 import { TransitionRefusedError } from '../errors.js';
 import { renderBadge } from './logs/badge.js';
-import { renderLogPage } from './logs/page.js';
+import { logPageLinksFor, renderLogPage } from './logs/page.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { pullRequestSourceOf, type DeploySettings } from '../core/settings.js';
 import { readBaseConfig, type RepoFileReader } from './base-config.js';
@@ -436,7 +436,7 @@ function pageFor(build: BuildRecord, log: string, running: boolean, url: string)
     build,
     log,
     running,
-    links: { raw: rawLogUrl(url), self: url, ...(build.htmlUrl ? { github: build.htmlUrl } : {}) },
+    links: logPageLinksFor(url, build.htmlUrl),
   });
 }
 

@@ -8,7 +8,6 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StepResult } from '../core/build.js';
-import { rawLogUrl } from '../core/links.js';
 import {
   RepoConfigError,
   buildVariables,
@@ -21,7 +20,7 @@ import { LambkinError } from '../errors.js';
 import { restoreBuildCache, saveBuildCache } from './cache.js';
 import { SourceFetchError } from './errors.js';
 import { formatBuildSummary, formatDuration, formatStepFooter, formatStepHeader } from './logs/format.js';
-import { renderLogPage } from './logs/page.js';
+import { logPageLinksFor, renderLogPage } from './logs/page.js';
 import { createLogStream, type LogStream } from './logs/stream.js';
 import { PresignedUploader } from './logs/uploader.js';
 import type { RunnerInput, RunnerOutcome, RunnerState } from './protocol.js';
@@ -94,11 +93,7 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
         build: { ...build, state: 'running' },
         log: text,
         running: true,
-        links: {
-          raw: rawLogUrl(input.buildUrl),
-          self: input.buildUrl,
-          ...(build.htmlUrl ? { github: build.htmlUrl } : {}),
-        },
+        links: logPageLinksFor(input.buildUrl, build.htmlUrl),
       }),
     onError: (error) => console.error(`log upload failed: ${error.message}`),
   });

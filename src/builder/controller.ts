@@ -23,6 +23,7 @@ import type { SettingsStore } from '../store/settings.js';
 import { TransitionRefusedError } from '../errors.js';
 import { renderBadge } from './logs/badge.js';
 import { logPageLinksFor, renderLogPage } from './logs/page.js';
+import { finalPageLog } from './logs/stream.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { pullRequestSourceOf, type DeploySettings } from '../core/settings.js';
 import { readBaseConfig, type RepoFileReader } from './base-config.js';
@@ -408,7 +409,9 @@ async function writeArtifacts(
   url: string,
 ): Promise<void> {
   const label = buildLabel(build);
-  const writes: Promise<void>[] = [deps.logs.putPage(build.logPrefix, pageFor(build, log, false, url))];
+  const writes: Promise<void>[] = [
+    deps.logs.putPage(build.logPrefix, pageFor(build, finalPageLog(log), false, url)),
+  ];
   const pointer = {
     number: build.number,
     state: build.state,

@@ -37,7 +37,13 @@ export async function serveLogViewer(
       send(response, 405, 'text/plain; charset=utf-8', 'Only GET here.\n');
       return;
     }
-    const path = new URL(request.url ?? '/', base).pathname;
+    const { pathname: path, search } = new URL(request.url ?? '/', base);
+    // With a trailing slash the stored pages' relative links would resolve one folder too deep.
+    const slashed = /^\/builds\/.+\/([^/]+)\/$/.exec(path);
+    if (slashed) {
+      response.writeHead(302, { location: `../${slashed[1]}${search}` }).end();
+      return;
+    }
     const build = BUILD_PATH.exec(path);
     if (build) {
       const [, owner, repo, number, raw] = build;

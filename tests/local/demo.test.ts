@@ -90,6 +90,15 @@ describe('the npm start demo', () => {
     const second = await fetch(new URL(secondHref, listUrl));
     expect(second.url).toBe(`${base}/builds/lambkin-demo/demo-app/2`);
     expect(await second.text()).toContain('<span class="number">#2</span>');
+
+    // With a trailing slash the relative links would miss: the viewer sends it to the link without.
+    for (const [slashed, canonical] of [
+      [`${pageUrl}/`, pageUrl],
+      [`${listUrl.href}/`, listUrl.href],
+    ]) {
+      const answer = await fetch(slashed!);
+      expect([answer.status, answer.url]).toEqual([200, canonical]);
+    }
   }, 60_000);
 
   it('says how to keep the data when it was not kept', () => {

@@ -1,8 +1,58 @@
 /** How the CLI prints: aligned tables for people, JSON for scripts, short times and durations. */
+import { stripVTControlCharacters } from 'node:util';
 
 /** Where a command writes; process.stdout/stderr in main.ts, strings in tests. */
 export interface OutputStream {
   write(text: string): void;
+  /** True for a terminal (process.stdout has it); absent for pipes, files and strings. */
+  readonly isTTY?: boolean;
+}
+
+/**
+ * Whether text written to `stream` may keep its colours, as Node's `util.styleText` decides it:
+ * FORCE_COLOR when set (`0` or `false`: no colour), then NO_COLOR (any non-empty value: none), then
+ * a terminal that is not TERM=dumb. Read from the CLI's own environment, so tests can set it.
+ */
+export function colourEnabled(
+  stream: OutputStream,
+  env: Readonly<Record<string, string | undefined>>,
+): boolean {
+  const force = env.FORCE_COLOR;
+  if (force !== undefined) return force !== '0' && force.toLowerCase() !== 'false';
+  if (env.NO_COLOR) return false;
+  return stream.isTTY === true && env.TERM !== 'dumb';
+}
+
+const ESC = '\u001b';
+const BEL = '\u0007';
+/** An escape sequence cut off at the end of a write: CSI without its final byte, OSC unterminated. */
+const UNFINISHED_ESCAPE = new RegExp(`${ESC}(?:\\[[0-?]*[ -/]*|\\][^${BEL}${ESC}]*${ESC}?)?$`);
+/** Longer than any real sequence: past this, what looks unfinished is written (stripped) anyway. */
+const LONGEST_ESCAPE = 256;
+
+/**
+ * A writer for terminal text (a build log, with the escapes of the builder's step lines and of the
+ * build's own tools): as is where colour is on, without its escape sequences where it is off
+ * (`util.stripVTControlCharacters`). Logs arrive in pieces, so a sequence cut between two writes is
+ * held back until its end arrives.
+ */
+export function terminalWriter(
+  stream: OutputStream,
+  env: Readonly<Record<string, string | undefined>>,
+): (text: string) => void {
+  if (colourEnabled(stream, env)) return (text) => stream.write(text);
+  let held = '';
+  return (text) => {
+    let pending = held + text;
+    held = '';
+    const unfinished = UNFINISHED_ESCAPE.exec(pending);
+    if (unfinished && pending.length - unfinished.index <= LONGEST_ESCAPE) {
+      held = pending.slice(unfinished.index);
+      pending = pending.slice(0, unfinished.index);
+    }
+    const plain = stripVTControlCharacters(pending);
+    if (plain) stream.write(plain);
+  };
 }
 
 export interface Column<Row> {

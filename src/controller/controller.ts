@@ -6,7 +6,7 @@
  */
 import type { BuildKey, BuildRecord, StepResult } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
-import { pageUrlOf, rawLogUrl } from '../core/links.js';
+import { pageUrlOf } from '../core/links.js';
 import { commitStateFor, type BuildState } from '../core/state-machine.js';
 import type { BuilderInvocation } from '../aws/builder-queue.js';
 import {
@@ -22,7 +22,8 @@ import type { LogStore } from '../store/logs.js';
 import type { SettingsStore } from '../store/settings.js';
 import { TransitionRefusedError } from '../core/errors.js';
 import { renderBadge } from '../pages/badge.js';
-import { renderLogPage } from '../pages/build-page.js';
+import { logPageLinksFor, renderLogPage } from '../pages/build-page.js';
+import { finalPageLog } from '../runner/log/stream.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { pullRequestSourceOf, type DeploySettings } from '../core/settings.js';
 import { readBaseConfig, type RepoFileReader } from './base-config.js';
@@ -408,7 +409,9 @@ async function writeArtifacts(
   url: string,
 ): Promise<void> {
   const label = buildLabel(build);
-  const writes: Promise<void>[] = [deps.logs.putPage(build.logPrefix, pageFor(build, log, false, url))];
+  const writes: Promise<void>[] = [
+    deps.logs.putPage(build.logPrefix, pageFor(build, finalPageLog(log), false, url)),
+  ];
   const pointer = {
     number: build.number,
     state: build.state,
@@ -436,7 +439,7 @@ function pageFor(build: BuildRecord, log: string, running: boolean, url: string)
     build,
     log,
     running,
-    links: { raw: rawLogUrl(url), self: url, ...(build.htmlUrl ? { github: build.htmlUrl } : {}) },
+    links: logPageLinksFor(url, build.htmlUrl),
   });
 }
 

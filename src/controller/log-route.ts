@@ -1,12 +1,13 @@
 /**
  * The cloud log route: a build's stable link (`/builds/<owner>/<repo>/<number>` and `…/log.txt`,
- * with `?token=…` for private repositories) checked against the build record and answered with a
- * short-lived presigned S3 URL of the page or the raw log. The bucket stays private; the link is
- * the only key. `/builds/<owner>/<repo>` is a public repository's page of recent builds (never a
- * private one's: it links every build with its token). `/badges/<owner>/<repo>.svg[?branch=…]` is
- * a repository's build badge, answered from the build records (handleBadgeRequest; the local log
- * viewer serves it with the same code). No Lambda and no AWS SDK here: the handler adapts events
- * and supplies the stores.
+ * with `?token=…` for private repositories) checked against the build record. The page is answered
+ * right there, at the stable link, so that its relative links (src/core/links.ts) resolve to this
+ * route; the raw log is answered with a short-lived presigned S3 URL. The bucket stays private; the
+ * link is the only key. `/builds/<owner>/<repo>` is a public repository's page of recent builds
+ * (never a private one's: it links every build with its token). `/badges/<owner>/<repo>.svg[?branch=…]`
+ * is a repository's build badge, answered from the build records (handleBadgeRequest; the local log
+ * viewer serves it with the same code). No Lambda and no AWS SDK here: the handler adapts events and
+ * supplies the stores.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BADGE_CONTENT_TYPE, renderBadge, type BadgeState } from '../pages/badge.js';
@@ -31,6 +32,12 @@ export const MAX_LINK_LIFETIME_SECONDS = 60 * 60;
  * under Lambda's 6 MB response limit; the end of the log is what a reader of a running build wants.
  */
 export const MAX_INLINE_LOG_BYTES = 1024 * 1024;
+/**
+ * The largest page answered at its stable link (a Lambda answer holds at most 6 MB; a finished
+ * page shows at most the last MiB of the log, so real pages stay well under). A larger one is
+ * redirected to S3 as the raw log is, where its relative links do not resolve.
+ */
+export const MAX_INLINE_PAGE_BYTES = 5 * 1024 * 1024;
 /** How often the waiting page reloads itself. */
 export const WAITING_REFRESH_SECONDS = 5;
 /**
@@ -61,7 +68,7 @@ export interface BadgeRouteDependencies {
 
 export interface LogRouteDependencies extends BadgeRouteDependencies {
   builds: BadgeRouteDependencies['builds'] & Pick<BuildStore, 'getBuild'>;
-  logs: Pick<LogStore, 'presignGet' | 'readLog'>;
+  logs: Pick<LogStore, 'presignGet' | 'readLog' | 'getObjectText'>;
   /** Whether an object exists in the log bucket: a redirect must never point at nothing. */
   objectExists: (key: string) => Promise<boolean>;
   /** Epoch ms; defaults to Date.now. */
@@ -72,8 +79,8 @@ type Target = 'page' | 'log';
 
 const NAME = '[A-Za-z0-9._-]{1,100}';
 // Build numbers start at 1 and have no leading zeros: one URL per build.
-const BUILD_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})/([1-9][0-9]{0,8})(?:(/log\\.txt)|/)?$`);
-const REPO_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})/?$`);
+const BUILD_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})/([1-9][0-9]{0,8})(?:(/log\\.txt)|(/))?$`);
+const REPO_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})(/)?$`);
 const BADGE_PATH = new RegExp(`^/badges/(${NAME})/(${NAME})\\.svg$`);
 const DOTS_ONLY = /^\.+$/;
 
@@ -82,6 +89,13 @@ const COMMON_HEADERS: Readonly<Record<string, string>> = {
   'cache-control': 'no-store',
   'referrer-policy': 'no-referrer',
   'x-content-type-options': 'nosniff',
+};
+/** The stored pages (src/builder/logs/page.ts, repo-page.ts) as they say of themselves, never framed. */
+const STORED_PAGE_HEADERS: Readonly<Record<string, string>> = {
+  ...COMMON_HEADERS,
+  'content-type': 'text/html; charset=utf-8',
+  'content-security-policy':
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
 };
 /** Pages the route writes itself: inline style only, never framed. */
 const PAGE_HEADERS: Readonly<Record<string, string>> = {
@@ -115,9 +129,13 @@ async function answer(deps: LogRouteDependencies, request: LogRouteRequest): Pro
     });
   }
   const repo = parseRepoPath(request.path);
-  if (repo) return serveRepoPage(deps, repo);
+  // With a trailing slash, the pages' relative links would resolve one folder too deep: the one
+  // link without it (a rewrite of the path only, so it tells nothing about the build).
+  if (repo?.slash) return redirect(`../${repo.name.split('/')[1]}`);
+  if (repo) return serveRepoPage(deps, repo.name);
   const route = parseBuildPath(request.path);
   if (!route) return notFound();
+  if (route.slash) return redirect(`../${route.key.number}${request.query ? `?${request.query}` : ''}`);
   let build: BuildRecord | undefined;
   try {
     build = await deps.builds.getBuild(route.key);
@@ -242,20 +260,24 @@ async function mayReadPrivateBadge(
   return expected !== undefined && sameSecret(expected, token);
 }
 
-function parseBuildPath(path: string): { key: BuildKey; target: Target } | undefined {
+function parseBuildPath(path: string): { key: BuildKey; target: Target; slash: boolean } | undefined {
   const match = BUILD_PATH.exec(path);
   if (!match) return undefined;
-  const [, owner = '', repo = '', number = '', log] = match;
+  const [, owner = '', repo = '', number = '', log, slash] = match;
   if (DOTS_ONLY.test(owner) || DOTS_ONLY.test(repo)) return undefined;
-  return { key: { repo: `${owner}/${repo}`, number: Number(number) }, target: log ? 'log' : 'page' };
+  return {
+    key: { repo: `${owner}/${repo}`, number: Number(number) },
+    target: log ? 'log' : 'page',
+    slash: slash !== undefined,
+  };
 }
 
-function parseRepoPath(path: string): RepoName | undefined {
+function parseRepoPath(path: string): { name: RepoName; slash: boolean } | undefined {
   const match = REPO_PATH.exec(path);
   if (!match) return undefined;
-  const [, owner = '', repo = ''] = match;
+  const [, owner = '', repo = '', slash] = match;
   if (DOTS_ONLY.test(owner) || DOTS_ONLY.test(repo)) return undefined;
-  return `${owner}/${repo}`;
+  return { name: `${owner}/${repo}`, slash: slash !== undefined };
 }
 
 /**
@@ -268,9 +290,9 @@ async function serveRepoPage(deps: LogRouteDependencies, repo: RepoName): Promis
   try {
     const builds = await deps.builds.listBuilds(repo, { limit: REPO_PAGE_BUILDS });
     if (builds.length === 0 || builds.some(isPrivateBuild)) return noRepoPage();
-    const key = REPO_KEYS.page(repo);
-    if (!(await deps.objectExists(key))) return noRepoPage();
-    return redirect(await deps.logs.presignGet(key, LINK_LIFETIME_SECONDS));
+    const html = await deps.logs.getObjectText(REPO_KEYS.page(repo));
+    if (html === undefined) return noRepoPage();
+    return { statusCode: 200, headers: STORED_PAGE_HEADERS, body: html };
   } catch (error) {
     return failure(deps, repo, "could not serve the repository's page of recent builds", error);
   }
@@ -302,11 +324,16 @@ function sameSecret(expected: string, given: string): boolean {
   return timingSafeEqual(digest(expected), digest(given));
 }
 
+/** The page itself, at the stable link (a running page reloads that link, so it stays fresh). */
 async function servePage(deps: LogRouteDependencies, build: BuildRecord): Promise<HttpResponse> {
   const key = LOG_KEYS.page(build.logPrefix);
-  // A queued build has no page yet; a redirect would end at S3's error document.
-  if (!(await deps.objectExists(key))) return waitingPage(build);
-  return redirect(await deps.logs.presignGet(key, pageLifetimeSeconds(build, deps.now?.() ?? Date.now())));
+  const html = await deps.logs.getObjectText(key);
+  // A queued build has no page yet.
+  if (html === undefined) return waitingPage(build);
+  if (Buffer.byteLength(html, 'utf8') > MAX_INLINE_PAGE_BYTES) {
+    return redirect(await deps.logs.presignGet(key, pageLifetimeSeconds(build, deps.now?.() ?? Date.now())));
+  }
+  return { statusCode: 200, headers: STORED_PAGE_HEADERS, body: html };
 }
 
 /**

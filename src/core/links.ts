@@ -46,6 +46,36 @@ export function repoPageUrl(publicUrl: string, repo: RepoName): string {
   return `${publicUrl.replace(/\/+$/, '')}/builds/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`;
 }
 
+/**
+ * Links inside the stored pages, relative to where those pages are served: a build's page at
+ * `…/builds/<owner>/<repo>/<number>`, the repository's page at `…/builds/<owner>/<repo>` (the log
+ * viewer of `lambkin dev` and the cloud's log route both serve them there). Relative, so one stored
+ * page still links right when served from another port, host or custom domain. A private build's
+ * token (its link's query) is kept on the links that need it.
+ */
+export interface RelativePageLinks {
+  /** From the build's page to its raw log: `7/log.txt`. */
+  rawLog: string;
+  /** From the build's page to itself (a running page reloads it): `7`. */
+  self: string;
+  /** From the build's page to the repository's page of recent builds: `../app`. */
+  repoPage: string;
+  /** From the repository's page to the build's page: `app/7`. */
+  fromRepoPage: string;
+}
+
+/** The relative links of a build, from its stable link (`buildPageUrl`, any host). */
+export function relativePageLinks(pageUrl: string): RelativePageLinks {
+  const url = new URL(pageUrl);
+  const [name = '', number = ''] = url.pathname.split('/').slice(-2);
+  return {
+    rawLog: `${number}/log.txt${url.search}`,
+    self: `${number}${url.search}`,
+    repoPage: `../${name}`,
+    fromRepoPage: `${name}/${number}${url.search}`,
+  };
+}
+
 /** The link recorded on the build at intake, or one made from the configured base URL. */
 export function pageUrlOf(
   build: BuildKey & { pageUrl?: string; logToken?: string },

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isTerminal } from '../core/state-machine.js';
-import { buildPageUrl } from '../core/links.js';
+import { buildPageUrl, rawLogUrl } from '../core/links.js';
 import type { BuildRecord } from '../core/build.js';
 import { createJsonLogger } from '../core/logger.js';
 import {
@@ -41,7 +41,7 @@ export function defaultExampleDir(): string {
 
 export async function runDemo(options: DemoOptions): Promise<number> {
   const write = options.write;
-  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'lambkin-demo-')));
+  const dataDir = options.dataDir ? resolve(options.dataDir) : await mkdtemp(join(tmpdir(), 'lambkin-demo-'));
   const logFile = join(dataDir, 'lambkin.log');
   const started = Date.now();
   const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s`;
@@ -130,17 +130,51 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       );
       write(`  steps     ${steps.join(', ')}`);
       write(`  log page  ${url}  (HTTP ${page.status})`);
-      write(`  raw log   ${url}/log.txt`);
+      write(`  raw log   ${rawLogUrl(url)}`);
       passed &&= build.state === 'success' && page.status === 200;
     }
     write('');
     write(passed ? `Both builds passed in ${elapsed().trim()}.` : 'A build did not pass: see its log above.');
-    if (options.dataDir) write(`The stack's data is kept in ${dataDir}.`);
+    write('');
+    for (const line of lookAgainHint(dataDir, options.dataDir !== undefined, repo)) write(line);
     return passed ? 0 : 1;
   } finally {
     for (const cleanup of cleanups) await cleanup().catch(() => undefined);
     if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
   }
+}
+
+/** Where `lambkin dev` serves pages unless told otherwise (src/cli/commands/dev.ts). */
+const DEV_DEFAULT_BASE = 'http://127.0.0.1:3000';
+
+/**
+ * The links above die with the demo's stack. How to see the builds again: the exact command that
+ * reopens kept data (its pages link relatively, so they work on the new port), or how to keep it.
+ */
+export function lookAgainHint(dataDir: string, kept: boolean, repo: DemoRepository): string[] {
+  const list = `${DEV_DEFAULT_BASE}/builds/${repo.owner}/${repo.name}`;
+  if (!kept) {
+    return [
+      'The stack and its builds are gone now. To look at them again afterwards, keep the data:',
+      '  npm start -- --keep-data .lambkin',
+      `then reopen it with \`${reopenCommand('.lambkin')}\` and open ${list}`,
+    ];
+  }
+  return [
+    `The stack's data is kept in ${dataDir}. To look at these builds again:`,
+    `  ${reopenCommand(dataDir)}`,
+    `then open ${list} (add --port N to the command if 3000 is taken).`,
+  ];
+}
+
+/** `lambkin dev` needs a webhook secret: the demo's, so the demo's own deliveries still verify. */
+function reopenCommand(dataDir: string): string {
+  return `LAMBKIN_WEBHOOK_SECRET=${DEMO_SECRET} npm run lambkin -- dev --data-dir ${shellWord(dataDir)}`;
+}
+
+/** A path as one shell word: as is when it holds nothing the shell would change, else single-quoted. */
+function shellWord(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
 }
 
 async function waitForBuilds(

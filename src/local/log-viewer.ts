@@ -51,6 +51,12 @@ export async function serveLogViewer(
       send(response, 405, 'text/plain; charset=utf-8', 'Only GET here.\n');
       return;
     }
+    // With a trailing slash the stored pages' relative links would resolve one folder too deep.
+    const slashed = /^\/builds\/.+\/([^/]+)\/$/.exec(path);
+    if (slashed) {
+      response.writeHead(302, { location: `../${slashed[1]}${url.search}` }).end();
+      return;
+    }
     const build = BUILD_PATH.exec(path);
     if (build) {
       const [, owner, repo, number, raw] = build;

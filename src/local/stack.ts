@@ -20,6 +20,7 @@ import { loadConfig, type LambkinConfig } from '../config.js';
 import { localEnvironment } from './local-config.js';
 import { handleWebhook, type IntakeDependencies } from '../controller/intake.js';
 import { normalizeHeaders } from '../core/http.js';
+import { LambkinError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
 import { DynamoSettingsStore, GLOBAL_SCOPE, type SettingsStore } from '../store/settings.js';
@@ -40,6 +41,19 @@ export const LOCAL_NAMES = {
 /** The local servers take any credentials; these keep the SDK from looking for real ones. */
 export const LOCAL_CREDENTIALS = { accessKeyId: 'lambkin-local', secretAccessKey: 'lambkin-local' };
 export const LOCAL_REGION = 'us-east-1';
+
+/** The stack's port is taken (another `lambkin dev`, another server): the CLI prints this line. */
+export class PortInUseError extends LambkinError {
+  constructor(
+    readonly port: number,
+    readonly host: string,
+  ) {
+    super(
+      'PORT_IN_USE',
+      `port ${port} on ${host} is in use (another \`lambkin dev\`?): stop that or pick a free port with --port, e.g. --port ${port === 65535 ? port - 1 : port + 1}`,
+    );
+  }
+}
 
 export interface LocalStackOptions {
   dataDir: string;
@@ -132,9 +146,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     http.listen(options.port ?? 3000, host, () => resolveListen());
   }).catch(async (error: NodeJS.ErrnoException) => {
     await stopAll();
-    throw error.code === 'EADDRINUSE'
-      ? new Error(`Port ${options.port ?? 3000} is in use: pick another with --port.`)
-      : error;
+    throw error.code === 'EADDRINUSE' ? new PortInUseError(options.port ?? 3000, host) : error;
   });
   const base = `http://${host}:${(http.address() as AddressInfo).port}`;
 

@@ -15,7 +15,7 @@ import {
   type BuildRequest,
   type RepoName,
 } from '../core/build.js';
-import { pageUrlOf } from '../core/links.js';
+import { pageUrlOf, relativePageLinks } from '../core/links.js';
 import {
   resultOf,
   shouldNotify,
@@ -151,7 +151,8 @@ export class BuildNotifier implements BuildObserver {
     const html = renderRepoPage({
       repo: changed.repo,
       builds,
-      linkOf: (build) => pageUrlOf(build as BuildRecord, this.deps.publicUrl),
+      // Relative (`app/7`): the stored page links right wherever it is served.
+      linkOf: (build) => relativePageLinks(pageUrlOf(build as BuildRecord, this.deps.publicUrl)).fromRepoPage,
       now: this.clock(),
     });
     await logs.putPage(REPO_KEYS.page(changed.repo).slice(0, -'index.html'.length), html);

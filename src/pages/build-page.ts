@@ -8,6 +8,7 @@
  */
 import { AnsiUp } from 'ansi_up';
 import type { BuildRecord } from '../core/build.js';
+import { relativePageLinks } from '../core/links.js';
 import { STATE_LABELS } from '../core/state-machine.js';
 import {
   formatDuration,
@@ -29,17 +30,32 @@ export type LogPageBuild = Pick<BuildRecord, 'repo' | 'number' | 'state' | 'sha'
   >;
 
 export interface LogPageLinks {
-  /** The raw log (`log.txt`), usually relative to the page. */
+  /** The raw log, relative to the page (src/core/links.ts `relativePageLinks`). */
   raw: string;
+  /** The repository's page of recent builds, relative to the page; none for private builds. */
+  repoPage?: string;
   /** The repository on GitHub. */
   github?: string;
   /** The commit on GitHub. */
   commit?: string;
-  /**
-   * Where a running page reloads from: the build's stable link. In the cloud the page itself is
-   * served from a short-lived presigned URL, so reloading that would soon fail.
-   */
+  /** Where a running page reloads from: the page itself, with the private build's token. */
   self?: string;
+}
+
+/**
+ * The page's links from the build's stable link: relative ones inside Lambkin, so the stored page
+ * works wherever it is served; GitHub's stay absolute. A private build's link carries its token,
+ * and its repository's page is never served (it would list every build with its token): no link.
+ */
+export function logPageLinksFor(pageUrl: string, githubUrl?: string): LogPageLinks {
+  const relative = relativePageLinks(pageUrl);
+  const isPrivate = new URL(pageUrl).searchParams.has('token');
+  return {
+    raw: relative.rawLog,
+    self: relative.self,
+    ...(isPrivate ? {} : { repoPage: relative.repoPage }),
+    ...(githubUrl ? { github: githubUrl } : {}),
+  };
 }
 
 export interface LogPageInput {
@@ -108,13 +124,13 @@ ${running ? `<meta http-equiv="refresh" content="${refreshTarget(refreshSeconds,
 <body>
 <header class="build">
 ${renderHeading(build, input.links, label)}
-${build.commitTitle ? `<p class="commit-title">${escapeHtml(build.commitTitle)}</p>\n` : ''}${renderFacts(build, input.links, running, now)}
+${renderRepoPageLink(build, input.links)}${build.commitTitle ? `<p class="commit-title">${escapeHtml(build.commitTitle)}</p>\n` : ''}${renderFacts(build, input.links, running, now)}
 ${build.description ? `<p class="description">${escapeHtml(build.description)}</p>\n` : ''}${
     running
       ? `<p class="notice">The build is running: this page refreshes every ${refreshSeconds} s.</p>\n`
       : ''
   }</header>
-${renderSteps(steps)}
+${renderSteps(steps, stepsTotalMs(build))}
 <main>
 <div class="toolbar"><h2>Log</h2><span><a href="${escapeHtml(safeUrl(input.links.raw) ?? '#')}">Raw log</a> · <a href="#end">Jump to end</a></span></div>
 <div class="log">
@@ -138,6 +154,12 @@ function renderHeading(build: LogPageBuild, links: LogPageLinks, label: string):
   );
 }
 
+function renderRepoPageLink(build: LogPageBuild, links: LogPageLinks): string {
+  const url = safeUrl(links.repoPage);
+  if (!url) return '';
+  return `<p class="all-builds"><a href="${escapeHtml(url)}">All builds of ${escapeHtml(build.repo)}</a></p>\n`;
+}
+
 function renderFacts(build: LogPageBuild, links: LogPageLinks, running: boolean, now: number): string {
   const facts: [string, string][] = [];
   const shortSha = escapeHtml(build.sha.slice(0, 7));
@@ -159,15 +181,22 @@ function renderFacts(build: LogPageBuild, links: LogPageLinks, running: boolean,
     facts.push(['Branch', escapeHtml(build.branch)]);
   }
   facts.push(['Author', escapeHtml(build.author)]);
+  // The build's own time, fetch and log upload included; the steps' sum is under Steps (the
+  // description's "passed in …" is that sum), so each figure says what it measures.
   const duration = durationText(build, running, now);
-  if (duration) facts.push(['Duration', escapeHtml(duration)]);
+  if (duration) {
+    facts.push([
+      'Total time',
+      `${escapeHtml(duration)} <span class="muted">(fetch, steps, log upload)</span>`,
+    ]);
+  }
   const startedAt = build.startedAt ?? build.queuedAt;
   facts.push([build.startedAt === undefined ? 'Queued' : 'Started', renderTime(startedAt)]);
   const items = facts.map(([term, value]) => `<div><dt>${term}</dt><dd>${value}</dd></div>`);
   return `<dl class="facts">${items.join('')}</dl>`;
 }
 
-function renderSteps(steps: StepRow[]): string {
+function renderSteps(steps: StepRow[], stepsTotalMs: number | undefined): string {
   if (steps.length === 0) return '';
   const rows = steps.map((step) => {
     const name = step.anchor
@@ -182,7 +211,11 @@ function renderSteps(steps: StepRow[]): string {
       `<td class="exit">${exit}</td><td class="duration">${escapeHtml(step.duration ?? '')}</td></tr>`
     );
   });
-  return `<nav class="steps"><h2>Steps</h2><table><tbody>\n${rows.join('\n')}\n</tbody></table></nav>`;
+  const total =
+    stepsTotalMs === undefined
+      ? ''
+      : `\n<tfoot><tr><td></td><td class="name" colspan="3">Steps in total</td><td class="duration">${escapeHtml(formatDuration(stepsTotalMs))}</td></tr></tfoot>`;
+  return `<nav class="steps"><h2>Steps</h2><table><tbody>\n${rows.join('\n')}\n</tbody>${total}</table></nav>`;
 }
 
 function renderSections(sections: LogSection[], running: boolean): string {
@@ -257,6 +290,12 @@ function stepRows(build: LogPageBuild, loggedSteps: LoggedStep[], running: boole
     });
   }
   return rows;
+}
+
+/** The recorded steps' time added up (what "passed in …" says); none while the build runs. */
+function stepsTotalMs(build: LogPageBuild): number | undefined {
+  if (build.endedAt === undefined || !build.steps?.length) return undefined;
+  return build.steps.reduce((sum, step) => sum + step.durationMs, 0);
 }
 
 function durationText(build: LogPageBuild, running: boolean, now: number): string | undefined {
@@ -387,6 +426,8 @@ code,pre{font-family:ui-monospace,SFMono-Regular,"SF Mono",Menlo,Consolas,"Liber
 .steps td{padding:3px 8px;border-top:1px solid var(--border)}.steps tr:first-child td{border-top:0}
 .steps .status{width:24px;text-align:center}.steps .exit,.steps .duration{color:var(--muted);white-space:nowrap;text-align:right}
 .steps .outcome{color:var(--muted)}
+.steps tfoot td{border-top:1px solid var(--border);color:var(--muted)}
+.all-builds{margin:4px 0 0;font-size:13px}
 .step-passed .status{color:#1a7f37}.step-failed .status,.step-killed .status{color:#cf222e}
 .step-timed-out .status{color:#9a6700}.step-running .status{color:#0969da}.step-interrupted .status,.step-not-run .status{color:var(--muted)}
 .toolbar{display:flex;justify-content:space-between;align-items:baseline;margin:0 0 8px}

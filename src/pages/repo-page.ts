@@ -23,7 +23,7 @@ export interface RepoPageInput {
   repo: string;
   /** Latest first. */
   builds: readonly RepoPageBuild[];
-  /** The link of a build's page (its stable link). */
+  /** The link of a build's page, relative to this page (src/core/links.ts `relativePageLinks`). */
   linkOf: (build: RepoPageBuild) => string | undefined;
   /** Epoch ms for "running for …"; defaults to now. */
   now?: number;

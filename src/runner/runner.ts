@@ -8,7 +8,6 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StepResult } from '../core/build.js';
-import { rawLogUrl } from '../core/links.js';
 import {
   RepoConfigError,
   buildVariables,
@@ -26,7 +25,7 @@ import {
   formatStepFooter,
   formatStepHeader,
 } from '../core/log-format.js';
-import { renderLogPage } from '../pages/build-page.js';
+import { logPageLinksFor, renderLogPage } from '../pages/build-page.js';
 import { createLogStream, type LogStream } from './log/stream.js';
 import { PresignedUploader } from './log/uploader.js';
 import type { RunnerInput, RunnerOutcome, RunnerState } from '../core/protocol.js';
@@ -99,11 +98,7 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
         build: { ...build, state: 'running' },
         log: text,
         running: true,
-        links: {
-          raw: rawLogUrl(input.buildUrl),
-          self: input.buildUrl,
-          ...(build.htmlUrl ? { github: build.htmlUrl } : {}),
-        },
+        links: logPageLinksFor(input.buildUrl, build.htmlUrl),
       }),
     onError: (error) => console.error(`log upload failed: ${error.message}`),
   });

@@ -174,12 +174,12 @@ describe('lambkin run', () => {
     return dir;
   }
 
-  it('exits 0 for a passing project, printing the log live and a JSON summary', async () => {
+  it('exits 0 for a passing project, the log live on stderr and only the JSON summary on stdout', async () => {
     const run = await runProcess(['run', folder(passingProject()), '--json'], {});
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain('▶ step install');
-    expect(run.stdout).toMatch(/# pass 1/);
-    const summary = JSON.parse(run.stdout.slice(run.stdout.lastIndexOf('\n{'))) as {
+    expect(run.stderr).toContain('▶ step install');
+    expect(run.stderr).toMatch(/# pass 1/);
+    const summary = JSON.parse(run.stdout) as {
       state: string;
       steps: unknown[];
     };

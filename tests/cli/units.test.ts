@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { normalizeLocalOption } from '../../src/cli/arguments.js';
 import { LocalStackFileError } from '../../src/cli/cli-errors.js';
-import { formatAge, formatDuration, formatTable, unseenPart } from '../../src/cli/output.js';
+import {
+  colourEnabled,
+  formatAge,
+  formatDuration,
+  formatTable,
+  terminalWriter,
+  unseenPart,
+} from '../../src/cli/output.js';
 import {
   formatKeyPath,
   getAtPath,
@@ -205,5 +212,46 @@ describe('parseLocalStackFile', () => {
     expect(error).toBeInstanceOf(LocalStackFileError);
     expect((error as Error).message).toMatch(message);
     expect((error as Error).message).toMatch(/^x\/stack.json .*restart `lambkin dev`/);
+  });
+});
+
+describe('colour', () => {
+  const terminal = { write: () => undefined, isTTY: true };
+  const pipe = { write: () => undefined };
+
+  it('is on for a terminal and off for a pipe, unless the environment says otherwise', () => {
+    expect(colourEnabled(terminal, {})).toBe(true);
+    expect(colourEnabled(pipe, {})).toBe(false);
+    expect(colourEnabled(terminal, { NO_COLOR: '1' })).toBe(false);
+    expect(colourEnabled(terminal, { NO_COLOR: '' })).toBe(true);
+    expect(colourEnabled(terminal, { TERM: 'dumb' })).toBe(false);
+    expect(colourEnabled(pipe, { FORCE_COLOR: '1' })).toBe(true);
+    expect(colourEnabled(pipe, { FORCE_COLOR: '' })).toBe(true);
+    expect(colourEnabled(terminal, { FORCE_COLOR: '0' })).toBe(false);
+    expect(colourEnabled(terminal, { FORCE_COLOR: 'false' })).toBe(false);
+    // As Node's util.styleText has it: FORCE_COLOR wins over NO_COLOR.
+    expect(colourEnabled(pipe, { FORCE_COLOR: '1', NO_COLOR: '1' })).toBe(true);
+  });
+
+  it('drops escape sequences where it is off, even one cut between two writes', () => {
+    let out = '';
+    const write = terminalWriter({ write: (text) => void (out += text) }, {});
+    for (const piece of [
+      '\u001b[1;36m▶ step test\u001b[0m\nred: \u001b[3',
+      '1mfail',
+      '\u001b',
+      '[0m done\n',
+    ]) {
+      write(piece);
+    }
+    write('\u001b]8;;https://example.test\u0007link\u001b]8;;\u0007\n');
+    expect(out).toBe('▶ step test\nred: fail done\nlink\n');
+  });
+
+  it('writes the text as it is where it is on', () => {
+    let out = '';
+    const text = '\u001b[31mred\u001b[0m\n\u001b[3';
+    terminalWriter({ write: (piece) => void (out += piece), isTTY: true }, {})(text);
+    expect(out).toBe(text);
   });
 });

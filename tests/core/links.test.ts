@@ -1,4 +1,4 @@
-import { baseUrlFromRequest, buildPageUrl, rawLogUrl } from '../../src/core/links.js';
+import { baseUrlFromRequest, buildPageUrl, rawLogUrl, relativePageLinks } from '../../src/core/links.js';
 
 describe('build links', () => {
   it('put the raw log before the private token', () => {
@@ -17,5 +17,34 @@ describe('build links', () => {
     );
     expect(baseUrlFromRequest({ host: 'evil.test/"><script>' })).toBeUndefined();
     expect(baseUrlFromRequest({})).toBeUndefined();
+  });
+});
+
+describe('relative page links', () => {
+  it('resolve from the build page and the repository page to the same targets on any base', () => {
+    for (const base of [
+      'http://127.0.0.1:3000',
+      'http://127.0.0.1:4123',
+      'https://ci.example.test/lambkin',
+    ]) {
+      const page = buildPageUrl(base, { repo: 'octo/my.app', number: 12 });
+      const links = relativePageLinks(
+        buildPageUrl('https://recorded.test', { repo: 'octo/my.app', number: 12 }),
+      );
+      expect(new URL(links.rawLog, page).href).toBe(`${base}/builds/octo/my.app/12/log.txt`);
+      expect(new URL(links.self, page).href).toBe(page);
+      expect(new URL(links.repoPage, page).href).toBe(`${base}/builds/octo/my.app`);
+      expect(new URL(links.fromRepoPage, `${base}/builds/octo/my.app`).href).toBe(page);
+    }
+  });
+
+  it("keep a private build's token", () => {
+    const links = relativePageLinks(buildPageUrl('https://ci.test', { repo: 'o/r', number: 3 }, 'tok-en_1'));
+    expect(links).toEqual({
+      rawLog: '3/log.txt?token=tok-en_1',
+      self: '3?token=tok-en_1',
+      repoPage: '../r',
+      fromRepoPage: 'r/3?token=tok-en_1',
+    });
   });
 });

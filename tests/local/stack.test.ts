@@ -6,11 +6,19 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { endFailedBuild } from '../../src/controller/on-failure.js';
-import { startLocalStack, STACK_FILE, type LocalStack, type StackFile } from '../../src/local/stack.js';
+import { createServer, type Server } from 'node:net';
+import {
+  PortInUseError,
+  startLocalStack,
+  STACK_FILE,
+  type LocalStack,
+  type StackFile,
+} from '../../src/local/stack.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { passingProject } from '../support/npm-projects.js';
 import { pushPayload, signedDelivery } from '../support/payloads.js';
+import { runProcess } from '../cli/helpers.js';
 
 const SECRET = 'stack-test-secret';
 const TOKEN = 'stack-test-token';
@@ -147,4 +155,47 @@ describe('the embedded local stack', () => {
       await stack.stop();
     }
   });
+});
+
+describe('a port already in use', () => {
+  let occupier: Server;
+  let port: number;
+
+  beforeAll(async () => {
+    occupier = createServer();
+    await new Promise<void>((resolve) => occupier.listen(0, '127.0.0.1', resolve));
+    port = (occupier.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    await new Promise<void>((resolve) => occupier.close(() => resolve()));
+  });
+
+  it('is a typed error naming the port and the flag that changes it', async () => {
+    const failed = startLocalStack({
+      dataDir: mkdtempSync(join(tmpdir(), 'lambkin-port-')),
+      port,
+      githubApiUrl: github.url,
+      webhookSecret: SECRET,
+      logger: createMemoryLogger(),
+    });
+    await expect(failed).rejects.toBeInstanceOf(PortInUseError);
+    await expect(failed).rejects.toMatchObject({ code: 'PORT_IN_USE', port });
+  });
+
+  it('makes `lambkin dev` print one plain line, not "unexpected error"', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'lambkin-port-cli-'));
+    try {
+      const run = await runProcess(
+        ['dev', '--port', String(port), '--data-dir', folder, '--github-api', github.url],
+        { LAMBKIN_WEBHOOK_SECRET: SECRET },
+      );
+      expect(run.code).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toBe(
+        `lambkin: port ${port} on 127.0.0.1 is in use (another \`lambkin dev\`?): stop that or pick a free port with --port, e.g. --port ${port === 65535 ? port - 1 : port + 1}\n`,
+      );
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  }, 30_000);
 });

@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { formatBuildSummary, formatStepFooter, formatStepHeader } from '../../src/core/log-format.js';
-import { renderLogPage } from '../../src/pages/build-page.js';
+import { logPageLinksFor, renderLogPage } from '../../src/pages/build-page.js';
+import { renderRepoPage } from '../../src/pages/repo-page.js';
+import { relativePageLinks } from '../../src/core/links.js';
 import type { LogPageBuild } from '../../src/pages/build-page.js';
 import {
   cssColour,
@@ -135,6 +137,7 @@ interface PageFacts {
   spans: { text: string; color: string }[];
   rawLink: { attribute: string | null; href: string } | null;
   commitTitle: string | null;
+  stepsTotal: string | null;
   logText: string;
   logColour: string | null;
   logBackground: string | null;
@@ -158,7 +161,7 @@ const READ_PAGE = `(() => {
     pill: pill && { text: pill.innerText, className: pill.className, background: getComputedStyle(pill).backgroundColor },
     notice: text('.notice'),
     refresh: document.querySelector('meta[http-equiv="refresh" i]')?.getAttribute('content') ?? null,
-    steps: [...document.querySelectorAll('nav.steps tr')].map((row) => ({
+    steps: [...document.querySelectorAll('nav.steps tbody tr')].map((row) => ({
       symbol: row.querySelector('.status').innerText,
       name: row.querySelector('.name').innerText,
       outcome: row.querySelector('.outcome').innerText,
@@ -172,6 +175,7 @@ const READ_PAGE = `(() => {
     })),
     rawLink: raw ? { attribute: raw.getAttribute('href'), href: raw.href } : null,
     commitTitle: text('.commit-title'),
+    stepsTotal: text('nav.steps tfoot'),
     logText: text('.log') ?? '',
     logColour: style('.log pre', 'color'),
     logBackground: style('.log', 'backgroundColor'),
@@ -320,6 +324,9 @@ describe('the log page in a headless browser', () => {
       { symbol: '○', name: 'deploy', outcome: 'not run', exit: '', duration: '', visible: true },
     ]);
 
+    // The steps added up, named (what a "passed in …" description measures).
+    expect(facts.stepsTotal).toMatch(/^\s*Steps in total\s+1 min 09 s\s*$/);
+
     // Hostile output did nothing and reads as text.
     expect(facts.pwned).toBe('undefined');
     expect(facts.activeElements).toBe(0);
@@ -379,6 +386,58 @@ describe('the log page in a headless browser', () => {
     await new Promise((resolve) => setTimeout(resolve, 2500));
     expect(served.filter((state) => state === 'finished')).toHaveLength(1);
     expect(problems).toEqual([]);
+  });
+
+  test('the stored page links to its raw log and its repository, served from two different base URLs', async () => {
+    // Rendered once, as the builder stores it, from a link recorded on another host.
+    const recorded = 'https://recorded.example.test/builds/octo/widgets/42';
+    const stored = renderLogPage({
+      build: build(),
+      log: FINISHED_LOG,
+      running: false,
+      links: logPageLinksFor(recorded, LINKS.github),
+    });
+    const list = renderRepoPage({
+      repo: 'octo/widgets',
+      builds: [build()],
+      linkOf: () => relativePageLinks(recorded).fromRepoPage,
+      now: QUEUED_AT + 80_000,
+    });
+    const other = await startServer();
+    try {
+      // Another port, and another host's path prefix (a custom domain in front of the route).
+      for (const base of [server.base, `${other.base}/ci`]) {
+        const { pathname } = new URL(base);
+        const prefix = pathname === '/' ? '' : pathname;
+        const target = base === server.base ? server : other;
+        target.routes.set(`${prefix}/builds/octo/widgets/42`, html(stored));
+        target.routes.set(`${prefix}/builds/octo/widgets/42/log.txt`, () => ({
+          type: 'text/plain; charset=utf-8',
+          body: FINISHED_LOG,
+        }));
+        target.routes.set(`${prefix}/builds/octo/widgets`, html(list));
+        // The browser asks for one when it shows the plain-text log.
+        target.routes.set('/favicon.ico', () => ({ type: 'image/x-icon', body: '' }));
+
+        const pageUrl = `${base}/builds/octo/widgets/42`;
+        await page.goto(pageUrl);
+        await page.getByRole('link', { name: 'Raw log' }).click();
+        await page.waitForURL(`${pageUrl}/log.txt`);
+        expect(await page.evaluate<string>('document.body.innerText')).toContain('added 312 packages in 7s');
+
+        await page.goto(pageUrl);
+        await page.getByRole('link', { name: 'All builds of octo/widgets' }).click();
+        await page.waitForURL(`${base}/builds/octo/widgets`);
+        await page.getByRole('link', { name: '#42' }).click();
+        await page.waitForURL(pageUrl);
+        expect((await readPage(page)).title).toBe('octo/widgets #42 · failed — Lambkin');
+      }
+      expect(other.requests).toContain('/ci/builds/octo/widgets/42/log.txt');
+      expect(server.requests).toContain('/builds/octo/widgets/42/log.txt');
+      expect(problems).toEqual([]);
+    } finally {
+      await other.close();
+    }
   });
 
   test('a screenshot of the finished page is a full, non-blank 1280×800 image', async () => {

@@ -1,5 +1,10 @@
 import { formatBuildSummary, formatStepFooter, formatStepHeader } from '../../src/core/log-format.js';
-import { renderLogPage, type LogPageBuild, type LogPageInput } from '../../src/pages/build-page.js';
+import {
+  logPageLinksFor,
+  renderLogPage,
+  type LogPageBuild,
+  type LogPageInput,
+} from '../../src/pages/build-page.js';
 
 const ESC = '\u001b';
 const BEL = '\u0007';
@@ -82,11 +87,23 @@ describe('renderLogPage', () => {
     );
     expect(html).toContain('<dt>Branch</dt><dd>main</dd>');
     expect(html).toContain('<dt>Author</dt><dd>mona</dd>');
-    expect(html).toContain('<dt>Duration</dt><dd>1 min 10 s</dd>');
+    expect(html).toContain(
+      '<dt>Total time</dt><dd>1 min 10 s <span class="muted">(fetch, steps, log upload)</span></dd>',
+    );
     expect(html).toContain('<time datetime="2024-05-01T10:40:02.000Z">2024-05-01 10:40:02 UTC</time>');
     expect(html).toContain('<p class="commit-title">Make widgets faster</p>');
     expect(html).toContain('<p class="description">test failed (exit 1)</p>');
     expect(html).toContain('<a href="log.txt">Raw log</a>');
+  });
+
+  it('says what each duration measures: the total beside the steps added up', () => {
+    const html = render();
+    // "passed in …" / "failed in …" descriptions are the steps' sum: the page names that sum.
+    expect(html).toContain(
+      '<tfoot><tr><td></td><td class="name" colspan="3">Steps in total</td><td class="duration">1 min 09 s</td></tr></tfoot>',
+    );
+    expect(html).toContain('<dt>Total time</dt><dd>1 min 10 s');
+    expect(html).not.toContain('<dt>Duration</dt>');
   });
 
   it.each([
@@ -238,7 +255,8 @@ describe('renderLogPage', () => {
       expect(html).toContain('<meta http-equiv="refresh" content="5">');
       expect(html).toContain('this page refreshes every 5 s');
       expect(html).toContain('<span class="pill state-running">running</span>');
-      expect(html).toContain('<dt>Duration</dt><dd>30.0 s so far</dd>');
+      expect(html).toContain('<dt>Total time</dt><dd>30.0 s so far <span class="muted">');
+      expect(html).not.toContain('Steps in total');
     });
 
     it('shows the steps so far from the log, the current one as running', () => {
@@ -284,7 +302,41 @@ describe('renderLogPage', () => {
       running: true,
     });
     expect(html).toContain('<dt>Queued</dt><dd><time datetime="2024-05-01T10:40:00.000Z">');
-    expect(html).not.toContain('<dt>Duration</dt>');
+    expect(html).not.toContain('<dt>Total time</dt>');
     expect(html).not.toContain('<nav class="steps">');
+  });
+});
+
+describe('logPageLinksFor', () => {
+  it('links inside Lambkin relatively, to GitHub absolutely', () => {
+    const links = logPageLinksFor(
+      'https://ci.example.test/builds/octo/widgets/42',
+      'https://github.com/octo/widgets',
+    );
+    expect(links).toEqual({
+      raw: '42/log.txt',
+      self: '42',
+      repoPage: '../widgets',
+      github: 'https://github.com/octo/widgets',
+    });
+    const html = render({ links });
+    expect(html).toContain('<a href="42/log.txt">Raw log</a>');
+    expect(html).toContain('<p class="all-builds"><a href="../widgets">All builds of octo/widgets</a></p>');
+    expect(html).not.toContain('ci.example.test');
+    const page = 'http://127.0.0.1:4000/builds/octo/widgets/42';
+    expect(new URL(links.raw, page).href).toBe(`${page}/log.txt`);
+    expect(new URL(links.repoPage ?? '', page).href).toBe('http://127.0.0.1:4000/builds/octo/widgets');
+  });
+
+  it("keeps a private build's token and gives it no link to the repository's page", () => {
+    const links = logPageLinksFor('https://ci.example.test/builds/octo/secret/7?token=t0k-en');
+    expect(links).toEqual({ raw: '7/log.txt?token=t0k-en', self: '7?token=t0k-en' });
+    const html = render({
+      links,
+      running: true,
+      build: finishedBuild({ state: 'running', endedAt: undefined }),
+    });
+    expect(html).toContain('<meta http-equiv="refresh" content="5;url=7?token=t0k-en">');
+    expect(html).not.toContain('All builds of');
   });
 });

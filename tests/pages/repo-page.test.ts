@@ -140,7 +140,11 @@ describe('the page in the bucket', () => {
     await observed.transition(queued, { from: 'running', to: 'failure', reason: 'test failed (exit 1)' });
     const html = (await page()) ?? '';
     expect(html).toMatch(/<span class="pill" title="test failed \(exit 1\)">failed<\/span>/);
-    expect(html).toContain(`<a href="${base}/builds/octo/refreshed/1">#1</a>`);
+    // Relative: from the page's link `…/builds/octo/refreshed`, `refreshed/1` is the build's page.
+    expect(html).toContain('<a href="refreshed/1">#1</a>');
+    expect(new URL('refreshed/1', `${base}/builds/octo/refreshed`).href).toBe(
+      `${base}/builds/octo/refreshed/1`,
+    );
     expect(html).not.toContain('<script>');
 
     const served = await fetch(`${base}/builds/octo/refreshed`);

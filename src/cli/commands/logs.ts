@@ -3,7 +3,7 @@ import { LOG_KEYS } from '../../core/protocol.js';
 import { buildLabel, type BuildKey, type BuildRecord, type RepoName } from '../../core/build.js';
 import { isTerminal } from '../../core/state-machine.js';
 import { STACK_HELP, addStackOptions, parseBuildNumber, parseRepoArgument } from '../arguments.js';
-import { unseenPart } from '../output.js';
+import { terminalWriter, unseenPart } from '../output.js';
 import { withStack, type CliContext, type CommandModule } from '../program.js';
 import type { Stack, StackOptions } from '../stack.js';
 import { buildOrFail } from './shared.js';
@@ -52,14 +52,15 @@ async function printLog(context: CliContext, stack: Stack, key: BuildKey): Promi
     context.stderr.write(`no log yet: ${summary(build)}\n`);
     return;
   }
-  context.stdout.write(text);
+  terminalWriter(context.stdout, context.env)(text);
 }
 
 async function followLog(context: CliContext, stack: Stack, key: BuildKey): Promise<void> {
   let printed = '';
+  const writeLog = terminalWriter(context.stdout, context.env);
   const show = (text: string): void => {
     const unseen = unseenPart(printed, text);
-    if (unseen) context.stdout.write(unseen);
+    if (unseen) writeLog(unseen);
     printed = text;
   };
   let endedSeenAt: number | undefined;

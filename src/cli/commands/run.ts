@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { runLocalBuild } from '../../local/local-run.js';
 import { CliError, EXIT_USER_ERROR } from '../cli-errors.js';
-import { formatJson } from '../output.js';
+import { formatJson, terminalWriter } from '../output.js';
 import type { CliContext, CommandModule } from '../program.js';
 
 interface RunOptions {
@@ -24,7 +24,7 @@ export const runCommand: CommandModule = {
         'Build a local working copy through the same builder and config rules as the cloud, printing the log live.',
       )
       .argument('[path]', 'the working copy', '.')
-      .option('--json', 'print a machine-readable summary at the end')
+      .option('--json', 'print only a JSON summary on stdout (the log goes to stderr)')
       .option('--deploy', 'also run the deploy step (a local run never deploys otherwise)')
       .option(
         '--env <NAME=value>',
@@ -51,9 +51,11 @@ Example:
           if (!match) throw new CliError('BAD_ENV', `--env takes NAME=value (got "${pair}").`, 2);
           env[match[1] ?? ''] = match[2] ?? '';
         }
+        // With --json, stdout holds the summary alone (`lambkin run --json | jq`): the log goes to stderr.
+        const writeLog = terminalWriter(options.json ? context.stderr : context.stdout, context.env);
         const result = await runLocalBuild({
           path: resolve(context.cwd, path),
-          write: (text) => context.stdout.write(text),
+          write: writeLog,
           ...(options.deploy ? { deploy: true } : {}),
           env,
           logger: {

@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LOG_KEYS, type PresignedPost } from '../../../src/core/protocol.js';
 import {
   createLogStream,
+  finalPageLog,
   LogStreamError,
   PAGE_LOG_BYTES,
   type LogStream,
@@ -408,5 +409,18 @@ describe('log stream upload failures', () => {
     const base = { uploader, logPrefix: 'logs/o/r/builds/1/', limitBytes: 4096, secrets: [] };
     expect(() => createLogStream({ ...base, maxChunkBytes: 2 })).toThrow(LogStreamError);
     expect(() => createLogStream({ ...base, flushIntervalMs: 0 })).toThrow(LogStreamError);
+  });
+});
+
+describe('finalPageLog', () => {
+  it('keeps a log that fits as it is', () => {
+    expect(finalPageLog('one\ntwo\n', 100)).toBe('one\ntwo\n');
+  });
+
+  it('keeps the end from a whole line, behind a line saying how much only the raw log has', () => {
+    const log = `${'a'.repeat(50)}\n${'b'.repeat(20)}\nlast line ✓\n`;
+    expect(finalPageLog(log, 20)).toBe(
+      '… the first 72 bytes of the log are left out here: the raw log has all of it …\nlast line ✓\n',
+    );
   });
 });

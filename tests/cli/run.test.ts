@@ -1,0 +1,74 @@
+/**
+ * `lambkin run` as a real child process, its stdout a pipe: with --json stdout holds the summary
+ * alone (what `lambkin run --json . | jq .state` reads) and the log goes to stderr; colours follow
+ * NO_COLOR, FORCE_COLOR and whether the stream is a terminal.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { GitFiles } from '../support/github-server.js';
+import { failingProject, passingProject } from '../support/npm-projects.js';
+import { runProcess } from './helpers.js';
+
+const ESC = '\u001b';
+/** The builder's step header, as it writes it (src/builder/logs/format.ts). */
+const COLOURED_HEADER = `${ESC}[1;36m▶ step install`;
+
+const folders: string[] = [];
+afterAll(() => folders.forEach((folder) => rmSync(folder, { recursive: true, force: true })));
+
+function folder(files: GitFiles): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lambkin-run-json-'));
+  folders.push(dir);
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(dir, path, '..'), { recursive: true });
+    writeFileSync(join(dir, path), typeof content === 'string' ? content : '');
+  }
+  return dir;
+}
+
+interface Summary {
+  state: string;
+  description: string;
+  steps: { name: string }[];
+}
+
+describe('lambkin run --json', () => {
+  it('writes exactly one JSON object to stdout and the plain log to stderr', async () => {
+    const run = await runProcess(['run', '--json', folder(passingProject())], {});
+    expect(run.code).toBe(0);
+    const summary = JSON.parse(run.stdout) as Summary;
+    expect(summary).toMatchObject({ state: 'success', steps: [{ name: 'install' }, { name: 'test' }] });
+    expect(run.stdout.trimEnd().split('\n').at(-1)).toBe('}');
+    expect(run.stderr).toContain('▶ step install');
+    expect(run.stderr).toMatch(/■ build passed/);
+    // A pipe is no terminal: no colour.
+    expect(run.stderr).not.toContain(ESC);
+  }, 60_000);
+
+  it('still writes the summary alone to stdout when the build fails, and keeps colour when forced', async () => {
+    const run = await runProcess(['run', '--json', folder(failingProject())], { FORCE_COLOR: '1' });
+    expect(run.code).toBe(1);
+    expect(JSON.parse(run.stdout) as Summary).toMatchObject({ state: 'failure' });
+    expect(run.stderr).toContain(COLOURED_HEADER);
+    expect(run.stderr.trimEnd().split('\n').at(-1)).toBe(
+      'lambkin: build failure: test failed (exit 1): npm test',
+    );
+  }, 60_000);
+});
+
+describe('lambkin run without --json', () => {
+  it('streams the log to stdout, without colour under NO_COLOR', async () => {
+    const run = await runProcess(['run', folder(passingProject())], { NO_COLOR: '1' });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('▶ step install');
+    expect(run.stdout).not.toContain(ESC);
+    expect(run.stderr).toBe('');
+  }, 60_000);
+
+  it('streams the log with its colours under FORCE_COLOR', async () => {
+    const run = await runProcess(['run', folder(passingProject())], { FORCE_COLOR: '1' });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(COLOURED_HEADER);
+  }, 60_000);
+});

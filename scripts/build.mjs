@@ -140,6 +140,20 @@ function externalImports(metafile) {
 }
 
 /**
+ * Code that must never be deployed: the CLI and the local stack (servers, the GitHub stand-in). The
+ * import rules (.dependency-cruiser.cjs) keep deployed folders from importing them; this checks what
+ * each bundle really holds.
+ */
+const NEVER_DEPLOYED = /^src\/(cli|local|bench)\//;
+
+/** The inputs of a bundle's metafile that must never be deployed, sorted. */
+export function forbiddenBundleInputs(metafile) {
+  return Object.keys(metafile.inputs)
+    .filter((input) => NEVER_DEPLOYED.test(input))
+    .sort();
+}
+
+/**
  * Bundles one function into `outdir/<name>/`. Builds into a fresh folder next to it and swaps it in,
  * so a reader never sees a half-written bundle or files left from an older build.
  */
@@ -161,6 +175,13 @@ async function buildOne(esbuild, name, entry, outdir) {
       throw new Error(
         `${name}: esbuild warnings (add one to HARMLESS_WARNINGS only with a reason):\n  ` +
           warnings.map(describeMessage).join('\n  '),
+      );
+    }
+    const forbidden = forbiddenBundleInputs(result.metafile);
+    if (forbidden.length > 0) {
+      throw new Error(
+        `${name}: the bundle holds code that is never deployed (${forbidden.join(', ')}); ` +
+          'pass what it needs in from the handler instead of importing the CLI or the local stack',
       );
     }
     const notBuiltin = externalImports(result.metafile).filter((path) => !isBuiltinModule(path));

@@ -13,7 +13,7 @@ import {
 } from './aws/clients.js';
 import { LambdaBuilderQueue } from './aws/builder-queue.js';
 import type { ControllerDependencies } from './controller/controller.js';
-import { LambdaRunnerInvoker, type RunnerInvoker } from './controller/runner-invoker.js';
+import { LambdaRunnerInvoker } from './controller/runner-invoker.js';
 import { resolveArchiveUrl } from './github/archive.js';
 import { readRepoFile } from './github/contents.js';
 import { readLockfileBlob } from './github/trees.js';
@@ -32,6 +32,7 @@ import { SlackClient } from './notify/slack.js';
 import { AwsSnsPublisher } from './notify/sns.js';
 import type { BuildStreamDependencies } from './notify/stream.js';
 import type { Logger } from './core/logger.js';
+import { type RunnerInvoker } from './core/ports.js';
 
 export function createIntakeDependencies(
   config: LambkinConfig,

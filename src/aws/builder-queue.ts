@@ -5,21 +5,11 @@
  */
 import { InvokeCommand } from '@aws-sdk/client-lambda';
 import type { LambdaClient } from '@aws-sdk/client-lambda';
-import type { BuildKey, RepoName } from '../core/build.js';
+import type { BuildKey } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
 import { LambkinError } from '../core/errors.js';
-
-/** Payload the builder function receives. */
-export interface BuilderInvocation {
-  kind: 'build';
-  repo: RepoName;
-  number: number;
-}
-
-export interface BuilderQueue {
-  /** Starts the build's builder; resolves once the invoke is accepted, not when the build ends. */
-  enqueue(key: BuildKey): Promise<void>;
-}
+import { builderInvocationFor } from '../core/protocol.js';
+import type { BuilderQueue } from '../core/ports.js';
 
 export interface LambdaBuilderQueueOptions {
   /** Milliseconds one HTTP attempt may take before it is abandoned (and maybe retried). */
@@ -48,18 +38,6 @@ export class BuilderInvokeError extends LambkinError {
       `Could not start build ${buildLabel(build)}: invoking builder function "${functionName}" failed with ` +
         `${awsErrorName} (${detail}). ${adviceFor(awsErrorName)}`,
       options,
-    );
-  }
-}
-
-/** An event given to the builder function is not a `BuilderInvocation`. */
-export class InvalidBuilderInvocationError extends LambkinError {
-  constructor(readonly problems: string[]) {
-    super(
-      'INVALID_BUILDER_INVOCATION',
-      `The builder function was invoked with an event it does not understand: ${problems.join('; ')}. ` +
-        `It expects {"kind":"build","repo":"owner/name","number":<build number>}, as sent by the webhook; ` +
-        'check what invoked it.',
     );
   }
 }
@@ -117,36 +95,6 @@ export class LambdaBuilderQueue implements BuilderQueue {
     const message = error instanceof Error ? error.message : String(error);
     return new BuilderInvokeError(this.functionName, key, name, `${message}${tries}`, { cause: error });
   }
-}
-
-export function builderInvocationFor(key: BuildKey): BuilderInvocation {
-  return { kind: 'build', repo: key.repo, number: key.number };
-}
-
-/** GitHub's rules: owner is letters, digits and single hyphens; repository adds `.` and `_`. */
-const REPO_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/[A-Za-z0-9._-]{1,100}$/;
-
-/**
- * Validates an event the builder function received. Unknown extra fields are ignored so that a
- * newer webhook can add some while an older builder is still deployed.
- */
-export function parseBuilderInvocation(event: unknown): BuilderInvocation {
-  if (typeof event !== 'object' || event === null || Array.isArray(event)) {
-    throw new InvalidBuilderInvocationError([
-      `the event is ${event === null ? 'null' : Array.isArray(event) ? 'an array' : typeof event}, not an object`,
-    ]);
-  }
-  const { kind, repo, number } = event as Record<string, unknown>;
-  const problems: string[] = [];
-  if (kind !== 'build') problems.push(`"kind" is ${JSON.stringify(kind) ?? 'missing'}, not "build"`);
-  if (typeof repo !== 'string' || !REPO_NAME.test(repo)) {
-    problems.push(`"repo" is ${JSON.stringify(repo) ?? 'missing'}, not an "owner/name" repository`);
-  }
-  if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < 1) {
-    problems.push(`"number" is ${JSON.stringify(number) ?? 'missing'}, not a positive whole build number`);
-  }
-  if (problems.length > 0) throw new InvalidBuilderInvocationError(problems);
-  return { kind: 'build', repo: repo as RepoName, number: number as number };
 }
 
 function attemptsOf(error: unknown): number | undefined {

@@ -1,22 +1,21 @@
 /**
- * Short-lived credentials from STS: the deploy step's role (src/controller/deploy-role.ts), and the
+ * Short-lived credentials from STS: the deploy step's role (the DeployRoleAssumer port, src/core/ports.ts), and the
  * runner's upload credentials, limited by a session policy to the build's own keys, so that the
  * signed forms and URLs the runner holds name no credential of the controller.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import type { BuildKey } from '../core/build.js';
-import type { BuildGrants, BuildSigner } from '../controller/controller.js';
-import {
-  DeployRoleError,
-  roleDurationSeconds,
-  roleSessionName,
-  type DeployRoleAssumer,
-  type DeployRoleRequest,
-} from '../controller/deploy-role.js';
 import type { DeployCredentials } from '../core/protocol.js';
 import { LambkinError } from '../core/errors.js';
 import { recordCommands } from './command-log.js';
+import {
+  type BuildGrants,
+  type BuildSigner,
+  DeployRoleError,
+  type DeployRoleAssumer,
+  type DeployRoleRequest,
+} from '../core/ports.js';
 
 export function createStsClient(options: { region?: string; endpoint?: string } = {}): STSClient {
   return recordCommands(
@@ -133,4 +132,15 @@ export class StsBuildSigner implements BuildSigner {
       );
     }
   }
+}
+
+/** STS role session names: 2–64 characters of `[\w+=,.@-]`. */
+export function roleSessionName(text: string): string {
+  const cleaned = text.replace(/[^\w+=,.@-]+/g, '-').slice(0, 64);
+  return cleaned.length >= 2 ? cleaned : `lambkin-${cleaned}`;
+}
+
+/** STS accepts 900 s to the role's maximum session (at most 12 h). */
+export function roleDurationSeconds(seconds: number): number {
+  return Math.min(Math.max(Math.ceil(seconds), 900), 12 * 3600);
 }

@@ -18,18 +18,25 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { LambdaBuilderQueue, type BuilderQueue } from '../aws/builder-queue.js';
+import { LambdaBuilderQueue } from '../aws/builder-queue.js';
 import { createAwsClients, type AwsClients } from '../aws/clients.js';
 import { loadConfig, type LambkinConfig } from '../config.js';
 import { createGitHubClient } from '../github/client.js';
-import { GitHubStatusReporter, type StatusReporter } from '../github/statuses.js';
+import { GitHubStatusReporter } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
-import { DynamoBuildStore, type BuildStore } from '../store/builds.js';
-import { S3LogStore, type LogStore } from '../store/logs.js';
-import { DynamoSettingsStore, type SettingsStore } from '../store/settings.js';
+import { DynamoBuildStore } from '../store/builds.js';
+import { S3LogStore } from '../store/logs.js';
+import { DynamoSettingsStore } from '../store/settings.js';
 import { KmsSecretCipher, LocalSecretCipher, type SecretCipher } from '../store/secret-cipher.js';
 import { LocalStackFileError, MissingRegionError, NoLocalStackError } from './cli-errors.js';
 import { readStackOutputs } from './stack-outputs.js';
+import {
+  type BuilderQueue,
+  type StatusReporter,
+  type BuildStore,
+  type LogStore,
+  type SettingsStore,
+} from '../core/ports.js';
 
 export const DEFAULT_DATA_DIR = '.lambkin';
 export const STACK_FILE_NAME = 'stack.json';

@@ -8,28 +8,34 @@ import type { BuildKey, BuildRecord, StepResult } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
 import { pageUrlOf } from '../core/links.js';
 import { commitStateFor, type BuildState } from '../core/state-machine.js';
-import type { BuilderInvocation } from '../aws/builder-queue.js';
-import {
-  FINAL_DELIVERY,
-  INTAKE_DELIVERY,
-  type CommitStatusUpdate,
-  type DeliveryPolicy,
-  type StatusReporter,
-} from '../github/statuses.js';
+import { FINAL_DELIVERY, INTAKE_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
-import type { BuildStore } from '../store/builds.js';
-import type { LogStore } from '../store/logs.js';
-import type { SettingsStore } from '../store/settings.js';
 import { TransitionRefusedError } from '../core/errors.js';
 import { renderBadge } from '../pages/badge.js';
 import { logPageLinksFor, renderLogPage } from '../pages/build-page.js';
 import { finalPageLog } from '../runner/log/stream.js';
-import type { S3Client } from '@aws-sdk/client-s3';
 import { pullRequestSourceOf, type DeploySettings } from '../core/settings.js';
 import { readBaseConfig, type RepoFileReader } from './base-config.js';
-import { DeployRoleError, type DeployRoleAssumer } from './deploy-role.js';
-import type { CacheAccess, DeployCredentials, RunnerInput, RunnerOutcome } from '../core/protocol.js';
-import { RunnerAbortedError, RunnerFailedError, type RunnerInvoker } from './runner-invoker.js';
+import {
+  type CacheAccess,
+  type DeployCredentials,
+  type RunnerInput,
+  type RunnerOutcome,
+  type BuilderInvocation,
+} from '../core/protocol.js';
+import { RunnerAbortedError, RunnerFailedError } from './runner-invoker.js';
+import {
+  type CommitStatusUpdate,
+  type DeliveryPolicy,
+  type StatusReporter,
+  type BuildStore,
+  type LogStore,
+  type SettingsStore,
+  DeployRoleError,
+  type DeployRoleAssumer,
+  type RunnerInvoker,
+} from '../core/ports.js';
+import type { BuildGrants, BuildSigner, CacheLocation, CachePlanner } from '../core/ports.js';
 
 export interface ControllerDependencies {
   builds: BuildStore;
@@ -62,36 +68,6 @@ export interface ControllerDependencies {
    * keys, so that nothing it holds is worth stealing; unset, the controller's own client signs.
    */
   signer?: BuildSigner;
-}
-
-/** Where one build's dependency cache lives (see src/store/cache.ts). */
-export interface CacheLocation {
-  key: string;
-  lockfileSha: string;
-  /** Whether an object is stored at the key already (a trusted build then does not save). */
-  exists: boolean;
-}
-
-export interface CachePlanner {
-  /** The build's cache entry, from the lockfile at its commit; undefined without a lockfile. */
-  locate(build: BuildRecord): Promise<CacheLocation | undefined>;
-  /** Presigned URLs for the runner, signed by `signer` (else the planner's own client); a PUT only with `write`. */
-  presign(
-    location: CacheLocation,
-    signer: S3Client | undefined,
-    options: { write: boolean; expiresInSeconds: number },
-  ): Promise<CacheAccess>;
-}
-
-/** What the runner may touch in the bucket, as key prefixes (a full key is a prefix of itself). */
-export interface BuildGrants {
-  write: string[];
-  read: string[];
-}
-
-export interface BuildSigner {
-  /** An S3 client whose credentials allow only `grants`, valid for `expiresInSeconds`. */
-  forBuild(build: BuildKey, grants: BuildGrants, expiresInSeconds: number): Promise<S3Client>;
 }
 
 /** Time after the runner's deadline for the controller to finish the log and report. */

@@ -20,13 +20,17 @@ import { baseUrlFromRequest, buildPageUrl, newLinkToken, pageUrlOf } from '../co
 import { decideBuild } from '../core/policy.js';
 import { interpretEvent, type BuildCandidate } from '../github/events.js';
 import { WebhookRejectedError, type WebhookVerifier } from '../github/webhook.js';
-import { INTAKE_DELIVERY, type StatusReporter } from '../github/statuses.js';
-import type { BuilderQueue } from '../aws/builder-queue.js';
-import type { BuildStore, QueuedBuildOptions } from '../store/builds.js';
-import type { SettingsStore } from '../store/settings.js';
+import { INTAKE_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
 import { jsonResponse, type HttpRequest, type HttpResponse } from '../core/http.js';
 import { TransitionRefusedError } from '../core/errors.js';
+import {
+  type StatusReporter,
+  type BuilderQueue,
+  type BuildStore,
+  type QueuedBuildOptions,
+  type SettingsStore,
+} from '../core/ports.js';
 
 export interface IntakeDependencies {
   verifier: WebhookVerifier;

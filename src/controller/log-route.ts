@@ -15,10 +15,9 @@ import { REPO_PAGE_BUILDS } from '../pages/repo-page.js';
 import { LOG_KEYS, REPO_KEYS } from '../core/protocol.js';
 import type { HttpResponse } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
-import type { BuildStore } from '../store/builds.js';
-import type { LogStore } from '../store/logs.js';
 import { buildLabel, logPrefixFor, type BuildKey, type BuildRecord, type RepoName } from '../core/build.js';
 import { isTerminal } from '../core/state-machine.js';
+import { type BuildStore, type LogStore } from '../core/ports.js';
 
 /** How long a presigned URL the route hands out stays valid. */
 export const LINK_LIFETIME_SECONDS = 5 * 60;

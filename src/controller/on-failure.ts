@@ -4,14 +4,14 @@
  * as `error` and GitHub is told — never `pending` forever. One implementation: the cloud's
  * FailureFunction (src/handlers/failure.ts) and the local stack's Lambda service both call it.
  */
-import { parseBuilderInvocation } from '../aws/builder-queue.js';
 import { buildLabel, type BuildKey, type BuildRecord } from '../core/build.js';
 import { pageUrlOf } from '../core/links.js';
 import { TransitionRefusedError } from '../core/errors.js';
-import { FINAL_DELIVERY, type DeliveryPolicy, type StatusReporter } from '../github/statuses.js';
+import { FINAL_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
-import type { BuildStore } from '../store/builds.js';
 import { finalStatusOf } from './controller.js';
+import { parseBuilderInvocation } from '../core/protocol.js';
+import { type DeliveryPolicy, type StatusReporter, type BuildStore } from '../core/ports.js';
 
 export interface OnFailureDependencies {
   /** `markReported` records GitHub's acknowledgement (absent in test doubles: not recorded). */

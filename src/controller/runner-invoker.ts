@@ -8,14 +8,7 @@ import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import { LambkinError } from '../core/errors.js';
 import type { RunnerInput, RunnerOutcome } from '../core/protocol.js';
 import { checkRunnableByOthers, runnerProgram } from './runner-program.js';
-
-export interface RunnerInvoker {
-  /**
-   * Runs the build; throws RunnerFailedError when the runner died or ran out of time, and
-   * RunnerAbortedError when `signal` aborted it (the build was cancelled meanwhile).
-   */
-  run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome>;
-}
+import type { RunnerInvoker } from '../core/ports.js';
 
 /** The runner did not return an outcome: it crashed, was killed, or hit its time limit. */
 export class RunnerFailedError extends LambkinError {

@@ -11,11 +11,11 @@
 import { buildLabel, type BuildRecord, type RepoName } from '../core/build.js';
 import { isTerminal, type BuildState } from '../core/state-machine.js';
 import { LambkinError, TransitionRefusedError } from '../core/errors.js';
-import { FINAL_DELIVERY, type DeliveryPolicy, type StatusReporter } from '../github/statuses.js';
+import { FINAL_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
-import type { BuildStore } from '../store/builds.js';
 import { finalStatusOf } from './controller.js';
 import { statusLinkOf } from './on-failure.js';
+import { type DeliveryPolicy, type StatusReporter, type BuildStore } from '../core/ports.js';
 
 export interface SweeperDependencies {
   /**

@@ -5,6 +5,8 @@
  */
 import type { BuildRequest, RepoName, StepResult } from './build.js';
 import type { RepoConfigFile } from './repo-config/files.js';
+import type { BuildKey } from './build.js';
+import { LambkinError } from './errors.js';
 
 /**
  * An S3 presigned POST (browser-form upload) limited to one key prefix: the runner can upload any
@@ -173,3 +175,54 @@ export const REPO_KEYS = {
   badge: (repo: RepoName, branch: string): string =>
     `logs/${repo}/branches/${encodeURIComponent(branch)}/badge.svg`,
 } as const;
+
+// The builder function's event: the webhook (and `lambkin rebuild`) invoke it with one.
+
+/** Payload the builder function receives. */
+export interface BuilderInvocation {
+  kind: 'build';
+  repo: RepoName;
+  number: number;
+}
+
+/** An event given to the builder function is not a `BuilderInvocation`. */
+export class InvalidBuilderInvocationError extends LambkinError {
+  constructor(readonly problems: string[]) {
+    super(
+      'INVALID_BUILDER_INVOCATION',
+      `The builder function was invoked with an event it does not understand: ${problems.join('; ')}. ` +
+        `It expects {"kind":"build","repo":"owner/name","number":<build number>}, as sent by the webhook; ` +
+        'check what invoked it.',
+    );
+  }
+}
+
+export function builderInvocationFor(key: BuildKey): BuilderInvocation {
+  return { kind: 'build', repo: key.repo, number: key.number };
+}
+
+/** GitHub's rules: owner is letters, digits and single hyphens; repository adds `.` and `_`. */
+const REPO_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/[A-Za-z0-9._-]{1,100}$/;
+
+/**
+ * Validates an event the builder function received. Unknown extra fields are ignored so that a
+ * newer webhook can add some while an older builder is still deployed.
+ */
+export function parseBuilderInvocation(event: unknown): BuilderInvocation {
+  if (typeof event !== 'object' || event === null || Array.isArray(event)) {
+    throw new InvalidBuilderInvocationError([
+      `the event is ${event === null ? 'null' : Array.isArray(event) ? 'an array' : typeof event}, not an object`,
+    ]);
+  }
+  const { kind, repo, number } = event as Record<string, unknown>;
+  const problems: string[] = [];
+  if (kind !== 'build') problems.push(`"kind" is ${JSON.stringify(kind) ?? 'missing'}, not "build"`);
+  if (typeof repo !== 'string' || !REPO_NAME.test(repo)) {
+    problems.push(`"repo" is ${JSON.stringify(repo) ?? 'missing'}, not an "owner/name" repository`);
+  }
+  if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < 1) {
+    problems.push(`"number" is ${JSON.stringify(number) ?? 'missing'}, not a positive whole build number`);
+  }
+  if (problems.length > 0) throw new InvalidBuilderInvocationError(problems);
+  return { kind: 'build', repo: repo as RepoName, number: number as number };
+}

@@ -4,8 +4,6 @@
  * builder's final status may wait out a short outage or a rate limit reset.
  */
 import type { Octokit } from '@octokit/rest';
-import type { RepoName } from '../core/build.js';
-import type { CommitState } from '../core/state-machine.js';
 import { splitRepoName } from './client.js';
 import {
   GitHubApiError,
@@ -16,29 +14,7 @@ import {
   shortSha,
   type RequestFailure,
 } from './api-errors.js';
-
-export interface CommitStatusUpdate {
-  repo: RepoName;
-  sha: string;
-  state: CommitState;
-  /** Shortened to GitHub's limit (140 characters) when longer. */
-  description: string;
-  targetUrl?: string;
-  /** Default `lambkin`. */
-  context?: string;
-}
-
-export interface DeliveryPolicy {
-  /** Everything (attempts and waits between them) ends this long after the call. */
-  deadlineMs: number;
-  maxAttempts: number;
-  /** Longest one attempt waits for an answer; default what is left of the deadline. */
-  attemptTimeoutMs?: number;
-  /** Wait before the first retry, doubled after each (plus jitter); default 250 ms. */
-  initialBackoffMs?: number;
-  /** Longest wait between attempts, unless GitHub asks for longer (rate limits); default 8 s. */
-  maxBackoffMs?: number;
-}
+import type { CommitStatusUpdate, DeliveryPolicy, StatusReporter } from '../core/ports.js';
 
 /** The webhook's pending status: ~3 s of the 10 s GitHub gives the whole delivery. */
 export const INTAKE_DELIVERY: DeliveryPolicy = { deadlineMs: 3000, maxAttempts: 3, attemptTimeoutMs: 2000 };
@@ -49,10 +25,6 @@ export const FINAL_DELIVERY: DeliveryPolicy = {
   maxAttempts: 8,
   attemptTimeoutMs: 10_000,
 };
-
-export interface StatusReporter {
-  setStatus(update: CommitStatusUpdate, policy: DeliveryPolicy): Promise<void>;
-}
 
 export const DEFAULT_STATUS_CONTEXT = 'lambkin';
 /** GitHub answers 422 "description is too long (maximum is 140 characters)" beyond this. */

@@ -4,7 +4,6 @@
  * invocation: the configuration, then (in the cloud) the secret from Secrets Manager; a failed
  * build is tried again on the next invocation.
  */
-import { parseBuilderInvocation } from '../aws/builder-queue.js';
 import { loadFunctionConfig, onColdStart } from '../aws/secrets.js';
 import {
   runControllerBuild,
@@ -13,6 +12,7 @@ import {
 } from '../controller/controller.js';
 import { createJsonLogger } from '../core/logger.js';
 import { createControllerDependencies } from '../wiring.js';
+import { parseBuilderInvocation } from '../core/protocol.js';
 
 export function createBuilderHandler(
   dependencies: () => ControllerDependencies | Promise<ControllerDependencies>,

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { BuildSigner } from '../controller/controller.js';
+import { type BuildSigner } from '../core/ports.js';
 
 export class EphemeralBuildSigner implements BuildSigner {
   constructor(

@@ -19,7 +19,6 @@ import { createAwsClients } from '../aws/clients.js';
 import { runControllerBuild, type ControllerDependencies } from '../controller/controller.js';
 import { ProcessRunnerInvoker } from '../controller/runner-invoker.js';
 import type { BuildRecord, BuildRequest } from '../core/build.js';
-import type { StatusReporter } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
 import { DynamoBuildStore } from '../store/builds.js';
 import { S3LogStore } from '../store/logs.js';
@@ -28,6 +27,7 @@ import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.
 import { LambkinError } from '../core/errors.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from './stack.js';
 import { startDynamoServer, startS3Server } from './storage-servers.js';
+import { type StatusReporter } from '../core/ports.js';
 
 export interface LocalRunOptions {
   /** The working copy to build. */

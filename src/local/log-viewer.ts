@@ -9,8 +9,7 @@ import { logPrefixFor, type BuildRecord } from '../core/build.js';
 import { handleBadgeRequest, isBadgePath } from '../controller/log-route.js';
 import { LOG_KEYS, REPO_KEYS } from '../core/protocol.js';
 import type { Logger } from '../core/logger.js';
-import type { BuildStore } from '../store/builds.js';
-import type { LogStore } from '../store/logs.js';
+import { type BuildStore, type LogStore } from '../core/ports.js';
 
 const NAME = '[A-Za-z0-9._-]{1,100}';
 const BUILD_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})/(\\d{1,9})(/log\\.txt)?/?$`);

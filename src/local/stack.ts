@@ -15,7 +15,6 @@ import { createAwsClients, createS3Client, type AwsClients } from '../aws/client
 import { runControllerBuild, type ControllerDependencies } from '../controller/controller.js';
 import { endFailedBuild } from '../controller/on-failure.js';
 import { ProcessRunnerInvoker } from '../controller/runner-invoker.js';
-import { parseBuilderInvocation } from '../aws/builder-queue.js';
 import { loadConfig, type LambkinConfig } from '../config.js';
 import { localEnvironment } from './local-config.js';
 import { handleWebhook, type IntakeDependencies } from '../controller/intake.js';
@@ -23,13 +22,15 @@ import { normalizeHeaders } from '../core/http.js';
 import { LambkinError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
-import { DynamoSettingsStore, GLOBAL_SCOPE, type SettingsStore } from '../store/settings.js';
+import { DynamoSettingsStore, GLOBAL_SCOPE } from '../store/settings.js';
 import { LocalSecretCipher } from '../store/secret-cipher.js';
 import { createBuildNotifier, createControllerDependencies, createIntakeDependencies } from '../wiring.js';
 import { LocalLambdaService } from './lambda-service.js';
 import { startDynamoServer, startS3Server, type RunningServer } from './storage-servers.js';
 import { serveLogViewer } from './log-viewer.js';
 import { EphemeralBuildSigner } from './ephemeral-signer.js';
+import { parseBuilderInvocation } from '../core/protocol.js';
+import { type SettingsStore } from '../core/ports.js';
 
 export const STACK_FILE = 'stack.json';
 export const LOCAL_NAMES = {

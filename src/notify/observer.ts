@@ -31,13 +31,11 @@ import { isTerminal } from '../core/state-machine.js';
 import { REPO_KEYS } from '../core/protocol.js';
 import { REPO_PAGE_BUILDS, renderRepoPage } from '../pages/repo-page.js';
 import type { Logger } from '../core/logger.js';
-import type { BuildStore } from '../store/builds.js';
-import type { LogStore } from '../store/logs.js';
-import type { SettingsStore } from '../store/settings.js';
 import { failingStepTail, type LogTail } from './log-tail.js';
 import { slackMessageFor, snsNotificationFor } from './messages.js';
 import { SlackError, UPDATE_NOT_POSSIBLE, type SlackClient, type SlackMessage } from './slack.js';
 import type { SnsPublisher } from './sns.js';
+import { type BuildStore, type LogStore, type SettingsStore } from '../core/ports.js';
 
 export interface BuildObserver {
   /** Called after a build was written in a new state; must not throw. */

@@ -15,8 +15,9 @@ import type { NotifiedBuild } from '../core/notifications.js';
 import { isTerminal } from '../core/state-machine.js';
 import { LambkinError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { buildRecordOfItem, isBuildItemKey, type BuildStore } from '../store/builds.js';
+import { buildRecordOfItem, isBuildItemKey } from '../store/builds.js';
 import type { BuildObserver } from './observer.js';
+import { type BuildStore } from '../core/ports.js';
 
 /** A DynamoDB image: attribute name to its typed value (`{S: …}`, `{N: …}`, `{M: …}`, …). */
 export type StreamImage = Record<string, AttributeValue>;

@@ -20,7 +20,6 @@ import {
   type BuildRecord,
   type BuildRequest,
   type RepoName,
-  type StepResult,
   type TransitionEvent,
 } from '../core/build.js';
 import { newLinkToken } from '../core/links.js';
@@ -28,104 +27,13 @@ import type { SlackMessageRef } from '../core/notifications.js';
 import { canTransition, isTerminal, type BuildState } from '../core/state-machine.js';
 import { TransitionRefusedError } from '../core/errors.js';
 import { BUILD_INDEXES } from './tables.js';
-
-/** What a transition may record besides the state. */
-export interface TransitionDetails {
-  /** One line: why (kept in the event and as the build's description). */
-  reason?: string;
-  /** Epoch ms; defaults to now. */
-  at?: number;
-  /** New deadline (e.g. when the builder claims the build and knows its timeout). */
-  deadline?: number;
-  steps?: StepResult[];
-  /** Log location, once known. */
-  logPrefix?: string;
-}
-
-export interface TransitionRequest extends TransitionDetails {
-  /** The state(s) the build must be in now. */
-  from: BuildState | readonly BuildState[];
-  to: BuildState;
-}
-
-export interface QueuedBuildOptions {
-  deadline: number;
-  at?: number;
-  /** The link given to GitHub (made from the number, so known only now). */
-  pageUrl?: (number: number) => string;
-  logToken?: string;
-}
-
-/** The guard item of one webhook delivery. */
-export interface DeliveryRecord {
-  deliveryId: string;
-  build: BuildKey;
-  /** Set once the builder was invoked for it. */
-  invokedAt?: number;
-}
-
-export interface BuildStore {
-  /** Next build number of a repo: unique, increasing, never reused (gaps are possible). */
-  allocateNumber(repo: RepoName): Promise<number>;
-  /** Writes a queued build with a number from allocateNumber; refuses to overwrite. */
-  putQueuedBuild(request: BuildRequest, number: number, options: QueuedBuildOptions): Promise<BuildRecord>;
-  getBuild(key: BuildKey): Promise<BuildRecord | undefined>;
-  /** Conditional state change; throws TransitionRefusedError when illegal or lost to another writer. */
-  transition(key: BuildKey, request: TransitionRequest): Promise<BuildRecord>;
-  /** Latest first. */
-  listBuilds(repo: RepoName, options?: { limit?: number }): Promise<BuildRecord[]>;
-  /** Builds of one commit, latest first. */
-  buildsOfCommit(repo: RepoName, sha: string): Promise<BuildRecord[]>;
-  /** Latest build of a branch (`{ branch }`), PR (`{ pr }`) or tag. */
-  latestBuildOf(
-    repo: RepoName,
-    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
-  ): Promise<BuildRecord | undefined>;
-  /**
-   * The latest build of a branch, PR or tag numbered below `below` that ended with a verdict
-   * (success, failure, error, timed_out: not cancelled), among its latest 20; undefined when there
-   * is none.
-   */
-  previousFinishedBuildOf(
-    repo: RepoName,
-    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
-    below: number,
-  ): Promise<BuildRecord | undefined>;
-  /** The repository's badge token (the `token` of a private repository's badge link), if it has one. */
-  badgeTokenOf(repo: RepoName): Promise<string | undefined>;
-  /** The repository's badge token, made (newLinkToken) and kept when it has none yet. */
-  ensureBadgeToken(repo: RepoName): Promise<string>;
-  /** A new badge token for the repository: links with the old one show `unknown` from now on. */
-  replaceBadgeToken(repo: RepoName): Promise<string>;
-  /** Queued or running builds whose deadline is before `now`, across all repos, oldest first. */
-  overdueBuilds(now: number, options?: { limit?: number }): Promise<BuildRecord[]>;
-  /**
-   * Records that GitHub acknowledged the commit status of `state` (a plain update, no state
-   * check). Once the acknowledged state is the build's terminal state, the build leaves the
-   * sweeper's index.
-   */
-  markReported(key: BuildKey, state: BuildState, at?: number): Promise<void>;
-  /**
-   * Terminal builds whose final status GitHub never acknowledged, ended before `endedBefore`
-   * (epoch ms), across all repos.
-   */
-  unreportedBuilds(endedBefore: number, options?: { limit?: number }): Promise<BuildRecord[]>;
-  /** Queued or running builds of the same branch, PR or tag numbered below `below`, latest first. */
-  unfinishedBuildsOf(
-    repo: RepoName,
-    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
-    below: number,
-  ): Promise<BuildRecord[]>;
-  /** The guard of a delivery, if any (strongly consistent). */
-  getDelivery(deliveryId: string): Promise<DeliveryRecord | undefined>;
-  /** Records a delivery's build; returns the existing record instead when the delivery is known. */
-  claimDelivery(
-    deliveryId: string,
-    build: BuildKey,
-    expiresAt: number,
-  ): Promise<{ claimed: boolean; record: DeliveryRecord }>;
-  markDeliveryInvoked(deliveryId: string, at?: number): Promise<void>;
-}
+import type {
+  BuildStore,
+  DeliveryRecord,
+  QueuedBuildOptions,
+  TransitionDetails,
+  TransitionRequest,
+} from '../core/ports.js';
 
 /**
  * The sparse deadline index's partition values: `unfinished` while a build is queued or running,

@@ -11,12 +11,12 @@
  */
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { CacheLocation, CachePlanner } from '../controller/controller.js';
 import type { CacheAccess } from '../core/protocol.js';
 import type { RepoName } from '../core/build.js';
 import { CACHE_PREFIX, cacheKeyOf, currentRuntime, type CacheRuntime } from '../core/cache-key.js';
 import { LambkinError } from '../core/errors.js';
 import type { LockfileBlob } from '../github/trees.js';
+import { type CacheLocation, type CachePlanner } from '../core/ports.js';
 
 /** Largest archive a build may upload, unless the planner is told otherwise. */
 export const DEFAULT_CACHE_MAX_BYTES = 2 * 1024 ** 3;

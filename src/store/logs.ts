@@ -16,6 +16,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { RepoName } from '../core/build.js';
 import { LambkinError } from '../core/errors.js';
 import { LOG_KEYS, REPO_KEYS, type PresignedPost } from '../core/protocol.js';
+import type { LatestPointer, LogStore } from '../core/ports.js';
 
 export const TEXT_CONTENT_TYPE = 'text/plain; charset=utf-8';
 export const HTML_CONTENT_TYPE = 'text/html; charset=utf-8';
@@ -38,39 +39,6 @@ export const LOG_UPLOAD_CONTENT_TYPE_PREFIX = 'text/';
 export const DEFAULT_MAX_ASSEMBLED_BYTES = 32 * 1024 * 1024;
 
 const CHUNK_NAME = /^(\d{6,})\.txt$/;
-
-export interface LatestPointer {
-  number: number;
-  state: string;
-  url: string;
-  sha: string;
-  /** Epoch ms. */
-  at: number;
-}
-
-export interface LogStore {
-  /** A POST form for everything under the build's log prefix (LOG_KEYS), valid until expiresAt. */
-  presignLogUpload(
-    build: { repo: RepoName; number: number; logPrefix: string },
-    options: { expiresInSeconds: number; maxObjectBytes: number; signer?: S3Client },
-  ): Promise<PresignedPost>;
-  /** The log as far as it is known: log.txt when finalized, else chunks so far (+ tail.txt). undefined when nothing exists. */
-  readLog(logPrefix: string): Promise<string | undefined>;
-  /**
-   * Assembles log.txt = chunks in order + tail.txt (which already holds the truncation marker).
-   * Idempotent; works when the runner died mid-build (whatever chunks exist). Returns the text.
-   */
-  finalizeLog(logPrefix: string, note?: string): Promise<string>;
-  /** index.html, text/html; charset=utf-8, no-cache. */
-  putPage(logPrefix: string, html: string): Promise<void>;
-  getObjectText(key: string): Promise<string | undefined>;
-  /** REPO_KEYS.badge, image/svg+xml, no-cache. */
-  putBadge(repo: RepoName, branch: string, svg: string): Promise<void>;
-  /** REPO_KEYS.latest and, with a branch, REPO_KEYS.branchLatest (JSON). */
-  putLatest(repo: RepoName, branch: string | undefined, pointer: LatestPointer): Promise<void>;
-  /** A short-lived GET URL (the cloud log route redirects to it). */
-  presignGet(key: string, expiresInSeconds: number): Promise<string>;
-}
 
 /** An S3 call of the log store failed, or it was asked for something it cannot do. */
 export class LogStoreError extends LambkinError {

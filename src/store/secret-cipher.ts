@@ -15,9 +15,19 @@ import { DecryptCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { recordCommands } from '../aws/command-log.js';
 import type { RepoName } from '../core/build.js';
 import { LambkinError } from '../core/errors.js';
-import { isSealed, sealKind } from './settings.js';
 
-export { isSealed, sealKind };
+/** Sealed values are text that says how they were sealed (below). */
+const SEALED = /^(kms|local):v\d+:/;
+
+/** True for a value in a sealed form (of any cipher); false for a plain (legacy) value. */
+export function isSealed(value: string): boolean {
+  return SEALED.test(value);
+}
+
+/** How a value was sealed (`kms`, `local`), or undefined for a plain value. */
+export function sealKind(value: string): string | undefined {
+  return SEALED.exec(value)?.[1];
+}
 
 /** Which settings document a value belongs to: a repository's, or the global one (no repo). */
 export interface SecretContext {

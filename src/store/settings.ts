@@ -16,31 +16,14 @@ import { SLACK_SECRET_KEYS, type SlackSettings } from '../core/notifications.js'
 import { mergeSettings, type EffectiveSettings, type SettingsDocument } from '../core/settings.js';
 import { LambkinError } from '../core/errors.js';
 // Types only: the webhook's bundle must not hold the KMS cipher (its role has no kms:Decrypt).
-import type { SecretCipher, SecretContext } from './secret-cipher.js';
-
-export type SettingsScope = { kind: 'global' } | { kind: 'repo'; repo: RepoName };
+import { isSealed, type SecretCipher, type SecretContext } from './secret-cipher.js';
+import type { ReadOptions, SettingsScope, SettingsStore } from '../core/ports.js';
 
 export const GLOBAL_SCOPE: SettingsScope = { kind: 'global' };
 export const repoScope = (repo: RepoName): SettingsScope => ({ kind: 'repo', repo });
 
 export function scopeKey(scope: SettingsScope): string {
   return scope.kind === 'global' ? 'global' : `repo#${scope.repo}`;
-}
-
-export interface ReadOptions {
-  /** Open sealed `secretEnv` values (needs the store's cipher); otherwise they stay sealed. */
-  decryptSecrets?: boolean;
-}
-
-export interface SettingsStore {
-  get(scope: SettingsScope, options?: ReadOptions): Promise<SettingsDocument | undefined>;
-  /** Applies `change` to the current document and writes it, retrying when another writer raced. */
-  update(
-    scope: SettingsScope,
-    change: (current: SettingsDocument) => SettingsDocument,
-  ): Promise<SettingsDocument>;
-  /** Global and repo documents merged over the built-in defaults. */
-  effective(repo: RepoName, options?: ReadOptions): Promise<EffectiveSettings>;
 }
 
 const MAX_UPDATE_ATTEMPTS = 5;
@@ -76,19 +59,6 @@ function secretContext(scope: SettingsScope): SecretContext {
 function reasonOf(error: unknown): string {
   const reason = (error as { reason?: unknown } | undefined)?.reason;
   return typeof reason === 'string' ? reason : `failed (${(error as Error).message})`;
-}
-
-/** Sealed values are text that says how they were sealed (src/store/secret-cipher.ts). */
-const SEALED = /^(kms|local):v\d+:/;
-
-/** True for a value in a sealed form (of any cipher); false for a plain (legacy) value. */
-export function isSealed(value: string): boolean {
-  return SEALED.test(value);
-}
-
-/** How a value was sealed (`kms`, `local`), or undefined for a plain value. */
-export function sealKind(value: string): string | undefined {
-  return SEALED.exec(value)?.[1];
 }
 
 /** Names of the `secretEnv` values stored in plain text (written before values were sealed). */

@@ -3,15 +3,17 @@ import { LambdaClient } from '@aws-sdk/client-lambda';
 import {
   BuilderInvokeError,
   DEFAULT_ENQUEUE_DEADLINE_MS,
-  InvalidBuilderInvocationError,
   LambdaBuilderQueue,
-  builderInvocationFor,
-  parseBuilderInvocation,
 } from '../../src/aws/builder-queue.js';
 import { createLambdaClient } from '../../src/aws/clients.js';
 import { LambkinError } from '../../src/core/errors.js';
 import { startLambdaServer } from '../support/lambda-server.js';
 import type { LambdaServer } from '../support/lambda-server.js';
+import {
+  InvalidBuilderInvocationError,
+  builderInvocationFor,
+  parseBuilderInvocation,
+} from '../../src/core/protocol.js';
 
 const FUNCTION = 'lambkin-builder';
 const KEY = { repo: 'octo-org/hello-world', number: 42 };

@@ -7,7 +7,6 @@ import {
   INTAKE_DELIVERY,
   MAX_STATUS_DESCRIPTION_LENGTH,
   truncateDescription,
-  type DeliveryPolicy,
 } from '../../src/github/statuses.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import {
@@ -17,6 +16,7 @@ import {
   type GitHubStandIn,
   type GitRepo,
 } from '../support/github-server.js';
+import { type DeliveryPolicy } from '../../src/core/ports.js';
 
 const TOKEN = 'ghp_statusesTest000000000000000000000000';
 let server: GitHubStandIn;

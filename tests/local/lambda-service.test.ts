@@ -8,7 +8,7 @@ import {
   ResourceNotFoundException,
 } from '@aws-sdk/client-lambda';
 import type { InvocationType as SdkInvocationType, LambdaClient } from '@aws-sdk/client-lambda';
-import { LambdaBuilderQueue, parseBuilderInvocation } from '../../src/aws/builder-queue.js';
+import { LambdaBuilderQueue } from '../../src/aws/builder-queue.js';
 import { createLambdaClient } from '../../src/aws/clients.js';
 import { ConfigurationError } from '../../src/core/errors.js';
 import {
@@ -24,6 +24,7 @@ import type {
 } from '../../src/local/lambda-service.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import type { MemoryLogger } from '../../src/core/logger.js';
+import { parseBuilderInvocation } from '../../src/core/protocol.js';
 
 const encode = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value));
 const decode = (payload: Uint8Array | undefined): unknown =>

@@ -6,8 +6,8 @@ import { rmSync } from 'node:fs';
 import { formatStepFooter, formatStepHeader } from '../../src/core/log-format.js';
 import { mergeSettings } from '../../src/core/settings.js';
 import { failingStepTail } from '../../src/notify/log-tail.js';
-import { DynamoSettingsStore, isSealed, repoScope } from '../../src/store/settings.js';
-import { LocalSecretCipher } from '../../src/store/secret-cipher.js';
+import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
+import { LocalSecretCipher, isSealed } from '../../src/store/secret-cipher.js';
 import { runInProcess, writeLocalStack, type CliRun } from '../cli/helpers.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
 

@@ -25,16 +25,15 @@ import {
   SecretCipherError,
   encryptionContext,
   type SecretCipher,
+  isSealed,
 } from '../../src/store/secret-cipher.js';
 import {
   DynamoSettingsStore,
   GLOBAL_SCOPE,
   SettingsSecretError,
-  isSealed,
   plainSecretNames,
   repoScope,
   scopeKey,
-  type SettingsScope,
 } from '../../src/store/settings.js';
 import { createControllerDependencies } from '../../src/wiring.js';
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
@@ -43,6 +42,7 @@ import { testBuildRequest } from '../support/builds.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
 import { runInProcess, stackEnvironment, writeLocalStack, type CliRun } from '../cli/helpers.js';
 import { requireTool } from '../support/tools.js';
+import { type SettingsScope } from '../../src/core/ports.js';
 
 const folders: string[] = [];
 function tempDir(prefix: string): string {

@@ -6,14 +6,7 @@
 import type { Command } from 'commander';
 import type { RepoName } from '../../core/build.js';
 import { mergeSettings, type SettingsDocument } from '../../core/settings.js';
-import {
-  GLOBAL_SCOPE,
-  openSecrets,
-  plainSecretNames,
-  repoScope,
-  scopeKey,
-  type SettingsScope,
-} from '../../store/settings.js';
+import { GLOBAL_SCOPE, openSecrets, plainSecretNames, repoScope, scopeKey } from '../../store/settings.js';
 import { STACK_HELP, addStackOptions, parseRepoArgument } from '../arguments.js';
 import { SettingsKeyError } from '../cli-errors.js';
 import { formatJson } from '../output.js';
@@ -33,6 +26,7 @@ import {
   unsetAtPath,
 } from '../settings-keys.js';
 import type { StackOptions } from '../stack.js';
+import { type SettingsScope } from '../../core/ports.js';
 
 interface ScopeOptions extends StackOptions {
   repo?: RepoName;

@@ -1,10 +1,10 @@
 /** What several commands do alike: find a build, change a commit status without failing on it. */
 import { buildLabel, type BuildKey, type BuildRecord } from '../../core/build.js';
 import { NotFoundError } from '../../core/errors.js';
-import type { CommitStatusUpdate, DeliveryPolicy } from '../../github/statuses.js';
 import { oneLine } from '../cli-errors.js';
 import type { CliContext } from '../program.js';
 import type { Stack } from '../stack.js';
+import { type CommitStatusUpdate, type DeliveryPolicy } from '../../core/ports.js';
 
 /** A person is waiting: a few attempts within seconds, not the builder's minute. */
 export const CLI_STATUS_DELIVERY: DeliveryPolicy = {

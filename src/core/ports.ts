@@ -1,0 +1,260 @@
+/**
+ * The ports: what the services (src/controller) need from the outside world, as interfaces the
+ * adapters implement (store/ on DynamoDB and S3, github/ on the GitHub API, aws/ on Lambda and
+ * STS, and the local stack's stand-ins). Pure: types only, and one error the deploy-role port throws.
+ */
+import type { BuildKey, BuildRecord, BuildRequest, RepoName, StepResult } from './build.js';
+import { LambkinError } from './errors.js';
+import type {
+  CacheAccess,
+  DeployCredentials,
+  PresignedPost,
+  RunnerInput,
+  RunnerOutcome,
+} from './protocol.js';
+import type { EffectiveSettings, SettingsDocument } from './settings.js';
+import type { BuildState, CommitState } from './state-machine.js';
+
+/**
+ * An S3 client whose credentials reach only one build's keys (BuildSigner makes it, the log and
+ * cache stores sign with it). Opaque here: only the adapters use it.
+ */
+export type BuildScopedClient = unknown;
+
+/** What a transition may record besides the state. */
+export interface TransitionDetails {
+  /** One line: why (kept in the event and as the build's description). */
+  reason?: string;
+  /** Epoch ms; defaults to now. */
+  at?: number;
+  /** New deadline (e.g. when the builder claims the build and knows its timeout). */
+  deadline?: number;
+  steps?: StepResult[];
+  /** Log location, once known. */
+  logPrefix?: string;
+}
+
+export interface TransitionRequest extends TransitionDetails {
+  /** The state(s) the build must be in now. */
+  from: BuildState | readonly BuildState[];
+  to: BuildState;
+}
+
+export interface QueuedBuildOptions {
+  deadline: number;
+  at?: number;
+  /** The link given to GitHub (made from the number, so known only now). */
+  pageUrl?: (number: number) => string;
+  logToken?: string;
+}
+
+/** The guard item of one webhook delivery. */
+export interface DeliveryRecord {
+  deliveryId: string;
+  build: BuildKey;
+  /** Set once the builder was invoked for it. */
+  invokedAt?: number;
+}
+
+export interface BuildStore {
+  /** Next build number of a repo: unique, increasing, never reused (gaps are possible). */
+  allocateNumber(repo: RepoName): Promise<number>;
+  /** Writes a queued build with a number from allocateNumber; refuses to overwrite. */
+  putQueuedBuild(request: BuildRequest, number: number, options: QueuedBuildOptions): Promise<BuildRecord>;
+  getBuild(key: BuildKey): Promise<BuildRecord | undefined>;
+  /** Conditional state change; throws TransitionRefusedError when illegal or lost to another writer. */
+  transition(key: BuildKey, request: TransitionRequest): Promise<BuildRecord>;
+  /** Latest first. */
+  listBuilds(repo: RepoName, options?: { limit?: number }): Promise<BuildRecord[]>;
+  /** Builds of one commit, latest first. */
+  buildsOfCommit(repo: RepoName, sha: string): Promise<BuildRecord[]>;
+  /** Latest build of a branch (`{ branch }`), PR (`{ pr }`) or tag. */
+  latestBuildOf(
+    repo: RepoName,
+    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
+  ): Promise<BuildRecord | undefined>;
+  /**
+   * The latest build of a branch, PR or tag numbered below `below` that ended with a verdict
+   * (success, failure, error, timed_out: not cancelled), among its latest 20; undefined when there
+   * is none.
+   */
+  previousFinishedBuildOf(
+    repo: RepoName,
+    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
+    below: number,
+  ): Promise<BuildRecord | undefined>;
+  /** The repository's badge token (the `token` of a private repository's badge link), if it has one. */
+  badgeTokenOf(repo: RepoName): Promise<string | undefined>;
+  /** The repository's badge token, made (newLinkToken) and kept when it has none yet. */
+  ensureBadgeToken(repo: RepoName): Promise<string>;
+  /** A new badge token for the repository: links with the old one show `unknown` from now on. */
+  replaceBadgeToken(repo: RepoName): Promise<string>;
+  /** Queued or running builds whose deadline is before `now`, across all repos, oldest first. */
+  overdueBuilds(now: number, options?: { limit?: number }): Promise<BuildRecord[]>;
+  /**
+   * Records that GitHub acknowledged the commit status of `state` (a plain update, no state
+   * check). Once the acknowledged state is the build's terminal state, the build leaves the
+   * sweeper's index.
+   */
+  markReported(key: BuildKey, state: BuildState, at?: number): Promise<void>;
+  /**
+   * Terminal builds whose final status GitHub never acknowledged, ended before `endedBefore`
+   * (epoch ms), across all repos.
+   */
+  unreportedBuilds(endedBefore: number, options?: { limit?: number }): Promise<BuildRecord[]>;
+  /** Queued or running builds of the same branch, PR or tag numbered below `below`, latest first. */
+  unfinishedBuildsOf(
+    repo: RepoName,
+    target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
+    below: number,
+  ): Promise<BuildRecord[]>;
+  /** The guard of a delivery, if any (strongly consistent). */
+  getDelivery(deliveryId: string): Promise<DeliveryRecord | undefined>;
+  /** Records a delivery's build; returns the existing record instead when the delivery is known. */
+  claimDelivery(
+    deliveryId: string,
+    build: BuildKey,
+    expiresAt: number,
+  ): Promise<{ claimed: boolean; record: DeliveryRecord }>;
+  markDeliveryInvoked(deliveryId: string, at?: number): Promise<void>;
+}
+
+export interface LatestPointer {
+  number: number;
+  state: string;
+  url: string;
+  sha: string;
+  /** Epoch ms. */
+  at: number;
+}
+
+export interface LogStore {
+  /** A POST form for everything under the build's log prefix (LOG_KEYS), valid until expiresAt. */
+  presignLogUpload(
+    build: { repo: RepoName; number: number; logPrefix: string },
+    options: { expiresInSeconds: number; maxObjectBytes: number; signer?: BuildScopedClient },
+  ): Promise<PresignedPost>;
+  /** The log as far as it is known: log.txt when finalized, else chunks so far (+ tail.txt). undefined when nothing exists. */
+  readLog(logPrefix: string): Promise<string | undefined>;
+  /**
+   * Assembles log.txt = chunks in order + tail.txt (which already holds the truncation marker).
+   * Idempotent; works when the runner died mid-build (whatever chunks exist). Returns the text.
+   */
+  finalizeLog(logPrefix: string, note?: string): Promise<string>;
+  /** index.html, text/html; charset=utf-8, no-cache. */
+  putPage(logPrefix: string, html: string): Promise<void>;
+  getObjectText(key: string): Promise<string | undefined>;
+  /** REPO_KEYS.badge, image/svg+xml, no-cache. */
+  putBadge(repo: RepoName, branch: string, svg: string): Promise<void>;
+  /** REPO_KEYS.latest and, with a branch, REPO_KEYS.branchLatest (JSON). */
+  putLatest(repo: RepoName, branch: string | undefined, pointer: LatestPointer): Promise<void>;
+  /** A short-lived GET URL (the cloud log route redirects to it). */
+  presignGet(key: string, expiresInSeconds: number): Promise<string>;
+}
+
+export type SettingsScope = { kind: 'global' } | { kind: 'repo'; repo: RepoName };
+
+export interface ReadOptions {
+  /** Open sealed `secretEnv` values (needs the store's cipher); otherwise they stay sealed. */
+  decryptSecrets?: boolean;
+}
+
+export interface SettingsStore {
+  get(scope: SettingsScope, options?: ReadOptions): Promise<SettingsDocument | undefined>;
+  /** Applies `change` to the current document and writes it, retrying when another writer raced. */
+  update(
+    scope: SettingsScope,
+    change: (current: SettingsDocument) => SettingsDocument,
+  ): Promise<SettingsDocument>;
+  /** Global and repo documents merged over the built-in defaults. */
+  effective(repo: RepoName, options?: ReadOptions): Promise<EffectiveSettings>;
+}
+
+export interface CommitStatusUpdate {
+  repo: RepoName;
+  sha: string;
+  state: CommitState;
+  /** Shortened to GitHub's limit (140 characters) when longer. */
+  description: string;
+  targetUrl?: string;
+  /** Default `lambkin`. */
+  context?: string;
+}
+
+export interface DeliveryPolicy {
+  /** Everything (attempts and waits between them) ends this long after the call. */
+  deadlineMs: number;
+  maxAttempts: number;
+  /** Longest one attempt waits for an answer; default what is left of the deadline. */
+  attemptTimeoutMs?: number;
+  /** Wait before the first retry, doubled after each (plus jitter); default 250 ms. */
+  initialBackoffMs?: number;
+  /** Longest wait between attempts, unless GitHub asks for longer (rate limits); default 8 s. */
+  maxBackoffMs?: number;
+}
+
+export interface StatusReporter {
+  setStatus(update: CommitStatusUpdate, policy: DeliveryPolicy): Promise<void>;
+}
+
+/** Where one build's dependency cache lives (see src/store/cache.ts). */
+export interface CacheLocation {
+  key: string;
+  lockfileSha: string;
+  /** Whether an object is stored at the key already (a trusted build then does not save). */
+  exists: boolean;
+}
+
+export interface CachePlanner {
+  /** The build's cache entry, from the lockfile at its commit; undefined without a lockfile. */
+  locate(build: BuildRecord): Promise<CacheLocation | undefined>;
+  /** Presigned URLs for the runner, signed by `signer` (else the planner's own client); a PUT only with `write`. */
+  presign(
+    location: CacheLocation,
+    signer: BuildScopedClient | undefined,
+    options: { write: boolean; expiresInSeconds: number },
+  ): Promise<CacheAccess>;
+}
+
+/** What the runner may touch in the bucket, as key prefixes (a full key is a prefix of itself). */
+export interface BuildGrants {
+  write: string[];
+  read: string[];
+}
+
+export interface BuildSigner {
+  /** An S3 client whose credentials allow only `grants`, valid for `expiresInSeconds`. */
+  forBuild(build: BuildKey, grants: BuildGrants, expiresInSeconds: number): Promise<BuildScopedClient>;
+}
+
+export interface DeployRoleRequest {
+  roleArn: string;
+  /** Becomes the session name (CloudTrail shows it); cut and cleaned to what STS accepts. */
+  sessionName: string;
+  durationSeconds: number;
+  region?: string;
+}
+
+export interface DeployRoleAssumer {
+  assume(request: DeployRoleRequest): Promise<DeployCredentials>;
+}
+
+/** The deploy role could not be assumed: the build ends `error` before any step runs. */
+export class DeployRoleError extends LambkinError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('DEPLOY_ROLE', message, options);
+  }
+}
+
+export interface RunnerInvoker {
+  /**
+   * Runs the build; throws RunnerFailedError when the runner died or ran out of time, and
+   * RunnerAbortedError when `signal` aborted it (the build was cancelled meanwhile).
+   */
+  run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome>;
+}
+
+export interface BuilderQueue {
+  /** Starts the build's builder; resolves once the invoke is accepted, not when the build ends. */
+  enqueue(key: BuildKey): Promise<void>;
+}

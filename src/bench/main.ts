@@ -24,7 +24,7 @@ import {
   createGitRepoFromDirectory,
   startGitHubServer,
   type GitHubStandIn,
-} from '../local/github-stand-in.js';
+} from '../local/github/index.js';
 import { startLocalStack, type LocalStack } from '../local/stack.js';
 import { localDependencyProject, npmEnvironment, registryProject } from './projects.js';
 

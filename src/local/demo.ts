@@ -18,7 +18,7 @@ import {
   createGitRepoFromDirectory,
   startGitHubServer,
   type CreatedStatus,
-} from './github-stand-in.js';
+} from './github/index.js';
 import { pullRequestPayload, pushPayload, signedDelivery, type DemoRepository } from './demo-payloads.js';
 import { startLocalStack } from './stack.js';
 

@@ -20,7 +20,7 @@ import {
   type CreatedStatus,
   type GitHubStandIn,
   type GitRepo,
-} from '../../src/local/github-stand-in.js';
+} from '../../src/local/github/index.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { readTarGz } from '../support/github-server.js';
 

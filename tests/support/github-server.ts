@@ -1,5 +1,5 @@
 /**
- * The GitHub stand-in for tests. The stand-in itself lives in src/local/github-stand-in.ts (the
+ * The GitHub stand-in for tests. The stand-in itself lives in src/local/github/ (the
  * local demo runs it too); this module re-exports it and adds what only tests need.
  */
 import { Parser, type ReadEntry } from 'tar';
@@ -20,7 +20,7 @@ export {
   type GitRepo,
   type RecordedRequest,
   type RepositoryDefinition,
-} from '../../src/local/github-stand-in.js';
+} from '../../src/local/github/index.js';
 
 export interface ArchiveEntry {
   type: string;

@@ -26,12 +26,14 @@ import {
   formatStepHeader,
 } from '../core/log-format.js';
 import { logPageLinksFor, renderLogPage } from '../pages/build-page.js';
-import { createLogStream, type LogStream } from './log/stream.js';
+import { createLogStream } from './log/stream.js';
+import { LineAwareWriter } from './log/line-writer.js';
 import { PresignedUploader } from './log/uploader.js';
 import type { RunnerInput, RunnerOutcome, RunnerState } from '../core/protocol.js';
 import { fetchArchive, cloneCommit } from './source.js';
 import { layerEnvironment } from './runtime-layer.js';
 import { findPrlimit, runStep } from './steps.js';
+import { planSteps } from '../core/step-plan.js';
 import { createWorkspace, folderSize, sweepStaleWorkspaces, type Workspace } from './workspace.js';
 
 export interface RunnerOptions {
@@ -207,16 +209,14 @@ async function runSteps(
     },
     (line) => writer.line(line),
   );
-  const plan: [string, string[]][] = [
-    ['install', cache.skipInstall ? [] : config.install],
-    ['test', config.test],
-  ];
-  if (config.deployAllowed && config.deploy.length > 0) plan.push(['deploy', config.deploy]);
-  else if (config.deploy.length > 0) writer.line(`Deploy skipped: ${deploySkipReason(build)}`);
+  const plan = planSteps(config, build, { skipInstall: cache.skipInstall });
+  if (plan.deploySkipped) writer.line(`Deploy skipped: ${plan.deploySkipped}`);
   const deployEnv = deployEnvironment(input);
 
-  for (const [phase, commands] of plan) {
-    if (phase === 'deploy') {
+  let announcedDeploy = false;
+  for (const { phase, name, command } of plan.steps) {
+    if (phase === 'deploy' && !announcedDeploy) {
+      announcedDeploy = true;
       const role = input.deployCredentials?.roleArn;
       writer.line(
         role
@@ -224,60 +224,57 @@ async function runSteps(
           : 'Deploy runs without AWS credentials (no deploy.roleArn in the settings)',
       );
     }
-    for (const [index, command] of commands.entries()) {
-      const name = commands.length > 1 ? `${phase} ${index + 1}` : phase;
-      const remaining = deadline - clock();
-      if (remaining <= 0) {
-        return {
-          state: 'timed_out',
-          description: `timed out after ${config.timeoutSeconds} s before ${name}`,
-        };
-      }
-      writer.raw(formatStepHeader({ name, command }));
-      const quota = watchDiskQuota(workspace.root, quotaBytes, options.quotaCheckIntervalMs);
-      let run: Awaited<ReturnType<typeof runStep>>;
-      try {
-        run = await runStep(
-          {
-            name,
-            command,
-            cwd: workspace.checkout,
-            env: phase === 'deploy' ? { ...env, ...deployEnv } : env,
-            timeoutMs: remaining,
-          },
-          {
-            onOutput: (chunk) => writer.output(chunk),
-            signal: options.stop ? AbortSignal.any([quota.signal, options.stop]) : quota.signal,
-            ...(canLimitProcesses ? { maxProcesses, maxFileBytes: quotaBytes } : {}),
-            ...(options.stepUser ?? {}),
-          },
-        );
-      } finally {
-        await quota.stop();
-      }
-      // Once more after the step: what it wrote since the last look counts too.
-      const exceeded = quota.exceeded() || (await folderSize(workspace.root)) > quotaBytes;
-      writer.raw(
-        formatStepFooter({
+    const remaining = deadline - clock();
+    if (remaining <= 0) {
+      return {
+        state: 'timed_out',
+        description: `timed out after ${config.timeoutSeconds} s before ${name}`,
+      };
+    }
+    writer.raw(formatStepHeader({ name, command }));
+    const quota = watchDiskQuota(workspace.root, quotaBytes, options.quotaCheckIntervalMs);
+    let run: Awaited<ReturnType<typeof runStep>>;
+    try {
+      run = await runStep(
+        {
           name,
-          exitCode: run.exitCode,
-          durationMs: run.durationMs,
-          timedOut: run.timedOut,
-        }),
+          command,
+          cwd: workspace.checkout,
+          env: phase === 'deploy' ? { ...env, ...deployEnv } : env,
+          timeoutMs: remaining,
+        },
+        {
+          onOutput: (chunk) => writer.output(chunk),
+          signal: options.stop ? AbortSignal.any([quota.signal, options.stop]) : quota.signal,
+          ...(canLimitProcesses ? { maxProcesses, maxFileBytes: quotaBytes } : {}),
+          ...(options.stepUser ?? {}),
+        },
       );
-      steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
-      if (exceeded) {
-        const error = new DiskQuotaExceededError(quotaBytes);
-        writer.line(`Error: ${error.message}; ${name} was stopped.`);
-        return { state: 'error', description: `${error.message} (in ${name})` };
-      }
-      if (run.timedOut) {
-        return { state: 'timed_out', description: `timed out after ${config.timeoutSeconds} s in ${name}` };
-      }
-      if (run.exitCode !== 0) {
-        const how = run.exitCode === null ? `killed by ${run.signal ?? 'a signal'}` : `exit ${run.exitCode}`;
-        return { state: 'failure', description: `${name} failed (${how}): ${command}` };
-      }
+    } finally {
+      await quota.stop();
+    }
+    // Once more after the step: what it wrote since the last look counts too.
+    const exceeded = quota.exceeded() || (await folderSize(workspace.root)) > quotaBytes;
+    writer.raw(
+      formatStepFooter({
+        name,
+        exitCode: run.exitCode,
+        durationMs: run.durationMs,
+        timedOut: run.timedOut,
+      }),
+    );
+    steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
+    if (exceeded) {
+      const error = new DiskQuotaExceededError(quotaBytes);
+      writer.line(`Error: ${error.message}; ${name} was stopped.`);
+      return { state: 'error', description: `${error.message} (in ${name})` };
+    }
+    if (run.timedOut) {
+      return { state: 'timed_out', description: `timed out after ${config.timeoutSeconds} s in ${name}` };
+    }
+    if (run.exitCode !== 0) {
+      const how = run.exitCode === null ? `killed by ${run.signal ?? 'a signal'}` : `exit ${run.exitCode}`;
+      return { state: 'failure', description: `${name} failed (${how}): ${command}` };
     }
   }
   // Only a build whose every step passed saves what a later build restores.
@@ -360,12 +357,6 @@ function deployCredentialSecrets(input: RunnerInput): string[] {
   return credentials ? [credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken] : [];
 }
 
-function deploySkipReason(build: RunnerInput['build']): string {
-  if (build.pr !== undefined) return 'pull requests never deploy';
-  if (build.tag !== undefined) return `tag ${build.tag} is not a deploy tag`;
-  return `${build.branch ?? 'this branch'} is not a deploy branch`;
-}
-
 async function replaceWithClone(
   input: RunnerInput,
   workspace: Workspace,
@@ -412,27 +403,4 @@ function verdictForError(error: unknown): Verdict {
   if (error instanceof LambkinError) return { state: 'error', description: error.message };
   const message = error instanceof Error ? error.message : String(error);
   return { state: 'error', description: `internal error in the runner: ${message}` };
-}
-
-/** Keeps Lambkin's own lines at the start of a line, whatever the build printed before them. */
-class LineAwareWriter {
-  private atLineStart = true;
-
-  constructor(private readonly log: LogStream) {}
-
-  output(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
-    this.log.write(chunk);
-    this.atLineStart = chunk[chunk.length - 1] === 0x0a;
-  }
-
-  raw(text: string): void {
-    if (!this.atLineStart) this.log.write('\n');
-    this.log.write(text);
-    this.atLineStart = text.endsWith('\n');
-  }
-
-  line(text: string): void {
-    this.raw(text + '\n');
-  }
 }

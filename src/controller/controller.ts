@@ -13,7 +13,6 @@ import type { Logger } from '../core/logger.js';
 import { TransitionRefusedError } from '../core/errors.js';
 import { renderBadge } from '../pages/badge.js';
 import { logPageLinksFor, renderLogPage } from '../pages/build-page.js';
-import { finalPageLog } from '../runner/log/stream.js';
 import { pullRequestSourceOf, type DeploySettings } from '../core/settings.js';
 import { readBaseConfig, type RepoFileReader } from './base-config.js';
 import {
@@ -36,6 +35,8 @@ import {
   type RunnerInvoker,
 } from '../core/ports.js';
 import type { BuildGrants, BuildSigner, CacheLocation, CachePlanner } from '../core/ports.js';
+import { reportBuildStatus } from './status-reporting.js';
+import { finalPageLog } from '../core/log-format.js';
 
 export interface ControllerDependencies {
   builds: BuildStore;
@@ -427,24 +428,16 @@ async function reportStatus(
   url: string,
   phase: 'running' | 'final',
 ): Promise<void> {
-  try {
-    await deps.statuses.setStatus(
-      { repo: build.repo, sha: build.sha, state, description, targetUrl: url },
-      phase === 'final' ? (deps.finalDelivery ?? FINAL_DELIVERY) : INTAKE_DELIVERY,
-    );
-  } catch (error) {
-    // Never silent: the final status is retried within FINAL_DELIVERY; past that it is logged as an
-    // error naming the build, and the sweeper re-sends it (the build stays unreported).
-    deps.logger[phase === 'final' ? 'error' : 'warn'](`could not set the ${phase} commit status`, {
-      build: buildLabel(build),
-      state,
-      error,
-    });
-    return;
-  }
-  await deps.builds
-    .markReported(build, build.state)
-    .catch((error: unknown) =>
-      deps.logger.warn('could not record the reported status', { build: buildLabel(build), error }),
-    );
+  // Never silent: the final status is retried within FINAL_DELIVERY; past that it is logged as an
+  // error naming the build, and the sweeper re-sends it (the build stays unreported).
+  await reportBuildStatus(deps, {
+    build,
+    status: { repo: build.repo, sha: build.sha, state, description, targetUrl: url },
+    reports: build.state,
+    policy: phase === 'final' ? (deps.finalDelivery ?? FINAL_DELIVERY) : INTAKE_DELIVERY,
+    onFailure: {
+      level: phase === 'final' ? 'error' : 'warn',
+      message: `could not set the ${phase} commit status`,
+    },
+  });
 }

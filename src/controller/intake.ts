@@ -31,6 +31,7 @@ import {
   type QueuedBuildOptions,
   type SettingsStore,
 } from '../core/ports.js';
+import { reportBuildStatus } from './status-reporting.js';
 
 export interface IntakeDependencies {
   verifier: WebhookVerifier;
@@ -173,25 +174,23 @@ async function startBuild(
 ): Promise<HttpResponse> {
   const url = pageUrlOf(build, deps.publicUrl);
   const label = buildLabel(build);
-  try {
-    await deps.statuses.setStatus(
-      {
-        repo: build.repo,
-        sha: build.sha,
-        state: 'pending',
-        description: `Build #${build.number} queued`,
-        targetUrl: url,
-      },
-      INTAKE_DELIVERY,
-    );
-    await recordReported(deps, build, 'queued');
-  } catch (error) {
-    // The build still runs; the builder sets the status again when it claims the build.
-    deps.logger.warn('could not set the pending status; the builder will set it when the build starts', {
-      build: label,
-      error,
-    });
-  }
+  // Failing here is no failure: the builder sets the status again when it claims the build.
+  await reportBuildStatus(deps, {
+    build,
+    status: {
+      repo: build.repo,
+      sha: build.sha,
+      state: 'pending',
+      description: `Build #${build.number} queued`,
+      targetUrl: url,
+    },
+    reports: 'queued',
+    policy: INTAKE_DELIVERY,
+    onFailure: {
+      level: 'warn',
+      message: 'could not set the pending status; the builder will set it when the build starts',
+    },
+  });
   try {
     await deps.queue.enqueue(build);
   } catch (error) {
@@ -242,22 +241,20 @@ async function cancelSupersededBuilds(deps: IntakeDependencies, build: BuildReco
         return undefined;
       }
       deps.logger.info('superseded build cancelled', { build: label, by: build.number });
-      try {
-        await deps.statuses.setStatus(
-          {
-            repo: cancelled.repo,
-            sha: cancelled.sha,
-            state: commitStateFor(cancelled.state),
-            description: `Build #${cancelled.number} cancelled: ${reason}`,
-            targetUrl: pageUrlOf(cancelled, deps.publicUrl),
-          },
-          INTAKE_DELIVERY,
-        );
-        await recordReported(deps, cancelled, 'cancelled');
-      } catch (error) {
-        // The sweeper re-sends it (the build stays unreported).
-        deps.logger.warn('could not set the cancelled status', { build: label, error });
-      }
+      // Not taken: the sweeper re-sends it (the build stays unreported).
+      await reportBuildStatus(deps, {
+        build: cancelled,
+        status: {
+          repo: cancelled.repo,
+          sha: cancelled.sha,
+          state: commitStateFor(cancelled.state),
+          description: `Build #${cancelled.number} cancelled: ${reason}`,
+          targetUrl: pageUrlOf(cancelled, deps.publicUrl),
+        },
+        reports: 'cancelled',
+        policy: INTAKE_DELIVERY,
+        onFailure: { level: 'warn', message: 'could not set the cancelled status' },
+      });
       return cancelled.number;
     }),
   );
@@ -265,18 +262,6 @@ async function cancelSupersededBuilds(deps: IntakeDependencies, build: BuildReco
 }
 
 /** Notes which state's status GitHub took; a failure to note it only means the sweeper may re-send. */
-async function recordReported(
-  deps: IntakeDependencies,
-  build: BuildRecord,
-  state: BuildRecord['state'],
-): Promise<void> {
-  await deps.builds
-    .markReported(build, state)
-    .catch((error: unknown) =>
-      deps.logger.warn('could not record the reported status', { build: buildLabel(build), error }),
-    );
-}
-
 /** The builder could not be invoked: end the build as `error` so nothing stays pending forever. */
 async function failToStart(
   deps: IntakeDependencies,
@@ -295,21 +280,19 @@ async function failToStart(
     deps.logger.warn('build was claimed despite the invoke error', { build: label });
     return jsonResponse(202, { queued: true, repo: build.repo, number: build.number, url });
   }
-  try {
-    await deps.statuses.setStatus(
-      {
-        repo: build.repo,
-        sha: build.sha,
-        state: 'error',
-        description: `Build #${build.number} ${reason}`,
-        targetUrl: url,
-      },
-      INTAKE_DELIVERY,
-    );
-    await recordReported(deps, build, 'error');
-  } catch (error) {
-    // The sweeper re-sends it (the build stays unreported).
-    deps.logger.error('could not set the error status', { build: label, error });
-  }
+  // Not taken: the sweeper re-sends it (the build stays unreported).
+  await reportBuildStatus(deps, {
+    build,
+    status: {
+      repo: build.repo,
+      sha: build.sha,
+      state: 'error',
+      description: `Build #${build.number} ${reason}`,
+      targetUrl: url,
+    },
+    reports: 'error',
+    policy: INTAKE_DELIVERY,
+    onFailure: { level: 'error', message: 'could not set the error status' },
+  });
   return jsonResponse(502, { error: reason, repo: build.repo, number: build.number, state: 'error' });
 }

@@ -12,6 +12,7 @@ import type { Logger } from '../core/logger.js';
 import { finalStatusOf } from './controller.js';
 import { parseBuilderInvocation } from '../core/protocol.js';
 import { type DeliveryPolicy, type StatusReporter, type BuildStore } from '../core/ports.js';
+import { reportBuildStatus } from './status-reporting.js';
 
 export interface OnFailureDependencies {
   /** `markReported` records GitHub's acknowledgement (absent in test doubles: not recorded). */
@@ -107,21 +108,15 @@ export async function endFailedBuild(
     reason,
     requestId: failure.requestId,
   });
-  let statusSet = true;
   const url = statusLinkOf(build, deps.publicUrl);
-  try {
-    await deps.statuses.setStatus(finalStatusOf(build, url), deps.statusDelivery ?? FAILURE_STATUS_DELIVERY);
-  } catch (error) {
-    statusSet = false;
-    // The sweeper re-sends it once GitHub is back (the build stays unreported).
-    deps.logger.error('could not set the error commit status', { build: label, error });
-  }
-  if (statusSet && deps.builds.markReported) {
-    await deps.builds
-      .markReported(key, build.state)
-      .catch((error: unknown) =>
-        deps.logger.warn('could not record the reported status', { build: label, error }),
-      );
-  }
+  // Not taken: the sweeper re-sends it once GitHub is back (the build stays unreported).
+  const report = await reportBuildStatus(deps, {
+    build: key,
+    status: finalStatusOf(build, url),
+    reports: build.state,
+    policy: deps.statusDelivery ?? FAILURE_STATUS_DELIVERY,
+    onFailure: { level: 'error', message: 'could not set the error commit status' },
+  });
+  const statusSet = report.set;
   return { ended: true, build, statusSet };
 }

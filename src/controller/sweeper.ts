@@ -16,6 +16,7 @@ import type { Logger } from '../core/logger.js';
 import { finalStatusOf } from './controller.js';
 import { statusLinkOf } from './on-failure.js';
 import { type DeliveryPolicy, type StatusReporter, type BuildStore } from '../core/ports.js';
+import { reportBuildStatus } from './status-reporting.js';
 
 export interface SweeperDependencies {
   /**
@@ -231,38 +232,31 @@ async function resendUnreported(
     }
     if (remaining() < MIN_TIME_PER_BUILD_MS) break;
     const url = statusLinkOf(build, deps.publicUrl);
-    const resent: ResentStatus = {
-      ...key,
-      sha: build.sha,
-      state: build.state,
-      ...(build.reportedState ? { previouslyReported: build.reportedState } : {}),
-      statusSet: true,
-    };
-    try {
-      await deps.statuses.setStatus(finalStatusOf(build, url), {
-        ...policy,
-        deadlineMs: Math.max(Math.min(policy.deadlineMs, remaining()), 1),
-      });
+    const report = await reportBuildStatus(deps, {
+      build: key,
+      status: finalStatusOf(build, url),
+      reports: build.state,
+      policy: { ...policy, deadlineMs: Math.max(Math.min(policy.deadlineMs, remaining()), 1) },
+      onFailure: {
+        level: 'error',
+        message: 'could not re-send the final status; the next sweep tries again',
+      },
+    });
+    if (report.set) {
       deps.logger.warn('re-sent the final status GitHub never got', {
         build: buildLabel(build),
         state: build.state,
         reported: build.reportedState,
       });
-    } catch (error) {
-      resent.statusSet = false;
-      resent.statusError = error instanceof Error ? error.message : String(error);
-      deps.logger.error('could not re-send the final status; the next sweep tries again', {
-        build: buildLabel(build),
-        error,
-      });
     }
-    if (resent.statusSet) {
-      await markReported
-        .call(deps.builds, key, build.state)
-        .catch((error: unknown) =>
-          deps.logger.warn('could not record the re-sent status', { build: buildLabel(build), error }),
-        );
-    }
+    const resent: ResentStatus = {
+      ...key,
+      sha: build.sha,
+      state: build.state,
+      ...(build.reportedState ? { previouslyReported: build.reportedState } : {}),
+      statusSet: report.set,
+      ...(report.set ? {} : { statusError: report.error }),
+    };
     result.resent.push(resent);
   }
 }
@@ -307,6 +301,14 @@ async function sweepOne(
     deadline: overdue.deadline,
   });
   const url = statusLinkOf(ended, deps.publicUrl);
+  // Not taken: never silent, and a later sweep re-sends it (the build stays unreported).
+  const report = await reportBuildStatus(deps, {
+    build: key,
+    status: finalStatusOf(ended, url),
+    reports: ended.state,
+    policy,
+    onFailure: { level: 'error', message: 'could not set the commit status of a swept build' },
+  });
   const swept: SweptBuild = {
     ...key,
     sha: ended.sha,
@@ -314,23 +316,9 @@ async function sweepOne(
     to: ending.to,
     reason: ending.reason,
     ...(url ? { url } : {}),
-    statusSet: true,
+    statusSet: report.set,
+    ...(report.set ? {} : { statusError: report.error }),
   };
-  try {
-    await deps.statuses.setStatus(finalStatusOf(ended, url), policy);
-  } catch (error) {
-    swept.statusSet = false;
-    swept.statusError = error instanceof Error ? error.message : String(error);
-    // Never silent; a later sweep re-sends it (the build stays unreported).
-    deps.logger.error('could not set the commit status of a swept build', { build: label, error });
-  }
-  if (swept.statusSet && deps.builds.markReported) {
-    await deps.builds
-      .markReported(key, ended.state)
-      .catch((error: unknown) =>
-        deps.logger.warn('could not record the status of a swept build', { build: label, error }),
-      );
-  }
   result.ended.push(swept);
 }
 

@@ -247,3 +247,37 @@ function lineAt(text: string, start: number): LogLine | undefined {
   const content = candidate ? text.slice(start, contentEnd) : '';
   return { text: content.endsWith('\r') ? content.slice(0, -1) : content, start, end };
 }
+
+/**
+ * The finished page shows at most this much of the end of the log (the raw log has all of it): the
+ * log route answers the page itself, and a Lambda answer holds at most 6 MB.
+ */
+export const FINAL_PAGE_LOG_BYTES = 1024 * 1024;
+/** The page starts at a line when one begins within this many bytes of the cut. */
+const PAGE_LINE_SEARCH_BYTES = 4 * 1024;
+
+/** The end of the log a finished page shows, behind a line saying how much only the raw log has. */
+export function finalPageLog(text: string, maxBytes = FINAL_PAGE_LOG_BYTES): string {
+  const kept = lastBytes(text, maxBytes);
+  if (kept.length === text.length) return text;
+  const leftOut = Buffer.byteLength(text, 'utf8') - Buffer.byteLength(kept, 'utf8');
+  return `… the first ${leftOut} bytes of the log are left out here: the raw log has all of it …\n${kept}`;
+}
+
+/** The last ≤ maxBytes of the text, starting at a line when one starts nearby, else at a character. */
+export function lastBytes(text: string, maxBytes: number): string {
+  // Each UTF-16 unit is at least one byte: the last maxBytes units hold at least maxBytes bytes.
+  const end = text.length > maxBytes ? text.slice(-maxBytes) : text;
+  const bytes = Buffer.from(end, 'utf8');
+  if (bytes.length <= maxBytes) return end;
+  let start = bytes.length - maxBytes;
+  while (start < bytes.length && isContinuationByte(bytes[start])) start++;
+  const newline = bytes.indexOf(0x0a, start);
+  if (newline !== -1 && newline - start < PAGE_LINE_SEARCH_BYTES) start = newline + 1;
+  return bytes.toString('utf8', start);
+}
+
+/** A UTF-8 byte that continues a character (never the start of one). */
+export function isContinuationByte(byte: number | undefined): boolean {
+  return byte !== undefined && (byte & 0xc0) === 0x80;
+}

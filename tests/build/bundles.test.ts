@@ -79,7 +79,7 @@ const FORBIDDEN_INPUTS: [RegExp, string][] = [
   [/^src\/local\//, 'the local stack'],
   [/^src\/cli\//, 'the CLI'],
   // Reads stdin at import: a bundle holding it would hang at init.
-  [/^src\/builder\/runner-main\.ts$/, 'the local runner process entry'],
+  [/^src\/runner\/main\.ts$/, 'the local runner process entry'],
   ...Object.keys(packageJson.devDependencies).map((name): [RegExp, string] => [
     new RegExp(`(^|/)node_modules/${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/`),
     `the dev dependency ${name}`,

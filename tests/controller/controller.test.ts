@@ -297,7 +297,7 @@ describe('builder', () => {
     const killRunner = [
       'p=$$\n',
       'while [ "$p" -gt 1 ]; do\n',
-      '  if tr \'\\0\' \' \' < /proc/$p/cmdline | grep -q runner-main; then echo "killing the runner"; kill -9 "$p"; sleep 5; fi\n',
+      '  if tr \'\\0\' \' \' < /proc/$p/cmdline | grep -q lambkin-runner-program; then echo "killing the runner"; kill -9 "$p"; sleep 5; fi\n',
       // The parent's pid is the second field after the command name, which may hold spaces.
       "  p=$(sed 's/.*) //' /proc/$p/stat | awk '{print $2}')\n",
       'done\n',

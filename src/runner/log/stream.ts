@@ -15,6 +15,7 @@ import { LambkinError } from '../../core/errors.js';
 import { LOG_KEYS, type LogSummary } from '../../core/protocol.js';
 import { BoundedLog } from './bounded-log.js';
 import { createSecretMasker } from '../../core/log-mask.js';
+import { isContinuationByte, lastBytes } from '../../core/log-format.js';
 
 export const DEFAULT_FLUSH_INTERVAL_MS = 2000;
 export const DEFAULT_MAX_CHUNK_BYTES = 1024 * 1024;
@@ -23,14 +24,6 @@ export const PAGE_LOG_BYTES = 256 * 1024;
 export const LOG_TEXT_CONTENT_TYPE = 'text/plain; charset=utf-8';
 export const LOG_PAGE_CONTENT_TYPE = 'text/html; charset=utf-8';
 
-/**
- * The finished page shows at most this much of the end of the log (the raw log has all of it): the
- * log route answers the page itself, and a Lambda answer holds at most 6 MB.
- */
-export const FINAL_PAGE_LOG_BYTES = 1024 * 1024;
-
-/** The page starts at a line when one begins within this many bytes of the cut. */
-const PAGE_LINE_SEARCH_BYTES = 4 * 1024;
 /** Every UTF-8 character fits in a chunk of this size. */
 const MIN_CHUNK_BYTES = 4;
 
@@ -262,29 +255,4 @@ function splitIntoChunks(text: string, maxBytes: number): string[] {
     start = end;
   }
   return chunks;
-}
-
-/** The end of the log a finished page shows, behind a line saying how much only the raw log has. */
-export function finalPageLog(text: string, maxBytes = FINAL_PAGE_LOG_BYTES): string {
-  const kept = lastBytes(text, maxBytes);
-  if (kept.length === text.length) return text;
-  const leftOut = Buffer.byteLength(text, 'utf8') - Buffer.byteLength(kept, 'utf8');
-  return `… the first ${leftOut} bytes of the log are left out here: the raw log has all of it …\n${kept}`;
-}
-
-/** The last ≤ maxBytes of the text, starting at a line when one starts nearby, else at a character. */
-function lastBytes(text: string, maxBytes: number): string {
-  // Each UTF-16 unit is at least one byte: the last maxBytes units hold at least maxBytes bytes.
-  const end = text.length > maxBytes ? text.slice(-maxBytes) : text;
-  const bytes = Buffer.from(end, 'utf8');
-  if (bytes.length <= maxBytes) return end;
-  let start = bytes.length - maxBytes;
-  while (start < bytes.length && isContinuationByte(bytes[start])) start++;
-  const newline = bytes.indexOf(0x0a, start);
-  if (newline !== -1 && newline - start < PAGE_LINE_SEARCH_BYTES) start = newline + 1;
-  return bytes.toString('utf8', start);
-}
-
-function isContinuationByte(byte: number | undefined): boolean {
-  return byte !== undefined && (byte & 0xc0) === 0x80;
 }

@@ -8,7 +8,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LOG_KEYS, type PresignedPost } from '../../../src/core/protocol.js';
 import {
   createLogStream,
-  finalPageLog,
   LogStreamError,
   PAGE_LOG_BYTES,
   type LogStream,
@@ -23,6 +22,7 @@ import {
   type StorageBackend,
   type TestStorage,
 } from '../../support/storage.js';
+import { finalPageLog } from '../../../src/core/log-format.js';
 
 const TEXT = 'text/plain; charset=utf-8';
 

@@ -1,0 +1,53 @@
+/**
+ * The one way a service tells GitHub what a build is doing: set the commit status, then record on
+ * the build what GitHub acknowledged (`reportedState`). A terminal build whose acknowledged state
+ * differs from its state stays in the sweeper's index, and the sweeper sends it again; so a status
+ * that could not be set is logged, never thrown: the build goes on.
+ */
+import { buildLabel, type BuildKey } from '../core/build.js';
+import type { Logger } from '../core/logger.js';
+import type { BuildStore, CommitStatusUpdate, DeliveryPolicy, StatusReporter } from '../core/ports.js';
+import type { BuildState } from '../core/state-machine.js';
+
+export interface StatusReportingDependencies {
+  statuses: StatusReporter;
+  /** Without `markReported` (a store that keeps no such record) the acknowledgement is not recorded. */
+  builds: Partial<Pick<BuildStore, 'markReported'>>;
+  logger: Logger;
+}
+
+export interface BuildStatusReport {
+  build: BuildKey;
+  status: CommitStatusUpdate;
+  /** The build state this status stands for: recorded as acknowledged once GitHub took it. */
+  reports: BuildState;
+  policy: DeliveryPolicy;
+  /** What to log when GitHub did not take it, and how loudly (a final status is an error). */
+  onFailure: { level: 'warn' | 'error'; message: string };
+}
+
+/** Whether GitHub took the status; its error's message when it did not. */
+export type ReportResult = { set: true } | { set: false; error: string };
+
+export async function reportBuildStatus(
+  deps: StatusReportingDependencies,
+  report: BuildStatusReport,
+): Promise<ReportResult> {
+  const label = buildLabel(report.build);
+  try {
+    await deps.statuses.setStatus(report.status, report.policy);
+  } catch (error) {
+    deps.logger[report.onFailure.level](report.onFailure.message, {
+      build: label,
+      state: report.status.state,
+      error,
+    });
+    return { set: false, error: error instanceof Error ? error.message : String(error) };
+  }
+  await deps.builds
+    .markReported?.(report.build, report.reports)
+    .catch((error: unknown) =>
+      deps.logger.warn('could not record the reported status', { build: label, error }),
+    );
+  return { set: true };
+}

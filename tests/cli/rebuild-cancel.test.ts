@@ -167,7 +167,7 @@ describe('lambkin rebuild', () => {
     const result = await lambkin(['rebuild', REPO, String(original.number)], { token: false });
     expect(result.code).toBe(0);
     const number = original.number + 1;
-    await lambda.waitForIdle(2000);
+    await lambda.waitForIdle(10_000);
     expect(invocationsOf(number)).toHaveLength(1);
     expect(github.requests.length).toBe(before);
   });

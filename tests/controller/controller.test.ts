@@ -27,6 +27,7 @@ import { failingProject, npmProject, passingProject } from '../support/npm-proje
 import { gitHttpBackend, startArchiveServer } from '../support/archive-server.js';
 import { basename, dirname } from 'node:path';
 import { testBuildRequest } from '../support/builds.js';
+import { itAsRoot } from '../support/tools.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
 
 const TOKEN = 'builder-test-token';
@@ -293,11 +294,12 @@ describe('builder', () => {
   });
 
   it('ends the build as error when the runner dies mid-build', async () => {
-    // The step walks up its process tree to the runner process and kills it.
+    // The step walks up its process tree to the runner process (node …/lambkin-runner-program-*/runner.mjs)
+    // and kills it.
     const killRunner = [
       'p=$$\n',
       'while [ "$p" -gt 1 ]; do\n',
-      '  if tr \'\\0\' \' \' < /proc/$p/cmdline | grep -q lambkin-runner-program; then echo "killing the runner"; kill -9 "$p"; sleep 5; fi\n',
+      '  if tr \'\\0\' \' \' < /proc/$p/cmdline | grep -q lambkin-runner-program-; then echo "killing the runner"; kill -9 "$p"; sleep 5; fi\n',
       // The parent's pid is the second field after the command name, which may hold spaces.
       "  p=$(sed 's/.*) //' /proc/$p/stat | awk '{print $2}')\n",
       'done\n',
@@ -387,8 +389,7 @@ describe('builder', () => {
     }
   });
 
-  const asRoot = process.getuid?.() === 0;
-  (asRoot ? it : it.skip)('runs the runner as an unprivileged user when started as root', async () => {
+  itAsRoot('runs the runner as an unprivileged user when started as root', async () => {
     const { repo, sha } = await repository(
       'unprivileged',
       npmProject({ test: 'echo "uid=$(id -u)"; cat /proc/1/environ' }),

@@ -11,6 +11,7 @@ import {
   RunnerProgramError,
   runnerProgram,
 } from '../../src/controller/runner-program.js';
+import { itAsRoot } from '../support/tools.js';
 
 /** Starts the program with `input` on stdin; resolves with its exit code and stderr. */
 function startProgram(
@@ -29,7 +30,6 @@ function startProgram(
     child.stdin?.end(input);
   });
 }
-const asRoot = process.getuid?.() === 0;
 const NOBODY = 65534;
 
 const folders: string[] = [];
@@ -65,7 +65,7 @@ describe('the runner program', () => {
     expect(result.stderr).not.toMatch(/ERR_MODULE_NOT_FOUND|Cannot find/);
   });
 
-  (asRoot ? it : it.skip)('runs as the unprivileged build user (root drops to nobody)', async () => {
+  itAsRoot('runs as the unprivileged build user (root drops to nobody)', async () => {
     const program = await runnerProgram();
     const result = await startProgram(program.command, { cwd: program.dir, uid: NOBODY, gid: NOBODY });
     expect(result.code).toBe(1);

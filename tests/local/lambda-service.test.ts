@@ -39,7 +39,7 @@ function gate(): { opened: Promise<void>; open: () => void } {
 }
 
 /** Polls `condition` until it holds; fails the test after `timeoutMs`. */
-async function eventually(condition: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
+async function eventually(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -474,7 +474,9 @@ describe('LocalLambdaService: lifecycle', () => {
     const closing = Date.now();
     await service.close(100);
 
-    expect(Date.now() - closing).toBeLessThan(1000);
+    // The function never returns, so any end at all is close()'s bound; the time only means "did not hang".
+    expect(Date.now() - closing).toBeGreaterThanOrEqual(95);
+    expect(Date.now() - closing).toBeLessThan(10_000);
     expect(logger.entries.at(-1)).toMatchObject({
       level: 'warn',
       message: 'local Lambda closed while invocations were still running; their results are lost',

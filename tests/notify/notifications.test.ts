@@ -220,11 +220,23 @@ describe('Slack notifications of real builds', () => {
       expect(logger.entries.filter((entry) => entry.level === 'error')).toEqual([]);
       expect(logger.entries.map((entry) => entry.message)).toContain('could not notify Slack');
 
-      // Each state change's notification work ends within the bound, whatever Slack does.
+      // Each state change's notification work ends, whatever Slack does: by itself (Slack's failure
+      // logged) or at the notifier's own timeout (the work left behind, logged). Either way it
+      // does not hang: the time bound is four times that timeout, to mean only that.
       const running = { ...done, state: 'running' as const };
+      const logged = logger.entries.length;
       const started = Date.now();
       await new BuildNotifier(notifierDeps()).buildChanged(running);
-      expect(Date.now() - started).toBeLessThan(NOTIFY_TIMEOUT_MS + 500);
+      const ms = Date.now() - started;
+      const ended = logger.entries.slice(logged).map((entry) => entry.message);
+      expect(ended).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(
+            /^could not (send notifications|notify Slack)$|^notifications took too long and were left behind/,
+          ),
+        ]),
+      );
+      expect(ms).toBeLessThan(4 * NOTIFY_TIMEOUT_MS);
     },
   );
 });

@@ -13,7 +13,7 @@ import {
   type StepRun,
   type StepSpec,
 } from '../../src/runner/steps.js';
-import { requireTool } from '../support/tools.js';
+import { itAsRoot, requireTool } from '../support/tools.js';
 
 /** The conventional unprivileged user. */
 const NOBODY = 65534;
@@ -340,8 +340,7 @@ describe('runStep: refusals', () => {
 });
 
 describe('runStep as another user', () => {
-  const asRoot = process.getuid?.() === 0;
-  (asRoot ? test : test.skip)('runs as the uid and gid given, in folders that user owns', async () => {
+  itAsRoot('runs as the uid and gid given, in folders that user owns', async () => {
     // The temporary folder is 0700 root; the user must be able to pass through it.
     await chmod(folder, 0o711);
     const checkout = join(folder, 'checkout');
@@ -432,9 +431,8 @@ describe('runStep with maxFileBytes', () => {
   });
 });
 
-const asRootForNproc = process.getuid?.() === 0;
-(asRootForNproc ? describe : describe.skip)('runStep with maxProcesses as another user', () => {
-  it('stops forks past the bound', async () => {
+describe('runStep with maxProcesses as another user', () => {
+  itAsRoot('stops forks past the bound', async () => {
     await chmod(folder, 0o777);
     // A uid nothing else uses, so its process count is this step's alone; dash fails a fork at
     // once where bash would retry for seconds.

@@ -24,7 +24,7 @@ import {
   sweepStaleWorkspaces,
   type Workspace,
 } from '../../src/runner/workspace.js';
-import { findOnPath } from '../support/tools.js';
+import { itAsRoot, requireTool } from '../support/tools.js';
 
 /** The conventional unprivileged user. */
 const NOBODY = 65534;
@@ -152,10 +152,8 @@ describe('dispose', () => {
   });
 
   // Root may remove anything, read-only or not: run the same as an unprivileged user to mean it.
-  const asRootWithSetpriv = process.getuid?.() === 0 && findOnPath('setpriv') !== undefined;
-  (asRootWithSetpriv ? test : test.skip)(
-    'removes read-only folders as an unprivileged user too',
-    async () => {
+  if (requireTool('setpriv', 'removing read-only folders as an unprivileged user')) {
+    itAsRoot('removes read-only folders as an unprivileged user too', async () => {
       const sandbox = await mkdtemp(join(tmpdir(), 'lambkin-workspace-nobody-'));
       try {
         await chown(sandbox, NOBODY, NOBODY);
@@ -190,8 +188,8 @@ describe('dispose', () => {
       } finally {
         await rm(sandbox, { recursive: true, force: true });
       }
-    },
-  );
+    });
+  }
 
   test('removes nesting deeper than a path can name', async () => {
     const workspace = await make(false);

@@ -286,18 +286,22 @@ describe('the controller and the runner (in-process controller, runner process)'
           : {}),
       }))();
 
-  it("signs the runner's log form with per-build credentials: no credential of the controller in it", async () => {
-    if (!signer) return;
-    const build = { repo: 'octo/hostile', number: 1, logPrefix: 'logs/octo/hostile/builds/1/' };
-    const signed = await form(build, signer);
-    expect(leaksIn(JSON.stringify(signed), secrets)).toEqual([]);
-    expect(signed.fields['X-Amz-Credential']).toMatch(/^\S+\/\d{8}\/us-east-1\/s3\/aws4_request$/);
-    // The protection switched off (the controller's own client signs): the probe finds its key.
-    const unsigned = await form(build);
-    expect(leaksIn(JSON.stringify(unsigned), { AWS_ACCESS_KEY_ID: secrets.AWS_ACCESS_KEY_ID })).not.toEqual(
-      [],
-    );
-  });
+  (hasSts ? it : it.skip)(
+    "signs the runner's log form with per-build credentials: no credential of the controller in it",
+    async () => {
+      // Without moto_server requireTool above has already failed (CI) or skipped visibly (elsewhere).
+      if (!signer) throw new Error('STS is there but no per-build signer was made: see beforeAll');
+      const build = { repo: 'octo/hostile', number: 1, logPrefix: 'logs/octo/hostile/builds/1/' };
+      const signed = await form(build, signer);
+      expect(leaksIn(JSON.stringify(signed), secrets)).toEqual([]);
+      expect(signed.fields['X-Amz-Credential']).toMatch(/^\S+\/\d{8}\/us-east-1\/s3\/aws4_request$/);
+      // The protection switched off (the controller's own client signs): the probe finds its key.
+      const unsigned = await form(build);
+      expect(leaksIn(JSON.stringify(unsigned), { AWS_ACCESS_KEY_ID: secrets.AWS_ACCESS_KEY_ID })).not.toEqual(
+        [],
+      );
+    },
+  );
 
   it("limits the per-build credentials to the build's own keys with a session policy", () => {
     const policy = JSON.parse(

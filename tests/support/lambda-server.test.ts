@@ -55,7 +55,7 @@ describe('Lambda Invoke API stand-in', () => {
     expect(response.StatusCode).toBe(202);
     expect(response.Payload?.length ?? 0).toBe(0);
     expect(response.$metadata.requestId).toMatch(/^[0-9a-f-]{36}$/);
-    const [invocation] = await server.waitForInvocations(1, 1000);
+    const [invocation] = await server.waitForInvocations(1, 10_000);
     expect(invocation).toMatchObject({ functionName: 'builder', invocationType: 'Event', payload: { n: 1 } });
     expect(invocation?.headers['x-amz-invocation-type']).toBe('Event');
     expect(invocation?.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 /);
@@ -63,7 +63,7 @@ describe('Lambda Invoke API stand-in', () => {
     // The 202 came back while the handler was still blocked.
     expect(invocation?.outcome).toBeUndefined();
     release();
-    await server.waitForIdle(1000);
+    await server.waitForIdle(10_000);
     expect(invocation?.outcome).toEqual({ status: 'succeeded', result: { saw: { n: 1 } } });
   });
 
@@ -115,7 +115,7 @@ describe('Lambda Invoke API stand-in', () => {
     const response = await lambda.send(
       new InvokeCommand({ FunctionName: 'builder', InvocationType: 'Event', Payload: encode({ n: 2 }) }),
     );
-    await server.waitForIdle(2000);
+    await server.waitForIdle(10_000);
 
     expect(runs).toBe(3);
     expect(server.invocations[0]).toMatchObject({
@@ -225,13 +225,15 @@ describe('Lambda Invoke API stand-in', () => {
     // Jest runs the SDK in its own realm, which wraps Node's socket errors: match on the message.
     expect(reset.message).toMatch(/socket hang up|ECONNRESET/);
 
-    server.failNext({ kind: 'slow', delayMs: 2000 });
+    // The stand-in would answer after 20 s: only the client's 200 ms timeout can end the call sooner.
+    server.failNext({ kind: 'slow', delayMs: 20_000 });
     const started = Date.now();
     const slow = await thrownBy(() =>
       once.send(new InvokeCommand({ FunctionName: 'builder' }), { requestTimeout: 200 }),
     );
     expect(slow.name).toBe('TimeoutError');
-    expect(Date.now() - started).toBeLessThan(1500);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+    expect(Date.now() - started).toBeLessThan(10_000);
 
     const response: InvokeCommandOutput = await once.send(new InvokeCommand({ FunctionName: 'builder' }));
     once.destroy();
@@ -291,7 +293,7 @@ describe('Lambda Invoke API stand-in', () => {
   });
 
   it('waits for the Nth invocation and says what it saw when it does not come', async () => {
-    const waiting = server.waitForInvocations(2, 2000);
+    const waiting = server.waitForInvocations(2, 10_000);
     await lambda.send(new InvokeCommand({ FunctionName: 'a', InvocationType: 'Event', Payload: encode(1) }));
     await lambda.send(new InvokeCommand({ FunctionName: 'b', InvocationType: 'Event', Payload: encode(2) }));
     expect((await waiting).map((entry) => entry.payload)).toEqual([1, 2]);

@@ -1,6 +1,8 @@
 /**
  * Lambda entry point of the log route (`LogsFunction`, on the same HTTP API as the webhook, payload
- * format 2.0). Adapts the event to the core route; dependencies are built once per container.
+ * format 2.0). Adapts the event to the core route; dependencies are built once per container. The
+ * local stack calls a handler made here from its own stores (createLogsHandler with
+ * logRouteDependenciesOf), with the events the cloud sends.
  */
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createAwsClients } from '../aws/clients.js';
@@ -66,17 +68,37 @@ export function createLogsHandler(
   };
 }
 
+/** What the log route is made of: the build records, the log bucket and a logger. */
+export interface LogRouteParts {
+  builds: LogRouteDependencies['builds'];
+  logs: LogRouteDependencies['logs'];
+  /** The log bucket, for whether an object exists (HEAD). */
+  s3: S3Client;
+  bucket: string;
+  logger: LogRouteDependencies['logger'];
+}
+
+export function logRouteDependenciesOf(parts: LogRouteParts): LogRouteDependencies {
+  return {
+    builds: parts.builds,
+    logs: parts.logs,
+    objectExists: s3ObjectExists(parts.s3, parts.bucket),
+    logger: parts.logger,
+  };
+}
+
 export function createLogRouteDependencies(
   env: Record<string, string | undefined> = process.env,
 ): LogRouteDependencies {
   const config = loadConfig(env, FUNCTION_CONFIG.logs.required);
   const clients = createAwsClients();
-  return {
+  return logRouteDependenciesOf({
     builds: new DynamoBuildStore(clients.documents, config.buildsTable),
     logs: new S3LogStore(clients.s3, config.bucket),
-    objectExists: s3ObjectExists(clients.s3, config.bucket),
+    s3: clients.s3,
+    bucket: config.bucket,
     logger: createJsonLogger(),
-  };
+  });
 }
 
 export const handler = createLogsHandler(() => createLogRouteDependencies());

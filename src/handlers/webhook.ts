@@ -2,6 +2,7 @@
  * Lambda entry point of the webhook function (function URL / HTTP API). Adapts the event to the
  * core intake. Dependencies are built once per container, on the first request: the configuration,
  * then (in the cloud) the secret from Secrets Manager; a failed build is tried again next request.
+ * The local stack makes its handler with createWebhookHandler from the intake it wires itself.
  */
 import { loadFunctionConfig, onColdStart } from '../aws/secrets.js';
 import { CONFIG_VARIABLES, type LambkinConfig } from '../config.js';

@@ -1,7 +1,8 @@
 /**
  * The embedded local stack (`lambkin dev`): a DynamoDB-compatible and an S3-compatible server with
  * their data under the data dir, and one HTTP server that answers the webhook, the Lambda Invoke
- * API and the log viewer. The handlers are the cloud's: the webhook invokes the builder through
+ * API and the log viewer. The handlers are the cloud's: the webhook and log functions' own handlers
+ * get API Gateway events (src/local/api-gateway-event.ts), the webhook invokes the builder through
  * `@aws-sdk/client-lambda` against this server, the builder function runs the controller, and the
  * controller starts the runner as a separate process with a clean environment.
  */
@@ -17,8 +18,8 @@ import { endFailedBuild } from '../controller/on-failure.js';
 import { ProcessRunnerInvoker } from '../controller/runner-invoker.js';
 import { loadConfig, type LambkinConfig } from '../config.js';
 import { localEnvironment } from './local-config.js';
-import { handleWebhook, type IntakeDependencies } from '../controller/intake.js';
-import { normalizeHeaders } from '../core/http.js';
+import type { IntakeDependencies } from '../controller/intake.js';
+import { createWebhookHandler } from '../handlers/webhook.js';
 import { LambkinError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
@@ -27,7 +28,8 @@ import { LocalSecretCipher } from '../store/secret-cipher.js';
 import { createBuildNotifier, createControllerDependencies, createIntakeDependencies } from '../wiring.js';
 import { LocalLambdaService } from './lambda-service.js';
 import { startDynamoServer, startS3Server, type RunningServer } from './storage-servers.js';
-import { serveLogViewer } from './log-viewer.js';
+import { createLogViewer } from './log-viewer.js';
+import { answerWithHandler } from './api-gateway-event.js';
 import { EphemeralBuildSigner } from './ephemeral-signer.js';
 import { parseBuilderInvocation } from '../core/protocol.js';
 import { type SettingsStore } from '../core/ports.js';
@@ -188,14 +190,24 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     runControllerBuild(controller, parseBuilderInvocation(payload)),
   );
 
+  // The API's routes: the webhook function at /webhook, the log function for the rest.
+  const webhook = createWebhookHandler(() => intake);
+  const logViewer = createLogViewer({
+    builds: controller.builds,
+    logs: controller.logs,
+    s3: clients.s3,
+    bucket: config.bucket,
+    logger: options.logger,
+  });
   http.on('request', (request: IncomingMessage, response: ServerResponse) => {
     if (lambda.handle(request, response)) return;
-    const path = new URL(request.url ?? '/', base).pathname;
+    // The raw path, as API Gateway matches routes: `/builds/../webhook` is not the webhook.
+    const path = (request.url ?? '/').split('?')[0];
     if (path === '/webhook') {
-      void answerWebhook(intake, request, response);
+      void answerWithHandler(webhook, request, response, { logger: options.logger });
       return;
     }
-    void serveLogViewer(controller.logs, controller.builds, request, response, base, options.logger);
+    logViewer(request, response);
   });
 
   const file: StackFile = {
@@ -269,20 +281,4 @@ async function ensureStorage(clients: AwsClients, config: LambkinConfig): Promis
     const name = (error as Error).name;
     if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw error;
   }
-}
-
-async function answerWebhook(
-  intake: IntakeDependencies,
-  request: IncomingMessage,
-  response: ServerResponse,
-): Promise<void> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  const result = await handleWebhook(intake, {
-    method: request.method ?? 'GET',
-    path: '/webhook',
-    headers: normalizeHeaders(request.headers),
-    body: Buffer.concat(chunks).toString('utf8'),
-  });
-  response.writeHead(result.statusCode, result.headers).end(result.body);
 }

@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BuildRequest } from '../../src/core/build.js';
-import { serveLogViewer } from '../../src/local/log-viewer.js';
+import { createLogViewer } from '../../src/local/log-viewer.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { S3LogStore } from '../../src/store/logs.js';
@@ -38,7 +38,13 @@ beforeAll(async () => {
   builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
   const logs = new S3LogStore(storage.clients.s3, storage.bucket);
   server = createServer(
-    (request, response) => void serveLogViewer(logs, builds, request, response, base, createMemoryLogger()),
+    createLogViewer({
+      builds,
+      logs,
+      s3: storage.clients.s3,
+      bucket: storage.bucket,
+      logger: createMemoryLogger(),
+    }),
   );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { renderRepoPage } from '../../src/pages/repo-page.js';
 import { REPO_KEYS } from '../../src/core/protocol.js';
 import type { BuildRecord } from '../../src/core/build.js';
-import { serveLogViewer } from '../../src/local/log-viewer.js';
+import { createLogViewer } from '../../src/local/log-viewer.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { BuildNotifier, observeBuildStore } from '../../src/notify/observer.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
@@ -103,7 +103,13 @@ describe('the page in the bucket', () => {
     builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
     logs = new S3LogStore(storage.clients.s3, storage.bucket);
     server = createServer(
-      (request, response) => void serveLogViewer(logs, builds, request, response, base, createMemoryLogger()),
+      createLogViewer({
+        builds,
+        logs,
+        s3: storage.clients.s3,
+        bucket: storage.bucket,
+        logger: createMemoryLogger(),
+      }),
     );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

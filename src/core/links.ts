@@ -64,9 +64,12 @@ export interface RelativePageLinks {
   fromRepoPage: string;
 }
 
-/** The relative links of a build, from its stable link (`buildPageUrl`, any host). */
+/**
+ * The relative links of a build, from its stable link (`buildPageUrl`, any host; or only its path,
+ * when no public URL is configured: only the path and the query matter).
+ */
 export function relativePageLinks(pageUrl: string): RelativePageLinks {
-  const url = new URL(pageUrl);
+  const url = new URL(pageUrl, 'http://lambkin.invalid');
   const [name = '', number = ''] = url.pathname.split('/').slice(-2);
   return {
     rawLog: `${number}/log.txt${url.search}`,

@@ -49,7 +49,7 @@ export interface LogPageLinks {
  */
 export function logPageLinksFor(pageUrl: string, githubUrl?: string): LogPageLinks {
   const relative = relativePageLinks(pageUrl);
-  const isPrivate = new URL(pageUrl).searchParams.has('token');
+  const isPrivate = new URL(pageUrl, 'http://lambkin.invalid').searchParams.has('token');
   return {
     raw: relative.rawLog,
     self: relative.self,

@@ -64,8 +64,9 @@ describe('lambkin from any folder', () => {
         gid: NOBODY,
       });
       expect(run.code).toBe(0);
-      expect(run.stdout).toContain(`step uid=${NOBODY}`);
-      expect(run.stdout).toMatch(/"state": "success"/);
+      // With --json the log streams to stderr and stdout holds only the summary.
+      expect(run.stderr).toContain(`step uid=${NOBODY}`);
+      expect(JSON.parse(run.stdout)).toMatchObject({ state: 'success' });
     },
     100_000,
   );

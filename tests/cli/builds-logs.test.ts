@@ -24,7 +24,10 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
-function lambkin(args: string[], options: { finalLogGraceMs?: number } = {}): Promise<CliRun> {
+function lambkin(
+  args: string[],
+  options: { finalLogGraceMs?: number; env?: Record<string, string> } = {},
+): Promise<CliRun> {
   return runInProcess([...args, `--local=${dataDir}`], { now: () => NOW, ...options });
 }
 
@@ -129,10 +132,13 @@ describe('lambkin logs', () => {
     await putChunk(build, 1, '\u001b[1m$ npm test\u001b[0m\n');
     await putChunk(build, 2, 'ok 1 - greets\n');
     await logs.finalizeLog(build.logPrefix, '[lambkin] done');
+    // Not a terminal: the log's colours are left out, unless FORCE_COLOR asks for them.
+    const coloured = await lambkin(['logs', repo, String(build.number)], { env: { FORCE_COLOR: '1' } });
+    expect(coloured.stdout).toBe('\u001b[1m$ npm test\u001b[0m\nok 1 - greets\n[lambkin] done\n');
     const result = await lambkin(['logs', repo, String(build.number)]);
     expect(result).toEqual({
       code: 0,
-      stdout: '\u001b[1m$ npm test\u001b[0m\nok 1 - greets\n[lambkin] done\n',
+      stdout: '$ npm test\nok 1 - greets\n[lambkin] done\n',
       stderr: '',
     });
   });

@@ -109,10 +109,11 @@ describe('pull requests in the builder', () => {
   }, 60_000);
 
   it('keeps secrets from a same-repository pull request whose source does not inherit them', async () => {
+    // Its own files apply in full here: a 1 s timeout would count the fetch on a loaded machine.
     const target = await pullRequestRepository(
       'self-no-secrets',
       JSON.stringify(baseConfig),
-      JSON.stringify(forkConfig),
+      JSON.stringify({ ...forkConfig, timeout: 60 }),
     );
     const same = await buildPullRequest(
       target,

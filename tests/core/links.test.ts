@@ -38,6 +38,12 @@ describe('relative page links', () => {
     }
   });
 
+  it('are the same from a link with no host (no public URL configured)', () => {
+    expect(relativePageLinks('/builds/o/r/3?token=t')).toEqual(
+      relativePageLinks(buildPageUrl('https://ci.test', { repo: 'o/r', number: 3 }, 't')),
+    );
+  });
+
   it("keep a private build's token", () => {
     const links = relativePageLinks(buildPageUrl('https://ci.test', { repo: 'o/r', number: 3 }, 'tok-en_1'));
     expect(links).toEqual({

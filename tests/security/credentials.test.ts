@@ -155,10 +155,11 @@ describe('lambkin run', () => {
         });
       },
     );
-    expect(run.stderr).toBe('');
+    // --json: the summary alone on stdout, the streamed log on stderr.
+    expect(JSON.parse(run.stdout)).toMatchObject({ state: 'success' });
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain(`hostile build: uid=${asRoot ? NOBODY.uid : process.getuid?.()}`);
-    expectNothingFound(run.stdout, secrets);
+    expect(run.stderr).toContain(`hostile build: uid=${asRoot ? NOBODY.uid : process.getuid?.()}`);
+    expectNothingFound(run.stdout + run.stderr, secrets);
   }, 70_000);
 });
 

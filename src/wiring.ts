@@ -1,7 +1,8 @@
 /**
  * The composition root: builds the clients and services once per process from one validated
- * config and hands them to the core. Handlers and the local stack call these; nothing else
- * creates clients.
+ * config and hands them to the services. The handlers and the local stack call these. Clients are
+ * made only through aws/clients.ts: here, in the logs function (handlers/logs.ts: S3 and DynamoDB
+ * only), and by the CLI and the local stack for the endpoints they are pointed at.
  */
 import type { LambkinConfig } from './config.js';
 import {

@@ -37,6 +37,7 @@ import {
   type LogStore,
   type SettingsStore,
 } from '../core/ports.js';
+import { isPlainObject } from '../core/values.js';
 
 export const DEFAULT_DATA_DIR = '.lambkin';
 export const STACK_FILE_NAME = 'stack.json';
@@ -69,7 +70,7 @@ export function parseLocalStackFile(text: string, path: string): LocalStackFile 
   } catch {
     throw new LocalStackFileError(path, 'is not valid JSON');
   }
-  if (!isRecord(data)) throw new LocalStackFileError(path, 'is not a JSON object');
+  if (!isPlainObject(data)) throw new LocalStackFileError(path, 'is not a JSON object');
   if (data.version !== LOCAL_STACK_FILE_VERSION) {
     throw new LocalStackFileError(
       path,
@@ -91,8 +92,8 @@ export function parseLocalStackFile(text: string, path: string): LocalStackFile 
       throw new LocalStackFileError(path, `has no http(s) URL in "${field}"`);
     return raw;
   };
-  const endpoints = isRecord(data.endpoints) ? data.endpoints : {};
-  const tables = isRecord(data.tables) ? data.tables : {};
+  const endpoints = isPlainObject(data.endpoints) ? data.endpoints : {};
+  const tables = isPlainObject(data.tables) ? data.tables : {};
   return {
     version: LOCAL_STACK_FILE_VERSION,
     pid: data.pid,
@@ -318,8 +319,4 @@ function endpointsFrom(env: StackEnvironment['env']): { dynamodb?: string; s3?: 
 
 function endpointOf(env: StackEnvironment['env'], service: string): string | undefined {
   return env[`AWS_ENDPOINT_URL_${service}`]?.trim() || env.AWS_ENDPOINT_URL?.trim() || undefined;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -18,6 +18,7 @@ import type { Logger } from '../core/logger.js';
 import { buildLabel, logPrefixFor, type BuildKey, type BuildRecord, type RepoName } from '../core/build.js';
 import { isTerminal } from '../core/state-machine.js';
 import { type BuildStore, type LogStore } from '../core/ports.js';
+import { escapeHtml } from '../pages/html.js';
 
 /** How long a presigned URL the route hands out stays valid. */
 export const LINK_LIFETIME_SECONDS = 5 * 60;
@@ -440,5 +441,3 @@ function page(
       `<body><h1>${escapeHtml(title)}</h1>${body}</body></html>\n`,
   };
 }
-
-const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

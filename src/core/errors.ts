@@ -51,3 +51,18 @@ export class BadRequestError extends LambkinError {
     super('BAD_REQUEST', message);
   }
 }
+
+/**
+ * An error and its causes in one line, with their codes (`fetch failed: connect ECONNREFUSED
+ * 127.0.0.1:9 (ECONNREFUSED)`): network errors keep what went wrong in their causes.
+ */
+export function describeErrorChain(error: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; current instanceof Error && depth < 4; depth++) {
+    const code = (current as { code?: unknown }).code;
+    parts.push(typeof code === 'string' ? `${current.message} (${code})` : current.message);
+    current = current.cause;
+  }
+  return parts.length > 0 ? parts.join(': ') : String(error);
+}

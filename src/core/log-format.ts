@@ -281,3 +281,9 @@ export function lastBytes(text: string, maxBytes: number): string {
 export function isContinuationByte(byte: number | undefined): boolean {
   return byte !== undefined && (byte & 0xc0) === 0x80;
 }
+
+/** Mebibytes for a message: `8` for a whole number, else one decimal (`22.5`). */
+export function formatMiB(bytes: number): string {
+  const mib = bytes / 1024 ** 2;
+  return Number.isInteger(mib) ? String(mib) : mib.toFixed(1);
+}

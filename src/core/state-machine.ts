@@ -29,10 +29,6 @@ const ALLOWED: Record<BuildState, readonly BuildState[]> = {
   cancelled: [],
 };
 
-export function isBuildState(value: unknown): value is BuildState {
-  return typeof value === 'string' && (BUILD_STATES as readonly string[]).includes(value);
-}
-
 export function isTerminal(state: BuildState): state is TerminalState {
   return (TERMINAL_STATES as readonly string[]).includes(state);
 }

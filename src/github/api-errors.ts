@@ -3,6 +3,7 @@
  * (HTTP errors, network errors, aborts) into plain facts.
  */
 import { LambkinError } from '../core/errors.js';
+import { isPlainObject } from '../core/values.js';
 
 export interface GitHubErrorDetails {
   /** `owner/name`. */
@@ -57,10 +58,6 @@ export interface RequestFailure {
 
 type HeaderValue = string | number | string[] | undefined;
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
-}
-
 function headerText(headers: Record<string, HeaderValue>): Record<string, string> {
   const result: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
@@ -76,18 +73,18 @@ function headerText(headers: Record<string, HeaderValue>): Record<string, string
  * not depend on Octokit's internal packages.
  */
 export function readRequestFailure(error: unknown): RequestFailure {
-  if (!isRecord(error)) return { message: String(error), headers: {}, network: false };
-  const response = isRecord(error.response) ? error.response : undefined;
+  if (!isPlainObject(error)) return { message: String(error), headers: {}, network: false };
+  const response = isPlainObject(error.response) ? error.response : undefined;
   const text = error instanceof Error ? error.message : String(error.message ?? 'unknown error');
   if (response === undefined || typeof response.status !== 'number') {
-    const isHttpClientError = typeof error.status === 'number' && isRecord(error.request);
+    const isHttpClientError = typeof error.status === 'number' && isPlainObject(error.request);
     return { message: text, headers: {}, network: isHttpClientError };
   }
-  const headers = isRecord(response.headers)
+  const headers = isPlainObject(response.headers)
     ? headerText(response.headers as Record<string, HeaderValue>)
     : {};
   const data = response.data;
-  const githubMessage = isRecord(data) && typeof data.message === 'string' ? data.message : text;
+  const githubMessage = isPlainObject(data) && typeof data.message === 'string' ? data.message : text;
   return {
     status: response.status,
     message: githubMessage,

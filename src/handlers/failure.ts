@@ -15,6 +15,7 @@ import type { LambkinConfig } from '../config.js';
 import { LambkinError } from '../core/errors.js';
 import { createJsonLogger, type Logger } from '../core/logger.js';
 import { createBuildEnderDependencies } from '../wiring.js';
+import { isPlainObject } from '../core/values.js';
 
 /** What Lambda sends an asynchronous invocation's destination (the fields Lambkin reads). */
 export interface DestinationRecord {
@@ -49,13 +50,9 @@ export class InvalidDestinationRecordError extends LambkinError {
 
 const FAILURE_CONDITIONS = new Set(['RetriesExhausted', 'EventAgeExceeded']);
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** Validates the record's shape; every problem is reported together. */
 export function parseDestinationRecord(event: unknown): DestinationRecord {
-  if (!isRecord(event)) {
+  if (!isPlainObject(event)) {
     throw new InvalidDestinationRecordError([
       `the event is ${event === null ? 'null' : Array.isArray(event) ? 'an array' : typeof event}, not an object`,
     ]);
@@ -68,7 +65,7 @@ export function parseDestinationRecord(event: unknown): DestinationRecord {
   };
   const version = text(event.version, 'version');
   const timestamp = text(event.timestamp, 'timestamp');
-  const context = isRecord(event.requestContext) ? event.requestContext : undefined;
+  const context = isPlainObject(event.requestContext) ? event.requestContext : undefined;
   if (!context) problems.push('"requestContext" is missing or not an object');
   const requestId = text(context?.requestId, 'requestContext.requestId');
   const functionArn = text(context?.functionArn, 'requestContext.functionArn');
@@ -88,7 +85,7 @@ export function parseDestinationRecord(event: unknown): DestinationRecord {
   let responseContext: DestinationRecord['responseContext'];
   if (event.responseContext !== undefined) {
     const response = event.responseContext;
-    if (!isRecord(response) || typeof response.statusCode !== 'number') {
+    if (!isPlainObject(response) || typeof response.statusCode !== 'number') {
       problems.push('"responseContext" has no numeric "statusCode"');
     } else {
       responseContext = {
@@ -118,7 +115,7 @@ function functionNameOf(arn: string): string {
 /** The record as the failed invocation it reports. */
 export function failedInvocationOf(record: DestinationRecord): FailedInvocation {
   const { requestContext, responseContext } = record;
-  const response = isRecord(record.responsePayload) ? record.responsePayload : {};
+  const response = isPlainObject(record.responsePayload) ? record.responsePayload : {};
   const errorType =
     (typeof response.errorType === 'string' && response.errorType) ||
     responseContext?.functionError ||

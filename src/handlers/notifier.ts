@@ -12,11 +12,6 @@ import { createJsonLogger, type Logger } from '../core/logger.js';
 import { notifyBuildStream, type BuildStreamDependencies, type BuildStreamRecord } from '../notify/stream.js';
 import { createNotifierDependencies } from '../wiring.js';
 
-/** What a DynamoDB stream event source sends (the fields read). */
-export interface BuildStreamEvent {
-  Records: BuildStreamRecord[];
-}
-
 /** Lambda's partial batch response: the records to deliver again, by sequence number. */
 export interface StreamBatchResponse {
   batchItemFailures: { itemIdentifier: string }[];

@@ -181,7 +181,7 @@ export class SlackClient {
       } catch (error) {
         const name = (error as Error).name;
         const timedOut = name === 'TimeoutError' || name === 'AbortError';
-        const detail = timedOut ? 'no answer in time' : describeNetworkError(error);
+        const detail = timedOut ? 'no answer in time' : describeSlackNetworkError(error);
         outcome = { done: false, permanent: false, reason: `${what}: ${detail}` };
       }
       if (outcome.done) return outcome.value;
@@ -246,7 +246,7 @@ function hintFor(error: string): string {
   }
 }
 
-function describeNetworkError(error: unknown): string {
+function describeSlackNetworkError(error: unknown): string {
   const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
   if (typeof cause?.code === 'string') return `network error ${cause.code}`;
   return `network error (${(error as Error).message})`;

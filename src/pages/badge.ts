@@ -4,7 +4,7 @@
  * in the bucket (`branches/<branch>/badge.svg`).
  */
 import type { BuildState } from '../core/state-machine.js';
-import { escapeHtml } from './repo-page.js';
+import { escapeHtml } from './html.js';
 
 export const BADGE_CONTENT_TYPE = 'image/svg+xml';
 

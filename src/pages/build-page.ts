@@ -17,6 +17,7 @@ import {
   type StepMarker,
   type StepOutcome,
 } from '../core/log-format.js';
+import { escapeHtml, safeUrl } from './html.js';
 
 export const DEFAULT_REFRESH_SECONDS = 5;
 
@@ -351,34 +352,10 @@ function applyCarriageReturns(text: string): string {
     .join('\n');
 }
 
-const HTML_ESCAPES: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-};
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char] ?? char);
-}
-
-/**
- * Only web links and relative ones: a `javascript:` or `data:` URL must never become a link. URL
- * parsers ignore tabs and newlines inside a scheme (`java\tscript:`), so any whitespace or control
- * character disqualifies the URL, and whatever precedes the first `:` counts as its scheme.
- */
 /** `5`, or `5;url=<the stable link>` when there is one (escaped by the caller's attribute). */
 function refreshTarget(seconds: number, self: string | undefined): string {
   const url = safeUrl(self);
   return url ? `${seconds};url=${escapeHtml(url)}` : String(seconds);
-}
-
-function safeUrl(url: string | undefined): string | undefined {
-  if (!url || /[\s\p{Cc}]/u.test(url)) return undefined;
-  const scheme = /^([^:/?#]*):/.exec(url);
-  if (!scheme) return url;
-  return /^https?$/i.test(scheme[1]!) ? url : undefined;
 }
 
 /** Terminal colours chosen to read well on the dark log panel (ansi_up emits these classes). */

@@ -10,6 +10,7 @@
 import type { BuildRecord } from '../core/build.js';
 import { STATE_LABELS } from '../core/state-machine.js';
 import { formatDuration } from '../core/log-format.js';
+import { escapeHtml, safeUrl } from './html.js';
 
 /** How many builds the page lists. */
 export const REPO_PAGE_BUILDS = 50;
@@ -96,26 +97,6 @@ function durationOf(build: RepoPageBuild, now: number): string {
 function truncate(text: string, length: number): string {
   const flat = text.replace(/\s+/g, ' ').trim();
   return flat.length > length ? `${flat.slice(0, length - 1)}…` : flat;
-}
-
-const HTML_ESCAPES: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-};
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char] ?? char);
-}
-
-/** Web links and relative ones only (see safeUrl in page.ts: no `javascript:` or `data:`). */
-function safeUrl(url: string | undefined): string | undefined {
-  if (!url || /[\s\p{Cc}]/u.test(url)) return undefined;
-  const scheme = /^([^:/?#]*):/.exec(url);
-  if (!scheme) return url;
-  return /^https?$/i.test(scheme[1] ?? '') ? url : undefined;
 }
 
 const STYLE = `

@@ -22,8 +22,8 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { Header, Pack, ReadEntry, type WriteEntry } from 'tar';
 import { NPM_LOCKFILES, currentRuntime, gitBlobSha, runtimeId } from '../core/cache-key.js';
-import { LambkinError } from '../core/errors.js';
-import { formatDuration } from '../core/log-format.js';
+import { LambkinError, describeErrorChain } from '../core/errors.js';
+import { formatDuration, formatMiB } from '../core/log-format.js';
 import {
   ArchiveTree,
   GuardedUnpack,
@@ -194,7 +194,7 @@ async function downloadAndUnpack(
   const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
   const label = urlLabel(access.getUrl);
   const response = await fetch(access.getUrl, { signal }).catch((error: unknown) => {
-    throw new CacheError(`could not download ${label}: ${describeNetworkError(error)}`, { cause: error });
+    throw new CacheError(`could not download ${label}: ${describeErrorChain(error)}`, { cause: error });
   });
   if (response.status === 404) {
     await response.body?.cancel().catch(() => undefined);
@@ -273,7 +273,7 @@ async function downloadAndUnpack(
           ? error
           : deadline.aborted
             ? new CacheError(`the restore took longer than ${Math.round(options.timeoutMs / 1000)} s`)
-            : new CacheError(`the download of ${label} broke off: ${describeNetworkError(error)}`, {
+            : new CacheError(`the download of ${label} broke off: ${describeErrorChain(error)}`, {
                 cause: error,
               }),
       );
@@ -572,7 +572,7 @@ async function upload(access: CacheAccess, file: string, bytes: number, signal: 
   } catch (error) {
     answered.catch(() => undefined);
     if (error instanceof CacheError) throw error;
-    throw new CacheError(`the upload to ${label} failed: ${describeNetworkError(error)}`, { cause: error });
+    throw new CacheError(`the upload to ${label} failed: ${describeErrorChain(error)}`, { cause: error });
   }
 }
 
@@ -596,17 +596,6 @@ function urlLabel(url: string): string {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-function describeNetworkError(error: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = error;
-  for (let depth = 0; current instanceof Error && depth < 4; depth++) {
-    const code = (current as { code?: unknown }).code;
-    parts.push(typeof code === 'string' ? `${current.message} (${code})` : current.message);
-    current = current.cause;
-  }
-  return parts.length > 0 ? parts.join(': ') : String(error);
 }
 
 /** The install commands Lambkin runs by default: a hit makes them pointless, so they are skipped. */
@@ -695,8 +684,4 @@ export async function saveBuildCache(
         : `Cache: not saved: ${result.reason}`,
     );
   }
-}
-
-function formatMiB(bytes: number): string {
-  return (bytes / 1024 ** 2).toFixed(1);
 }

@@ -24,6 +24,7 @@ import {
   formatDuration,
   formatStepFooter,
   formatStepHeader,
+  formatMiB,
 } from '../core/log-format.js';
 import { logPageLinksFor, renderLogPage } from '../pages/build-page.js';
 import { createLogStream } from './log/stream.js';
@@ -69,11 +70,6 @@ export class DiskQuotaExceededError extends LambkinError {
       `disk quota exceeded: the build wrote more than ${formatMiB(quotaBytes)} MiB under its work area`,
     );
   }
-}
-
-function formatMiB(bytes: number): string {
-  const mib = bytes / 1024 ** 2;
-  return Number.isInteger(mib) ? String(mib) : mib.toFixed(1);
 }
 
 export const DEFAULT_WORK_ROOT = join(tmpdir(), 'lambkin');

@@ -32,6 +32,7 @@ import {
   TAR_OVERHEAD_SLACK,
 } from './archive-tree.js';
 import { layerEnvironment } from './runtime-layer.js';
+import { describeErrorChain } from '../core/errors.js';
 
 export interface ArchiveLimits {
   /** Unpacked bytes (sum of the entries' declared sizes). Default 2 GiB. */
@@ -291,24 +292,13 @@ function asSourceError(error: unknown, label: string, downloadedBytes = 0): Sour
       { code: 'ARCHIVE_INVALID', cause: error },
     );
   }
-  const reason = describeNetworkError(error);
+  const reason = describeErrorChain(error);
   const where = downloadedBytes > 0 ? `broke off after ${downloadedBytes} bytes` : 'failed';
   return new SourceFetchError(
     `Downloading the source archive from ${label} ${where}: ${reason}. Re-run the build; if it keeps ` +
       'failing, check that the builder can reach the host.',
     { code: 'ARCHIVE_DOWNLOAD_FAILED', cause: error, retryable: true },
   );
-}
-
-function describeNetworkError(error: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = error;
-  for (let depth = 0; current instanceof Error && depth < 4; depth++) {
-    const code = (current as { code?: unknown }).code;
-    parts.push(typeof code === 'string' ? `${current.message} (${code})` : current.message);
-    current = current.cause;
-  }
-  return parts.length > 0 ? parts.join(': ') : String(error);
 }
 
 /**

@@ -11,7 +11,8 @@ import { validateLambciConfig } from './lambci.js';
 import type { LambciConfig } from './lambci.js';
 import { MAX_CONFIG_FILE_BYTES } from './schema.js';
 import type { RepoConfigInput } from './schema.js';
-import { isPlainObject, parseJson, validateRepoConfig } from './validate.js';
+import { parseJson, validateRepoConfig } from './validate.js';
+import { isPlainObject } from '../values.js';
 
 export type RepoConfigFile =
   | {

@@ -12,7 +12,8 @@ import { LAMBKIN_FILE } from './files.js';
 import { translateLambci } from './lambci.js';
 import { DEFAULT_TIMEOUT_SECONDS } from './schema.js';
 import type { BuildOverrides, Commands, EnvValue, RepoConfigInput } from './schema.js';
-import { branchRegexSource, isPlainObject, renderPath, validateSettingsConfig } from './validate.js';
+import { branchRegexSource, renderPath, validateSettingsConfig } from './validate.js';
+import { isPlainObject } from '../values.js';
 
 /** What resolving needs to know about the build; a BuildRequest fits. */
 export interface BuildContext {

@@ -11,6 +11,7 @@ import {
   type RepoConfigInput,
   type SettingsConfigInput,
 } from './schema.js';
+import { isPlainObject } from '../values.js';
 
 /** Beyond this many, problems are counted but not listed (a broken 1 MiB file can have thousands). */
 const MAX_PROBLEMS = 20;
@@ -28,10 +29,6 @@ function validatorFor(schema: object): ValidateFunction {
     compiled.set(schema, validate);
   }
   return validate;
-}
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** `"ten"`, `3`, `null`, `a list`, `an object`; long strings are shortened. */

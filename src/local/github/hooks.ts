@@ -2,10 +2,10 @@
  * Repository webhooks (`/repos/{owner}/{repo}/hooks`): listed, created and updated, kept in
  * memory and validated as GitHub.com validates them.
  */
-import { isPlainObject } from '../../core/repo-config/validate.js';
 import { pageOf, requestBody, type RequestContext, type Route } from './context.js';
 import { RouteError, sendJson, timestamp, validationFailed } from './http.js';
 import { repoKey, type Repository, type StoredHook } from './records.js';
+import { isPlainObject } from '../../core/values.js';
 
 const HOOKS_DOCS = 'https://docs.github.com/rest/repos/webhooks';
 /** A sample of GitHub's webhook events (and `*`, all of them): others are refused as unknown. */

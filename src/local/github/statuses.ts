@@ -1,9 +1,9 @@
 /** Commit statuses: POST /repos/{owner}/{repo}/statuses/{sha} and GET …/commits/{ref}/statuses. */
-import { isPlainObject } from '../../core/repo-config/validate.js';
 import { pageOf, requestBody, type RequestContext, type Route, type StandIn } from './context.js';
 import { nodeId, notFound, RouteError, sendJson, timestamp, validationFailed } from './http.js';
 import type { CommitStatusRecord, Repository } from './records.js';
 import { resolveCommit, userJson, visibleRepository } from './repositories.js';
+import { isPlainObject } from '../../core/values.js';
 
 const STATUS_DOCS = 'https://docs.github.com/rest/commits/statuses#create-a-commit-status';
 const STATUS_STATES = ['error', 'failure', 'pending', 'success'] as const;

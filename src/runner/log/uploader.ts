@@ -147,7 +147,7 @@ export class PresignedUploader {
     const expired = Date.now() > this.post.expiresAt ? ' The upload form has expired.' : '';
     let message: string;
     if (result.status === undefined) {
-      const cause = describeNetworkError(result.cause);
+      const cause = describeUploadFailure(result.cause);
       message =
         `Could not upload ${key}${tries}: ${cause}. Check that the builder can reach ` +
         `${safeOrigin(this.post.url)}.${expired}`;
@@ -203,7 +203,7 @@ function xmlElement(xml: string, name: string): string | undefined {
 }
 
 /** fetch says only "fetch failed"; the useful part (ECONNRESET, timeout) is in its cause. */
-function describeNetworkError(error: unknown): string {
+function describeUploadFailure(error: unknown): string {
   // Duck-typed: fetch's errors (DOMException, undici's) need not share this realm's Error class.
   if (!isErrorLike(error)) return String(error);
   if (error.name === 'TimeoutError') return 'the request timed out';

@@ -12,7 +12,7 @@ import {
   createS3Client,
   type AwsClients,
 } from './aws/clients.js';
-import { LambdaBuilderQueue } from './aws/builder-queue.js';
+import { LambdaControllerInvoker } from './aws/controller-invoker.js';
 import type { ControllerDependencies } from './controller/controller.js';
 import { LambdaRunnerInvoker } from './controller/runner-invoker.js';
 import { resolveArchiveUrl } from './github/archive.js';
@@ -55,7 +55,7 @@ export function createIntakeDependencies(
     // No cipher: the webhook reads only the build policy, and never decrypts a secret value.
     settings: new DynamoSettingsStore(clients.documents, config.settingsTable),
     statuses: new GitHubStatusReporter(octokit),
-    queue: new LambdaBuilderQueue(clients.lambda, config.builderFunction),
+    controller: new LambdaControllerInvoker(clients.lambda, config.builderFunction),
     logger,
     publicUrl: config.publicUrl,
     queueTimeoutMs: config.queueTimeoutSeconds * 1000,

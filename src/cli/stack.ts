@@ -18,7 +18,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { LambdaBuilderQueue } from '../aws/builder-queue.js';
+import { LambdaControllerInvoker } from '../aws/controller-invoker.js';
 import { createAwsClients, type AwsClients } from '../aws/clients.js';
 import { loadConfig, type LambkinConfig } from '../config.js';
 import { createGitHubClient } from '../github/client.js';
@@ -31,7 +31,7 @@ import { KmsSecretCipher, LocalSecretCipher, type SecretCipher } from '../store/
 import { LocalStackFileError, MissingRegionError, NoLocalStackError } from './cli-errors.js';
 import { readStackOutputs } from './stack-outputs.js';
 import {
-  type BuilderQueue,
+  type ControllerInvoker,
   type StatusReporter,
   type BuildStore,
   type LogStore,
@@ -167,7 +167,7 @@ export interface Stack {
   readonly builds: BuildStore;
   readonly settings: SettingsStore;
   readonly logs: LogStore;
-  readonly queue: BuilderQueue;
+  readonly controller: ControllerInvoker;
   /** Present when GITHUB_TOKEN is set: the commit statuses the CLI changes go through it. */
   readonly statuses: StatusReporter | undefined;
   /** Base of build links; empty when unknown. */
@@ -191,7 +191,7 @@ export interface StackEnvironment {
 }
 
 /** The invoke is interactive here: a little more patience than the webhook's 3 s. */
-const CLI_ENQUEUE = { attemptTimeoutMs: 3000, deadlineMs: 10_000 };
+const CLI_CONTROLLER_INVOKE = { attemptTimeoutMs: 3000, deadlineMs: 10_000 };
 
 export async function openStack(
   options: StackOptions,
@@ -292,7 +292,7 @@ function assemble(
     builds: new DynamoBuildStore(clients.documents, config.buildsTable),
     settings: new DynamoSettingsStore(clients.documents, config.settingsTable, cipher),
     logs: new S3LogStore(clients.s3, config.bucket),
-    queue: new LambdaBuilderQueue(clients.lambda, config.builderFunction, CLI_ENQUEUE),
+    controller: new LambdaControllerInvoker(clients.lambda, config.builderFunction, CLI_CONTROLLER_INVOKE),
     statuses,
     publicUrl: config.publicUrl,
     queueTimeoutMs: config.queueTimeoutSeconds * 1000,

@@ -26,7 +26,7 @@ import { jsonResponse, type HttpRequest, type HttpResponse } from '../core/http.
 import { TransitionRefusedError } from '../core/errors.js';
 import {
   type StatusReporter,
-  type BuilderQueue,
+  type ControllerInvoker,
   type BuildStore,
   type QueuedBuildOptions,
   type SettingsStore,
@@ -38,7 +38,7 @@ export interface IntakeDependencies {
   builds: BuildStore;
   settings: Pick<SettingsStore, 'effective'>;
   statuses: StatusReporter;
-  queue: BuilderQueue;
+  controller: ControllerInvoker;
   logger: Logger;
   /** Base of the links put in commit statuses; empty: the URL the request came in on. */
   publicUrl: string;
@@ -192,7 +192,7 @@ async function startBuild(
     },
   });
   try {
-    await deps.queue.enqueue(build);
+    await deps.controller.invoke(build);
   } catch (error) {
     return failToStart(deps, build, url, error);
   }

@@ -254,7 +254,8 @@ export interface RunnerInvoker {
   run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome>;
 }
 
-export interface BuilderQueue {
-  /** Starts the build's builder; resolves once the invoke is accepted, not when the build ends. */
-  enqueue(key: BuildKey): Promise<void>;
+/** How the intake (and `lambkin rebuild`) hand a queued build to the controller: asynchronously. */
+export interface ControllerInvoker {
+  /** Starts the controller for the build; resolves once the invoke is accepted, not when the build ends. */
+  invoke(key: BuildKey): Promise<void>;
 }

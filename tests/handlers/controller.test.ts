@@ -5,7 +5,7 @@
  */
 import { rmSync } from 'node:fs';
 import { createLambdaClient } from '../../src/aws/clients.js';
-import { LambdaBuilderQueue } from '../../src/aws/builder-queue.js';
+import { LambdaControllerInvoker } from '../../src/aws/controller-invoker.js';
 import type { ControllerDependencies } from '../../src/controller/controller.js';
 import { LambdaRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import { resolveArchiveUrl } from '../../src/github/archive.js';
@@ -73,7 +73,7 @@ beforeAll(async () => {
     builds,
     settings,
     statuses,
-    queue: new LambdaBuilderQueue(lambdaClient, 'lambkin-builder'),
+    controller: new LambdaControllerInvoker(lambdaClient, 'lambkin-builder'),
     logger,
     publicUrl: PUBLIC_URL,
     queueTimeoutMs: 60_000,

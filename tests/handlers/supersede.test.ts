@@ -5,7 +5,7 @@
  */
 import { rmSync } from 'node:fs';
 import { createLambdaClient } from '../../src/aws/clients.js';
-import { LambdaBuilderQueue } from '../../src/aws/builder-queue.js';
+import { LambdaControllerInvoker } from '../../src/aws/controller-invoker.js';
 import { createGitHubClient } from '../../src/github/client.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
 import { WebhookVerifier } from '../../src/github/webhook.js';
@@ -44,7 +44,10 @@ beforeAll(async () => {
     builds,
     settings,
     statuses: new GitHubStatusReporter(createGitHubClient({ baseUrl: github.url, token: 'supersede-token' })),
-    queue: new LambdaBuilderQueue(createLambdaClient({ endpoints: { lambda: lambda.endpoint } }), 'builder'),
+    controller: new LambdaControllerInvoker(
+      createLambdaClient({ endpoints: { lambda: lambda.endpoint } }),
+      'builder',
+    ),
     logger: createMemoryLogger(),
     publicUrl: 'https://ci.example.test',
     queueTimeoutMs: 20 * 60_000,

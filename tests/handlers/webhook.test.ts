@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createLambdaClient } from '../../src/aws/clients.js';
-import { LambdaBuilderQueue } from '../../src/aws/builder-queue.js';
+import { LambdaControllerInvoker } from '../../src/aws/controller-invoker.js';
 import type { IntakeDependencies } from '../../src/controller/intake.js';
 import { createGitHubClient } from '../../src/github/client.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
@@ -73,7 +73,10 @@ beforeAll(async () => {
     builds,
     settings,
     statuses: new GitHubStatusReporter(createGitHubClient({ baseUrl: github.url, token: 'intake-token' })),
-    queue: new LambdaBuilderQueue(createLambdaClient({ endpoints: { lambda: lambda.endpoint } }), BUILDER),
+    controller: new LambdaControllerInvoker(
+      createLambdaClient({ endpoints: { lambda: lambda.endpoint } }),
+      BUILDER,
+    ),
     logger,
     publicUrl: PUBLIC_URL,
     queueTimeoutMs: 20 * 60_000,

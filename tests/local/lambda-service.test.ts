@@ -8,7 +8,7 @@ import {
   ResourceNotFoundException,
 } from '@aws-sdk/client-lambda';
 import type { InvocationType as SdkInvocationType, LambdaClient } from '@aws-sdk/client-lambda';
-import { LambdaBuilderQueue } from '../../src/aws/builder-queue.js';
+import { LambdaControllerInvoker } from '../../src/aws/controller-invoker.js';
 import { createLambdaClient } from '../../src/aws/clients.js';
 import { ConfigurationError } from '../../src/core/errors.js';
 import {
@@ -516,7 +516,7 @@ describe('LocalLambdaService: lifecycle', () => {
     process.env.AWS_ENDPOINT_URL_LAMBDA = endpoint;
     const fromEnvironment = createLambdaClient({ region: 'us-east-1' });
     try {
-      await new LambdaBuilderQueue(fromEnvironment, service.functionArn('lambkin-builder')).enqueue({
+      await new LambdaControllerInvoker(fromEnvironment, service.functionArn('lambkin-builder')).invoke({
         repo: 'octo/app',
         number: 4,
       });

@@ -16,7 +16,7 @@ import { gzipSync } from 'node:zlib';
 import { jest } from '@jest/globals';
 import { Header } from 'tar';
 import { createLambdaClient } from '../../src/aws/clients.js';
-import { LambdaBuilderQueue } from '../../src/aws/builder-queue.js';
+import { LambdaControllerInvoker } from '../../src/aws/controller-invoker.js';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
 import { REPO_KEYS } from '../../src/core/protocol.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
@@ -99,7 +99,7 @@ beforeAll(async () => {
     builds,
     settings,
     statuses,
-    queue: new LambdaBuilderQueue(
+    controller: new LambdaControllerInvoker(
       createLambdaClient({ endpoints: { lambda: lambda.endpoint } }),
       'lambkin-builder',
     ),

@@ -5,7 +5,7 @@
  * asynchronously. Should the invoke fail, the new build ends as `error`, so nothing stays queued.
  */
 import { randomUUID } from 'node:crypto';
-import { BuilderInvokeError } from '../../aws/builder-queue.js';
+import { BuilderInvokeError } from '../../aws/controller-invoker.js';
 import { buildLabel, type BuildRecord, type BuildRequest, type RepoName } from '../../core/build.js';
 import { buildPageUrl } from '../../core/links.js';
 import { TransitionRefusedError } from '../../core/errors.js';
@@ -137,7 +137,7 @@ async function rebuild(
     ...(url ? { targetUrl: url } : {}),
   });
   try {
-    await stack.queue.enqueue(build);
+    await stack.controller.invoke(build);
   } catch (error) {
     const reason = `could not start the builder: ${error instanceof Error ? error.message : String(error)}`;
     try {

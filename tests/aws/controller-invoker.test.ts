@@ -2,9 +2,9 @@ import { jest } from '@jest/globals';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import {
   BuilderInvokeError,
-  DEFAULT_ENQUEUE_DEADLINE_MS,
-  LambdaBuilderQueue,
-} from '../../src/aws/builder-queue.js';
+  DEFAULT_INVOKE_DEADLINE_MS,
+  LambdaControllerInvoker,
+} from '../../src/aws/controller-invoker.js';
 import { createLambdaClient } from '../../src/aws/clients.js';
 import { LambkinError } from '../../src/core/errors.js';
 import { startLambdaServer } from '../support/lambda-server.js';
@@ -22,21 +22,23 @@ const KEY = { repo: 'octo-org/hello-world', number: 42 };
  * outcome (the error names it) or as a lower bound (the code's own wait), neither of which a slow
  * machine can break. Tests that wait for it get twice this as their jest timeout.
  */
-const HANG_MS = 10 * DEFAULT_ENQUEUE_DEADLINE_MS;
+const HANG_MS = 10 * DEFAULT_INVOKE_DEADLINE_MS;
 const HANG_TEST_TIMEOUT_MS = 2 * HANG_MS;
 
-async function enqueueError(queue: LambdaBuilderQueue): Promise<{ error: BuilderInvokeError; ms: number }> {
+async function invokeErrorOf(
+  invoker: LambdaControllerInvoker,
+): Promise<{ error: BuilderInvokeError; ms: number }> {
   const started = Date.now();
   try {
-    await queue.enqueue(KEY);
+    await invoker.invoke(KEY);
   } catch (error) {
     expect(error).toBeInstanceOf(BuilderInvokeError);
     return { error: error as BuilderInvokeError, ms: Date.now() - started };
   }
-  throw new Error('expected enqueue to fail, but it succeeded');
+  throw new Error('expected the invoke to fail, but it succeeded');
 }
 
-describe('LambdaBuilderQueue against the Lambda stand-in', () => {
+describe('LambdaControllerInvoker against the Lambda stand-in', () => {
   let server: LambdaServer;
   let lambda: LambdaClient;
 
@@ -51,7 +53,7 @@ describe('LambdaBuilderQueue against the Lambda stand-in', () => {
   });
 
   it('invokes the builder asynchronously with the build key as its payload', async () => {
-    await new LambdaBuilderQueue(lambda, FUNCTION).enqueue(KEY);
+    await new LambdaControllerInvoker(lambda, FUNCTION).invoke(KEY);
 
     const [invocation] = await server.waitForInvocations(1, 10_000);
     expect(invocation).toMatchObject({
@@ -64,14 +66,14 @@ describe('LambdaBuilderQueue against the Lambda stand-in', () => {
   });
 
   it('accepts a function ARN as the function name', async () => {
-    await new LambdaBuilderQueue(lambda, server.functionArn(FUNCTION)).enqueue(KEY);
+    await new LambdaControllerInvoker(lambda, server.functionArn(FUNCTION)).invoke(KEY);
     expect(server.invocations.map((invocation) => invocation.functionName)).toEqual([FUNCTION]);
   });
 
   it('rides out a throttle: the SDK retries and the build is queued once', async () => {
     server.failNext({ kind: 'throttle429' });
 
-    await new LambdaBuilderQueue(lambda, FUNCTION).enqueue(KEY);
+    await new LambdaControllerInvoker(lambda, FUNCTION).invoke(KEY);
 
     expect(server.requests.map((request) => request.fault ?? request.status)).toEqual(['throttle429', 202]);
     expect(server.invocations).toHaveLength(1);
@@ -80,7 +82,7 @@ describe('LambdaBuilderQueue against the Lambda stand-in', () => {
   it('rides out service errors: the SDK retries and the build is queued once', async () => {
     server.failNext({ kind: 'service500' }, 2);
 
-    await new LambdaBuilderQueue(lambda, FUNCTION).enqueue(KEY);
+    await new LambdaControllerInvoker(lambda, FUNCTION).invoke(KEY);
 
     expect(server.requests.map((request) => request.fault ?? request.status)).toEqual([
       'service500',
@@ -93,7 +95,7 @@ describe('LambdaBuilderQueue against the Lambda stand-in', () => {
   it('fails at once on a missing function, naming it and the setting to check', async () => {
     server.failNext({ kind: 'notFound404' }, 3);
 
-    const { error } = await enqueueError(new LambdaBuilderQueue(lambda, FUNCTION));
+    const { error } = await invokeErrorOf(new LambdaControllerInvoker(lambda, FUNCTION));
 
     expect(error).toBeInstanceOf(LambkinError);
     expect(error.code).toBe('BUILDER_INVOKE_FAILED');
@@ -113,12 +115,12 @@ describe('LambdaBuilderQueue against the Lambda stand-in', () => {
     async () => {
       server.failNext({ kind: 'throttle429' }, 20);
 
-      const { error, ms } = await enqueueError(new LambdaBuilderQueue(lambda, FUNCTION));
+      const { error, ms } = await invokeErrorOf(new LambdaControllerInvoker(lambda, FUNCTION));
 
       // The SDK's throttle backoff is random: it either runs out of attempts or meets the deadline.
       expect(['TooManyRequestsException', 'TimeoutError']).toContain(error.awsErrorName);
       if (error.awsErrorName === 'TimeoutError') {
-        expect(error.message).toContain(`no answer within ${DEFAULT_ENQUEUE_DEADLINE_MS} ms`);
+        expect(error.message).toContain(`no answer within ${DEFAULT_INVOKE_DEADLINE_MS} ms`);
       }
       expect(server.requests.length).toBeGreaterThanOrEqual(2);
       // It gave up: most of the 20 throttles were never asked for.
@@ -133,7 +135,7 @@ describe('LambdaBuilderQueue against the Lambda stand-in', () => {
     async () => {
       server.failNext({ kind: 'reset' }, 20);
 
-      const { error, ms } = await enqueueError(new LambdaBuilderQueue(lambda, FUNCTION));
+      const { error, ms } = await invokeErrorOf(new LambdaControllerInvoker(lambda, FUNCTION));
 
       expect(error.message).toMatch(/socket hang up|ECONNRESET/);
       expect(['TimeoutError', 'ECONNRESET']).toContain(error.awsErrorName);
@@ -148,11 +150,11 @@ describe('LambdaBuilderQueue against the Lambda stand-in', () => {
   );
 
   it('abandons a slow attempt, retries, and succeeds when the service answers in time', async () => {
-    // The slow answer would come after 20 s, so only abandoning the attempt can end the enqueue sooner.
+    // The slow answer would come after 20 s, so only abandoning the attempt can end the invoke sooner.
     server.failNext({ kind: 'slow', delayMs: 20_000 });
 
     const started = Date.now();
-    await new LambdaBuilderQueue(lambda, FUNCTION, { attemptTimeoutMs: 300 }).enqueue(KEY);
+    await new LambdaControllerInvoker(lambda, FUNCTION, { attemptTimeoutMs: 300 }).invoke(KEY);
     const ms = Date.now() - started;
 
     expect(server.requests.map((request) => request.fault ?? request.status)).toEqual(['slow', 202]);
@@ -160,7 +162,7 @@ describe('LambdaBuilderQueue against the Lambda stand-in', () => {
     // The retry came once the attempt timeout had passed (the code's own wait), not before.
     const [slow, retried] = server.requests;
     expect((retried?.receivedAt ?? 0) - (slow?.receivedAt ?? 0)).toBeGreaterThanOrEqual(290);
-    // ...and the enqueue ended long before the slow answer would have come.
+    // ...and the invoke ended long before the slow answer would have come.
     expect(ms).toBeLessThan(10_000);
   });
 
@@ -169,12 +171,12 @@ describe('LambdaBuilderQueue against the Lambda stand-in', () => {
     async () => {
       server.failNext({ kind: 'slow', delayMs: 20_000 }, 20);
 
-      const { error, ms } = await enqueueError(new LambdaBuilderQueue(lambda, FUNCTION));
+      const { error, ms } = await invokeErrorOf(new LambdaControllerInvoker(lambda, FUNCTION));
 
       expect(['TimeoutError']).toContain(error.awsErrorName);
       // The default deadline is what ended it: it waited that long, and says so.
-      expect(error.message).toContain(`no answer within ${DEFAULT_ENQUEUE_DEADLINE_MS} ms`);
-      expect(ms).toBeGreaterThanOrEqual(DEFAULT_ENQUEUE_DEADLINE_MS - 5);
+      expect(error.message).toContain(`no answer within ${DEFAULT_INVOKE_DEADLINE_MS} ms`);
+      expect(ms).toBeGreaterThanOrEqual(DEFAULT_INVOKE_DEADLINE_MS - 5);
       expect(ms).toBeLessThan(HANG_MS);
       expect(server.invocations).toHaveLength(0);
     },
@@ -186,8 +188,8 @@ describe('LambdaBuilderQueue against the Lambda stand-in', () => {
     server.failNext({ kind: 'slow', delayMs: 20_000 }, 20);
     const warnings = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
 
-    const { error, ms } = await enqueueError(
-      new LambdaBuilderQueue(plainClient, FUNCTION, { attemptTimeoutMs: 300, deadlineMs: 800 }),
+    const { error, ms } = await invokeErrorOf(
+      new LambdaControllerInvoker(plainClient, FUNCTION, { attemptTimeoutMs: 300, deadlineMs: 800 }),
     );
     plainClient.destroy();
     const warned = warnings.mock.calls.map((call) => String(call[0]));

@@ -1,5 +1,5 @@
 /**
- * Hands a queued build to the builder function: one asynchronous Lambda invoke (InvocationType
+ * Starts the controller for a queued build: one asynchronous invoke of the builder function (InvocationType
  * Event), which the service queues and answers with 202 at once. The webhook calls this while
  * GitHub waits (10 s for the whole delivery), so every call is bounded in time, retries included.
  */
@@ -9,19 +9,19 @@ import type { BuildKey } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
 import { LambkinError } from '../core/errors.js';
 import { builderInvocationFor } from '../core/protocol.js';
-import type { BuilderQueue } from '../core/ports.js';
+import type { ControllerInvoker } from '../core/ports.js';
 
-export interface LambdaBuilderQueueOptions {
+export interface LambdaControllerInvokerOptions {
   /** Milliseconds one HTTP attempt may take before it is abandoned (and maybe retried). */
   attemptTimeoutMs?: number;
-  /** Milliseconds the whole enqueue may take, all attempts and backoff included. */
+  /** Milliseconds the whole invoke may take, all attempts and backoff included. */
   deadlineMs?: number;
 }
 
 /** An Event invoke is answered in tens of milliseconds; a second means the endpoint is in trouble. */
 export const DEFAULT_ATTEMPT_TIMEOUT_MS = 1000;
 /** Leaves the webhook most of GitHub's 10 s for DynamoDB and the commit status. */
-export const DEFAULT_ENQUEUE_DEADLINE_MS = 3000;
+export const DEFAULT_INVOKE_DEADLINE_MS = 3000;
 
 /** The builder function could not be invoked; the build was not started. */
 export class BuilderInvokeError extends LambkinError {
@@ -42,20 +42,20 @@ export class BuilderInvokeError extends LambkinError {
   }
 }
 
-export class LambdaBuilderQueue implements BuilderQueue {
+export class LambdaControllerInvoker implements ControllerInvoker {
   private readonly attemptTimeoutMs: number;
   private readonly deadlineMs: number;
 
   constructor(
     private readonly lambda: LambdaClient,
     readonly functionName: string,
-    options: LambdaBuilderQueueOptions = {},
+    options: LambdaControllerInvokerOptions = {},
   ) {
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS;
-    this.deadlineMs = options.deadlineMs ?? DEFAULT_ENQUEUE_DEADLINE_MS;
+    this.deadlineMs = options.deadlineMs ?? DEFAULT_INVOKE_DEADLINE_MS;
   }
 
-  async enqueue(key: BuildKey): Promise<void> {
+  async invoke(key: BuildKey): Promise<void> {
     const payload = new TextEncoder().encode(JSON.stringify(builderInvocationFor(key)));
     const deadline = AbortSignal.timeout(this.deadlineMs);
     let statusCode: number | undefined;

@@ -38,32 +38,18 @@ import {
   type SettingsStore,
 } from '../core/ports.js';
 import { isPlainObject } from '../core/values.js';
+import { STACK_FILE_NAME, STACK_FILE_VERSION, type StackFile } from '../local/stack-file.js';
 
 export const DEFAULT_DATA_DIR = '.lambkin';
-export const STACK_FILE_NAME = 'stack.json';
-export const LOCAL_STACK_FILE_VERSION = 1;
 /** The local servers accept any credentials; fixed ones keep the SDK from searching for real ones. */
 export const LOCAL_CREDENTIALS = { accessKeyId: 'lambkin-local', secretAccessKey: 'lambkin-local' };
-
-/** What `lambkin dev` writes to `<dataDir>/stack.json` while it runs. */
-export interface LocalStackFile {
-  version: typeof LOCAL_STACK_FILE_VERSION;
-  /** The `lambkin dev` process; the file is stale once it is gone. */
-  pid: number;
-  endpoints: { webhook: string; dynamodb: string; s3: string; lambda: string; logs: string };
-  tables: { builds: string; settings: string };
-  bucket: string;
-  builderFunction: string;
-  publicUrl: string;
-  region: string;
-}
 
 export function localStackFilePath(dataDir: string): string {
   return join(dataDir, STACK_FILE_NAME);
 }
 
 /** Validates a stack file's text; every problem is a LocalStackFileError naming the file. */
-export function parseLocalStackFile(text: string, path: string): LocalStackFile {
+export function parseLocalStackFile(text: string, path: string): StackFile {
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -71,10 +57,10 @@ export function parseLocalStackFile(text: string, path: string): LocalStackFile 
     throw new LocalStackFileError(path, 'is not valid JSON');
   }
   if (!isPlainObject(data)) throw new LocalStackFileError(path, 'is not a JSON object');
-  if (data.version !== LOCAL_STACK_FILE_VERSION) {
+  if (data.version !== STACK_FILE_VERSION) {
     throw new LocalStackFileError(
       path,
-      `has version ${JSON.stringify(data.version)}, but this lambkin reads version ${LOCAL_STACK_FILE_VERSION}`,
+      `has version ${JSON.stringify(data.version)}, but this lambkin reads version ${STACK_FILE_VERSION}`,
     );
   }
   if (typeof data.pid !== 'number' || !Number.isSafeInteger(data.pid) || data.pid <= 0) {
@@ -95,7 +81,7 @@ export function parseLocalStackFile(text: string, path: string): LocalStackFile 
   const endpoints = isPlainObject(data.endpoints) ? data.endpoints : {};
   const tables = isPlainObject(data.tables) ? data.tables : {};
   return {
-    version: LOCAL_STACK_FILE_VERSION,
+    version: STACK_FILE_VERSION,
     pid: data.pid,
     endpoints: {
       webhook: url(endpoints.webhook, 'endpoints.webhook'),
@@ -126,7 +112,7 @@ export function isProcessAlive(pid: number): boolean {
 }
 
 /** The stack file of a running local stack; NoLocalStackError when there is none. */
-export function readLocalStack(dataDir: string, cwd: string): LocalStackFile {
+export function readLocalStack(dataDir: string, cwd: string): StackFile {
   const shown = dataDir.endsWith('/') ? dataDir : `${dataDir}/`;
   const path = localStackFilePath(resolve(cwd, dataDir));
   let text: string;

@@ -33,8 +33,8 @@ import { answerWithHandler } from './api-gateway-event.js';
 import { EphemeralBuildSigner } from './ephemeral-signer.js';
 import { parseBuilderInvocation } from '../core/protocol.js';
 import { type SettingsStore } from '../core/ports.js';
+import { STACK_FILE_NAME, STACK_FILE_VERSION, type StackFile } from './stack-file.js';
 
-export const STACK_FILE = 'stack.json';
 export const LOCAL_NAMES = {
   buildsTable: 'lambkin-builds',
   settingsTable: 'lambkin-settings',
@@ -79,17 +79,6 @@ export interface LocalStackOptions {
    */
   environment?: Readonly<Record<string, string | undefined>>;
   logger: Logger;
-}
-
-export interface StackFile {
-  version: 1;
-  pid: number;
-  endpoints: { webhook: string; dynamodb: string; s3: string; lambda: string; logs: string };
-  tables: { builds: string; settings: string };
-  bucket: string;
-  builderFunction: string;
-  publicUrl: string;
-  region: string;
 }
 
 export interface LocalStack {
@@ -211,7 +200,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
 
   const file: StackFile = {
-    version: 1,
+    version: STACK_FILE_VERSION,
     pid: process.pid,
     endpoints: {
       webhook: `${base}/webhook`,
@@ -226,7 +215,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     publicUrl: base,
     region: LOCAL_REGION,
   };
-  await writeFile(join(dataDir, STACK_FILE), JSON.stringify(file, null, 2) + '\n');
+  await writeFile(join(dataDir, STACK_FILE_NAME), JSON.stringify(file, null, 2) + '\n');
 
   return {
     file,
@@ -240,7 +229,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       http.closeAllConnections();
       await new Promise<void>((done) => http.close(() => done()));
       await stopAll();
-      await rm(join(dataDir, STACK_FILE), { force: true });
+      await rm(join(dataDir, STACK_FILE_NAME), { force: true });
     },
   };
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
-import type { StackFile } from '../../src/local/stack.js';
+import type { StackFile } from '../../src/local/stack-file.js';
 import {
   createGitRepo,
   type GitFiles,

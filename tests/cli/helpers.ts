@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMANDS } from '../../src/cli/commands/index.js';
 import { createCliContext, runCli, type CliContextOptions } from '../../src/cli/program.js';
-import { STACK_FILE_NAME, type LocalStackFile } from '../../src/cli/stack.js';
+import { STACK_FILE_NAME, type StackFile } from '../../src/local/stack-file.js';
 import type { BuildRequest } from '../../src/core/build.js';
 import type { TestStorage } from '../support/storage.js';
 import type { GitFiles } from '../support/github-server.js';
@@ -72,7 +72,7 @@ export function writeLocalStack(
   options: { pid?: number; lambda?: string; publicUrl?: string; dir?: string } = {},
 ): string {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'lambkin-cli-'));
-  const stack: LocalStackFile = {
+  const stack: StackFile = {
     version: 1,
     pid: options.pid ?? process.pid,
     endpoints: {

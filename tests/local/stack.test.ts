@@ -7,13 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { endFailedBuild } from '../../src/controller/on-failure.js';
 import { createServer, type Server } from 'node:net';
-import {
-  PortInUseError,
-  startLocalStack,
-  STACK_FILE,
-  type LocalStack,
-  type StackFile,
-} from '../../src/local/stack.js';
+import { PortInUseError, startLocalStack, type LocalStack } from '../../src/local/stack.js';
+import { STACK_FILE_NAME, type StackFile } from '../../src/local/stack-file.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { passingProject } from '../support/npm-projects.js';
@@ -59,7 +54,7 @@ describe('the embedded local stack', () => {
   it('builds a webhook through its own Lambda API, serves the log, and keeps its data across restarts', async () => {
     let stack = await start();
     try {
-      const file = JSON.parse(readFileSync(join(dataDir, STACK_FILE), 'utf8')) as StackFile;
+      const file = JSON.parse(readFileSync(join(dataDir, STACK_FILE_NAME), 'utf8')) as StackFile;
       expect(file).toMatchObject({
         version: 1,
         pid: process.pid,

@@ -20,7 +20,7 @@ import { resolveArchiveUrl } from '../../src/github/archive.js';
 import { createGitHubClient } from '../../src/github/client.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
-import type { StackFile } from '../../src/local/stack.js';
+import type { StackFile } from '../../src/local/stack-file.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { S3LogStore } from '../../src/store/logs.js';
 import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';

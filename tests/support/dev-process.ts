@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { StackFile } from '../../src/local/stack.js';
+import type { StackFile } from '../../src/local/stack-file.js';
 
 /** The `lambkin` executable of this checkout, as `npm link` or `npx lambkin` would start it. */
 export const LAMBKIN_BIN = join(process.cwd(), 'bin', 'lambkin.js');

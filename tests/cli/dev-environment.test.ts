@@ -7,11 +7,10 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
+import { startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { passingProject } from '../support/npm-projects.js';
-import { pushPayload, signedDelivery } from '../support/payloads.js';
 import { startSlackServer, type SlackStandIn } from '../support/slack-server.js';
-import { startDevProcess, type DevProcess } from '../support/dev-process.js';
+import { pushToDev, startDevProcess, type DevProcess } from '../support/dev-process.js';
 import { runProcess } from './helpers.js';
 
 const SECRET = 'dev-environment-secret';
@@ -96,19 +95,8 @@ describe('lambkin dev and the documented variables', () => {
       const set = await runProcess(['config', 'set', `--local=${dataDir}`, key, value], {});
       expect({ key, code: set.code, stderr: set.stderr }).toEqual({ key, code: 0, stderr: '' });
     }
-    const repo = await createGitRepo(passingProject());
+    const { repo, response } = await pushToDev(dev, github, SECRET, 'octo/slacked', passingProject());
     folders.push(repo.dir);
-    github.addRepository({ owner: 'octo', name: 'slacked', gitDir: repo.dir });
-    const delivery = await signedDelivery(
-      SECRET,
-      'push',
-      pushPayload({ repo: 'octo/slacked', branch: 'main', sha: repo.sha }),
-    );
-    const response = await fetch(dev.stack.endpoints.webhook, {
-      method: 'POST',
-      headers: delivery.headers,
-      body: delivery.body,
-    });
     expect(response.status).toBe(202);
 
     await until('the success status', () =>

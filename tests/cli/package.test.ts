@@ -8,9 +8,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { startDevProcess, type DevProcess } from '../support/dev-process.js';
-import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
-import { pushPayload, signedDelivery } from '../support/payloads.js';
+import { pushToDev, startDevProcess, type DevProcess } from '../support/dev-process.js';
+import { startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { checkoutInto, runLambkinBin, whoAmIProject, writeProject } from './helpers.js';
 
 const run = promisify(execFile);
@@ -113,19 +112,8 @@ describe('the packed lambkin package', () => {
     });
 
     it('builds a signed push to a success status', async () => {
-      const repo = await createGitRepo(whoAmIProject());
+      const { repo, response } = await pushToDev(dev, github, SECRET, 'octo/installed', whoAmIProject());
       folders.push(repo.dir);
-      github.addRepository({ owner: 'octo', name: 'installed', gitDir: repo.dir });
-      const delivery = await signedDelivery(
-        SECRET,
-        'push',
-        pushPayload({ repo: 'octo/installed', branch: 'main', sha: repo.sha }),
-      );
-      const response = await fetch(dev.stack.endpoints.webhook, {
-        method: 'POST',
-        headers: delivery.headers,
-        body: delivery.body,
-      });
       expect(response.status).toBe(202);
       for (let attempt = 0; attempt < 240; attempt++) {
         const state = github.statusesFor('octo/installed', repo.sha)[0]?.state;

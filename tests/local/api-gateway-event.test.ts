@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import type { HttpApiEvent, LambdaHttpResult } from '../../src/handlers/http-event.js';
 import { answerWithHandler, MAX_REQUEST_BODY_BYTES } from '../../src/local/api-gateway-event.js';
+import { postChunked } from '../support/chunked-post.js';
 
 const LIMIT = 1024 * 1024;
 
@@ -141,34 +142,7 @@ describe('a body past the limit', () => {
 
   it('is refused with 413 while it streams in: the server stops reading and the handler never runs', async () => {
     const total = 30 * 1024 * 1024;
-    const answer = await new Promise<{ status: number; written: number }>((resolve, reject) => {
-      const chunk = Buffer.alloc(64 * 1024, 'x');
-      let written = 0;
-      let answered = false;
-      const request = httpRequest(`${base}/webhook`, { method: 'POST' });
-      request.on('response', (response) => {
-        answered = true;
-        response.resume();
-        response.on('end', () => {
-          request.destroy();
-          resolve({ status: response.statusCode ?? 0, written });
-        });
-      });
-      request.on('error', (error) => {
-        if (!answered) reject(error);
-      });
-      const pump = (): void => {
-        while (!answered && written < total) {
-          written += chunk.length;
-          if (!request.write(chunk)) {
-            request.once('drain', pump);
-            return;
-          }
-        }
-        if (!answered) request.end();
-      };
-      pump();
-    });
+    const answer = await postChunked(`${base}/webhook`, total);
     expect(answer.status).toBe(413);
     // 1 MiB read, and at most what the loopback socket's buffers hold (a few MiB): never all 30.
     expect(answer.written).toBeLessThan(total / 2);

@@ -7,7 +7,6 @@
  * past GitHub's 25 MB cap is refused without being read.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWebhookHandler } from '../../src/handlers/webhook.js';
@@ -18,6 +17,7 @@ import { createMemoryLogger, type MemoryLogger } from '../../src/core/logger.js'
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { passingProject } from '../support/npm-projects.js';
 import { examplePayload, pushPayload, signedDelivery, type SignedDelivery } from '../support/payloads.js';
+import { postChunked } from '../support/chunked-post.js';
 
 const SECRET = 'parity-secret';
 const TOKEN = 'parity-token';
@@ -262,41 +262,6 @@ describe('the local stack and the cloud handlers', () => {
     expect((await fetch(`${origin}/builds/octo/hidden`)).status).toBe(404);
   });
 });
-
-/**
- * A chunked body (no content-length) written until the server answers or the body is all sent.
- * Resolves with the status and how many bytes the client got to write.
- */
-function postChunked(url: string, totalBytes: number): Promise<{ status: number; written: number }> {
-  return new Promise((resolve, reject) => {
-    const chunk = Buffer.alloc(64 * 1024, 'x');
-    let written = 0;
-    let answered = false;
-    const request = httpRequest(url, { method: 'POST', headers: { 'content-type': 'application/json' } });
-    request.on('response', (response) => {
-      answered = true;
-      response.resume();
-      response.on('end', () => {
-        request.destroy();
-        resolve({ status: response.statusCode ?? 0, written });
-      });
-    });
-    request.on('error', (error) => {
-      if (!answered) reject(error);
-    });
-    const pump = (): void => {
-      while (!answered && written < totalBytes) {
-        written += chunk.length;
-        if (!request.write(chunk)) {
-          request.once('drain', pump);
-          return;
-        }
-      }
-      if (!answered) request.end();
-    };
-    pump();
-  });
-}
 
 describe('a webhook body past 25 MB', () => {
   it('is refused with 413 before the handler sees it, without holding the body in memory', async () => {

@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StackFile } from '../../src/local/stack-file.js';
+import { createGitRepo, type GitFiles, type GitHubStandIn, type GitRepo } from './github-server.js';
+import { pushPayload, signedDelivery } from './payloads.js';
 
 /** The `lambkin` executable of this checkout, as `npm link` or `npx lambkin` would start it. */
 export const LAMBKIN_BIN = join(process.cwd(), 'bin', 'lambkin.js');
@@ -80,4 +82,27 @@ export async function startDevProcess(options: {
       await exited;
     },
   };
+}
+
+/**
+ * A git repository made from `files`, served by the GitHub stand-in as `repo`, and a signed push
+ * of it delivered to the running `lambkin dev`; resolves with the repository and the answer.
+ */
+export async function pushToDev(
+  dev: DevProcess,
+  github: GitHubStandIn,
+  secret: string,
+  repo: string,
+  files: GitFiles,
+): Promise<{ repo: GitRepo; response: Response }> {
+  const [owner = '', name = ''] = repo.split('/');
+  const git = await createGitRepo(files);
+  github.addRepository({ owner, name, gitDir: git.dir });
+  const delivery = await signedDelivery(secret, 'push', pushPayload({ repo, branch: 'main', sha: git.sha }));
+  const response = await fetch(dev.stack.endpoints.webhook, {
+    method: 'POST',
+    headers: delivery.headers,
+    body: delivery.body,
+  });
+  return { repo: git, response };
 }

@@ -181,3 +181,130 @@ export class GuardedUnpack<E extends Error> {
     await this.settled;
   }
 }
+
+/**
+ * What one kind of archive allows: which entry types, the limits, where an entry is written, and the
+ * errors it refuses with. The source archive and the dependency cache each have their own rules; the
+ * checks themselves (ArchiveEntryGate) are the same for both.
+ */
+export interface ArchiveEntryRules {
+  /** Entry types written; `Link` (a hard link) only where it may point at an earlier file. */
+  readonly types: ReadonlySet<string>;
+  readonly maxEntries: number;
+  readonly maxBytes: number;
+  /**
+   * Where an entry (or a hard link's target) is written, from its segments (already free of
+   * absolute paths and `..`): '' for an entry that is not written. Throws to refuse.
+   */
+  place(segments: string[], entryName: string, verb: string): string;
+  unsafe(entryName: string, why: string): Error;
+  tooManyEntries(limit: number): Error;
+  tooLarge(entryName: string, size: number, limit: number): Error;
+}
+
+const REGULAR_FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
+
+/**
+ * Checks archive entries one by one, in order, before node-tar writes them, keeping just enough
+ * state (paths seen, files, links) to judge links and duplicates. Rewrites each entry's path to
+ * where it is written, so what is checked is exactly what is written.
+ */
+export class ArchiveEntryGate {
+  /** Regular files admitted, and their bytes. */
+  files = 0;
+  fileBytes = 0;
+  /** Symbolic and hard links admitted. */
+  links = 0;
+  private entries = 0;
+  private declaredBytes = 0;
+  private readonly tree = new ArchiveTree();
+  private readonly regularFiles = new Set<string>();
+
+  constructor(private readonly rules: ArchiveEntryRules) {}
+
+  /** Throws for a refused entry; false for an entry that is not written (it passed the checks). */
+  admit(entry: ReadEntry): boolean {
+    const { rules } = this;
+    const name = entry.path;
+    if (++this.entries > rules.maxEntries) throw rules.tooManyEntries(rules.maxEntries);
+    if (!rules.types.has(entry.type)) {
+      throw rules.unsafe(name, `is a ${entry.type} entry; only files, folders and links are unpacked`);
+    }
+    this.declaredBytes += entry.size;
+    if (this.declaredBytes > rules.maxBytes) throw rules.tooLarge(name, entry.size, rules.maxBytes);
+
+    const relative = this.placed(name, name, 'has');
+    const isFolder = entry.type === 'Directory';
+    if (relative === '') {
+      if (!isFolder) throw rules.unsafe(name, 'replaces the top folder');
+      return false;
+    }
+    const problem = this.tree.problemWith(relative, isFolder);
+    if (problem !== undefined) throw rules.unsafe(name, problem);
+
+    const linkpath = entry.linkpath ?? '';
+    let link: ArchiveLink | undefined;
+    if (entry.type === 'Link') {
+      const target = this.placed(linkpath, name, 'is a hard link to');
+      if (!this.regularFiles.has(target)) {
+        throw rules.unsafe(
+          name,
+          `is a hard link to ${JSON.stringify(linkpath)}, which is not a file earlier in the archive`,
+        );
+      }
+      entry.linkpath = target;
+      this.links++;
+    } else if (entry.type === 'SymbolicLink') {
+      if (linkpath.startsWith('/')) {
+        throw rules.unsafe(name, `is a symbolic link to the absolute path ${JSON.stringify(linkpath)}`);
+      }
+      if (!this.tree.resolvesInside(relative, linkpath)) {
+        throw rules.unsafe(
+          name,
+          `is a symbolic link to ${JSON.stringify(linkpath)}, which resolves outside the checkout (or loops)`,
+        );
+      }
+      link = { target: linkpath, entry: name };
+      this.links++;
+    } else if (REGULAR_FILE_TYPES.has(entry.type)) {
+      this.regularFiles.add(relative);
+      this.files++;
+      this.fileBytes += entry.size;
+    }
+    this.tree.add(relative, isFolder, link);
+    entry.path = relative;
+    // No set-user-id, set-group-id or sticky bits.
+    if (typeof entry.mode === 'number') entry.mode &= 0o777;
+    return true;
+  }
+
+  /**
+   * Checks every symbolic link again with all links of the archive known: a link added later can
+   * change where an earlier one leads (`a/s -> ..` makes `e -> a/s/..` escape).
+   */
+  verifyLinks(): void {
+    const link = this.tree.escapingLink();
+    if (link) {
+      throw this.rules.unsafe(
+        link.entry,
+        `is a symbolic link to ${JSON.stringify(link.target)}, which resolves outside the checkout through other links`,
+      );
+    }
+  }
+
+  /** The path a name is written at: no absolute path, no `..`, not too deep, then the rules' place. */
+  private placed(path: string, entryName: string, verb: string): string {
+    if (path.startsWith('/')) throw this.rules.unsafe(entryName, `${verb} an absolute path`);
+    const segments = path.split('/');
+    if (segments.includes('..')) throw this.rules.unsafe(entryName, `${verb} a '..' path segment`);
+    const relative = this.rules.place(
+      segments.filter((segment) => segment !== '' && segment !== '.'),
+      entryName,
+      verb,
+    );
+    if (relative.split('/').length > MAX_PATH_DEPTH) {
+      throw this.rules.unsafe(entryName, `is nested deeper than ${MAX_PATH_DEPTH} folders`);
+    }
+    return relative;
+  }
+}

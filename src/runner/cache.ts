@@ -25,12 +25,10 @@ import { NPM_LOCKFILES, currentRuntime, gitBlobSha, runtimeId } from '../core/ca
 import { LambkinError, describeErrorChain } from '../core/errors.js';
 import { formatDuration, formatMiB } from '../core/log-format.js';
 import {
-  ArchiveTree,
+  ArchiveEntryGate,
   GuardedUnpack,
-  MAX_PATH_DEPTH,
   TAR_OVERHEAD_PER_ENTRY,
   TAR_OVERHEAD_SLACK,
-  type ArchiveLink,
 } from './archive-tree.js';
 import type { CacheAccess } from '../core/protocol.js';
 
@@ -211,7 +209,7 @@ async function downloadAndUnpack(
   }
 
   const maxEntries = options.maxEntries ?? DEFAULT_CACHE_MAX_ENTRIES;
-  const policy = new EntryPolicy(expected.paths, options.maxUnpackedBytes, maxEntries);
+  const policy = new CacheEntryPolicy(expected.paths, options.maxUnpackedBytes, maxEntries);
   const unpack = new GuardedUnpack<Error>({
     cwd: checkout,
     admit: (entry) => policy.admit(entry),
@@ -338,81 +336,55 @@ function checkManifest(
 const EXTRACTED_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink']);
 
 /**
- * Checks entries one by one, in order, before node-tar writes them: only plain files, folders and
- * symbolic links, only under the manifest's paths, links resolving inside the checkout.
+ * The cache archive's entries: its manifest first (checkManifestFirst already read and checked it;
+ * it is not written anywhere), then only plain files, folders and symbolic links under the
+ * manifest's paths, links resolving inside the checkout (the gate's checks).
  */
-class EntryPolicy {
-  files = 0;
-  fileBytes = 0;
+class CacheEntryPolicy {
   sawManifest = false;
-  private entries = 0;
-  private declaredBytes = 0;
-  private readonly tree = new ArchiveTree();
+  private readonly gate: ArchiveEntryGate;
 
-  constructor(
-    private readonly paths: readonly string[],
-    private readonly maxBytes: number,
-    private readonly maxEntries: number,
-  ) {}
+  constructor(paths: readonly string[], maxBytes: number, maxEntries: number) {
+    const unsafe = (name: string, why: string): CacheError =>
+      new CacheError(`the archive's entry ${JSON.stringify(name)} ${why}`, { code: 'CACHE_UNSAFE_ARCHIVE' });
+    this.gate = new ArchiveEntryGate({
+      types: EXTRACTED_TYPES,
+      maxEntries,
+      maxBytes,
+      place: (segments, entryName) => {
+        const relative = segments.join('/');
+        if (!paths.some((path) => relative === path || relative.startsWith(`${path}/`))) {
+          throw unsafe(entryName, `is outside the cached paths ${JSON.stringify(paths)}`);
+        }
+        return relative;
+      },
+      unsafe,
+      tooManyEntries: (limit) =>
+        new CacheError(`the archive has more than ${limit} entries`, { code: 'CACHE_UNSAFE_ARCHIVE' }),
+      tooLarge: (entryName, _size, limit) =>
+        unsafe(entryName, `takes the unpacked size past the limit of ${limit} bytes`),
+    });
+  }
+
+  get files(): number {
+    return this.gate.files;
+  }
+
+  get fileBytes(): number {
+    return this.gate.fileBytes;
+  }
 
   admit(entry: ReadEntry): boolean {
-    const name = entry.path;
     if (!this.sawManifest) {
-      // checkManifestFirst already read and checked it; it is not written anywhere.
-      if (name !== MANIFEST_NAME) throw new CacheError('the archive does not start with its manifest');
+      if (entry.path !== MANIFEST_NAME) throw new CacheError('the archive does not start with its manifest');
       this.sawManifest = true;
       return false;
     }
-    const refuse = (why: string): never => {
-      throw new CacheError(`the archive's entry ${JSON.stringify(name)} ${why}`, {
-        code: 'CACHE_UNSAFE_ARCHIVE',
-      });
-    };
-    if (++this.entries > this.maxEntries) refuse(`is past the limit of ${this.maxEntries} entries`);
-    if (!EXTRACTED_TYPES.has(entry.type))
-      refuse(`is a ${entry.type} entry; only files, folders and links are restored`);
-    this.declaredBytes += entry.size;
-    if (this.declaredBytes > this.maxBytes)
-      refuse(`takes the unpacked size past the limit of ${this.maxBytes} bytes`);
-    if (name.startsWith('/')) refuse('has an absolute path');
-    const segments = name.split('/');
-    if (segments.includes('..')) refuse("has a '..' path segment");
-    const parts = segments.filter((segment) => segment !== '' && segment !== '.');
-    if (parts.length > MAX_PATH_DEPTH) refuse(`is nested deeper than ${MAX_PATH_DEPTH} folders`);
-    const relative = parts.join('/');
-    if (!this.paths.some((path) => relative === path || relative.startsWith(`${path}/`))) {
-      refuse(`is outside the cached paths ${JSON.stringify(this.paths)}`);
-    }
-    const isFolder = entry.type === 'Directory';
-    const problem = this.tree.problemWith(relative, isFolder);
-    if (problem !== undefined) refuse(problem);
-    let link: ArchiveLink | undefined;
-    if (entry.type === 'SymbolicLink') {
-      const target = entry.linkpath ?? '';
-      if (target.startsWith('/')) refuse(`is a symbolic link to the absolute path ${JSON.stringify(target)}`);
-      if (!this.tree.resolvesInside(relative, target)) {
-        refuse(`is a symbolic link to ${JSON.stringify(target)}, which resolves outside the checkout`);
-      }
-      link = { target, entry: name };
-    } else if (!isFolder) {
-      this.files++;
-      this.fileBytes += entry.size;
-    }
-    this.tree.add(relative, isFolder, link);
-    entry.path = relative;
-    if (typeof entry.mode === 'number') entry.mode &= 0o777;
-    return true;
+    return this.gate.admit(entry);
   }
 
-  /** Links added later can change where an earlier one leads: check them all once more. */
   verifyLinks(): void {
-    const link = this.tree.escapingLink();
-    if (link) {
-      throw new CacheError(
-        `the archive's link ${JSON.stringify(link.path)} resolves outside the checkout through other links`,
-        { code: 'CACHE_UNSAFE_ARCHIVE' },
-      );
-    }
+    this.gate.verifyLinks();
   }
 }
 

@@ -25,11 +25,11 @@ import {
   UnsafeArchiveError,
 } from './source-errors.js';
 import {
-  ArchiveTree,
+  ArchiveEntryGate,
   GuardedUnpack,
-  MAX_PATH_DEPTH,
   TAR_OVERHEAD_PER_ENTRY,
   TAR_OVERHEAD_SLACK,
+  type ArchiveEntryRules,
 } from './archive-tree.js';
 import { layerEnvironment } from './runtime-layer.js';
 import { describeErrorChain } from '../core/errors.js';
@@ -172,7 +172,7 @@ async function downloadAndExtract(
   if (!response.body) throw new SourceFetchError(`${target.label} answered with an empty body.`);
 
   await mkdir(destination, { recursive: true });
-  const policy = new EntryPolicy(limits);
+  const policy = new ArchiveEntryGate(sourceArchiveRules(limits));
   const unpack = new GuardedUnpack<SourceFetchError>({
     cwd: destination,
     admit: (entry) => {
@@ -239,7 +239,8 @@ async function downloadAndExtract(
   if (unpack.failure) throw unpack.failure;
   if (abortedBy !== undefined) throw abortedBy;
   policy.verifyLinks();
-  return { files: policy.files, bytes: policy.fileBytes };
+  // Links count as files here, as git lists them.
+  return { files: policy.files + policy.links, bytes: policy.fileBytes };
 }
 
 function httpStatusError(status: number, label: string): SourceFetchError {
@@ -302,127 +303,39 @@ function asSourceError(error: unknown, label: string, downloadedBytes = 0): Sour
 }
 
 /**
- * Checks archive entries one by one, in order, before node-tar writes them; keeps just enough
- * state (paths seen, files, links) to judge links and duplicates. Rewrites each entry's path
- * without the top folder, so what is checked is exactly what is written.
+ * The source archive's rules for the entry gate: everything lives under one top folder
+ * (`owner-repo-sha7/`), which is left out of the written paths; hard links may point at earlier
+ * files; limits are the fetch's.
  */
-class EntryPolicy {
-  files = 0;
-  fileBytes = 0;
-  private entries = 0;
-  private declaredBytes = 0;
-  private topFolder: string | undefined;
-  private readonly tree = new ArchiveTree();
-  private readonly regularFiles = new Set<string>();
-
-  constructor(private readonly limits: ResolvedLimits) {}
-
-  /** Throws for a refused entry; returns false for the top folder itself (nothing to write). */
-  admit(entry: ReadEntry): boolean {
-    const name = entry.path;
-    this.entries++;
-    if (this.entries > this.limits.maxEntries) {
-      throw new ArchiveLimitError(
-        'maxEntries',
-        this.limits.maxEntries,
-        `the archive has more than ${this.limits.maxEntries} entries`,
-      );
-    }
-    if (!EXTRACTED_TYPES.has(entry.type)) {
-      throw new UnsafeArchiveError(
-        name,
-        `is a ${entry.type} entry; only files, folders and links are unpacked`,
-      );
-    }
-    this.declaredBytes += entry.size;
-    if (this.declaredBytes > this.limits.maxBytes) {
-      throw new ArchiveLimitError(
+function sourceArchiveRules(limits: ResolvedLimits): ArchiveEntryRules {
+  let topFolder: string | undefined;
+  return {
+    types: EXTRACTED_TYPES,
+    maxEntries: limits.maxEntries,
+    maxBytes: limits.maxBytes,
+    // `owner-repo-sha7/src/a.ts` → `src/a.ts`, refusing anything that is not under the one top folder.
+    place: (segments, entryName, verb) => {
+      const [top, ...rest] = segments;
+      if (top === undefined) throw new UnsafeArchiveError(entryName, `${verb} an empty path`);
+      topFolder ??= top;
+      if (top !== topFolder) {
+        throw new UnsafeArchiveError(
+          entryName,
+          `${verb} a path outside the archive's top folder ${JSON.stringify(topFolder)}`,
+        );
+      }
+      return rest.join('/');
+    },
+    unsafe: (entryName, why) => new UnsafeArchiveError(entryName, why),
+    tooManyEntries: (limit) =>
+      new ArchiveLimitError('maxEntries', limit, `the archive has more than ${limit} entries`),
+    tooLarge: (entryName, size, limit) =>
+      new ArchiveLimitError(
         'maxBytes',
-        this.limits.maxBytes,
-        `entry ${JSON.stringify(name)} (${entry.size} bytes) takes the unpacked size past the limit`,
-      );
-    }
-
-    const relative = this.withoutTopFolder(name, name, 'has');
-    if (relative === '') {
-      if (entry.type !== 'Directory') throw new UnsafeArchiveError(name, 'replaces the top folder');
-      return false;
-    }
-    const isFolder = entry.type === 'Directory';
-    const problem = this.tree.problemWith(relative, isFolder);
-    if (problem !== undefined) throw new UnsafeArchiveError(name, problem);
-
-    const linkpath = entry.linkpath ?? '';
-    if (entry.type === 'Link') {
-      const linkTarget = this.withoutTopFolder(linkpath, name, 'is a hard link to');
-      if (!this.regularFiles.has(linkTarget)) {
-        throw new UnsafeArchiveError(
-          name,
-          `is a hard link to ${JSON.stringify(linkpath)}, which is not a file earlier in the archive`,
-        );
-      }
-      entry.linkpath = linkTarget;
-    } else if (entry.type === 'SymbolicLink') {
-      if (linkpath.startsWith('/')) {
-        throw new UnsafeArchiveError(
-          name,
-          `is a symbolic link to the absolute path ${JSON.stringify(linkpath)}`,
-        );
-      }
-      if (!this.tree.resolvesInside(relative, linkpath)) {
-        throw new UnsafeArchiveError(
-          name,
-          `is a symbolic link to ${JSON.stringify(linkpath)}, which resolves outside the checkout (or loops)`,
-        );
-      }
-    } else if (FILE_TYPES.has(entry.type)) {
-      this.regularFiles.add(relative);
-      this.fileBytes += entry.size;
-    }
-
-    const link = entry.type === 'SymbolicLink' ? { target: linkpath, entry: name } : undefined;
-    this.tree.add(relative, isFolder, link);
-    if (!isFolder) this.files++;
-    entry.path = relative;
-    // No set-user-id, set-group-id or sticky bits: git records only 644 and 755 anyway.
-    if (typeof entry.mode === 'number') entry.mode &= 0o777;
-    return true;
-  }
-
-  /**
-   * Checks every symbolic link again with all links of the archive known: a link added later can
-   * change where an earlier one leads (`a/s -> ..` makes `e -> a/s/..` escape).
-   */
-  verifyLinks(): void {
-    const link = this.tree.escapingLink();
-    if (link) {
-      throw new UnsafeArchiveError(
-        link.entry,
-        `is a symbolic link to ${JSON.stringify(link.target)}, which resolves outside the checkout through other links`,
-      );
-    }
-  }
-
-  /** `owner-repo-sha7/src/a.ts` → `src/a.ts`, refusing anything that is not under the one top folder. */
-  private withoutTopFolder(path: string, entryName: string, verb: string): string {
-    if (path.startsWith('/')) throw new UnsafeArchiveError(entryName, `${verb} an absolute path`);
-    const segments = path.split('/');
-    if (segments.includes('..')) throw new UnsafeArchiveError(entryName, `${verb} a '..' path segment`);
-    const parts = segments.filter((segment) => segment !== '' && segment !== '.');
-    const [top, ...rest] = parts;
-    if (top === undefined) throw new UnsafeArchiveError(entryName, `${verb} an empty path`);
-    this.topFolder ??= top;
-    if (top !== this.topFolder) {
-      throw new UnsafeArchiveError(
-        entryName,
-        `${verb} a path outside the archive's top folder ${JSON.stringify(this.topFolder)}`,
-      );
-    }
-    if (rest.length > MAX_PATH_DEPTH) {
-      throw new UnsafeArchiveError(entryName, `is nested deeper than ${MAX_PATH_DEPTH} folders`);
-    }
-    return rest.join('/');
-  }
+        limit,
+        `entry ${JSON.stringify(entryName)} (${size} bytes) takes the unpacked size past the limit`,
+      ),
+  };
 }
 
 export interface CloneCommitOptions {

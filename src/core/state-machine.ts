@@ -37,11 +37,6 @@ export function canTransition(from: BuildState, to: BuildState): boolean {
   return ALLOWED[from].includes(to);
 }
 
-/** The states a build may be in for it to move to `to` (used to build conditional writes). */
-export function statesLeadingTo(to: BuildState): BuildState[] {
-  return BUILD_STATES.filter((from) => canTransition(from, to));
-}
-
 /** GitHub's commit status has four states; `timed_out` and `cancelled` are reported as `error`. */
 export type CommitState = 'pending' | 'success' | 'failure' | 'error';
 

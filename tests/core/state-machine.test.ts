@@ -4,7 +4,6 @@ import {
   canTransition,
   commitStateFor,
   isTerminal,
-  statesLeadingTo,
 } from '../../src/core/state-machine.js';
 
 describe('build state machine', () => {
@@ -29,13 +28,6 @@ describe('build state machine', () => {
     }
     expect(isTerminal('queued')).toBe(false);
     expect(isTerminal('running')).toBe(false);
-  });
-
-  it('lists the states that lead to a state', () => {
-    expect(statesLeadingTo('running')).toEqual(['queued']);
-    expect(statesLeadingTo('error')).toEqual(['queued', 'running']);
-    expect(statesLeadingTo('success')).toEqual(['running']);
-    expect(statesLeadingTo('queued')).toEqual([]);
   });
 
   it('maps states to the four GitHub commit states', () => {

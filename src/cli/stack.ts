@@ -2,7 +2,7 @@
  * How a command finds the stack it talks to:
  *
  * - `--local [dataDir]`: the embedded stack `lambkin dev` runs, found through the `stack.json` it
- *   writes into its data directory (default `.lambkin/`), with fixed local credentials;
+ *   writes into its data directory (default `.lambkin/`), signing with the stack's key it holds;
  * - `--stack NAME`: a deployed stack by its CloudFormation name: its outputs name the resources;
  * - neither: the LAMBKIN_* variables, with the AWS SDK's own credential chain and endpoint
  *   variables (AWS_ENDPOINT_URL_*), as the functions themselves read them.
@@ -10,7 +10,8 @@
  * Both AWS ways need a region, found before any request (`resolveRegion`): a missing one is a
  * MissingRegionError that says how to set it.
  *
- * GITHUB_TOKEN and GITHUB_API_URL always come from the environment: the stack file holds no secret.
+ * GITHUB_TOKEN and GITHUB_API_URL always come from the environment: the stack file holds no secret
+ * but the local stack's own key (mode 0600).
  *
  * `secretEnv` values are sealed with the stack's cipher: the local key in the data dir (`--local`),
  * or KMS with LAMBKIN_SETTINGS_KMS_KEY (src/store/secret-cipher.ts).
@@ -41,8 +42,6 @@ import { isPlainObject } from '../core/values.js';
 import { STACK_FILE_NAME, STACK_FILE_VERSION, type StackFile } from '../local/stack-file.js';
 
 export const DEFAULT_DATA_DIR = '.lambkin';
-/** The local servers accept any credentials; fixed ones keep the SDK from searching for real ones. */
-export const LOCAL_CREDENTIALS = { accessKeyId: 'lambkin-local', secretAccessKey: 'lambkin-local' };
 
 export function localStackFilePath(dataDir: string): string {
   return join(dataDir, STACK_FILE_NAME);
@@ -80,6 +79,7 @@ export function parseLocalStackFile(text: string, path: string): StackFile {
   };
   const endpoints = isPlainObject(data.endpoints) ? data.endpoints : {};
   const tables = isPlainObject(data.tables) ? data.tables : {};
+  const credentials = isPlainObject(data.credentials) ? data.credentials : {};
   return {
     version: STACK_FILE_VERSION,
     pid: data.pid,
@@ -98,6 +98,11 @@ export function parseLocalStackFile(text: string, path: string): StackFile {
     builderFunction: requiredText(data.builderFunction, 'builderFunction'),
     publicUrl: url(data.publicUrl, 'publicUrl'),
     region: requiredText(data.region, 'region'),
+    // An older lambkin dev wrote no key (its servers took any): restarting it writes one.
+    credentials: {
+      accessKeyId: requiredText(credentials.accessKeyId, 'credentials.accessKeyId'),
+      secretAccessKey: requiredText(credentials.secretAccessKey, 'credentials.secretAccessKey'),
+    },
   };
 }
 
@@ -193,7 +198,7 @@ export async function openStack(
     return assemble(
       createAwsClients({
         region: local.region,
-        credentials: LOCAL_CREDENTIALS,
+        credentials: local.credentials,
         endpoints: {
           dynamodb: local.endpoints.dynamodb,
           s3: local.endpoints.s3,

@@ -88,6 +88,14 @@ export interface LocalLambdaOptions {
   region?: string;
   accountId?: string;
   hooks?: InvocationHooks;
+  /**
+   * Checks each invoke request (its SigV4 signature, in the local stack) before anything else is
+   * read of it; a refusal is answered 403. Unset: every request is served, as a bare test server.
+   */
+  authenticate?: (
+    request: IncomingMessage,
+    body: Buffer,
+  ) => Promise<{ ok: true } | { ok: false; reason: string }>;
 }
 
 /** The service's error answers: status, `x-amzn-ErrorType`, and the body (member casing as the service sends it). */
@@ -173,6 +181,11 @@ export const lambdaApiErrors = {
       message: `Request must be smaller than ${limitBytes} bytes for the Invoke operation`,
     },
   }),
+  invalidSignature: (reason: string): LambdaApiError => ({
+    status: 403,
+    type: 'InvalidSignatureException',
+    body: { Type: 'User', message: `Refused by the Lambkin local stack: ${reason}.` },
+  }),
   service: (message = 'The AWS Lambda service encountered an internal error.'): LambdaApiError => ({
     status: 500,
     type: 'ServiceException',
@@ -249,6 +262,7 @@ export class LocalLambdaService {
   private readonly logger: Logger;
   private readonly hooks: InvocationHooks;
   private readonly onFailure: ((record: AsyncFailure) => Promise<void>) | undefined;
+  private readonly authenticate: LocalLambdaOptions['authenticate'];
   private readonly functions = new Map<string, LocalFunction>();
 
   private readonly queue: AsyncJob[] = [];
@@ -290,6 +304,7 @@ export class LocalLambdaService {
     this.logger = options.logger ?? createJsonLogger(undefined, { component: 'local-lambda' });
     this.hooks = options.hooks ?? silentHooks;
     this.onFailure = options.onFailure;
+    this.authenticate = options.authenticate;
   }
 
   /** Makes `name` invocable; replaces an earlier registration (invocations already queued keep theirs). */
@@ -424,6 +439,22 @@ export class LocalLambdaService {
     target: InvokeTarget,
   ): Promise<void> {
     const receivedAt = Date.now();
+    // The signature covers the body, so it is read (within the largest limit) before anything is said.
+    let authenticatedBody: Buffer | undefined;
+    if (this.authenticate) {
+      const body = await readBody(request, SYNC_PAYLOAD_LIMIT_BYTES);
+      if (body === undefined) return; // the caller went away
+      if (body === 'too large') {
+        writeLambdaError(response, lambdaApiErrors.requestTooLarge(SYNC_PAYLOAD_LIMIT_BYTES));
+        return;
+      }
+      const verdict = await this.authenticate(request, body);
+      if (!verdict.ok) {
+        writeLambdaError(response, lambdaApiErrors.invalidSignature(verdict.reason));
+        return;
+      }
+      authenticatedBody = body;
+    }
     if (target.method !== 'POST') {
       const path = new URL(request.url ?? '/', 'http://localhost').pathname;
       writeLambdaError(response, lambdaApiErrors.unknownOperation(target.method, path));
@@ -462,7 +493,12 @@ export class LocalLambdaService {
       return;
     }
     const limit = invocationType === 'Event' ? ASYNC_PAYLOAD_LIMIT_BYTES : SYNC_PAYLOAD_LIMIT_BYTES;
-    const body = await readBody(request, limit);
+    const body =
+      authenticatedBody === undefined
+        ? await readBody(request, limit)
+        : authenticatedBody.length > limit
+          ? 'too large'
+          : authenticatedBody;
     if (body === undefined) return; // the caller went away
     if (body === 'too large') {
       writeLambdaError(response, lambdaApiErrors.requestTooLarge(limit));

@@ -15,7 +15,7 @@ import { execFile } from 'node:child_process';
 import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { create as createTar } from 'tar';
-import { createAwsClients } from '../aws/clients.js';
+import { createAwsClients, createS3Client } from '../aws/clients.js';
 import { runControllerBuild, type ControllerDependencies } from '../controller/controller.js';
 import { ProcessRunnerInvoker } from '../controller/runner-invoker.js';
 import type { BuildRecord, BuildRequest } from '../core/build.js';
@@ -25,8 +25,10 @@ import { S3LogStore } from '../store/logs.js';
 import { DynamoSettingsStore } from '../store/settings.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
 import { LambkinError } from '../core/errors.js';
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from './stack.js';
-import { startDynamoServer, startS3Server } from './storage-servers.js';
+import { LOCAL_REGION } from './stack.js';
+import { StackCredentials } from './stack-credentials.js';
+import { startGuardedStorage } from './storage-proxy.js';
+import { EphemeralBuildSigner } from './ephemeral-signer.js';
 import { type StatusReporter } from '../core/ports.js';
 
 export interface LocalRunOptions {
@@ -83,13 +85,15 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
     const served = await serveFile(archive);
     cleanups.unshift(served.close);
 
-    const dynamo = await startDynamoServer();
-    cleanups.unshift(dynamo.stop);
-    const s3 = await startS3Server({ directory: join(work, 's3') });
-    cleanups.unshift(s3.stop);
+    // The build's steps run on this machine while these servers do: as in `lambkin dev`, they answer
+    // only requests signed with this run's key (src/local/storage-proxy.ts).
+    const credentials = new StackCredentials();
+    const storage = await startGuardedStorage({ credentials, s3Directory: join(work, 's3') });
+    cleanups.unshift(storage.stop);
+    const { dynamodb: dynamo, s3 } = storage;
     const clients = createAwsClients({
       region: LOCAL_REGION,
-      credentials: LOCAL_CREDENTIALS,
+      credentials: credentials.stack,
       endpoints: { dynamodb: dynamo.endpoint, s3: s3.endpoint },
     });
     await clients.dynamodb.send(new CreateTableCommand(buildsTableDefinition('builds')));
@@ -112,6 +116,10 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
         ...(asRoot ? { user: { uid: 65534, gid: 65534 } } : {}),
         workRoot: join(tmpdir(), `lambkin-run-${asRoot ? 65534 : (process.getuid?.() ?? 'user')}`),
       }),
+      // The runner's forms and URLs are signed with a key made for this build only.
+      signer: new EphemeralBuildSigner(credentials, (buildKey) =>
+        createS3Client({ region: LOCAL_REGION, credentials: buildKey, endpoints: { s3: s3.endpoint } }),
+      ),
       logger: options.logger,
       publicUrl: `file://${work}`,
       runnerTimeoutMs: ((options.timeoutSeconds ?? 840) + 60) * 1000,

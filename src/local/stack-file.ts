@@ -15,4 +15,9 @@ export interface StackFile {
   builderFunction: string;
   publicUrl: string;
   region: string;
+  /**
+   * The stack's own key: every request to its storage servers and Invoke API must be signed with it
+   * (src/local/stack-credentials.ts). Hence the file's mode 0600.
+   */
+  credentials: { accessKeyId: string; secretAccessKey: string };
 }

@@ -4,7 +4,9 @@
  * API and the log viewer. The handlers are the cloud's: the webhook and log functions' own handlers
  * get API Gateway events (src/local/api-gateway-event.ts), the webhook invokes the builder through
  * `@aws-sdk/client-lambda` against this server, the builder function runs the controller, and the
- * controller starts the runner as a separate process with a clean environment.
+ * controller starts the runner as a separate process with a clean environment. Every storage and
+ * Invoke API request must be signed with the stack's key (src/local/stack-credentials.ts), which
+ * only this process and `<data-dir>/stack.json` hold.
  */
 import { mkdir, writeFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -27,13 +29,15 @@ import { DynamoSettingsStore, GLOBAL_SCOPE } from '../store/settings.js';
 import { LocalSecretCipher } from '../store/secret-cipher.js';
 import { createBuildNotifier, createControllerDependencies, createIntakeDependencies } from '../wiring.js';
 import { LocalLambdaService } from './lambda-service.js';
-import { startDynamoServer, startS3Server, type RunningServer } from './storage-servers.js';
 import { createLogViewer } from './log-viewer.js';
 import { answerWithHandler } from './api-gateway-event.js';
 import { EphemeralBuildSigner } from './ephemeral-signer.js';
+import { verifyHeaderSignature } from './request-signatures.js';
 import { parseBuilderInvocation } from '../core/protocol.js';
 import { type SettingsStore } from '../core/ports.js';
 import { STACK_FILE_NAME, STACK_FILE_VERSION, type StackFile } from './stack-file.js';
+import { StackCredentials } from './stack-credentials.js';
+import { startGuardedStorage } from './storage-proxy.js';
 
 export const LOCAL_NAMES = {
   buildsTable: 'lambkin-builds',
@@ -41,8 +45,6 @@ export const LOCAL_NAMES = {
   bucket: 'lambkin-logs',
   builderFunction: 'lambkin-builder',
 } as const;
-/** The local servers take any credentials; these keep the SDK from looking for real ones. */
-export const LOCAL_CREDENTIALS = { accessKeyId: 'lambkin-local', secretAccessKey: 'lambkin-local' };
 export const LOCAL_REGION = 'us-east-1';
 
 /** The stack's port is taken (another `lambkin dev`, another server): the CLI prints this line. */
@@ -117,20 +119,21 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   configFor('http://127.0.0.1');
   const dataDir = resolve(options.dataDir);
   const host = options.host ?? '127.0.0.1';
+  // The data dir holds the stack's key (stack.json) and the secretEnv key: its owner's alone.
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
   await mkdir(join(dataDir, 's3'), { recursive: true });
   await mkdir(join(dataDir, 'dynamodb'), { recursive: true });
-  const servers: RunningServer[] = [];
-  const stopAll = async () => {
-    await Promise.allSettled(servers.map((server) => server.stop()));
-  };
-  try {
-    servers.push(await startDynamoServer({ path: join(dataDir, 'dynamodb'), host }));
-    servers.push(await startS3Server({ directory: join(dataDir, 's3'), host }));
-  } catch (error) {
-    await stopAll();
-    throw error;
-  }
-  const [dynamo, s3] = servers as [RunningServer, RunningServer];
+  // Made anew at every start: only this process and the stack file (0600) hold it, never a build.
+  const credentials = new StackCredentials();
+  const storage = await startGuardedStorage({
+    credentials,
+    dynamoPath: join(dataDir, 'dynamodb'),
+    s3Directory: join(dataDir, 's3'),
+    host,
+  });
+  const stopAll = () => storage.stop();
+  const dynamo = storage.dynamodb;
+  const s3 = storage.s3;
 
   const http: Server = createServer();
   await new Promise<void>((resolveListen, reject) => {
@@ -145,7 +148,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   const config = configFor(base);
   const clients = createAwsClients({
     region: LOCAL_REGION,
-    credentials: LOCAL_CREDENTIALS,
+    credentials: credentials.stack,
     endpoints: { dynamodb: dynamo.endpoint, s3: s3.endpoint, lambda: base },
   });
   await ensureStorage(clients, config);
@@ -162,8 +165,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   const notifier = createBuildNotifier(config, options.logger, clients, cipher);
   const controller = {
     ...createControllerDependencies(config, options.logger, clients, runner, cipher, notifier),
-    signer: new EphemeralBuildSigner((credentials) =>
-      createS3Client({ region: LOCAL_REGION, credentials, endpoints: { s3: s3.endpoint } }),
+    signer: new EphemeralBuildSigner(credentials, (buildKey) =>
+      createS3Client({ region: LOCAL_REGION, credentials: buildKey, endpoints: { s3: s3.endpoint } }),
     ),
   };
   await defaultForksOff(new DynamoSettingsStore(clients.documents, config.settingsTable));
@@ -174,6 +177,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
     logger: options.logger,
     onFailure: async (failure) => void (await endFailedBuild(controller, failure)),
+    // The webhook's (and the CLI's) Lambda client signs with the stack's key; nothing else invokes.
+    authenticate: (request, body) =>
+      verifyHeaderSignature(
+        { method: request.method ?? 'POST', url: request.url ?? '/', headers: request.headers },
+        body,
+        { credentials, service: 'lambda' },
+      ),
   });
   lambda.register(LOCAL_NAMES.builderFunction, async (payload) =>
     runControllerBuild(controller, parseBuilderInvocation(payload)),
@@ -214,8 +224,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     builderFunction: config.builderFunction,
     publicUrl: base,
     region: LOCAL_REGION,
+    credentials: credentials.stack,
   };
-  await writeFile(join(dataDir, STACK_FILE_NAME), JSON.stringify(file, null, 2) + '\n');
+  // It holds the stack's key: readable by its owner only. A file left by an earlier stack is removed
+  // first, as writing into it would keep its old mode.
+  const stackFilePath = join(dataDir, STACK_FILE_NAME);
+  await rm(stackFilePath, { force: true });
+  await writeFile(stackFilePath, JSON.stringify(file, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
 
   return {
     file,

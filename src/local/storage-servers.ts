@@ -1,6 +1,7 @@
 /**
  * The embedded storage servers: a DynamoDB-compatible server (dynalite, in-process) and an
- * S3-compatible server (s3rver, in a child process). Used by the local stack and by the tests.
+ * S3-compatible server (s3rver, in a child process). Used by the local stack (on Unix sockets,
+ * behind src/local/storage-proxy.ts: neither checks credentials) and by the tests.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -12,6 +13,8 @@ import dynalite from 'dynalite';
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:4567 */
   readonly endpoint: string;
+  /** Set when the server listens on this Unix socket instead of a TCP port. */
+  readonly socketPath?: string;
   stop(): Promise<void>;
 }
 
@@ -20,6 +23,23 @@ export interface DynamoServerOptions {
   path?: string;
   host?: string;
   port?: number;
+  /**
+   * Listen on this Unix socket instead (the local stack: behind its proxy, in a folder only its
+   * user can enter, so no build can reach the server around the proxy).
+   */
+  socketPath?: string;
+}
+
+/** How a server listening on `socketPath` (or host:port) is described. */
+function runningAt(
+  socketPath: string | undefined,
+  host: string,
+  port: number,
+  stop: () => Promise<void>,
+): RunningServer {
+  return socketPath
+    ? { endpoint: 'http://localhost', socketPath, stop }
+    : { endpoint: `http://${host}:${port}`, stop };
 }
 
 export async function startDynamoServer(options: DynamoServerOptions = {}): Promise<RunningServer> {
@@ -30,17 +50,20 @@ export async function startDynamoServer(options: DynamoServerOptions = {}): Prom
     deleteTableMs: 0,
     updateTableMs: 0,
   });
-  server.listen(options.port ?? 0, host);
+  if (options.socketPath) server.listen(options.socketPath);
+  else server.listen(options.port ?? 0, host);
   await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  return {
-    endpoint: `http://${host}:${port}`,
-    stop: () =>
+  const port = options.socketPath ? 0 : (server.address() as AddressInfo).port;
+  return runningAt(
+    options.socketPath,
+    host,
+    port,
+    () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections?.();
         server.close(() => resolve());
       }),
-  };
+  );
 }
 
 export interface S3ServerOptions {
@@ -48,6 +71,8 @@ export interface S3ServerOptions {
   directory: string;
   host?: string;
   port?: number;
+  /** Listen on this Unix socket instead (see DynamoServerOptions.socketPath). */
+  socketPath?: string;
 }
 
 const S3_STARTUP_TIMEOUT_MS = 15_000;
@@ -62,7 +87,8 @@ export async function startS3Server(options: S3ServerOptions): Promise<RunningSe
   const s3rverPath = createRequire(import.meta.url).resolve('s3rver');
   const script = `
     const S3rver = require(${JSON.stringify(s3rverPath)});
-    // s3rver knows one access key; accept any, as it does not verify SigV4 signatures anyway.
+    // s3rver knows one access key; accept any, as it does not verify SigV4 signatures anyway (the
+    // local stack's proxy does: src/local/storage-proxy.ts).
     const AWSAccount = require(${JSON.stringify(join(dirname(s3rverPath), 'models', 'account.js'))});
     const knownAccount = AWSAccount.registry.get.bind(AWSAccount.registry);
     AWSAccount.registry.get = (accessKeyId) => knownAccount(accessKeyId) || AWSAccount.DUMMY_ACCOUNT;
@@ -72,7 +98,15 @@ export async function startS3Server(options: S3ServerOptions): Promise<RunningSe
       directory: options.directory,
       silent: true,
     })});
-    server.run().then((address) => process.stdout.write(JSON.stringify({ port: address.port }) + '\\n'),
+    const socketPath = ${JSON.stringify(options.socketPath ?? null)};
+    // run() listens on a port; on a socket, do what it does with listen(path).
+    const started = socketPath
+      ? server.configureBuckets().then(() => server.listen(socketPath)).then((httpServer) => {
+          server.httpServer = httpServer;
+          return { port: 0 };
+        })
+      : server.run();
+    started.then((address) => process.stdout.write(JSON.stringify({ port: address.port }) + '\\n'),
       (error) => { console.error(error && error.message); process.exit(1); });
     process.on('SIGTERM', () => server.close().finally(() => process.exit(0)));
     process.stdin.on('end', () => process.exit(0)); // parent gone: do not linger
@@ -102,13 +136,10 @@ export async function startS3Server(options: S3ServerOptions): Promise<RunningSe
       reject(new Error(`s3rver exited with code ${code} before it started: ${stderr.trim()}`));
     });
   });
-  return {
-    endpoint: `http://${host}:${port}`,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  return runningAt(options.socketPath, host, port, async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    await exited;
+  });
 }

@@ -91,7 +91,8 @@ describe('lambkin dev (a separate process)', () => {
       'pending: Build #1 queued',
     ]);
 
-    const credentials = { accessKeyId: 'any', secretAccessKey: 'any' };
+    // The stack's storage answers only its own key, which stack.json (0600) holds.
+    const credentials = stack.credentials;
     const documents = DynamoDBDocumentClient.from(
       new DynamoDBClient({ endpoint: stack.endpoints.dynamodb, region: stack.region, credentials }),
     );

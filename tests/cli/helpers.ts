@@ -88,6 +88,8 @@ export function writeLocalStack(
     builderFunction: 'lambkin-builder',
     publicUrl: options.publicUrl ?? 'http://127.0.0.1:9',
     region: 'us-east-1',
+    // The test storage takes any key; a real stack's proxies take only the one it wrote here.
+    credentials: { accessKeyId: 'lambkin-local', secretAccessKey: 'test-stack-key' },
   };
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, STACK_FILE_NAME), JSON.stringify(stack, null, 2));

@@ -26,6 +26,9 @@ const ENVIRONMENT = [
   'LAMBKIN_BUCKET',
   'AWS_ENDPOINT_URL_DYNAMODB',
   'AWS_ENDPOINT_URL_S3',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
 ] as const;
 
 let github: GitHubStandIn;
@@ -60,6 +63,10 @@ beforeAll(async () => {
   process.env.LAMBKIN_BUCKET = stack.config.bucket;
   process.env.AWS_ENDPOINT_URL_DYNAMODB = stack.file.endpoints.dynamodb;
   process.env.AWS_ENDPOINT_URL_S3 = stack.file.endpoints.s3;
+  // The stack's storage answers only its own key, which a deployed function would not hold locally.
+  process.env.AWS_ACCESS_KEY_ID = stack.file.credentials.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = stack.file.credentials.secretAccessKey;
+  delete process.env.AWS_SESSION_TOKEN;
 }, 60_000);
 
 afterAll(async () => {

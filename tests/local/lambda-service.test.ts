@@ -186,6 +186,31 @@ describe('LocalLambdaService: the Invoke API', () => {
     expect(decode(unserializable.Payload)).toMatchObject({ errorType: 'TypeError' });
   });
 
+  it('checks each request with its authenticate hook first: a refusal is a 403 and runs nothing', async () => {
+    const seen: string[] = [];
+    const { service, lambda } = await start({
+      authenticate: async (request, body) => {
+        seen.push(body.toString('utf8'));
+        return request.headers['x-test-key'] === 'right' ? { ok: true } : { ok: false, reason: 'wrong key' };
+      },
+    });
+    let ran = 0;
+    service.register('builder', async () => {
+      ran++;
+    });
+
+    const refused = await thrownBy(() => invoke(lambda, 'builder', { n: 1 }, 'Event'));
+    const missingFunction = await thrownBy(() => invoke(lambda, 'missing', { n: 2 }, 'RequestResponse'));
+    await service.idle(1000);
+
+    expect(refused).toMatchObject({ name: 'InvalidSignatureException', $metadata: { httpStatusCode: 403 } });
+    expect((refused as Error).message).toMatch(/wrong key/);
+    // Refused before the function name is looked at: nothing tells a stranger what exists.
+    expect(missingFunction).toMatchObject({ $metadata: { httpStatusCode: 403 } });
+    expect(seen).toEqual(['{"n":1}', '{"n":2}']);
+    expect(ran).toBe(0);
+  });
+
   it('answers DryRun with 204 without running the function', async () => {
     const { service, lambda } = await start();
     let ran = false;

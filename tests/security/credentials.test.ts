@@ -97,7 +97,8 @@ describe('the local stack (`lambkin dev` as a separate process)', () => {
     }
     expect(state).toBe('success');
 
-    const credentials = { accessKeyId: 'any', secretAccessKey: 'any' };
+    // The stack's storage answers only its own key (stack.json, 0600), which no build may see either.
+    const credentials = stack.credentials;
     const s3 = new S3Client({
       endpoint: stack.endpoints.s3,
       region: stack.region,
@@ -122,7 +123,7 @@ describe('the local stack (`lambkin dev` as a separate process)', () => {
     documents.destroy();
 
     expect(log).toContain(`hostile build: uid=${asRoot ? NOBODY.uid : process.getuid?.()}`);
-    expectNothingFound(log, secrets);
+    expectNothingFound(log, { ...secrets, STACK_KEY: stack.credentials.secretAccessKey });
     expect(leaksIn(page, secrets)).toEqual([]);
     expect(leaksIn(JSON.stringify(record.Item), secrets)).toEqual([]);
     expect(leaksIn(JSON.stringify(github.statusesFor('octo/hostile', repo.sha)), secrets)).toEqual([]);

@@ -290,6 +290,30 @@ describe('hostile webhook deliveries', () => {
     expect(queued).toHaveLength(1);
   });
 
+  it('ignores a captured body replayed under a new X-GitHub-Delivery: no build, nothing cancelled', async () => {
+    const branch = 'replayed-body';
+    const oldPush = pushPayload({ repo: 'octo/hooked', branch, sha: await webhookCommit('replayed-old') });
+    const newPush = pushPayload({ repo: 'octo/hooked', branch, sha: await webhookCommit('replayed-new') });
+    const captured = await signedDelivery(SECRET, 'push', oldPush);
+    const first = await post(captured.headers, captured.body);
+    const current = await deliver(newPush);
+    expect(current.json).toMatchObject({ queued: true, cancelled: [first.json.number] });
+    const before = buildsFor('octo/hooked').length;
+    // The attacker's copy: the same signed bytes, a fresh delivery id (the signature does not cover it).
+    const replays = await Promise.all(
+      [1, 2, 3].map(() => post({ ...captured.headers, 'X-GitHub-Delivery': randomUUID() }, captured.body)),
+    );
+    for (const replay of replays) {
+      expect([replay.statusCode, replay.json]).toEqual([
+        202,
+        { ignored: true, reason: `replay of delivery ${captured.deliveryId}` },
+      ]);
+    }
+    expect(buildsFor('octo/hooked').length).toBe(before);
+    const record = await builds.getBuild({ repo: 'octo/hooked', number: Number(current.json.number) });
+    expect(record?.state).toBe('queued');
+  });
+
   it('queues a unicode branch name as it is', async () => {
     const sha = await webhookCommit('unicode');
     const response = await deliver(pushPayload({ repo: 'octo/hooked', branch: 'feature/ünïcødé', sha }));

@@ -8,6 +8,12 @@
  * and invokes the builder again if the guard was never marked invoked. A second invoke is
  * harmless: the builder claims a build with a conditional queued → running transition.
  *
+ * Replays: a signed body can be captured and posted again under a new delivery id (the signature
+ * covers the body, not the headers). Before a new delivery gets its guard, a body guard keyed by
+ * the event and the body's SHA-256 is claimed naming that delivery; a later delivery id with the
+ * same event and body queues and cancels nothing. The body guard is claimed first and names its
+ * delivery, so a redelivery (same id) after a crash between the two guards passes it again.
+ *
  * Superseded builds: once a build of a branch or pull request is queued, older builds of the same
  * branch or PR still queued or running are cancelled ("superseded by #N", `build.cancelSuperseded`).
  * A cancelled queued build is never claimed; a running one is stopped by its controller, which
@@ -19,7 +25,7 @@ import { commitStateFor } from '../core/state-machine.js';
 import { baseUrlFromRequest, buildPageUrl, newLinkToken, pageUrlOf } from '../core/links.js';
 import { decideBuild } from '../core/policy.js';
 import { interpretEvent, type BuildCandidate } from '../github/events.js';
-import { WebhookRejectedError, type WebhookVerifier } from '../github/webhook.js';
+import { WebhookRejectedError, type VerifiedDelivery, type WebhookVerifier } from '../github/webhook.js';
 import { INTAKE_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
 import { jsonResponse, type HttpRequest, type HttpResponse } from '../core/http.js';
@@ -47,7 +53,7 @@ export interface IntakeDependencies {
   clock?: () => number;
 }
 
-/** Delivery guards outlive GitHub's redelivery window (it offers redelivery for 3 days). */
+/** Delivery and body guards outlive GitHub's redelivery window (it offers redelivery for 3 days). */
 const DELIVERY_GUARD_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 
 export async function handleWebhook(deps: IntakeDependencies, request: HttpRequest): Promise<HttpResponse> {
@@ -75,7 +81,7 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
         });
         return jsonResponse(202, { ignored: true, reason: interpretation.reason });
       case 'build':
-        return await queueBuild(deps, interpretation.candidate, delivery.deliveryId, request);
+        return await queueBuild(deps, interpretation.candidate, delivery, request);
     }
   } catch (error) {
     if (error instanceof WebhookRejectedError) {
@@ -93,9 +99,10 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
 async function queueBuild(
   deps: IntakeDependencies,
   candidate: BuildCandidate,
-  deliveryId: string,
+  delivery: VerifiedDelivery,
   http: HttpRequest,
 ): Promise<HttpResponse> {
+  const { deliveryId } = delivery;
   const now = (deps.clock ?? Date.now)();
   const settings = await deps.settings.effective(candidate.repo);
   const decision = decideBuild(candidate, settings.build);
@@ -116,6 +123,14 @@ async function queueBuild(
   let guard = await deps.builds.getDelivery(deliveryId);
   let build: BuildRecord | undefined;
   if (!guard) {
+    const body = await deps.builds.claimBody(delivery, deliveryId, now + DELIVERY_GUARD_TTL_MS);
+    // Claimed under this id already: a copy or redelivery of this delivery, whose attempt may have
+    // died before its delivery guard. Under another id: the same signed body replayed.
+    if (!body.claimed && body.record.deliveryId !== deliveryId) {
+      const reason = `replay of delivery ${body.record.deliveryId}`;
+      deps.logger.warn('webhook replay ignored', { deliveryId, repo: request.repo, reason });
+      return jsonResponse(202, { ignored: true, reason });
+    }
     const number = await deps.builds.allocateNumber(request.repo);
     const claim = await deps.builds.claimDelivery(
       deliveryId,

@@ -1,10 +1,14 @@
 /**
  * Secret masking for build output. Everything a build prints passes through a masker before it
  * reaches S3, so a secret is replaced by `***` whether it is printed as is, split across chunks,
- * base64-encoded inside a longer string, URL-encoded or JSON-escaped.
+ * base64-encoded inside a longer string, URL-encoded or JSON-escaped, or cut apart by terminal
+ * escapes and control characters (`s3c\x1b[0mret`, which a terminal and the build page show
+ * whole): secrets are looked for in the raw text and in the text as the page shows it
+ * (src/core/terminal-text.ts), and a match there masks its whole raw span, escapes included.
  *
  * Pure: no I/O. The builder owns one masker per build and writes each output chunk through it.
  */
+import { hasTerminalControls, unfinishedEscapeStart, visibleTextWithOffsets } from './terminal-text.js';
 
 /** What every masked occurrence becomes. */
 export const MASK = '***';
@@ -53,11 +57,29 @@ export function createSecretMasker(secrets: readonly string[]): SecretMasker {
   function release(chunk: string, final: boolean): string {
     if (variants.length === 0) return chunk;
     const text = pending + chunk;
-    const cut = final ? text.length : text.length - possibleSecretStartLength(text, variants);
+    const found = occurrences(text, variants);
+    let cut = final ? text.length : text.length - possibleSecretStartLength(text, variants);
+    if (hasTerminalControls(text)) {
+      // A sequence the next chunk may finish is held back whole, so the visible text is read
+      // exactly as the page reads the finished log.
+      const held = (final ? undefined : unfinishedEscapeStart(text)) ?? text.length;
+      const visible = visibleTextWithOffsets(text.slice(0, held));
+      for (const range of occurrences(visible.text, variants)) {
+        found.push({
+          start: visible.rawOffsets[range.start] ?? 0,
+          end: (visible.rawOffsets[range.end - 1] ?? 0) + 1,
+          emitted: false,
+        });
+      }
+      const visibleStart = final
+        ? visible.text.length
+        : visible.text.length - possibleSecretStartLength(visible.text, variants);
+      cut = Math.min(cut, held, visible.rawOffsets[visibleStart] ?? held);
+    }
     let output = '';
     let position = 0;
     let maskedPastCut = 0;
-    for (const range of maskRanges(text, variants, alreadyMasked)) {
+    for (const range of mergeRanges(found, alreadyMasked)) {
       if (range.start >= cut) break;
       output += text.slice(position, range.start);
       if (!range.emitted) output += MASK;
@@ -154,15 +176,20 @@ interface MaskRange {
   emitted: boolean;
 }
 
-/** Every occurrence of every variant, overlapping ones merged, in order. */
-function maskRanges(text: string, variants: readonly string[], alreadyMasked: number): MaskRange[] {
+/** Every occurrence of every variant, unmerged. */
+function occurrences(text: string, variants: readonly string[]): MaskRange[] {
   const found: MaskRange[] = [];
-  if (alreadyMasked > 0) found.push({ start: 0, end: alreadyMasked, emitted: true });
   for (const variant of variants) {
     for (let at = text.indexOf(variant); at !== -1; at = text.indexOf(variant, at + 1)) {
       found.push({ start: at, end: at + variant.length, emitted: false });
     }
   }
+  return found;
+}
+
+/** The ranges (and the already emitted mask at the start), overlapping ones merged, in order. */
+function mergeRanges(ranges: MaskRange[], alreadyMasked: number): MaskRange[] {
+  const found = alreadyMasked > 0 ? [{ start: 0, end: alreadyMasked, emitted: true }, ...ranges] : ranges;
   found.sort((a, b) => a.start - b.start || b.end - a.end);
   const merged: MaskRange[] = [];
   for (const range of found) {

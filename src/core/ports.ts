@@ -48,6 +48,13 @@ export interface QueuedBuildOptions {
   logToken?: string;
 }
 
+/** The guard item of one signed body: the delivery that first brought it. */
+export interface BodyGuardRecord {
+  event: string;
+  bodySha256: string;
+  deliveryId: string;
+}
+
 /** The guard item of one webhook delivery. */
 export interface DeliveryRecord {
   deliveryId: string;
@@ -117,6 +124,15 @@ export interface BuildStore {
     expiresAt: number,
   ): Promise<{ claimed: boolean; record: DeliveryRecord }>;
   markDeliveryInvoked(deliveryId: string, at?: number): Promise<void>;
+  /**
+   * Records which delivery first brought a signed body (conditional: the first claim wins);
+   * returns the existing record instead when the body was seen before.
+   */
+  claimBody(
+    body: { event: string; bodySha256: string },
+    deliveryId: string,
+    expiresAt: number,
+  ): Promise<{ claimed: boolean; record: BodyGuardRecord }>;
 }
 
 export interface LatestPointer {

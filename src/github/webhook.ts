@@ -2,6 +2,7 @@
  * Verifying a webhook delivery: signature first (over the exact body bytes, constant-time, via
  * @octokit/webhooks), then content type and JSON. Nothing is parsed before the signature holds.
  */
+import { createHash } from 'node:crypto';
 import { Webhooks } from '@octokit/webhooks';
 import { LambkinError } from '../core/errors.js';
 import type { HttpRequest } from '../core/http.js';
@@ -24,6 +25,11 @@ export interface VerifiedDelivery {
   event: string;
   /** `X-GitHub-Delivery`: unique per delivery, kept on redelivery. */
   deliveryId: string;
+  /**
+   * SHA-256 (hex) of the exact body the signature covers. A signed body can be captured and posted
+   * again under a new delivery id; the intake refuses a body it has seen (src/controller/intake.ts).
+   */
+  bodySha256: string;
   payload: Record<string, unknown>;
 }
 
@@ -63,7 +69,8 @@ export class WebhookVerifier {
     if (!DELIVERY_ID.test(deliveryId)) {
       throw new WebhookRejectedError(400, 'Missing or invalid X-GitHub-Delivery header.');
     }
-    return { event, deliveryId, payload: parsePayload(request) };
+    const bodySha256 = createHash('sha256').update(request.body, 'utf8').digest('hex');
+    return { event, deliveryId, bodySha256, payload: parsePayload(request) };
   }
 
   private async signatureMatches(body: string, signature: string): Promise<boolean> {

@@ -6,6 +6,7 @@
  */
 import { parseStepMarkers } from '../core/log-format.js';
 import { maskSecrets } from '../core/log-mask.js';
+import { stripTerminalControls } from '../core/terminal-text.js';
 
 export const DEFAULT_TAIL_LINES = 20;
 /** Slack shows about 3000 characters of an attachment's text; leave room for the rest. */
@@ -16,16 +17,6 @@ export interface LogTail {
   step?: string;
   text: string;
 }
-
-const ESCAPE_SEQUENCE = new RegExp(
-  [
-    '\\u001b\\][^\\u0007\\u001b]*(?:\\u0007|\\u001b\\\\)', // OSC
-    '\\u001b\\[[0-9;?]*[ -/]*[@-~]', // CSI (colours, cursor)
-    '\\u001b[@-Z\\\\-_]', // other two-character escapes
-  ].join('|'),
-  'g',
-);
-const CONTROL_CHARACTERS = /(?![\t\n])\p{Cc}/gu;
 
 export function failingStepTail(
   log: string,
@@ -51,7 +42,7 @@ export function failingStepTail(
   }
   const section = log.slice(start, end);
   const plain = lastLinesOf(
-    applyCarriageReturns(section.replace(ESCAPE_SEQUENCE, '')).replace(CONTROL_CHARACTERS, ''),
+    applyCarriageReturns(stripTerminalControls(section, { carriageReturns: true })),
     options.lines ?? DEFAULT_TAIL_LINES,
   );
   const masked = maskSecrets(plain, secrets);

@@ -17,6 +17,7 @@ import {
   type StepMarker,
   type StepOutcome,
 } from '../core/log-format.js';
+import { stripTerminalControls } from '../core/terminal-text.js';
 import { escapeHtml, safeUrl } from './html.js';
 
 export const DEFAULT_REFRESH_SECONDS = 5;
@@ -318,22 +319,21 @@ function validRefreshSeconds(seconds: number | undefined): number {
     : DEFAULT_REFRESH_SECONDS;
 }
 
-const ESC = '\u001b';
-const BEL = '\u0007';
-/** OSC sequences (window titles, hyperlinks): a build must not put links on this page; dropped. */
-const OSC_SEQUENCE = new RegExp(`${ESC}\\][^\\n${BEL}${ESC}]*(?:${BEL}|${ESC}\\\\)`, 'g');
-/** An OSC left unterminated would make ansi_up swallow the rest of the text. */
-const OSC_START = new RegExp(`${ESC}\\]`, 'g');
 /** What is left of control characters after ANSI conversion (not valid in HTML text). */
 const CONTROL_CHARACTERS = /(?![\t\n])\p{Cc}/gu;
 
-/** Build output → HTML: colours kept, everything else escaped. */
+/**
+ * Build output → HTML: colours kept, everything else escaped. Every other escape sequence and
+ * control character is removed first, by the same reading the secret masker uses
+ * (src/core/terminal-text.ts): ansi_up then sees only text and colours, so the page shows no text
+ * the masker did not look at (and no OSC hyperlink, nor an OSC that swallows the rest).
+ */
 function renderTerminalText(text: string): string {
   const converter = new AnsiUp();
   converter.escape_html = true;
   converter.use_classes = true;
   const html = converter.ansi_to_html(
-    applyCarriageReturns(text.replace(OSC_SEQUENCE, '').replace(OSC_START, ']')),
+    applyCarriageReturns(stripTerminalControls(text, { colours: true, carriageReturns: true })),
   );
   return html.replace(CONTROL_CHARACTERS, '');
 }

@@ -1,7 +1,9 @@
 /**
  * Builds on DynamoDB. One item per build (`repo`, `number`), a counter item per repo (`number` 0)
  * for build numbers, one item per webhook delivery (`repo` = `delivery#<id>`) that guards
- * against queueing a delivery twice, and one per private repository that has a badge link
+ * against queueing a delivery twice, one per signed body (`repo` = `body#<event>#<sha256>`) that
+ * guards against the same body replayed under a new delivery id, and one per private repository
+ * that has a badge link
  * (`repo` = `badge#<owner>/<name>`, `number` 0: its badge token). Every state change is one
  * conditional UpdateItem.
  */
@@ -28,6 +30,7 @@ import { canTransition, isTerminal, type BuildState } from '../core/state-machin
 import { TransitionRefusedError } from '../core/errors.js';
 import { BUILD_INDEXES } from './tables.js';
 import type {
+  BodyGuardRecord,
   BuildStore,
   DeliveryRecord,
   QueuedBuildOptions,
@@ -43,6 +46,7 @@ const UNFINISHED = 'unfinished';
 const UNREPORTED = 'unreported';
 const COUNTER_NUMBER = 0;
 const DELIVERY_PREFIX = 'delivery#';
+const BODY_PREFIX = 'body#';
 const BADGE_PREFIX = 'badge#';
 
 /** Attributes that exist on the item for indexing only. */
@@ -53,13 +57,14 @@ interface BuildItem extends BuildRecord {
 }
 
 /**
- * Whether an item's key is a build's, not a repo's counter (`number` 0) or a delivery guard
- * (`repo` = `delivery#…`): readers of the raw table (its stream) skip the other kinds.
+ * Whether an item's key is a build's, not a repo's counter (`number` 0) or a delivery or body
+ * guard (`repo` = `delivery#…`, `body#…`): readers of the raw table (its stream) skip the other kinds.
  */
 export function isBuildItemKey(key: { repo?: unknown; number?: unknown }): boolean {
   return (
     typeof key.repo === 'string' &&
     !key.repo.startsWith(DELIVERY_PREFIX) &&
+    !key.repo.startsWith(BODY_PREFIX) &&
     typeof key.number === 'number' &&
     key.number > COUNTER_NUMBER
   );
@@ -521,6 +526,34 @@ export class DynamoBuildStore implements BuildStore {
         ExpressionAttributeValues: { ':at': at },
       }),
     );
+  }
+
+  async claimBody(
+    body: { event: string; bodySha256: string },
+    deliveryId: string,
+    expiresAt: number,
+  ): Promise<{ claimed: boolean; record: BodyGuardRecord }> {
+    const key = { repo: `${BODY_PREFIX}${body.event}#${body.bodySha256}`, number: 0 };
+    try {
+      await this.documents.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { ...key, deliveryId, expiresAt: Math.floor(expiresAt / 1000) },
+          ConditionExpression: 'attribute_not_exists(#repo)',
+          ExpressionAttributeNames: { '#repo': 'repo' },
+        }),
+      );
+      return { claimed: true, record: { ...body, deliveryId } };
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+      const existing = await this.documents.send(
+        new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+      );
+      if (typeof existing.Item?.deliveryId !== 'string') {
+        throw new Error(`body ${key.repo} was claimed but cannot be read back`, { cause: error });
+      }
+      return { claimed: false, record: { ...body, deliveryId: existing.Item.deliveryId } };
+    }
   }
 
   private async queryIndex(

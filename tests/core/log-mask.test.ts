@@ -5,6 +5,7 @@ import {
   maskSecrets,
   secretVariants,
 } from '../../src/core/log-mask.js';
+import { stripTerminalControls } from '../../src/core/terminal-text.js';
 
 /** Small deterministic PRNG (mulberry32) so the property-style tests are reproducible. */
 function seededRandom(seed: number): () => number {
@@ -258,5 +259,76 @@ describe('createSecretMasker (streaming)', () => {
         expect(streamThrough(secrets, randomChunks(text, random, 64)).output).toBe(text);
       }
     });
+  });
+});
+
+describe('secrets cut apart by terminal escapes and control characters', () => {
+  const secret = 's3cret-Value_42';
+  /** What an attacker may put inside the secret: each is removed by a terminal and by the page. */
+  const insertions = [
+    '\u001b[0m', // ANSI reset
+    '\u001b[31m',
+    '\u001b[1;38;2;255;0;0m',
+    '\u001b[>5m', // private-mode CSI
+    '\u001b[2K', // erase line
+    '\u001b]0;title\u0007', // OSC, BEL-terminated
+    '\u001b]8;;https://example.test/\u001b\\', // OSC hyperlink, ST-terminated
+    '\u001b(B', // charset choice
+    '\u001b7', // save cursor
+    '\u0000',
+    '\u0007',
+    '\u0008',
+    '\u009b', // C1 control
+    '\u001b[0m\u001b[31m\u0000',
+  ];
+  const visible = (text: string) => stripTerminalControls(text);
+
+  it.each(insertions.map((insertion) => [JSON.stringify(insertion), insertion]))(
+    'masks %s inside the secret, in one piece and at every split into two chunks',
+    (_, insertion) => {
+      const hostile = `before ${secret.slice(0, 3)}${insertion}${secret.slice(3)} after\n`;
+      expect(visible(hostile)).toContain(secret); // what a page would show without the masker
+      const whole = maskSecrets(hostile, [secret]);
+      expect(whole).toBe(`before ${MASK} after\n`);
+      for (let split = 0; split <= hostile.length; split++) {
+        const { output } = streamThrough([secret], [hostile.slice(0, split), hostile.slice(split)]);
+        expect([split, output]).toEqual([split, whole]);
+      }
+    },
+  );
+
+  it('masks a secret cut by escapes in several places, fed one character at a time', () => {
+    const hostile = `x${[...secret].join('\u001b[0m')}y\n`;
+    expect(streamThrough([secret], [...hostile]).output).toBe(`x${MASK}y\n`);
+  });
+
+  it('holds an unfinished escape back until the next chunk finishes it', () => {
+    const masker = createSecretMasker([secret]);
+    expect(masker.write('ok s3c\u001b[3')).toBe('ok ');
+    expect(masker.write('1mret-Value_42 done')).toBe(`${MASK} done`);
+    expect(masker.flush()).toBe('');
+  });
+
+  it('keeps escapes and control characters that cut no secret as they are', () => {
+    const random = seededRandom(14);
+    const text = `\u001b[32mpassed\u001b[0m s3c\u001b[1mrat\r\nprogress 10%\r100%\u0007 \u001b]0;t\u0007s3c\n`;
+    for (let round = 0; round < 50; round++) {
+      expect(streamThrough([secret], randomChunks(text, random, 8)).output).toBe(text);
+    }
+  });
+
+  it('never lets the secret through in the raw or the visible text, whatever the chunking (seeded)', () => {
+    const random = seededRandom(2026);
+    for (let round = 0; round < 300; round++) {
+      let hostile = 'log ';
+      for (const char of secret) {
+        hostile += char;
+        if (random() < 0.4) hostile += insertions[Math.floor(random() * insertions.length)] ?? '';
+      }
+      hostile += ' end\n';
+      const { output } = streamThrough([secret], randomChunks(hostile, random, 12));
+      expect(output).not.toContain(secret);
+      expect(visible(output)).not.toContain(secret);
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { WebhookRejectedError, WebhookVerifier } from '../../src/github/webhook.js';
 import { normalizeHeaders, type HttpRequest } from '../../src/core/http.js';
 import { examplePayload, pushPayload, signedDelivery } from '../support/payloads.js';
@@ -37,6 +38,7 @@ describe('WebhookVerifier', () => {
     await expect(verifier.verify(request)).resolves.toEqual({
       event: 'ping',
       deliveryId: '72d3162e-cc78-11e3-81ab-4c9367dc0958',
+      bodySha256: createHash('sha256').update(request.body).digest('hex'),
       payload,
     });
   });

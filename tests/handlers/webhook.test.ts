@@ -3,6 +3,7 @@
  * the GitHub API stand-in and the Lambda Invoke stand-in behind it.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,6 +45,7 @@ const REPOS = [
   'octo/down',
   'octo/slow',
   'octo/crash',
+  'octo/replay',
 ];
 
 let storage: TestStorage;
@@ -95,7 +97,11 @@ afterAll(async () => {
 });
 
 async function deliver(event: string, payload: unknown, options: Parameters<typeof signedDelivery>[3] = {}) {
-  const delivery = await signedDelivery(SECRET, event, payload, options);
+  return post(await signedDelivery(SECRET, event, payload, options));
+}
+
+/** Posts a delivery as captured: its body and headers, byte for byte. */
+async function post(delivery: Awaited<ReturnType<typeof signedDelivery>>) {
   const result = await handler({
     rawPath: '/webhook',
     headers: delivery.headers,
@@ -315,6 +321,62 @@ describe('webhook handler', () => {
     expect(
       invocationsFor('octo/crash').filter((i) => (i.payload as { number: number }).number === number),
     ).toHaveLength(1);
+  });
+
+  it('ignores a signed body replayed under a new delivery id: no build, nothing cancelled', async () => {
+    const repo = 'octo/replay';
+    const oldPush = pushPayload({ repo, branch: 'main', sha: await realSha('replay-old') });
+    const newPush = pushPayload({ repo, branch: 'main', sha: await realSha('replay-new') });
+    const first = await deliver('push', oldPush);
+    const second = await deliver('push', newPush);
+    // Two different pushes: two builds, the newer cancelling the older.
+    expect([first.json, second.json]).toEqual([
+      expect.objectContaining({ queued: true, number: 1 }),
+      expect.objectContaining({ queued: true, number: 2, cancelled: [1] }),
+    ]);
+
+    // The first push's signed body, captured and posted again under a fresh X-GitHub-Delivery.
+    const captured = await signedDelivery(SECRET, 'push', oldPush);
+    expect(captured.deliveryId).not.toBe(first.deliveryId);
+    const replay = await post(captured);
+    expect([replay.statusCode, replay.json]).toEqual([
+      202,
+      { ignored: true, reason: `replay of delivery ${first.deliveryId}` },
+    ]);
+    expect((await builds.listBuilds(repo)).map((build) => [build.number, build.state])).toEqual([
+      [2, 'queued'],
+      [1, 'cancelled'],
+    ]);
+    expect(invocationsFor(repo)).toHaveLength(2);
+    expect(await builds.getDelivery(captured.deliveryId)).toBeUndefined();
+
+    // GitHub's own redeliveries keep their id: answered as before, idempotently.
+    const redelivered = await deliver('push', oldPush, { deliveryId: first.deliveryId });
+    expect(redelivered.json).toEqual({ duplicate: true, repo, number: 1, state: 'cancelled' });
+    const redeliveredNewer = await deliver('push', newPush, { deliveryId: second.deliveryId });
+    expect(redeliveredNewer.json).toEqual({ duplicate: true, repo, number: 2, state: 'queued' });
+    expect((await builds.getBuild({ repo, number: 2 }))?.state).toBe('queued');
+    expect(invocationsFor(repo)).toHaveLength(2);
+  });
+
+  it('queues a delivery whose earlier attempt died between the body guard and its delivery guard', async () => {
+    const sha = await realSha('crash-after-body-guard');
+    const delivery = await signedDelivery(
+      SECRET,
+      'push',
+      pushPayload({ repo: 'octo/crash', branch: 'body', sha }),
+      {
+        deliveryId: 'crashed-3',
+      },
+    );
+    // The earlier attempt claimed the body for this delivery, then died before the delivery guard.
+    const bodySha256 = createHash('sha256').update(delivery.body).digest('hex');
+    await builds.claimBody({ event: 'push', bodySha256 }, 'crashed-3', Date.now() + 60_000);
+    const response = await post(delivery);
+    expect(response.json).toMatchObject({ queued: true, repo: 'octo/crash' });
+    expect(await builds.buildsOfCommit('octo/crash', sha)).toHaveLength(1);
+    const again = await post(delivery);
+    expect(again.json).toMatchObject({ duplicate: true, number: response.json.number });
   });
 
   it('takes the build policy from the settings store', async () => {

@@ -1,3 +1,4 @@
+import { MASK, maskSecrets } from '../../src/core/log-mask.js';
 import { formatBuildSummary, formatStepFooter, formatStepHeader } from '../../src/core/log-format.js';
 import {
   logPageLinksFor,
@@ -220,6 +221,27 @@ describe('renderLogPage', () => {
       const html = render({ log: 'a\u0000b\u0008c\nprogress 10%\rprogress 50%\rprogress 100%\r\ndone\n' });
       expect(html).toContain('abc\nprogress 100%\ndone\n');
       for (const control of ['\u0000', '\u0008', '\r']) expect(html).not.toContain(control);
+    });
+
+    it('never shows a secret cut apart by escapes once the log was masked', () => {
+      const secret = 's3cret-Value_42';
+      /** The page's text as a reader sees it: tags (colour spans) removed. */
+      const shownText = (html: string) => html.replace(/<[^>]*>/g, '');
+      for (const insertion of [
+        `${ESC}[0m`,
+        `${ESC}[31m`,
+        `${ESC}(B`,
+        `${ESC}]0;t${BEL}`,
+        '\u0000',
+        '\u0008',
+      ]) {
+        const log = `$ echo\n${secret.slice(0, 3)}${insertion}${secret.slice(3)}\n`;
+        // Unmasked, the page would show it whole: the attack is real.
+        expect([insertion, shownText(render({ log }))]).toEqual([insertion, expect.stringContaining(secret)]);
+        const page = shownText(render({ log: maskSecrets(log, [secret]) }));
+        expect([insertion, page]).toEqual([insertion, expect.stringContaining(`$ echo\n${MASK}\n`)]);
+        expect(page).not.toContain(secret);
+      }
     });
 
     it('keeps a blank first line of the log', () => {

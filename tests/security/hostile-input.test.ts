@@ -18,7 +18,8 @@ import { Header } from 'tar';
 import { createLambdaClient } from '../../src/aws/clients.js';
 import { LambdaControllerInvoker } from '../../src/aws/controller-invoker.js';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
-import { REPO_KEYS } from '../../src/core/protocol.js';
+import { LOG_KEYS, REPO_KEYS } from '../../src/core/protocol.js';
+import { stripTerminalControls } from '../../src/core/terminal-text.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import type { BuildRequest } from '../../src/core/build.js';
 import type { IntakeDependencies } from '../../src/controller/intake.js';
@@ -30,7 +31,7 @@ import { createWebhookHandler } from '../../src/handlers/webhook.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { S3LogStore } from '../../src/store/logs.js';
-import { DynamoSettingsStore } from '../../src/store/settings.js';
+import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
 import { serveBytes, startArchiveServer, type ArchiveServer } from '../support/archive-server.js';
 import {
   commitFiles,
@@ -63,6 +64,7 @@ let lambda: LambdaServer;
 let archives: ArchiveServer;
 let builds: DynamoBuildStore;
 let logs: S3LogStore;
+let settings: DynamoSettingsStore;
 let deps: ControllerDependencies;
 let intake: IntakeDependencies;
 let handler: ReturnType<typeof createWebhookHandler>;
@@ -74,7 +76,7 @@ beforeAll(async () => {
   lambda = await startLambdaServer();
   archives = await startArchiveServer();
   builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
-  const settings = new DynamoSettingsStore(storage.clients.documents, storage.settingsTable);
+  settings = new DynamoSettingsStore(storage.clients.documents, storage.settingsTable);
   logs = new S3LogStore(storage.clients.s3, storage.bucket);
   const octokit = createGitHubClient({ baseUrl: github.url, token: TOKEN });
   const statuses = new GitHubStatusReporter(octokit);
@@ -290,6 +292,30 @@ describe('hostile webhook deliveries', () => {
     expect(queued).toHaveLength(1);
   });
 
+  it('ignores a captured body replayed under a new X-GitHub-Delivery: no build, nothing cancelled', async () => {
+    const branch = 'replayed-body';
+    const oldPush = pushPayload({ repo: 'octo/hooked', branch, sha: await webhookCommit('replayed-old') });
+    const newPush = pushPayload({ repo: 'octo/hooked', branch, sha: await webhookCommit('replayed-new') });
+    const captured = await signedDelivery(SECRET, 'push', oldPush);
+    const first = await post(captured.headers, captured.body);
+    const current = await deliver(newPush);
+    expect(current.json).toMatchObject({ queued: true, cancelled: [first.json.number] });
+    const before = buildsFor('octo/hooked').length;
+    // The attacker's copy: the same signed bytes, a fresh delivery id (the signature does not cover it).
+    const replays = await Promise.all(
+      [1, 2, 3].map(() => post({ ...captured.headers, 'X-GitHub-Delivery': randomUUID() }, captured.body)),
+    );
+    for (const replay of replays) {
+      expect([replay.statusCode, replay.json]).toEqual([
+        202,
+        { ignored: true, reason: `replay of delivery ${captured.deliveryId}` },
+      ]);
+    }
+    expect(buildsFor('octo/hooked').length).toBe(before);
+    const record = await builds.getBuild({ repo: 'octo/hooked', number: Number(current.json.number) });
+    expect(record?.state).toBe('queued');
+  });
+
   it('queues a unicode branch name as it is', async () => {
     const sha = await webhookCommit('unicode');
     const response = await deliver(pushPayload({ repo: 'octo/hooked', branch: 'feature/ünïcødé', sha }));
@@ -382,6 +408,33 @@ describe('hostile builds', () => {
     );
     expect(await logs.getObjectText(REPO_KEYS.badge(repo, branch))).toMatch(/passing/);
     expect(github.statusesFor(repo, sha)[0]?.description).toMatch(/^Build #1 passed in/);
+  });
+
+  it('masks a secret printed with terminal escapes in its middle, in the stored log and on the page', async () => {
+    const secret = 'hostile-3scape-Secret-0042';
+    // Cut after three characters by a reset, a colour, an OSC title and a NUL; the last one also
+    // across the runner's upload chunks (it uploads at least every two seconds).
+    const print =
+      's=$HOSTILE_SECRET; a=${s:0:3}; b=${s:3};' +
+      ' printf \'reset %s\\033[0m%s\\n\' "$a" "$b";' +
+      ' printf \'colour %s\\033[1;31m%s\\033[0m\\n\' "$a" "$b";' +
+      ' printf \'title %s\\033]0;x\\007%s\\n\' "$a" "$b";' +
+      ' printf \'nul %s\\000%s\\n\' "$a" "$b";' +
+      ' printf \'chunks %s\' "$a"; sleep 2.5; printf \'\\033[0m%s\\n\' "$b"';
+    const { repo, sha } = await repository(
+      'escaped-secret',
+      npmProject({}, { '.lambkin.json': JSON.stringify({ test: print }) }),
+    );
+    await settings.update(repoScope(repo), () => ({ secretEnv: { HOSTILE_SECRET: secret } }));
+    const { build: done, log } = await build({ repo, sha });
+    expect(done.state).toBe('success');
+    for (const label of ['reset', 'colour', 'title', 'nul', 'chunks']) expect(log).toContain(`${label} ***`);
+    expect(log).not.toContain(secret);
+    expect(stripTerminalControls(log)).not.toContain(secret);
+    const page = (await logs.getObjectText(LOG_KEYS.page(done.logPrefix))) ?? '';
+    expect(page).toContain('chunks ***');
+    // The page's text as shown: colour spans removed.
+    expect(page.replace(/<[^>]*>/g, '')).not.toContain(secret);
   });
 
   it('stops a build that fills its TMPDIR and checkout: error "disk quota exceeded" within seconds', async () => {

@@ -1,4 +1,5 @@
-import { DynamoBuildStore } from '../../src/store/builds.js';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoBuildStore, isBuildItemKey } from '../../src/store/builds.js';
 import type { BuildRequest } from '../../src/core/build.js';
 import { TransitionRefusedError } from '../../src/core/errors.js';
 import { createTestStorage, storageBackends, type TestStorage } from '../support/storage.js';
@@ -167,5 +168,30 @@ describe.each(storageBackends())('DynamoBuildStore on $name', (backend) => {
     await store.markDeliveryInvoked('d-1', now);
     expect(await store.getDelivery('d-1')).toEqual({ deliveryId: 'd-1', build, invokedAt: now });
     expect(await store.getDelivery('d-unknown')).toBeUndefined();
+  });
+
+  it('guards signed bodies per event: the first delivery to bring one is kept', async () => {
+    const body = { event: 'push', bodySha256: 'a'.repeat(64) };
+    const first = await store.claimBody(body, 'd-first', now + 86_400_000);
+    expect(first).toEqual({ claimed: true, record: { ...body, deliveryId: 'd-first' } });
+    const replay = await store.claimBody(body, 'd-replay', now + 86_400_000);
+    expect(replay).toEqual({ claimed: false, record: { ...body, deliveryId: 'd-first' } });
+    // The same bytes under another event are another body.
+    const other = await store.claimBody({ ...body, event: 'pull_request' }, 'd-other', now + 86_400_000);
+    expect(other.claimed).toBe(true);
+    // Kept beside the builds, expiring like delivery guards, never taken for a build.
+    const item = await storage.clients.documents.send(
+      new GetCommand({
+        TableName: storage.buildsTable,
+        Key: { repo: `body#push#${body.bodySha256}`, number: 0 },
+      }),
+    );
+    expect(item.Item).toEqual({
+      repo: `body#push#${body.bodySha256}`,
+      number: 0,
+      deliveryId: 'd-first',
+      expiresAt: Math.floor((now + 86_400_000) / 1000),
+    });
+    expect(isBuildItemKey({ repo: `body#push#${body.bodySha256}`, number: 1 })).toBe(false);
   });
 });

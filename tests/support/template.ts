@@ -172,7 +172,7 @@ export interface Grant {
 /**
  * The statements of a function's role: its SAM `Policies` (inline statements only, so they can be
  * read here; a SAM policy template or managed policy is refused) or, with `Role: !GetAtt X.Arn`, the
- * inline policies of role X. SAM's own additions (the basic execution policy for the function's
+ * inline policies of role X; and every `AWS::IAM::Policy` resource attached to that role. SAM's own additions (the basic execution policy for the function's
  * logs, the on-failure destination's invoke permission) are not included.
  */
 export function grantsOf(template: Template, logicalId: string): Grant[] {
@@ -205,6 +205,7 @@ export function grantsOf(template: Template, logicalId: string): Grant[] {
       documents.push(policy);
     }
   }
+  documents.push(...attachedPolicyDocuments(template, roleOf(logicalId, props)));
   return documents.flatMap((document) => {
     if (!isObject(document)) throw new Error(`${logicalId}: a policy document is not a mapping`);
     return asList(document.Statement as Json[] | Json).map((conditional) => {
@@ -228,6 +229,24 @@ export function grantsOf(template: Template, logicalId: string): Grant[] {
       };
     });
   });
+}
+
+/** The logical id of a function's role: its `Role: !GetAtt X.Arn`, else the one SAM makes (`<id>Role`). */
+function roleOf(logicalId: string, props: JsonObject): string {
+  const target = isObject(props.Role) ? props.Role['Fn::GetAtt'] : undefined;
+  return Array.isArray(target) && typeof target[0] === 'string' ? target[0] : `${logicalId}Role`;
+}
+
+/** The documents of `AWS::IAM::Policy` resources attached to a role (`Roles: [!Ref role]`). */
+function attachedPolicyDocuments(template: Template, role: string): Json[] {
+  return Object.values(template.Resources)
+    .filter((entry) => entry.Type === 'AWS::IAM::Policy')
+    .filter((entry) =>
+      asList(entry.Properties?.Roles as Json[] | undefined).some(
+        (attached) => isObject(attached) && attached.Ref === role,
+      ),
+    )
+    .map((entry) => entry.Properties?.PolicyDocument ?? null);
 }
 
 /** True when an IAM action pattern (case-insensitive, `*` and `?` wildcards) covers the action. */

@@ -129,7 +129,8 @@ describe('function roles', () => {
     );
     expect(assumed).toEqual({
       webhook: [],
-      builder: [{ 'Fn::GetAtt': ['UploadRole', 'Arn'] }, { Ref: 'DeployRoleArns' }],
+      // The upload role's grant is its own policy resource (BuilderAssumesUploadRole), read last.
+      builder: [{ Ref: 'DeployRoleArns' }, { 'Fn::GetAtt': ['UploadRole', 'Arn'] }],
       runner: [],
       sweeper: [],
       failure: [],
@@ -149,6 +150,29 @@ describe('function roles', () => {
       },
       { Action: 's3:GetObject', Resource: { 'Fn::Sub': '${LogsBucket.Arn}/cache/*' } },
     ]);
+  });
+
+  it("lets only the builder's own role assume the upload role, not the account", () => {
+    const trust = properties(template, 'UploadRole').AssumeRolePolicyDocument;
+    // The role SAM makes for BuilderFunction (it has no Role of its own): any account-wide
+    // principal (the root, a wildcard) would let whoever may sts:AssumeRole on "*" take it.
+    expect(properties(template, 'BuilderFunction').Role).toBeUndefined();
+    expect(trust).toEqual({
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Effect: 'Allow',
+          Principal: { AWS: { 'Fn::GetAtt': ['BuilderFunctionRole', 'Arn'] } },
+          Action: 'sts:AssumeRole',
+        },
+      ],
+    });
+    // The builder's grant to assume it is attached to that role and to no other.
+    const attachments = Object.values(template.Resources)
+      .filter((entry) => entry.Type === 'AWS::IAM::Policy')
+      .filter((entry) => JSON.stringify(entry.Properties?.PolicyDocument).includes('"UploadRole"'))
+      .map((entry) => entry.Properties?.Roles);
+    expect(attachments).toEqual([[{ Ref: 'BuilderFunctionRole' }]]);
   });
 
   it('lets only the webhook invoke the builder and only the builder invoke the runner', () => {

@@ -86,6 +86,12 @@ describe('template.yaml parses', () => {
     const defined = new Set([
       ...Object.keys(template.Resources),
       ...Object.keys(template.Parameters),
+      // The role SAM makes for each function that names none (`<function>Role`).
+      ...Object.entries(template.Resources)
+        .filter(
+          ([, entry]) => entry.Type === 'AWS::Serverless::Function' && entry.Properties?.Role === undefined,
+        )
+        .map(([logicalId]) => `${logicalId}Role`),
       'AWS::Region',
       'AWS::URLSuffix',
       'AWS::AccountId',
@@ -99,7 +105,7 @@ describe('template.yaml parses', () => {
       else if (isObject(value)) {
         if (typeof value.Ref === 'string' && !defined.has(value.Ref)) undefinedRefs.push(value.Ref);
         const getAtt = value['Fn::GetAtt'];
-        if (Array.isArray(getAtt) && typeof getAtt[0] === 'string' && !template.Resources[getAtt[0]]) {
+        if (Array.isArray(getAtt) && typeof getAtt[0] === 'string' && !defined.has(getAtt[0])) {
           undefinedRefs.push(getAtt[0]);
         }
         if (typeof value['Fn::Sub'] === 'string') {

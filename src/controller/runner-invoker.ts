@@ -4,6 +4,7 @@
  * environment with the controller's credentials.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import { LambkinError } from '../core/errors.js';
 import type { RunnerInput, RunnerOutcome } from '../core/protocol.js';
@@ -113,7 +114,8 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
 
   async run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
     if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
-    const [[executable, ...args], cwd] = await this.commandAndFolder();
+    const [command, cwd] = await this.commandAndFolder();
+    const [executable, ...args] = this.options.user ? inOwnPidNamespace(command, this.options.user) : command;
     if (!executable) throw new Error('ProcessRunnerInvoker needs a command');
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
@@ -124,7 +126,6 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       env,
       cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
-      ...(this.options.user ? { uid: this.options.user.uid, gid: this.options.user.gid } : {}),
     });
     let stdout = '';
     let stderr = '';
@@ -146,7 +147,15 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       aborted = true;
       // The runner puts each step in its own process group and kills it on SIGTERM (SIGTERM to
       // the group, SIGKILL after its 2 s grace); SIGKILL the runner only if it is not gone by then.
-      child.kill('SIGTERM');
+      // In its own PID namespace the runner is unshare's child: unshare ignores SIGTERM, so the
+      // runner gets it directly, and SIGKILL to unshare takes the whole namespace.
+      const runner = this.options.user ? childOf(child.pid) : child.pid;
+      try {
+        if (runner === undefined) child.kill('SIGKILL');
+        else process.kill(runner, 'SIGTERM');
+      } catch {
+        // Gone already: nothing to stop.
+      }
       setTimeout(() => child.kill('SIGKILL'), 5000).unref();
     };
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -178,5 +187,36 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     const program = await runnerProgram();
     if (this.options.user) await checkRunnableByOthers(program);
     return [program.command, program.dir];
+  }
+}
+
+/**
+ * The runner as `user` in a PID namespace of its own (util-linux `unshare`, run as root): it is
+ * pid 1 there, so when it ends, for whatever reason, the kernel ends every process its steps left
+ * behind (a `setsid` or double-forked one included), and its steps see only their own build's
+ * processes in `/proc`. `--kill-child=SIGKILL`: when unshare dies, so does the namespace.
+ */
+function inOwnPidNamespace(command: readonly string[], user: { uid: number; gid: number }): string[] {
+  return [
+    'unshare',
+    '--pid',
+    '--mount-proc',
+    '--kill-child=SIGKILL',
+    `--setuid=${user.uid}`,
+    `--setgid=${user.gid}`,
+    '--',
+    ...command,
+  ];
+}
+
+/** The (first) child process of `pid`, from /proc; undefined when it has none or is gone. */
+function childOf(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/);
+    const first = Number(children[0]);
+    return Number.isInteger(first) && first > 0 ? first : undefined;
+  } catch {
+    return undefined;
   }
 }

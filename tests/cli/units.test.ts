@@ -182,6 +182,7 @@ describe('parseLocalStackFile', () => {
     builderFunction: 'builder',
     publicUrl: 'http://127.0.0.1:1',
     region: 'us-east-1',
+    credentials: { accessKeyId: 'lambkin-local', secretAccessKey: 'a-per-stack-key' },
   };
 
   it('reads the agreed shape', () => {
@@ -196,6 +197,7 @@ describe('parseLocalStackFile', () => {
       /has version 2, but this lambkin reads version 1/,
     ],
     ['no pid', JSON.stringify({ ...valid, pid: 'x' }), /has no valid "pid"/],
+    ['no key', JSON.stringify({ ...valid, credentials: undefined }), /has no "credentials.accessKeyId"/],
     ['no table', JSON.stringify({ ...valid, tables: { builds: 'b' } }), /has no "tables.settings"/],
     [
       'a bad endpoint',

@@ -4,7 +4,8 @@
  * environment, which fetches real git archives, runs real npm, and streams the log to the S3
  * emulator through a presigned POST.
  */
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
@@ -389,10 +390,95 @@ describe('builder', () => {
     }
   });
 
-  itAsRoot('runs the runner as an unprivileged user when started as root', async () => {
+  itAsRoot(
+    'runs the runner as an unprivileged user in a PID namespace of its own when started as root',
+    async () => {
+      const { repo, sha } = await repository(
+        'unprivileged',
+        npmProject({
+          test:
+            'echo "uid=$(id -u)"; echo "init=$(tr \'\\0\' \' \' < /proc/1/cmdline)"; ' +
+            `cat /proc/${process.pid}/environ`,
+        }),
+      );
+      const unprivileged: ControllerDependencies = {
+        ...deps,
+        runner: new ProcessRunnerInvoker({
+          user: { uid: 65534, gid: 65534 },
+          workRoot: '/tmp/lambkin-nobody-test',
+        }),
+      };
+      const queued = await queue({ repo, sha });
+      const result = await runControllerBuild(unprivileged, { kind: 'build', repo, number: queued.number });
+      const log = (await logs.readLog(queued.logPrefix)) ?? '';
+      expect(log).toContain('uid=65534');
+      // Its own PID namespace: pid 1 is the runner, and the controller's process is not there at all.
+      expect(log).toMatch(/init=\S*node \S*lambkin-runner-program-\w+\/runner\.mjs/);
+      expect(log).toMatch(
+        new RegExp(`/proc/${process.pid}/environ: (No such file or directory|Permission denied)`),
+      );
+      expect(result.ran && result.build.state).toBe('failure');
+    },
+  );
+
+  /** Host pids whose command line is exactly `command`. */
+  async function processesRunning(command: string): Promise<number[]> {
+    const pids: number[] = [];
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').trim() === command)
+          pids.push(Number(entry));
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return pids;
+  }
+
+  /** The nearest ancestor of `pid` whose command line holds `needle`. */
+  function ancestorRunning(pid: number, needle: string): number | undefined {
+    let current = pid;
+    for (let depth = 0; depth < 20 && current > 1; depth++) {
+      const stat = readFileSync(`/proc/${current}/stat`, 'utf8');
+      current = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (readFileSync(`/proc/${current}/cmdline`, 'utf8').includes(needle)) return current;
+    }
+    return undefined;
+  }
+
+  itAsRoot('takes every step with it when the runner is killed', async () => {
+    const marker = `sleep ${32_400 + (process.pid % 100)}`;
+    const { repo, sha } = await repository('runner-killed', npmProject({ test: `echo ready; ${marker}` }));
+    const unprivileged: ControllerDependencies = {
+      ...deps,
+      runner: new ProcessRunnerInvoker({
+        user: { uid: 65534, gid: 65534 },
+        workRoot: '/tmp/lambkin-nobody-test',
+      }),
+    };
+    const queued = await queue({ repo, sha });
+    const running = runControllerBuild(unprivileged, { kind: 'build', repo, number: queued.number });
+    let step: number | undefined;
+    for (let attempt = 0; attempt < 400 && step === undefined; attempt++) {
+      step = (await processesRunning(marker))[0];
+      if (step === undefined) await sleep(50);
+    }
+    const runner = step === undefined ? undefined : ancestorRunning(step, 'lambkin-runner-program');
+    expect(runner).toBeDefined();
+    process.kill(runner ?? 0, 'SIGKILL');
+    const result = await running;
+    expect(result.ran && result.build.state).toBe('error');
+    expect(await processesRunning(marker)).toEqual([]);
+  });
+
+  itAsRoot('ends every process a build leaves behind when the build ends', async () => {
+    const marker = `sleep ${31_400 + (process.pid % 100)}`;
     const { repo, sha } = await repository(
-      'unprivileged',
-      npmProject({ test: 'echo "uid=$(id -u)"; cat /proc/1/environ' }),
+      'leftovers',
+      npmProject({
+        test: `setsid ${marker} </dev/null >/dev/null 2>&1 & (${marker} &) ; sleep 0.2; echo started`,
+      }),
     );
     const unprivileged: ControllerDependencies = {
       ...deps,
@@ -403,10 +489,9 @@ describe('builder', () => {
     };
     const queued = await queue({ repo, sha });
     const result = await runControllerBuild(unprivileged, { kind: 'build', repo, number: queued.number });
-    const log = (await logs.readLog(queued.logPrefix)) ?? '';
-    expect(log).toContain('uid=65534');
-    // As another user the build cannot read other processes' environments.
-    expect(log).toMatch(/Permission denied/);
-    expect(result.ran && result.build.state).toBe('failure');
+    expect(result.ran && result.build.state).toBe('success');
+    expect(await logs.readLog(queued.logPrefix)).toContain('started');
+    const leftovers = await processesRunning(marker);
+    expect(leftovers).toEqual([]);
   });
 });

@@ -29,6 +29,7 @@ import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support
 import { startLambdaServer, type LambdaServer } from '../support/lambda-server.js';
 import { npmProject } from '../support/npm-projects.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
+import { itAsRoot } from '../support/tools.js';
 
 const TOKEN = 'trust-test-token';
 const PUBLIC_URL = 'https://ci.example.test';
@@ -222,12 +223,17 @@ describe('a true status, always', () => {
     });
   }, 120_000);
 
-  it('stops a running build cancelled elsewhere and keeps it cancelled, with its log', async () => {
+  /** A running build cancelled elsewhere, stopped through `runner`; `marker` is its step's unusual sleep. */
+  async function cancelWhileRunning(
+    name: string,
+    marker: string,
+    runner: ControllerDependencies['runner'],
+  ): Promise<void> {
     // An unusual duration, so the step's own process can be found (and must be gone) afterwards.
-    const { repo, sha } = await repository('cancelled', 'echo step-started; sleep 64.25');
+    const { repo, sha } = await repository(name, `echo step-started; ${marker}`);
     const queued = await queue(repo, sha);
     const started = Date.now();
-    const running = runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
+    const running = runControllerBuild({ ...deps, runner }, { kind: 'build', repo, number: queued.number });
     await logContains(queued.logPrefix, 'step-started');
     // What the intake does for a newer push to the same branch.
     await builds.transition(queued, { from: 'running', to: 'cancelled', reason: 'superseded by #99' });
@@ -242,7 +248,7 @@ describe('a true status, always', () => {
     expect(result.build).toMatchObject({ state: 'cancelled', description: 'superseded by #99' });
     expect(await builds.getBuild(queued)).toMatchObject({ state: 'cancelled', reportedState: 'cancelled' });
     // Stopping the runner stopped its step too: nothing of the build is left running.
-    expect(await processesRunning('sleep 64.25')).toEqual([]);
+    expect(await processesRunning(marker)).toEqual([]);
     // The controller set no status after the cancellation.
     expect(github.statusesFor(repo, sha).map((status) => status.description)).toEqual([
       `Build #${queued.number} cancelled: superseded by #99`,
@@ -252,7 +258,24 @@ describe('a true status, always', () => {
     expect(log).toContain('step-started');
     expect(log).toContain('The build was stopped: cancelled: superseded by #99');
     expect(await logs.getObjectText(`${queued.logPrefix}index.html`)).toContain('cancelled');
-  }, 60_000);
+  }
+
+  it(
+    'stops a running build cancelled elsewhere and keeps it cancelled, with its log',
+    () => cancelWhileRunning('cancelled', 'sleep 64.25', deps.runner),
+    60_000,
+  );
+
+  itAsRoot(
+    'stops it the same way when the runner runs as nobody in its own PID namespace',
+    () =>
+      cancelWhileRunning(
+        'cancelled-namespaced',
+        'sleep 65.25',
+        new ProcessRunnerInvoker({ user: { uid: 65534, gid: 65534 }, workRoot: '/tmp/lambkin-nobody-test' }),
+      ),
+    60_000,
+  );
 
   it('ends the build as error when the runner function dies (out of memory, killed)', async () => {
     const { repo, sha } = await repository('oom', 'echo never');

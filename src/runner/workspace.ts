@@ -9,7 +9,7 @@
  *   trusted/build-<label>-p<pid>-XXXXXX/{checkout,home,tmp}
  *   untrusted/...                      the same, for untrusted builds
  */
-import type { Dirent } from 'node:fs';
+import { readlinkSync, statSync, type Dirent } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -57,6 +57,23 @@ export const DEFAULT_MAX_NPM_CACHE_BYTES = 1024 ** 3;
 /** Work folders of this process not yet disposed: a sweep never takes them. */
 const activeWorkFolders = new Set<string>();
 
+/**
+ * This process's PID namespace: pids name a process only within one. Locally each runner is pid 1
+ * of a namespace of its own, so a work folder names its owner by pid and namespace, and a folder of
+ * another namespace (whose processes this one cannot see) is judged by its age alone.
+ */
+const PID_NAMESPACE = pidNamespaceOfThisProcess();
+/** Past any build's time limit: a folder of another PID namespace this old is left behind. */
+export const FOREIGN_WORK_FOLDER_MAX_AGE_MS = 24 * 3600 * 1000;
+
+function pidNamespaceOfThisProcess(): string {
+  try {
+    return /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '0';
+  } catch {
+    return '0'; // no /proc: one namespace as far as this process can tell
+  }
+}
+
 /** Makes a fresh work area for one build under `root/trusted/` or `root/untrusted/`. */
 export async function createWorkspace(root: string, options: CreateWorkspaceOptions): Promise<Workspace> {
   const classFolder = await ensurePrivateFolder(root, options.trusted ? 'trusted' : 'untrusted');
@@ -64,7 +81,7 @@ export async function createWorkspace(root: string, options: CreateWorkspaceOpti
   await mkdir(npmCache, { mode: 0o700 }).catch(ignoreCode('EEXIST'));
   await assertPrivateFolder(npmCache);
 
-  const prefix = `${WORK_FOLDER_PREFIX}${safeLabel(options.label)}-p${process.pid}-`;
+  const prefix = `${WORK_FOLDER_PREFIX}${safeLabel(options.label)}-p${process.pid}n${PID_NAMESPACE}-`;
   // mkdtemp makes the folder 0700 with a random suffix: no other build or user can predict it.
   const workFolder = await mkdtemp(join(classFolder, prefix));
   activeWorkFolders.add(workFolder);
@@ -133,8 +150,12 @@ export async function sweepStaleWorkspaces(root: string, options: SweepOptions =
 
 function isStale(path: string, name: string): boolean {
   if (activeWorkFolders.has(path)) return false;
-  const owner = /-p(\d+)-[^-]+$/.exec(name)?.[1];
-  const pid = owner === undefined ? NaN : Number(owner);
+  const owner = /-p(\d+)(?:n(\d+))?-[^-]+$/.exec(name);
+  const pid = owner?.[1] === undefined ? NaN : Number(owner[1]);
+  if ((owner?.[2] ?? PID_NAMESPACE) !== PID_NAMESPACE) {
+    const modified = statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+    return Date.now() - modified > FOREIGN_WORK_FOLDER_MAX_AGE_MS;
+  }
   // This process's own folders are stale once not active; another process's while it is gone.
   return pid === process.pid || !Number.isSafeInteger(pid) || !processIsAlive(pid);
 }

@@ -11,6 +11,7 @@ import {
   rm,
   stat,
   symlink,
+  utimes,
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,7 @@ import { execa } from 'execa';
 import { WorkspaceError } from '../../src/runner/source-errors.js';
 import {
   createWorkspace,
+  FOREIGN_WORK_FOLDER_MAX_AGE_MS,
   folderSize,
   removeFolder,
   sweepStaleWorkspaces,
@@ -58,7 +60,7 @@ describe('createWorkspace', () => {
   test('makes a private folder with checkout, home and tmp, named after the build', async () => {
     const workspace = await make(true);
     expect(relative(root, workspace.root)).toMatch(
-      new RegExp(`^trusted/build-owner-repo-12-p${process.pid}-\\w{6}$`),
+      new RegExp(`^trusted/build-owner-repo-12-p${process.pid}n\\d+-\\w{6}$`),
     );
     for (const folder of [
       workspace.root,
@@ -112,7 +114,9 @@ describe('createWorkspace', () => {
 
   test('a label with odd characters makes a plain folder name', async () => {
     const workspace = await make(false, '../../etc/passwd; rm -rf /');
-    expect(relative(join(root, 'untrusted'), workspace.root)).toMatch(/^build-etc-passwd-rm-rf-p\d+-\w{6}$/);
+    expect(relative(join(root, 'untrusted'), workspace.root)).toMatch(
+      /^build-etc-passwd-rm-rf-p\d+n\d+-\w{6}$/,
+    );
   });
 
   test('refuses a class folder that is a planted link', async () => {
@@ -267,6 +271,16 @@ describe('sweepStaleWorkspaces', () => {
     const folder = join(root, 'trusted', `build-mine-p${process.pid}-abc123`);
     await mkdir(folder);
     expect((await sweepStaleWorkspaces(root)).removed).toEqual([folder]);
+  });
+
+  test('keeps a folder of another PID namespace with this pid (runners are all pid 1 there) until it is older than any build', async () => {
+    await make(true);
+    const foreign = join(root, 'trusted', `build-neighbour-p${process.pid}n1-abc123`);
+    await mkdir(foreign);
+    expect((await sweepStaleWorkspaces(root)).removed).toEqual([]);
+    const long = (Date.now() - FOREIGN_WORK_FOLDER_MAX_AGE_MS - 60_000) / 1000;
+    await utimes(foreign, long, long);
+    expect((await sweepStaleWorkspaces(root)).removed).toEqual([foreign]);
   });
 
   test('removes an npm cache that grew past the cap', async () => {

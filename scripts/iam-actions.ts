@@ -98,6 +98,7 @@ export const OPERATOR_ONLY: Record<string, string> = {
   'dynamodb:ListTables': 'tests and the local stack',
   'dynamodb:UpdateTimeToLive': 'TTL is set by CloudFormation; locally by the embedded stack',
   'dynamodb:DescribeTimeToLive': 'tests',
+  'dynamodb:Scan': 'tests read a whole table to show a refused caller changed nothing; no function scans',
   's3:CreateBucket': 'the bucket is made by CloudFormation; locally by the embedded stack and the tests',
   's3:DeleteBucket': 'tests clean up their own buckets',
   's3:ListAllMyBuckets': 'tests',

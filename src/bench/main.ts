@@ -149,6 +149,9 @@ function demoRepository(stackGitHub: GitHubStandIn, repo: Repo): DemoRepository 
   return { owner: OWNER, name: repo.name, defaultBranch: 'main', htmlBase: stackGitHub.url };
 }
 
+/** Pushes sent so far: each push's `before` differs, as GitHub's do (identical bodies are replays). */
+let pushesSent = 0;
+
 /** Posts one signed push webhook; answers its latency and the build number the 202 named. */
 async function sendPush(
   stack: LocalStack,
@@ -159,7 +162,13 @@ async function sendPush(
   const delivery = await signedDelivery(
     SECRET,
     'push',
-    pushPayload(demoRepository(github, repo), branch, '0'.repeat(40), repo.sha, 'bench'),
+    pushPayload(
+      demoRepository(github, repo),
+      branch,
+      (++pushesSent).toString(16).padStart(40, '0'),
+      repo.sha,
+      'bench',
+    ),
   );
   const started = performance.now();
   const response = await fetch(stack.file.endpoints.webhook, {

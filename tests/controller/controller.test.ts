@@ -401,13 +401,7 @@ describe('builder', () => {
             `cat /proc/${process.pid}/environ`,
         }),
       );
-      const unprivileged: ControllerDependencies = {
-        ...deps,
-        runner: new ProcessRunnerInvoker({
-          user: { uid: 65534, gid: 65534 },
-          workRoot: '/tmp/lambkin-nobody-test',
-        }),
-      };
+      const unprivileged = asNobody();
       const queued = await queue({ repo, sha });
       const result = await runControllerBuild(unprivileged, { kind: 'build', repo, number: queued.number });
       const log = (await logs.readLog(queued.logPrefix)) ?? '';
@@ -420,6 +414,17 @@ describe('builder', () => {
       expect(result.ran && result.build.state).toBe('failure');
     },
   );
+
+  /** The controller's dependencies with the runner as `nobody`, as the local stack runs it as root. */
+  function asNobody(): ControllerDependencies {
+    return {
+      ...deps,
+      runner: new ProcessRunnerInvoker({
+        user: { uid: 65534, gid: 65534 },
+        workRoot: '/tmp/lambkin-nobody-test',
+      }),
+    };
+  }
 
   /** Host pids whose command line is exactly `command`. */
   async function processesRunning(command: string): Promise<number[]> {
@@ -450,13 +455,7 @@ describe('builder', () => {
   itAsRoot('takes every step with it when the runner is killed', async () => {
     const marker = `sleep ${32_400 + (process.pid % 100)}`;
     const { repo, sha } = await repository('runner-killed', npmProject({ test: `echo ready; ${marker}` }));
-    const unprivileged: ControllerDependencies = {
-      ...deps,
-      runner: new ProcessRunnerInvoker({
-        user: { uid: 65534, gid: 65534 },
-        workRoot: '/tmp/lambkin-nobody-test',
-      }),
-    };
+    const unprivileged = asNobody();
     const queued = await queue({ repo, sha });
     const running = runControllerBuild(unprivileged, { kind: 'build', repo, number: queued.number });
     let step: number | undefined;
@@ -480,13 +479,7 @@ describe('builder', () => {
         test: `setsid ${marker} </dev/null >/dev/null 2>&1 & (${marker} &) ; sleep 0.2; echo started`,
       }),
     );
-    const unprivileged: ControllerDependencies = {
-      ...deps,
-      runner: new ProcessRunnerInvoker({
-        user: { uid: 65534, gid: 65534 },
-        workRoot: '/tmp/lambkin-nobody-test',
-      }),
-    };
+    const unprivileged = asNobody();
     const queued = await queue({ repo, sha });
     const result = await runControllerBuild(unprivileged, { kind: 'build', repo, number: queued.number });
     expect(result.ran && result.build.state).toBe('success');

@@ -50,6 +50,12 @@ export interface IntakeDependencies {
   publicUrl: string;
   /** How long a build may stay queued before the sweeper ends it. */
   queueTimeoutMs: number;
+  /**
+   * Set where the build sandbox is too weak for strangers' code (a local stack not run as root,
+   * without the operator's opt-in): untrusted builds (pull requests from forks) are not built,
+   * and this says why and how to change it.
+   */
+  refuseUntrustedBuilds?: string;
   clock?: () => number;
 }
 
@@ -111,6 +117,11 @@ async function queueBuild(
     return jsonResponse(202, { ignored: true, reason: decision.reason });
   }
   const request: BuildRequest = { ...candidate, deliveryId, trusted: !candidate.fork };
+  if (!request.trusted && deps.refuseUntrustedBuilds !== undefined) {
+    const reason = deps.refuseUntrustedBuilds;
+    deps.logger.warn('webhook ignored', { deliveryId, repo: candidate.repo, reason });
+    return jsonResponse(202, { ignored: true, reason });
+  }
   const base = deps.publicUrl || baseUrlFromRequest(http.headers) || '';
   const logToken = request.privateRepo ? newLinkToken() : undefined;
   const queuedOptions: QueuedBuildOptions = {

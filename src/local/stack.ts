@@ -72,6 +72,11 @@ export interface LocalStackOptions {
   concurrency?: number;
   /** Run build steps as this user; default nobody (65534) when started as root. */
   runnerUser?: { uid: number; gid: number } | null;
+  /**
+   * Build pull requests from forks even where the sandbox is weak (not run as root: every build
+   * runs as the operator's own user). Off by default: such builds are refused, saying why.
+   */
+  allowUnsandboxedForks?: boolean;
   /** Async retry delays of the local Lambda service (Lambda: 1 min and 2 min; locally short). */
   retryDelaysMs?: number[];
   runnerTimeoutSeconds?: number;
@@ -170,7 +175,11 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     ),
   };
   await defaultForksOff(new DynamoSettingsStore(clients.documents, config.settingsTable));
-  const intake = createIntakeDependencies(config, options.logger, clients, notifier);
+  const refusal = options.allowUnsandboxedForks ? undefined : untrustedBuildRefusal(runnerUser);
+  const intake = {
+    ...createIntakeDependencies(config, options.logger, clients, notifier),
+    ...(refusal !== undefined ? { refuseUntrustedBuilds: refusal } : {}),
+  };
 
   const lambda = new LocalLambdaService({
     concurrency: options.concurrency ?? 2,
@@ -260,6 +269,20 @@ async function defaultForksOff(store: SettingsStore): Promise<void> {
     ...current,
     build: { ...current.build, pullRequests: { ...current.build?.pullRequests, forks: false } },
   }));
+}
+
+/**
+ * Why untrusted builds are refused on this stack, or undefined where its sandbox holds. Not run
+ * as root, every build runs as the operator's own user: a fork's steps could read the operator's
+ * files and leave processes that outlive the build (docs/security.md lists what holds where).
+ */
+export function untrustedBuildRefusal(runnerUser: { uid: number; gid: number } | null): string | undefined {
+  if (runnerUser) return undefined;
+  return (
+    'pull requests from forks are not built by a stack that is not run as root: every build would ' +
+    "run as your own user, able to read your files and to outlive its build. Run 'lambkin dev' as " +
+    "root, or accept that with 'lambkin dev --allow-unsandboxed-forks' (docs/security.md)"
+  );
 }
 
 /** Root should not run strangers' build steps: the runner drops to nobody. */

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LAMBKIN_BIN } from '../support/dev-process.js';
+import { LAMBKIN_BIN, startDevProcess } from '../support/dev-process.js';
 import { itAsRoot } from '../support/tools.js';
 import { checkoutInto, runLambkinBin as lambkin, whoAmIProject, writeProject } from './helpers.js';
 
@@ -48,13 +48,20 @@ describe('lambkin from any folder', () => {
     100_000,
   );
 
+  /** Lambkin readable by everyone, as a shared checkout is (made once for this file). */
+  let sharedCheckout: string | undefined;
+  const shared = (): string => {
+    if (sharedCheckout) return sharedCheckout;
+    const folder = scratch('lambkin-shared-');
+    chmodSync(folder, 0o755);
+    return (sharedCheckout = checkoutInto(folder, 'hardlink'));
+  };
+
   itAsRoot(
     'a user who is not root: no privilege drop, the steps run as that user',
     async () => {
-      // Lambkin readable by everyone, as a shared checkout is; the user's own home and project.
-      const shared = scratch('lambkin-shared-');
-      chmodSync(shared, 0o755);
-      const checkout = checkoutInto(shared, 'hardlink');
+      // The user's own home and project.
+      const checkout = shared();
       const home = scratch('lambkin-user-home-');
       const project = writeProject(join(home, 'my-app'), whoAmIProject());
       execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, home]);
@@ -67,6 +74,28 @@ describe('lambkin from any folder', () => {
       // With --json the log streams to stderr and stdout holds only the summary.
       expect(run.stderr).toContain(`step uid=${NOBODY}`);
       expect(JSON.parse(run.stdout)).toMatchObject({ state: 'success' });
+    },
+    100_000,
+  );
+
+  itAsRoot(
+    'a user who is not root: `lambkin dev` refuses pull requests from forks and says so at start',
+    async () => {
+      const home = scratch('lambkin-dev-home-');
+      execFileSync('chown', [`${NOBODY}:${NOBODY}`, home]);
+      const dev = await startDevProcess({
+        bin: join(shared(), 'bin', 'lambkin.js'),
+        cwd: home,
+        dataDir: join(home, '.lambkin'),
+        githubApi: 'http://127.0.0.1:9',
+        env: { HOME: home, LAMBKIN_WEBHOOK_SECRET: 'dev-secret' },
+        user: { uid: NOBODY, gid: NOBODY },
+      });
+      try {
+        expect(dev.startup).toMatch(/^forks refused: .*not run as root.*--allow-unsandboxed-forks/m);
+      } finally {
+        await dev.stop();
+      }
     },
     100_000,
   );

@@ -42,7 +42,8 @@ import {
 } from '../support/github-server.js';
 import { startLambdaServer, type LambdaServer } from '../support/lambda-server.js';
 import { npmProject } from '../support/npm-projects.js';
-import { pushPayload, signedDelivery } from '../support/payloads.js';
+import { pullRequestPayload, pushPayload, signedDelivery } from '../support/payloads.js';
+import { untrustedBuildRefusal } from '../../src/local/stack.js';
 import { testBuildRequest } from '../support/builds.js';
 import { itAsRoot, requireTool } from '../support/tools.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
@@ -217,8 +218,12 @@ async function post(headers: Record<string, string>, body: string) {
   return { ...result, json: JSON.parse(result.body) as Record<string, unknown> };
 }
 
-async function deliver(payload: unknown, options: Parameters<typeof signedDelivery>[3] = {}) {
-  const delivery = await signedDelivery(SECRET, 'push', payload, options);
+async function deliver(
+  payload: unknown,
+  options: Parameters<typeof signedDelivery>[3] = {},
+  event: 'push' | 'pull_request' = 'push',
+) {
+  const delivery = await signedDelivery(SECRET, event, payload, options);
   return { ...(await post(delivery.headers, delivery.body)), deliveryId: delivery.deliveryId };
 }
 
@@ -314,6 +319,39 @@ describe('hostile webhook deliveries', () => {
     expect(buildsFor('octo/hooked').length).toBe(before);
     const record = await builds.getBuild({ repo: 'octo/hooked', number: Number(current.json.number) });
     expect(record?.state).toBe('queued');
+  });
+
+  it('refuses pull requests from forks where the sandbox is weak, saying why, unless the operator opts in', async () => {
+    // A stack not run as root runs every build as the operator's user (src/local/stack.ts).
+    const refusal = untrustedBuildRefusal(null);
+    expect(refusal).toMatch(/not run as root.*--allow-unsandboxed-forks/);
+    expect(untrustedBuildRefusal({ uid: 65534, gid: 65534 })).toBeUndefined();
+    const fork = (number: number, label: string) =>
+      webhookCommit(label).then((headSha) =>
+        pullRequestPayload({ repo: 'octo/hooked', number, fork: true, headSha, headRef: label }),
+      );
+    const before = lambda.invocations.length;
+    // The handler made its intake once: change that one.
+    intake.refuseUntrustedBuilds = refusal;
+    try {
+      const refused = await deliver(await fork(71, 'fork-refused'), {}, 'pull_request');
+      expect([refused.statusCode, refused.json]).toEqual([202, { ignored: true, reason: refusal }]);
+      expect(await builds.getDelivery(refused.deliveryId)).toBeUndefined();
+      expect(lambda.invocations.length).toBe(before);
+      // The operator's own pull requests still build.
+      const own = pullRequestPayload({
+        repo: 'octo/hooked',
+        number: 72,
+        headSha: await webhookCommit('own-pr'),
+      });
+      expect((await deliver(own, {}, 'pull_request')).json.queued).toBe(true);
+    } finally {
+      delete intake.refuseUntrustedBuilds;
+    }
+    // Opted in (`lambkin dev --allow-unsandboxed-forks` leaves the refusal unset): the fork builds.
+    const opted = await deliver(await fork(73, 'fork-opted-in'), {}, 'pull_request');
+    expect(opted.json.queued).toBe(true);
+    expect(lambda.invocations.length).toBe(before + 2);
   });
 
   it('queues a unicode branch name as it is', async () => {

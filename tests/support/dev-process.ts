@@ -36,6 +36,8 @@ export async function startDevProcess(options: {
   bin?: string;
   /** Its working folder; default one outside the checkout. */
   cwd?: string;
+  /** Run it as this user (the tests run as root); default the tests' own. */
+  user?: { uid: number; gid: number };
 }): Promise<DevProcess> {
   const child = spawn(
     process.execPath,
@@ -53,6 +55,7 @@ export async function startDevProcess(options: {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env },
       cwd: options.cwd ?? OUTSIDE_CHECKOUT,
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.user ?? {}),
     },
   );
   let logs = '';

@@ -14,6 +14,7 @@ interface DevOptions {
   dataDir: string;
   githubApi?: string;
   concurrency: string;
+  allowUnsandboxedForks?: boolean;
 }
 
 export const devCommand: CommandModule = {
@@ -31,6 +32,10 @@ export const devCommand: CommandModule = {
         `GitHub API base URL (default: GITHUB_API_URL or ${DEFAULT_GITHUB_API_URL})`,
       )
       .option('--concurrency <n>', 'builds running at once', '2')
+      .option(
+        '--allow-unsandboxed-forks',
+        'not run as root: build pull requests from forks anyway, as your own user (docs/security.md)',
+      )
       .addHelpText(
         'after',
         `
@@ -71,6 +76,7 @@ Example:
           ...(context.env.GITHUB_TOKEN ? { githubToken: context.env.GITHUB_TOKEN } : {}),
           webhookSecret: secret,
           concurrency,
+          ...(options.allowUnsandboxedForks ? { allowUnsandboxedForks: true } : {}),
           environment: context.env,
           logger: createJsonLogger((line) => context.stderr.write(line + '\n')),
         }).catch((error: unknown) => {
@@ -85,6 +91,8 @@ Example:
         for (const line of describeLocalConfig(stack.config, context.env)) context.stdout.write(`${line}\n`);
         for (const [name, url] of Object.entries(stack.file.endpoints))
           context.stdout.write(`${name} ${url}\n`);
+        if (stack.intake.refuseUntrustedBuilds !== undefined)
+          context.stdout.write(`forks refused: ${stack.intake.refuseUntrustedBuilds}\n`);
         context.stdout.write(`ready (data in ${resolve(context.cwd, options.dataDir)}; Ctrl-C stops)\n`);
         await new Promise<void>((done) => {
           process.once('SIGINT', done);

@@ -30,7 +30,8 @@ export const nodeSpecParser: LogParser = {
       const block: string[] = [];
       while (index + 1 < lines.length) {
         const next = lines[index + 1] ?? '';
-        if (!isBlank(next) && indentOf(next) <= indent.length) break;
+        // A nested `✖` starts its own block (reporters that print a suite before its tests).
+        if ((!isBlank(next) && indentOf(next) <= indent.length) || FAILED.test(next)) break;
         block.push(next);
         index++;
       }

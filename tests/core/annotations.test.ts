@@ -200,6 +200,20 @@ describe('annotations from real tool output', () => {
     }
   });
 
+  it('reads Windows line ends as it reads plain ones', () => {
+    for (const name of ['node-tap.txt', 'jest.txt', 'mocha.txt', 'eslint.txt', 'tsc-pretty.txt']) {
+      const log = fixture(name);
+      expect([name, extract(log.replace(/\n/g, '\r\n'))]).toEqual([name, extract(log)]);
+    }
+  });
+
+  it('leaves out node:test TODO failures and TAP TODO and SKIP points', () => {
+    const spec = '✖ later (0.1ms) # TODO\n  Error: not yet\n      at t (test/a.test.js:2:9)\n';
+    const tap =
+      "not ok 1 - later # TODO\n  ---\n  location: 'test/a.test.js:2:1'\n  ...\nnot ok 2 - x # SKIP\n";
+    expect(extract(`${spec}\n${tap}`).annotations).toEqual([]);
+  });
+
   it('reads every format from one log, in the log’s order within each level', () => {
     const log = [
       'tsc.txt',
@@ -259,6 +273,16 @@ describe('annotation paths', () => {
     ]) {
       expect([file, repositoryPath(file, ROOT)]).toEqual([file, undefined]);
     }
+  });
+
+  it('takes no place from an eval frame', () => {
+    const log = `✖ x\n  Error: e\n      at eval (eval at f (${ROOT}/a.js:1:2), <anonymous>:3:4)\n      at f (${ROOT}/a.js:1:2)\n`;
+    expect(brief(extract(log).annotations)).toEqual([['a.js', 1, 2, 'failure', 'x']]);
+  });
+
+  it('refuses a checkout root that is not absolute', () => {
+    expect(() => extractAnnotations('', { checkoutRoot: '' })).toThrow(TypeError);
+    expect(() => extractAnnotations('', { checkoutRoot: 'build/src' })).toThrow(TypeError);
   });
 
   it('gives no annotation for a failure with no place in the checkout', () => {

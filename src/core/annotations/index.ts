@@ -75,6 +75,10 @@ function toAnnotation(finding: Finding, checkoutRoot: string): CheckAnnotation |
  * order; past `maxAnnotations`, the rest are counted in `omitted`.
  */
 export function extractAnnotations(log: string, options: ExtractOptions): ExtractedAnnotations {
+  if (!options.checkoutRoot.startsWith('/')) {
+    // A relative or empty root would take any absolute path (/usr/lib/…) for one of the repository.
+    throw new TypeError(`checkoutRoot must be an absolute path: ${JSON.stringify(options.checkoutRoot)}`);
+  }
   const max = Math.max(0, Math.floor(options.maxAnnotations ?? DEFAULT_MAX_ANNOTATIONS));
   const lines = stripTerminalControls(log).split('\n');
   const findings: Finding[] = [];

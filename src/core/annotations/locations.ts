@@ -44,6 +44,8 @@ export function frameLocation(line: string): SourceLocation | undefined {
     const open = text.lastIndexOf('(');
     if (open === -1) return undefined;
     text = text.slice(open + 1, -1);
+    // An eval frame, `eval (eval at f (/a.js:1:2), <anonymous>:3:4)`: no file of its own.
+    if (text.includes('), ')) return undefined;
   } else {
     text = text.slice(text.lastIndexOf(' ') + 1);
   }

@@ -2,7 +2,8 @@
  * node:test's default `spec` reporter: a failed test is `✖ name (1.2ms)`, followed by its error and
  * stack indented below it; the summary at the end (`✖ failing tests:`) repeats each failure after a
  * `test at file:line:col` line. The place is the first stack frame inside the checkout, else the
- * `test at` line. A suite that failed through its tests has nothing indented below it: no finding.
+ * `test at` line. A suite that failed through its tests has nothing indented below it: no finding;
+ * nor has a failed `# TODO` test.
  */
 import { frameLocations, isStackFrame, parseLocation } from './locations.js';
 import { dedent, indentOf, isBlank } from './text.js';
@@ -11,6 +12,8 @@ import type { Finding, LogParser } from './types.js';
 const FAILED = /^(\s*)✖ (.*)$/;
 const TEST_AT = /^\s*test at (\S.*)$/;
 const DURATION = /^[\d.]+m?s\)$/;
+/** A failed `todo` test is not a failure. */
+const TODO = /#\s*TODO\b/;
 
 /** The test's name without the duration the reporter appends: `adds (1.5ms)` → `adds`. */
 function withoutDuration(text: string): string {
@@ -35,6 +38,7 @@ export const nodeSpecParser: LogParser = {
         block.push(next);
         index++;
       }
+      if (TODO.test(name)) continue;
       const firstFrame = block.findIndex(isStackFrame);
       const locations = frameLocations(block);
       const declared = TEST_AT.exec(lines[start - 1] ?? '');

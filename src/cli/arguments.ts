@@ -108,3 +108,19 @@ function isDirectory(path: string): boolean {
     return false;
   }
 }
+
+/** A webhook URL argument: http(s) only. */
+export function parseWebhookUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError(`"${value}" is not a URL: give the webhook function's https URL.`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new InvalidArgumentError(
+      `"${value}" is not an http(s) URL: give the webhook function's https URL.`,
+    );
+  }
+  return value;
+}

@@ -8,17 +8,18 @@
  * printed once for the stack's configuration, and an existing hook keeps the secret it has.
  */
 import { randomBytes } from 'node:crypto';
-import { InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
 import type { RepoName } from '../../core/build.js';
 import { DEFAULT_GITHUB_API_URL } from '../../config.js';
 import { createGitHubClient } from '../../github/client.js';
 import { ensureRepoWebhook, LAMBKIN_HOOK_EVENTS } from '../../github/hooks.js';
-import { parseRepoArgument } from '../arguments.js';
+import { parseRepoArgument, parseWebhookUrl } from '../arguments.js';
 import { CliError } from '../cli-errors.js';
 import type { CliContext, CommandModule } from '../program.js';
+import { registerSetupApp } from './setup-app.js';
 
 interface SetupOptions {
-  url: string;
+  url?: string;
   secretFromEnv?: boolean;
 }
 
@@ -27,21 +28,6 @@ export class SetupVariableError extends CliError {
   constructor(variable: string, why: string) {
     super('SETUP_VARIABLE', `${variable} is not set: ${why}`);
   }
-}
-
-export function parseWebhookUrl(value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new InvalidArgumentError(`"${value}" is not a URL: give the webhook function's https URL.`);
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new InvalidArgumentError(
-      `"${value}" is not an http(s) URL: give the webhook function's https URL.`,
-    );
-  }
-  return value;
 }
 
 /** A webhook secret as strong as GitHub's docs ask for: 32 random bytes, as hex. */
@@ -67,11 +53,7 @@ export const setupCommand: CommandModule = {
           "it is stored as the stack's webhook secret; an existing hook keeps its secret.",
       )
       .argument('<owner/repo>', 'the repository, as GitHub names it', parseRepoArgument)
-      .requiredOption(
-        '--url <url>',
-        "the webhook function's URL (the stack's WebhookUrl output)",
-        parseWebhookUrl,
-      )
+      .option('--url <url>', "the webhook function's URL (the stack's WebhookUrl output)", parseWebhookUrl)
       .option(
         '--secret-from-env',
         "give the hook the stack's secret, from LAMBKIN_WEBHOOK_SECRET (the first, when it lists two)",
@@ -84,10 +66,21 @@ export const setupCommand: CommandModule = {
           '  $ GITHUB_TOKEN=ghp_… lambkin setup octo/hello --url https://ci.example.com/webhook',
       )
       .action(async (repo: RepoName, options: SetupOptions) => setup(context, repo, options));
+    // A subcommand of `setup` (`lambkin setup app`): so `--url` above is checked in the action.
+    registerSetupApp(setupCommandOf(program), context);
   },
 };
 
+function setupCommandOf(program: Command): Command {
+  const command = program.commands.find((candidate) => candidate.name() === 'setup');
+  if (!command) throw new Error('the setup command is not registered');
+  return command;
+}
+
 async function setup(context: CliContext, repo: RepoName, options: SetupOptions): Promise<void> {
+  if (options.url === undefined) {
+    throw new CliError('MISSING_URL', "required option '--url <url>' not specified", 2);
+  }
   const token = context.env.GITHUB_TOKEN?.trim();
   if (!token) {
     throw new SetupVariableError(

@@ -1,0 +1,347 @@
+/**
+ * `lambkin setup app` as a person runs it: the real `bin/lambkin.js` as a process, a real headless
+ * Chromium that opens the printed URL (whose page posts the manifest to GitHub), a loopback
+ * "GitHub" that shows the manifest form's target and sends the browser back with a code, as
+ * github.com does, and answers the code's conversion as the REST API does. The App is then stored
+ * for `lambkin dev` (a 0600 file) or in the stack's secret (moto_server's Secrets Manager).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  CreateSecretCommand,
+  GetSecretValueCommand,
+  SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
+import {
+  LAMBKIN_APP_EVENTS,
+  LAMBKIN_APP_PERMISSIONS,
+  type AppManifest,
+} from '../../src/github/app-manifest.js';
+import { findChromium, launchChromium, type LaunchedBrowser } from '../support/browser.js';
+import { LAMBKIN_BIN, OUTSIDE_CHECKOUT } from '../support/dev-process.js';
+import { requireTool } from '../support/tools.js';
+
+const WEBHOOK_URL = 'https://ci.example.test/webhook';
+const PEM = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({
+  type: 'pkcs1',
+  format: 'pem',
+}) as string;
+
+interface Conversion {
+  manifest: AppManifest;
+  state: string;
+  org?: string;
+}
+
+/** github.com's manifest page and the API's conversion, on loopback. */
+class GitHubStandInForManifests {
+  readonly codes = new Map<string, Conversion>();
+  readonly conversions: string[] = [];
+  url = '';
+  private readonly server: Server = createServer((request, response) => void this.handle(request, response));
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async handle(
+    request: IncomingMessage,
+    response: import('node:http').ServerResponse,
+  ): Promise<void> {
+    const url = new URL(request.url ?? '/', this.url);
+    const body = await new Promise<string>((resolve) => {
+      let text = '';
+      request.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      request.on('end', () => resolve(text));
+    });
+    const form = /^\/(?:organizations\/([^/]+)\/)?settings\/apps\/new$/.exec(url.pathname);
+    if (request.method === 'POST' && form) {
+      // The person confirms on GitHub; GitHub then redirects to the manifest's redirect_url.
+      const manifest = JSON.parse(new URLSearchParams(body).get('manifest') ?? 'null') as AppManifest;
+      const code = randomBytes(10).toString('hex');
+      const state = url.searchParams.get('state') ?? '';
+      this.codes.set(code, { manifest, state, ...(form[1] ? { org: decodeURIComponent(form[1]) } : {}) });
+      const back = new URL(manifest.redirect_url);
+      back.searchParams.set('code', code);
+      back.searchParams.set('state', state);
+      response.writeHead(302, { location: back.toString() }).end();
+      return;
+    }
+    const conversion = /^\/app-manifests\/([^/]+)\/conversions$/.exec(url.pathname);
+    if (request.method === 'POST' && conversion) {
+      const code = conversion[1]!;
+      this.conversions.push(code);
+      const made = this.codes.get(code);
+      this.codes.delete(code); // one use
+      if (!made) {
+        response.writeHead(404, { 'content-type': 'application/json' });
+        response.end(
+          JSON.stringify({ message: 'Not Found', documentation_url: 'https://docs.github.com/rest' }),
+        );
+        return;
+      }
+      response.writeHead(201, { 'content-type': 'application/json' });
+      response.end(
+        JSON.stringify({
+          id: 4242,
+          slug: made.manifest.name,
+          name: made.manifest.name,
+          html_url: `${this.url}/apps/${made.manifest.name}`,
+          client_id: 'Iv1.0123456789abcdef',
+          client_secret: 'not-used-by-lambkin',
+          webhook_secret: 'app-webhook-secret',
+          pem: PEM,
+          permissions: made.manifest.default_permissions,
+          events: made.manifest.default_events,
+        }),
+      );
+      return;
+    }
+    response.writeHead(404).end();
+  }
+}
+
+let github: GitHubStandInForManifests;
+let browser: LaunchedBrowser | undefined;
+const folders: string[] = [];
+
+function scratch(): string {
+  const folder = mkdtempSync(join(tmpdir(), 'lambkin-setup-app-'));
+  folders.push(folder);
+  return folder;
+}
+
+beforeAll(async () => {
+  github = new GitHubStandInForManifests();
+  await github.start();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await github.close();
+  for (const folder of folders) rmSync(folder, { recursive: true, force: true });
+});
+
+interface SetupRun {
+  child: ChildProcess;
+  /** The URL it printed for the browser. */
+  startUrl: Promise<string>;
+  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
+}
+
+function startSetupApp(args: string[], env: Record<string, string> = {}): SetupRun {
+  const child = spawn(
+    process.execPath,
+    [
+      LAMBKIN_BIN,
+      'setup',
+      'app',
+      '--webhook-url',
+      WEBHOOK_URL,
+      '--github-url',
+      github.url,
+      '--no-open',
+      ...args,
+    ],
+    {
+      cwd: OUTSIDE_CHECKOUT,
+      env: { PATH: process.env.PATH ?? '', HOME: OUTSIDE_CHECKOUT, GITHUB_API_URL: github.url, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const startUrl = new Promise<string>((resolve, reject) => {
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+      const match = /^open (http:\/\/127\.0\.0\.1:\d+\/) in a browser/m.exec(stdout);
+      if (match) resolve(match[1]!);
+    });
+    child.once('exit', () =>
+      reject(new Error(`setup app exited before printing its URL: ${stdout}${stderr}`)),
+    );
+  });
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.once('exit', (code) => resolve({ code, stdout, stderr })),
+  );
+  return { child, startUrl, done };
+}
+
+async function chromium(): Promise<LaunchedBrowser> {
+  browser ??= await launchChromium();
+  return browser;
+}
+
+describe('lambkin setup app', () => {
+  if (!requireTool('chromium', 'the manifest flow in a real browser', findChromium() !== undefined)) return;
+
+  it('creates the App through the browser and stores it for `lambkin dev`, owner-only', async () => {
+    const dataDir = join(scratch(), 'data');
+    const run = startSetupApp([
+      '--local',
+      '--data-dir',
+      dataDir,
+      '--name',
+      'lambkin-test-app',
+      '--org',
+      'octo-org',
+    ]);
+    const page = await (await chromium()).context.newPage();
+    try {
+      await page.goto(await run.startUrl);
+      // The page posted the manifest to GitHub, which sent the browser back to the CLI.
+      await page.waitForURL(/\/callback\?/);
+      expect(await page.textContent('body')).toContain('lambkin-test-app is created');
+    } finally {
+      await page.close();
+    }
+    const result = await run.done;
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    expect(result.stdout).toContain('created the GitHub App lambkin-test-app (id 4242)');
+    expect(result.stdout).toContain(
+      `install it on your repositories: ${github.url}/apps/lambkin-test-app/installations/new`,
+    );
+
+    const stored = join(dataDir, 'github-app.json');
+    expect(statSync(stored).mode & 0o777).toBe(0o600);
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    expect(JSON.parse(readFileSync(stored, 'utf8'))).toMatchObject({
+      appId: 4242,
+      slug: 'lambkin-test-app',
+      privateKey: PEM,
+      webhookSecret: 'app-webhook-secret',
+    });
+  });
+
+  it('asks GitHub for exactly the permissions and events Lambkin uses, in the organization given', async () => {
+    const run = startSetupApp([
+      '--local',
+      '--data-dir',
+      join(scratch(), 'data'),
+      '--name',
+      'lambkin-manifest',
+      '--org',
+      'octo-org',
+    ]);
+    const start = await run.startUrl;
+    const html = await (await fetch(start)).text();
+    const action = /<form method="post" action="([^"]+)"/.exec(html)?.[1]?.replace(/&amp;/g, '&');
+    expect(action).toMatch(
+      new RegExp(`^${github.url}/organizations/octo-org/settings/apps/new\\?state=[0-9a-f]{32}$`),
+    );
+    const value = /name="manifest" value="([^"]+)"/.exec(html)?.[1] ?? '';
+    const manifest = JSON.parse(
+      value
+        .replace(/&quot;/g, '"')
+        .replace(/&#39;/g, "'")
+        .replace(/&lt;/g, '<')
+        .replace(/&gt;/g, '>')
+        .replace(/&amp;/g, '&'),
+    ) as AppManifest;
+    expect(manifest).toEqual({
+      name: 'lambkin-manifest',
+      url: 'https://ci.example.test',
+      hook_attributes: { url: WEBHOOK_URL, active: true },
+      redirect_url: `${start}callback`,
+      public: false,
+      default_permissions: { ...LAMBKIN_APP_PERMISSIONS },
+      default_events: [...LAMBKIN_APP_EVENTS],
+    });
+    expect(manifest.default_permissions).toEqual({
+      checks: 'write',
+      statuses: 'write',
+      contents: 'read',
+      pull_requests: 'read',
+      metadata: 'read',
+    });
+    run.child.kill('SIGTERM');
+    await run.done;
+  });
+
+  it('refuses a redirect carrying another run’s state, and a code GitHub does not know, saying what to do', async () => {
+    const dataDir = join(scratch(), 'data');
+    const run = startSetupApp(['--local', '--data-dir', dataDir]);
+    const start = await run.startUrl;
+    const forged = await fetch(`${start}callback?code=stolen&state=${'0'.repeat(32)}`);
+    expect(forged.status).toBe(400);
+    expect(github.conversions).not.toContain('stolen');
+    // The right state, but a code GitHub never issued (or one already used).
+    const state = /state=([0-9a-f]{32})/.exec(await (await fetch(start)).text())?.[1];
+    const unknown = await fetch(`${start}callback?code=unknown-code&state=${state}`);
+    expect(unknown.status).toBe(502);
+    const result = await run.done;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /GitHub did not turn the code into an App \(404 Not Found\).*run `lambkin setup app` again/,
+    );
+    expect(() => statSync(join(dataDir, 'github-app.json'))).toThrow();
+  });
+
+  it('needs a place to store the App', async () => {
+    const run = startSetupApp([]);
+    run.startUrl.catch(() => undefined); // it prints none: it refuses first
+    const result = await run.done;
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--local \(and --data-dir\).*--secret-arn ARN/);
+  });
+
+  describe("into the stack's secret (moto_server's Secrets Manager)", () => {
+    const endpoint = process.env.LAMBKIN_TEST_MOTO_ENDPOINT;
+    if (!requireTool('moto_server', "the stack's secret on moto_server", endpoint !== undefined) || !endpoint)
+      return;
+
+    it('adds the App to the secret, keeps its other keys and drops the personal token', async () => {
+      const env = {
+        AWS_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: 'testing',
+        AWS_SECRET_ACCESS_KEY: 'testing',
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoint,
+      };
+      const client = new SecretsManagerClient({
+        region: 'us-east-1',
+        endpoint,
+        credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+      });
+      const created = await client.send(
+        new CreateSecretCommand({
+          Name: `lambkin-${randomBytes(3).toString('hex')}`,
+          SecretString: JSON.stringify({
+            githubToken: 'ghp_old',
+            webhookSecret: 'old-secret',
+            extra: 'kept',
+          }),
+        }),
+      );
+      const run = startSetupApp(['--secret-arn', created.ARN!, '--name', 'lambkin-cloud'], env);
+      const page = await (await chromium()).context.newPage();
+      try {
+        await page.goto(await run.startUrl);
+        await page.waitForURL(/\/callback\?/);
+      } finally {
+        await page.close();
+      }
+      const result = await run.done;
+      expect(result).toMatchObject({ code: 0, stderr: '' });
+      expect(result.stdout).toContain('githubToken removed');
+      const secret = await client.send(new GetSecretValueCommand({ SecretId: created.ARN! }));
+      expect(JSON.parse(secret.SecretString!)).toEqual({
+        extra: 'kept',
+        githubAppId: '4242',
+        githubAppPrivateKey: PEM,
+        webhookSecret: 'app-webhook-secret',
+      });
+    });
+  });
+});

@@ -28,6 +28,15 @@ const OPERATIONS = [
   'repos/create-webhook',
   'repos/update-webhook',
   'git/get-tree',
+  'apps/get-authenticated',
+  'apps/get-repo-installation',
+  'apps/create-installation-access-token',
+  'apps/create-from-manifest',
+  'checks/create',
+  'checks/update',
+  'checks/get',
+  'checks/list-for-ref',
+  'checks/list-annotations',
 ];
 /** Error shapes the stand-in answers with outside an operation's own list (faults, 401, 404). */
 const SHARED_SCHEMAS = ['basic-error', 'validation-error'];

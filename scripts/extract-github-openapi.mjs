@@ -29,6 +29,21 @@ const OPERATIONS = [
   'repos/update-webhook',
   'git/get-tree',
 ];
+/**
+ * GitHub App operations (groundwork for running as an App: installation tokens, check runs), kept
+ * apart under `appOperations` until Lambkin calls them in production; the stand-in serves them.
+ */
+const APP_OPERATIONS = [
+  'apps/get-authenticated',
+  'apps/get-repo-installation',
+  'apps/create-installation-access-token',
+  'apps/create-from-manifest',
+  'checks/create',
+  'checks/update',
+  'checks/get',
+  'checks/list-for-ref',
+  'checks/list-annotations',
+];
 /** Error shapes the stand-in answers with outside an operation's own list (faults, 401, 404). */
 const SHARED_SCHEMAS = ['basic-error', 'validation-error'];
 /** Annotations only: dropping them keeps the file small without changing what validates. */
@@ -152,6 +167,7 @@ const subset = {
     apiVersion: spec.info?.version,
   },
   operations: Object.fromEntries(OPERATIONS.map((id) => [id, extractOperation(id)])),
+  appOperations: Object.fromEntries(APP_OPERATIONS.map((id) => [id, extractOperation(id)])),
   schemas: Object.fromEntries(
     SHARED_SCHEMAS.map((name) => [name, pruneSchema(dereference({ $ref: `#/components/schemas/${name}` }))]),
   ),
@@ -163,5 +179,5 @@ mkdirSync(dirname(output), { recursive: true });
 const text = `${JSON.stringify(subset, null, 2)}\n`;
 writeFileSync(output, text);
 console.log(
-  `Wrote ${OPERATIONS.length} operations from ${packageJson.name}@${packageJson.version} to ${output} (${Math.round(text.length / 1024)} KB).`,
+  `Wrote ${OPERATIONS.length + APP_OPERATIONS.length} operations from ${packageJson.name}@${packageJson.version} to ${output} (${Math.round(text.length / 1024)} KB).`,
 );

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { RequestContext, Route, StandIn } from './context.js';
+import { CONTENTS_READ, type RequestContext, type Route, type StandIn } from './context.js';
 import { runGit } from './git.js';
 import { baseHeaders, notFound, send } from './http.js';
 import { repoKey } from './records.js';
@@ -42,7 +42,9 @@ async function tarballRedirect(
   });
 }
 
-export const archiveRoutes: Route[] = [{ method: 'GET', path: 'tarball/{ref*}', handle: tarballRedirect }];
+export const archiveRoutes: Route[] = [
+  { method: 'GET', path: 'tarball/{ref*}', access: CONTENTS_READ, handle: tarballRedirect },
+];
 
 /** Serves a download URL; `segments` are the decoded path after CODELOAD_PREFIX. */
 export async function serveArchive(

@@ -1,5 +1,5 @@
 /** Repository contents: GET /repos/{owner}/{repo}/contents/{path}, as JSON or raw. */
-import type { RequestContext, Route } from './context.js';
+import { CONTENTS_READ, type RequestContext, type Route } from './context.js';
 import { runGit } from './git.js';
 import { DOCS, PRIVATE_CACHE, RouteError, send, sendJson } from './http.js';
 import type { Repository } from './records.js';
@@ -106,4 +106,6 @@ async function getContent(context: RequestContext, owner: string, name: string, 
   });
 }
 
-export const contentRoutes: Route[] = [{ method: 'GET', path: 'contents/{path*}', handle: getContent }];
+export const contentRoutes: Route[] = [
+  { method: 'GET', path: 'contents/{path*}', access: CONTENTS_READ, handle: getContent },
+];

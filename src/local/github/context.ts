@@ -5,7 +5,18 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Caller } from './callers.js';
 import { notFound, PRIVATE_CACHE, RouteError } from './http.js';
-import type { CreatedStatus, Repository } from './records.js';
+import { JWT_UNDECODABLE } from './jwt.js';
+import {
+  repoKey,
+  type AppRecord,
+  type CreatedStatus,
+  type InstallationGrant,
+  type InstallationRecord,
+  type ManifestDefinition,
+  type MintedToken,
+  type PermissionLevel,
+  type Repository,
+} from './records.js';
 
 export interface RecordedRequest {
   method: string;
@@ -42,6 +53,19 @@ export interface StandIn {
   archiveTokens: Map<string, ArchiveGrant>;
   nextStatusId: number;
   nextHookId: number;
+  /** GitHub Apps by id. */
+  apps: Map<number, AppRecord>;
+  installations: Map<number, InstallationRecord>;
+  /** Installation tokens minted, by token. */
+  installationTokens: Map<string, InstallationGrant>;
+  /** Every installation token minted, oldest first. */
+  mintedTokens: MintedToken[];
+  installationTokenTtlMs: number;
+  /** Manifest codes not yet converted, with the App each makes. */
+  manifestCodes: Map<string, ManifestDefinition>;
+  nextCheckRunId: number;
+  /** Check suites by `repoKey@sha@appId`. */
+  checkSuites: Map<string, number>;
 }
 
 /** One API request being answered. */
@@ -64,6 +88,11 @@ export interface RequestContext {
 export interface Route {
   method: string;
   path: string;
+  /**
+   * What an installation token needs for this endpoint (a permission at a level; none: metadata,
+   * which every installation has), or `'app'` for an endpoint only an App's JWT may call.
+   */
+  access?: { permission: string; level: PermissionLevel } | 'app';
   handle(context: RequestContext, owner: string, name: string, parameter: string): Promise<void>;
 }
 
@@ -93,9 +122,40 @@ export async function route(routes: Route[], context: RequestContext, segments: 
   for (const candidate of routes) {
     if (candidate.method !== context.request.method) continue;
     const parameter = matchPath(candidate.path, rest);
-    if (parameter !== undefined) return candidate.handle(context, owner, name, parameter);
+    if (parameter === undefined) continue;
+    authorize(context.caller, candidate, owner, name);
+    return candidate.handle(context, owner, name, parameter);
   }
   throw notFound();
+}
+
+export const INTEGRATION_FORBIDDEN = 'Resource not accessible by integration';
+
+/** Whether an installation token's grant reaches `owner/name`. */
+export function grantReaches(grant: InstallationGrant, owner: string, name: string): boolean {
+  return grant.repositories === 'all'
+    ? owner.toLowerCase() === grant.account.toLowerCase()
+    : grant.repositories.has(repoKey(owner, name));
+}
+
+/**
+ * GitHub's rules for Apps: an App's JWT is only for the App's own endpoints, and an installation
+ * token reaches only its repositories (404 elsewhere, as if they did not exist) with only its
+ * permissions (403 otherwise). Personal tokens and anonymous callers are left to the route.
+ */
+function authorize(caller: Caller, candidate: Route, owner: string, name: string): void {
+  const access = candidate.access;
+  if (access === 'app') {
+    if (caller.kind !== 'app') throw new RouteError(401, JWT_UNDECODABLE);
+    return;
+  }
+  if (caller.kind === 'app') throw new RouteError(403, INTEGRATION_FORBIDDEN);
+  if (caller.kind !== 'installation') return;
+  if (!grantReaches(caller.grant, owner, name)) throw notFound();
+  if (access === undefined) return;
+  const granted = caller.grant.permissions[access.permission];
+  if (granted === 'write' || granted === access.level) return;
+  throw new RouteError(403, INTEGRATION_FORBIDDEN);
 }
 
 /** The request's parsed JSON body (undefined when it has none); 400 when it is not JSON, as on GitHub. */
@@ -124,3 +184,6 @@ export function pageOf<T>(
   }
   return { items: items.slice((page - 1) * perPage, page * perPage), headers };
 }
+
+/** What reading a repository's files takes (archives, contents, trees). */
+export const CONTENTS_READ: Route['access'] = { permission: 'contents', level: 'read' };

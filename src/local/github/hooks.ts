@@ -217,7 +217,22 @@ async function updateHook(context: RequestContext, owner: string, name: string, 
 }
 
 export const hookRoutes: Route[] = [
-  { method: 'GET', path: 'hooks', handle: listHooks },
-  { method: 'POST', path: 'hooks', handle: createHook },
-  { method: 'PATCH', path: 'hooks/{id}', handle: updateHook },
+  {
+    method: 'GET',
+    path: 'hooks',
+    access: { permission: 'repository_hooks', level: 'read' },
+    handle: listHooks,
+  },
+  {
+    method: 'POST',
+    path: 'hooks',
+    access: { permission: 'repository_hooks', level: 'write' },
+    handle: createHook,
+  },
+  {
+    method: 'PATCH',
+    path: 'hooks/{id}',
+    access: { permission: 'repository_hooks', level: 'write' },
+    handle: updateHook,
+  },
 ];

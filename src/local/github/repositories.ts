@@ -46,7 +46,11 @@ export function userJson(baseUrl: string, name: string, id: number, type: Simple
   };
 }
 
-function repositoryJson(baseUrl: string, repository: Repository, caller: Caller): Record<string, unknown> {
+export function repositoryJson(
+  baseUrl: string,
+  repository: Repository,
+  caller: Caller,
+): Record<string, unknown> {
   const fullName = `${repository.owner}/${repository.name}`;
   const api = `${baseUrl}/repos/${fullName}`;
   const html = `${baseUrl}/${fullName}`;

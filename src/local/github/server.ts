@@ -4,6 +4,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { appRecord, appRepositoryRoutes, installationRecord, routeApps } from './apps.js';
 import { archiveRoutes, CODELOAD_PREFIX, serveArchive } from './archives.js';
 import {
   identify,
@@ -13,6 +14,7 @@ import {
   type Caller,
   type RateWindow,
 } from './callers.js';
+import { checkRoutes } from './checks.js';
 import { contentRoutes } from './contents.js';
 import { route, type RecordedRequest, type RequestContext, type Route, type StandIn } from './context.js';
 import { Faults, type Fault } from './faults.js';
@@ -20,6 +22,11 @@ import { hookRoutes } from './hooks.js';
 import { baseHeaders, DOCS, errorBody, newRequestId, RouteError, sendJson, timestamp } from './http.js';
 import {
   repoKey,
+  type AppDefinition,
+  type InstallationDefinition,
+  type ManifestDefinition,
+  type MintedToken,
+  type StoredCheckRun,
   type CommitStatusRecord,
   type CreatedStatus,
   type Repository,
@@ -42,6 +49,12 @@ export interface GitHubServerOptions {
    * with it). An error it throws is reported on the console and does not change the answer.
    */
   onStatus?: (status: CreatedStatus) => void;
+  /** GitHub Apps whose JWTs the stand-in accepts (more with addApp). */
+  apps?: AppDefinition[];
+  /** Installations of those Apps (more with addInstallation). */
+  installations?: InstallationDefinition[];
+  /** How long an installation token works; default 1 hour, as GitHub. */
+  installationTokenTtlMs?: number;
 }
 
 export interface GitHubStandIn {
@@ -53,6 +66,18 @@ export interface GitHubStandIn {
   statusesFor(repo: string, sha: string): CommitStatusRecord[];
   /** Webhooks of a repository, oldest first, secrets included (`repo` is `owner/name`). */
   hooksOf(repo: string): StoredHook[];
+  /** A GitHub App whose JWTs are accepted from now on. */
+  addApp(definition: AppDefinition): void;
+  addInstallation(definition: InstallationDefinition): void;
+  /**
+   * Makes `code` convert once (POST /app-manifests/{code}/conversions) into a new App made from
+   * `manifest`, with a new key pair; the stand-in then accepts that App's JWTs.
+   */
+  addManifestCode(code: string, manifest: ManifestDefinition): void;
+  /** Every installation token minted, oldest first. */
+  mintedTokens(): MintedToken[];
+  /** Check runs of a commit, newest first, with every annotation sent (`repo` is `owner/name`). */
+  checkRunsFor(repo: string, sha: string): StoredCheckRun[];
   /** Makes the next matching requests fail; faults are used in the order they were added. */
   failNext(fault: Fault): void;
   /** How many injected failures are still waiting for a request. */
@@ -69,6 +94,8 @@ const ROUTES: Route[] = [
   ...contentRoutes,
   ...treeRoutes,
   ...hookRoutes,
+  ...checkRoutes,
+  ...appRepositoryRoutes,
 ];
 
 async function readBody(request: IncomingMessage): Promise<string> {
@@ -87,7 +114,19 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
     archiveTokens: new Map(),
     nextStatusId: 1,
     nextHookId: 1,
+    apps: new Map(),
+    installations: new Map(),
+    installationTokens: new Map(),
+    mintedTokens: [],
+    installationTokenTtlMs: options.installationTokenTtlMs ?? 3_600_000,
+    manifestCodes: new Map(),
+    nextCheckRunId: 1,
+    checkSuites: new Map(),
   };
+  for (const app of options.apps ?? []) standIn.apps.set(app.id, appRecord(app));
+  for (const installation of options.installations ?? []) {
+    standIn.installations.set(installation.id, installationRecord(standIn, installation));
+  }
   const requests: RecordedRequest[] = [];
   const faults = new Faults();
   const rateWindows = new Map<string, RateWindow>();
@@ -127,7 +166,7 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
 
     let caller: Caller | undefined;
     try {
-      if (!isCodeload) caller = identify(request, options.token);
+      if (!isCodeload) caller = identify(request, options.token, standIn);
     } catch {
       caller = undefined; // bad credentials: answered below, after any fault
     }
@@ -141,11 +180,11 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
       return serveArchive(standIn, request, response, requestId, segments.slice(1), target.searchParams);
     }
     try {
-      const who = caller ?? identify(request, options.token); // throws the 401
+      const who = caller ?? identify(request, options.token, standIn); // throws the 401
       const window = rateWindow(rateWindows, who);
       window.used += 1;
       const headers = { ...baseHeaders(requestId), ...rateLimitHeaders(window) };
-      if (who.authenticated) {
+      if (who.kind === 'token') {
         headers['x-oauth-scopes'] = 'repo';
         headers['x-accepted-oauth-scopes'] = '';
       }
@@ -161,7 +200,7 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
         headers,
         query: target.searchParams,
       };
-      await route(ROUTES, context, segments);
+      if (!(await routeApps(context, segments))) await route(ROUTES, context, segments);
     } catch (error) {
       if (!(error instanceof RouteError)) throw error;
       const window = caller ? rateLimitHeaders(rateWindow(rateWindows, caller)) : {};
@@ -223,7 +262,29 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
         createdAt: startedAt,
         statuses: new Map(),
         hooks: new Map(),
+        checkRuns: new Map(),
       });
+    },
+    addApp(definition) {
+      if (standIn.apps.has(definition.id)) throw new Error(`The stand-in already has App ${definition.id}.`);
+      standIn.apps.set(definition.id, appRecord(definition));
+    },
+    addInstallation(definition) {
+      if (standIn.installations.has(definition.id))
+        throw new Error(`The stand-in already has installation ${definition.id}.`);
+      standIn.installations.set(definition.id, installationRecord(standIn, definition));
+    },
+    addManifestCode(code, manifest) {
+      standIn.manifestCodes.set(code, structuredClone(manifest));
+    },
+    mintedTokens() {
+      return structuredClone(standIn.mintedTokens);
+    },
+    checkRunsFor(repo, sha) {
+      return [...addedRepository(repo).checkRuns.values()]
+        .filter((run) => run.head_sha === sha)
+        .sort((a, b) => b.id - a.id)
+        .map((run) => structuredClone(run));
     },
     hooksOf(repo) {
       return [...addedRepository(repo).hooks.values()].map((hook) => structuredClone(hook));

@@ -102,6 +102,16 @@ async function listStatuses(
 }
 
 export const statusRoutes: Route[] = [
-  { method: 'POST', path: 'statuses/{sha}', handle: createStatus },
-  { method: 'GET', path: 'commits/{ref+}/statuses', handle: listStatuses },
+  {
+    method: 'POST',
+    path: 'statuses/{sha}',
+    access: { permission: 'statuses', level: 'write' },
+    handle: createStatus,
+  },
+  {
+    method: 'GET',
+    path: 'commits/{ref+}/statuses',
+    access: { permission: 'statuses', level: 'read' },
+    handle: listStatuses,
+  },
 ];

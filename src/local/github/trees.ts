@@ -1,5 +1,5 @@
 /** Git trees: GET /repos/{owner}/{repo}/git/trees/{tree_sha}, and the tree listing contents use. */
-import type { RequestContext, Route } from './context.js';
+import { CONTENTS_READ, type RequestContext, type Route } from './context.js';
 import { gitText, runGit } from './git.js';
 import { DOCS, PRIVATE_CACHE, RouteError, sendJson } from './http.js';
 import type { Repository } from './records.js';
@@ -63,4 +63,6 @@ async function getTree(context: RequestContext, owner: string, name: string, tre
   );
 }
 
-export const treeRoutes: Route[] = [{ method: 'GET', path: 'git/trees/{treeish+}', handle: getTree }];
+export const treeRoutes: Route[] = [
+  { method: 'GET', path: 'git/trees/{treeish+}', access: CONTENTS_READ, handle: getTree },
+];

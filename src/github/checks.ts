@@ -1,0 +1,172 @@
+/**
+ * Check runs: how a build shows on GitHub when Lambkin runs as a GitHub App. Creates and updates
+ * one check run per build; annotations beyond GitHub's 50 a request follow in further updates
+ * (GitHub adds them up), so a build may report any number of them.
+ *
+ * The client must act as an App installation with `checks: write` (see app-auth.ts): GitHub
+ * refuses check runs from personal tokens.
+ */
+import type { Octokit } from '@octokit/rest';
+import { splitRepoName } from './client.js';
+
+/** GitHub takes at most this many annotations in one request. */
+export const MAX_ANNOTATIONS_PER_REQUEST = 50;
+
+export type CheckRunStatus = 'queued' | 'in_progress' | 'completed';
+export type CheckRunConclusion =
+  'action_required' | 'cancelled' | 'failure' | 'neutral' | 'success' | 'skipped' | 'timed_out';
+
+export interface CheckRunAnnotation {
+  /** Path of the file in the repository. */
+  path: string;
+  startLine: number;
+  endLine: number;
+  /** Only when startLine and endLine are the same (GitHub's rule). */
+  startColumn?: number;
+  endColumn?: number;
+  level: 'notice' | 'warning' | 'failure';
+  message: string;
+  title?: string;
+  rawDetails?: string;
+}
+
+export interface CheckRunOutput {
+  title: string;
+  /** Markdown, at most 65535 characters. */
+  summary: string;
+  text?: string;
+  annotations?: CheckRunAnnotation[];
+}
+
+export interface CheckRunFields {
+  name?: string;
+  status?: CheckRunStatus;
+  /** Completes the run (GitHub sets `status` to `completed`). */
+  conclusion?: CheckRunConclusion;
+  /** The build's page. */
+  detailsUrl?: string;
+  /** Lambkin's id for the build: comes back in `check_run` webhooks (re-runs). */
+  externalId?: string;
+  startedAt?: Date;
+  completedAt?: Date;
+  output?: CheckRunOutput;
+}
+
+export interface NewCheckRun extends CheckRunFields {
+  name: string;
+  headSha: string;
+}
+
+export interface CheckRunRef {
+  id: number;
+  /** The run's page on GitHub. */
+  htmlUrl: string | null;
+}
+
+type Annotations = NonNullable<
+  NonNullable<Parameters<Octokit['rest']['checks']['update']>[0]>['output']
+>['annotations'];
+
+function annotationsJson(annotations: CheckRunAnnotation[]): Annotations {
+  return annotations.map((annotation) => ({
+    path: annotation.path,
+    start_line: annotation.startLine,
+    end_line: annotation.endLine,
+    ...(annotation.startColumn === undefined ? {} : { start_column: annotation.startColumn }),
+    ...(annotation.endColumn === undefined ? {} : { end_column: annotation.endColumn }),
+    annotation_level: annotation.level,
+    message: annotation.message,
+    ...(annotation.title === undefined ? {} : { title: annotation.title }),
+    ...(annotation.rawDetails === undefined ? {} : { raw_details: annotation.rawDetails }),
+  }));
+}
+
+/** The annotations in requests of at most 50 (none: one empty batch). */
+export function annotationBatches(annotations: CheckRunAnnotation[] = []): CheckRunAnnotation[][] {
+  const batches: CheckRunAnnotation[][] = [];
+  for (let at = 0; at < annotations.length; at += MAX_ANNOTATIONS_PER_REQUEST) {
+    batches.push(annotations.slice(at, at + MAX_ANNOTATIONS_PER_REQUEST));
+  }
+  return batches.length > 0 ? batches : [[]];
+}
+
+/** The request fields of `fields`, with `annotations` as the output's (one batch). */
+function requestFields(fields: CheckRunFields, annotations: CheckRunAnnotation[]): Record<string, unknown> {
+  const { output } = fields;
+  return {
+    ...(fields.name === undefined ? {} : { name: fields.name }),
+    ...(fields.status === undefined ? {} : { status: fields.status }),
+    ...(fields.conclusion === undefined ? {} : { conclusion: fields.conclusion }),
+    ...(fields.detailsUrl === undefined ? {} : { details_url: fields.detailsUrl }),
+    ...(fields.externalId === undefined ? {} : { external_id: fields.externalId }),
+    ...(fields.startedAt === undefined ? {} : { started_at: fields.startedAt.toISOString() }),
+    ...(fields.completedAt === undefined ? {} : { completed_at: fields.completedAt.toISOString() }),
+    ...(output === undefined
+      ? {}
+      : {
+          output: {
+            title: output.title,
+            summary: output.summary,
+            ...(output.text === undefined ? {} : { text: output.text }),
+            ...(annotations.length > 0 ? { annotations: annotationsJson(annotations) } : {}),
+          },
+        }),
+  };
+}
+
+export class GitHubCheckRuns {
+  constructor(private readonly octokit: Octokit) {}
+
+  /** Creates the check run; annotations past the first 50 follow in updates. */
+  async create(repo: string, run: NewCheckRun): Promise<CheckRunRef> {
+    const { owner, name } = splitRepoName(repo);
+    const [first = [], ...rest] = annotationBatches(run.output?.annotations);
+    const { data } = await this.octokit.rest.checks.create({
+      owner,
+      repo: name,
+      head_sha: run.headSha,
+      ...requestFields(run, first),
+      name: run.name,
+    });
+    await this.sendRest(repo, data.id, run.output, rest);
+    return { id: data.id, htmlUrl: data.html_url };
+  }
+
+  /** Updates the check run; annotations are added to those it has, 50 a request. */
+  async update(repo: string, id: number, fields: CheckRunFields): Promise<CheckRunRef> {
+    const { owner, name } = splitRepoName(repo);
+    const [first = [], ...rest] = annotationBatches(fields.output?.annotations);
+    const { data } = await this.octokit.rest.checks.update({
+      owner,
+      repo: name,
+      check_run_id: id,
+      ...requestFields(fields, first),
+    });
+    await this.sendRest(repo, id, fields.output, rest);
+    return { id: data.id, htmlUrl: data.html_url };
+  }
+
+  /** Further batches of annotations, each with the output's title, summary and text (GitHub requires the first two). */
+  private async sendRest(
+    repo: string,
+    id: number,
+    output: CheckRunOutput | undefined,
+    batches: CheckRunAnnotation[][],
+  ): Promise<void> {
+    if (!output) return;
+    const { owner, name } = splitRepoName(repo);
+    for (const batch of batches) {
+      await this.octokit.rest.checks.update({
+        owner,
+        repo: name,
+        check_run_id: id,
+        output: {
+          title: output.title,
+          summary: output.summary,
+          ...(output.text === undefined ? {} : { text: output.text }),
+          annotations: annotationsJson(batch),
+        },
+      });
+    }
+  }
+}

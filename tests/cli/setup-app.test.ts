@@ -6,9 +6,9 @@
  * for `lambkin dev` (a 0600 file) or in the stack's secret (moto_server's Secrets Manager).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,28 +22,27 @@ import {
   LAMBKIN_APP_PERMISSIONS,
   type AppManifest,
 } from '../../src/github/app-manifest.js';
+import { createGitHubApp } from '../../src/github/app-auth.js';
+import type { ManifestDefinition } from '../../src/local/github/records.js';
+import { startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { findChromium, launchChromium, type LaunchedBrowser } from '../support/browser.js';
 import { LAMBKIN_BIN, OUTSIDE_CHECKOUT } from '../support/dev-process.js';
 import { requireTool } from '../support/tools.js';
 
 const WEBHOOK_URL = 'https://ci.example.test/webhook';
-const PEM = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({
-  type: 'pkcs1',
-  format: 'pem',
-}) as string;
 
-interface Conversion {
-  manifest: AppManifest;
-  state: string;
-  org?: string;
-}
-
-/** github.com's manifest page and the API's conversion, on loopback. */
-class GitHubStandInForManifests {
-  readonly codes = new Map<string, Conversion>();
-  readonly conversions: string[] = [];
+/**
+ * github.com's manifest page, on loopback: it takes the form the CLI's page posts, registers a
+ * one-time code with the API stand-in (which converts it as the REST API does) and sends the
+ * browser back to the manifest's redirect_url, as GitHub does once the person confirms.
+ */
+class ManifestPage {
   url = '';
+  /** The organization of each form posted (undefined: the user's own account). */
+  readonly organizations: (string | undefined)[] = [];
   private readonly server: Server = createServer((request, response) => void this.handle(request, response));
+
+  constructor(private readonly api: GitHubStandIn) {}
 
   async start(): Promise<void> {
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
@@ -55,10 +54,7 @@ class GitHubStandInForManifests {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
-  private async handle(
-    request: IncomingMessage,
-    response: import('node:http').ServerResponse,
-  ): Promise<void> {
+  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? '/', this.url);
     const body = await new Promise<string>((resolve) => {
       let text = '';
@@ -66,53 +62,28 @@ class GitHubStandInForManifests {
       request.on('end', () => resolve(text));
     });
     const form = /^\/(?:organizations\/([^/]+)\/)?settings\/apps\/new$/.exec(url.pathname);
-    if (request.method === 'POST' && form) {
-      // The person confirms on GitHub; GitHub then redirects to the manifest's redirect_url.
-      const manifest = JSON.parse(new URLSearchParams(body).get('manifest') ?? 'null') as AppManifest;
-      const code = randomBytes(10).toString('hex');
-      const state = url.searchParams.get('state') ?? '';
-      this.codes.set(code, { manifest, state, ...(form[1] ? { org: decodeURIComponent(form[1]) } : {}) });
-      const back = new URL(manifest.redirect_url);
-      back.searchParams.set('code', code);
-      back.searchParams.set('state', state);
-      response.writeHead(302, { location: back.toString() }).end();
+    if (request.method !== 'POST' || !form) {
+      response.writeHead(404).end();
       return;
     }
-    const conversion = /^\/app-manifests\/([^/]+)\/conversions$/.exec(url.pathname);
-    if (request.method === 'POST' && conversion) {
-      const code = conversion[1]!;
-      this.conversions.push(code);
-      const made = this.codes.get(code);
-      this.codes.delete(code); // one use
-      if (!made) {
-        response.writeHead(404, { 'content-type': 'application/json' });
-        response.end(
-          JSON.stringify({ message: 'Not Found', documentation_url: 'https://docs.github.com/rest' }),
-        );
-        return;
-      }
-      response.writeHead(201, { 'content-type': 'application/json' });
-      response.end(
-        JSON.stringify({
-          id: 4242,
-          slug: made.manifest.name,
-          name: made.manifest.name,
-          html_url: `${this.url}/apps/${made.manifest.name}`,
-          client_id: 'Iv1.0123456789abcdef',
-          client_secret: 'not-used-by-lambkin',
-          webhook_secret: 'app-webhook-secret',
-          pem: PEM,
-          permissions: made.manifest.default_permissions,
-          events: made.manifest.default_events,
-        }),
-      );
-      return;
-    }
-    response.writeHead(404).end();
+    const manifest = JSON.parse(new URLSearchParams(body).get('manifest') ?? 'null') as AppManifest;
+    this.organizations.push(form[1] === undefined ? undefined : decodeURIComponent(form[1]));
+    const code = randomBytes(10).toString('hex');
+    this.api.addManifestCode(code, {
+      name: manifest.name,
+      url: manifest.url,
+      permissions: manifest.default_permissions as ManifestDefinition['permissions'],
+      events: manifest.default_events,
+    });
+    const back = new URL(manifest.redirect_url);
+    back.searchParams.set('code', code);
+    back.searchParams.set('state', url.searchParams.get('state') ?? '');
+    response.writeHead(302, { location: back.toString() }).end();
   }
 }
 
-let github: GitHubStandInForManifests;
+let api: GitHubStandIn;
+let github: ManifestPage;
 let browser: LaunchedBrowser | undefined;
 const folders: string[] = [];
 
@@ -123,13 +94,15 @@ function scratch(): string {
 }
 
 beforeAll(async () => {
-  github = new GitHubStandInForManifests();
+  api = await startGitHubServer({ token: 'unused-personal-token' });
+  github = new ManifestPage(api);
   await github.start();
 });
 
 afterAll(async () => {
   await browser?.close();
   await github.close();
+  await api.close();
   for (const folder of folders) rmSync(folder, { recursive: true, force: true });
 });
 
@@ -156,7 +129,7 @@ function startSetupApp(args: string[], env: Record<string, string> = {}): SetupR
     ],
     {
       cwd: OUTSIDE_CHECKOUT,
-      env: { PATH: process.env.PATH ?? '', HOME: OUTSIDE_CHECKOUT, GITHUB_API_URL: github.url, ...env },
+      env: { PATH: process.env.PATH ?? '', HOME: OUTSIDE_CHECKOUT, GITHUB_API_URL: api.url, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -177,6 +150,13 @@ function startSetupApp(args: string[], env: Record<string, string> = {}): SetupR
     child.once('exit', (code) => resolve({ code, stdout, stderr })),
   );
   return { child, startUrl, done };
+}
+
+/** `GET /app` with a JWT signed by `privateKey` answers the App `id`. */
+async function expectAppAuthenticates(id: number, privateKey: string): Promise<void> {
+  const app = createGitHubApp({ appId: id, privateKey }, { baseUrl: api.url });
+  const { data } = await app.appClient.request('GET /app');
+  expect(data).toMatchObject({ id });
 }
 
 async function chromium(): Promise<LaunchedBrowser> {
@@ -209,20 +189,24 @@ describe('lambkin setup app', () => {
     }
     const result = await run.done;
     expect(result).toMatchObject({ code: 0, stderr: '' });
-    expect(result.stdout).toContain('created the GitHub App lambkin-test-app (id 4242)');
+    expect(github.organizations.at(-1)).toBe('octo-org');
+    const id = Number(/created the GitHub App lambkin-test-app \(id (\d+)\)/.exec(result.stdout)?.[1]);
+    expect(id).toBeGreaterThan(0);
     expect(result.stdout).toContain(
-      `install it on your repositories: ${github.url}/apps/lambkin-test-app/installations/new`,
+      `install it on your repositories: ${api.url}/apps/lambkin-test-app/installations/new`,
     );
 
     const stored = join(dataDir, 'github-app.json');
     expect(statSync(stored).mode & 0o777).toBe(0o600);
     expect(statSync(dataDir).mode & 0o777).toBe(0o700);
-    expect(JSON.parse(readFileSync(stored, 'utf8'))).toMatchObject({
-      appId: 4242,
+    const app = JSON.parse(readFileSync(stored, 'utf8')) as Record<string, unknown>;
+    expect(app).toMatchObject({
+      appId: id,
       slug: 'lambkin-test-app',
-      privateKey: PEM,
-      webhookSecret: 'app-webhook-secret',
+      webhookSecret: expect.stringMatching(/\S{20}/),
     });
+    // The stored key is the App's: GitHub takes the JWTs it signs.
+    await expectAppAuthenticates(id, String(app.privateKey));
   });
 
   it('asks GitHub for exactly the permissions and events Lambkin uses, in the organization given', async () => {
@@ -276,7 +260,7 @@ describe('lambkin setup app', () => {
     const start = await run.startUrl;
     const forged = await fetch(`${start}callback?code=stolen&state=${'0'.repeat(32)}`);
     expect(forged.status).toBe(400);
-    expect(github.conversions).not.toContain('stolen');
+    expect(api.requests.some((request) => request.path.includes('stolen'))).toBe(false);
     // The right state, but a code GitHub never issued (or one already used).
     const state = /state=([0-9a-f]{32})/.exec(await (await fetch(start)).text())?.[1];
     const unknown = await fetch(`${start}callback?code=unknown-code&state=${state}`);
@@ -336,12 +320,16 @@ describe('lambkin setup app', () => {
       expect(result).toMatchObject({ code: 0, stderr: '' });
       expect(result.stdout).toContain('githubToken removed');
       const secret = await client.send(new GetSecretValueCommand({ SecretId: created.ARN! }));
-      expect(JSON.parse(secret.SecretString!)).toEqual({
-        extra: 'kept',
-        githubAppId: '4242',
-        githubAppPrivateKey: PEM,
-        webhookSecret: 'app-webhook-secret',
-      });
+      const stored = JSON.parse(secret.SecretString!) as Record<string, string>;
+      expect(Object.keys(stored).sort()).toEqual([
+        'extra',
+        'githubAppId',
+        'githubAppPrivateKey',
+        'webhookSecret',
+      ]);
+      expect(stored.extra).toBe('kept');
+      expect(stored.webhookSecret).not.toBe('old-secret');
+      await expectAppAuthenticates(Number(stored.githubAppId), stored.githubAppPrivateKey!);
     });
   });
 });

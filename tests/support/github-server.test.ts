@@ -28,6 +28,7 @@ interface OperationShape {
 interface OpenApiSubset {
   source: { package: string; version: string; openapi: string };
   operations: Record<string, OperationShape>;
+  appOperations?: Record<string, OperationShape>;
   schemas: Record<string, Schema>;
 }
 
@@ -248,6 +249,20 @@ describe('the OpenAPI subset', () => {
       ]
         .concat('git/get-tree')
         .sort(),
+    );
+    // The GitHub App's operations (tests/local/github-app.test.ts checks the stand-in against them).
+    expect(Object.keys(subset.appOperations ?? {}).sort()).toEqual(
+      [
+        'apps/create-from-manifest',
+        'apps/create-installation-access-token',
+        'apps/get-authenticated',
+        'apps/get-repo-installation',
+        'checks/create',
+        'checks/get',
+        'checks/list-annotations',
+        'checks/list-for-ref',
+        'checks/update',
+      ].sort(),
     );
     expect(subsetText).not.toContain('"$ref"');
     expect(subsetText.length).toBeLessThan(400 * 1024);

@@ -20,11 +20,11 @@
  * watches its build record.
  */
 import type { BuildRecord, BuildRequest } from '../core/build.js';
-import { buildLabel } from '../core/build.js';
+import { buildLabel, rebuildRequest } from '../core/build.js';
 import { commitStateFor } from '../core/state-machine.js';
 import { baseUrlFromRequest, buildPageUrl, newLinkToken, pageUrlOf } from '../core/links.js';
 import { decideBuild } from '../core/policy.js';
-import { interpretEvent, type BuildCandidate } from '../github/events.js';
+import { interpretEvent, type BuildCandidate, type RerunRequest } from '../github/events.js';
 import { WebhookRejectedError, type VerifiedDelivery, type WebhookVerifier } from '../github/webhook.js';
 import { INTAKE_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
@@ -87,7 +87,17 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
         });
         return jsonResponse(202, { ignored: true, reason: interpretation.reason });
       case 'build':
+        if (interpretation.unlessBuilt) {
+          const earlier = await buildOfSameCommit(deps, interpretation.candidate);
+          if (earlier) {
+            const reason = `already built as #${earlier.number} (${earlier.state})`;
+            deps.logger.info('webhook ignored', { ...context, repo: earlier.repo, reason });
+            return jsonResponse(202, { ignored: true, reason });
+          }
+        }
         return await queueBuild(deps, interpretation.candidate, delivery, request);
+      case 'rerun':
+        return await queueRerun(deps, interpretation.request, delivery, request);
     }
   } catch (error) {
     if (error instanceof WebhookRejectedError) {
@@ -102,11 +112,57 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
   }
 }
 
+/** A build of the same commit of the same branch, if any (another event for it came first). */
+async function buildOfSameCommit(
+  deps: IntakeDependencies,
+  candidate: BuildCandidate,
+): Promise<BuildRecord | undefined> {
+  const builds = await deps.builds.buildsOfCommit(candidate.repo, candidate.sha);
+  return builds.find((build) => build.pr === undefined && build.branch === candidate.branch);
+}
+
+/**
+ * "Re-run" from GitHub: the build the check run names, else the commit's latest build, built
+ * again as a new build of the same request (trust included), through the same guards as any
+ * delivery. Nothing to re-run (no build of that commit) is answered, not failed.
+ */
+async function queueRerun(
+  deps: IntakeDependencies,
+  rerun: RerunRequest,
+  delivery: VerifiedDelivery,
+  http: HttpRequest,
+): Promise<HttpResponse> {
+  const named =
+    rerun.number !== undefined
+      ? await deps.builds.getBuild({ repo: rerun.repo, number: rerun.number })
+      : undefined;
+  const original =
+    named?.sha === rerun.sha ? named : (await deps.builds.buildsOfCommit(rerun.repo, rerun.sha))[0];
+  if (!original) {
+    const reason = `no build of ${rerun.sha.slice(0, 7)} to run again`;
+    deps.logger.info('webhook ignored', { deliveryId: delivery.deliveryId, repo: rerun.repo, reason });
+    return jsonResponse(202, { ignored: true, reason });
+  }
+  deps.logger.info('re-run requested', {
+    deliveryId: delivery.deliveryId,
+    build: buildLabel(original),
+    sender: rerun.sender,
+  });
+  const {
+    deliveryId: _previous,
+    trusted: _trusted,
+    ...candidate
+  } = rebuildRequest(original, delivery.deliveryId);
+  // A re-run of an older commit must not cancel the newer builds of its branch.
+  return queueBuild(deps, candidate, delivery, http, { cancelsSuperseded: false });
+}
+
 async function queueBuild(
   deps: IntakeDependencies,
   candidate: BuildCandidate,
   delivery: VerifiedDelivery,
   http: HttpRequest,
+  options: { cancelsSuperseded?: boolean } = {},
 ): Promise<HttpResponse> {
   const { deliveryId } = delivery;
   const now = (deps.clock ?? Date.now)();
@@ -173,7 +229,12 @@ async function queueBuild(
     });
   }
   if (!build) throw new Error('unreachable: no build after intake');
-  return startBuild(deps, build, deliveryId, settings.build.cancelSuperseded);
+  return startBuild(
+    deps,
+    build,
+    deliveryId,
+    settings.build.cancelSuperseded && options.cancelsSuperseded !== false,
+  );
 }
 
 /** The guard exists but its build does not: the earlier attempt crashed in between. */

@@ -107,3 +107,34 @@ export function buildTarget(request: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>
 export function logPrefixFor(key: BuildKey): string {
   return `logs/${key.repo}/builds/${key.number}/`;
 }
+
+/** Every field of the request a build was made from; the compiler keeps this list complete. */
+const REQUEST_FIELDS = {
+  repo: true,
+  event: true,
+  ref: true,
+  sha: true,
+  branch: true,
+  tag: true,
+  pr: true,
+  baseBranch: true,
+  headRepo: true,
+  fork: true,
+  privateRepo: true,
+  trusted: true,
+  defaultBranch: true,
+  author: true,
+  commitTitle: true,
+  htmlUrl: true,
+  cloneUrl: true,
+  deliveryId: true,
+} as const satisfies Record<keyof BuildRequest, true>;
+
+/** The request of `build` with a new delivery id: the same commit, trust and target. */
+export function rebuildRequest(build: BuildRecord, deliveryId: string): BuildRequest {
+  const request: Record<string, unknown> = {};
+  for (const field of Object.keys(REQUEST_FIELDS) as (keyof BuildRequest)[]) {
+    if (build[field] !== undefined) request[field] = build[field];
+  }
+  return { ...(request as unknown as BuildRequest), deliveryId };
+}

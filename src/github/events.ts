@@ -13,7 +13,29 @@ export type EventInterpretation =
   | { kind: 'ping' }
   | { kind: 'ignore'; reason: string; repo?: string }
   | { kind: 'skip'; reason: string; candidate: BuildCandidate }
-  | { kind: 'build'; candidate: BuildCandidate };
+  | {
+      kind: 'build';
+      candidate: BuildCandidate;
+      /**
+       * Events that come with a push (a check suite GitHub made for it, a merge group's branch):
+       * built only when that commit of that branch has no build yet.
+       */
+      unlessBuilt?: true;
+    }
+  | { kind: 'rerun'; request: RerunRequest };
+
+/**
+ * "Re-run" on GitHub (a check run's or a whole check suite's): build that commit again, as the
+ * build it names (a check run's `external_id` is `owner/repo#number`) or the commit's latest build.
+ */
+export interface RerunRequest {
+  repo: string;
+  sha: string;
+  /** The build the check run reported, when it says. */
+  number?: number;
+  /** Who asked, for the log. */
+  sender: string;
+}
 
 const BUILD_PR_ACTIONS = ['opened', 'synchronize', 'reopened'];
 const SKIP_CI_MARKERS = ['[skip ci]', '[ci skip]'];
@@ -110,6 +132,12 @@ export function interpretEvent(event: string, payload: Record<string, unknown>):
       return interpretPush(payload);
     case 'pull_request':
       return interpretPullRequest(payload);
+    case 'merge_group':
+      return interpretMergeGroup(payload);
+    case 'check_suite':
+      return interpretCheckSuite(payload);
+    case 'check_run':
+      return interpretCheckRun(payload);
     default:
       return { kind: 'ignore', reason: `"${event}" events do not start builds` };
   }
@@ -210,6 +238,121 @@ function interpretPullRequest(payload: Record<string, unknown>): EventInterpreta
       author: (user && optionalStringAt(user, 'login', 'pull_request.user.login')) ?? 'unknown',
       ...(title ? { commitTitle: firstLine(title) } : {}),
       ...optionalUrl(optionalStringAt(pullRequest, 'html_url', 'pull_request.html_url')),
+    },
+  };
+}
+
+/**
+ * A merge queue's group: GitHub made a commit (the base plus the queued pull requests) on a
+ * `gh-readonly-queue/<base>/…` branch and waits for its checks. Built as a push of that branch:
+ * the code was approved into the queue, and the branch belongs to the repository.
+ */
+function interpretMergeGroup(payload: Record<string, unknown>): EventInterpretation {
+  const repository = objectAt(payload, 'repository');
+  const repo = assertRepoName(stringAt(repository, 'full_name', 'repository.full_name'));
+  const action = stringAt(payload, 'action');
+  if (action !== 'checks_requested') {
+    return { kind: 'ignore', reason: `merge_group "${action}" does not start builds`, repo };
+  }
+  const group = objectAt(payload, 'merge_group');
+  const sha = stringAt(group, 'head_sha', 'merge_group.head_sha');
+  if (!SHA.test(sha)) throw malformed('merge_group.head_sha', 'a commit SHA');
+  const ref = stringAt(group, 'head_ref', 'merge_group.head_ref');
+  if (!ref.startsWith('refs/heads/')) throw malformed('merge_group.head_ref', 'a refs/heads/ ref');
+  const branch = assertRefName(ref.slice('refs/heads/'.length), 'merge_group.head_ref');
+  const headCommit = optionalObjectAt(group, 'head_commit', 'merge_group.head_commit');
+  const message = headCommit
+    ? optionalStringAt(headCommit, 'message', 'merge_group.head_commit.message')
+    : undefined;
+  const sender = optionalObjectAt(payload, 'sender');
+  return {
+    kind: 'build',
+    unlessBuilt: true,
+    candidate: {
+      repo,
+      event: 'push',
+      ref,
+      sha,
+      branch,
+      fork: false,
+      privateRepo: repository.private === true,
+      ...defaultBranchOf(repository),
+      author: (sender && optionalStringAt(sender, 'login', 'sender.login')) ?? 'unknown',
+      ...(message ? { commitTitle: firstLine(message) } : {}),
+    },
+  };
+}
+
+/**
+ * `requested`: GitHub made a check suite for a push (an App gets it with or instead of the push):
+ * built as that push, once (the intake builds a commit of a branch once while a build of it is
+ * unfinished). `rerequested`: "Re-run all checks".
+ */
+function interpretCheckSuite(payload: Record<string, unknown>): EventInterpretation {
+  const repository = objectAt(payload, 'repository');
+  const repo = assertRepoName(stringAt(repository, 'full_name', 'repository.full_name'));
+  const action = stringAt(payload, 'action');
+  const suite = objectAt(payload, 'check_suite');
+  const sha = stringAt(suite, 'head_sha', 'check_suite.head_sha');
+  if (!SHA.test(sha)) throw malformed('check_suite.head_sha', 'a commit SHA');
+  const sender = optionalObjectAt(payload, 'sender');
+  const login = (sender && optionalStringAt(sender, 'login', 'sender.login')) ?? 'unknown';
+  if (action === 'rerequested') return { kind: 'rerun', request: { repo, sha, sender: login } };
+  if (action !== 'requested') {
+    return { kind: 'ignore', reason: `check_suite "${action}" does not start builds`, repo };
+  }
+  const headBranch = optionalStringAt(suite, 'head_branch', 'check_suite.head_branch');
+  if (!headBranch) {
+    return {
+      kind: 'ignore',
+      reason:
+        'the check suite names no branch (a pull request from a fork builds from its pull_request event)',
+      repo,
+    };
+  }
+  const branch = assertRefName(headBranch, 'check_suite.head_branch');
+  const headCommit = optionalObjectAt(suite, 'head_commit', 'check_suite.head_commit');
+  const message = headCommit
+    ? optionalStringAt(headCommit, 'message', 'check_suite.head_commit.message')
+    : undefined;
+  const candidate: BuildCandidate = {
+    repo,
+    event: 'push',
+    ref: `refs/heads/${branch}`,
+    sha,
+    branch,
+    fork: false,
+    privateRepo: repository.private === true,
+    ...defaultBranchOf(repository),
+    author: login,
+    ...(message ? { commitTitle: firstLine(message) } : {}),
+  };
+  const marker = message ? SKIP_CI_MARKERS.find((skip) => message.toLowerCase().includes(skip)) : undefined;
+  if (marker) return { kind: 'skip', reason: `the commit message asks to skip CI (${marker})`, candidate };
+  return { kind: 'build', candidate, unlessBuilt: true };
+}
+
+/** "Re-run" on one check run: the build its `external_id` names (`owner/repo#number`). */
+function interpretCheckRun(payload: Record<string, unknown>): EventInterpretation {
+  const repository = objectAt(payload, 'repository');
+  const repo = assertRepoName(stringAt(repository, 'full_name', 'repository.full_name'));
+  const action = stringAt(payload, 'action');
+  if (action !== 'rerequested') {
+    return { kind: 'ignore', reason: `check_run "${action}" does not start builds`, repo };
+  }
+  const run = objectAt(payload, 'check_run');
+  const sha = stringAt(run, 'head_sha', 'check_run.head_sha');
+  if (!SHA.test(sha)) throw malformed('check_run.head_sha', 'a commit SHA');
+  const externalId = optionalStringAt(run, 'external_id', 'check_run.external_id') ?? '';
+  const named = /^(.+)#([1-9][0-9]{0,15})$/.exec(externalId);
+  const sender = optionalObjectAt(payload, 'sender');
+  return {
+    kind: 'rerun',
+    request: {
+      repo,
+      sha,
+      ...(named && named[1] === repo ? { number: Number(named[2]) } : {}),
+      sender: (sender && optionalStringAt(sender, 'login', 'sender.login')) ?? 'unknown',
     },
   };
 }

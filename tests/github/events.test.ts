@@ -1,6 +1,12 @@
 import { interpretEvent } from '../../src/github/events.js';
 import { WebhookRejectedError } from '../../src/github/webhook.js';
-import { examplePayload, fakeSha, pullRequestPayload, pushPayload } from '../support/payloads.js';
+import {
+  checkEventPayload,
+  examplePayload,
+  fakeSha,
+  pullRequestPayload,
+  pushPayload,
+} from '../support/payloads.js';
 
 const asRecord = (payload: unknown) => payload as Record<string, unknown>;
 
@@ -210,5 +216,82 @@ describe('names in events', () => {
     pr.head.ref = original;
     pr.head.repo.full_name = 'evil/../../x';
     expect(() => interpretEvent('pull_request', payload)).toThrow(/head\.repo\.full_name/);
+  });
+});
+
+describe("a GitHub App's check and merge-queue events", () => {
+  const sha = fakeSha('app-events');
+
+  it('builds a merge group as a push of its gh-readonly-queue branch, once', () => {
+    const payload = checkEventPayload('merge_group', 'checks_requested', { repo: 'octo/app', sha, pr: 7 });
+    const result = interpretEvent('merge_group', payload);
+    expect(result).toMatchObject({
+      kind: 'build',
+      unlessBuilt: true,
+      candidate: {
+        repo: 'octo/app',
+        event: 'push',
+        sha,
+        ref: expect.stringMatching(/^refs\/heads\/gh-readonly-queue\/main\/pr-7-/),
+        branch: expect.stringMatching(/^gh-readonly-queue\/main\/pr-7-/),
+        fork: false,
+        commitTitle: 'Merge pull request #7',
+      },
+    });
+  });
+
+  it('builds a requested check suite as a push of its branch, unless that commit was built', () => {
+    const payload = checkEventPayload('check_suite', 'requested', {
+      repo: 'octo/app',
+      sha,
+      branch: 'feature/x',
+    });
+    expect(interpretEvent('check_suite', payload)).toMatchObject({
+      kind: 'build',
+      unlessBuilt: true,
+      candidate: { event: 'push', sha, branch: 'feature/x', ref: 'refs/heads/feature/x' },
+    });
+    const noBranch = checkEventPayload('check_suite', 'requested', { repo: 'octo/app', sha });
+    (noBranch.check_suite as Record<string, unknown>).head_branch = null;
+    expect(interpretEvent('check_suite', noBranch)).toMatchObject({ kind: 'ignore' });
+    expect(
+      interpretEvent('check_suite', checkEventPayload('check_suite', 'completed', { repo: 'octo/app', sha })),
+    ).toEqual({ kind: 'ignore', reason: 'check_suite "completed" does not start builds', repo: 'octo/app' });
+  });
+
+  it('turns "Re-run" into a re-run of the build the check run names, or of the commit', () => {
+    const run = checkEventPayload('check_run', 'rerequested', {
+      repo: 'octo/app',
+      sha,
+      externalId: 'octo/app#12',
+      sender: 'maintainer',
+    });
+    expect(interpretEvent('check_run', run)).toEqual({
+      kind: 'rerun',
+      request: { repo: 'octo/app', sha, number: 12, sender: 'maintainer' },
+    });
+    // Another repository's build number is never taken: the commit's latest build is re-run.
+    const foreign = checkEventPayload('check_run', 'rerequested', {
+      repo: 'octo/app',
+      sha,
+      externalId: 'evil/x#1',
+    });
+    expect(interpretEvent('check_run', foreign)).toMatchObject({ kind: 'rerun', request: { sha } });
+    expect((interpretEvent('check_run', foreign) as { request: object }).request).not.toHaveProperty(
+      'number',
+    );
+    const suite = checkEventPayload('check_suite', 'rerequested', { repo: 'octo/app', sha });
+    expect(interpretEvent('check_suite', suite)).toMatchObject({
+      kind: 'rerun',
+      request: { repo: 'octo/app', sha },
+    });
+    expect(
+      interpretEvent('check_run', checkEventPayload('check_run', 'created', { repo: 'octo/app', sha })),
+    ).toMatchObject({ kind: 'ignore' });
+  });
+
+  it('refuses a check event with a malformed commit', () => {
+    const payload = checkEventPayload('check_run', 'rerequested', { repo: 'octo/app', sha: 'not-a-sha' });
+    expect(() => interpretEvent('check_run', payload)).toThrow(/check_run\.head_sha/);
   });
 });

@@ -26,6 +26,7 @@ import {
 } from '../support/github-server.js';
 import { startLambdaServer, type LambdaServer } from '../support/lambda-server.js';
 import {
+  checkEventPayload,
   fakeSha,
   pullRequestPayload,
   pushPayload,
@@ -46,6 +47,7 @@ const REPOS = [
   'octo/slow',
   'octo/crash',
   'octo/replay',
+  'octo/checks',
 ];
 
 let storage: TestStorage;
@@ -446,6 +448,124 @@ describe('webhook handler', () => {
     expect(github.statusesFor('octo/app', sha)[0]?.description).toMatch(
       /^Build #\d+ could not start the builder/,
     );
+  });
+});
+
+describe("a GitHub App's check and merge-queue events", () => {
+  it('builds a merge group once, and a check suite only when its push was not built', async () => {
+    const sha = await realSha('merge-group');
+    const group = await deliver(
+      'merge_group',
+      checkEventPayload('merge_group', 'checks_requested', { repo: 'octo/checks', sha, pr: 4 }),
+    );
+    expect(group.json).toMatchObject({ queued: true });
+    const built = await builds.getBuild({ repo: 'octo/checks', number: Number(group.json.number) });
+    expect(built).toMatchObject({
+      sha,
+      trusted: true,
+      branch: expect.stringMatching(/^gh-readonly-queue\/main\/pr-4-/),
+    });
+    // The same group delivered again under another id (GitHub sends one per queue entry).
+    const again = await deliver(
+      'merge_group',
+      checkEventPayload('merge_group', 'checks_requested', {
+        repo: 'octo/checks',
+        sha,
+        pr: 4,
+        sender: 'someone-else',
+      }),
+    );
+    expect(again.json).toEqual({ ignored: true, reason: `already built as #${built!.number} (queued)` });
+
+    const pushed = await realSha('pushed-then-suite');
+    const push = await deliver('push', pushPayload({ repo: 'octo/checks', branch: 'topic', sha: pushed }));
+    const suite = await deliver(
+      'check_suite',
+      checkEventPayload('check_suite', 'requested', { repo: 'octo/checks', sha: pushed, branch: 'topic' }),
+    );
+    expect(suite.json).toEqual({
+      ignored: true,
+      reason: `already built as #${String(push.json.number)} (queued)`,
+    });
+    // A suite GitHub made for a commit nothing built yet (no push delivered to this stack): built.
+    const unpushed = await realSha('suite-only');
+    const alone = await deliver(
+      'check_suite',
+      checkEventPayload('check_suite', 'requested', { repo: 'octo/checks', sha: unpushed, branch: 'topic' }),
+    );
+    expect(alone.json).toMatchObject({ queued: true });
+    expect((await builds.buildsOfCommit('octo/checks', unpushed)).map((build) => build.branch)).toEqual([
+      'topic',
+    ]);
+  });
+
+  it('re-runs the build a check run names as a new build of the same request, cancelling nothing newer', async () => {
+    const old = await realSha('rerun-old');
+    const first = await deliver(
+      'pull_request',
+      pullRequestPayload({ repo: 'octo/checks', number: 21, headSha: old, fork: true }),
+    );
+    const newer = await deliver(
+      'pull_request',
+      pullRequestPayload({
+        repo: 'octo/checks',
+        number: 21,
+        action: 'synchronize',
+        headSha: await realSha('rerun-new'),
+        fork: true,
+      }),
+    );
+    expect(newer.json).toMatchObject({ queued: true, cancelled: [first.json.number] });
+    const before = invocationsFor('octo/checks').length;
+    const rerun = await deliver(
+      'check_run',
+      checkEventPayload('check_run', 'rerequested', {
+        repo: 'octo/checks',
+        sha: old,
+        externalId: `octo/checks#${String(first.json.number)}`,
+        sender: 'maintainer',
+      }),
+    );
+    expect(rerun.json).toMatchObject({ queued: true });
+    expect(rerun.json).not.toHaveProperty('cancelled');
+    const again = await builds.getBuild({ repo: 'octo/checks', number: Number(rerun.json.number) });
+    // The fork's pull request stays untrusted when run again.
+    expect(again).toMatchObject({
+      sha: old,
+      pr: 21,
+      fork: true,
+      trusted: false,
+      deliveryId: rerun.deliveryId,
+    });
+    expect((await builds.getBuild({ repo: 'octo/checks', number: Number(newer.json.number) }))?.state).toBe(
+      'queued',
+    );
+    expect(invocationsFor('octo/checks').length).toBe(before + 1);
+
+    // "Re-run all checks": the commit's latest build.
+    const suite = await deliver(
+      'check_suite',
+      checkEventPayload('check_suite', 'rerequested', { repo: 'octo/checks', sha: old }),
+    );
+    expect(await builds.getBuild({ repo: 'octo/checks', number: Number(suite.json.number) })).toMatchObject({
+      sha: old,
+      pr: 21,
+    });
+  });
+
+  it('answers a re-run of a commit it never built, queueing nothing', async () => {
+    const sha = await realSha('never-built');
+    const before = lambda.invocations.length;
+    const rerun = await deliver(
+      'check_run',
+      checkEventPayload('check_run', 'rerequested', {
+        repo: 'octo/checks',
+        sha,
+        externalId: 'octo/checks#9999',
+      }),
+    );
+    expect(rerun.json).toEqual({ ignored: true, reason: `no build of ${sha.slice(0, 7)} to run again` });
+    expect(lambda.invocations.length).toBe(before);
   });
 });
 

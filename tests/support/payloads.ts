@@ -484,3 +484,62 @@ function replaceInStrings(value: Json, search: string | RegExp, replacement: str
   }
   return value;
 }
+
+export interface CheckEventOptions {
+  repo: string;
+  sha: string;
+  /** The suite's (or the merge group's base) branch. Default `main`. */
+  branch?: string;
+  /** check_run: the run's external_id (Lambkin writes `owner/repo#number`). */
+  externalId?: string;
+  /** Who clicked (re-run) or caused the event. Default the owner. */
+  sender?: string;
+  /** merge_group: the queued pull request's number. Default 1. */
+  pr?: number;
+}
+
+/**
+ * A GitHub App's check and merge-queue events, from the recorded examples: `check_suite`
+ * (`requested`, `rerequested`), `check_run` (`rerequested`) and `merge_group` (`checks_requested`),
+ * adapted to `options`' repository, commit and branch.
+ */
+export function checkEventPayload(
+  event: 'check_suite' | 'check_run' | 'merge_group',
+  action: string,
+  options: CheckEventOptions,
+): Record<string, unknown> {
+  const example = recordedExamples(event).find((candidate) => candidate.action === action);
+  if (!example) throw new Error(`@octokit/webhooks-examples has no ${event} "${action}" example.`);
+  const exampleRepo = String(objectAt(example, 'repository').full_name);
+  const branch = options.branch ?? 'main';
+  const sender = options.sender ?? splitRepo(options.repo).owner;
+  const payload = replaceInStrings(structuredClone(example), exampleRepo, options.repo) as JsonObject;
+  payload.repository = repositoryFor(objectAt(example, 'repository'), options.repo, {});
+  payload.sender = accountFor(objectAt(example, 'sender'), sender);
+  if (event === 'merge_group') {
+    const group = objectAt(payload, 'merge_group');
+    const pr = options.pr ?? 1;
+    group.head_sha = options.sha;
+    group.head_ref = `refs/heads/gh-readonly-queue/${branch}/pr-${pr}-${fakeSha(`base of ${options.sha}`)}`;
+    group.base_ref = `refs/heads/${branch}`;
+    group.base_sha = fakeSha(`base of ${options.sha}`);
+    group.head_commit = {
+      ...objectAt(group, 'head_commit'),
+      id: options.sha,
+      message: `Merge pull request #${pr}`,
+    };
+  } else {
+    const suite =
+      event === 'check_suite'
+        ? objectAt(payload, 'check_suite')
+        : objectAt(objectAt(payload, 'check_run'), 'check_suite');
+    suite.head_sha = options.sha;
+    suite.head_branch = branch;
+    if (event === 'check_run') {
+      const run = objectAt(payload, 'check_run');
+      run.head_sha = options.sha;
+      run.external_id = options.externalId ?? '';
+    }
+  }
+  return payload as unknown as Record<string, unknown>;
+}

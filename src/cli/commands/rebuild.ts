@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { BuilderInvokeError } from '../../aws/controller-invoker.js';
-import { buildLabel, type BuildRecord, type BuildRequest, type RepoName } from '../../core/build.js';
+import { buildLabel, rebuildRequest, type BuildRecord, type RepoName } from '../../core/build.js';
 import { buildPageUrl } from '../../core/links.js';
 import { TransitionRefusedError } from '../../core/errors.js';
 import { STACK_HELP, addStackOptions, parseBuildNumber, parseRepoArgument } from '../arguments.js';
@@ -18,37 +18,6 @@ import { buildOrFail, setStatusOrWarn } from './shared.js';
 
 interface RebuildOptions extends StackOptions {
   json?: boolean;
-}
-
-/** Every field of the request a build was made from; the compiler keeps this list complete. */
-const REQUEST_FIELDS = {
-  repo: true,
-  event: true,
-  ref: true,
-  sha: true,
-  branch: true,
-  tag: true,
-  pr: true,
-  baseBranch: true,
-  headRepo: true,
-  fork: true,
-  privateRepo: true,
-  trusted: true,
-  defaultBranch: true,
-  author: true,
-  commitTitle: true,
-  htmlUrl: true,
-  cloneUrl: true,
-  deliveryId: true,
-} as const satisfies Record<keyof BuildRequest, true>;
-
-/** The request of `build` with a new delivery id: the same commit, trust and target. */
-export function rebuildRequest(build: BuildRecord, deliveryId: string): BuildRequest {
-  const request: Record<string, unknown> = {};
-  for (const field of Object.keys(REQUEST_FIELDS) as (keyof BuildRequest)[]) {
-    if (build[field] !== undefined) request[field] = build[field];
-  }
-  return { ...(request as unknown as BuildRequest), deliveryId };
 }
 
 /** The builder could not be invoked; the new build was marked `error`. */

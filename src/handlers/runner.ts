@@ -55,7 +55,9 @@ export function parseRunnerTrust(value: string | undefined): RunnerTrust | undef
   return value === 'trusted' || value === 'untrusted' ? value : undefined;
 }
 
-export function createRunnerHandler(options: RunnerHandlerOptions): (input: RunnerInput) => Promise<RunnerOutcome> {
+export function createRunnerHandler(
+  options: RunnerHandlerOptions,
+): (input: RunnerInput) => Promise<RunnerOutcome> {
   const tmpRoot = options.tmpRoot ?? '/tmp';
   const exit = options.exit ?? ((status: number) => process.exit(status));
   const log = options.log ?? ((line: string) => console.error(line));
@@ -109,7 +111,8 @@ export function createRunnerHandler(options: RunnerHandlerOptions): (input: Runn
         `Container hygiene is asked for but cannot run here (${options.hygiene.reason}): the build is refused.`,
       );
     }
-    if (options.hygiene.kind === 'off') return runBuild(input, { workRoot: options.workRoot ?? '/tmp/lambkin' });
+    if (options.hygiene.kind === 'off')
+      return runBuild(input, { workRoot: options.workRoot ?? '/tmp/lambkin' });
 
     if (tainted) endContainer(tainted);
     // A crashed or timed-out invocation may have left processes and files behind.
@@ -122,7 +125,8 @@ export function createRunnerHandler(options: RunnerHandlerOptions): (input: Runn
         log(`container hygiene after the build failed: ${String(error)}`);
         return undefined;
       });
-      if (!after?.clean) tainted = after ? after.problems.join('; ') : 'the sweep after the last build failed';
+      if (!after?.clean)
+        tainted = after ? after.problems.join('; ') : 'the sweep after the last build failed';
     }
   };
 }

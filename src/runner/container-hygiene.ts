@@ -232,7 +232,8 @@ export async function sweepContainer(options: SweepOptions): Promise<SweepReport
     );
   }
   const remainingFiles = await leftInFolder(options.tmpRoot, keepInTmp);
-  if (remainingFiles.length > 0) problems.push(`${options.tmpRoot} is not empty: ${remainingFiles.join(', ')}`);
+  if (remainingFiles.length > 0)
+    problems.push(`${options.tmpRoot} is not empty: ${remainingFiles.join(', ')}`);
   return {
     clean: remainingProcesses.length === 0 && remainingFiles.length === 0 && problems.length === 0,
     killed: processes.killed,
@@ -277,13 +278,18 @@ export async function containerHygieneMode(
   const missing = ['AWS_LAMBDA_FUNCTION_NAME', 'AWS_LAMBDA_RUNTIME_API', 'LAMBDA_TASK_ROOT'].filter(
     (name) => !env[name],
   );
-  if (missing.length > 0) return { kind: 'refused', reason: `not a Lambda environment: ${missing.join(', ')} not set` };
+  if (missing.length > 0)
+    return { kind: 'refused', reason: `not a Lambda environment: ${missing.join(', ')} not set` };
   if (!existsSync(env.LAMBDA_TASK_ROOT ?? '')) {
-    return { kind: 'refused', reason: `not a Lambda environment: LAMBDA_TASK_ROOT ${env.LAMBDA_TASK_ROOT} is missing` };
+    return {
+      kind: 'refused',
+      reason: `not a Lambda environment: LAMBDA_TASK_ROOT ${env.LAMBDA_TASK_ROOT} is missing`,
+    };
   }
   const init = await readProcess(procRoot, 1);
   if (!init) return { kind: 'refused', reason: `${procRoot}/1 cannot be read` };
-  if (init.command === 'systemd') return { kind: 'refused', reason: 'pid 1 is systemd: this is a host, not a container' };
+  if (init.command === 'systemd')
+    return { kind: 'refused', reason: 'pid 1 is systemd: this is a host, not a container' };
   const self = await readProcess(procRoot, pid);
   const parent = self && self.ppid !== 1 ? await readProcess(procRoot, self.ppid) : undefined;
   if (!self || (self.ppid !== 1 && parent?.ppid !== 1)) {

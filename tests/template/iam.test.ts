@@ -242,42 +242,45 @@ describe('function roles', () => {
   it.each([
     ['RunnerFunction', 'RunnerRole', 'RunnerLogGroup'],
     ['UntrustedRunnerFunction', 'UntrustedRunnerRole', 'UntrustedRunnerLogGroup'],
-  ])('gives %s a role of its own (%s) that can write its own log group and nothing else', (fn, role, group) => {
-    expect(properties(template, fn).Role).toEqual({ 'Fn::GetAtt': [role, 'Arn'] });
-    expect(properties(template, fn).Policies).toBeUndefined();
-    const roleProperties = resource(template, role).Properties ?? {};
-    expect(roleProperties.ManagedPolicyArns).toBeUndefined();
-    expect(roleProperties.PermissionsBoundary).toBeUndefined();
-    expect(roleProperties.AssumeRolePolicyDocument).toEqual({
-      Version: '2012-10-17',
-      Statement: [
-        { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
-      ],
-    });
-    expect(
-      grantsOf(template, fn).map(({ effect, actions, resources, condition }) => ({
-        effect,
-        actions,
-        resources,
-        condition,
-      })),
-    ).toEqual([
-      {
-        effect: 'Allow',
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [{ 'Fn::GetAtt': [group, 'Arn'] }],
-        condition: undefined,
-      },
-    ]);
-    // No other statement or policy is attached to the runners' roles.
-    for (const [logicalId, entry] of Object.entries(template.Resources)) {
-      if (entry.Type !== 'AWS::IAM::Policy') continue;
-      expect([logicalId, JSON.stringify(entry.Properties?.Roles)]).not.toEqual([
-        logicalId,
-        expect.stringContaining(role),
+  ])(
+    'gives %s a role of its own (%s) that can write its own log group and nothing else',
+    (fn, role, group) => {
+      expect(properties(template, fn).Role).toEqual({ 'Fn::GetAtt': [role, 'Arn'] });
+      expect(properties(template, fn).Policies).toBeUndefined();
+      const roleProperties = resource(template, role).Properties ?? {};
+      expect(roleProperties.ManagedPolicyArns).toBeUndefined();
+      expect(roleProperties.PermissionsBoundary).toBeUndefined();
+      expect(roleProperties.AssumeRolePolicyDocument).toEqual({
+        Version: '2012-10-17',
+        Statement: [
+          { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+        ],
+      });
+      expect(
+        grantsOf(template, fn).map(({ effect, actions, resources, condition }) => ({
+          effect,
+          actions,
+          resources,
+          condition,
+        })),
+      ).toEqual([
+        {
+          effect: 'Allow',
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [{ 'Fn::GetAtt': [group, 'Arn'] }],
+          condition: undefined,
+        },
       ]);
-    }
-  });
+      // No other statement or policy is attached to the runners' roles.
+      for (const [logicalId, entry] of Object.entries(template.Resources)) {
+        if (entry.Type !== 'AWS::IAM::Policy') continue;
+        expect([logicalId, JSON.stringify(entry.Properties?.Roles)]).not.toEqual([
+          logicalId,
+          expect.stringContaining(role),
+        ]);
+      }
+    },
+  );
 
   it('lets SAM make every other role, from inline statements only', () => {
     for (const name of functions.filter((n) => n !== 'runner')) {

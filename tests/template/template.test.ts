@@ -152,9 +152,11 @@ describe('functions', () => {
     .map(([logicalId]) => logicalId)
     .sort();
 
-  it('are exactly the functions FUNCTION_CONFIG knows, and the untrusted builds\' runner', () => {
+  it("are exactly the functions FUNCTION_CONFIG knows, and the untrusted builds' runner", () => {
     expect(serverlessFunctions).toEqual(DEPLOYED_FUNCTIONS.map(([logicalId]) => logicalId).sort());
-    expect(new Set(DEPLOYED_FUNCTIONS.map(([, name]) => name))).toEqual(new Set(Object.keys(FUNCTION_CONFIG)));
+    expect(new Set(DEPLOYED_FUNCTIONS.map(([, name]) => name))).toEqual(
+      new Set(Object.keys(FUNCTION_CONFIG)),
+    );
   });
 
   it.each(DEPLOYED_FUNCTIONS)(
@@ -228,7 +230,9 @@ describe('functions', () => {
     const untrusted = properties(template, RUNNER_FUNCTIONS.untrusted);
     const common = (props: JsonObject): JsonObject => {
       const { Description, Environment, LoggingConfig, Role, ...rest } = props;
-      expect([Description, Environment, LoggingConfig, Role].every((value) => value !== undefined)).toBe(true);
+      expect([Description, Environment, LoggingConfig, Role].every((value) => value !== undefined)).toBe(
+        true,
+      );
       return rest;
     };
     expect(common(untrusted)).toEqual(common(trusted));

@@ -121,7 +121,7 @@ export async function killStrayProcesses(
   const deadline = Date.now() + (options.timeoutMs ?? 3000);
   const killed = new Set<number>();
   const refused = new Map<number, ProcessEntry>();
-  let remaining: ProcessEntry[] = [];
+  let remaining: ProcessEntry[];
   for (;;) {
     remaining = (await listProcesses(procRoot)).filter(
       (entry) => !options.keepPids.has(entry.pid) && !DEAD_STATES.has(entry.state),

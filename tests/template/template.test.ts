@@ -8,7 +8,6 @@ import { FUNCTION_CONFIG } from '../../src/config.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../../src/store/tables.js';
 import {
   DEPLOYED_FUNCTIONS,
-  FUNCTION_RESOURCES,
   RUNNER_FUNCTIONS,
   functionProperty,
   isObject,

@@ -116,8 +116,9 @@ export function createRunnerHandler(
 
     if (tainted) endContainer(tainted);
     // A crashed or timed-out invocation may have left processes and files behind.
-    const before = await sweep('before the build');
-    if (!before.clean) endContainer(before.problems.join('; '));
+    const before = await sweep('before the build').catch((error: unknown) => String(error));
+    if (typeof before === 'string') endContainer(`the sweep before the build failed: ${before}`);
+    else if (!before.clean) endContainer(before.problems.join('; '));
     try {
       return await runBuild(input, { workRoot: options.workRoot ?? '/tmp/lambkin' });
     } finally {

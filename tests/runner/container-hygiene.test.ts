@@ -51,6 +51,10 @@ beforeAll(async () => {
     format: 'esm',
     target: 'node20',
     outfile: sandbox,
+    // As scripts/build.mjs: the CommonJS dependencies (execa's) require Node built-ins.
+    banner: {
+      js: "import { createRequire as __sandboxRequire } from 'node:module';\nconst require = __sandboxRequire(import.meta.url);",
+    },
     logLevel: 'error',
   });
   chmodSync(sandbox, 0o644);
@@ -61,7 +65,11 @@ afterAll(() => {
 });
 
 let runs = 0;
-async function inContainer(options: { unkillable?: boolean; asNobody: boolean }): Promise<SandboxResult> {
+async function inContainer(options: {
+  unkillable?: boolean;
+  asNobody: boolean;
+  runtime?: 'sweep' | 'handler';
+}): Promise<SandboxResult> {
   if (!prefix) throw new Error('no PID namespace');
   const base = join(scratch, `run-${++runs}`);
   const config: SandboxConfig = {
@@ -69,6 +77,7 @@ async function inContainer(options: { unkillable?: boolean; asNobody: boolean })
     outside: join(base, 'outside'),
     unkillable: options.unkillable ?? false,
     ...(options.asNobody ? { user: NOBODY } : {}),
+    ...(options.runtime ? { runtime: options.runtime } : {}),
   };
   mkdirSync(config.tmpRoot, { recursive: true });
   mkdirSync(config.outside);
@@ -101,6 +110,7 @@ describe('sweeping a container', () => {
 
   it('kills every leftover process and empties the tmp root, without following a link out of it', async () => {
     const result = await inContainer({ asNobody: isRoot });
+    if (!result.report) throw new Error('no sweep report');
     // The hostile build really left all of these running.
     for (const command of ['sleep', 'sh']) {
       expect(result.before.some((line) => line.split(' ')[1] === command)).toBe(true);
@@ -122,9 +132,33 @@ describe('sweeping a container', () => {
     expect(result.outsideIntact).toBe(true);
   }, 60_000);
 
+  it('the runner handler sweeps before the build and again before it answers', async () => {
+    const result = await inContainer({ asNobody: isRoot, runtime: 'handler' });
+    expect(result.handler).toMatchObject({ state: 'error' });
+    expect(result.handler?.exited).toBeUndefined();
+    expect(result.handler?.log[0]).toMatch(
+      /^container hygiene before the build: killed \d+ process\(es\), removed \d+ entr\(ies\)/,
+    );
+    expect(result.handler?.log.join('\n')).not.toContain('NOT CLEAN');
+    // Its own work area is gone too: nothing of the build is left for the next one.
+    expect(result.after).toEqual([]);
+    expect(result.tmpLeft).toEqual([]);
+    expect(result.outsideIntact).toBe(true);
+  }, 60_000);
+
   if (isRoot) {
+    it('the runner handler ends its container before the build when it cannot be made clean', async () => {
+      const result = await inContainer({ asNobody: true, unkillable: true, runtime: 'handler' });
+      expect(result.handler?.exited).toBe(75);
+      expect(result.handler?.state).toBeUndefined();
+      expect(result.handler?.log.join('\n')).toMatch(
+        /NOT CLEAN: process \d+ \(sleep, uid 0\)[^]*ending this container \(exit 75\)/,
+      );
+    }, 60_000);
+
     it('reports the container not clean when a process it may not signal is left (root, swept as nobody)', async () => {
       const result = await inContainer({ asNobody: true, unkillable: true });
+      if (!result.report) throw new Error('no sweep report');
       expect(result.report.clean).toBe(false);
       expect(result.report.remainingProcesses).toEqual([
         expect.objectContaining({ command: 'sleep', uid: 0 }),

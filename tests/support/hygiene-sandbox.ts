@@ -11,6 +11,8 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import type { RunnerInput } from '../../src/core/protocol.js';
+import { createRunnerHandler } from '../../src/handlers/runner.js';
 import { containerRuntimePids, listProcesses, sweepContainer } from '../../src/runner/container-hygiene.js';
 
 export interface SandboxConfig {
@@ -22,12 +24,27 @@ export interface SandboxConfig {
   unkillable: boolean;
   /** Run the hostile build and the sweeper as this uid/gid (when root). */
   user?: { uid: number; gid: number };
+  /**
+   * `sweep`: the runtime sweeps (sweepContainer). `handler`: the runtime is the runner function's
+   * handler with the hygiene on, given a build whose archive cannot be fetched (it ends `error`).
+   */
+  runtime?: 'sweep' | 'handler';
+}
+
+/** What the runner handler did in the `handler` runtime. */
+export interface HandlerResult {
+  /** The status it ended its container with, if it did. */
+  exited?: number;
+  /** The state of the outcome it answered with, if it answered. */
+  state?: string;
+  log: string[];
 }
 
 export interface SandboxResult {
   /** Processes other than pid 1 before the sweep, as `pid command uid`. */
   before: string[];
-  report: Awaited<ReturnType<typeof sweepContainer>>;
+  report?: Awaited<ReturnType<typeof sweepContainer>>;
+  handler?: HandlerResult;
   /** Processes other than pid 1 (not zombies) after the sweep. */
   after: string[];
   tmpLeft: string[];
@@ -60,6 +77,42 @@ kill -STOP $STOPPED
 sh -c 'while :; do echo x >> "$0/busy-$$"; sleep 0.01; done' "$T" </dev/null >/dev/null 2>&1 &
 exit 0
 `;
+
+/** A trusted build whose archive and log form are on a closed port: it ends `error` at once. */
+function unfetchableBuild(): RunnerInput {
+  return {
+    kind: 'run',
+    build: {
+      repo: 'octo/sandboxed',
+      event: 'push',
+      ref: 'refs/heads/main',
+      sha: '0'.repeat(40),
+      branch: 'main',
+      defaultBranch: 'main',
+      fork: false,
+      privateRepo: false,
+      trusted: true,
+      author: 'octocat',
+      deliveryId: 'sandbox',
+      number: 1,
+      queuedAt: Date.now(),
+      startedAt: Date.now(),
+    },
+    source: { archiveUrl: 'http://127.0.0.1:9/archive.tar.gz' },
+    settingsConfig: {},
+    secretEnv: {},
+    logUpload: {
+      url: 'http://127.0.0.1:9/',
+      fields: {},
+      keyPrefix: 'logs/octo/sandboxed/1/',
+      maxObjectBytes: 1 << 20,
+      expiresAt: Date.now() + 60_000,
+    },
+    logLimitBytes: 1 << 16,
+    deadlineAt: Date.now() + 40_000,
+    buildUrl: 'https://ci.example.test/builds/octo/sandboxed/1',
+  } as RunnerInput;
+}
 
 function run(
   command: string,
@@ -99,6 +152,23 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(report) + '\n');
     return;
   }
+  if (mode === 'handler') {
+    const log: string[] = [];
+    const handler = createRunnerHandler({
+      trust: 'trusted',
+      hygiene: { kind: 'on' },
+      tmpRoot: config.tmpRoot,
+      workRoot: `${config.tmpRoot}/lambkin`,
+      log: (line) => log.push(line),
+      exit: (status) => {
+        process.stdout.write(JSON.stringify({ exited: status, log } satisfies HandlerResult) + '\n');
+        process.exit(status);
+      },
+    });
+    const outcome = await handler(unfetchableBuild());
+    process.stdout.write(JSON.stringify({ state: outcome.state, log } satisfies HandlerResult) + '\n');
+    return;
+  }
   if (process.pid !== 1)
     throw new Error(`the sandbox must be pid 1 of its own PID namespace, not ${process.pid}`);
   const hostile = await run('sh', ['-c', HOSTILE_BUILD, 'sh', config.tmpRoot, config.outside], config.user);
@@ -106,12 +176,16 @@ async function main(): Promise<void> {
   if (config.unkillable) spawn('sleep', ['1005'], { stdio: 'ignore', detached: true }).unref();
   await new Promise((resolve) => setTimeout(resolve, 300));
   const before = await others();
-  const sweep = await run(process.execPath, [process.argv[1] ?? '', 'sweep', json ?? '{}'], config.user);
-  if (sweep.code !== 0) throw new Error(`the sweep failed: ${sweep.stderr}`);
-  const report = JSON.parse(sweep.stdout.trim().split('\n').pop() ?? '') as SandboxResult['report'];
+  const runtime = config.runtime ?? 'sweep';
+  const sweep = await run(process.execPath, [process.argv[1] ?? '', runtime, json ?? '{}'], config.user);
+  const last = sweep.stdout.trim().split('\n').pop() ?? '';
+  if (!last.startsWith('{')) throw new Error(`the runtime failed (${sweep.code}): ${sweep.stderr}`);
+  const answer = JSON.parse(last) as unknown;
   const result: SandboxResult = {
     before,
-    report,
+    ...(runtime === 'sweep'
+      ? { report: answer as SandboxResult['report'] }
+      : { handler: answer as HandlerResult }),
     after: await others(),
     tmpLeft: readdirSync(config.tmpRoot),
     outsideIntact: existsSync(`${config.outside}/keep-me`),

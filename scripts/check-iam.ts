@@ -15,7 +15,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMAND_LOG_VARIABLE } from '../src/aws/command-log.js';
-import { FUNCTION_RESOURCES, grantsOf, loadTemplate, TEMPLATE_PATH } from '../tests/support/template.js';
+import { DEPLOYED_FUNCTIONS, grantsOf, loadTemplate, TEMPLATE_PATH } from '../tests/support/template.js';
 import { actionsOfCommandLog, coverage, OPERATOR_ONLY } from './iam-actions.js';
 
 /** Where the test run writes the log unless LAMBKIN_SDK_COMMAND_LOG says otherwise (test-servers.ts). */
@@ -38,7 +38,7 @@ function main(argv: string[]): number {
   const { required, operatorOnly } = actionsOfCommandLog(text);
   const template = loadTemplate();
   const grants = Object.fromEntries(
-    Object.values(FUNCTION_RESOURCES).map((logicalId) => [logicalId, grantsOf(template, logicalId)]),
+    DEPLOYED_FUNCTIONS.map(([logicalId]) => [logicalId, grantsOf(template, logicalId)]),
   );
   const { covered, missing } = coverage(required, grants);
   console.log(`check:iam: ${file} against ${TEMPLATE_PATH}`);

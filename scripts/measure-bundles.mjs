@@ -112,6 +112,8 @@ const FAKE_VALUES = {
   bucket: 'lambkin-bucket-1a2b3c4d5e6f',
   builderFunction: 'arn:aws:lambda:us-east-1:123456789012:function:lambkin-BuilderFunction-1A2B3C',
   runnerFunction: 'arn:aws:lambda:us-east-1:123456789012:function:lambkin-RunnerFunction-1A2B3C',
+  untrustedRunnerFunction:
+    'arn:aws:lambda:us-east-1:123456789012:function:lambkin-UntrustedRunnerFunction-1A2B3C',
   publicUrl: 'https://abcdef1234.execute-api.us-east-1.amazonaws.com',
   githubApiUrl: 'https://github.example.com/api/v3',
   queueTimeoutSeconds: '1200',

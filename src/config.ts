@@ -24,8 +24,13 @@ export interface LambkinConfig {
   webhookSecrets: string[];
   /** How long a queued build may wait for the builder before the sweeper ends it (seconds). */
   queueTimeoutSeconds: number;
-  /** Name or ARN of the runner function the controller invokes (LAMBKIN_RUNNER_FUNCTION). */
+  /** Name or ARN of the runner function for trusted builds (LAMBKIN_RUNNER_FUNCTION). */
   runnerFunction: string;
+  /**
+   * Name or ARN of the runner function for untrusted builds (fork pull requests): a container of
+   * it never runs a trusted build (LAMBKIN_UNTRUSTED_RUNNER_FUNCTION).
+   */
+  untrustedRunnerFunction: string;
   /** The runner's own time limit; the controller's is longer (LAMBKIN_RUNNER_TIMEOUT_SECONDS). */
   runnerTimeoutSeconds: number;
   /** Build log size limit; past it the middle is cut (LAMBKIN_LOG_LIMIT_BYTES). */
@@ -61,6 +66,7 @@ export const CONFIG_VARIABLES = {
   webhookSecrets: 'LAMBKIN_WEBHOOK_SECRET',
   queueTimeoutSeconds: 'LAMBKIN_QUEUE_TIMEOUT_SECONDS',
   runnerFunction: 'LAMBKIN_RUNNER_FUNCTION',
+  untrustedRunnerFunction: 'LAMBKIN_UNTRUSTED_RUNNER_FUNCTION',
   runnerTimeoutSeconds: 'LAMBKIN_RUNNER_TIMEOUT_SECONDS',
   logLimitBytes: 'LAMBKIN_LOG_LIMIT_BYTES',
   secretArn: 'LAMBKIN_SECRET_ARN',
@@ -121,6 +127,7 @@ export function loadConfig(env: Env, required: readonly (keyof LambkinConfig)[])
     webhookSecrets: secrets,
     queueTimeoutSeconds,
     runnerFunction: text('runnerFunction'),
+    untrustedRunnerFunction: text('untrustedRunnerFunction'),
     runnerTimeoutSeconds,
     logLimitBytes,
     secretArn: text('secretArn'),
@@ -150,7 +157,7 @@ export const FUNCTION_CONFIG = {
     ],
   },
   builder: {
-    required: ['buildsTable', 'settingsTable', 'bucket', 'runnerFunction'],
+    required: ['buildsTable', 'settingsTable', 'bucket', 'runnerFunction', 'untrustedRunnerFunction'],
     optional: [
       'publicUrl',
       'githubApiUrl',

@@ -14,7 +14,7 @@ import {
 } from './aws/clients.js';
 import { LambdaControllerInvoker } from './aws/controller-invoker.js';
 import type { ControllerDependencies } from './controller/controller.js';
-import { LambdaRunnerInvoker } from './controller/runner-invoker.js';
+import { LambdaRunnerInvoker, TrustRoutedRunnerInvoker } from './controller/runner-invoker.js';
 import { resolveArchiveUrl } from './github/archive.js';
 import { readRepoFile } from './github/contents.js';
 import { readLockfileBlob } from './github/trees.js';
@@ -82,7 +82,11 @@ export function createControllerDependencies(
   config: LambkinConfig,
   logger: Logger,
   clients: Pick<AwsClients, 'documents' | 's3' | 'lambda'> = createAwsClients(),
-  runner: RunnerInvoker = new LambdaRunnerInvoker(clients.lambda, config.runnerFunction),
+  // Trusted builds to the trusted runner function, every other build to the untrusted one.
+  runner: RunnerInvoker = new TrustRoutedRunnerInvoker(
+    new LambdaRunnerInvoker(clients.lambda, config.runnerFunction),
+    new LambdaRunnerInvoker(clients.lambda, config.untrustedRunnerFunction),
+  ),
   cipher: SecretCipher | undefined = settingsCipherFor(config),
   // As for the intake: the local stack's notifier; the cloud's is the stream's.
   observer?: BuildObserver,

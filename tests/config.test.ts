@@ -25,6 +25,7 @@ describe('process configuration', () => {
       webhookSecrets: ['new-secret', 'old-secret'],
       queueTimeoutSeconds: 1200,
       runnerFunction: '',
+      untrustedRunnerFunction: '',
       runnerTimeoutSeconds: 840,
       logLimitBytes: 4194304,
       secretArn: '',

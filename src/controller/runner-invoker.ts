@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
+import { isUncleanContainerExit } from '../core/container.js';
 import { LambkinError } from '../core/errors.js';
 import type { RunnerInput, RunnerOutcome } from '../core/protocol.js';
 import { checkRunnableByOthers, runnerProgram } from './runner-program.js';
@@ -49,7 +50,13 @@ export function parseRunnerOutcome(value: unknown): RunnerOutcome {
   return outcome as RunnerOutcome;
 }
 
-/** Invokes the runner function synchronously (its role can do nothing; it gets only the input). */
+/**
+ * Invokes the runner function synchronously (its role can do nothing; it gets only the input).
+ * When the runner ended its container unused because it found it unclean (a `Runtime.ExitError`
+ * with UNCLEAN_CONTAINER_EXIT_STATUS, src/core/container.ts), Lambda starts a fresh container for
+ * the next invocation: the build is sent again, once. No other error is retried (the build may have
+ * run, and a deploy step must not run twice).
+ */
 export class LambdaRunnerInvoker implements RunnerInvoker {
   constructor(
     private readonly lambda: LambdaClient,
@@ -57,6 +64,26 @@ export class LambdaRunnerInvoker implements RunnerInvoker {
   ) {}
 
   async run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
+    const first = await this.invoke(input, signal);
+    const answer = first.kind === 'fresh container needed' ? await this.invoke(input, signal) : first;
+    if (answer.kind === 'outcome') return answer.outcome;
+    if (answer.kind === 'fresh container needed') {
+      throw new RunnerFailedError(
+        `The runner found its container unclean twice and ended it without running the build: ${answer.message.slice(0, 400)}`,
+        false,
+      );
+    }
+    throw answer.error;
+  }
+
+  private async invoke(
+    input: RunnerInput,
+    signal: AbortSignal | undefined,
+  ): Promise<
+    | { kind: 'outcome'; outcome: RunnerOutcome }
+    | { kind: 'fresh container needed'; message: string }
+    | { kind: 'failed'; error: RunnerFailedError }
+  > {
     if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
     let response;
     try {
@@ -76,20 +103,43 @@ export class LambdaRunnerInvoker implements RunnerInvoker {
     const text = response.Payload ? new TextDecoder().decode(response.Payload) : '';
     if (response.FunctionError) {
       let message = text;
+      let errorType: string | undefined;
       try {
-        message = (JSON.parse(text) as { errorMessage?: string }).errorMessage ?? text;
+        const parsed = JSON.parse(text) as { errorMessage?: string; errorType?: string };
+        message = parsed.errorMessage ?? text;
+        errorType = parsed.errorType;
       } catch {
         // not JSON: keep the text
       }
+      if (isUncleanContainerExit(errorType, message)) return { kind: 'fresh container needed', message };
       const timedOut = /Task timed out/i.test(message);
-      throw new RunnerFailedError(
-        timedOut
-          ? `The runner hit its time limit: ${message}`
-          : `The runner crashed: ${message.slice(0, 500)}`,
-        timedOut,
-      );
+      return {
+        kind: 'failed',
+        error: new RunnerFailedError(
+          timedOut
+            ? `The runner hit its time limit: ${message}`
+            : `The runner crashed: ${message.slice(0, 500)}`,
+          timedOut,
+        ),
+      };
     }
-    return parseRunnerOutcome(JSON.parse(text));
+    return { kind: 'outcome', outcome: parseRunnerOutcome(JSON.parse(text)) };
+  }
+}
+
+/**
+ * Sends trusted builds to one runner and every other build to another: in the cloud, two runner
+ * functions from the same code (template.yaml), so a container that ran an untrusted build never
+ * runs a trusted one. A build counts as trusted only when `build.trusted` is exactly `true`.
+ */
+export class TrustRoutedRunnerInvoker implements RunnerInvoker {
+  constructor(
+    private readonly trusted: RunnerInvoker,
+    private readonly untrusted: RunnerInvoker,
+  ) {}
+
+  run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
+    return (input.build?.trusted === true ? this.trusted : this.untrusted).run(input, signal);
   }
 }
 

@@ -37,6 +37,7 @@ const STACK_SETS = {
   builderFunction: 'own',
   publicUrl: 'own',
   runnerFunction: 'unused',
+  untrustedRunnerFunction: 'unused',
   secretArn: 'unused',
   settingsKmsKey: 'unused',
   uploadRole: 'unused',

@@ -345,6 +345,7 @@ describe('cloud secrets on moto_server', () => {
             LAMBKIN_SECRET_ARN: attempts === 1 ? `${arn}-missing` : arn,
             LAMBKIN_BUCKET: storage.bucket,
             LAMBKIN_RUNNER_FUNCTION: 'lambkin-runner',
+            LAMBKIN_UNTRUSTED_RUNNER_FUNCTION: 'lambkin-untrusted-runner',
           }),
         );
         expect(config.githubToken).toBe('token-from-secret');

@@ -215,9 +215,12 @@ test('the probe notices a connection, a timer and a process started at import', 
 
 /**
  * What the Lambda runtime does with the runner bundle, as a process: import it, call `handler`
- * with the input, answer with the result (ProcessRunnerInvoker's stdin/stdout protocol).
+ * with the input, answer with the result (ProcessRunnerInvoker's stdin/stdout protocol). The
+ * environment is the trusted builds' runner function's (template.yaml), but for the container
+ * hygiene: this process is not in a container of its own.
  */
 const RUNNER_BUNDLE_SHIM = `
+process.env.LAMBKIN_RUNNER_TRUST = 'trusted';
 const { handler } = await import(process.argv[1]);
 let input = '';
 for await (const chunk of process.stdin) input += chunk;

@@ -7,13 +7,13 @@ import { rmSync } from 'node:fs';
 import { createLambdaClient } from '../../src/aws/clients.js';
 import { LambdaControllerInvoker } from '../../src/aws/controller-invoker.js';
 import type { ControllerDependencies } from '../../src/controller/controller.js';
-import { LambdaRunnerInvoker } from '../../src/controller/runner-invoker.js';
+import { LambdaRunnerInvoker, TrustRoutedRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import { resolveArchiveUrl } from '../../src/github/archive.js';
 import { createGitHubClient } from '../../src/github/client.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
 import { WebhookVerifier } from '../../src/github/webhook.js';
 import { createBuilderHandler } from '../../src/handlers/controller.js';
-import { handler as runnerHandler } from '../../src/handlers/runner.js';
+import { createRunnerHandler } from '../../src/handlers/runner.js';
 import { createWebhookHandler } from '../../src/handlers/webhook.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
@@ -54,7 +54,11 @@ beforeAll(async () => {
     statuses,
     logs: new S3LogStore(storage.clients.s3, storage.bucket),
     archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },
-    runner: new LambdaRunnerInvoker(lambdaClient, 'lambkin-runner'),
+    // As src/wiring.ts: trusted builds to the trusted runner function, the others to the untrusted one.
+    runner: new TrustRoutedRunnerInvoker(
+      new LambdaRunnerInvoker(lambdaClient, 'lambkin-runner'),
+      new LambdaRunnerInvoker(lambdaClient, 'lambkin-untrusted-runner'),
+    ),
     logger,
     publicUrl: PUBLIC_URL,
     runnerTimeoutMs: 60_000,
@@ -64,10 +68,16 @@ beforeAll(async () => {
     'lambkin-builder',
     createBuilderHandler(() => controller),
   );
+  // The runner functions' handler as deployed, with its container hygiene off (not a container).
+  const runnerHandler = createRunnerHandler({ trust: 'trusted', hygiene: { kind: 'off' } });
   lambda.setHandler('lambkin-runner', async (payload) => {
     if (runnerBehaviour === 'time out') throw new Error('Task timed out after 840.00 seconds');
     return runnerHandler(payload as RunnerInput);
   });
+  const untrustedRunnerHandler = createRunnerHandler({ trust: 'untrusted', hygiene: { kind: 'off' } });
+  lambda.setHandler('lambkin-untrusted-runner', async (payload) =>
+    untrustedRunnerHandler(payload as RunnerInput),
+  );
   webhook = createWebhookHandler(() => ({
     verifier: new WebhookVerifier([SECRET]),
     builds,

@@ -132,6 +132,23 @@ export const FUNCTION_RESOURCES: Record<FunctionName, string> = {
   notifier: 'NotifierFunction',
 };
 
+/**
+ * Functions that run another's bundle: the untrusted builds' runner is the runner's code with
+ * LAMBKIN_RUNNER_TRUST=untrusted (FUNCTION_RESOURCES.runner is the trusted builds' one).
+ */
+export const SAME_CODE_FUNCTIONS: Record<string, FunctionName> = { UntrustedRunnerFunction: 'runner' };
+
+/** Every function of the template as [logical id, the FUNCTION_CONFIG name of the code it runs]. */
+export const DEPLOYED_FUNCTIONS: [string, FunctionName][] = [
+  ...(Object.entries(FUNCTION_RESOURCES) as [FunctionName, string][]).map(
+    ([name, logicalId]): [string, FunctionName] => [logicalId, name],
+  ),
+  ...Object.entries(SAME_CODE_FUNCTIONS),
+];
+
+/** The two runner functions and the builds each runs. */
+export const RUNNER_FUNCTIONS = { trusted: 'RunnerFunction', untrusted: 'UntrustedRunnerFunction' } as const;
+
 export function resource(template: Template, logicalId: string): Resource {
   const found = template.Resources[logicalId];
   if (!found) throw new Error(`template.yaml has no resource ${logicalId}`);

@@ -10,7 +10,15 @@ import {
   type FunctionName,
   type LambkinConfig,
 } from '../../src/config.js';
-import { FUNCTION_RESOURCES, environmentOf, loadTemplate, type Json } from '../support/template.js';
+import { CONTAINER_HYGIENE_VARIABLE } from '../../src/runner/container-hygiene.js';
+import { RUNNER_TRUST_VARIABLE } from '../../src/handlers/runner.js';
+import {
+  FUNCTION_RESOURCES,
+  RUNNER_FUNCTIONS,
+  environmentOf,
+  loadTemplate,
+  type Json,
+} from '../support/template.js';
 
 const template = loadTemplate();
 
@@ -21,6 +29,7 @@ const SOURCE_OF: Record<Exclude<keyof LambkinConfig, 'githubToken' | 'webhookSec
   bucket: { Ref: 'LogsBucket' },
   builderFunction: { Ref: 'BuilderFunction' },
   runnerFunction: { Ref: 'RunnerFunction' },
+  untrustedRunnerFunction: { Ref: 'UntrustedRunnerFunction' },
   publicUrl: { Ref: 'PublicUrl' },
   githubApiUrl: { Ref: 'GitHubApiUrl' },
   queueTimeoutSeconds: { Ref: 'QueueTimeoutSeconds' },
@@ -43,7 +52,9 @@ describe('function environments', () => {
   it.each(functions)('%s: exactly the variables FUNCTION_CONFIG names, secrets excepted', (name) => {
     const expected = readsOf(name)
       .filter((key) => !CLOUD_SECRET_KEYS.includes(key))
-      .map((key) => CONFIG_VARIABLES[key])
+      .map((key): string => CONFIG_VARIABLES[key])
+      // The runner loads no configuration; it reads which builds it runs and whether it sweeps.
+      .concat(name === 'runner' ? [RUNNER_TRUST_VARIABLE, CONTAINER_HYGIENE_VARIABLE] : [])
       .sort();
     expect(Object.keys(environmentOf(template, FUNCTION_RESOURCES[name])).sort()).toEqual(expected);
   });
@@ -67,9 +78,14 @@ describe('function environments', () => {
     if (secrets.length > 0) expect(environment.LAMBKIN_SECRET_ARN).toEqual({ Ref: 'SecretArn' });
   });
 
-  it('sets no variable for every function at once (Globals) and none on the runner', () => {
+  it('sets no variable for every function at once (Globals); the runners get their kind and the hygiene', () => {
     expect(template.Globals?.Function?.Environment).toBeUndefined();
-    expect(environmentOf(template, FUNCTION_RESOURCES.runner)).toEqual({});
+    for (const [trust, logicalId] of Object.entries(RUNNER_FUNCTIONS)) {
+      expect([logicalId, environmentOf(template, logicalId)]).toEqual([
+        logicalId,
+        { [RUNNER_TRUST_VARIABLE]: trust, [CONTAINER_HYGIENE_VARIABLE]: '1' },
+      ]);
+    }
   });
 
   it('never gives a function the API URL (a dependency cycle): links come from the request host', () => {

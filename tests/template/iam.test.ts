@@ -37,6 +37,7 @@ const RESOURCE_OF: Partial<Record<keyof LambkinConfig, { name: string; service: 
   bucket: { name: 'LogsBucket', service: 's3' },
   builderFunction: { name: 'BuilderFunction', service: 'lambda' },
   runnerFunction: { name: 'RunnerFunction', service: 'lambda' },
+  untrustedRunnerFunction: { name: 'UntrustedRunnerFunction', service: 'lambda' },
   secretArn: { name: 'SecretArn', service: 'secretsmanager' },
   settingsKmsKey: { name: 'SettingsKey', service: 'kms' },
   uploadRole: { name: 'UploadRole', service: 'sts' },
@@ -184,7 +185,10 @@ describe('function roles', () => {
     );
     expect(invokes).toEqual({
       webhook: [{ 'Fn::GetAtt': ['BuilderFunction', 'Arn'] }],
-      builder: [{ 'Fn::GetAtt': ['RunnerFunction', 'Arn'] }],
+      builder: [
+        { 'Fn::GetAtt': ['RunnerFunction', 'Arn'] },
+        { 'Fn::GetAtt': ['UntrustedRunnerFunction', 'Arn'] },
+      ],
       runner: [],
       sweeper: [],
       failure: [],
@@ -235,34 +239,48 @@ describe('function roles', () => {
     },
   );
 
-  it('gives the runner a role that can write its own log group and nothing else', () => {
-    expect(properties(template, 'RunnerFunction').Role).toEqual({ 'Fn::GetAtt': ['RunnerRole', 'Arn'] });
-    expect(properties(template, 'RunnerFunction').Policies).toBeUndefined();
-    const role = resource(template, 'RunnerRole').Properties ?? {};
-    expect(role.ManagedPolicyArns).toBeUndefined();
-    expect(role.PermissionsBoundary).toBeUndefined();
-    expect(role.AssumeRolePolicyDocument).toEqual({
-      Version: '2012-10-17',
-      Statement: [
-        { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
-      ],
-    });
-    expect(
-      grants.runner.map(({ effect, actions, resources, condition }) => ({
-        effect,
-        actions,
-        resources,
-        condition,
-      })),
-    ).toEqual([
-      {
-        effect: 'Allow',
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [{ 'Fn::GetAtt': ['RunnerLogGroup', 'Arn'] }],
-        condition: undefined,
-      },
-    ]);
-  });
+  it.each([
+    ['RunnerFunction', 'RunnerRole', 'RunnerLogGroup'],
+    ['UntrustedRunnerFunction', 'UntrustedRunnerRole', 'UntrustedRunnerLogGroup'],
+  ])(
+    'gives %s a role of its own (%s) that can write its own log group and nothing else',
+    (fn, role, group) => {
+      expect(properties(template, fn).Role).toEqual({ 'Fn::GetAtt': [role, 'Arn'] });
+      expect(properties(template, fn).Policies).toBeUndefined();
+      const roleProperties = resource(template, role).Properties ?? {};
+      expect(roleProperties.ManagedPolicyArns).toBeUndefined();
+      expect(roleProperties.PermissionsBoundary).toBeUndefined();
+      expect(roleProperties.AssumeRolePolicyDocument).toEqual({
+        Version: '2012-10-17',
+        Statement: [
+          { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+        ],
+      });
+      expect(
+        grantsOf(template, fn).map(({ effect, actions, resources, condition }) => ({
+          effect,
+          actions,
+          resources,
+          condition,
+        })),
+      ).toEqual([
+        {
+          effect: 'Allow',
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [{ 'Fn::GetAtt': [group, 'Arn'] }],
+          condition: undefined,
+        },
+      ]);
+      // No other statement or policy is attached to the runners' roles.
+      for (const [logicalId, entry] of Object.entries(template.Resources)) {
+        if (entry.Type !== 'AWS::IAM::Policy') continue;
+        expect([logicalId, JSON.stringify(entry.Properties?.Roles)]).not.toEqual([
+          logicalId,
+          expect.stringContaining(role),
+        ]);
+      }
+    },
+  );
 
   it('lets SAM make every other role, from inline statements only', () => {
     for (const name of functions.filter((n) => n !== 'runner')) {

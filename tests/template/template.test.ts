@@ -7,7 +7,8 @@ import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 import { FUNCTION_CONFIG } from '../../src/config.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../../src/store/tables.js';
 import {
-  FUNCTION_RESOURCES,
+  DEPLOYED_FUNCTIONS,
+  RUNNER_FUNCTIONS,
   functionProperty,
   isObject,
   loadTemplate,
@@ -150,17 +151,16 @@ describe('functions', () => {
     .map(([logicalId]) => logicalId)
     .sort();
 
-  it('are exactly the functions FUNCTION_CONFIG knows', () => {
-    expect(serverlessFunctions).toEqual(
-      Object.keys(FUNCTION_CONFIG)
-        .map((name) => FUNCTION_RESOURCES[name as keyof typeof FUNCTION_CONFIG])
-        .sort(),
+  it("are exactly the functions FUNCTION_CONFIG knows, and the untrusted builds' runner", () => {
+    expect(serverlessFunctions).toEqual(DEPLOYED_FUNCTIONS.map(([logicalId]) => logicalId).sort());
+    expect(new Set(DEPLOYED_FUNCTIONS.map(([, name]) => name))).toEqual(
+      new Set(Object.keys(FUNCTION_CONFIG)),
     );
   });
 
-  it.each(Object.entries(FUNCTION_RESOURCES))(
-    '%s: nodejs22.x, index.handler, its own bundle folder and log group',
-    (name, logicalId) => {
+  it.each(DEPLOYED_FUNCTIONS)(
+    '%s: nodejs22.x, index.handler, the bundle folder of %s and a log group of its own',
+    (logicalId, name) => {
       expect(functionProperty(template, logicalId, 'Runtime')).toBe('nodejs22.x');
       expect(functionProperty(template, logicalId, 'Handler')).toBe('index.handler');
       expect(properties(template, logicalId).CodeUri).toBe(`dist/functions/${name}/`);
@@ -185,6 +185,7 @@ describe('functions', () => {
     for (const logicalId of [
       'BuilderFunction',
       'RunnerFunction',
+      'UntrustedRunnerFunction',
       'SweeperFunction',
       'FailureFunction',
       'NotifierFunction',
@@ -203,6 +204,7 @@ describe('functions', () => {
     expect(runnerTimeout?.Type).toBe('Number');
     expect(runnerTimeout?.Default).toBe(840);
     expect(properties(template, 'RunnerFunction').Timeout).toEqual({ Ref: 'RunnerTimeout' });
+    expect(properties(template, 'UntrustedRunnerFunction').Timeout).toEqual({ Ref: 'RunnerTimeout' });
     const allowed = runnerTimeout?.AllowedValues ?? [];
     expect(allowed.length).toBeGreaterThan(0);
     expect(Math.max(...allowed.map(Number))).toBe(840);
@@ -222,6 +224,22 @@ describe('functions', () => {
     });
   });
 
+  it('makes the two runner functions alike but for their kind, log group and role', () => {
+    const trusted = properties(template, RUNNER_FUNCTIONS.trusted);
+    const untrusted = properties(template, RUNNER_FUNCTIONS.untrusted);
+    const common = (props: JsonObject): JsonObject => {
+      const { Description, Environment, LoggingConfig, Role, ...rest } = props;
+      expect([Description, Environment, LoggingConfig, Role].every((value) => value !== undefined)).toBe(
+        true,
+      );
+      return rest;
+    };
+    expect(common(untrusted)).toEqual(common(trusted));
+    expect(trusted.CodeUri).toBe('dist/functions/runner/');
+    expect(trusted.LoggingConfig).not.toEqual(untrusted.LoggingConfig);
+    expect(trusted.Role).not.toEqual(untrusted.Role);
+  });
+
   it('sizes the runner from parameters and attaches the git layer only when one is given', () => {
     const runner = properties(template, 'RunnerFunction');
     expect(runner.MemorySize).toEqual({ Ref: 'RunnerMemory' });
@@ -236,8 +254,8 @@ describe('functions', () => {
     });
     expect(template.Parameters.GitLayerArn?.Default).toBe('');
     // Only the runner needs git; every other function stays small.
-    for (const logicalId of Object.values(FUNCTION_RESOURCES)) {
-      if (logicalId !== 'RunnerFunction')
+    for (const [logicalId] of DEPLOYED_FUNCTIONS) {
+      if (!Object.values(RUNNER_FUNCTIONS).includes(logicalId as 'RunnerFunction'))
         expect(functionProperty(template, logicalId, 'Layers')).toBeUndefined();
     }
   });
@@ -418,6 +436,7 @@ describe('outputs and parameters', () => {
       LogsBucketName: { Value: { Ref: 'LogsBucket' } },
       BuilderFunctionName: { Value: { Ref: 'BuilderFunction' } },
       RunnerFunctionName: { Value: { Ref: 'RunnerFunction' } },
+      UntrustedRunnerFunctionName: { Value: { Ref: 'UntrustedRunnerFunction' } },
       SettingsKeyId: { Value: { Ref: 'SettingsKey' } },
     });
   });

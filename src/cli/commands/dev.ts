@@ -47,7 +47,8 @@ Environment:
   LAMBKIN_QUEUE_TIMEOUT_SECONDS, LAMBKIN_RUNNER_TIMEOUT_SECONDS, LAMBKIN_LOG_LIMIT_BYTES
                                   as in the cloud (docs/configuration.md)
 The stack sets its own table and bucket names, builder function and public URL, and has no use
-for LAMBKIN_RUNNER_FUNCTION, LAMBKIN_SECRET_ARN, LAMBKIN_SETTINGS_KMS_KEY or LAMBKIN_UPLOAD_ROLE:
+for LAMBKIN_RUNNER_FUNCTION, LAMBKIN_UNTRUSTED_RUNNER_FUNCTION, LAMBKIN_SECRET_ARN,
+LAMBKIN_SETTINGS_KMS_KEY or LAMBKIN_UPLOAD_ROLE:
 it says so at start, with the variables it took from the environment.
 
 Every endpoint is printed at start, one per line, and written to <data-dir>/stack.json, where

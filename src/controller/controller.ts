@@ -274,7 +274,10 @@ async function deployDecisionFor(
   if (early) return early;
   const defaultBranch = build.defaultBranch ?? '';
   if (!deps.repoFiles) {
-    return { allowed: false, reason: `this builder cannot read the default branch's config (${defaultBranch})` };
+    return {
+      allowed: false,
+      reason: `this builder cannot read the default branch's config (${defaultBranch})`,
+    };
   }
   let decision: DeployDecision;
   try {

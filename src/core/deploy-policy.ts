@@ -11,7 +11,10 @@ import type { RepoConfigFile } from './repo-config/files.js';
 import { resolveBuildConfig } from './repo-config/resolve.js';
 import type { DeploySettings } from './settings.js';
 
-export type DeployCandidate = Pick<BuildRequest, 'event' | 'branch' | 'tag' | 'pr' | 'trusted' | 'defaultBranch'>;
+export type DeployCandidate = Pick<
+  BuildRequest,
+  'event' | 'branch' | 'tag' | 'pr' | 'trusted' | 'defaultBranch'
+>;
 
 /** The deploy rules of the default branch, and where they came from (for the build log). */
 export interface DeployRules {
@@ -83,7 +86,11 @@ export function decideDeploy(
 ): DeployDecision {
   const early = deployPrecheck(build, settings);
   if (early) return early;
-  const rulesCopy = { ...rules, deployBranches: [...rules.deployBranches], deployTags: [...rules.deployTags] };
+  const rulesCopy = {
+    ...rules,
+    deployBranches: [...rules.deployBranches],
+    deployTags: [...rules.deployTags],
+  };
   const narrowed = (key: 'branches' | 'tags') =>
     settings[key] !== undefined ? ` and the settings' deploy.${key}` : '';
   if (build.tag !== undefined) {

@@ -37,7 +37,12 @@ export async function redeemDeployGrant(
     status = response.status;
     text = (await response.text()).slice(0, MAX_ANSWER_BYTES);
   } catch (error) {
-    const message = error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
+    const message =
+      error instanceof Error
+        ? error.cause instanceof Error
+          ? error.cause.message
+          : error.message
+        : String(error);
     throw failed(`STS could not be reached (${message})`, error);
   }
   const answer = parseAssumeRoleAnswer(text);
@@ -88,9 +93,9 @@ export function parseAssumeRoleAnswer(xml: string): AssumeRoleAnswer {
 
 /** The text content of the first `<name>` element (any namespace prefix), entities decoded. */
 function element(xml: string, name: string): string | undefined {
-  const match = new RegExp(`<(?:[\\w.-]+:)?${name}(?:\\s[^>]*)?>([\\s\\S]*?)</(?:[\\w.-]+:)?${name}\\s*>`).exec(
-    xml,
-  );
+  const match = new RegExp(
+    `<(?:[\\w.-]+:)?${name}(?:\\s[^>]*)?>([\\s\\S]*?)</(?:[\\w.-]+:)?${name}\\s*>`,
+  ).exec(xml);
   return match?.[1] !== undefined ? decodeEntities(match[1].trim()) : undefined;
 }
 

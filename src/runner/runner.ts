@@ -153,8 +153,16 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
         await replaceWithClone(input, workspace, config, deadline, clock, writer);
       checkNodeVersion(config.node);
       const buildDeadline = Math.min(deadline, started + config.timeoutSeconds * 1000);
-      verdict = await runSteps(input, config, workspace, buildDeadline, options, writer, steps, clock, (more) =>
-        log.addSecrets(more),
+      verdict = await runSteps(
+        input,
+        config,
+        workspace,
+        buildDeadline,
+        options,
+        writer,
+        steps,
+        clock,
+        (more) => log.addSecrets(more),
       );
     }
   } catch (error) {

@@ -19,7 +19,12 @@ const push = (branch: string): DeployCandidate => ({
   defaultBranch: 'main',
   trusted: true,
 });
-const tagPush = (tag: string): DeployCandidate => ({ event: 'push', tag, defaultBranch: 'main', trusted: true });
+const tagPush = (tag: string): DeployCandidate => ({
+  event: 'push',
+  tag,
+  defaultBranch: 'main',
+  trusted: true,
+});
 const lambkin = (config: Record<string, unknown>, source = '.lambkin.json'): RepoConfigFile => ({
   format: 'lambkin',
   source,
@@ -48,9 +53,9 @@ describe('deployRulesOf (the default branch’s config)', () => {
 
   it("takes the settings store's config defaults below the files", () => {
     expect(rulesOf([], { deployBranches: ['prod'] }).deployBranches).toEqual(['prod']);
-    expect(rulesOf([lambkin({ deployBranches: 'main' })], { deployBranches: ['prod'] }).deployBranches).toEqual([
-      'main',
-    ]);
+    expect(
+      rulesOf([lambkin({ deployBranches: 'main' })], { deployBranches: ['prod'] }).deployBranches,
+    ).toEqual(['main']);
   });
 
   it('refuses an invalid settings config', () => {
@@ -100,7 +105,8 @@ describe('decideDeploy', () => {
     const decision = decideDeploy(push('feature/anything'), {}, mainOnly);
     expect(decision).toMatchObject({
       allowed: false,
-      reason: 'feature/anything is not a deploy branch (deployBranches of .lambkin.json of the default branch main: main)',
+      reason:
+        'feature/anything is not a deploy branch (deployBranches of .lambkin.json of the default branch main: main)',
     });
   });
 
@@ -113,7 +119,7 @@ describe('decideDeploy', () => {
     expect(decideDeploy(tagPush('v1.2.0'), {}, rulesOf([])).allowed).toBe(false);
   });
 
-  it("matches globs and exact names", () => {
+  it('matches globs and exact names', () => {
     const rules = rulesOf([lambkin({ deployBranches: ['release/*', 'hotfix(1)'] })]);
     expect(decideDeploy(push('release/2.0'), {}, rules).allowed).toBe(true);
     expect(decideDeploy(push('release/2.0/x'), {}, rules).allowed).toBe(false);
@@ -125,7 +131,8 @@ describe('decideDeploy', () => {
     expect(decideDeploy(push('staging'), { branches: ['main'] }, wide).allowed).toBe(false);
     expect(decideDeploy(push('main'), { branches: ['main'] }, wide)).toMatchObject({
       allowed: true,
-      reason: "main matches deployBranches of .lambkin.json of the default branch main and the settings' deploy.branches",
+      reason:
+        "main matches deployBranches of .lambkin.json of the default branch main and the settings' deploy.branches",
     });
     expect(decideDeploy(tagPush('v1'), { tags: ['release-*'] }, wide).allowed).toBe(false);
     // The settings allow a branch the default branch's config does not: no deploy.

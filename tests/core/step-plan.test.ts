@@ -30,9 +30,13 @@ describe('planSteps', () => {
   });
 
   it("deploys last, only where the controller's decision allows", () => {
-    const allowed = planSteps(config({ deploy: ['./ship'] }), { allowed: true, reason: 'main' }, {
-      skipInstall: false,
-    });
+    const allowed = planSteps(
+      config({ deploy: ['./ship'] }),
+      { allowed: true, reason: 'main' },
+      {
+        skipInstall: false,
+      },
+    );
     expect(allowed.steps.at(-1)).toEqual({ phase: 'deploy', name: 'deploy', command: './ship' });
     expect(allowed.deploySkipped).toBeUndefined();
 
@@ -47,6 +51,8 @@ describe('planSteps', () => {
 
   it('says nothing about deploy when none is configured', () => {
     expect(planSteps(config(), noDeploy, { skipInstall: false }).deploySkipped).toBeUndefined();
-    expect(planSteps(config(), { allowed: true, reason: 'main' }, { skipInstall: false }).steps).toHaveLength(2);
+    expect(planSteps(config(), { allowed: true, reason: 'main' }, { skipInstall: false }).steps).toHaveLength(
+      2,
+    );
   });
 });

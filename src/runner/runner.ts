@@ -1,7 +1,9 @@
 /**
  * The runner: everything that touches the build's code. It holds no credential of value: it gets
- * a short-lived archive URL, a POST form for its own log prefix and (trusted builds only) the
- * repository's secret variables, and returns the outcome. Steps get an environment built from
+ * a short-lived archive URL, a POST form for its own log prefix, (trusted builds only) the
+ * repository's secret variables and, for a push the controller lets deploy with a role, a presigned
+ * STS AssumeRole it sends only after install and test passed (a bearer grant until the build's
+ * deadline: see the known gap in tests/security/deploy.test.ts), and returns the outcome. Steps get an environment built from
  * scratch, never a copy of the runner's own.
  */
 import { rm } from 'node:fs/promises';

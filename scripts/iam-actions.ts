@@ -16,7 +16,10 @@
  * 2. Requests signed but never sent through a client need the signer's permission too:
  *    `createPresignedPost` (the runner's log uploads) is signed by the builder's role, so it needs
  *    s3:PutObject; `getSignedUrl` needs the action of the command it signs (already counted, as it
- *    goes through the client's middleware and is logged).
+ *    goes through the client's middleware and is logged). The deploy role's grant (src/aws/sts.ts
+ *    StsDeployRoleGrants: an STS AssumeRole presigned with @smithy/signature-v4, sent by the runner
+ *    after its tests passed) needs the builder's sts:AssumeRole on the deploy roles, which the
+ *    template grants (AssumeDeployRoles) and the builder's AssumeRoleCommand import requires anyway.
  * 3. OPERATOR_ONLY: commands that only the operator's CLI (with the operator's own credentials), the
  *    embedded local stack or the tests send are no function's business and are not required of the
  *    template (creating tables and buckets, reading the stack's outputs, sealing secret variables).

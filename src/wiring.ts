@@ -18,7 +18,7 @@ import { LambdaRunnerInvoker, TrustRoutedRunnerInvoker } from './controller/runn
 import { resolveArchiveUrl } from './github/archive.js';
 import { readRepoFile } from './github/contents.js';
 import { readLockfileBlob } from './github/trees.js';
-import { StsBuildSigner, StsDeployRoleAssumer, createStsClient } from './aws/sts.js';
+import { StsBuildSigner, StsDeployRoleGrants, createStsClient } from './aws/sts.js';
 import { S3CachePlanner } from './store/cache.js';
 import { S3LogStore } from './store/logs.js';
 import { createGitHubClient, type GitHubClient } from './github/client.js';
@@ -177,7 +177,7 @@ function stsDependencies(config: LambkinConfig): Pick<ControllerDependencies, 'd
   const sts = createStsClient();
   const region = process.env.AWS_REGION ?? 'us-east-1';
   return {
-    deployRoles: new StsDeployRoleAssumer(sts, region),
+    deployRoles: new StsDeployRoleGrants(sts, region),
     ...(config.uploadRole
       ? {
           signer: new StsBuildSigner(sts, {

@@ -49,7 +49,12 @@ const BUILD_SHAPE = {
   pullRequests: PULL_REQUEST_SHAPE,
   cancelSuperseded: 'boolean',
 } as const satisfies Record<keyof NonNullable<SettingsDocument['build']>, unknown>;
-const DEPLOY_SHAPE = { roleArn: 'arn', region: 'text' } as const satisfies Record<keyof DeploySettings, Leaf>;
+const DEPLOY_SHAPE = {
+  roleArn: 'arn',
+  region: 'text',
+  branches: 'patterns',
+  tags: 'patterns',
+} as const satisfies Record<keyof DeploySettings, Leaf>;
 const NOTIFICATIONS_SHAPE = {
   slack: {
     webhookUrl: 'secret',

@@ -1,7 +1,8 @@
 /**
  * The config of the branch a pull request merges into, read by the controller through the
  * contents API (never from the pull request's checkout): the trusted layer of a pull request's
- * config, which the pull request's own files change only as far as its policy allows.
+ * config, which the pull request's own files change only as far as its policy allows. Pushes read
+ * the default branch's the same way: its deployBranches / deployTags decide whether they deploy.
  */
 import type { RepoName } from '../core/build.js';
 import { RepoConfigError, type RepoConfigProblem } from '../core/repo-config/config-errors.js';
@@ -19,6 +20,7 @@ export async function readBaseConfig(
   reader: RepoFileReader,
   repo: RepoName,
   ref: string,
+  options: { hint?: string } = {},
 ): Promise<BaseConfig> {
   const [packageText, lambciText, lambkinText] = await Promise.all(
     ['package.json', LAMBCI_FILE, LAMBKIN_FILE].map((path) => reader.readFile(repo, path, ref)),
@@ -46,7 +48,7 @@ export async function readBaseConfig(
       problems.map((problem) => ({ ...problem, source: `${ref}: ${problem.source ?? 'config'}` })),
       {
         omitted,
-        hint: `Pull requests take their config from ${ref}: fix it there.`,
+        hint: options.hint ?? `Pull requests take their config from ${ref}: fix it there.`,
       },
     );
   }

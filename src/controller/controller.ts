@@ -15,9 +15,10 @@ import { renderBadge } from '../pages/badge.js';
 import { logPageLinksFor, renderLogPage } from '../pages/build-page.js';
 import { pullRequestSourceOf, type DeploySettings } from '../core/settings.js';
 import { readBaseConfig, type RepoFileReader } from './base-config.js';
+import { decideDeploy, deployPrecheck, deployRulesOf } from '../core/deploy-policy.js';
 import {
   type CacheAccess,
-  type DeployCredentials,
+  type DeployDecision,
   type RunnerInput,
   type RunnerOutcome,
   type BuilderInvocation,
@@ -31,7 +32,7 @@ import {
   type LogStore,
   type SettingsStore,
   DeployRoleError,
-  type DeployRoleAssumer,
+  type DeployRoleGrants,
   type RunnerInvoker,
 } from '../core/ports.js';
 import type { BuildGrants, BuildSigner, CacheLocation, CachePlanner } from '../core/ports.js';
@@ -60,10 +61,13 @@ export interface ControllerDependencies {
   watchIntervalMs?: number;
   /** The dependency cache; builds run without one when unset. */
   cache?: CachePlanner;
-  /** Reads the base branch's config files of pull requests (the contents API). */
+  /**
+   * Reads config files through the contents API: the base branch's of pull requests, and the
+   * default branch's of pushes that may deploy (its deployBranches / deployTags decide).
+   */
   repoFiles?: RepoFileReader;
-  /** Assumes the repository's deploy role (STS) for the deploy step. */
-  deployRoles?: DeployRoleAssumer;
+  /** Presigns the deploy role's STS AssumeRole for the runner to redeem before the deploy step. */
+  deployRoles?: DeployRoleGrants;
   /**
    * Signs what the runner may upload and download with credentials limited to the build's own
    * keys, so that nothing it holds is worth stealing; unset, the controller's own client signs.
@@ -148,10 +152,10 @@ async function runRunner(
         ? await readBaseConfig(deps.repoFiles, build.repo, build.baseBranch)
         : undefined;
     const archiveUrl = await deps.archives.resolveArchiveUrl(build.repo, build.sha);
-    const deployCredentials = await assumeDeployRole(deps, build, settings.deploy);
+    const expiresInSeconds = Math.ceil((deps.runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000);
+    const deploy = await deployDecisionFor(deps, build, settings, expiresInSeconds);
     const startedAt = clock();
     const deadlineAt = startedAt + deps.runnerTimeoutMs - RUNNER_ANSWER_MARGIN_MS;
-    const expiresInSeconds = Math.ceil((deps.runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000);
 
     const cacheLocation = await locateCache(deps, build);
     // Only trusted code may write what later builds restore, and only a key not stored yet.
@@ -203,7 +207,7 @@ async function runRunner(
       ...(deps.diskQuotaBytes !== undefined ? { diskQuotaBytes: deps.diskQuotaBytes } : {}),
       ...(baseConfig ? { baseConfig } : {}),
       ...(policy ? { pullRequestOverrides: policy.allowConfigOverrides } : {}),
-      ...(deployCredentials ? { deployCredentials } : {}),
+      deploy,
       ...(cache ? { cache } : {}),
     };
     const outcome = await runWatched(deps, build, input);
@@ -254,28 +258,70 @@ async function locateCache(
 }
 
 /**
- * Credentials for the deploy step: the repository's deploy role, assumed for this build and
- * valid for its time limit. Only pushes (never pull requests) of trusted code get them; whether
- * the push deploys at all is the repository config's call, in the runner.
+ * Whether the build deploys: the operator's settings and the default branch's config decide
+ * (read through the contents API at the default branch, never the pushed commit's), and only
+ * pushes of trusted code ever do. A build that deploys with a deploy role gets a presigned
+ * AssumeRole, which the runner redeems only once install and test passed: nothing is assumed here.
+ * An unreadable default branch config costs the build its deploy, not the build.
  */
-async function assumeDeployRole(
+async function deployDecisionFor(
   deps: ControllerDependencies,
   build: BuildRecord,
-  deploy: DeploySettings,
-): Promise<DeployCredentials | undefined> {
-  if (deploy.roleArn === undefined || build.pr !== undefined || !build.trusted) return undefined;
+  settings: { config: Record<string, unknown>; deploy: DeploySettings },
+  expiresInSeconds: number,
+): Promise<DeployDecision> {
+  const early = deployPrecheck(build, settings.deploy);
+  if (early) return early;
+  const defaultBranch = build.defaultBranch ?? '';
+  if (!deps.repoFiles) {
+    return {
+      allowed: false,
+      reason: `this builder cannot read the default branch's config (${defaultBranch})`,
+    };
+  }
+  let decision: DeployDecision;
+  try {
+    const base = await readBaseConfig(deps.repoFiles, build.repo, defaultBranch, {
+      hint: `Deploys are decided by the config of ${defaultBranch}: fix it there.`,
+    });
+    const rules = deployRulesOf({
+      settingsConfig: settings.config,
+      files: base.files,
+      defaultBranch,
+      ref: defaultBranch,
+    });
+    decision = decideDeploy(build, settings.deploy, rules);
+  } catch (error) {
+    const message = errorMessage(error);
+    deps.logger.warn("could not read the default branch's deploy rules; the build will not deploy", {
+      build: buildLabel(build),
+      error,
+    });
+    return {
+      allowed: false,
+      reason: `the default branch's config (${defaultBranch}) could not be read, so nothing may deploy: ${message}`,
+    };
+  }
+  const roleArn = settings.deploy.roleArn;
+  if (!decision.allowed || roleArn === undefined) return decision;
   if (!deps.deployRoles) {
     throw new DeployRoleError(
-      `the settings name a deploy role (${deploy.roleArn}) but this builder cannot assume roles: ` +
+      `the settings name a deploy role (${roleArn}) but this builder cannot assume roles: ` +
         'deploy it with the template, which grants sts:AssumeRole, or unset deploy.roleArn',
     );
   }
-  return deps.deployRoles.assume({
-    roleArn: deploy.roleArn,
+  const grant = await deps.deployRoles.grant({
+    roleArn,
     sessionName: `lambkin-${build.number}-${build.repo}`,
-    durationSeconds: Math.ceil((deps.runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000),
-    ...(deploy.region !== undefined ? { region: deploy.region } : {}),
+    durationSeconds: expiresInSeconds,
+    expiresInSeconds,
+    ...(settings.deploy.region !== undefined ? { region: settings.deploy.region } : {}),
   });
+  return { ...decision, grant };
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /**

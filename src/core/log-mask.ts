@@ -28,6 +28,8 @@ export interface SecretMasker {
   write(chunk: string): string;
   /** Returns everything still held back, masked. Call once when the output ends. */
   flush(): string;
+  /** Masks these too from now on (secrets that exist only part way through, such as deploy credentials). */
+  add(secrets: readonly string[]): void;
 }
 
 /**
@@ -48,7 +50,8 @@ export function secretVariants(secrets: readonly string[]): string[] {
 }
 
 export function createSecretMasker(secrets: readonly string[]): SecretMasker {
-  const variants = secretVariants(secrets);
+  const known = [...secrets];
+  let variants = secretVariants(known);
   /** Raw text not yet emitted: a possible start of a secret. */
   let pending = '';
   /** How many leading characters of `pending` lie inside a mask that was already emitted. */
@@ -97,6 +100,10 @@ export function createSecretMasker(secrets: readonly string[]): SecretMasker {
   return {
     write: (chunk) => release(chunk, false),
     flush: () => release('', true),
+    add: (more) => {
+      known.push(...more);
+      variants = secretVariants(known);
+    },
   };
 }
 

@@ -7,7 +7,7 @@ import type { BuildKey, BuildRecord, BuildRequest, RepoName, StepResult } from '
 import { LambkinError } from './errors.js';
 import type {
   CacheAccess,
-  DeployCredentials,
+  DeployCredentialGrant,
   PresignedPost,
   RunnerInput,
   RunnerOutcome,
@@ -247,15 +247,23 @@ export interface DeployRoleRequest {
   roleArn: string;
   /** Becomes the session name (CloudTrail shows it); cut and cleaned to what STS accepts. */
   sessionName: string;
+  /** How long the credentials last once the grant is redeemed. */
   durationSeconds: number;
+  /** How long the grant itself may be redeemed: until the build's deadline. */
+  expiresInSeconds: number;
   region?: string;
 }
 
-export interface DeployRoleAssumer {
-  assume(request: DeployRoleRequest): Promise<DeployCredentials>;
+/**
+ * Grants of the repository's deploy role: presigned STS AssumeRole requests, signed with the
+ * builder's own credentials. Nothing is assumed when a grant is made; the runner redeems it only
+ * after install and test passed.
+ */
+export interface DeployRoleGrants {
+  grant(request: DeployRoleRequest): Promise<DeployCredentialGrant>;
 }
 
-/** The deploy role could not be assumed: the build ends `error` before any step runs. */
+/** A deploy role grant could not be made: the build ends `error` before any step runs. */
 export class DeployRoleError extends LambkinError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('DEPLOY_ROLE', message, options);

@@ -86,8 +86,11 @@ export interface RunnerInput {
    * `allowConfigOverrides` for its source; `true` every key, `false` none).
    */
   pullRequestOverrides?: boolean | string[];
-  /** Short-lived credentials of the repository's deploy role: the deploy step's, and only its. */
-  deployCredentials?: DeployCredentials;
+  /**
+   * Whether this build may deploy: the controller's decision, from the operator's settings and the
+   * default branch's config (never the pushed commit's). Absent: the build does not deploy.
+   */
+  deploy?: DeployDecision;
   /** The dependency cache: where to restore from and (trusted builds) save to. Absent: no cache. */
   cache?: CacheAccess;
 }
@@ -100,6 +103,41 @@ export interface BaseConfig {
   notes: string[];
 }
 
+/**
+ * The controller's deploy decision. The checkout supplies only the deploy *commands*; whether they
+ * run is decided here, and the deploy role's credentials exist only once the runner redeems
+ * `grant`, after install and test passed.
+ */
+export interface DeployDecision {
+  allowed: boolean;
+  /** One line for the build log: why the build deploys or does not, and where that was decided. */
+  reason: string;
+  /**
+   * The deploy rules that decided (for the log, when the commit's own config names others);
+   * absent when no rules were read (pull requests, untrusted builds, an unreadable config).
+   */
+  rules?: { deployBranches: string[]; deployTags: string[]; source: string };
+  /** Allowed builds whose settings name a deploy role: how the deploy step gets its credentials. */
+  grant?: DeployCredentialGrant;
+}
+
+/**
+ * A presigned STS AssumeRole request (SigV4 in the query), signed by the controller: the runner
+ * sends it (a plain GET) only after install and test passed, immediately before the deploy step,
+ * and gives the credentials STS answers with to the deploy step alone.
+ */
+export interface DeployCredentialGrant {
+  /** The role to be assumed, for the log and error messages. */
+  roleArn: string;
+  /** The deploy step's AWS_REGION. */
+  region: string;
+  /** GET this: STS answers an AssumeResponse XML document. */
+  url: string;
+  /** Epoch ms after which STS refuses the URL. */
+  expiresAt: number;
+}
+
+/** What STS answered the runner's redeemed grant: the deploy step's credentials. */
 export interface DeployCredentials {
   accessKeyId: string;
   secretAccessKey: string;

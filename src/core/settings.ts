@@ -85,6 +85,13 @@ export interface DeploySettings {
   roleArn?: string;
   /** Region for the deploy step's AWS_REGION; default the stack's own. */
   region?: string;
+  /**
+   * Branch globs that may deploy at all: narrows the default branch's `deployBranches` (a push
+   * deploys only when both allow its branch). Unset: the default branch's config decides alone.
+   */
+  branches?: string[];
+  /** Tag globs that may deploy at all: narrows the default branch's `deployTags` likewise. */
+  tags?: string[];
 }
 
 const SELF_POLICY: PullRequestPolicy = { build: true, inheritSecrets: true, allowConfigOverrides: true };

@@ -1,10 +1,11 @@
 /**
  * The step plan: which commands a build runs, in which order, under which names. Install (unless
- * a restored dependency cache made it unnecessary), test, and deploy only where the build may
- * deploy. Pure: the runner executes the plan (src/runner/runner.ts).
+ * a restored dependency cache made it unnecessary), test, and deploy only where the controller
+ * decided the build may deploy (src/core/deploy-policy.ts): the checkout's config supplies the
+ * commands, never the decision. Pure: the runner executes the plan (src/runner/runner.ts).
  */
 import type { ResolvedBuildConfig } from './repo-config.js';
-import type { RunnerInput } from './protocol.js';
+import type { DeployDecision } from './protocol.js';
 
 export type StepPhase = 'install' | 'test' | 'deploy';
 
@@ -22,15 +23,16 @@ export interface StepPlan {
 }
 
 export function planSteps(
-  config: Pick<ResolvedBuildConfig, 'install' | 'test' | 'deploy' | 'deployAllowed'>,
-  build: RunnerInput['build'],
+  config: Pick<ResolvedBuildConfig, 'install' | 'test' | 'deploy'>,
+  /** The controller's decision (RunnerInput.deploy); absent: the build does not deploy. */
+  deploy: Pick<DeployDecision, 'allowed' | 'reason'> | undefined,
   options: { skipInstall: boolean },
 ): StepPlan {
   const phases: [StepPhase, string[]][] = [
     ['install', options.skipInstall ? [] : config.install],
     ['test', config.test],
   ];
-  const deploys = config.deployAllowed && config.deploy.length > 0;
+  const deploys = deploy?.allowed === true && config.deploy.length > 0;
   if (deploys) phases.push(['deploy', config.deploy]);
   const steps = phases.flatMap(([phase, commands]) =>
     commands.map((command, index) => ({
@@ -41,12 +43,8 @@ export function planSteps(
   );
   return {
     steps,
-    ...(!deploys && config.deploy.length > 0 ? { deploySkipped: deploySkipReason(build) } : {}),
+    ...(!deploys && config.deploy.length > 0
+      ? { deploySkipped: deploy?.reason ?? 'the controller did not allow this build to deploy' }
+      : {}),
   };
-}
-
-function deploySkipReason(build: RunnerInput['build']): string {
-  if (build.pr !== undefined) return 'pull requests never deploy';
-  if (build.tag !== undefined) return `tag ${build.tag} is not a deploy tag`;
-  return `${build.branch ?? 'this branch'} is not a deploy branch`;
 }

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -120,6 +120,9 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       signer: new EphemeralBuildSigner(credentials, (buildKey) =>
         createS3Client({ region: LOCAL_REGION, credentials: buildKey, endpoints: { s3: s3.endpoint } }),
       ),
+      // `--deploy`: the operator asked for the deploy, so the folder's own config is the deploy
+      // rules' "default branch" (the controller reads them as it reads a repository's).
+      ...(options.deploy ? { repoFiles: { readFile: (_repo, file) => readLocalFile(path, file) } } : {}),
       logger: options.logger,
       publicUrl: `file://${work}`,
       runnerTimeoutMs: ((options.timeoutSeconds ?? 840) + 60) * 1000,
@@ -160,6 +163,16 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
     };
   } finally {
     for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+  }
+}
+
+/** A file of the folder being built, or undefined when there is none. */
+async function readLocalFile(folder: string, file: string): Promise<string | undefined> {
+  try {
+    return await readFile(join(folder, file), 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
   }
 }
 

@@ -237,10 +237,13 @@ export async function verifyHeaderSignature(
   return { ok: true, accessKeyId: scope.accessKeyId };
 }
 
-/** A presigned URL: the signature and its scope in the query, the payload unsigned. */
+/**
+ * A presigned URL: the signature and its scope in the query, the payload unsigned (S3's presigned
+ * URLs), or, with `emptyPayload`, signed as empty (other services' presigned GETs, such as STS's).
+ */
 export async function verifyQuerySignature(
   request: ReceivedRequest,
-  options: VerifyOptions,
+  options: VerifyOptions & { emptyPayload?: boolean },
 ): Promise<SignatureVerdict> {
   const { path, search } = splitTarget(request.url);
   let query: Record<string, string | string[]>;
@@ -292,7 +295,7 @@ export async function verifyQuerySignature(
       path,
       query: unsignedQuery,
       // S3's presigner signs the payload as unsigned; the header only tells the signer so.
-      headers: { ...headers, 'x-amz-content-sha256': UNSIGNED_PAYLOAD },
+      headers: options.emptyPayload ? headers : { ...headers, 'x-amz-content-sha256': UNSIGNED_PAYLOAD },
     },
     {
       signingDate,

@@ -1,7 +1,9 @@
 /**
  * The runner: everything that touches the build's code. It holds no credential of value: it gets
- * a short-lived archive URL, a POST form for its own log prefix and (trusted builds only) the
- * repository's secret variables, and returns the outcome. Steps get an environment built from
+ * a short-lived archive URL, a POST form for its own log prefix, (trusted builds only) the
+ * repository's secret variables and, for a push the controller lets deploy with a role, a presigned
+ * STS AssumeRole it sends only after install and test passed (a bearer grant until the build's
+ * deadline: see the known gap in tests/security/deploy.test.ts), and returns the outcome. Steps get an environment built from
  * scratch, never a copy of the runner's own.
  */
 import { rm } from 'node:fs/promises';
@@ -35,6 +37,9 @@ import { fetchArchive, cloneCommit } from './source.js';
 import { layerEnvironment } from './runtime-layer.js';
 import { findPrlimit, runStep } from './steps.js';
 import { planSteps } from '../core/step-plan.js';
+import { ignoredDeployRules } from '../core/deploy-policy.js';
+import { redeemDeployGrant } from './deploy-credentials.js';
+import type { DeployCredentials } from '../core/protocol.js';
 import { createWorkspace, folderSize, sweepStaleWorkspaces, type Workspace } from './workspace.js';
 
 export interface RunnerOptions {
@@ -74,6 +79,8 @@ export class DiskQuotaExceededError extends LambkinError {
 
 export const DEFAULT_WORK_ROOT = join(tmpdir(), 'lambkin');
 const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
+/** The longest the runner waits for STS to answer the deploy role's grant. */
+const REDEEM_TIMEOUT_MS = 30_000;
 /** Kept free before the runner's deadline to close the log and answer. */
 const CLOSING_MARGIN_MS = 5_000;
 
@@ -90,7 +97,7 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     uploader: new PresignedUploader(input.logUpload),
     logPrefix: input.logUpload.keyPrefix,
     limitBytes: input.logLimitBytes,
-    secrets: [...Object.values(input.secretEnv), ...deployCredentialSecrets(input)],
+    secrets: Object.values(input.secretEnv),
     renderPage: (text) =>
       renderLogPage({
         build: { ...build, state: 'running' },
@@ -121,9 +128,10 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     });
     writer.line(`Fetched the source: ${fetched.files} files in ${formatDuration(clock() - started)}`);
 
+    const repoConfig = await readRepoConfig(workspace.checkout);
     const config = resolveBuildConfig({
       settingsConfig: input.settingsConfig,
-      repo: await readRepoConfig(workspace.checkout),
+      repo: repoConfig,
       build,
       ...(input.baseConfig ? { base: input.baseConfig } : {}),
       ...(input.pullRequestOverrides !== undefined
@@ -132,6 +140,10 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     });
     writer.line(`Config: ${config.source.join(' < ')}`);
     for (const warning of config.warnings) writer.line(`Warning: ${warning}`);
+    if (build.event === 'push') {
+      const ignored = ignoredDeployRules(repoConfig.files, input.deploy);
+      if (ignored) writer.line(`Note: ${ignored}`);
+    }
     if (!config.build) {
       verdict = {
         state: 'success',
@@ -143,7 +155,17 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
         await replaceWithClone(input, workspace, config, deadline, clock, writer);
       checkNodeVersion(config.node);
       const buildDeadline = Math.min(deadline, started + config.timeoutSeconds * 1000);
-      verdict = await runSteps(input, config, workspace, buildDeadline, options, writer, steps, clock);
+      verdict = await runSteps(
+        input,
+        config,
+        workspace,
+        buildDeadline,
+        options,
+        writer,
+        steps,
+        clock,
+        (more) => log.addSecrets(more),
+      );
     }
   } catch (error) {
     verdict = verdictForError(error);
@@ -171,6 +193,7 @@ async function runSteps(
   writer: LineAwareWriter,
   steps: StepResult[],
   clock: () => number,
+  mask: (secrets: string[]) => void,
 ): Promise<Verdict> {
   const { build } = input;
   const env: Record<string, string> = {
@@ -205,18 +228,35 @@ async function runSteps(
     },
     (line) => writer.line(line),
   );
-  const plan = planSteps(config, build, { skipInstall: cache.skipInstall });
+  const plan = planSteps(config, input.deploy, { skipInstall: cache.skipInstall });
   if (plan.deploySkipped) writer.line(`Deploy skipped: ${plan.deploySkipped}`);
-  const deployEnv = deployEnvironment(input);
+  let deployEnv: Record<string, string> = {};
 
   let announcedDeploy = false;
   for (const { phase, name, command } of plan.steps) {
     if (phase === 'deploy' && !announcedDeploy) {
       announcedDeploy = true;
-      const role = input.deployCredentials?.roleArn;
+      writer.line(`Deploy allowed: ${input.deploy?.reason ?? 'by the controller'}`);
+      const grant = input.deploy?.grant;
+      if (grant) {
+        // Only now, with install and test passed: the role is assumed for the deploy step alone.
+        try {
+          const credentials = await redeemDeployGrant(grant, {
+            timeoutMs: Math.min(REDEEM_TIMEOUT_MS, Math.max(deadline - clock(), 1)),
+            ...(options.stop ? { signal: options.stop } : {}),
+            clock,
+          });
+          mask([credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken]);
+          deployEnv = deployEnvironment(credentials);
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          writer.line(`Error: ${message}`);
+          return { state: 'error', description: message };
+        }
+      }
       writer.line(
-        role
-          ? `Deploy runs as the role ${role}`
+        grant
+          ? `Deploy runs as the role ${grant.roleArn}`
           : 'Deploy runs without AWS credentials (no deploy.roleArn in the settings)',
       );
     }
@@ -336,9 +376,7 @@ function watchDiskQuota(
 }
 
 /** The deploy role's credentials as the AWS SDKs and CLI read them; for the deploy step only. */
-function deployEnvironment(input: RunnerInput): Record<string, string> {
-  const credentials = input.deployCredentials;
-  if (!credentials) return {};
+function deployEnvironment(credentials: DeployCredentials): Record<string, string> {
   return {
     AWS_ACCESS_KEY_ID: credentials.accessKeyId,
     AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
@@ -346,11 +384,6 @@ function deployEnvironment(input: RunnerInput): Record<string, string> {
     AWS_REGION: credentials.region,
     AWS_DEFAULT_REGION: credentials.region,
   };
-}
-
-function deployCredentialSecrets(input: RunnerInput): string[] {
-  const credentials = input.deployCredentials;
-  return credentials ? [credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken] : [];
 }
 
 async function replaceWithClone(

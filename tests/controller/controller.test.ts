@@ -12,6 +12,7 @@ import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import type { BuildRequest } from '../../src/core/build.js';
 import { resolveArchiveUrl } from '../../src/github/archive.js';
 import { createGitHubClient } from '../../src/github/client.js';
+import { readRepoFile } from '../../src/github/contents.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
 import { createMemoryLogger, type MemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
@@ -57,6 +58,8 @@ beforeAll(async () => {
     statuses: new GitHubStatusReporter(octokit),
     logs,
     archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },
+    // The default branch's config decides whether a push deploys (read through the contents API).
+    repoFiles: { readFile: (repo, path, ref) => readRepoFile(octokit, repo, path, ref) },
     runner: new ProcessRunnerInvoker(),
     logger,
     publicUrl: PUBLIC_URL,

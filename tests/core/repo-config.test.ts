@@ -77,7 +77,6 @@ describe('defaults without any config', () => {
       timeoutSeconds: DEFAULT_TIMEOUT_SECONDS,
       deployBranches: ['main'],
       deployTags: [],
-      deployAllowed: true,
       git: {},
       tags: false,
       build: true,
@@ -162,17 +161,10 @@ describe('each key of .lambkin.json', () => {
     const off = await resolveIn({}, tagPush('v1.0.0'));
     expect(off.build).toBe(false);
     expect(off.skipReason).toBe('tag pushes are not built: set "tags": true in .lambkin.json');
-    expect(off.deployAllowed).toBe(false);
     const on = await resolveIn({ '.lambkin.json': { tags: true } }, tagPush('v1.0.0'));
     expect(on.build).toBe(true);
     expect(on.tags).toBe(true);
-    expect(on.deployAllowed).toBe(false);
-  });
-
-  it('deploys tags only when deployTags matches', async () => {
-    const config = { '.lambkin.json': { tags: true, deploy: 'npm publish', deployTags: ['v*'] } };
-    expect((await resolveIn(config, tagPush('v2.1.0'))).deployAllowed).toBe(true);
-    expect((await resolveIn(config, tagPush('nightly-3'))).deployAllowed).toBe(false);
+    expect(on.deployTags).toEqual([]);
   });
 
   it('skips a build whose config says build: false, and says where', async () => {
@@ -182,7 +174,6 @@ describe('each key of .lambkin.json', () => {
     );
     expect(resolved.build).toBe(false);
     expect(resolved.skipReason).toBe('"build" is false in branches[\'gh-pages\'] (.lambkin.json)');
-    expect(resolved.deployAllowed).toBe(false);
     expect((await resolveIn({ '.lambkin.json': { build: false } })).skipReason).toBe(
       '"build" is false in .lambkin.json',
     );
@@ -193,37 +184,32 @@ describe('each key of .lambkin.json', () => {
   });
 });
 
-describe('deploy rules', () => {
+// Whether a build deploys is not the checkout's call: src/core/deploy-policy.ts decides, from the
+// default branch's rules (tests/core/deploy-policy.test.ts). Resolving still reads the rules.
+describe('deploy rules (as read; the controller decides from the default branch)', () => {
   const deploying = { '.lambkin.json': { deploy: './deploy.sh' } };
 
-  it('deploys from the default branch only, by default', async () => {
-    expect((await resolveIn(deploying, push('main'))).deployAllowed).toBe(true);
-    expect((await resolveIn(deploying, push('develop'))).deployAllowed).toBe(false);
+  it('defaults to the default branch and no tags', async () => {
+    expect((await resolveIn(deploying, push('main'))).deployBranches).toEqual(['main']);
     expect(
       (await resolveIn(deploying, { event: 'push', branch: 'trunk', defaultBranch: 'trunk' })).deployBranches,
     ).toEqual(['trunk']);
+    expect((await resolveIn(deploying, push('main'))).deployTags).toEqual([]);
   });
 
-  it('deploys from branches matching deployBranches globs', async () => {
-    const config = { '.lambkin.json': { deploy: './deploy.sh', deployBranches: ['main', 'release/*'] } };
-    expect((await resolveIn(config, push('release/2.0'))).deployAllowed).toBe(true);
-    expect((await resolveIn(config, push('release/2.0/hotfix'))).deployAllowed).toBe(false);
-    expect((await resolveIn(config, push('feature/x'))).deployAllowed).toBe(false);
-    const none = { '.lambkin.json': { deploy: './deploy.sh', deployBranches: [] } };
-    expect((await resolveIn(none, push('main'))).deployAllowed).toBe(false);
-  });
-
-  it('never deploys a pull request, even from a deploy branch', async () => {
-    const resolved = await resolveIn(deploying, pullRequest('main'));
-    expect(resolved.deployAllowed).toBe(false);
+  it('reads deployBranches and deployTags as lists', async () => {
+    const config = {
+      '.lambkin.json': { deploy: './deploy.sh', deployBranches: 'release/*', deployTags: ['v*'] },
+    };
+    const resolved = await resolveIn(config, push('feature/x'));
+    expect(resolved.deployBranches).toEqual(['release/*']);
+    expect(resolved.deployTags).toEqual(['v*']);
     expect(resolved.deploy).toEqual(['./deploy.sh']);
   });
 
-  it('warns that nothing deploys when the default branch is unknown', async () => {
+  it('has no deploy branch when the default branch is unknown', async () => {
     const resolved = await resolveIn({ ...npmProject, ...deploying }, { event: 'push', branch: 'main' });
     expect(resolved.deployBranches).toEqual([]);
-    expect(resolved.deployAllowed).toBe(false);
-    expect(resolved.warnings).toEqual([expect.stringContaining('set "deployBranches"')]);
   });
 });
 

@@ -51,6 +51,8 @@ Keys (docs/configuration.md, "Settings store and environment"):
   build.pullRequests.forks     shorthand: build pull requests from forks
   deploy.roleArn               the IAM role the deploy step runs as
   deploy.region                the deploy step's AWS_REGION
+  deploy.branches, deploy.tags globs that may deploy at all: narrow the
+                               default branch's deployBranches/deployTags
   config.<key>                 defaults of the repository config (install,
                                test, timeout, env, node, branches, …) and
                                allowConfigOverrides

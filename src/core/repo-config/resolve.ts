@@ -58,12 +58,13 @@ export interface ResolvedBuildConfig {
   env: Record<string, string>;
   /** The whole build's time limit. */
   timeoutSeconds: number;
-  /** Branch globs whose pushes deploy. */
+  /**
+   * Branch globs whose pushes deploy, as these layers say. Only the controller's reading of the
+   * default branch's config decides deploys (src/core/deploy-policy.ts); a checkout's own are not used.
+   */
   deployBranches: string[];
-  /** Tag globs whose pushes deploy. */
+  /** Tag globs whose pushes deploy, likewise only as the default branch's config says. */
   deployTags: string[];
-  /** This build may run `deploy`: a push to a deploy branch (or a deploy tag); never a pull request. */
-  deployAllowed: boolean;
   /** `depth`: a shallow git clone instead of a tarball. */
   git: { depth?: number };
   /** A semver range the runner's Node.js must satisfy (see checkNodeVersion). */
@@ -170,10 +171,6 @@ function findBranchEntry(branch: string, entries: readonly BranchEntry[]): Branc
     entries.find((entry) => entry.pattern === branch) ??
     entries.find((entry) => !entry.exactOnly && branchPatternMatches(entry.pattern, branch))
   );
-}
-
-function matchesAny(name: string, globs: readonly string[]): boolean {
-  return globs.some((glob) => glob === name || picomatch.isMatch(name, glob, { dot: true }));
 }
 
 function toList(value: Commands | undefined): string[] | undefined {
@@ -336,23 +333,6 @@ export function resolveBuildConfig(input: ResolveInput): ResolvedBuildConfig {
   }
   const build = skipReason === undefined;
 
-  const deployAllowed =
-    build &&
-    context.event === 'push' &&
-    (context.tag !== undefined
-      ? matchesAny(context.tag, deployTags)
-      : context.branch !== undefined && matchesAny(context.branch, deployBranches));
-  if (
-    context.event === 'push' &&
-    deploy.length > 0 &&
-    merged.top.deployBranches === undefined &&
-    !context.defaultBranch
-  ) {
-    warnings.push(
-      '"deploy" is set but no branch may deploy: the default branch is unknown, so set "deployBranches"',
-    );
-  }
-
   return {
     install,
     test,
@@ -361,7 +341,6 @@ export function resolveBuildConfig(input: ResolveInput): ResolvedBuildConfig {
     timeoutSeconds: effective.timeout ?? DEFAULT_TIMEOUT_SECONDS,
     deployBranches,
     deployTags,
-    deployAllowed,
     git: effective.git?.depth !== undefined ? { depth: effective.git.depth } : {},
     ...(effective.node !== undefined ? { node: effective.node } : {}),
     tags,

@@ -62,9 +62,12 @@ export interface RepoConfigInput extends BuildOverrides {
   branches?: Record<string, BuildOverrides>;
   /** Overrides for pull request builds. */
   pullRequests?: BuildOverrides;
-  /** Branches whose pushes run `deploy` (globs). Default: the repository's default branch. */
+  /**
+   * Branches whose pushes run `deploy` (globs). Default: the repository's default branch. Only the
+   * default branch's value counts (src/core/deploy-policy.ts); a pushed commit's is ignored.
+   */
   deployBranches?: string | string[];
-  /** Tags whose pushes run `deploy` (globs). Default: none. */
+  /** Tags whose pushes run `deploy` (globs). Default: none. Only the default branch's value counts. */
   deployTags?: string | string[];
   /** Build tag pushes. Default off. */
   tags?: boolean;
@@ -85,7 +88,7 @@ const ENTRY_PROPERTIES = {
   ),
   test: commandsRef('Commands that test the build. Default: `npm test`.'),
   deploy: commandsRef(
-    'Commands run after a successful test, only on pushes to deployBranches (or deployTags). Default: none.',
+    'Commands run after a successful test, only on pushes the controller lets deploy (deployBranches / deployTags of the default branch). Default: none.',
   ),
   env: { $ref: '#/$defs/env' },
   timeout: {
@@ -177,11 +180,13 @@ const TOP_ONLY_PROPERTIES = {
   },
   deployBranches: {
     $ref: '#/$defs/patterns',
-    description: "Branches (names or globs) whose pushes deploy. Default: the repository's default branch.",
+    description:
+      "Branches (names or globs) whose pushes deploy. Default: the repository's default branch. Only the default branch's config counts (read by the controller); a pushed commit's own value is ignored.",
   },
   deployTags: {
     $ref: '#/$defs/patterns',
-    description: 'Tags (names or globs) whose pushes deploy; needs "tags": true. Default: none.',
+    description:
+      'Tags (names or globs) whose pushes deploy; needs "tags": true. Default: none. Only the default branch\'s config counts (read by the controller); a tagged commit\'s own value is ignored.',
   },
   tags: {
     description: 'Build tag pushes. Default: false.',

@@ -57,6 +57,8 @@ export interface LogStream {
   close(): Promise<LogSummary>;
   /** The log so far as it would read (head + marker + tail). */
   text(): string;
+  /** Masks these too in everything written from now on. */
+  addSecrets(secrets: readonly string[]): void;
 }
 
 /** The log stream was misused (bad options, output after close). */
@@ -236,6 +238,8 @@ export function createLogStream(options: LogStreamOptions): LogStream {
     },
 
     text: () => log.finalText(),
+
+    addSecrets: (secrets) => masker.add(secrets),
   };
 }
 

@@ -95,7 +95,9 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
             return jsonResponse(202, { ignored: true, reason });
           }
         }
-        return await queueBuild(deps, interpretation.candidate, delivery, request);
+        return await queueBuild(deps, interpretation.candidate, delivery, request, {
+          ...(interpretation.untrusted ? { untrusted: true } : {}),
+        });
       case 'rerun':
         return await queueRerun(deps, interpretation.request, delivery, request);
     }
@@ -154,7 +156,10 @@ async function queueRerun(
     ...candidate
   } = rebuildRequest(original, delivery.deliveryId);
   // A re-run of an older commit must not cancel the newer builds of its branch.
-  return queueBuild(deps, candidate, delivery, http, { cancelsSuperseded: false });
+  return queueBuild(deps, candidate, delivery, http, {
+    cancelsSuperseded: false,
+    ...(original.trusted ? {} : { untrusted: true }),
+  });
 }
 
 async function queueBuild(
@@ -162,7 +167,7 @@ async function queueBuild(
   candidate: BuildCandidate,
   delivery: VerifiedDelivery,
   http: HttpRequest,
-  options: { cancelsSuperseded?: boolean } = {},
+  options: { cancelsSuperseded?: boolean; untrusted?: boolean } = {},
 ): Promise<HttpResponse> {
   const { deliveryId } = delivery;
   const now = (deps.clock ?? Date.now)();
@@ -172,7 +177,7 @@ async function queueBuild(
     deps.logger.info('webhook ignored', { deliveryId, repo: candidate.repo, reason: decision.reason });
     return jsonResponse(202, { ignored: true, reason: decision.reason });
   }
-  const request: BuildRequest = { ...candidate, deliveryId, trusted: !candidate.fork };
+  const request: BuildRequest = { ...candidate, deliveryId, trusted: !candidate.fork && !options.untrusted };
   if (!request.trusted && deps.refuseUntrustedBuilds !== undefined) {
     const reason = deps.refuseUntrustedBuilds;
     deps.logger.warn('webhook ignored', { deliveryId, repo: candidate.repo, reason });

@@ -21,6 +21,11 @@ export type EventInterpretation =
        * built only when that commit of that branch has no build yet.
        */
       unlessBuilt?: true;
+      /**
+       * The event does not prove the commit is the branch's own (a check suite can be made for a
+       * commit that came from a fork): built as untrusted code, no secrets, cache writes or deploy.
+       */
+      untrusted?: true;
     }
   | { kind: 'rerun'; request: RerunRequest };
 
@@ -284,9 +289,10 @@ function interpretMergeGroup(payload: Record<string, unknown>): EventInterpretat
 }
 
 /**
- * `requested`: GitHub made a check suite for a push (an App gets it with or instead of the push):
- * built as that push, once (the intake builds a commit of a branch once while a build of it is
- * unfinished). `rerequested`: "Re-run all checks".
+ * `requested`: GitHub made a check suite for a commit (an App gets it beside the push): built once,
+ * only when that commit of that branch has no build yet, and as untrusted code, since nothing in
+ * the event proves the commit is the branch's own rather than a fork's (its push, when it comes,
+ * builds it trusted and supersedes this build). `rerequested`: "Re-run all checks".
  */
 function interpretCheckSuite(payload: Record<string, unknown>): EventInterpretation {
   const repository = objectAt(payload, 'repository');
@@ -329,7 +335,7 @@ function interpretCheckSuite(payload: Record<string, unknown>): EventInterpretat
   };
   const marker = message ? SKIP_CI_MARKERS.find((skip) => message.toLowerCase().includes(skip)) : undefined;
   if (marker) return { kind: 'skip', reason: `the commit message asks to skip CI (${marker})`, candidate };
-  return { kind: 'build', candidate, unlessBuilt: true };
+  return { kind: 'build', candidate, unlessBuilt: true, untrusted: true };
 }
 
 /** "Re-run" on one check run: the build its `external_id` names (`owner/repo#number`). */

@@ -494,7 +494,23 @@ describe("a GitHub App's check and merge-queue events", () => {
       checkEventPayload('check_suite', 'requested', { repo: 'octo/checks', sha: unpushed, branch: 'topic' }),
     );
     expect(alone.json).toMatchObject({ queued: true });
+    // Nothing in a check suite proves the commit is the branch's own (it may be a fork's): untrusted,
+    // and so is its re-run.
+    const suiteBuild = { repo: 'octo/checks', number: Number(alone.json.number) };
+    expect(await builds.getBuild(suiteBuild)).toMatchObject({ trusted: false, branch: 'topic' });
+    const rerun = await deliver(
+      'check_run',
+      checkEventPayload('check_run', 'rerequested', {
+        repo: 'octo/checks',
+        sha: unpushed,
+        externalId: `octo/checks#${suiteBuild.number}`,
+      }),
+    );
+    expect(await builds.getBuild({ repo: 'octo/checks', number: Number(rerun.json.number) })).toMatchObject({
+      trusted: false,
+    });
     expect((await builds.buildsOfCommit('octo/checks', unpushed)).map((build) => build.branch)).toEqual([
+      'topic',
       'topic',
     ]);
   });

@@ -7,35 +7,20 @@
  * refuses check runs from personal tokens.
  */
 import type { Octokit } from '@octokit/rest';
+import { chunkAnnotations, type CheckAnnotation } from '../core/annotations/index.js';
 import { splitRepoName } from './client.js';
-
-/** GitHub takes at most this many annotations in one request. */
-export const MAX_ANNOTATIONS_PER_REQUEST = 50;
 
 export type CheckRunStatus = 'queued' | 'in_progress' | 'completed';
 export type CheckRunConclusion =
   'action_required' | 'cancelled' | 'failure' | 'neutral' | 'success' | 'skipped' | 'timed_out';
-
-export interface CheckRunAnnotation {
-  /** Path of the file in the repository. */
-  path: string;
-  startLine: number;
-  endLine: number;
-  /** Only when startLine and endLine are the same (GitHub's rule). */
-  startColumn?: number;
-  endColumn?: number;
-  level: 'notice' | 'warning' | 'failure';
-  message: string;
-  title?: string;
-  rawDetails?: string;
-}
 
 export interface CheckRunOutput {
   title: string;
   /** Markdown, at most 65535 characters. */
   summary: string;
   text?: string;
-  annotations?: CheckRunAnnotation[];
+  /** In GitHub's own shape (src/core/annotations/). */
+  annotations?: CheckAnnotation[];
 }
 
 export interface CheckRunFields {
@@ -63,35 +48,14 @@ export interface CheckRunRef {
   htmlUrl: string | null;
 }
 
-type Annotations = NonNullable<
-  NonNullable<Parameters<Octokit['rest']['checks']['update']>[0]>['output']
->['annotations'];
-
-function annotationsJson(annotations: CheckRunAnnotation[]): Annotations {
-  return annotations.map((annotation) => ({
-    path: annotation.path,
-    start_line: annotation.startLine,
-    end_line: annotation.endLine,
-    ...(annotation.startColumn === undefined ? {} : { start_column: annotation.startColumn }),
-    ...(annotation.endColumn === undefined ? {} : { end_column: annotation.endColumn }),
-    annotation_level: annotation.level,
-    message: annotation.message,
-    ...(annotation.title === undefined ? {} : { title: annotation.title }),
-    ...(annotation.rawDetails === undefined ? {} : { raw_details: annotation.rawDetails }),
-  }));
-}
-
-/** The annotations in requests of at most 50 (none: one empty batch). */
-export function annotationBatches(annotations: CheckRunAnnotation[] = []): CheckRunAnnotation[][] {
-  const batches: CheckRunAnnotation[][] = [];
-  for (let at = 0; at < annotations.length; at += MAX_ANNOTATIONS_PER_REQUEST) {
-    batches.push(annotations.slice(at, at + MAX_ANNOTATIONS_PER_REQUEST));
-  }
-  return batches.length > 0 ? batches : [[]];
+/** The annotations in requests of at most 50 (none: one batch without annotations). */
+function batches(annotations: readonly CheckAnnotation[] = []): CheckAnnotation[][] {
+  const chunks = chunkAnnotations(annotations);
+  return chunks.length > 0 ? chunks : [[]];
 }
 
 /** The request fields of `fields`, with `annotations` as the output's (one batch). */
-function requestFields(fields: CheckRunFields, annotations: CheckRunAnnotation[]): Record<string, unknown> {
+function requestFields(fields: CheckRunFields, annotations: CheckAnnotation[]): Record<string, unknown> {
   const { output } = fields;
   return {
     ...(fields.name === undefined ? {} : { name: fields.name }),
@@ -108,7 +72,7 @@ function requestFields(fields: CheckRunFields, annotations: CheckRunAnnotation[]
             title: output.title,
             summary: output.summary,
             ...(output.text === undefined ? {} : { text: output.text }),
-            ...(annotations.length > 0 ? { annotations: annotationsJson(annotations) } : {}),
+            ...(annotations.length > 0 ? { annotations } : {}),
           },
         }),
   };
@@ -120,7 +84,7 @@ export class GitHubCheckRuns {
   /** Creates the check run; annotations past the first 50 follow in updates. */
   async create(repo: string, run: NewCheckRun): Promise<CheckRunRef> {
     const { owner, name } = splitRepoName(repo);
-    const [first = [], ...rest] = annotationBatches(run.output?.annotations);
+    const [first = [], ...rest] = batches(run.output?.annotations);
     const { data } = await this.octokit.rest.checks.create({
       owner,
       repo: name,
@@ -135,7 +99,7 @@ export class GitHubCheckRuns {
   /** Updates the check run; annotations are added to those it has, 50 a request. */
   async update(repo: string, id: number, fields: CheckRunFields): Promise<CheckRunRef> {
     const { owner, name } = splitRepoName(repo);
-    const [first = [], ...rest] = annotationBatches(fields.output?.annotations);
+    const [first = [], ...rest] = batches(fields.output?.annotations);
     const { data } = await this.octokit.rest.checks.update({
       owner,
       repo: name,
@@ -151,11 +115,11 @@ export class GitHubCheckRuns {
     repo: string,
     id: number,
     output: CheckRunOutput | undefined,
-    batches: CheckRunAnnotation[][],
+    rest: CheckAnnotation[][],
   ): Promise<void> {
     if (!output) return;
     const { owner, name } = splitRepoName(repo);
-    for (const batch of batches) {
+    for (const batch of rest) {
       await this.octokit.rest.checks.update({
         owner,
         repo: name,
@@ -164,7 +128,7 @@ export class GitHubCheckRuns {
           title: output.title,
           summary: output.summary,
           ...(output.text === undefined ? {} : { text: output.text }),
-          annotations: annotationsJson(batch),
+          annotations: batch,
         },
       });
     }

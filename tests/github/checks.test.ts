@@ -5,7 +5,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { createGitHubApp } from '../../src/github/app-auth.js';
-import { annotationBatches, GitHubCheckRuns, type CheckRunAnnotation } from '../../src/github/checks.js';
+import type { CheckAnnotation } from '../../src/core/annotations/index.js';
+import { GitHubCheckRuns } from '../../src/github/checks.js';
 import type { GitHubClient } from '../../src/github/client.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import {
@@ -45,12 +46,12 @@ afterAll(async () => {
   if (repo) await rm(repo.dir, { recursive: true, force: true });
 });
 
-const annotations = (count: number, from = 1): CheckRunAnnotation[] =>
+const annotations = (count: number, from = 1): CheckAnnotation[] =>
   Array.from({ length: count }, (_, index) => ({
     path: 'src/index.js',
-    startLine: from + index,
-    endLine: from + index,
-    level: 'failure' as const,
+    start_line: from + index,
+    end_line: from + index,
+    annotation_level: 'failure' as const,
     message: `Problem ${from + index}`,
     title: 'lint',
   }));
@@ -61,14 +62,6 @@ const checkRequests = (before: number): string[] =>
     .slice(before)
     .filter((request) => request.path.includes('/check-runs'))
     .map((request) => `${request.method} ${request.path.replace(/\d+$/, 'ID')}`);
-
-describe('annotationBatches', () => {
-  it('cuts annotations in batches of at most 50, one empty batch for none', () => {
-    expect(annotationBatches(annotations(120)).map((batch) => batch.length)).toEqual([50, 50, 20]);
-    expect(annotationBatches(annotations(50)).map((batch) => batch.length)).toEqual([50]);
-    expect(annotationBatches([])).toEqual([[]]);
-  });
-});
 
 describe('GitHubCheckRuns', () => {
   it('sends 120 annotations as 3 requests, and all of them are listed', async () => {

@@ -34,6 +34,7 @@ import type { RunnerInput, RunnerOutcome, RunnerState } from '../core/protocol.j
 import { fetchArchive, cloneCommit } from './source.js';
 import { layerEnvironment } from './runtime-layer.js';
 import { findPrlimit, runStep } from './steps.js';
+import { sandboxNotice, stepSandboxFor } from './step-sandbox.js';
 import { planSteps } from '../core/step-plan.js';
 import { createWorkspace, folderSize, sweepStaleWorkspaces, type Workspace } from './workspace.js';
 
@@ -193,6 +194,9 @@ async function runSteps(
   if (!canLimitProcesses) {
     writer.line('Warning: prlimit (util-linux) was not found: steps run without a limit on processes.');
   }
+  const sandbox = stepSandboxFor({ tmp: workspace.tmp, keep: [workspace.root, workspace.npmCache] });
+  const notice = sandboxNotice();
+  if (notice) writer.line(notice);
   // Restored before the install step; on an exact hit the default install has nothing to do.
   const cache = await restoreBuildCache(
     input.cache,
@@ -244,6 +248,7 @@ async function runSteps(
           signal: options.stop ? AbortSignal.any([quota.signal, options.stop]) : quota.signal,
           ...(canLimitProcesses ? { maxProcesses, maxFileBytes: quotaBytes } : {}),
           ...(options.stepUser ?? {}),
+          ...(sandbox ? { sandbox } : {}),
         },
       );
     } finally {

@@ -70,8 +70,11 @@ export interface LocalStackOptions {
   webhookSecret: string;
   /** Async builds running at once. */
   concurrency?: number;
-  /** Run build steps as this user; default nobody (65534) when started as root. */
-  runnerUser?: { uid: number; gid: number } | null;
+  /**
+   * A sandbox per build (a uid, cgroup and PID namespace of its own: src/controller/build-sandbox.ts);
+   * default: when started as root. Not as root, steps still get the runner's step sandbox.
+   */
+  buildSandbox?: boolean;
   /** Async retry delays of the local Lambda service (Lambda: 1 min and 2 min; locally short). */
   retryDelaysMs?: number[];
   runnerTimeoutSeconds?: number;
@@ -153,10 +156,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
   await ensureStorage(clients, config);
 
-  const runnerUser = options.runnerUser === undefined ? defaultRunnerUser() : options.runnerUser;
+  const buildSandbox = options.buildSandbox ?? process.getuid?.() === 0;
   const runner = new ProcessRunnerInvoker({
-    ...(runnerUser ? { user: runnerUser } : {}),
-    workRoot: join('/tmp', `lambkin-runner-${runnerUser?.uid ?? process.getuid?.() ?? 'user'}`),
+    sandbox: buildSandbox,
+    workRoot: join(
+      '/tmp',
+      buildSandbox ? 'lambkin-builds' : `lambkin-runner-${process.getuid?.() ?? 'user'}`,
+    ),
   });
   // secretEnv values are sealed with a key kept in the data dir (src/store/secret-cipher.ts).
   const cipher = new LocalSecretCipher(dataDir);
@@ -263,10 +269,6 @@ async function defaultForksOff(store: SettingsStore): Promise<void> {
 }
 
 /** Root should not run strangers' build steps: the runner drops to nobody. */
-function defaultRunnerUser(): { uid: number; gid: number } | null {
-  return process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : null;
-}
-
 async function ensureStorage(clients: AwsClients, config: LambkinConfig): Promise<void> {
   for (const definition of [
     buildsTableDefinition(config.buildsTable),

@@ -391,7 +391,7 @@ describe('builder', () => {
   });
 
   itAsRoot(
-    'runs the runner as an unprivileged user in a PID namespace of its own when started as root',
+    "runs the runner as a uid of the build's own in a PID namespace of its own when started as root",
     async () => {
       const { repo, sha } = await repository(
         'unprivileged',
@@ -405,9 +405,11 @@ describe('builder', () => {
       const queued = await queue({ repo, sha });
       const result = await runControllerBuild(unprivileged, { kind: 'build', repo, number: queued.number });
       const log = (await logs.readLog(queued.logPrefix)) ?? '';
-      expect(log).toContain('uid=65534');
-      // Its own PID namespace: pid 1 is the runner, and the controller's process is not there at all.
-      expect(log).toMatch(/init=\S*node \S*lambkin-runner-program-\w+\/runner\.mjs/);
+      // A uid of the build's own (src/controller/build-sandbox.ts).
+      expect(log).toMatch(/uid=18790\d{5}\b/);
+      // Its own PID namespace: pid 1 is the step sandbox's shell (src/runner/step-sandbox.ts), and
+      // neither the runner nor the controller's process is there at all.
+      expect(log).toMatch(/init=\/bin\/bash -p -c set -e/);
       expect(log).toMatch(
         new RegExp(`/proc/${process.pid}/environ: (No such file or directory|Permission denied)`),
       );
@@ -415,14 +417,11 @@ describe('builder', () => {
     },
   );
 
-  /** The controller's dependencies with the runner as `nobody`, as the local stack runs it as root. */
+  /** The controller's dependencies with a build sandbox per build, as the local stack runs as root. */
   function asNobody(): ControllerDependencies {
     return {
       ...deps,
-      runner: new ProcessRunnerInvoker({
-        user: { uid: 65534, gid: 65534 },
-        workRoot: '/tmp/lambkin-nobody-test',
-      }),
+      runner: new ProcessRunnerInvoker({ sandbox: true, workRoot: '/tmp/lambkin-sandbox-test' }),
     };
   }
 

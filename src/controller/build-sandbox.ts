@@ -8,7 +8,7 @@
  * is held by a folder `<stateDir>/slots/N` made with mkdir (atomic: two stacks never take the same
  * slot) naming its owner's pid; a slot whose owner is gone is cleaned and taken again.
  */
-import { lstatSync, readFileSync, readdirSync } from 'node:fs';
+import { accessSync, constants, lstatSync, readFileSync, readdirSync } from 'node:fs';
 import { chown, lstat, mkdir, readFile, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -333,4 +333,24 @@ export function heldSlots(stateDir = DEFAULT_STATE_DIR): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * The controller's part of the protections on this machine, without making a sandbox: a uid per
+ * build and a PID namespace need root; the cgroup a cgroup v2 tree root may write. The steps' part
+ * is probed by the runner (src/runner/step-sandbox.ts), which writes what does not hold in the log.
+ */
+export function probeBuildSandbox(): Pick<SandboxProtections, 'perBuildUser' | 'cgroup' | 'pidNamespace'> {
+  const root = process.getuid?.() === 0;
+  const mount = root ? cgroup2Mount() : undefined;
+  let cgroup = false;
+  if (mount) {
+    try {
+      accessSync(mount, constants.W_OK);
+      cgroup = true;
+    } catch {
+      cgroup = false;
+    }
+  }
+  return { perBuildUser: root, cgroup, pidNamespace: root };
 }

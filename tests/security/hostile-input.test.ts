@@ -88,7 +88,10 @@ beforeAll(async () => {
     archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },
     runner: new ProcessRunnerInvoker({
       workRoot: WORK_ROOT,
-      ...(asRoot ? { user: { uid: BUILD_UID, gid: BUILD_UID } } : {}),
+      // As root a build sandbox with one slot: every build of this suite runs as BUILD_UID.
+      ...(asRoot
+        ? { sandbox: { firstUid: BUILD_UID, slots: 1, stateDir: '/run/lambkin-hostile-test' } }
+        : {}),
     }),
     logger: createMemoryLogger(),
     publicUrl: PUBLIC_URL,

@@ -7,7 +7,7 @@
  *   process ends, the kernel ends every process it left behind (`setsid` or double fork included).
  * - mount: `/tmp` and `/var/tmp` are the build's own tmp folder (inside the work folder: removed
  *   with it, counted in its disk quota), `/dev/shm` a fresh tmpfs. The work folder and npm cache
- *   stay where they are.
+ *   stay where they are (a work root under `/var/tmp` or `/dev/shm` leaves that one the host's).
  * - network: the step has only its own loopback and a tap device served by slirp4netns with
  *   `--disable-host-loopback`: the internet is reachable (npm install), the host's 127.0.0.1 is not,
  *   and `/proc/net/tcp` lists none of the host's sockets.
@@ -184,14 +184,17 @@ tmp=$1 uid=$2 gid=$3 count=$4
 shift 4
 keeps=("\${@:1:count}")
 shift "$count"
+var_tmp=/var/tmp shm=/dev/shm
 for keep in "\${keeps[@]}"; do
   case $keep in
     /tmp/*) target=$tmp/\${keep#/tmp/}; sys mkdir -p -- "$target"; sys mount --bind -- "$keep" "$target" ;;
+    /var/tmp/*) var_tmp= ;;
+    /dev/shm/*) shm= ;;
   esac
 done
 sys mount --rbind -- "$tmp" /tmp
-if [ -d /var/tmp ]; then sys mount --rbind -- "$tmp" /var/tmp; fi
-if [ -d /dev/shm ]; then sys mount -t tmpfs -o mode=1777,nosuid,nodev lambkin-shm /dev/shm; fi
+if [ -n "$var_tmp" ] && [ -d /var/tmp ]; then sys mount --rbind -- "$tmp" /var/tmp; fi
+if [ -n "$shm" ] && [ -d /dev/shm ]; then sys mount -t tmpfs -o mode=1777,nosuid,nodev lambkin-shm /dev/shm; fi
 read -r _ || exit 125
 exec </dev/null
 set +e

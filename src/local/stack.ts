@@ -268,7 +268,6 @@ async function defaultForksOff(store: SettingsStore): Promise<void> {
   }));
 }
 
-/** Root should not run strangers' build steps: the runner drops to nobody. */
 async function ensureStorage(clients: AwsClients, config: LambkinConfig): Promise<void> {
   for (const definition of [
     buildsTableDefinition(config.buildsTable),

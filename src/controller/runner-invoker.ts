@@ -11,6 +11,8 @@ import { LambkinError } from '../core/errors.js';
 import type { RunnerInput, RunnerOutcome } from '../core/protocol.js';
 import { checkRunnableByOthers, runnerProgram } from './runner-program.js';
 import type { RunnerInvoker } from '../core/ports.js';
+import { formatProtections } from '../core/sandbox.js';
+import { acquireBuildSandbox, type BuildSandbox, type BuildSandboxOptions } from './build-sandbox.js';
 
 /** The runner did not return an outcome: it crashed, was killed, or hit its time limit. */
 export class RunnerFailedError extends LambkinError {
@@ -143,12 +145,19 @@ export class TrustRoutedRunnerInvoker implements RunnerInvoker {
   }
 }
 
+/** Parent of each build's work root when sandboxed and no `workRoot` is given. */
+export const DEFAULT_SANDBOX_WORK_ROOT = '/tmp/lambkin-builds';
+
 export interface ProcessRunnerOptions {
   /** Command that starts the runner process (default: the runner program, src/controller/runner-program.ts). */
   command?: string[];
-  /** Run the runner as this user (when the local stack runs as root). */
-  user?: { uid: number; gid: number };
-  /** Parent of the runner's work areas. */
+  /**
+   * A sandbox per build (the local stack as root, src/controller/build-sandbox.ts): the runner and
+   * its steps as a uid of the build's own, in a cgroup and PID namespace of their own, all of it
+   * killed and its work root removed when the build ends. `true` for the defaults.
+   */
+  sandbox?: boolean | BuildSandboxOptions;
+  /** Parent of the runner's work areas (with `sandbox`: of each build's own work root). */
   workRoot?: string;
   /** Time past the input's deadline before the process is killed. */
   graceMs?: number;
@@ -165,12 +174,36 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
   async run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
     if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
     const [command, cwd] = await this.commandAndFolder();
-    const [executable, ...args] = this.options.user ? inOwnPidNamespace(command, this.options.user) : command;
+    const options = this.options.sandbox;
+    const sandbox = options
+      ? await acquireBuildSandbox(
+          this.options.workRoot ?? DEFAULT_SANDBOX_WORK_ROOT,
+          options === true ? {} : options,
+        )
+      : undefined;
+    try {
+      return await this.runIn(sandbox, command, cwd, input, signal);
+    } finally {
+      await sandbox?.teardown();
+    }
+  }
+
+  private async runIn(
+    sandbox: BuildSandbox | undefined,
+    command: readonly string[],
+    cwd: string,
+    input: RunnerInput,
+    signal?: AbortSignal,
+  ): Promise<RunnerOutcome> {
+    const [executable, ...args] = sandbox ? sandbox.wrap(command) : command;
     if (!executable) throw new Error('ProcessRunnerInvoker needs a command');
+    const workRoot = sandbox?.workRoot ?? this.options.workRoot;
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       LANG: 'C.UTF-8',
-      ...(this.options.workRoot ? { LAMBKIN_WORK_ROOT: this.options.workRoot } : {}),
+      ...(workRoot ? { LAMBKIN_WORK_ROOT: workRoot } : {}),
+      // What the controller set up; the runner adds what it can do for its steps (src/core/sandbox.ts).
+      LAMBKIN_BUILD_SANDBOX: sandbox ? formatProtections(sandbox.protections) : '',
     };
     const child = spawn(executable, args, {
       env,
@@ -199,7 +232,7 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       // the group, SIGKILL after its 2 s grace); SIGKILL the runner only if it is not gone by then.
       // In its own PID namespace the runner is unshare's child: unshare ignores SIGTERM, so the
       // runner gets it directly, and SIGKILL to unshare takes the whole namespace.
-      const runner = this.options.user ? childOf(child.pid) : child.pid;
+      const runner = sandbox ? childOf(child.pid) : child.pid;
       try {
         if (runner === undefined) child.kill('SIGKILL');
         else process.kill(runner, 'SIGTERM');
@@ -235,28 +268,9 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
   private async commandAndFolder(): Promise<[readonly string[], string]> {
     if (this.options.command) return [this.options.command, '/'];
     const program = await runnerProgram();
-    if (this.options.user) await checkRunnableByOthers(program);
+    if (this.options.sandbox) await checkRunnableByOthers(program);
     return [program.command, program.dir];
   }
-}
-
-/**
- * The runner as `user` in a PID namespace of its own (util-linux `unshare`, run as root): it is
- * pid 1 there, so when it ends, for whatever reason, the kernel ends every process its steps left
- * behind (a `setsid` or double-forked one included), and its steps see only their own build's
- * processes in `/proc`. `--kill-child=SIGKILL`: when unshare dies, so does the namespace.
- */
-function inOwnPidNamespace(command: readonly string[], user: { uid: number; gid: number }): string[] {
-  return [
-    'unshare',
-    '--pid',
-    '--mount-proc',
-    '--kill-child=SIGKILL',
-    `--setuid=${user.uid}`,
-    `--setgid=${user.gid}`,
-    '--',
-    ...command,
-  ];
 }
 
 /** The (first) child process of `pid`, from /proc; undefined when it has none or is gone. */

@@ -113,8 +113,8 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       logs,
       archives: { resolveArchiveUrl: async () => served.url },
       runner: new ProcessRunnerInvoker({
-        ...(asRoot ? { user: { uid: 65534, gid: 65534 } } : {}),
-        workRoot: join(tmpdir(), `lambkin-run-${asRoot ? 65534 : (process.getuid?.() ?? 'user')}`),
+        sandbox: asRoot,
+        workRoot: join(tmpdir(), asRoot ? 'lambkin-builds' : `lambkin-run-${process.getuid?.() ?? 'user'}`),
       }),
       // The runner's forms and URLs are signed with a key made for this build only.
       signer: new EphemeralBuildSigner(credentials, (buildKey) =>

@@ -70,10 +70,13 @@ export interface LocalStackOptions {
   webhookSecret: string;
   /** Async builds running at once. */
   concurrency?: number;
-  /** Run build steps as this user; default nobody (65534) when started as root. */
-  runnerUser?: { uid: number; gid: number } | null;
   /**
-   * Build pull requests from forks even where the sandbox is weak (not run as root: every build
+   * A sandbox per build (a uid, cgroup and PID namespace of its own: src/controller/build-sandbox.ts);
+   * default: when started as root. Not as root, steps still get the runner's step sandbox.
+   */
+  buildSandbox?: boolean;
+  /**
+   * Build pull requests from forks even without the build sandbox (not run as root: every build
    * runs as the operator's own user). Off by default: such builds are refused, saying why.
    */
   allowUnsandboxedForks?: boolean;
@@ -158,10 +161,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
   await ensureStorage(clients, config);
 
-  const runnerUser = options.runnerUser === undefined ? defaultRunnerUser() : options.runnerUser;
+  const buildSandbox = options.buildSandbox ?? process.getuid?.() === 0;
   const runner = new ProcessRunnerInvoker({
-    ...(runnerUser ? { user: runnerUser } : {}),
-    workRoot: join('/tmp', `lambkin-runner-${runnerUser?.uid ?? process.getuid?.() ?? 'user'}`),
+    sandbox: buildSandbox,
+    workRoot: join(
+      '/tmp',
+      buildSandbox ? 'lambkin-builds' : `lambkin-runner-${process.getuid?.() ?? 'user'}`,
+    ),
   });
   // secretEnv values are sealed with a key kept in the data dir (src/store/secret-cipher.ts).
   const cipher = new LocalSecretCipher(dataDir);
@@ -175,7 +181,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     ),
   };
   await defaultForksOff(new DynamoSettingsStore(clients.documents, config.settingsTable));
-  const refusal = options.allowUnsandboxedForks ? undefined : untrustedBuildRefusal(runnerUser);
+  const refusal = options.allowUnsandboxedForks ? undefined : untrustedBuildRefusal(buildSandbox);
   const intake = {
     ...createIntakeDependencies(config, options.logger, clients, notifier),
     ...(refusal !== undefined ? { refuseUntrustedBuilds: refusal } : {}),
@@ -272,22 +278,17 @@ async function defaultForksOff(store: SettingsStore): Promise<void> {
 }
 
 /**
- * Why untrusted builds are refused on this stack, or undefined where its sandbox holds. Not run
- * as root, every build runs as the operator's own user: a fork's steps could read the operator's
- * files and leave processes that outlive the build (docs/security.md lists what holds where).
+ * Why untrusted builds are refused on this stack, or undefined where its sandbox holds. Without the
+ * build sandbox (not run as root) every build runs as the operator's own user: a fork's steps could
+ * read the operator's files (docs/security.md lists what holds where).
  */
-export function untrustedBuildRefusal(runnerUser: { uid: number; gid: number } | null): string | undefined {
-  if (runnerUser) return undefined;
+export function untrustedBuildRefusal(buildSandbox: boolean): string | undefined {
+  if (buildSandbox) return undefined;
   return (
     'pull requests from forks are not built by a stack that is not run as root: every build would ' +
-    "run as your own user, able to read your files and to outlive its build. Run 'lambkin dev' as " +
+    "run as your own user, able to read your files and other builds'. Run 'lambkin dev' as " +
     "root, or accept that with 'lambkin dev --allow-unsandboxed-forks' (docs/security.md)"
   );
-}
-
-/** Root should not run strangers' build steps: the runner drops to nobody. */
-function defaultRunnerUser(): { uid: number; gid: number } | null {
-  return process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : null;
 }
 
 async function ensureStorage(clients: AwsClients, config: LambkinConfig): Promise<void> {

@@ -36,6 +36,7 @@ import type { RunnerInput, RunnerOutcome, RunnerState } from '../core/protocol.j
 import { fetchArchive, cloneCommit } from './source.js';
 import { layerEnvironment } from './runtime-layer.js';
 import { findPrlimit, runStep } from './steps.js';
+import { sandboxNotice, stepSandboxFor } from './step-sandbox.js';
 import { planSteps } from '../core/step-plan.js';
 import { ignoredDeployRules } from '../core/deploy-policy.js';
 import { redeemDeployGrant } from './deploy-credentials.js';
@@ -216,6 +217,9 @@ async function runSteps(
   if (!canLimitProcesses) {
     writer.line('Warning: prlimit (util-linux) was not found: steps run without a limit on processes.');
   }
+  const sandbox = stepSandboxFor({ tmp: workspace.tmp, keep: [workspace.root, workspace.npmCache] });
+  const notice = sandboxNotice();
+  if (notice) writer.line(notice);
   // Restored before the install step; on an exact hit the default install has nothing to do.
   const cache = await restoreBuildCache(
     input.cache,
@@ -284,6 +288,7 @@ async function runSteps(
           signal: options.stop ? AbortSignal.any([quota.signal, options.stop]) : quota.signal,
           ...(canLimitProcesses ? { maxProcesses, maxFileBytes: quotaBytes } : {}),
           ...(options.stepUser ?? {}),
+          ...(sandbox ? { sandbox } : {}),
         },
       );
     } finally {

@@ -9,11 +9,13 @@
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { LambkinError } from '../core/errors.js';
+import { sandboxedCommand, startStepNetwork, type StepNetwork, type StepSandbox } from './step-sandbox.js';
 
 export interface StepSpec {
   /** 'install' | 'test' | 'deploy' | …, for messages. */
@@ -61,6 +63,11 @@ export interface RunStepOptions {
    * fast writer from filling the disk between two measurements.
    */
   maxFileBytes?: number;
+  /**
+   * Run the step in the step sandbox (src/runner/step-sandbox.ts): namespaces of its own, a private
+   * /tmp and, when available, a network of its own. `uid`/`gid` do not apply then.
+   */
+  sandbox?: StepSandbox;
 }
 
 export const DEFAULT_KILL_GRACE_MS = 2000;
@@ -152,13 +159,18 @@ export async function runStep(spec: StepSpec, options: RunStepOptions): Promise<
   ];
   const prlimit = limits.length === 0 ? undefined : findPrlimit(spec.env.PATH);
   // prlimit sets the limits and execs bash: same pid, so the process group is still the step's.
-  const [file, args] =
+  const [plainFile, plainArgs] =
     prlimit === undefined ? [bash, bashArgs] : [prlimit, [...limits, '--', bash, ...bashArgs]];
+  const sandbox = options.sandbox;
+  const [file, args] = sandbox
+    ? sandboxedCommand(sandbox, [plainFile, ...plainArgs])
+    : [plainFile, plainArgs];
   const subprocess = execa(file, args, {
     cwd: spec.cwd,
     env: spec.env,
     extendEnv: false,
-    stdin: 'ignore',
+    // In the sandbox the step waits for a line on stdin: its network is up.
+    stdin: sandbox ? 'pipe' : 'ignore',
     stdout: 'pipe',
     // Empty once the script has run `exec 2>&1`; read anyway, for whatever bash says before (BASH_ENV).
     stderr: 'pipe',
@@ -168,8 +180,8 @@ export async function runStep(spec: StepSpec, options: RunStepOptions): Promise<
     // Its own session and process group, so one signal reaches every process of the step. (execa's
     // `cleanup` does not apply to detached processes; `installExitHook` does that job for the group.)
     detached: true,
-    ...(options.uid === undefined ? {} : { uid: options.uid }),
-    ...(options.gid === undefined ? {} : { gid: options.gid }),
+    ...(options.uid === undefined || sandbox ? {} : { uid: options.uid }),
+    ...(options.gid === undefined || sandbox ? {} : { gid: options.gid }),
   });
 
   let outputError: unknown;
@@ -194,6 +206,23 @@ export async function runStep(spec: StepSpec, options: RunStepOptions): Promise<
     killing ??= killProcessGroup(pgid, killGraceMs);
     return killing;
   };
+
+  let network: StepNetwork | undefined;
+  let sandboxError: unknown;
+  const networkUp =
+    sandbox && pgid !== undefined
+      ? startStepNetwork(sandbox, pgid).then(
+          (started) => {
+            network = started;
+            subprocess.stdin?.on('error', () => undefined);
+            subprocess.stdin?.end('\n');
+          },
+          (error: unknown) => {
+            sandboxError = error;
+            void killGroup();
+          },
+        )
+      : undefined;
 
   let timedOut = false;
   const timer = setTimeout(
@@ -226,7 +255,19 @@ export async function runStep(spec: StepSpec, options: RunStepOptions): Promise<
     options.signal?.removeEventListener('abort', onAbort);
 
     if (killing !== undefined || (pgid !== undefined && (await groupIsRunning(pgid)))) await killGroup();
+    await networkUp;
+    network?.stop();
     await drainOutput(subprocess, [subprocess.stdout, subprocess.stderr]);
+
+    if (sandboxError !== undefined && !timedOut && !options.signal?.aborted) {
+      throw new StepError(
+        'STEP_SANDBOX',
+        spec.name,
+        `Could not set up the sandbox of step ${spec.name}: ` +
+          `${sandboxError instanceof Error ? sandboxError.message : String(sandboxError)}.`,
+        { cause: sandboxError },
+      );
+    }
 
     if (outputError !== undefined) {
       throw new StepError(
@@ -237,6 +278,15 @@ export async function runStep(spec: StepSpec, options: RunStepOptions): Promise<
         { cause: outputError },
       );
     }
+    // The sandbox's pid 1 reports a step killed by signal N as exit 128 + N (as a shell does).
+    const signalled = sandbox ? signalOfStatus(first.code) : undefined;
+    if (signalled)
+      return {
+        exitCode: null,
+        signal: signalled,
+        timedOut,
+        durationMs: Math.round(performance.now() - startedAt),
+      };
     return {
       exitCode: first.code,
       ...(first.signal === null ? {} : { signal: first.signal }),
@@ -247,7 +297,14 @@ export async function runStep(spec: StepSpec, options: RunStepOptions): Promise<
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
     if (pgid !== undefined) liveGroups.delete(pgid);
+    network?.stop();
   }
+}
+
+function signalOfStatus(code: number | null): NodeJS.Signals | undefined {
+  if (code === null || code <= 128 || code > 128 + 64) return undefined;
+  const found = Object.entries(osConstants.signals).find(([, number]) => number === code - 128);
+  return found?.[0] as NodeJS.Signals | undefined;
 }
 
 /**

@@ -298,21 +298,19 @@ describe('builder', () => {
   });
 
   it('ends the build as error when the runner dies mid-build', async () => {
-    // The step walks up its process tree to the runner process (node …/lambkin-runner-program-*/runner.mjs)
-    // and kills it.
-    const killRunner = [
-      'p=$$\n',
-      'while [ "$p" -gt 1 ]; do\n',
-      '  if tr \'\\0\' \' \' < /proc/$p/cmdline | grep -q lambkin-runner-program-; then echo "killing the runner"; kill -9 "$p"; sleep 5; fi\n',
-      // The parent's pid is the second field after the command name, which may hold spaces.
-      "  p=$(sed 's/.*) //' /proc/$p/stat | awk '{print $2}')\n",
-      'done\n',
-    ].join('');
-    const { repo, sha } = await repository(
-      'runner-dies',
-      npmProject({ test: 'sh kill-runner.sh' }, { 'kill-runner.sh': killRunner }),
-    );
-    const { build: done, log, statuses } = await build({ repo, sha });
+    // Killed from outside: a step cannot see the runner (its own PID namespace, src/runner/step-sandbox.ts).
+    const marker = `sleep ${30_400 + (process.pid % 100)}`;
+    const { repo, sha } = await repository('runner-dies', npmProject({ test: `echo ready; ${marker}` }));
+    const running = build({ repo, sha });
+    let step: number | undefined;
+    for (let attempt = 0; attempt < 400 && step === undefined; attempt++) {
+      step = (await processesRunning(marker))[0];
+      if (step === undefined) await sleep(50);
+    }
+    const runner = step === undefined ? undefined : ancestorRunning(step, 'lambkin-runner-program');
+    expect(runner).toBeDefined();
+    process.kill(runner ?? 0, 'SIGKILL');
+    const { build: done, log, statuses } = await running;
     expect(done.state).toBe('error');
     expect(done.description).toMatch(/runner was killed by SIGKILL/);
     expect(statuses[0]?.state).toBe('error');
@@ -394,7 +392,7 @@ describe('builder', () => {
   });
 
   itAsRoot(
-    'runs the runner as an unprivileged user in a PID namespace of its own when started as root',
+    "runs the runner as a uid of the build's own in a PID namespace of its own when started as root",
     async () => {
       const { repo, sha } = await repository(
         'unprivileged',
@@ -408,9 +406,11 @@ describe('builder', () => {
       const queued = await queue({ repo, sha });
       const result = await runControllerBuild(unprivileged, { kind: 'build', repo, number: queued.number });
       const log = (await logs.readLog(queued.logPrefix)) ?? '';
-      expect(log).toContain('uid=65534');
-      // Its own PID namespace: pid 1 is the runner, and the controller's process is not there at all.
-      expect(log).toMatch(/init=\S*node \S*lambkin-runner-program-\w+\/runner\.mjs/);
+      // A uid of the build's own (src/controller/build-sandbox.ts).
+      expect(log).toMatch(/uid=18790\d{5}\b/);
+      // Its own PID namespace: pid 1 is the step sandbox's shell (src/runner/step-sandbox.ts), and
+      // neither the runner nor the controller's process is there at all.
+      expect(log).toMatch(/init=\/bin\/bash -p -c set -e/);
       expect(log).toMatch(
         new RegExp(`/proc/${process.pid}/environ: (No such file or directory|Permission denied)`),
       );
@@ -418,14 +418,11 @@ describe('builder', () => {
     },
   );
 
-  /** The controller's dependencies with the runner as `nobody`, as the local stack runs it as root. */
+  /** The controller's dependencies with a build sandbox per build, as the local stack runs as root. */
   function asNobody(): ControllerDependencies {
     return {
       ...deps,
-      runner: new ProcessRunnerInvoker({
-        user: { uid: 65534, gid: 65534 },
-        workRoot: '/tmp/lambkin-nobody-test',
-      }),
+      runner: new ProcessRunnerInvoker({ sandbox: true, workRoot: '/tmp/lambkin-sandbox-test' }),
     };
   }
 

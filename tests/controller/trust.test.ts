@@ -267,12 +267,12 @@ describe('a true status, always', () => {
   );
 
   itAsRoot(
-    'stops it the same way when the runner runs as nobody in its own PID namespace',
+    'stops it the same way when the runner runs in a build sandbox (its own uid and PID namespace)',
     () =>
       cancelWhileRunning(
         'cancelled-namespaced',
         'sleep 65.25',
-        new ProcessRunnerInvoker({ user: { uid: 65534, gid: 65534 }, workRoot: '/tmp/lambkin-nobody-test' }),
+        new ProcessRunnerInvoker({ sandbox: true, workRoot: '/tmp/lambkin-sandbox-test' }),
       ),
     60_000,
   );

@@ -15,6 +15,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
+import { DEFAULT_FIRST_SANDBOX_UID } from '../../src/controller/build-sandbox.js';
 import type { BuildRequest } from '../../src/core/build.js';
 import { resolveArchiveUrl } from '../../src/github/archive.js';
 import { createGitHubClient } from '../../src/github/client.js';
@@ -34,7 +35,11 @@ import { StsBuildSigner, createStsClient, grantsPolicy } from '../../src/aws/sts
 import { createS3Client } from '../../src/aws/clients.js';
 import { requireTool } from '../support/tools.js';
 
-const NOBODY = { uid: 65534, gid: 65534 };
+/** The uid the hostile build reports: as root, a build sandbox's own (src/controller/build-sandbox.ts). */
+const buildUid = (): RegExp =>
+  new RegExp(
+    `hostile build: uid=${asRoot ? String(DEFAULT_FIRST_SANDBOX_UID).slice(0, 4) + '\\d+' : String(process.getuid?.())}\\b`,
+  );
 const asRoot = process.getuid?.() === 0;
 const folders: string[] = [];
 
@@ -122,7 +127,7 @@ describe('the local stack (`lambkin dev` as a separate process)', () => {
     s3.destroy();
     documents.destroy();
 
-    expect(log).toContain(`hostile build: uid=${asRoot ? NOBODY.uid : process.getuid?.()}`);
+    expect(log).toMatch(buildUid());
     expectNothingFound(log, { ...secrets, STACK_KEY: stack.credentials.secretAccessKey });
     expect(leaksIn(page, secrets)).toEqual([]);
     expect(leaksIn(JSON.stringify(record.Item), secrets)).toEqual([]);
@@ -159,7 +164,7 @@ describe('lambkin run', () => {
     // --json: the summary alone on stdout, the streamed log on stderr.
     expect(JSON.parse(run.stdout)).toMatchObject({ state: 'success' });
     expect(run.code).toBe(0);
-    expect(run.stderr).toContain(`hostile build: uid=${asRoot ? NOBODY.uid : process.getuid?.()}`);
+    expect(run.stderr).toMatch(buildUid());
     expectNothingFound(run.stdout + run.stderr, secrets);
   }, 70_000);
 });
@@ -215,7 +220,7 @@ describe('the controller and the runner (in-process controller, runner process)'
       archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },
       // As the local stack does: root never runs strangers' steps.
       runner: new ProcessRunnerInvoker(
-        asRoot ? { user: NOBODY, workRoot: join(tmpdir(), `lambkin-security-${NOBODY.uid}`) } : {},
+        asRoot ? { sandbox: true, workRoot: join(tmpdir(), 'lambkin-security-sandbox') } : {},
       ),
       logger: createMemoryLogger(),
       publicUrl: 'https://ci.example.test',
@@ -252,7 +257,7 @@ describe('the controller and the runner (in-process controller, runner process)'
 
     const trusted = await build('octo/hostile', repo.sha);
     expect(trusted.done.state).toBe('success');
-    expect(trusted.log).toContain(`hostile build: uid=${asRoot ? NOBODY.uid : process.getuid?.()}`);
+    expect(trusted.log).toMatch(buildUid());
     expectNothingFound(trusted.log + trusted.page + JSON.stringify(trusted.done), secrets);
     // By design the build sees its secret: the masker hides the raw and base64 forms...
     expect(trusted.log).toContain('FOUND env: DEPLOY_KEY=***');

@@ -315,8 +315,12 @@ describe('the local stack authenticates its callers', () => {
       ),
     );
     const atStack = probes.filter((probe) => probe.port !== undefined && stackPorts.has(probe.port));
-    // It found every port of the stack, and every try there was refused.
-    expect(new Set(atStack.map((probe) => probe.port))).toEqual(stackPorts);
+    // In a network namespace of its own (the step sandbox, src/runner/step-sandbox.ts) the step finds
+    // none of the host's sockets at all; without it (the log says so) it finds every port of the
+    // stack, and every try there is refused.
+    const ownNetwork = !text.includes('steps reach the host’s loopback services');
+    if (ownNetwork) expect(atStack).toEqual([]);
+    else expect(new Set(atStack.map((probe) => probe.port))).toEqual(stackPorts);
     // (The public port also serves the webhook and the log viewer: what is not an invoke gets their 4xx.)
     const httpPort = Number(new URL(stack.file.endpoints.lambda).port);
     for (const probe of atStack) {
@@ -328,9 +332,11 @@ describe('the local stack authenticates its callers', () => {
       expect(probe.body ?? '').not.toMatch(/octo\/hostile|lambkin-logs<\/Name>|"Items"/);
     }
     // The storage servers' own sockets are in a folder the build's user (nobody) cannot enter.
+    // (In a network namespace of its own the step does not even see them in /proc/net/unix.)
     if (process.getuid?.() === 0) {
       const socketProbes = probes.filter((p) => p.socketPath !== undefined);
-      expect(socketProbes.length).toBeGreaterThan(0);
+      if (ownNetwork) expect(socketProbes).toEqual([]);
+      else expect(socketProbes.length).toBeGreaterThan(0);
       for (const probe of socketProbes) {
         expect(probe.error).toBe('EACCES');
       }

@@ -302,7 +302,7 @@ async function startBuild(
 
 /**
  * Cancels the older builds of the same branch or pull request that are still queued or running
- * (never a tag's: each tag is its own release). Best effort: a failure is logged, never fails the
+ * (never a tag's: each tag is its own release; never a trusted one for an untrusted build). Best effort: a failure is logged, never fails the
  * webhook (the older build then simply runs to its end). Returns the numbers cancelled.
  */
 async function cancelSupersededBuilds(deps: IntakeDependencies, build: BuildRecord): Promise<number[]> {
@@ -310,6 +310,9 @@ async function cancelSupersededBuilds(deps: IntakeDependencies, build: BuildReco
   let older: BuildRecord[];
   try {
     older = await deps.builds.unfinishedBuildsOf(build.repo, build, build.number);
+    // Untrusted code (a check suite's commit, which may be a fork's named like the branch) never
+    // stops the branch's own trusted builds: only a trusted build supersedes those.
+    if (!build.trusted) older = older.filter((previous) => !previous.trusted);
   } catch (error) {
     deps.logger.warn('could not look for superseded builds', { build: buildLabel(build), error });
     return [];

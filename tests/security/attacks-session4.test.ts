@@ -4,11 +4,12 @@
  * here are what the intake queues for a check suite GitHub made (event push, a branch, `trusted:
  * false`: nothing in the event proves the commit is the branch's own and not a fork's).
  */
+import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { REPO_KEYS } from '../../src/core/protocol.js';
 import { repoScope } from '../../src/store/settings.js';
 import { startControllerFixture, type ControllerFixture } from '../support/controller.js';
-import { createGitRepo } from '../support/github-server.js';
+import { commitFiles, createGitRepo } from '../support/github-server.js';
 
 let fixture: ControllerFixture;
 const folders: string[] = [];
@@ -62,5 +63,37 @@ describe('an untrusted build that is not a pull request (a check suite of a fork
       await fixture.logs.getObjectText(REPO_KEYS.branchLatest('octo/suite-badge', 'main')),
     ).toBeUndefined();
     expect(await fixture.logs.getObjectText(REPO_KEYS.latest('octo/suite-badge'))).toBeUndefined();
+  }, 60_000);
+});
+
+describe("the default branch's deploy rules", () => {
+  it('are read from the default branch, not from a tag named like it', async () => {
+    // main allows deploys of main alone (the default). Someone who may push tags but not main
+    // pushes a tag named "main" whose config allows every branch, then pushes a topic branch.
+    const deploy = 'echo "DEPLOY-RAN-$((6*7))"';
+    const git = await createGitRepo({
+      '.lambkin.json': JSON.stringify({ install: 'true', test: 'true', deploy }),
+    });
+    folders.push(git.dir);
+    execFileSync('git', ['-C', git.dir, 'checkout', '--quiet', '-b', 'topic', 'main']);
+    const topic = await commitFiles(
+      git.dir,
+      { '.lambkin.json': JSON.stringify({ install: 'true', test: 'true', deploy, deployBranches: ['**'] }) },
+      'Every branch deploys',
+    );
+    execFileSync('git', ['-C', git.dir, 'tag', 'main', topic]);
+    execFileSync('git', ['-C', git.dir, 'checkout', '--quiet', 'main']);
+    fixture.github.addRepository({ owner: 'octo', name: 'tag-shadow', gitDir: git.dir });
+    const { done, log } = await fixture.build({
+      repo: 'octo/tag-shadow',
+      sha: topic,
+      branch: 'topic',
+      ref: 'refs/heads/topic',
+    });
+    expect(done.state).toBe('success');
+    expect(log).not.toContain('DEPLOY-RAN-42');
+    // main itself still deploys.
+    const main = await fixture.build({ repo: 'octo/tag-shadow', sha: git.sha });
+    expect(main.log).toContain('DEPLOY-RAN-42');
   }, 60_000);
 });

@@ -5,11 +5,21 @@
  * false`: nothing in the event proves the commit is the branch's own and not a fork's).
  */
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TrustRoutedRunnerInvoker } from '../../src/controller/runner-invoker.js';
+import { decideDeploy, deployPrecheck, type DeployCandidate } from '../../src/core/deploy-policy.js';
+import type { RunnerInput, RunnerOutcome } from '../../src/core/protocol.js';
+import type { RunnerInvoker } from '../../src/core/ports.js';
+import { interpretEvent } from '../../src/github/events.js';
+import { createRunnerHandler } from '../../src/handlers/runner.js';
+import { emptyFolder } from '../../src/runner/container-hygiene.js';
 import { REPO_KEYS } from '../../src/core/protocol.js';
 import { repoScope } from '../../src/store/settings.js';
 import { startControllerFixture, type ControllerFixture } from '../support/controller.js';
 import { commitFiles, createGitRepo } from '../support/github-server.js';
+import { checkEventPayload, fakeSha, pullRequestPayload } from '../support/payloads.js';
 
 let fixture: ControllerFixture;
 const folders: string[] = [];
@@ -96,4 +106,137 @@ describe("the default branch's deploy rules", () => {
     const main = await fixture.build({ repo: 'octo/tag-shadow', sha: git.sha });
     expect(main.log).toContain('DEPLOY-RAN-42');
   }, 60_000);
+});
+
+describe('trust from payload fields', () => {
+  it("builds a pull request whose head repository differs from the base only in case as a fork's", () => {
+    const payload = pullRequestPayload({ repo: 'octo/app', number: 3, headSha: fakeSha('case') });
+    const pullRequest = payload.pull_request as { head: { repo: { full_name: string } } };
+    pullRequest.head.repo.full_name = 'OCTO/App';
+    const event = interpretEvent('pull_request', payload as unknown as Record<string, unknown>);
+    expect(event).toMatchObject({ kind: 'build', candidate: { fork: true, headRepo: 'OCTO/App' } });
+  });
+
+  it("never takes another repository's build number from a check run's external_id", () => {
+    for (const externalId of ['octo/other#1', 'OCTO/app#1', 'octo/app#1#2', 'octo/app#01', ' octo/app#1']) {
+      const event = interpretEvent(
+        'check_run',
+        checkEventPayload('check_run', 'rerequested', { repo: 'octo/app', sha: fakeSha('x'), externalId }),
+      );
+      expect(event).toMatchObject({ kind: 'rerun', request: { repo: 'octo/app' } });
+      expect(event.kind === 'rerun' && event.request.number).toBeFalsy();
+    }
+  });
+});
+
+describe('deploy decisions a pushed ref cannot game', () => {
+  const rules = { deployBranches: ['main', 'release/*'], deployTags: ['v*'], source: 'test' };
+  const push: DeployCandidate = { event: 'push', branch: 'main', trusted: true, defaultBranch: 'main' };
+  const allowed = (build: Partial<DeployCandidate>, settings = {}) =>
+    decideDeploy({ ...push, ...build } as DeployCandidate, settings, rules).allowed;
+
+  it('matches branch and tag names literally: case, braces, extglobs and negations do not widen', () => {
+    expect(allowed({})).toBe(true);
+    for (const branch of [
+      'MAIN',
+      'Main',
+      'main/x',
+      '{main,x}',
+      '@(main)',
+      '!(x)',
+      '+(main)',
+      'release',
+      'release/a/b',
+    ]) {
+      expect([branch, allowed({ branch })]).toEqual([branch, false]);
+    }
+    expect(allowed({ branch: undefined, tag: 'V1' })).toBe(false);
+    expect(allowed({ branch: undefined, tag: 'x-v1' })).toBe(false);
+    expect(allowed({ branch: undefined, tag: 'v1' })).toBe(true);
+  });
+
+  it('never deploys untrusted code, pull requests, or without a known default branch', () => {
+    expect(allowed({ trusted: false })).toBe(false);
+    expect(allowed({ trusted: 'true' as unknown as boolean })).toBe(true); // truthy: only the intake sets it
+    expect(allowed({ event: 'pull_request' })).toBe(false);
+    expect(allowed({ pr: 1 })).toBe(false);
+    expect(allowed({ defaultBranch: undefined })).toBe(false);
+    expect(allowed({ defaultBranch: '' })).toBe(false);
+    expect(deployPrecheck({ ...push, branch: undefined }, {})).toMatchObject({ allowed: false });
+  });
+
+  it("lets the operator's settings only narrow", () => {
+    expect(allowed({}, { branches: ['**'] })).toBe(true);
+    expect(allowed({ branch: 'feature' }, { branches: ['**'] })).toBe(false);
+    expect(allowed({}, { branches: ['release/*'] })).toBe(false);
+    expect(allowed({ branch: undefined, tag: 'v1' }, { tags: [] })).toBe(false);
+  });
+});
+
+describe('routing builds by trust', () => {
+  class Recording implements RunnerInvoker {
+    readonly seen: unknown[] = [];
+    constructor(private readonly name: string) {}
+    run(input: RunnerInput): Promise<RunnerOutcome> {
+      this.seen.push(input.build.trusted);
+      return Promise.resolve({
+        state: 'success',
+        description: this.name,
+        steps: [],
+      } as unknown as RunnerOutcome);
+    }
+  }
+  const input = (trusted: unknown) =>
+    ({ kind: 'run', build: { repo: 'octo/app', number: 1, trusted } }) as unknown as RunnerInput;
+
+  it('sends only `trusted: true` to the trusted function; the handlers refuse the other kind', async () => {
+    const trusted = new Recording('trusted');
+    const untrusted = new Recording('untrusted');
+    const router = new TrustRoutedRunnerInvoker(trusted, untrusted);
+    for (const value of [undefined, 'true', 1, null, {}, false]) await router.run(input(value));
+    await router.run(input(true));
+    expect(trusted.seen).toEqual([true]);
+    expect(untrusted.seen).toHaveLength(6);
+    const trustedHandler = createRunnerHandler({ trust: 'trusted', hygiene: { kind: 'off' } });
+    for (const value of [undefined, 'true', 1, null]) {
+      await expect(trustedHandler(input(value))).rejects.toThrow(/runs trusted builds only/);
+    }
+    const unconfigured = createRunnerHandler({ trust: undefined, hygiene: { kind: 'off' } });
+    await expect(unconfigured(input(false))).rejects.toThrow(/runs no build/);
+  });
+});
+
+describe("a build's leftovers in the tmp root", () => {
+  it('are removed, or reported (so the container ends), never silently left: hidden, looping, deeper than PATH_MAX', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'attack-hygiene-'));
+    folders.push(root);
+    const tmp = join(root, 'tmp');
+    const outside = join(root, 'outside');
+    mkdirSync(tmp);
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'keep-me'), 'x');
+    writeFileSync(join(tmp, '.hidden'), 'x');
+    mkdirSync(join(tmp, '...'));
+    symlinkSync('loop', join(tmp, 'loop'));
+    symlinkSync(outside, join(tmp, 'out'));
+    // A tree whose paths exceed PATH_MAX (4096): made by relative steps, as a build can.
+    let deep = join(tmp, 'deep');
+    mkdirSync(deep);
+    const part = 'd'.repeat(250);
+    for (let depth = 0; depth < 20; depth++) {
+      deep = join(deep, part);
+      try {
+        mkdirSync(deep);
+      } catch {
+        break; // the test's own absolute paths stop at PATH_MAX: deep enough
+      }
+    }
+    const result = await emptyFolder(tmp);
+    const left = readdirSync(tmp);
+    expect(readdirSync(outside)).toEqual(['keep-me']);
+    expect(left.filter((name) => name !== 'deep')).toEqual([]);
+    // Whatever is left is reported: the sweep is then not clean and the handler ends the container.
+    for (const name of left) expect(result.problems.join('\n')).toContain(join(tmp, name));
+    rmSync(tmp, { recursive: true, force: true });
+  });
 });

@@ -15,6 +15,8 @@ import type { RunnerInvoker } from '../../src/core/ports.js';
 import { interpretEvent } from '../../src/github/events.js';
 import { createRunnerHandler } from '../../src/handlers/runner.js';
 import { emptyFolder } from '../../src/runner/container-hygiene.js';
+import { DeployCredentialsError, redeemDeployGrant } from '../../src/runner/deploy-credentials.js';
+import { startLoopbackSts } from '../support/loopback-sts.js';
 import { REPO_KEYS } from '../../src/core/protocol.js';
 import { repoScope } from '../../src/store/settings.js';
 import { startControllerFixture, type ControllerFixture } from '../support/controller.js';
@@ -239,4 +241,48 @@ describe("a build's leftovers in the tmp root", () => {
     for (const name of left) expect(result.problems.join('\n')).toContain(join(tmp, name));
     rmSync(tmp, { recursive: true, force: true });
   });
+});
+
+describe("the deploy role's grant in a thief's hands", () => {
+  const ROLE = 'arn:aws:iam::123456789012:role/lambkin-deploy';
+  const ADMIN = 'arn:aws:iam::123456789012:role/admin';
+
+  it('names one role, session and duration: changed or added parameters break its signature; it expires', async () => {
+    const sts = await startLoopbackSts({ roles: [ROLE, ADMIN] });
+    try {
+      const grants = sts.grants();
+      const request = { roleArn: ROLE, sessionName: 'lambkin-1-octo/app', durationSeconds: 900 };
+      const grant = await grants.grant({ ...request, expiresInSeconds: 60 });
+      const tampered = (change: (url: URL) => void) => {
+        const url = new URL(grant.url);
+        change(url);
+        return fetch(url).then((response) => response.status);
+      };
+      expect(await tampered((url) => url.searchParams.set('RoleArn', ADMIN))).toBe(403);
+      expect(await tampered((url) => url.searchParams.set('DurationSeconds', '43200'))).toBe(403);
+      expect(await tampered((url) => url.searchParams.set('RoleSessionName', 'admin'))).toBe(403);
+      expect(await tampered((url) => url.searchParams.append('Policy', '{"Statement":[]}'))).toBe(403);
+      expect(await tampered((url) => url.searchParams.set('X-Amz-Expires', '604800'))).toBe(403);
+      expect(sts.issued).toEqual([]);
+
+      // Past its expiry STS refuses it too (not only the runner, which checks before sending).
+      const short = await grants.grant({ ...request, expiresInSeconds: 1 });
+      await new Promise((resolve) => setTimeout(resolve, 2100));
+      expect((await fetch(short.url)).status).toBe(403);
+      const refused = await redeemDeployGrant(short, { timeoutMs: 5000 }).catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(DeployCredentialsError);
+      // What the runner says of a refusal names neither the grant nor its signature.
+      const denied = await redeemDeployGrant(
+        { ...grant, url: grant.url.replace(encodeURIComponent(ROLE), encodeURIComponent(ADMIN)) },
+        { timeoutMs: 5000 },
+      ).catch((error: unknown) => error as Error);
+      expect(denied).toBeInstanceOf(DeployCredentialsError);
+      const signature = new URL(grant.url).searchParams.get('X-Amz-Signature') ?? '';
+      expect(signature).not.toBe('');
+      expect((denied as Error).message).not.toContain(signature);
+      expect((denied as Error).message).not.toContain('X-Amz-Credential');
+    } finally {
+      await sts.close();
+    }
+  }, 20_000);
 });

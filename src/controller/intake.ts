@@ -88,7 +88,7 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
         return jsonResponse(202, { ignored: true, reason: interpretation.reason });
       case 'build':
         if (interpretation.unlessBuilt) {
-          const earlier = await buildOfSameCommit(deps, interpretation.candidate);
+          const earlier = await buildOfSameCommit(deps, interpretation.candidate, !interpretation.untrusted);
           if (earlier) {
             const reason = `already built as #${earlier.number} (${earlier.state})`;
             deps.logger.info('webhook ignored', { ...context, repo: earlier.repo, reason });
@@ -114,13 +114,20 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
   }
 }
 
-/** A build of the same commit of the same branch, if any (another event for it came first). */
+/**
+ * A build of the same commit of the same branch, if any (another event for it came first). For a
+ * trusted candidate (a merge group) only a trusted build counts: a check suite's untrusted build
+ * of that commit must not stand in for it.
+ */
 async function buildOfSameCommit(
   deps: IntakeDependencies,
   candidate: BuildCandidate,
+  trusted: boolean,
 ): Promise<BuildRecord | undefined> {
   const builds = await deps.builds.buildsOfCommit(candidate.repo, candidate.sha);
-  return builds.find((build) => build.pr === undefined && build.branch === candidate.branch);
+  return builds.find(
+    (build) => build.pr === undefined && build.branch === candidate.branch && (build.trusted || !trusted),
+  );
 }
 
 /**

@@ -600,6 +600,25 @@ describe("a GitHub App's check and merge-queue events", () => {
     });
   });
 
+  it("builds a merge group trusted even when its commit's check suite came first (built untrusted)", async () => {
+    const sha = await realSha('queue-after-suite');
+    const branch = `gh-readonly-queue/main/pr-7-${fakeSha(`base of ${sha}`)}`;
+    const suite = await deliver(
+      'check_suite',
+      checkEventPayload('check_suite', 'requested', { repo: 'octo/checks', sha, branch }),
+    );
+    expect(suite.json).toMatchObject({ queued: true });
+    const group = await deliver(
+      'merge_group',
+      checkEventPayload('merge_group', 'checks_requested', { repo: 'octo/checks', sha, pr: 7 }),
+    );
+    expect(group.json).toMatchObject({ queued: true, cancelled: [suite.json.number] });
+    expect(await builds.getBuild({ repo: 'octo/checks', number: Number(group.json.number) })).toMatchObject({
+      branch,
+      trusted: true,
+    });
+  });
+
   it('answers a re-run of a commit it never built, queueing nothing', async () => {
     const sha = await realSha('never-built');
     const before = lambda.invocations.length;

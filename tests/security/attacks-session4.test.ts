@@ -8,7 +8,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runControllerBuild } from '../../src/controller/controller.js';
 import { TrustRoutedRunnerInvoker } from '../../src/controller/runner-invoker.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
+import { startLocalStack } from '../../src/local/stack.js';
 import { decideDeploy, deployPrecheck, type DeployCandidate } from '../../src/core/deploy-policy.js';
 import type { RunnerInput, RunnerOutcome } from '../../src/core/protocol.js';
 import type { RunnerInvoker } from '../../src/core/ports.js';
@@ -20,6 +23,7 @@ import { startLoopbackSts } from '../support/loopback-sts.js';
 import { REPO_KEYS } from '../../src/core/protocol.js';
 import { repoScope } from '../../src/store/settings.js';
 import { startControllerFixture, type ControllerFixture } from '../support/controller.js';
+import { testBuildRequest } from '../support/builds.js';
 import { commitFiles, createGitRepo } from '../support/github-server.js';
 import { checkEventPayload, fakeSha, pullRequestPayload } from '../support/payloads.js';
 
@@ -285,4 +289,55 @@ describe("the deploy role's grant in a thief's hands", () => {
       await sts.close();
     }
   }, 20_000);
+});
+
+describe('a local stack not run as root', () => {
+  it('runs no fork build that reaches its builder without the intake (a rebuild of one queued earlier)', async () => {
+    const sha = await hostileRepo('local-fork', {
+      '.lambkin.json': JSON.stringify({ install: 'true', test: 'echo FORK-STEP-RAN-$((6*7))' }),
+    });
+    const dataDir = mkdtempSync(join(tmpdir(), 'attack-local-stack-'));
+    folders.push(dataDir);
+    const stack = await startLocalStack({
+      dataDir,
+      port: 0,
+      host: '127.0.0.1',
+      githubApiUrl: fixture.github.url,
+      githubToken: 'attacks-session4-token',
+      webhookSecret: 'attacks-session4-secret',
+      runnerUser: null,
+      logger: createMemoryLogger(),
+    });
+    try {
+      expect(stack.intake.refuseUntrustedBuilds).toBeDefined();
+      const { builds, logs } = stack.controller;
+      const request = testBuildRequest({
+        repo: 'octo/local-fork',
+        sha,
+        event: 'pull_request',
+        ref: 'refs/pull/5/head',
+        branch: 'feature',
+        pr: 5,
+        baseBranch: 'main',
+        headRepo: 'stranger/local-fork',
+        fork: true,
+        trusted: false,
+      });
+      const number = await builds.allocateNumber(request.repo);
+      await builds.putQueuedBuild(request, number, { deadline: Date.now() + 60_000 });
+      const result = await runControllerBuild(stack.controller, {
+        kind: 'build',
+        repo: request.repo,
+        number,
+      });
+      if (!result.ran) throw new Error(`build did not run: ${result.reason}`);
+      expect(result.build.state).toBe('error');
+      expect(result.build.description).toMatch(
+        /untrusted build refused: pull requests from forks are not built/,
+      );
+      expect((await logs.readLog(result.build.logPrefix)) ?? '').not.toContain('FORK-STEP-RAN-42');
+    } finally {
+      await stack.stop();
+    }
+  }, 60_000);
 });

@@ -123,6 +123,18 @@ describe('trust from payload fields', () => {
     expect(event).toMatchObject({ kind: 'build', candidate: { fork: true, headRepo: 'OCTO/App' } });
   });
 
+  it("builds a pull request whose base is not the repository built (head = base = another) as a fork's", () => {
+    const payload = pullRequestPayload({ repo: 'octo/app', number: 4, headSha: fakeSha('elsewhere') });
+    const pullRequest = payload.pull_request as {
+      head: { repo: { full_name: string } };
+      base: { repo: { full_name: string } };
+    };
+    pullRequest.head.repo.full_name = 'stranger/app';
+    pullRequest.base.repo.full_name = 'stranger/app';
+    const event = interpretEvent('pull_request', payload as unknown as Record<string, unknown>);
+    expect(event).toMatchObject({ kind: 'build', candidate: { repo: 'octo/app', fork: true } });
+  });
+
   it("never takes another repository's build number from a check run's external_id", () => {
     for (const externalId of ['octo/other#1', 'OCTO/app#1', 'octo/app#1#2', 'octo/app#01', ' octo/app#1']) {
       const event = interpretEvent(

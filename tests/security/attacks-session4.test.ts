@@ -183,6 +183,14 @@ describe('deploy decisions a pushed ref cannot game', () => {
     expect(deployPrecheck({ ...push, branch: undefined }, {})).toMatchObject({ allowed: false });
   });
 
+  it("deploys no merge queue's commit under the default rules (only a `**`-like deployBranches would)", () => {
+    const queue = 'gh-readonly-queue/main/pr-4-0123456789abcdef0123456789abcdef01234567';
+    expect(allowed({ branch: queue })).toBe(false);
+    expect(
+      decideDeploy({ ...push, branch: queue }, {}, { ...rules, deployBranches: ['main', '**'] }).allowed,
+    ).toBe(true);
+  });
+
   it("lets the operator's settings only narrow", () => {
     expect(allowed({}, { branches: ['**'] })).toBe(true);
     expect(allowed({ branch: 'feature' }, { branches: ['**'] })).toBe(false);

@@ -15,15 +15,20 @@ export interface RepoFileReader {
   readFile(repo: RepoName, path: string, ref: string): Promise<string | undefined>;
 }
 
-/** `.lambkin.json`, `.lambci.json` and package.json's keys at `ref`, validated like a checkout's. */
+/**
+ * `.lambkin.json`, `.lambci.json` and package.json's keys of the branch `ref`, validated like a
+ * checkout's. Read at `refs/heads/<ref>`, never at the bare name: a tag named like the branch
+ * (which whoever may push tags can make) would otherwise be what the name resolves to.
+ */
 export async function readBaseConfig(
   reader: RepoFileReader,
   repo: RepoName,
   ref: string,
   options: { hint?: string } = {},
 ): Promise<BaseConfig> {
+  const branchRef = `refs/heads/${ref}`;
   const [packageText, lambciText, lambkinText] = await Promise.all(
-    ['package.json', LAMBCI_FILE, LAMBKIN_FILE].map((path) => reader.readFile(repo, path, ref)),
+    ['package.json', LAMBCI_FILE, LAMBKIN_FILE].map((path) => reader.readFile(repo, path, branchRef)),
   );
   const problems: RepoConfigProblem[] = [];
   const sized = (name: string, text: string | undefined): string | undefined => {

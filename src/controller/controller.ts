@@ -139,14 +139,16 @@ async function runRunner(
 ): Promise<Ending> {
   const label = buildLabel(build);
   try {
-    let settings = await deps.settings.effective(build.repo, { decryptSecrets: build.pr === undefined });
     const policy =
-      build.pr !== undefined ? settings.build.pullRequests[pullRequestSourceOf(build)] : undefined;
-    // Pushes are the repository's own code; a pull request gets secrets only when its source's
-    // policy says so (never, by default, for forks): only then are they opened at all.
-    if (policy?.inheritSecrets)
-      settings = await deps.settings.effective(build.repo, { decryptSecrets: true });
-    const secretEnv = policy === undefined || policy.inheritSecrets ? settings.secretEnv : {};
+      build.pr !== undefined
+        ? (await deps.settings.effective(build.repo)).build.pullRequests[pullRequestSourceOf(build)]
+        : undefined;
+    // Trusted pushes are the repository's own code; a pull request gets secrets only when its
+    // source's policy says so (never, by default, for forks); an untrusted build that is no pull
+    // request (a check suite's, which may be a fork's commit) never. Only then are they opened.
+    const withSecrets = policy !== undefined ? policy.inheritSecrets : build.trusted;
+    const settings = await deps.settings.effective(build.repo, { decryptSecrets: withSecrets });
+    const secretEnv = withSecrets ? settings.secretEnv : {};
     const baseConfig =
       build.pr !== undefined && build.baseBranch !== undefined && deps.repoFiles
         ? await readBaseConfig(deps.repoFiles, build.repo, build.baseBranch)
@@ -442,7 +444,9 @@ async function writeArtifacts(
     sha: build.sha,
     at: build.endedAt ?? Date.now(),
   };
-  if (build.pr === undefined) {
+  // Only the branch's own code speaks for it: an untrusted build (a check suite's, which may be a
+  // fork's commit named like the branch) is no branch's latest build and sets no badge.
+  if (build.pr === undefined && build.trusted) {
     writes.push(deps.logs.putLatest(build.repo, build.branch ?? build.tag, pointer));
     if (build.branch) writes.push(deps.logs.putBadge(build.repo, build.branch, renderBadge(build.state)));
   }

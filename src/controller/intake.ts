@@ -88,7 +88,7 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
         return jsonResponse(202, { ignored: true, reason: interpretation.reason });
       case 'build':
         if (interpretation.unlessBuilt) {
-          const earlier = await buildOfSameCommit(deps, interpretation.candidate);
+          const earlier = await buildOfSameCommit(deps, interpretation.candidate, !interpretation.untrusted);
           if (earlier) {
             const reason = `already built as #${earlier.number} (${earlier.state})`;
             deps.logger.info('webhook ignored', { ...context, repo: earlier.repo, reason });
@@ -114,13 +114,20 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
   }
 }
 
-/** A build of the same commit of the same branch, if any (another event for it came first). */
+/**
+ * A build of the same commit of the same branch, if any (another event for it came first). For a
+ * trusted candidate (a merge group) only a trusted build counts: a check suite's untrusted build
+ * of that commit must not stand in for it.
+ */
 async function buildOfSameCommit(
   deps: IntakeDependencies,
   candidate: BuildCandidate,
+  trusted: boolean,
 ): Promise<BuildRecord | undefined> {
   const builds = await deps.builds.buildsOfCommit(candidate.repo, candidate.sha);
-  return builds.find((build) => build.pr === undefined && build.branch === candidate.branch);
+  return builds.find(
+    (build) => build.pr === undefined && build.branch === candidate.branch && (build.trusted || !trusted),
+  );
 }
 
 /**
@@ -302,7 +309,7 @@ async function startBuild(
 
 /**
  * Cancels the older builds of the same branch or pull request that are still queued or running
- * (never a tag's: each tag is its own release). Best effort: a failure is logged, never fails the
+ * (never a tag's: each tag is its own release; never a trusted one for an untrusted build). Best effort: a failure is logged, never fails the
  * webhook (the older build then simply runs to its end). Returns the numbers cancelled.
  */
 async function cancelSupersededBuilds(deps: IntakeDependencies, build: BuildRecord): Promise<number[]> {
@@ -310,6 +317,9 @@ async function cancelSupersededBuilds(deps: IntakeDependencies, build: BuildReco
   let older: BuildRecord[];
   try {
     older = await deps.builds.unfinishedBuildsOf(build.repo, build, build.number);
+    // Untrusted code (a check suite's commit, which may be a fork's named like the branch) never
+    // stops the branch's own trusted builds: only a trusted build supersedes those.
+    if (!build.trusted) older = older.filter((previous) => !previous.trusted);
   } catch (error) {
     deps.logger.warn('could not look for superseded builds', { build: buildLabel(build), error });
     return [];

@@ -237,7 +237,8 @@ function interpretPullRequest(payload: Record<string, unknown>): EventInterpreta
       pr: number,
       baseBranch: assertRefName(stringAt(base, 'ref', 'pull_request.base.ref'), 'pull_request.base.ref'),
       ...(headRepo ? { headRepo } : {}),
-      fork: headRepo !== baseRepo,
+      // A fork unless head, base and the repository built are one and the same.
+      fork: headRepo !== baseRepo || baseRepo !== repo,
       privateRepo: repository.private === true,
       ...defaultBranchOf(repository),
       author: (user && optionalStringAt(user, 'login', 'pull_request.user.login')) ?? 'unknown',

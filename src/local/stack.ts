@@ -17,7 +17,7 @@ import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { createAwsClients, createS3Client, type AwsClients } from '../aws/clients.js';
 import { runControllerBuild, type ControllerDependencies } from '../controller/controller.js';
 import { endFailedBuild } from '../controller/on-failure.js';
-import { ProcessRunnerInvoker } from '../controller/runner-invoker.js';
+import { ProcessRunnerInvoker, TrustRoutedRunnerInvoker } from '../controller/runner-invoker.js';
 import { loadConfig, type LambkinConfig } from '../config.js';
 import { localEnvironment } from './local-config.js';
 import type { IntakeDependencies } from '../controller/intake.js';
@@ -34,7 +34,7 @@ import { answerWithHandler } from './api-gateway-event.js';
 import { EphemeralBuildSigner } from './ephemeral-signer.js';
 import { verifyHeaderSignature } from './request-signatures.js';
 import { parseBuilderInvocation } from '../core/protocol.js';
-import { type SettingsStore } from '../core/ports.js';
+import { type RunnerInvoker, type SettingsStore } from '../core/ports.js';
 import { STACK_FILE_NAME, STACK_FILE_VERSION, type StackFile } from './stack-file.js';
 import { StackCredentials } from './stack-credentials.js';
 import { startGuardedStorage } from './storage-proxy.js';
@@ -162,13 +162,21 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   await ensureStorage(clients, config);
 
   const buildSandbox = options.buildSandbox ?? process.getuid?.() === 0;
-  const runner = new ProcessRunnerInvoker({
+  const refusal = options.allowUnsandboxedForks ? undefined : untrustedBuildRefusal(buildSandbox);
+  const processRunner = new ProcessRunnerInvoker({
     sandbox: buildSandbox,
     workRoot: join(
       '/tmp',
       buildSandbox ? 'lambkin-builds' : `lambkin-runner-${process.getuid?.() ?? 'user'}`,
     ),
   });
+  // The intake refuses untrusted builds here; so does the runner, for those that come another way
+  // (`lambkin rebuild` of a fork's build queued while the stack ran as root or allowed them).
+  const refusingRunner: RunnerInvoker = {
+    run: () => Promise.reject(new Error(`untrusted build refused: ${refusal ?? ''}`)),
+  };
+  const runner =
+    refusal === undefined ? processRunner : new TrustRoutedRunnerInvoker(processRunner, refusingRunner);
   // secretEnv values are sealed with a key kept in the data dir (src/store/secret-cipher.ts).
   const cipher = new LocalSecretCipher(dataDir);
   // No stream here: every store that changes builds (the intake's, the controller's, which the
@@ -181,7 +189,6 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     ),
   };
   await defaultForksOff(new DynamoSettingsStore(clients.documents, config.settingsTable));
-  const refusal = options.allowUnsandboxedForks ? undefined : untrustedBuildRefusal(buildSandbox);
   const intake = {
     ...createIntakeDependencies(config, options.logger, clients, notifier),
     ...(refusal !== undefined ? { refuseUntrustedBuilds: refusal } : {}),

@@ -181,7 +181,7 @@ describe("the default branch's config decides, never the pushed commit's", () =>
       fixture.github.requests.some(
         (request) =>
           request.path === '/repos/octo/feature-deploy/contents/.lambkin.json' &&
-          request.query.ref === 'main',
+          request.query.ref === 'refs/heads/main',
       ),
     ).toBe(true);
 

@@ -89,7 +89,8 @@ describe('pull requests in the builder', () => {
     expect(
       fixture.github.requests.some(
         (request) =>
-          request.path === '/repos/octo/fork-rules/contents/.lambkin.json' && request.query.ref === 'main',
+          request.path === '/repos/octo/fork-rules/contents/.lambkin.json' &&
+          request.query.ref === 'refs/heads/main',
       ),
     ).toBe(true);
   }, 60_000);
@@ -148,7 +149,7 @@ describe('pull requests in the builder', () => {
     try {
       const { done, log } = await buildPullRequest(target, fromFork);
       expect(done.state).toBe('error');
-      expect(done.description).toMatch(/Could not read .* in octo\/base-outage@main: 500/);
+      expect(done.description).toMatch(/Could not read .* in octo\/base-outage@refs\/heads\/main: 500/);
       expect(log).not.toContain('fork-test');
     } finally {
       fixture.github.clearFaults();

@@ -569,6 +569,56 @@ describe("a GitHub App's check and merge-queue events", () => {
     });
   });
 
+  it("never lets an untrusted check suite's build cancel a trusted build of its branch", async () => {
+    // A commit that may be a fork's, its check suite naming the branch "release": it must not stop
+    // the branch's own (trusted) build, e.g. one that is deploying.
+    const pushed = await realSha('trusted-release');
+    const push = await deliver('push', pushPayload({ repo: 'octo/checks', branch: 'release', sha: pushed }));
+    const stranger = await realSha('stranger-release');
+    const suite = await deliver(
+      'check_suite',
+      checkEventPayload('check_suite', 'requested', {
+        repo: 'octo/checks',
+        sha: stranger,
+        branch: 'release',
+      }),
+    );
+    expect(suite.json).toMatchObject({ queued: true });
+    expect(suite.json).not.toHaveProperty('cancelled');
+    expect(await builds.getBuild({ repo: 'octo/checks', number: Number(push.json.number) })).toMatchObject({
+      trusted: true,
+      state: 'queued',
+    });
+    // The branch's next push supersedes both, as any push does.
+    const next = await deliver(
+      'push',
+      pushPayload({ repo: 'octo/checks', branch: 'release', sha: await realSha('release-next') }),
+    );
+    expect(next.json).toMatchObject({
+      queued: true,
+      cancelled: expect.arrayContaining([push.json.number, suite.json.number]),
+    });
+  });
+
+  it("builds a merge group trusted even when its commit's check suite came first (built untrusted)", async () => {
+    const sha = await realSha('queue-after-suite');
+    const branch = `gh-readonly-queue/main/pr-7-${fakeSha(`base of ${sha}`)}`;
+    const suite = await deliver(
+      'check_suite',
+      checkEventPayload('check_suite', 'requested', { repo: 'octo/checks', sha, branch }),
+    );
+    expect(suite.json).toMatchObject({ queued: true });
+    const group = await deliver(
+      'merge_group',
+      checkEventPayload('merge_group', 'checks_requested', { repo: 'octo/checks', sha, pr: 7 }),
+    );
+    expect(group.json).toMatchObject({ queued: true, cancelled: [suite.json.number] });
+    expect(await builds.getBuild({ repo: 'octo/checks', number: Number(group.json.number) })).toMatchObject({
+      branch,
+      trusted: true,
+    });
+  });
+
   it('answers a re-run of a commit it never built, queueing nothing', async () => {
     const sha = await realSha('never-built');
     const before = lambda.invocations.length;

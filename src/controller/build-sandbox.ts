@@ -10,6 +10,7 @@
  */
 import { accessSync, constants, lstatSync, readFileSync, readdirSync } from 'node:fs';
 import { chown, lstat, mkdir, readFile, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LambkinError } from '../core/errors.js';
@@ -49,7 +50,7 @@ export interface BuildSandbox {
   readonly cgroup: string | undefined;
   /** The runner's LAMBKIN_WORK_ROOT: owned by the build's uid, removed at teardown. */
   readonly workRoot: string;
-  readonly protections: Pick<SandboxProtections, 'perBuildUser' | 'cgroup' | 'pidNamespace'>;
+  readonly protections: Pick<SandboxProtections, 'perBuildUser' | 'cgroup' | 'pidNamespace' | 'hostServices'>;
   /** The command that runs `command` (the runner) in the sandbox; started as root. */
   wrap(command: readonly string[]): string[];
   /** Kills every process of the build, removes its cgroup and work root, frees the slot. */
@@ -103,6 +104,7 @@ export async function acquireBuildSandbox(
   await assertRootFolder(parentWorkRoot, 0o711);
   const mount = options.cgroup === false ? undefined : cgroup2Mount();
   const cgroupParent = mount ? await ensureCgroupParent(mount) : undefined;
+  const hostServices = await ensureHostGuard(firstUid, firstUid + slots - 1);
   // Start at a different slot each time: a slot just freed is not reused at once.
   const start = Math.floor(Math.random() * slots);
   for (let i = 0; i < slots; i++) {
@@ -110,7 +112,7 @@ export async function acquireBuildSandbox(
     const uid = firstUid + slot;
     const slotDir = join(slotsDir, String(slot));
     if (!(await takeSlot(slotDir, slotsDir))) continue;
-    const sandbox = makeSandbox(slot, uid, slotDir, parentWorkRoot, cgroupParent);
+    const sandbox = makeSandbox(slot, uid, slotDir, parentWorkRoot, cgroupParent, hostServices);
     try {
       // Whatever a crashed stack left in this slot goes first.
       await sandbox.clean();
@@ -165,6 +167,7 @@ function makeSandbox(
   slotDir: string,
   parentWorkRoot: string,
   cgroupParent: string | undefined,
+  hostServices: boolean,
 ): BuildSandbox & { clean(): Promise<void>; prepare(): Promise<void> } {
   const cgroup = cgroupParent ? join(cgroupParent, `build-${slot}`) : undefined;
   const workRoot = join(parentWorkRoot, `sandbox-${slot}`);
@@ -183,7 +186,7 @@ function makeSandbox(
     },
     workRoot,
     get protections() {
-      return { perBuildUser: true, cgroup: usable, pidNamespace: true };
+      return { perBuildUser: true, cgroup: usable, pidNamespace: true, hostServices };
     },
     clean,
     async prepare() {
@@ -218,6 +221,50 @@ function makeSandbox(
       return tornDown;
     },
   };
+}
+
+/**
+ * The host guard (nftables, once per process and uid range): the sandbox uids may connect to
+ * loopback (the runner fetches its tarball and uploads its log there; a step, in its own network,
+ * cannot reach it: slirp4netns runs with --disable-host-loopback) and to anything not on this host,
+ * but not to the host's own other addresses, where services listening on 0.0.0.0 would answer
+ * slirp's connections. Replaced whole in one transaction, so several stacks agree. False when nft
+ * is missing or refuses (the build log then says what does not hold).
+ */
+const hostGuards = new Map<string, Promise<boolean>>();
+
+export function ensureHostGuard(firstUid: number, lastUid: number): Promise<boolean> {
+  const key = `${firstUid}-${lastUid}`;
+  let guard = hostGuards.get(key);
+  if (!guard) {
+    guard = installHostGuard(firstUid, lastUid);
+    hostGuards.set(key, guard);
+  }
+  return guard;
+}
+
+async function installHostGuard(firstUid: number, lastUid: number): Promise<boolean> {
+  const table = `lambkin_sandbox_${firstUid.toString(16)}`;
+  const uids = `${firstUid}-${lastUid}`;
+  const rules = [
+    `table inet ${table}`,
+    `delete table inet ${table}`,
+    `table inet ${table} {`,
+    '  chain output {',
+    '    type filter hook output priority filter; policy accept;',
+    `    meta skuid ${uids} ip daddr 127.0.0.0/8 accept`,
+    `    meta skuid ${uids} ip6 daddr ::1 accept`,
+    `    meta skuid ${uids} fib daddr type local reject`,
+    '  }',
+    '}',
+  ].join('\n');
+  return new Promise((resolve) => {
+    const nft = spawn('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    nft.once('error', () => resolve(false));
+    nft.once('close', (code) => resolve(code === 0));
+    nft.stdin.on('error', () => undefined);
+    nft.stdin.end(rules + '\n');
+  });
 }
 
 /** `<cgroup2>/lambkin`, made once. */

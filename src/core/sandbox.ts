@@ -17,6 +17,12 @@ export interface SandboxProtections {
   pidNamespace: boolean;
   /** Steps see a `/tmp` (and `/var/tmp`, `/dev/shm`) of their build only, removed with it. */
   privateTmp: boolean;
+  /**
+   * The build reaches none of the services the host offers on its own addresses (a firewall rule
+   * for the sandbox uids): slirp4netns connects from the host, so without it a service listening
+   * on 0.0.0.0 is reachable through the host's address.
+   */
+  hostServices: boolean;
 }
 
 export const NO_PROTECTIONS: SandboxProtections = {
@@ -25,6 +31,7 @@ export const NO_PROTECTIONS: SandboxProtections = {
   network: false,
   pidNamespace: false,
   privateTmp: false,
+  hostServices: false,
 };
 
 const WHAT_FAILS: Record<keyof SandboxProtections, string> = {
@@ -33,6 +40,7 @@ const WHAT_FAILS: Record<keyof SandboxProtections, string> = {
   network: 'steps reach the host\u2019s loopback services and list its sockets',
   pidNamespace: 'steps see other processes and what they start may outlive the build',
   privateTmp: 'steps share the host\u2019s /tmp',
+  hostServices: 'steps reach services the host offers on its own addresses (0.0.0.0)',
 };
 
 /** Every protection holds. */
@@ -68,5 +76,6 @@ export function parseProtections(text: string | undefined): SandboxProtections {
     network: names.has('network'),
     pidNamespace: names.has('pidNamespace'),
     privateTmp: names.has('privateTmp'),
+    hostServices: names.has('hostServices'),
   };
 }

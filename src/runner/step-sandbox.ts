@@ -144,6 +144,7 @@ export function buildProtections(probe: StepSandboxProbe = probeStepSandbox()): 
     network: probe.network,
     pidNamespace: probe.pidNamespace,
     privateTmp: probe.privateTmp,
+    hostServices: fromController.hostServices,
   };
 }
 

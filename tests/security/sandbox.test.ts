@@ -6,6 +6,7 @@
  * says what does not hold.
  */
 import { readFileSync, readdirSync, existsSync, rmSync, statSync } from 'node:fs';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
@@ -127,6 +128,48 @@ done < targets.txt
 describe('the build sandbox, locally as root', () => {
   if (!requireTool('slirp4netns', 'the steps\u2019 network namespace', existsSync('/usr/bin/slirp4netns')))
     return;
+  if (!requireTool('nft', 'the sandbox\u2019s host guard (nftables)')) return;
+
+  itAsRoot(
+    'a step reaches no service the host offers on 0.0.0.0, through any of its addresses',
+    async () => {
+      // A service of the host's (an sshd, a database) listening on every address.
+      const accepted: string[] = [];
+      const service = createServer((socket) => {
+        accepted.push(socket.remoteAddress ?? '?');
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => service.listen(0, '0.0.0.0', resolve));
+      try {
+        const port = (service.address() as AddressInfo).port;
+        const addresses = Object.values(networkInterfaces())
+          .flat()
+          .filter((address) => address && !address.internal && address.family === 'IPv4')
+          .map((address) => address?.address ?? '');
+        expect(addresses.length).toBeGreaterThan(0);
+        const targets = ['127.0.0.1', '10.0.2.2', ...addresses].map((host) => `${host}:${port}`);
+        const { state, log } = await build(sandboxed(), 'bash probe.sh', {
+          'probe.sh': NETWORK_PROBE,
+          'targets.txt': targets.join('\n') + '\n',
+        });
+        expect(state).toBe('success');
+        for (const target of targets) expect(log).toContain(`refused ${target}`);
+        expect(accepted).toEqual([]);
+        // The same service answers the host itself: the probe could have reached it.
+        const reached = await new Promise<boolean>((resolve) => {
+          const socket = connect(port, addresses[0]!, () => {
+            socket.destroy();
+            resolve(true);
+          });
+          socket.once('error', () => resolve(false));
+        });
+        expect(reached).toBe(true);
+      } finally {
+        await new Promise<void>((resolve) => service.close(() => resolve()));
+      }
+    },
+    60_000,
+  );
 
   itAsRoot(
     'a step sees none of the host\u2019s sockets and reaches none of the stack\u2019s ports, while the runner fetches and uploads',

@@ -267,7 +267,9 @@ describe('the build sandbox, locally as root', () => {
       const reader = await build(sandboxed(), `ls /tmp/${name} /var/tmp/${name} && echo "FOU""ND"; true`);
       expect(reader.state).toBe('success');
       expect(reader.log).not.toContain('FOUND');
-      // Every build's work root is gone, and its slot free.
+      // Every build's work root is gone, and its slot free (an earlier test's build, killed from
+      // outside, may still be in its teardown: allow it a few seconds).
+      for (let attempt = 0; attempt < 50 && readdirSync(SANDBOX_WORK).length > 0; attempt++) await sleep(200);
       expect(readdirSync(SANDBOX_WORK)).toEqual([]);
       expect(readdirSync(`${STATE_DIR}/slots`)).toEqual([]);
     },

@@ -128,13 +128,18 @@ export function notifyTargetOf(build: Pick<BuildRecord, 'branch' | 'baseBranch' 
   return build.tag ?? build.branch ?? '';
 }
 
-/** Whether a channel's filter lets this build's event through. */
+/**
+ * Whether a channel's filter lets this build's event through. An untrusted build of a branch (a
+ * check suite's, whose commit may be a fork's) speaks for nobody: "main failed" would be a
+ * stranger's word. Pull requests from forks notify as pull requests.
+ */
 export function shouldNotify(
   filter: NotifyFilter,
-  build: Pick<BuildRecord, 'branch' | 'baseBranch' | 'pr' | 'tag'>,
+  build: Pick<BuildRecord, 'branch' | 'baseBranch' | 'pr' | 'tag' | 'trusted'>,
   event: NotifyEvent,
 ): boolean {
   if (filter.enabled === false) return false;
+  if (!build.trusted && build.pr === undefined) return false;
   const target = notifyTargetOf(build);
   // Not policy.ts's matchesAny: that module imports the settings, which import this one.
   if (filter.branches && !filter.branches.some((glob) => picomatch.isMatch(target, glob, { dot: true })))

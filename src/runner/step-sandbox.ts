@@ -150,7 +150,8 @@ export function buildProtections(probe: StepSandboxProbe = probeStepSandbox()): 
 
 /**
  * The build log's line on what of the sandbox does not hold; only for the local stack (whose
- * controller sets `LAMBKIN_BUILD_SANDBOX`): on Lambda each build has a micro-VM of its own.
+ * controller sets `LAMBKIN_BUILD_SANDBOX`). On Lambda the runner functions' split by trust and their
+ * container cleaning (src/runner/container-hygiene.ts) stand in for it.
  */
 export function sandboxNotice(): string | undefined {
   if (process.env.LAMBKIN_BUILD_SANDBOX === undefined) return undefined;

@@ -279,6 +279,8 @@ describe('which results notify', () => {
       { repo, event: 'pull_request', pr: 9, branch: 'topic', baseBranch: 'main', ref: 'refs/heads/topic' },
       'failure',
     ); // #8
+    // An untrusted build of main (a check suite's: its commit may be a fork's) tells nobody.
+    await endBuild(observed, { repo, trusted: false }, 'failure'); // #9
     expect(titles()).toEqual([
       'octo/filtered #2 failed',
       'octo/filtered #4 fixed',

@@ -6,9 +6,7 @@
  * `appOperations`, and its shared error shapes).
  */
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { Ajv, type ValidateFunction } from 'ajv';
 import {
   commitFiles,
   createGitRepo,
@@ -16,71 +14,12 @@ import {
   type GitHubStandIn,
   type GitRepo,
 } from '../../src/local/github/index.js';
+import { schemaErrors, subset, type OperationShape, type Schema } from '../support/openapi-subset.js';
 
-// --- the OpenAPI subset, as JSON Schema (as tests/support/github-server.test.ts reads it) ---------
-
-type Schema = Record<string, unknown>;
-interface OperationShape {
-  method: string;
-  path: string;
-  responses: Record<string, { content?: Record<string, Schema> }>;
-}
-interface OpenApiSubset {
-  operations: Record<string, OperationShape>;
-  appOperations: Record<string, OperationShape>;
-  schemas: Record<string, Schema>;
-}
-
-const subset = JSON.parse(
-  readFileSync(new URL('../fixtures/github/openapi-subset.json', import.meta.url), 'utf8'),
-) as OpenApiSubset;
-
-/** OpenAPI 3.0's `nullable: true` as JSON Schema. */
-function toJsonSchema(node: unknown): unknown {
-  if (Array.isArray(node)) return node.map(toJsonSchema);
-  if (typeof node !== 'object' || node === null) return node;
-  const source = node as Schema;
-  const schema: Schema = {};
-  for (const [key, value] of Object.entries(source)) {
-    if (key === 'nullable') continue;
-    if (key === 'properties') {
-      schema[key] = Object.fromEntries(
-        Object.entries(value as Schema).map(([name, sub]) => [name, toJsonSchema(sub)]),
-      );
-    } else if (['items', 'additionalProperties', 'not', 'allOf', 'anyOf', 'oneOf'].includes(key)) {
-      schema[key] = toJsonSchema(value);
-    } else {
-      schema[key] = value;
-    }
-  }
-  if (source.nullable !== true) return schema;
-  if (typeof schema.type === 'string') {
-    schema.type = [schema.type, 'null'];
-    if (Array.isArray(schema.enum)) schema.enum = [...(schema.enum as unknown[]), null];
-    return schema;
-  }
-  return { anyOf: [schema, { type: 'null' }] };
-}
-
-const ajv = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true });
-ajv.addFormat('int64', { type: 'number', validate: (value: number) => Number.isSafeInteger(value) });
-ajv.addFormat('uri', (value: string) => URL.canParse(value));
-ajv.addFormat('date-time', (value: string) =>
-  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(value),
-);
-const validators = new Map<Schema, ValidateFunction>();
-
-function schemaErrors(schema: Schema, data: unknown): string | undefined {
-  let validate = validators.get(schema);
-  if (!validate) {
-    validate = ajv.compile(toJsonSchema(schema) as Schema);
-    validators.set(schema, validate);
-  }
-  return validate(data) ? undefined : ajv.errorsText(validate.errors, { separator: '\n' });
-}
+// --- the OpenAPI subset (tests/support/openapi-subset.ts) -----------------------------------------
 
 function operation(id: string): OperationShape {
-  const shape = subset.appOperations[id] ?? subset.operations[id];
+  const shape = subset.appOperations?.[id] ?? subset.operations[id];
   if (!shape)
     throw new Error(`The OpenAPI subset has no operation ${id}: re-run scripts/extract-github-openapi.mjs.`);
   return shape;

@@ -66,6 +66,17 @@ function findTool(name: string): string | undefined {
 
 let probed: StepSandboxProbe | undefined;
 
+/** The step's namespaces (`unshare` options), as the probe tries them and as steps run in them. */
+const STEP_NAMESPACES = [
+  '--user',
+  '--map-root-user',
+  '--mount',
+  '--pid',
+  '--fork',
+  '--kill-child=SIGKILL',
+  '--mount-proc',
+] as const;
+
 /**
  * Whether steps can be sandboxed here, probed once per process: util-linux `unshare` and `setpriv`,
  * user namespaces this user may make, and for the network slirp4netns and a `/dev/net/tun` this
@@ -87,22 +98,11 @@ function probe(): StepSandboxProbe {
   const unshare = findTool('unshare');
   const setpriv = findTool('setpriv');
   if (!unshare || !setpriv) return none('util-linux unshare or setpriv was not found');
-  const tried = spawnSync(
-    unshare,
-    [
-      '--user',
-      '--map-root-user',
-      '--mount',
-      '--pid',
-      '--fork',
-      '--kill-child=SIGKILL',
-      '--mount-proc',
-      '--net',
-      '--',
-      'true',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000, encoding: 'utf8' },
-  );
+  const tried = spawnSync(unshare, [...STEP_NAMESPACES, '--net', '--', 'true'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    timeout: 10_000,
+    encoding: 'utf8',
+  });
   if (tried.status !== 0) {
     return none(
       `user namespaces are not available to this user: ${(tried.stderr || String(tried.error)).trim()}`,
@@ -223,13 +223,7 @@ export function sandboxedCommand(sandbox: StepSandbox, command: readonly string[
       'SIGKILL',
       '--',
       sandbox.unshare,
-      '--user',
-      '--map-root-user',
-      '--mount',
-      '--pid',
-      '--fork',
-      '--kill-child=SIGKILL',
-      '--mount-proc',
+      ...STEP_NAMESPACES,
       ...(sandbox.slirp ? ['--net'] : []),
       '--',
       '/bin/bash',

@@ -113,6 +113,23 @@ function stackTargets(): string[] {
   return [...targets];
 }
 
+/** A build whose step runs `marker`, its runner SIGKILLed from outside: the build errs, the step is gone. */
+async function expectKilledRunnerTakesItsSteps(deps: ControllerDependencies, marker: string): Promise<void> {
+  const running = build(deps, `echo ready; ${marker}`);
+  let step: number | undefined;
+  for (let attempt = 0; attempt < 400 && step === undefined; attempt++) {
+    step = processesRunning(marker)[0];
+    if (step === undefined) await sleep(50);
+  }
+  expect(step).toBeDefined();
+  const runner = ancestorRunning(step ?? 0, 'runner.mjs');
+  expect(runner).toBeDefined();
+  process.kill(runner ?? 0, 'SIGKILL');
+  expect((await running).state).toBe('error');
+  for (let attempt = 0; attempt < 40 && processesRunning(marker).length > 0; attempt++) await sleep(50);
+  expect(processesRunning(marker)).toEqual([]);
+}
+
 /** Lists listening sockets, then connects to every target: one line per attempt. */
 const NETWORK_PROBE = `#!/bin/bash
 echo "listening=$(awk 'NR>1 && $4=="0A"' /proc/net/tcp /proc/net/tcp6 2>/dev/null | wc -l)"
@@ -236,19 +253,7 @@ describe('the build sandbox, locally as root', () => {
   itAsRoot(
     'killing the runner from outside takes its steps with it',
     async () => {
-      const marker = `sleep ${35_400 + (process.pid % 100)}`;
-      const running = build(sandboxed(), `echo ready; ${marker}`);
-      let step: number | undefined;
-      for (let attempt = 0; attempt < 400 && step === undefined; attempt++) {
-        step = processesRunning(marker)[0];
-        if (step === undefined) await sleep(50);
-      }
-      expect(step).toBeDefined();
-      const runner = ancestorRunning(step ?? 0, 'runner.mjs');
-      expect(runner).toBeDefined();
-      process.kill(runner ?? 0, 'SIGKILL');
-      expect((await running).state).toBe('error');
-      expect(processesRunning(marker)).toEqual([]);
+      await expectKilledRunnerTakesItsSteps(sandboxed(), `sleep ${35_400 + (process.pid % 100)}`);
     },
     60_000,
   );
@@ -318,20 +323,7 @@ describe('the step sandbox, not as root', () => {
   }, 60_000);
 
   it('killing the runner from outside takes its steps with it', async () => {
-    const marker = `sleep ${36_400 + (process.pid % 100)}`;
-    const running = build(await unprivileged(), `echo ready; ${marker}`);
-    let step: number | undefined;
-    for (let attempt = 0; attempt < 400 && step === undefined; attempt++) {
-      step = processesRunning(marker)[0];
-      if (step === undefined) await sleep(50);
-    }
-    expect(step).toBeDefined();
-    const runner = ancestorRunning(step ?? 0, 'runner.mjs');
-    expect(runner).toBeDefined();
-    process.kill(runner ?? 0, 'SIGKILL');
-    expect((await running).state).toBe('error');
-    for (let attempt = 0; attempt < 40 && processesRunning(marker).length > 0; attempt++) await sleep(50);
-    expect(processesRunning(marker)).toEqual([]);
+    await expectKilledRunnerTakesItsSteps(await unprivileged(), `sleep ${36_400 + (process.pid % 100)}`);
   }, 60_000);
 });
 

@@ -1,5 +1,6 @@
 /**
- * What a verified GitHub event asks for: a build candidate, a ping, or nothing (with the reason).
+ * What a verified GitHub event asks for: a build candidate, a ping, a change of the App's
+ * installations, or nothing (with the reason).
  * Reads only the payload fields it needs, each checked, so a payload of the wrong shape is a clear
  * 400 rather than a crash.
  */

@@ -4,7 +4,7 @@
  * made only through aws/clients.ts: here, in the logs function (handlers/logs.ts: S3 and DynamoDB
  * only), and by the CLI and the local stack for the endpoints they are pointed at.
  */
-import type { LambkinConfig } from './config.js';
+import { describeGitHubMode, type LambkinConfig } from './config.js';
 import {
   createAwsClients,
   createDynamoClients,
@@ -80,6 +80,8 @@ export function githubAccessFor(
   // Where installation ids are known without asking GitHub (the webhook's record of them).
   installations?: InstallationRegistry,
 ): GitHubAccess {
+  // Once per cold start, in the function's log: which mode this deployment is in.
+  logger.info(describeGitHubMode(config), { githubApiUrl: config.githubApiUrl });
   return createGitHubAccess({
     baseUrl: config.githubApiUrl,
     logger,

@@ -3,6 +3,7 @@
  * is reported together, and secrets are never printed. None of these variables ever reaches a
  * build step (the runner gets a fixed list of build variables instead).
  */
+import { readFileSync } from 'node:fs';
 import { ConfigurationError } from './core/errors.js';
 
 export interface LambkinConfig {
@@ -18,8 +19,17 @@ export interface LambkinConfig {
   publicUrl: string;
   /** GitHub REST API base URL (GITHUB_API_URL). */
   githubApiUrl: string;
-  /** GitHub token (GITHUB_TOKEN); in the cloud, from Secrets Manager. */
+  /** GitHub token (GITHUB_TOKEN); in the cloud, from Secrets Manager. Token mode. */
   githubToken: string | undefined;
+  /**
+   * The GitHub App's id (LAMBKIN_GITHUB_APP_ID); in the cloud, from Secrets Manager. Set, the
+   * deployment is in App mode: check runs, installation tokens per repository.
+   */
+  githubAppId: string;
+  /** The App's private key, PEM (LAMBKIN_GITHUB_APP_PRIVATE_KEY); in the cloud, from Secrets Manager. */
+  githubAppPrivateKey: string;
+  /** A file holding the App's private key (LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE): read at start. */
+  githubAppPrivateKeyFile: string;
   /** Webhook secrets (LAMBKIN_WEBHOOK_SECRET, comma-separated while rotating: new first). */
   webhookSecrets: string[];
   /** How long a queued build may wait for the builder before the sweeper ends it (seconds). */
@@ -63,6 +73,9 @@ export const CONFIG_VARIABLES = {
   publicUrl: 'LAMBKIN_PUBLIC_URL',
   githubApiUrl: 'GITHUB_API_URL',
   githubToken: 'GITHUB_TOKEN',
+  githubAppId: 'LAMBKIN_GITHUB_APP_ID',
+  githubAppPrivateKey: 'LAMBKIN_GITHUB_APP_PRIVATE_KEY',
+  githubAppPrivateKeyFile: 'LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE',
   webhookSecrets: 'LAMBKIN_WEBHOOK_SECRET',
   queueTimeoutSeconds: 'LAMBKIN_QUEUE_TIMEOUT_SECONDS',
   runnerFunction: 'LAMBKIN_RUNNER_FUNCTION',
@@ -75,7 +88,11 @@ export const CONFIG_VARIABLES = {
   slackApiUrl: 'LAMBKIN_SLACK_API_URL',
 } as const satisfies Record<keyof LambkinConfig, string>;
 
-const SECRET_KEYS: readonly (keyof LambkinConfig)[] = ['githubToken', 'webhookSecrets'];
+const SECRET_KEYS: readonly (keyof LambkinConfig)[] = [
+  'githubToken',
+  'webhookSecrets',
+  'githubAppPrivateKey',
+];
 
 type Env = Record<string, string | undefined>;
 
@@ -116,6 +133,14 @@ export function loadConfig(env: Env, required: readonly (keyof LambkinConfig)[])
     .split(',')
     .map((secret) => secret.trim())
     .filter(Boolean);
+  const app = githubApp(text, problems);
+  const githubToken = text('githubToken') || undefined;
+  if (githubToken && app.githubAppId) {
+    problems.push(
+      `${CONFIG_VARIABLES.githubToken} and ${CONFIG_VARIABLES.githubAppId} are both set: a deployment ` +
+        'signs in with a token or as a GitHub App, not both; unset one',
+    );
+  }
   const config: LambkinConfig = {
     buildsTable: text('buildsTable'),
     settingsTable: text('settingsTable'),
@@ -123,7 +148,8 @@ export function loadConfig(env: Env, required: readonly (keyof LambkinConfig)[])
     builderFunction: text('builderFunction'),
     publicUrl: url('publicUrl', ''),
     githubApiUrl: url('githubApiUrl', DEFAULT_GITHUB_API_URL),
-    githubToken: text('githubToken') || undefined,
+    githubToken,
+    ...app,
     webhookSecrets: secrets,
     queueTimeoutSeconds,
     runnerFunction: text('runnerFunction'),
@@ -137,6 +163,64 @@ export function loadConfig(env: Env, required: readonly (keyof LambkinConfig)[])
   };
   if (problems.length > 0) throw new ConfigurationError(problems);
   return config;
+}
+
+/** The App's id and private key (from the variable or the file), each checked. */
+function githubApp(
+  text: (key: keyof LambkinConfig) => string,
+  problems: string[],
+): Pick<LambkinConfig, 'githubAppId' | 'githubAppPrivateKey' | 'githubAppPrivateKeyFile'> {
+  const githubAppId = text('githubAppId');
+  const keyFile = text('githubAppPrivateKeyFile');
+  let key = text('githubAppPrivateKey').replace(/\\n/g, '\n').trim();
+  if (key && keyFile) {
+    problems.push(
+      `${CONFIG_VARIABLES.githubAppPrivateKey} and ${CONFIG_VARIABLES.githubAppPrivateKeyFile} are both set: use one`,
+    );
+  } else if (keyFile) {
+    try {
+      key = readFileSync(keyFile, 'utf8').trim();
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+      problems.push(
+        `${CONFIG_VARIABLES.githubAppPrivateKeyFile} names ${keyFile}, which cannot be read (${reason})`,
+      );
+    }
+  }
+  if (githubAppId && !/^[0-9]+$|^Iv[0-9A-Za-z.]+$/.test(githubAppId)) {
+    problems.push(`${CONFIG_VARIABLES.githubAppId} must be the App's id (a number) or client id (Iv…)`);
+  }
+  if (githubAppId && !key) {
+    problems.push(
+      `${CONFIG_VARIABLES.githubAppId} is set without the App's private key: set ` +
+        `${CONFIG_VARIABLES.githubAppPrivateKey} (the PEM text) or ${CONFIG_VARIABLES.githubAppPrivateKeyFile}`,
+    );
+  } else if (key && !githubAppId) {
+    problems.push(`the App's private key is set without ${CONFIG_VARIABLES.githubAppId}`);
+  } else if (key && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) {
+    // Never quote it: part of a key is still a secret.
+    problems.push(`the App's private key is not a PEM private key (-----BEGIN RSA PRIVATE KEY-----…)`);
+  }
+  return { githubAppId, githubAppPrivateKey: key, githubAppPrivateKeyFile: keyFile };
+}
+
+/** How a deployment signs in to GitHub: as an App, with a token, or not at all. */
+export type GitHubMode = 'app' | 'token' | 'anonymous';
+
+export function githubModeOf(config: Pick<LambkinConfig, 'githubAppId' | 'githubToken'>): GitHubMode {
+  return config.githubAppId ? 'app' : config.githubToken ? 'token' : 'anonymous';
+}
+
+/** One line for `lambkin dev` and the docs: which mode, and what GitHub is told in it. */
+export function describeGitHubMode(config: Pick<LambkinConfig, 'githubAppId' | 'githubToken'>): string {
+  switch (githubModeOf(config)) {
+    case 'app':
+      return `GitHub: App ${config.githubAppId} (check runs and commit statuses, installation tokens per repository)`;
+    case 'token':
+      return 'GitHub: token (commit statuses)';
+    case 'anonymous':
+      return 'GitHub: no token (statuses are not sent)';
+  }
 }
 
 /**
@@ -153,6 +237,9 @@ export const FUNCTION_CONFIG = {
       'queueTimeoutSeconds',
       'secretArn',
       'githubToken',
+      'githubAppId',
+      'githubAppPrivateKey',
+      'githubAppPrivateKeyFile',
       'webhookSecrets',
     ],
   },
@@ -165,6 +252,9 @@ export const FUNCTION_CONFIG = {
       'logLimitBytes',
       'secretArn',
       'githubToken',
+      'githubAppId',
+      'githubAppPrivateKey',
+      'githubAppPrivateKeyFile',
       'settingsKmsKey',
       'uploadRole',
     ],
@@ -172,11 +262,27 @@ export const FUNCTION_CONFIG = {
   runner: { required: [], optional: [] },
   sweeper: {
     required: ['buildsTable'],
-    optional: ['publicUrl', 'githubApiUrl', 'secretArn', 'githubToken'],
+    optional: [
+      'publicUrl',
+      'githubApiUrl',
+      'secretArn',
+      'githubToken',
+      'githubAppId',
+      'githubAppPrivateKey',
+      'githubAppPrivateKeyFile',
+    ],
   },
   failure: {
     required: ['buildsTable'],
-    optional: ['publicUrl', 'githubApiUrl', 'secretArn', 'githubToken'],
+    optional: [
+      'publicUrl',
+      'githubApiUrl',
+      'secretArn',
+      'githubToken',
+      'githubAppId',
+      'githubAppPrivateKey',
+      'githubAppPrivateKeyFile',
+    ],
   },
   logs: { required: ['buildsTable', 'bucket'], optional: [] },
   // The builds table's stream: the page of recent builds, Slack and SNS (src/notify/stream.ts).
@@ -191,7 +297,13 @@ export const FUNCTION_CONFIG = {
 export type FunctionName = keyof typeof FUNCTION_CONFIG;
 
 /** Secrets come from Secrets Manager in the cloud; locally from these variables. */
-export const CLOUD_SECRET_KEYS: readonly (keyof LambkinConfig)[] = ['githubToken', 'webhookSecrets'];
+export const CLOUD_SECRET_KEYS: readonly (keyof LambkinConfig)[] = [
+  'githubToken',
+  'githubAppId',
+  'githubAppPrivateKey',
+  'githubAppPrivateKeyFile',
+  'webhookSecrets',
+];
 
 /** The configuration as text for logs and `lambkin dev`, with secrets shown as `***`. */
 export function describeConfig(config: LambkinConfig): Record<string, string> {

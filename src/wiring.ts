@@ -21,7 +21,13 @@ import { readLockfileBlob } from './github/trees.js';
 import { StsBuildSigner, StsDeployRoleGrants, createStsClient } from './aws/sts.js';
 import { S3CachePlanner } from './store/cache.js';
 import { S3LogStore } from './store/logs.js';
-import { createGitHubClient, type GitHubClient } from './github/client.js';
+import {
+  CONTENTS_PERMISSIONS,
+  REPORTING_PERMISSIONS,
+  createGitHubAccess,
+  type GitHubAccess,
+} from './github/access.js';
+import { AppBuildReporter } from './github/build-reporter.js';
 import { GitHubStatusReporter } from './github/statuses.js';
 import { WebhookVerifier } from './github/webhook.js';
 import { DynamoBuildStore } from './store/builds.js';
@@ -33,7 +39,7 @@ import { SlackClient } from './notify/slack.js';
 import { AwsSnsPublisher } from './notify/sns.js';
 import type { BuildStreamDependencies } from './notify/stream.js';
 import type { Logger } from './core/logger.js';
-import { type RunnerInvoker } from './core/ports.js';
+import { type RunnerInvoker, type StatusReporter } from './core/ports.js';
 
 export function createIntakeDependencies(
   config: LambkinConfig,
@@ -47,14 +53,14 @@ export function createIntakeDependencies(
   // hears every change from the builds table's stream.
   observer?: BuildObserver,
 ): IntakeDependencies {
-  const octokit = githubClientFor(config, logger);
+  const github = githubAccessFor(config, logger);
   const builds = new DynamoBuildStore(clients.documents, config.buildsTable);
   return {
     verifier: new WebhookVerifier(config.webhookSecrets),
     builds: observer ? observeBuildStore(builds, observer) : builds,
     // No cipher: the webhook reads only the build policy, and never decrypts a secret value.
     settings: new DynamoSettingsStore(clients.documents, config.settingsTable),
-    statuses: new GitHubStatusReporter(octokit),
+    statuses: statusReporterFor(github),
     controller: new LambdaControllerInvoker(clients.lambda, config.builderFunction),
     logger,
     publicUrl: config.publicUrl,
@@ -62,12 +68,25 @@ export function createIntakeDependencies(
   };
 }
 
-function githubClientFor(config: LambkinConfig, logger: Logger): GitHubClient {
-  return createGitHubClient({
+/** The deployment's way into GitHub: its token, or (App mode) the App's installation per repository. */
+export function githubAccessFor(config: LambkinConfig, logger: Logger): GitHubAccess {
+  return createGitHubAccess({
     baseUrl: config.githubApiUrl,
-    ...(config.githubToken ? { token: config.githubToken } : {}),
     logger,
+    ...(config.githubAppId
+      ? { app: { appId: config.githubAppId, privateKey: config.githubAppPrivateKey } }
+      : config.githubToken
+        ? { token: config.githubToken }
+        : {}),
   });
+}
+
+/** Commit statuses; in App mode with the build's check run beside each. */
+export function statusReporterFor(github: GitHubAccess): StatusReporter {
+  const statuses = new GitHubStatusReporter((repo) => github.forRepo(repo, REPORTING_PERMISSIONS));
+  return github.mode === 'app'
+    ? new AppBuildReporter(statuses, (repo) => github.forRepo(repo, REPORTING_PERMISSIONS))
+    : statuses;
 }
 
 /**
@@ -91,19 +110,20 @@ export function createControllerDependencies(
   // As for the intake: the local stack's notifier; the cloud's is the stream's.
   observer?: BuildObserver,
 ): ControllerDependencies {
-  const octokit = githubClientFor(config, logger);
+  const github = githubAccessFor(config, logger);
+  const contents = (repo: string) => github.forRepo(repo, CONTENTS_PERMISSIONS);
   const settings = new DynamoSettingsStore(clients.documents, config.settingsTable, cipher);
   const logs = new S3LogStore(clients.s3, config.bucket);
   const builds = new DynamoBuildStore(clients.documents, config.buildsTable);
   return {
     builds: observer ? observeBuildStore(builds, observer) : builds,
     settings,
-    statuses: new GitHubStatusReporter(octokit),
+    statuses: statusReporterFor(github),
     logs,
-    archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(octokit, repo, sha) },
-    repoFiles: { readFile: (repo, path, ref) => readRepoFile(octokit, repo, path, ref) },
+    archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(contents(repo), repo, sha) },
+    repoFiles: { readFile: (repo, path, ref) => readRepoFile(contents(repo), repo, path, ref) },
     cache: new S3CachePlanner(clients.s3, config.bucket, {
-      lockfiles: { readLockfileBlob: (repo, sha) => readLockfileBlob(octokit, repo, sha) },
+      lockfiles: { readLockfileBlob: (repo, sha) => readLockfileBlob(contents(repo), repo, sha) },
     }),
     ...stsDependencies(config),
     runner,
@@ -158,11 +178,11 @@ export function createNotifierDependencies(
 export function createBuildEnderDependencies(
   config: LambkinConfig,
   logger: Logger,
-): { builds: DynamoBuildStore; statuses: GitHubStatusReporter; logger: Logger; publicUrl: string } {
+): { builds: DynamoBuildStore; statuses: StatusReporter; logger: Logger; publicUrl: string } {
   const { documents } = createDynamoClients();
   return {
     builds: new DynamoBuildStore(documents, config.buildsTable),
-    statuses: new GitHubStatusReporter(githubClientFor(config, logger)),
+    statuses: statusReporterFor(githubAccessFor(config, logger)),
     logger,
     publicUrl: config.publicUrl,
   };

@@ -1,4 +1,8 @@
-import { describeConfig, loadConfig } from '../src/config.js';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describeConfig, describeGitHubMode, githubModeOf, loadConfig } from '../src/config.js';
 import { ConfigurationError } from '../src/core/errors.js';
 
 const complete = {
@@ -22,6 +26,9 @@ describe('process configuration', () => {
       publicUrl: 'https://ci.example.test',
       githubApiUrl: 'https://api.github.com',
       githubToken: 'ghp_token',
+      githubAppId: '',
+      githubAppPrivateKey: '',
+      githubAppPrivateKeyFile: '',
       webhookSecrets: ['new-secret', 'old-secret'],
       queueTimeoutSeconds: 1200,
       runnerFunction: '',
@@ -62,5 +69,89 @@ describe('process configuration', () => {
     expect(described.LAMBKIN_WEBHOOK_SECRET).toBe('***');
     expect(JSON.stringify(described)).not.toMatch(/secret|ghp_token/);
     expect(described.LAMBKIN_BUCKET).toBe('logs');
+  });
+});
+
+describe('GitHub App mode', () => {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pem = privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
+  const { GITHUB_TOKEN: _token, ...withoutToken } = complete;
+  const problemsOf = (env: Record<string, string>): string[] => {
+    try {
+      loadConfig(env, []);
+    } catch (error) {
+      if (error instanceof ConfigurationError) return [...error.problems];
+      throw error;
+    }
+    return [];
+  };
+
+  it('takes the App id and the key from the variable, its \\n escapes included, or from a file', () => {
+    const fromText = loadConfig(
+      {
+        ...withoutToken,
+        LAMBKIN_GITHUB_APP_ID: '42',
+        LAMBKIN_GITHUB_APP_PRIVATE_KEY: pem.replace(/\n/g, '\\n'),
+      },
+      [],
+    );
+    expect(fromText.githubAppPrivateKey).toBe(pem.trim());
+    expect(fromText.githubAppPrivateKey).toContain('\n');
+    expect(githubModeOf(fromText)).toBe('app');
+    expect(describeGitHubMode(fromText)).toMatch(/^GitHub: App 42 \(check runs/);
+    const folder = mkdtempSync(join(tmpdir(), 'lambkin-config-'));
+    try {
+      const file = join(folder, 'app.pem');
+      writeFileSync(file, pem, { mode: 0o600 });
+      const fromFile = loadConfig(
+        { ...withoutToken, LAMBKIN_GITHUB_APP_ID: '42', LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE: file },
+        [],
+      );
+      expect(fromFile.githubAppPrivateKey).toBe(pem.trim());
+      expect(describeConfig(fromFile).LAMBKIN_GITHUB_APP_PRIVATE_KEY).toBe('***');
+      expect(JSON.stringify(describeConfig(fromFile))).not.toContain('PRIVATE KEY-----');
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
+  it('says which mode a deployment is in', () => {
+    expect(describeGitHubMode(loadConfig(complete, []))).toBe('GitHub: token (commit statuses)');
+    expect(describeGitHubMode(loadConfig(withoutToken, []))).toBe('GitHub: no token (statuses are not sent)');
+  });
+
+  it('refuses a token and an App together, a half-set App, an unreadable key file and a key that is no PEM', () => {
+    expect(
+      problemsOf({ ...complete, LAMBKIN_GITHUB_APP_ID: '42', LAMBKIN_GITHUB_APP_PRIVATE_KEY: pem }),
+    ).toEqual([
+      'GITHUB_TOKEN and LAMBKIN_GITHUB_APP_ID are both set: a deployment signs in with a token or as a GitHub App, not both; unset one',
+    ]);
+    expect(problemsOf({ ...withoutToken, LAMBKIN_GITHUB_APP_ID: '42' })).toEqual([
+      "LAMBKIN_GITHUB_APP_ID is set without the App's private key: set LAMBKIN_GITHUB_APP_PRIVATE_KEY (the PEM text) or LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE",
+    ]);
+    expect(problemsOf({ ...withoutToken, LAMBKIN_GITHUB_APP_PRIVATE_KEY: pem })).toEqual([
+      "the App's private key is set without LAMBKIN_GITHUB_APP_ID",
+    ]);
+    expect(
+      problemsOf({
+        ...withoutToken,
+        LAMBKIN_GITHUB_APP_ID: '42',
+        LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE: '/nonexistent/app.pem',
+      }),
+    ).toEqual([
+      'LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE names /nonexistent/app.pem, which cannot be read (ENOENT)',
+      "LAMBKIN_GITHUB_APP_ID is set without the App's private key: set LAMBKIN_GITHUB_APP_PRIVATE_KEY (the PEM text) or LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE",
+    ]);
+    const shown = problemsOf({
+      ...withoutToken,
+      LAMBKIN_GITHUB_APP_ID: '42',
+      LAMBKIN_GITHUB_APP_PRIVATE_KEY: 'Sup3rS3cret',
+    });
+    expect(shown).toEqual([
+      "the App's private key is not a PEM private key (-----BEGIN RSA PRIVATE KEY-----…)",
+    ]);
+    expect(
+      problemsOf({ ...withoutToken, LAMBKIN_GITHUB_APP_ID: 'my app', LAMBKIN_GITHUB_APP_PRIVATE_KEY: pem }),
+    ).toEqual(["LAMBKIN_GITHUB_APP_ID must be the App's id (a number) or client id (Iv…)"]);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * The cloud's secrets: one Secrets Manager secret (LAMBKIN_SECRET_ARN) holding the JSON
- * `{"githubToken": "...", "webhookSecret": "..."}`, read once per container at cold start (on the
+ * `{"githubToken": "...", "webhookSecret": "..."}` (token mode) or `{"githubAppId": "...",
+ * "githubAppPrivateKey": "...", "webhookSecret": "..."}` (App mode), read once per container at cold start (on the
  * first event, never at module import). `webhookSecret` may hold two secrets, comma-separated, new
  * first, while it is being rotated. Locally there is no secret ARN and the variables GITHUB_TOKEN
  * and LAMBKIN_WEBHOOK_SECRET are used instead.
@@ -22,17 +23,18 @@ export class CloudSecretError extends LambkinError {
     super(
       'CLOUD_SECRET',
       `The secret ${secretArn} (LAMBKIN_SECRET_ARN) ${problems.join('; ')}. It must be a JSON string ` +
-        '{"githubToken": "...", "webhookSecret": "..."} (webhookSecret: "new,old" while rotating).',
+        '{"githubToken": "...", "webhookSecret": "..."} (token mode) or {"githubAppId": "...", ' +
+        '"githubAppPrivateKey": "<PEM>", "webhookSecret": "..."} (App mode; `lambkin setup app` writes it); ' +
+        'webhookSecret: "new,old" while rotating.',
       options,
     );
   }
 }
 
-/** What the secret holds, validated. */
-export interface CloudSecrets {
-  githubToken: string;
-  webhookSecrets: string[];
-}
+/** What the secret holds, validated: a token (token mode) or an App's id and key (App mode). */
+export type CloudSecrets = { webhookSecrets: string[] } & (
+  { mode: 'token'; githubToken: string } | { mode: 'app'; githubAppId: string; githubAppPrivateKey: string }
+);
 
 /** A Secrets Manager client recorded for the IAM check (src/aws/command-log.ts). */
 export function createSecretsManagerClient(): SecretsManagerClient {
@@ -40,9 +42,9 @@ export function createSecretsManagerClient(): SecretsManagerClient {
 }
 
 /**
- * The config with `githubToken` and `webhookSecrets` from the secret when `config.secretArn` is
- * set; the config unchanged otherwise (locally: the variables). A client is made only when the
- * secret is read, unless one is given.
+ * The config with the GitHub credentials (token or App) and `webhookSecrets` from the secret when
+ * `config.secretArn` is set; the config unchanged otherwise (locally: the variables). A client is
+ * made only when the secret is read, unless one is given.
  */
 export async function withCloudSecrets(
   config: LambkinConfig,
@@ -50,7 +52,21 @@ export async function withCloudSecrets(
 ): Promise<LambkinConfig> {
   if (!config.secretArn) return config;
   const secrets = await readCloudSecrets(config.secretArn, client);
-  return { ...config, githubToken: secrets.githubToken, webhookSecrets: secrets.webhookSecrets };
+  return secrets.mode === 'app'
+    ? {
+        ...config,
+        githubToken: undefined,
+        githubAppId: secrets.githubAppId,
+        githubAppPrivateKey: secrets.githubAppPrivateKey,
+        webhookSecrets: secrets.webhookSecrets,
+      }
+    : {
+        ...config,
+        githubToken: secrets.githubToken,
+        githubAppId: '',
+        githubAppPrivateKey: '',
+        webhookSecrets: secrets.webhookSecrets,
+      };
 }
 
 export async function readCloudSecrets(
@@ -96,7 +112,18 @@ export function parseCloudSecret(secretArn: string, text: string): CloudSecrets 
     else return value.trim();
     return '';
   };
-  const githubToken = requiredText('githubToken');
+  const appMode = fields.githubAppId !== undefined || fields.githubAppPrivateKey !== undefined;
+  if (appMode && fields.githubToken !== undefined) {
+    problems.push(
+      'has both "githubToken" and the App\'s keys: keep one (a deployment is in one mode or the other)',
+    );
+  }
+  const githubToken = appMode ? '' : requiredText('githubToken');
+  const githubAppId = appMode ? requiredText('githubAppId') : '';
+  const githubAppPrivateKey = appMode ? requiredText('githubAppPrivateKey') : '';
+  if (githubAppPrivateKey && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(githubAppPrivateKey)) {
+    problems.push('has a "githubAppPrivateKey" that is not a PEM private key');
+  }
   const webhookSecret = requiredText('webhookSecret');
   const webhookSecrets = webhookSecret
     .split(',')
@@ -104,13 +131,17 @@ export function parseCloudSecret(secretArn: string, text: string): CloudSecrets 
     .filter(Boolean);
   if (webhookSecret && webhookSecrets.length === 0) problems.push('has no secret in "webhookSecret"');
   if (problems.length > 0) {
-    const unknown = Object.keys(fields).filter((key) => key !== 'githubToken' && key !== 'webhookSecret');
+    const unknown = Object.keys(fields).filter((key) => !SECRET_FIELDS.includes(key));
     if (unknown.length > 0)
       problems.push(`has unexpected keys ${unknown.map((key) => `"${key}"`).join(', ')}`);
     throw new CloudSecretError(secretArn, problems);
   }
-  return { githubToken, webhookSecrets };
+  return appMode
+    ? { mode: 'app', githubAppId, githubAppPrivateKey, webhookSecrets }
+    : { mode: 'token', githubToken, webhookSecrets };
 }
+
+const SECRET_FIELDS = ['githubToken', 'githubAppId', 'githubAppPrivateKey', 'webhookSecret'];
 
 function describeType(value: unknown): string {
   if (value === null) return 'null';

@@ -22,8 +22,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { LambdaControllerInvoker } from '../aws/controller-invoker.js';
 import { createAwsClients, type AwsClients } from '../aws/clients.js';
 import { loadConfig, type LambkinConfig } from '../config.js';
-import { createGitHubClient } from '../github/client.js';
-import { GitHubStatusReporter } from '../github/statuses.js';
+import { githubAccessFor, statusReporterFor } from '../wiring.js';
 import type { Logger } from '../core/logger.js';
 import { DynamoBuildStore } from '../store/builds.js';
 import { S3LogStore } from '../store/logs.js';
@@ -274,11 +273,8 @@ function assemble(
   logger: Logger,
   cipher: SecretCipher | undefined,
 ): Stack {
-  const statuses = config.githubToken
-    ? new GitHubStatusReporter(
-        createGitHubClient({ baseUrl: config.githubApiUrl, token: config.githubToken, logger }),
-      )
-    : undefined;
+  const statuses =
+    config.githubToken || config.githubAppId ? statusReporterFor(githubAccessFor(config, logger)) : undefined;
   return {
     builds: new DynamoBuildStore(clients.documents, config.buildsTable),
     settings: new DynamoSettingsStore(clients.documents, config.settingsTable, cipher),

@@ -36,7 +36,7 @@ import {
   type RunnerInvoker,
 } from '../core/ports.js';
 import type { BuildGrants, BuildSigner, CacheLocation, CachePlanner } from '../core/ports.js';
-import { reportBuildStatus } from './status-reporting.js';
+import { reportBuildStatus, type BuildStatusReport } from './status-reporting.js';
 import { finalPageLog } from '../core/log-format.js';
 
 export interface ControllerDependencies {
@@ -129,6 +129,8 @@ type Ending = {
   steps: StepResult[];
   /** Set when the runner did not finish: the controller's note at the end of the log. */
   logNote?: string;
+  /** Where the runner unpacked the source: the log's failures are annotated relative to it. */
+  checkoutRoot?: string;
 };
 
 async function runRunner(
@@ -213,7 +215,12 @@ async function runRunner(
       ...(cache ? { cache } : {}),
     };
     const outcome = await runWatched(deps, build, input);
-    return { state: outcome.state, description: outcome.description, steps: outcome.steps };
+    return {
+      state: outcome.state,
+      description: outcome.description,
+      steps: outcome.steps,
+      ...(outcome.checkoutRoot !== undefined ? { checkoutRoot: outcome.checkoutRoot } : {}),
+    };
   } catch (error) {
     if (error instanceof RunnerAbortedError) {
       // Cancelled (superseded) while it ran: finishBuild keeps the state set elsewhere.
@@ -394,7 +401,10 @@ async function finishBuild(
     return build;
   }
   await writeArtifacts(deps, build, finalText, url);
-  await reportStatus(deps, build, commitStateFor(build.state), statusDescription(build), url, 'final');
+  await reportStatus(deps, build, commitStateFor(build.state), statusDescription(build), url, 'final', {
+    log: finalText,
+    ...(ending.checkoutRoot !== undefined ? { checkoutRoot: ending.checkoutRoot } : {}),
+  });
   deps.logger.info('build finished', { build: label, state: build.state, description: build.description });
   return build;
 }
@@ -477,12 +487,14 @@ async function reportStatus(
   description: string,
   url: string,
   phase: 'running' | 'final',
+  checkDetails?: BuildStatusReport['checkDetails'],
 ): Promise<void> {
   // Never silent: the final status is retried within FINAL_DELIVERY; past that it is logged as an
   // error naming the build, and the sweeper re-sends it (the build stays unreported).
   await reportBuildStatus(deps, {
     build,
     status: { repo: build.repo, sha: build.sha, state, description, targetUrl: url },
+    ...(checkDetails ? { checkDetails } : {}),
     reports: build.state,
     policy: phase === 'final' ? (deps.finalDelivery ?? FINAL_DELIVERY) : INTAKE_DELIVERY,
     onFailure: {

@@ -111,7 +111,7 @@ export async function endFailedBuild(
   const url = statusLinkOf(build, deps.publicUrl);
   // Not taken: the sweeper re-sends it once GitHub is back (the build stays unreported).
   const report = await reportBuildStatus(deps, {
-    build: key,
+    build,
     status: finalStatusOf(build, url),
     reports: build.state,
     policy: deps.statusDelivery ?? FAILURE_STATUS_DELIVERY,

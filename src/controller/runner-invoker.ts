@@ -45,7 +45,9 @@ export function parseRunnerOutcome(value: unknown): RunnerOutcome {
     !['success', 'failure', 'error', 'timed_out'].includes(String(outcome.state)) ||
     typeof outcome.description !== 'string' ||
     !Array.isArray(outcome.steps) ||
-    typeof outcome.log !== 'object'
+    typeof outcome.log !== 'object' ||
+    (outcome.checkoutRoot !== undefined &&
+      (typeof outcome.checkoutRoot !== 'string' || !outcome.checkoutRoot.startsWith('/')))
   ) {
     throw new RunnerFailedError('The runner answered with something that is not an outcome.', false);
   }

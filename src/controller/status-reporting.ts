@@ -1,10 +1,12 @@
 /**
- * The one way a service tells GitHub what a build is doing: set the commit status, then record on
+ * The one way a service tells GitHub what a build is doing: set the commit status (and in App mode
+ * the check run that says the same), then record on
  * the build what GitHub acknowledged (`reportedState`). A terminal build whose acknowledged state
  * differs from its state stays in the sweeper's index, and the sweeper sends it again; so a status
  * that could not be set is logged, never thrown: the build goes on.
  */
-import { buildLabel, type BuildKey } from '../core/build.js';
+import { buildLabel, type BuildRecord } from '../core/build.js';
+import { checkReportOf, type CheckReportInput } from '../core/check-run.js';
 import type { Logger } from '../core/logger.js';
 import type { BuildStore, CommitStatusUpdate, DeliveryPolicy, StatusReporter } from '../core/ports.js';
 import type { BuildState } from '../core/state-machine.js';
@@ -17,8 +19,11 @@ export interface StatusReportingDependencies {
 }
 
 export interface BuildStatusReport {
-  build: BuildKey;
-  status: CommitStatusUpdate;
+  build: BuildRecord;
+  /** The commit status; the check run that goes with it (App mode) is made from it and the build. */
+  status: Omit<CommitStatusUpdate, 'check'>;
+  /** What only the controller knows at the end: the log and where the source was. */
+  checkDetails?: Pick<CheckReportInput, 'log' | 'checkoutRoot' | 'awaitingApproval'>;
   /** The build state this status stands for: recorded as acknowledged once GitHub took it. */
   reports: BuildState;
   policy: DeliveryPolicy;
@@ -35,7 +40,13 @@ export async function reportBuildStatus(
 ): Promise<ReportResult> {
   const label = buildLabel(report.build);
   try {
-    await deps.statuses.setStatus(report.status, report.policy);
+    const check = checkReportOf({
+      build: report.build,
+      state: report.reports,
+      description: report.status.description,
+      ...report.checkDetails,
+    });
+    await deps.statuses.setStatus({ ...report.status, check }, report.policy);
   } catch (error) {
     deps.logger[report.onFailure.level](report.onFailure.message, {
       build: label,

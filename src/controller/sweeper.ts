@@ -233,7 +233,7 @@ async function resendUnreported(
     if (remaining() < MIN_TIME_PER_BUILD_MS) break;
     const url = statusLinkOf(build, deps.publicUrl);
     const report = await reportBuildStatus(deps, {
-      build: key,
+      build,
       status: finalStatusOf(build, url),
       reports: build.state,
       policy: { ...policy, deadlineMs: Math.max(Math.min(policy.deadlineMs, remaining()), 1) },
@@ -303,7 +303,7 @@ async function sweepOne(
   const url = statusLinkOf(ended, deps.publicUrl);
   // Not taken: never silent, and a later sweep re-sends it (the build stays unreported).
   const report = await reportBuildStatus(deps, {
-    build: key,
+    build: ended,
     status: finalStatusOf(ended, url),
     reports: ended.state,
     policy,

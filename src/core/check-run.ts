@@ -5,7 +5,7 @@
  * (src/github/checks.ts).
  */
 import type { BuildRecord, StepResult } from './build.js';
-import { annotationSummary, type CheckAnnotation } from './annotations/index.js';
+import { annotationSummary, extractAnnotations, type CheckAnnotation } from './annotations/index.js';
 import { formatDuration, lastBytes, stepOutcome } from './log-format.js';
 import type { BuildState } from './state-machine.js';
 import { stripTerminalControls } from './terminal-text.js';
@@ -63,7 +63,9 @@ export interface CheckOutput {
 }
 
 export function checkOutput(input: CheckOutputInput): CheckOutput {
-  const title = cut(`Build #${input.build.number}: ${input.description}`, CHECK_TITLE_MAX);
+  // A commit status's description names the build already.
+  const named = input.description.startsWith(`Build #${input.build.number} `);
+  const title = cut(named ? input.description : `Build #${input.build.number}: ${input.description}`, CHECK_TITLE_MAX);
   const rows = input.steps.map((step) => {
     const outcome = stepOutcome(step);
     return `| ${markdownCell(step.name)} | ${outcome} | ${formatDuration(step.durationMs)} |`;
@@ -82,6 +84,86 @@ export function checkOutput(input: CheckOutputInput): CheckOutput {
     summary: cut(parts.join('\n\n'), CHECK_SUMMARY_MAX),
     ...(log.trim() ? { text: '```text\n' + log.replace(/```/g, '`\u200b``') + '\n```' } : {}),
     annotations: [...(input.annotations ?? [])],
+  };
+}
+
+export type CheckRunStatus = 'queued' | 'in_progress' | 'completed';
+
+/**
+ * What a build's check run should say now: sent beside the commit status by a reporter in App
+ * mode (src/github/build-reporter.ts), ignored in token mode.
+ */
+export interface CheckRunReport {
+  name: string;
+  /** `owner/repo#number`: how the reporter finds the build's run again. */
+  externalId: string;
+  status: CheckRunStatus;
+  conclusion?: CheckConclusion;
+  /** Epoch ms. */
+  startedAt?: number;
+  completedAt?: number;
+  output: CheckOutput;
+}
+
+export interface CheckReportInput {
+  build: Pick<BuildRecord, 'repo' | 'number' | 'startedAt' | 'endedAt' | 'steps'>;
+  /** The state being reported (a failure to start reports `error` of a build still `queued`). */
+  state: BuildState;
+  /** The commit status's description: the one line shown as the title. */
+  description: string;
+  /** The final log, when the controller has it: its end becomes the text, its failures the annotations. */
+  log?: string;
+  /** The runner's checkout (absolute): annotations are read only with it. */
+  checkoutRoot?: string;
+  /** A pull request that is not built until someone with write access approves it. */
+  awaitingApproval?: boolean;
+}
+
+/** The check run that goes with a commit status: its status, conclusion and output. */
+export function checkReportOf(input: CheckReportInput): CheckRunReport {
+  const { build } = input;
+  const base = { name: CHECK_RUN_NAME, externalId: checkExternalId(build) };
+  if (input.awaitingApproval) {
+    return {
+      ...base,
+      status: 'completed',
+      conclusion: 'action_required',
+      completedAt: build.endedAt ?? Date.now(),
+      output: { title: cut(input.description, CHECK_TITLE_MAX), summary: input.description, annotations: [] },
+    };
+  }
+  const conclusion = checkConclusion(input.state);
+  if (conclusion === undefined) {
+    const running = input.state === 'running';
+    return {
+      ...base,
+      status: running ? 'in_progress' : 'queued',
+      ...(running && build.startedAt !== undefined ? { startedAt: build.startedAt } : {}),
+      output: {
+        title: cut(input.description, CHECK_TITLE_MAX),
+        summary: running ? 'The build is running: its log is on the details page.' : 'Waiting for a runner.',
+        annotations: [],
+      },
+    };
+  }
+  const found =
+    input.log !== undefined && input.checkoutRoot !== undefined && input.state === 'failure'
+      ? extractAnnotations(input.log, { checkoutRoot: input.checkoutRoot })
+      : { annotations: [], omitted: 0 };
+  return {
+    ...base,
+    status: 'completed',
+    conclusion,
+    ...(build.startedAt !== undefined ? { startedAt: build.startedAt } : {}),
+    completedAt: build.endedAt ?? Date.now(),
+    output: checkOutput({
+      build: { number: build.number, state: input.state },
+      description: input.description,
+      steps: build.steps ?? [],
+      ...(input.log !== undefined ? { log: input.log } : {}),
+      annotations: found.annotations,
+      omittedAnnotations: found.omitted,
+    }),
   };
 }
 

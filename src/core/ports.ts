@@ -3,6 +3,7 @@
  * adapters implement (store/ on DynamoDB and S3, github/ on the GitHub API, aws/ on Lambda and
  * STS, and the local stack's stand-ins). Pure: types only, and one error the deploy-role port throws.
  */
+import type { CheckRunReport } from './check-run.js';
 import type { BuildKey, BuildRecord, BuildRequest, RepoName, StepResult } from './build.js';
 import { LambkinError } from './errors.js';
 import type {
@@ -195,6 +196,8 @@ export interface CommitStatusUpdate {
   targetUrl?: string;
   /** Default `lambkin`. */
   context?: string;
+  /** In App mode, the build's check run says the same (token mode: not sent). */
+  check?: CheckRunReport;
 }
 
 export interface DeliveryPolicy {

@@ -180,6 +180,11 @@ export interface RunnerOutcome {
   description: string;
   steps: StepResult[];
   log: LogSummary;
+  /**
+   * Where the source was unpacked (an absolute path): the log's failures name files under it, and
+   * the controller's annotations are relative to it.
+   */
+  checkoutRoot?: string;
 }
 
 /** What the runner uploaded, so the controller can assemble the final log. */

@@ -30,6 +30,11 @@ export interface GitHubAppOptions {
   refreshBeforeExpiryMs?: number;
   /** The clock that decides when a token is old (tests move it); default Date.now. */
   now?: () => number;
+  /**
+   * An installation id known without asking GitHub (the record the installation events keep);
+   * undefined, or a failure, falls back to GET /repos/{owner}/{repo}/installation.
+   */
+  knownInstallation?: (repo: string) => Promise<number | undefined>;
 }
 
 /** An installation token and when it stops working. */
@@ -106,9 +111,15 @@ export function createGitHubApp(
     let id = installationIds.get(key);
     if (!id) {
       const { owner, name } = splitRepoName(repo);
-      id = appClient.rest.apps
-        .getRepoInstallation({ owner, repo: name })
-        .then((response) => response.data.id);
+      const ask = (): Promise<number> =>
+        appClient.rest.apps.getRepoInstallation({ owner, repo: name }).then((response) => response.data.id);
+      const known = options.knownInstallation;
+      id = known
+        ? known(repo).then(
+            (recorded) => recorded ?? ask(),
+            () => ask(),
+          )
+        : ask();
       installationIds.set(key, id);
       id.catch(() => installationIds.delete(key)); // looked up again next time
     }
@@ -124,6 +135,10 @@ export function createGitHubApp(
       repositoryNames: [name],
       permissions,
       refresh: true, // this module's cache decides (auth-app's keeps tokens 59 minutes, whatever their expiry)
+    }).catch((error: unknown) => {
+      // Uninstalled, or installed anew under another id: look the installation up again next time.
+      if (statusOf(error) === 404 || statusOf(error) === 422) installationIds.delete(repo.toLowerCase());
+      throw error;
     });
     return { token: minted.token, expiresAt: Date.parse(minted.expiresAt), installationId: id };
   }

@@ -78,11 +78,23 @@ function requestFields(fields: CheckRunFields, annotations: CheckAnnotation[]): 
   };
 }
 
+/**
+ * Per call: `signal` aborts its requests, and with it the client's plugins do not retry (the
+ * caller's delivery policy does: src/github/delivery.ts).
+ */
+export interface CheckRequestOptions {
+  signal?: AbortSignal;
+}
+
+function requestOptions(options: CheckRequestOptions): { request?: { retries: 0; signal: AbortSignal } } {
+  return options.signal ? { request: { retries: 0, signal: options.signal } } : {};
+}
+
 export class GitHubCheckRuns {
   constructor(private readonly octokit: Octokit) {}
 
   /** Creates the check run; annotations past the first 50 follow in updates. */
-  async create(repo: string, run: NewCheckRun): Promise<CheckRunRef> {
+  async create(repo: string, run: NewCheckRun, options: CheckRequestOptions = {}): Promise<CheckRunRef> {
     const { owner, name } = splitRepoName(repo);
     const [first = [], ...rest] = batches(run.output?.annotations);
     const { data } = await this.octokit.rest.checks.create({
@@ -91,13 +103,19 @@ export class GitHubCheckRuns {
       head_sha: run.headSha,
       ...requestFields(run, first),
       name: run.name,
+      ...requestOptions(options),
     });
-    await this.sendRest(repo, data.id, run.output, rest);
+    await this.sendRest(repo, data.id, run.output, rest, options);
     return { id: data.id, htmlUrl: data.html_url };
   }
 
   /** Updates the check run; annotations are added to those it has, 50 a request. */
-  async update(repo: string, id: number, fields: CheckRunFields): Promise<CheckRunRef> {
+  async update(
+    repo: string,
+    id: number,
+    fields: CheckRunFields,
+    options: CheckRequestOptions = {},
+  ): Promise<CheckRunRef> {
     const { owner, name } = splitRepoName(repo);
     const [first = [], ...rest] = batches(fields.output?.annotations);
     const { data } = await this.octokit.rest.checks.update({
@@ -105,9 +123,35 @@ export class GitHubCheckRuns {
       repo: name,
       check_run_id: id,
       ...requestFields(fields, first),
+      ...requestOptions(options),
     });
-    await this.sendRest(repo, id, fields.output, rest);
+    await this.sendRest(repo, id, fields.output, rest, options);
     return { id: data.id, htmlUrl: data.html_url };
+  }
+
+  /**
+   * The id of the check run named `name` on `sha` whose external id is `externalId` (the newest,
+   * should there be several), or undefined. Only this App's runs are listed: a check run of
+   * another App cannot be updated by this one.
+   */
+  async find(
+    repo: string,
+    sha: string,
+    name: string,
+    externalId: string,
+    options: CheckRequestOptions = {},
+  ): Promise<number | undefined> {
+    const { owner, name: repoName } = splitRepoName(repo);
+    const runs = await this.octokit.paginate(this.octokit.rest.checks.listForRef, {
+      owner,
+      repo: repoName,
+      ref: sha,
+      check_name: name,
+      filter: 'all',
+      per_page: 100,
+      ...requestOptions(options),
+    });
+    return runs.filter((run) => run.external_id === externalId).sort((a, b) => b.id - a.id)[0]?.id;
   }
 
   /** Further batches of annotations, each with the output's title, summary and text (GitHub requires the first two). */
@@ -116,6 +160,7 @@ export class GitHubCheckRuns {
     id: number,
     output: CheckRunOutput | undefined,
     rest: CheckAnnotation[][],
+    options: CheckRequestOptions,
   ): Promise<void> {
     if (!output) return;
     const { owner, name } = splitRepoName(repo);
@@ -130,6 +175,7 @@ export class GitHubCheckRuns {
           ...(output.text === undefined ? {} : { text: output.text }),
           annotations: batch,
         },
+        ...requestOptions(options),
       });
     }
   }

@@ -21,6 +21,9 @@ const FROM_ENVIRONMENT = [
   // `lambkin dev` reads these itself (flags, required values) and passes them as the stack's options.
   'githubApiUrl',
   'githubToken',
+  'githubAppId',
+  'githubAppPrivateKey',
+  'githubAppPrivateKeyFile',
   'webhookSecrets',
 ] as const satisfies readonly (keyof LambkinConfig)[];
 
@@ -47,7 +50,14 @@ const STACK_SETS = {
 >;
 
 /** The options `startLocalStack` takes for these itself (flags and checks of `lambkin dev`). */
-const FROM_OPTIONS: readonly (keyof LambkinConfig)[] = ['githubApiUrl', 'githubToken', 'webhookSecrets'];
+const FROM_OPTIONS: readonly (keyof LambkinConfig)[] = [
+  'githubApiUrl',
+  'githubToken',
+  'githubAppId',
+  'githubAppPrivateKey',
+  'githubAppPrivateKeyFile',
+  'webhookSecrets',
+];
 
 /**
  * The documented variables of `env` that apply locally (and that the stack does not take as

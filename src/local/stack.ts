@@ -67,6 +67,8 @@ export interface LocalStackOptions {
   host?: string;
   githubApiUrl: string;
   githubToken?: string;
+  /** App mode: the App's id and its private key (PEM text, or a file holding it). */
+  githubApp?: { appId: string; privateKey?: string; privateKeyFile?: string };
   webhookSecret: string;
   /** Async builds running at once. */
   concurrency?: number;
@@ -117,6 +119,17 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         LAMBKIN_PUBLIC_URL: base,
         GITHUB_API_URL: options.githubApiUrl,
         ...(options.githubToken ? { GITHUB_TOKEN: options.githubToken } : {}),
+        ...(options.githubApp
+          ? {
+              LAMBKIN_GITHUB_APP_ID: options.githubApp.appId,
+              ...(options.githubApp.privateKey
+                ? { LAMBKIN_GITHUB_APP_PRIVATE_KEY: options.githubApp.privateKey }
+                : {}),
+              ...(options.githubApp.privateKeyFile
+                ? { LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE: options.githubApp.privateKeyFile }
+                : {}),
+            }
+          : {}),
         LAMBKIN_WEBHOOK_SECRET: options.webhookSecret,
         ...(options.runnerTimeoutSeconds
           ? { LAMBKIN_RUNNER_TIMEOUT_SECONDS: String(options.runnerTimeoutSeconds) }

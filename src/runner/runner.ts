@@ -182,7 +182,14 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
   );
   const summary = await log.close();
   await workspace?.dispose();
-  return { kind: 'outcome', state: verdict.state, description: verdict.description, steps, log: summary };
+  return {
+    kind: 'outcome',
+    state: verdict.state,
+    description: verdict.description,
+    steps,
+    log: summary,
+    ...(workspace ? { checkoutRoot: workspace.checkout } : {}),
+  };
 }
 
 async function runSteps(

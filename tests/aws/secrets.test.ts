@@ -66,12 +66,23 @@ async function withCommandLog(use: () => Promise<void>): Promise<string[]> {
 describe('parseCloudSecret', () => {
   it('reads the token and one or two webhook secrets (new first)', () => {
     expect(parseCloudSecret(ARN, '{"githubToken": " ghp_x ", "webhookSecret": "one"}')).toEqual({
+      mode: 'token',
       githubToken: 'ghp_x',
       webhookSecrets: ['one'],
     });
     expect(
       parseCloudSecret(ARN, JSON.stringify({ githubToken: 't', webhookSecret: 'new-one, old-one' })),
-    ).toEqual({ githubToken: 't', webhookSecrets: ['new-one', 'old-one'] });
+    ).toEqual({ mode: 'token', githubToken: 't', webhookSecrets: ['new-one', 'old-one'] });
+  });
+
+  it("reads an App's id and private key (App mode)", () => {
+    const key = '-----BEGIN RSA PRIVATE KEY-----\nMIIabc\n-----END RSA PRIVATE KEY-----';
+    expect(
+      parseCloudSecret(
+        ARN,
+        JSON.stringify({ githubAppId: '42', githubAppPrivateKey: key, webhookSecret: 'w' }),
+      ),
+    ).toEqual({ mode: 'app', githubAppId: '42', githubAppPrivateKey: key, webhookSecrets: ['w'] });
   });
 
   it.each([
@@ -88,6 +99,15 @@ describe('parseCloudSecret', () => {
     [
       '{"github_token": "ghp_Sup3rS3cret", "webhookSecret": "w"}',
       /has no "githubToken"; has unexpected keys "github_token"/,
+    ],
+    [
+      '{"githubToken": "ghp_Sup3rS3cret", "githubAppId": "1", "githubAppPrivateKey": "-----BEGIN RSA PRIVATE KEY-----Sup3rS3cret", "webhookSecret": "w"}',
+      /has both "githubToken" and the App's keys/,
+    ],
+    ['{"githubAppId": "1", "webhookSecret": "Sup3rS3cret"}', /has no "githubAppPrivateKey"/],
+    [
+      '{"githubAppId": "1", "githubAppPrivateKey": "Sup3rS3cret", "webhookSecret": "w"}',
+      /"githubAppPrivateKey" that is not a PEM private key/,
     ],
   ])('refuses %j without quoting it', (text, message) => {
     let error: unknown;

@@ -254,7 +254,9 @@ describe('lambkin cancel', () => {
     const build = await queue();
     const result = await lambkin(['cancel', REPO, String(build.number)], { token: false });
     expect(result.code).toBe(0);
-    expect(result.stderr).toBe('GITHUB_TOKEN is not set: the commit status on GitHub still says pending\n');
+    expect(result.stderr).toBe(
+      'neither GITHUB_TOKEN nor a GitHub App is set: the commit status on GitHub still says pending\n',
+    );
     expect((await builds.getBuild(build))?.state).toBe('cancelled');
   });
 

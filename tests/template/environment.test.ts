@@ -23,7 +23,10 @@ import {
 const template = loadTemplate();
 
 /** Where each configuration value comes from in the template. */
-const SOURCE_OF: Record<Exclude<keyof LambkinConfig, 'githubToken' | 'webhookSecrets'>, Json> = {
+/** The cloud secret's (CLOUD_SECRET_KEYS): never in the template. */
+type FromSecret =
+  'githubToken' | 'githubAppId' | 'githubAppPrivateKey' | 'githubAppPrivateKeyFile' | 'webhookSecrets';
+const SOURCE_OF: Record<Exclude<keyof LambkinConfig, FromSecret>, Json> = {
   buildsTable: { Ref: 'BuildsTable' },
   settingsTable: { Ref: 'SettingsTable' },
   bucket: { Ref: 'LogsBucket' },

@@ -50,15 +50,23 @@ export const cancelCommand: CommandModule = {
           );
           context.stdout.write(`cancelled build ${buildLabel(key)} (it was ${before})\n`);
           const url = stack.publicUrl ? pageUrlOf(cancelled, stack.publicUrl) : (cancelled.pageUrl ?? '');
-          const set = await setStatusOrWarn(context, stack, {
-            repo,
-            sha: cancelled.sha,
-            state: commitStateFor(cancelled.state),
-            description: statusDescription(cancelled),
-            ...(url ? { targetUrl: url } : {}),
-          });
+          const set = await setStatusOrWarn(
+            context,
+            stack,
+            {
+              repo,
+              sha: cancelled.sha,
+              state: commitStateFor(cancelled.state),
+              description: statusDescription(cancelled),
+              ...(url ? { targetUrl: url } : {}),
+            },
+            cancelled,
+            cancelled.state,
+          );
           if (!stack.statuses) {
-            context.stderr.write('GITHUB_TOKEN is not set: the commit status on GitHub still says pending\n');
+            context.stderr.write(
+              'neither GITHUB_TOKEN nor a GitHub App is set: the commit status on GitHub still says pending\n',
+            );
           } else if (!set) {
             context.stderr.write('the commit status on GitHub may still say pending\n');
           }

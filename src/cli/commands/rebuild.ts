@@ -98,13 +98,19 @@ async function rebuild(
   });
   const url = build.pageUrl ?? '';
   // Pending first, then the invoke: the builder's own statuses then always land after this one.
-  await setStatusOrWarn(context, stack, {
-    repo,
-    sha: build.sha,
-    state: 'pending',
-    description: `Build #${build.number} queued (rebuild of #${number})`,
-    ...(url ? { targetUrl: url } : {}),
-  });
+  await setStatusOrWarn(
+    context,
+    stack,
+    {
+      repo,
+      sha: build.sha,
+      state: 'pending',
+      description: `Build #${build.number} queued (rebuild of #${number})`,
+      ...(url ? { targetUrl: url } : {}),
+    },
+    build,
+    'queued',
+  );
   try {
     await stack.controller.invoke(build);
   } catch (error) {
@@ -116,13 +122,19 @@ async function rebuild(
       if (refused instanceof TransitionRefusedError) return { ...build, url };
       throw refused;
     }
-    await setStatusOrWarn(context, stack, {
-      repo,
-      sha: build.sha,
-      state: 'error',
-      description: `Build #${build.number} ${reason}`,
-      ...(url ? { targetUrl: url } : {}),
-    });
+    await setStatusOrWarn(
+      context,
+      stack,
+      {
+        repo,
+        sha: build.sha,
+        state: 'error',
+        description: `Build #${build.number} ${reason}`,
+        ...(url ? { targetUrl: url } : {}),
+      },
+      build,
+      'error',
+    );
     throw new RebuildNotStartedError(buildLabel(build), error);
   }
   return { ...build, url };

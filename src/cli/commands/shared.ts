@@ -1,6 +1,8 @@
 /** What several commands do alike: find a build, change a commit status without failing on it. */
 import { buildLabel, type BuildKey, type BuildRecord } from '../../core/build.js';
+import { checkReportOf } from '../../core/check-run.js';
 import { NotFoundError } from '../../core/errors.js';
+import type { BuildState } from '../../core/state-machine.js';
 import { oneLine } from '../cli-errors.js';
 import type { CliContext } from '../program.js';
 import type { Stack } from '../stack.js';
@@ -20,17 +22,21 @@ export async function buildOrFail(stack: Stack, key: BuildKey): Promise<BuildRec
 }
 
 /**
- * Sets a commit status when a GitHub token is configured. A status that cannot be set is a
+ * Sets a commit status (and in App mode the build's check run) when GitHub credentials are configured. A status that cannot be set is a
  * warning on stderr: the change to the build is recorded either way. Returns whether it was set.
  */
 export async function setStatusOrWarn(
   context: CliContext,
   stack: Stack,
-  update: CommitStatusUpdate,
+  update: Omit<CommitStatusUpdate, 'check'>,
+  /** The build and the state the status stands for: in App mode, its check run says the same. */
+  build: BuildRecord,
+  reports: BuildState,
 ): Promise<boolean> {
   if (!stack.statuses) return false;
   try {
-    await stack.statuses.setStatus(update, CLI_STATUS_DELIVERY);
+    const check = checkReportOf({ build, state: reports, description: update.description });
+    await stack.statuses.setStatus({ ...update, check }, CLI_STATUS_DELIVERY);
     return true;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);

@@ -362,6 +362,10 @@ describe('lambkin dev as a GitHub App', () => {
 
     expectOnlyAppCredentials();
     expectNarrowTokens([FAILING_REPO]);
+    // The tokens stay with Lambkin: the build's log (what the runner printed) shows none.
+    const log = await (await fetch(`${pageUrl}/log.txt`)).text();
+    expect(log).toContain(`${MOCHA_TEST_FILE}:${failingLine}:`);
+    for (const { token } of github.mintedTokens()) expect(log).not.toContain(token);
   }, 120_000);
 
   it('builds the commit again on "Re-run" (check_run rerequested), with a check run of its own', async () => {

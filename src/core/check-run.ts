@@ -65,7 +65,10 @@ export interface CheckOutput {
 export function checkOutput(input: CheckOutputInput): CheckOutput {
   // A commit status's description names the build already.
   const named = input.description.startsWith(`Build #${input.build.number} `);
-  const title = cut(named ? input.description : `Build #${input.build.number}: ${input.description}`, CHECK_TITLE_MAX);
+  const title = cut(
+    named ? input.description : `Build #${input.build.number}: ${input.description}`,
+    CHECK_TITLE_MAX,
+  );
   const rows = input.steps.map((step) => {
     const outcome = stepOutcome(step);
     return `| ${markdownCell(step.name)} | ${outcome} | ${formatDuration(step.durationMs)} |`;

@@ -70,7 +70,9 @@ export class AppBuildReporter implements StatusReporter {
             `"${check.name}" of ${update.repo}@${shortSha(update.sha)}: ${outcome.reason}; ${why} after ` +
             `${attempts} attempt(s) in ${elapsedMs} ms. ` +
             adviceFor(outcome.failure, `the repository ${update.repo} and commit ${update.sha}`) +
-            (status === 403 ? ' The App needs the "checks: write" permission, accepted on its installation.' : ''),
+            (status === 403
+              ? ' The App needs the "checks: write" permission, accepted on its installation.'
+              : ''),
           {
             repo: update.repo,
             ref: update.sha,

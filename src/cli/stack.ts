@@ -304,6 +304,7 @@ function endpointsFrom(env: StackEnvironment['env']): { dynamodb?: string; s3?: 
   return Object.fromEntries(Object.entries(endpoints).filter(([, url]) => url !== undefined));
 }
 
-function endpointOf(env: StackEnvironment['env'], service: string): string | undefined {
+/** A service's endpoint override: AWS_ENDPOINT_URL_<SERVICE>, else AWS_ENDPOINT_URL. */
+export function endpointOf(env: StackEnvironment['env'], service: string): string | undefined {
   return env[`AWS_ENDPOINT_URL_${service}`]?.trim() || env.AWS_ENDPOINT_URL?.trim() || undefined;
 }

@@ -100,6 +100,8 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
         });
       case 'rerun':
         return await queueRerun(deps, interpretation.request, delivery, request);
+      case 'installation':
+        return jsonResponse(202, { ignored: true, reason: 'installation events are recorded in App mode' });
     }
   } catch (error) {
     if (error instanceof WebhookRejectedError) {

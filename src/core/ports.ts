@@ -286,3 +286,36 @@ export interface ControllerInvoker {
   /** Starts the controller for the build; resolves once the invoke is accepted, not when the build ends. */
   invoke(key: BuildKey): Promise<void>;
 }
+
+/**
+ * One installation event of the GitHub App, as the registry records it: which repositories an
+ * installation reaches from now on, and which it no longer does.
+ */
+export interface InstallationChange {
+  installationId: number;
+  /** The account (user or organization login) the App is installed on. */
+  account: string;
+  /** Repositories (`owner/name`) the installation reaches from `at` on. */
+  added: string[];
+  /** Repositories it no longer reaches. */
+  removed: string[];
+  /** true: suspended, false: unsuspended; absent: the event does not say. */
+  suspended?: boolean;
+  /** Uninstalled: none of its repositories, listed or not, is installed any more (ids are never reused). */
+  deleted?: boolean;
+  /** Epoch ms of the event: a change older than the one recorded for a repository is ignored. */
+  at: number;
+}
+
+export interface InstallationRegistry {
+  /**
+   * Applies an installation event: repositories added (or re-enabled) and removed, the
+   * installation suspended, unsuspended or deleted. Idempotent; events may arrive in any order.
+   */
+  apply(change: InstallationChange): Promise<void>;
+  /**
+   * The installation id recorded for `repo` (`owner/name`, case-insensitive), or undefined when
+   * no installation in force (not removed, suspended or deleted) reaches it.
+   */
+  installationOf(repo: string): Promise<number | undefined>;
+}

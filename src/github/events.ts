@@ -1,9 +1,11 @@
 /**
- * What a verified GitHub event asks for: a build candidate, a ping, or nothing (with the reason).
+ * What a verified GitHub event asks for: a build candidate, a ping, a change of the App's
+ * installations, or nothing (with the reason).
  * Reads only the payload fields it needs, each checked, so a payload of the wrong shape is a clear
  * 400 rather than a crash.
  */
 import type { BuildRequest } from '../core/build.js';
+import type { InstallationChange } from '../core/ports.js';
 import { WebhookRejectedError } from './webhook.js';
 
 /** A build request before the intake decides trust and records the delivery. */
@@ -27,7 +29,9 @@ export type EventInterpretation =
        */
       untrusted?: true;
     }
-  | { kind: 'rerun'; request: RerunRequest };
+  | { kind: 'rerun'; request: RerunRequest }
+  /** The App was installed, uninstalled, suspended or given or denied repositories (App mode). */
+  | { kind: 'installation'; change: Omit<InstallationChange, 'at'> };
 
 /**
  * "Re-run" on GitHub (a check run's or a whole check suite's): build that commit again, as the
@@ -143,6 +147,10 @@ export function interpretEvent(event: string, payload: Record<string, unknown>):
       return interpretCheckSuite(payload);
     case 'check_run':
       return interpretCheckRun(payload);
+    case 'installation':
+      return interpretInstallation(payload);
+    case 'installation_repositories':
+      return interpretInstallationRepositories(payload);
     default:
       return { kind: 'ignore', reason: `"${event}" events do not start builds` };
   }
@@ -362,6 +370,93 @@ function interpretCheckRun(payload: Record<string, unknown>): EventInterpretatio
       sender: (sender && optionalStringAt(sender, 'login', 'sender.login')) ?? 'unknown',
     },
   };
+}
+
+/**
+ * The App's installation: `created` (with the repositories it reaches), `deleted`, `suspend`,
+ * `unsuspend`. `new_permissions_accepted` changes no repository.
+ */
+function interpretInstallation(payload: Record<string, unknown>): EventInterpretation {
+  const action = stringAt(payload, 'action');
+  const { installationId, account } = installationOf(payload);
+  const base = { installationId, account, added: [], removed: [] };
+  switch (action) {
+    case 'created':
+      return { kind: 'installation', change: { ...base, added: repositoriesAt(payload, 'repositories') } };
+    case 'deleted':
+      return {
+        kind: 'installation',
+        change: { ...base, removed: repositoriesAt(payload, 'repositories'), deleted: true },
+      };
+    case 'suspend':
+      return { kind: 'installation', change: { ...base, suspended: true } };
+    case 'unsuspend':
+      return { kind: 'installation', change: { ...base, suspended: false } };
+    default:
+      return { kind: 'ignore', reason: `installation "${action}" changes no repository` };
+  }
+}
+
+/** Repositories given to (`added`) or taken from (`removed`) an installation. */
+function interpretInstallationRepositories(payload: Record<string, unknown>): EventInterpretation {
+  const action = stringAt(payload, 'action');
+  const { installationId, account } = installationOf(payload);
+  if (action !== 'added' && action !== 'removed') {
+    return { kind: 'ignore', reason: `installation_repositories "${action}" changes no repository` };
+  }
+  return {
+    kind: 'installation',
+    change: {
+      installationId,
+      account,
+      added: repositoriesAt(payload, 'repositories_added'),
+      removed: repositoriesAt(payload, 'repositories_removed'),
+    },
+  };
+}
+
+function installationOf(payload: Record<string, unknown>): { installationId: number; account: string } {
+  const installation = objectAt(payload, 'installation');
+  const installationId = installationIdAt(installation);
+  const owner = objectAt(installation, 'account', 'installation.account');
+  // An enterprise account has a slug rather than a login.
+  const account =
+    optionalStringAt(owner, 'login', 'installation.account.login') ??
+    optionalStringAt(owner, 'slug', 'installation.account.slug');
+  if (!account) throw malformed('installation.account.login', 'a non-empty string');
+  return { installationId, account };
+}
+
+function installationIdAt(installation: Record<string, unknown>): number {
+  const id = installation.id;
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) {
+    throw malformed('installation.id', 'a positive integer');
+  }
+  return id;
+}
+
+/** The `full_name` of each repository listed at `key` (absent: none), each checked. */
+function repositoriesAt(payload: Record<string, unknown>, key: string): string[] {
+  const list = payload[key];
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) throw malformed(key, 'an array of repositories');
+  return list.map((item: unknown, index) => {
+    const path = `${key}[${index}]`;
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) throw malformed(path, 'an object');
+    const name = stringAt(item as Record<string, unknown>, 'full_name', `${path}.full_name`);
+    return assertRepoName(name, `${path}.full_name`);
+  });
+}
+
+/**
+ * The installation an App's delivery came through (`installation.id`, in every event GitHub
+ * delivers to an App); undefined when the payload names none (a repository webhook). A present but
+ * malformed one is refused with a 400.
+ */
+export function installationIdOf(payload: unknown): number | undefined {
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) return undefined;
+  const installation = optionalObjectAt(payload as Record<string, unknown>, 'installation');
+  return installation ? installationIdAt(installation) : undefined;
 }
 
 /** What every build takes from `repository`: its default branch and clone URL. */

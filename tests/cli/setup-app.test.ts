@@ -3,7 +3,8 @@
  * Chromium that opens the printed URL (whose page posts the manifest to GitHub), a loopback
  * "GitHub" that shows the manifest form's target and sends the browser back with a code, as
  * github.com does, and answers the code's conversion as the REST API does. The App is then stored
- * for `lambkin dev` (a 0600 file) or in the stack's secret (moto_server's Secrets Manager).
+ * for `lambkin dev` (a 0600 file) or in the stack's secret (moto_server's Secrets Manager), named
+ * by its ARN or found through the stack's SecretArn parameter (moto_server's CloudFormation).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -12,6 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CloudFormationClient, CreateStackCommand } from '@aws-sdk/client-cloudformation';
 import {
   CreateSecretCommand,
   GetSecretValueCommand,
@@ -278,7 +280,27 @@ describe('lambkin setup app', () => {
     run.startUrl.catch(() => undefined); // it prints none: it refuses first
     const result = await run.done;
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/--local \(and --data-dir\).*--secret-arn ARN/);
+    expect(result.stderr).toMatch(/--local \(and --data-dir\).*--stack NAME or --secret-arn ARN/);
+  });
+
+  it('takes one place only: --local, --stack and --secret-arn exclude each other', async () => {
+    const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:lambkin-AbCdEf';
+    for (const [args, named] of [
+      [['--local', '--stack', 'lambkin'], '--local and --stack'],
+      [['--stack', 'lambkin', '--secret-arn', arn], '--stack and --secret-arn'],
+      [['--local', '--secret-arn', arn], '--local and --secret-arn'],
+    ] as const) {
+      const run = startSetupApp([...args]);
+      run.startUrl.catch(() => undefined);
+      const result = await run.done;
+      expect({ args, code: result.code, stdout: result.stdout }).toEqual({ args, code: 2, stdout: '' });
+      expect(result.stderr).toContain(`${named} exclude each other`);
+    }
+    const region = startSetupApp(['--local', '--region', 'eu-west-1']);
+    region.startUrl.catch(() => undefined);
+    const result = await region.done;
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--region goes with --stack NAME only');
   });
 
   describe("into the stack's secret (moto_server's Secrets Manager)", () => {
@@ -330,6 +352,94 @@ describe('lambkin setup app', () => {
       expect(stored.extra).toBe('kept');
       expect(stored.webhookSecret).not.toBe('old-secret');
       await expectAppAuthenticates(Number(stored.githubAppId), stored.githubAppPrivateKey!);
+    });
+
+    describe('--stack NAME: the secret its SecretArn parameter names', () => {
+      const env = {
+        AWS_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: 'testing',
+        AWS_SECRET_ACCESS_KEY: 'testing',
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoint,
+        AWS_ENDPOINT_URL_CLOUDFORMATION: endpoint,
+      };
+      const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
+
+      /** A stack with the template's SecretArn parameter (and nothing else of it). */
+      async function createStack(name: string, secretArn: string | undefined): Promise<void> {
+        const cloudformation = new CloudFormationClient({ region: 'us-east-1', endpoint, credentials });
+        try {
+          await cloudformation.send(
+            new CreateStackCommand({
+              StackName: name,
+              TemplateBody: JSON.stringify({
+                ...(secretArn ? { Parameters: { SecretArn: { Type: 'String' } } } : {}),
+                Resources: { Handle: { Type: 'AWS::CloudFormation::WaitConditionHandle' } },
+              }),
+              ...(secretArn
+                ? { Parameters: [{ ParameterKey: 'SecretArn', ParameterValue: secretArn }] }
+                : {}),
+            }),
+          );
+        } finally {
+          cloudformation.destroy();
+        }
+      }
+
+      it("stores the App in the stack's secret, found by the stack's name", async () => {
+        const client = new SecretsManagerClient({ region: 'us-east-1', endpoint, credentials });
+        const created = await client.send(
+          new CreateSecretCommand({
+            Name: `lambkin-${randomBytes(3).toString('hex')}`,
+            SecretString: JSON.stringify({ githubToken: 'ghp_old', webhookSecret: 'old-secret' }),
+          }),
+        );
+        const stackName = `lambkin-app-${randomBytes(3).toString('hex')}`;
+        await createStack(stackName, created.ARN!);
+        const run = startSetupApp(['--stack', stackName, '--name', 'lambkin-by-stack'], env);
+        const page = await (await chromium()).context.newPage();
+        try {
+          await page.goto(await run.startUrl);
+          await page.waitForURL(/\/callback\?/);
+        } finally {
+          await page.close();
+        }
+        const result = await run.done;
+        expect(result).toMatchObject({ code: 0, stderr: '' });
+        expect(result.stdout).toContain(`stored in ${created.ARN!} (githubAppId, githubAppPrivateKey`);
+        const secret = await client.send(new GetSecretValueCommand({ SecretId: created.ARN! }));
+        client.destroy();
+        const stored = JSON.parse(secret.SecretString!) as Record<string, string>;
+        expect(Object.keys(stored).sort()).toEqual(['githubAppId', 'githubAppPrivateKey', 'webhookSecret']);
+        await expectAppAuthenticates(Number(stored.githubAppId), stored.githubAppPrivateKey!);
+      });
+
+      it('stops before GitHub is asked when the stack, its SecretArn or the secret is missing', async () => {
+        const noParameter = `not-lambkin-${randomBytes(3).toString('hex')}`;
+        await createStack(noParameter, undefined);
+        const noSecret = `lambkin-gone-${randomBytes(3).toString('hex')}`;
+        await createStack(
+          noSecret,
+          'arn:aws:secretsmanager:us-east-1:123456789012:secret:lambkin-deleted-AbCdEf',
+        );
+        const cases = [
+          ['no-such-stack', /no deployed stack "no-such-stack" in us-east-1/],
+          [noParameter, /it has no SecretArn parameter: is it a Lambkin stack\?/],
+          [noSecret, /no secret arn:aws:secretsmanager:\S+lambkin-deleted-AbCdEf: create it first/],
+        ] as const;
+        for (const [stackName, message] of cases) {
+          const conversions = api.requests.length;
+          const run = startSetupApp(['--stack', stackName], env);
+          run.startUrl.catch(() => undefined); // it prints none: it stops first
+          const result = await run.done;
+          expect({ stackName, code: result.code, stdout: result.stdout }).toEqual({
+            stackName,
+            code: 1,
+            stdout: '',
+          });
+          expect(result.stderr).toMatch(message);
+          expect(api.requests.length).toBe(conversions);
+        }
+      });
     });
   });
 });

@@ -1,4 +1,4 @@
-import { interpretEvent } from '../../src/github/events.js';
+import { installationIdOf, interpretEvent } from '../../src/github/events.js';
 import { WebhookRejectedError } from '../../src/github/webhook.js';
 import {
   checkEventPayload,
@@ -293,5 +293,170 @@ describe("a GitHub App's check and merge-queue events", () => {
   it('refuses a check event with a malformed commit', () => {
     const payload = checkEventPayload('check_run', 'rerequested', { repo: 'octo/app', sha: 'not-a-sha' });
     expect(() => interpretEvent('check_run', payload)).toThrow(/check_run\.head_sha/);
+  });
+});
+
+describe("a GitHub App's installation events", () => {
+  const installation = (action: string) => asRecord(examplePayload('installation', action));
+  const repositories = (action: 'added' | 'removed') =>
+    asRecord(examplePayload('installation_repositories', action));
+
+  it('records the repositories of a new installation', () => {
+    expect(interpretEvent('installation', installation('created'))).toEqual({
+      kind: 'installation',
+      change: {
+        installationId: 957387,
+        account: 'Codertocat',
+        added: ['Codertocat/Hello-World'],
+        removed: [],
+      },
+    });
+  });
+
+  it('removes the repositories of a deleted installation and marks it deleted', () => {
+    expect(interpretEvent('installation', installation('deleted'))).toEqual({
+      kind: 'installation',
+      change: {
+        installationId: 2,
+        account: 'octocat',
+        added: [],
+        removed: ['octocat/Hello-World'],
+        deleted: true,
+      },
+    });
+  });
+
+  it('suspends and unsuspends the installation (those events list no repositories)', () => {
+    expect(interpretEvent('installation', installation('suspend'))).toEqual({
+      kind: 'installation',
+      change: { installationId: 16598467, account: 'Codertocat', added: [], removed: [], suspended: true },
+    });
+    expect(interpretEvent('installation', installation('unsuspend'))).toMatchObject({
+      kind: 'installation',
+      change: { installationId: 16598467, suspended: false },
+    });
+  });
+
+  it('ignores accepted permissions: no repository changes', () => {
+    expect(interpretEvent('installation', installation('new_permissions_accepted'))).toEqual({
+      kind: 'ignore',
+      reason: 'installation "new_permissions_accepted" changes no repository',
+    });
+  });
+
+  it('records repositories added to and removed from an installation', () => {
+    expect(interpretEvent('installation_repositories', repositories('added'))).toEqual({
+      kind: 'installation',
+      change: { installationId: 957387, account: 'Codertocat', added: ['Codertocat/Space'], removed: [] },
+    });
+    expect(interpretEvent('installation_repositories', repositories('removed'))).toEqual({
+      kind: 'installation',
+      change: { installationId: 2, account: 'octocat', added: [], removed: ['octocat/Hello-World'] },
+    });
+  });
+
+  it('takes an installation without a repository list as reaching none yet', () => {
+    const payload = installation('created');
+    delete payload.repositories;
+    expect(interpretEvent('installation', payload)).toMatchObject({ change: { added: [], removed: [] } });
+  });
+
+  it.each([
+    [
+      'installation',
+      'created',
+      (payload: Record<string, unknown>) => delete payload.installation,
+      '"installation" should be an object',
+    ],
+    [
+      'installation',
+      'created',
+      (payload: Record<string, unknown>) => ((payload.installation as Record<string, unknown>).id = '957387'),
+      '"installation.id" should be a positive integer',
+    ],
+    [
+      'installation',
+      'suspend',
+      (payload: Record<string, unknown>) => ((payload.installation as Record<string, unknown>).id = -1),
+      '"installation.id" should be a positive integer',
+    ],
+    [
+      'installation',
+      'created',
+      (payload: Record<string, unknown>) =>
+        (((payload.installation as Record<string, unknown>).account as Record<string, unknown>).login = 7),
+      '"installation.account.login" should be a string',
+    ],
+    [
+      'installation',
+      'created',
+      (payload: Record<string, unknown>) =>
+        ((payload.installation as Record<string, unknown>).account = null),
+      '"installation.account" should be an object',
+    ],
+    [
+      'installation',
+      'created',
+      (payload: Record<string, unknown>) => (payload.repositories = 'octo/app'),
+      '"repositories" should be an array of repositories',
+    ],
+    [
+      'installation',
+      'deleted',
+      (payload: Record<string, unknown>) => (payload.repositories = [null]),
+      '"repositories[0]" should be an object',
+    ],
+    [
+      'installation_repositories',
+      'added',
+      (payload: Record<string, unknown>) => (payload.repositories_added = [{ full_name: '' }]),
+      '"repositories_added[0].full_name" should be a non-empty string',
+    ],
+    [
+      'installation_repositories',
+      'removed',
+      (payload: Record<string, unknown>) => (payload.repositories_removed = [{ full_name: 'octo/..' }]),
+      /"repositories_removed\[0\]\.full_name" "octo\/\.\." .*made only of dots/,
+    ],
+    [
+      'installation_repositories',
+      'added',
+      (payload: Record<string, unknown>) => delete payload.action,
+      '"action" should be a non-empty string',
+    ],
+  ])('refuses a malformed %s %s payload with a 400 naming the field', (event, action, spoil, message) => {
+    const payload = asRecord(examplePayload(event as 'installation', action));
+    spoil(payload);
+    const attempt = () => interpretEvent(event, payload);
+    expect(attempt).toThrow(WebhookRejectedError);
+    expect(attempt).toThrow(message);
+    try {
+      attempt();
+    } catch (error) {
+      expect((error as WebhookRejectedError).statusCode).toBe(400);
+    }
+  });
+});
+
+describe('installationIdOf', () => {
+  it("reads the installation an App's delivery came through", () => {
+    expect(installationIdOf(examplePayload('installation', 'created'))).toBe(957387);
+    const push = pushPayload({ repo: 'octo/app', branch: 'main' });
+    expect(installationIdOf({ ...push, installation: { id: 42, node_id: 'x' } })).toBe(42);
+  });
+
+  it('is undefined for a delivery that names no installation (a repository webhook)', () => {
+    const push = asRecord(pushPayload({ repo: 'octo/app', branch: 'main' }));
+    delete push.installation;
+    expect(installationIdOf(push)).toBeUndefined();
+    expect(installationIdOf({ installation: null })).toBeUndefined();
+    for (const payload of [undefined, null, 'text', 42, []])
+      expect(installationIdOf(payload)).toBeUndefined();
+  });
+
+  it('refuses a malformed installation with a 400', () => {
+    for (const installation of [{ id: '1' }, { id: 0 }, { id: 1.5 }, {}, 'one', [1]]) {
+      expect(() => installationIdOf({ installation })).toThrow(WebhookRejectedError);
+    }
   });
 });

@@ -2,7 +2,10 @@
  * `lambkin setup app`: makes Lambkin's GitHub App with GitHub's manifest flow. A page on a loopback
  * port posts the manifest to GitHub (src/github/app-manifest.ts), the person confirms there with one
  * click, GitHub sends the browser back to that port with a one-time code, and the code is exchanged
- * for the App's id, private key and webhook secret, which are stored where the stack reads them.
+ * for the App's id, private key and webhook secret, which are stored where the stack reads them:
+ * `--local` for `lambkin dev`, `--secret-arn ARN` or `--stack NAME` (its SecretArn parameter) for a
+ * deployed stack. Where it goes is settled (and the secret read) before GitHub is asked, so no App
+ * is made that has nowhere to go.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -30,7 +33,8 @@ import { escapeHtml } from '../../pages/html.js';
 import { CliError } from '../cli-errors.js';
 import type { CliContext } from '../program.js';
 import { parseWebhookUrl } from '../arguments.js';
-import { DEFAULT_DATA_DIR } from '../stack.js';
+import { DEFAULT_DATA_DIR, endpointOf, resolveRegion } from '../stack.js';
+import { readStackSecretArn } from '../stack-outputs.js';
 
 export const DEFAULT_GITHUB_WEB_URL = 'https://github.com';
 /** The file `lambkin dev` finds the App in, in its data dir (0600, like stack.json). */
@@ -43,6 +47,8 @@ interface SetupAppOptions {
   local?: boolean;
   dataDir: string;
   secretArn?: string;
+  stack?: string;
+  region?: string;
   githubUrl?: string;
   open: boolean;
   timeout: string;
@@ -64,6 +70,14 @@ export function registerSetupApp(setup: Command, context: CliContext): void {
     .option('--data-dir <dir>', 'the data dir of `lambkin dev` (with --local)', DEFAULT_DATA_DIR)
     .option('--secret-arn <arn>', "store it in the stack's Secrets Manager secret (its SecretArn parameter)")
     .option(
+      '--stack <name>',
+      "store it in the Secrets Manager secret of this deployed stack (found by its CloudFormation name: the stack's SecretArn parameter)",
+    )
+    .option(
+      '--region <region>',
+      'the AWS region of the stack (with --stack; default: AWS_REGION, AWS_DEFAULT_REGION, then your AWS profile)',
+    )
+    .option(
       '--github-url <url>',
       `GitHub's web address (GitHub Enterprise Server: its own; default ${DEFAULT_GITHUB_WEB_URL})`,
     )
@@ -73,15 +87,38 @@ export function registerSetupApp(setup: Command, context: CliContext): void {
 }
 
 async function setupApp(context: CliContext, options: SetupAppOptions): Promise<void> {
-  if ((options.local === true) === (options.secretArn !== undefined)) {
+  const targets = [
+    options.local === true ? '--local' : undefined,
+    options.stack !== undefined ? '--stack' : undefined,
+    options.secretArn !== undefined ? '--secret-arn' : undefined,
+  ].filter((target) => target !== undefined);
+  if (targets.length === 0) {
     throw new CliError(
       'SETUP_APP_TARGET',
-      'say where the App is stored: --local (and --data-dir) for `lambkin dev`, or --secret-arn ARN for a deployed stack',
+      'say where the App is stored: --local (and --data-dir) for `lambkin dev`, or --stack NAME or ' +
+        '--secret-arn ARN for a deployed stack',
       2,
     );
   }
+  if (targets.length > 1) {
+    throw new CliError(
+      'SETUP_APP_TARGET',
+      `${targets.join(' and ')} exclude each other: the App is stored in one place ` +
+        '(--local for `lambkin dev`, --stack NAME or --secret-arn ARN for a deployed stack)',
+      2,
+    );
+  }
+  if (options.region !== undefined && options.stack === undefined) {
+    throw new CliError('SETUP_APP_TARGET', '--region goes with --stack NAME only', 2);
+  }
   const minutes = Number(options.timeout);
   if (!(minutes > 0)) throw new CliError('BAD_TIMEOUT', '--timeout must be a number of minutes above 0.', 2);
+  // The secret is found, and read, before anyone creates an App on GitHub.
+  const secretArn =
+    options.stack !== undefined
+      ? await stackSecretArn(context, options.stack, options.region)
+      : options.secretArn;
+  if (secretArn !== undefined) await readSecret(context, secretArn);
   const apiUrl = context.env.GITHUB_API_URL?.trim() || DEFAULT_GITHUB_API_URL;
   const webUrl = (options.githubUrl ?? DEFAULT_GITHUB_WEB_URL).replace(/\/+$/, '');
   const registration = await runManifestFlow(context, {
@@ -94,8 +131,8 @@ async function setupApp(context: CliContext, options: SetupAppOptions): Promise<
     timeoutMs: minutes * 60_000,
   });
   const where =
-    options.secretArn !== undefined
-      ? await storeInSecret(options.secretArn, registration)
+    secretArn !== undefined
+      ? await storeInSecret(context, secretArn, registration)
       : await storeLocally(resolve(context.cwd, options.dataDir), registration);
   context.stdout.write(
     `created the GitHub App ${registration.slug} (id ${registration.appId}); stored ${where}\n` +
@@ -224,28 +261,70 @@ async function storeLocally(dataDir: string, app: AppRegistration): Promise<stri
   return `in ${path} (for lambkin dev --data-dir ${dataDir})`;
 }
 
+/** `--stack NAME`: the secret the stack's functions read, its SecretArn parameter. */
+async function stackSecretArn(
+  context: CliContext,
+  stack: string,
+  region: string | undefined,
+): Promise<string> {
+  const endpoint = endpointOf(context.env, 'CLOUDFORMATION');
+  return readStackSecretArn(stack, {
+    region: await resolveRegion(region, context.env),
+    ...(endpoint ? { endpoint } : {}),
+  });
+}
+
+/** A client in the secret's own region (a full ARN names it), else the SDK's. */
+function secretsClient(context: CliContext, secretArn: string): SecretsManagerClient {
+  const region = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):/.exec(secretArn)?.[1];
+  const endpoint = endpointOf(context.env, 'SECRETS_MANAGER');
+  return new SecretsManagerClient({ ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}) });
+}
+
+/** The secret's keys now; a secret that is not a JSON object is not the stack's, and is refused. */
+async function readSecret(context: CliContext, secretArn: string): Promise<Record<string, unknown>> {
+  const client = secretsClient(context, secretArn);
+  try {
+    const { SecretString } = await client.send(new GetSecretValueCommand({ SecretId: secretArn }));
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(SecretString ?? '');
+    } catch {
+      parsed = undefined;
+    }
+    if (!isPlainObject(parsed)) {
+      throw new CliError(
+        'SECRET_NOT_LAMBKIN',
+        `the secret ${secretArn} does not hold a JSON object, as the stack's secret does ` +
+          '(docs/deploy.md): is it the right one? It is left as it is',
+      );
+    }
+    return parsed;
+  } catch (error) {
+    if (!(error instanceof ResourceNotFoundException)) throw error;
+    throw new CliError('SECRET_NOT_FOUND', `no secret ${secretArn}: create it first (docs/deploy.md)`);
+  } finally {
+    client.destroy();
+  }
+}
+
 /**
  * Adds the App to the stack's secret, keeping its other keys; the App's webhook secret replaces
  * the stack's, and the personal token goes (a deployment is in one mode or the other).
  */
-async function storeInSecret(secretArn: string, app: AppRegistration): Promise<string> {
-  const client = new SecretsManagerClient({});
-  let current: Record<string, unknown> = {};
-  try {
-    const { SecretString } = await client.send(new GetSecretValueCommand({ SecretId: secretArn }));
-    const parsed: unknown = SecretString ? JSON.parse(SecretString) : {};
-    if (isPlainObject(parsed)) current = parsed;
-  } catch (error) {
-    if (!(error instanceof ResourceNotFoundException)) throw error;
-    throw new CliError('SECRET_NOT_FOUND', `no secret ${secretArn}: create it first (docs/deploy.md)`);
-  }
-  const { githubToken: _token, ...rest } = current;
+async function storeInSecret(context: CliContext, secretArn: string, app: AppRegistration): Promise<string> {
+  const { githubToken: _token, ...rest } = await readSecret(context, secretArn);
   const next = {
     ...rest,
     githubAppId: String(app.appId),
     githubAppPrivateKey: app.privateKey,
     webhookSecret: app.webhookSecret,
   };
-  await client.send(new PutSecretValueCommand({ SecretId: secretArn, SecretString: JSON.stringify(next) }));
+  const client = secretsClient(context, secretArn);
+  try {
+    await client.send(new PutSecretValueCommand({ SecretId: secretArn, SecretString: JSON.stringify(next) }));
+  } finally {
+    client.destroy();
+  }
   return `in ${secretArn} (githubAppId, githubAppPrivateKey, webhookSecret; githubToken removed)`;
 }

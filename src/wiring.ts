@@ -33,13 +33,16 @@ import { WebhookVerifier } from './github/webhook.js';
 import { DynamoBuildStore } from './store/builds.js';
 import { DynamoSettingsStore } from './store/settings.js';
 import { KmsSecretCipher, type SecretCipher } from './store/secret-cipher.js';
-import type { IntakeDependencies } from './controller/intake.js';
+import type { InstallationCheck, IntakeDependencies } from './controller/intake.js';
+import { DynamoInstallationRegistry } from './store/installations.js';
+import type { GitHubApp } from './github/app-auth.js';
+import { readRequestFailure } from './github/api-errors.js';
 import { BuildNotifier, observeBuildStore, type BuildObserver } from './notify/observer.js';
 import { SlackClient } from './notify/slack.js';
 import { AwsSnsPublisher } from './notify/sns.js';
 import type { BuildStreamDependencies } from './notify/stream.js';
 import type { Logger } from './core/logger.js';
-import { type RunnerInvoker, type StatusReporter } from './core/ports.js';
+import { type InstallationRegistry, type RunnerInvoker, type StatusReporter } from './core/ports.js';
 
 export function createIntakeDependencies(
   config: LambkinConfig,
@@ -53,7 +56,8 @@ export function createIntakeDependencies(
   // hears every change from the builds table's stream.
   observer?: BuildObserver,
 ): IntakeDependencies {
-  const github = githubAccessFor(config, logger);
+  const installations = new DynamoInstallationRegistry(clients.documents, config.settingsTable);
+  const github = githubAccessFor(config, logger, installations);
   const builds = new DynamoBuildStore(clients.documents, config.buildsTable);
   return {
     verifier: new WebhookVerifier(config.webhookSecrets),
@@ -62,6 +66,7 @@ export function createIntakeDependencies(
     settings: new DynamoSettingsStore(clients.documents, config.settingsTable),
     statuses: statusReporterFor(github),
     controller: new LambdaControllerInvoker(clients.lambda, config.builderFunction),
+    ...(github.app ? { installations: installationCheckFor(github.app, installations) } : {}),
     logger,
     publicUrl: config.publicUrl,
     queueTimeoutMs: config.queueTimeoutSeconds * 1000,
@@ -69,16 +74,37 @@ export function createIntakeDependencies(
 }
 
 /** The deployment's way into GitHub: its token, or (App mode) the App's installation per repository. */
-export function githubAccessFor(config: LambkinConfig, logger: Logger): GitHubAccess {
+export function githubAccessFor(
+  config: LambkinConfig,
+  logger: Logger,
+  // Where installation ids are known without asking GitHub (the webhook's record of them).
+  installations?: InstallationRegistry,
+): GitHubAccess {
   return createGitHubAccess({
     baseUrl: config.githubApiUrl,
     logger,
+    ...(installations ? { knownInstallation: (repo: string) => installations.installationOf(repo) } : {}),
     ...(config.githubAppId
       ? { app: { appId: config.githubAppId, privateKey: config.githubAppPrivateKey } }
       : config.githubToken
         ? { token: config.githubToken }
         : {}),
   });
+}
+
+/** The App's installations: the record first, then GitHub (404: not installed). */
+function installationCheckFor(app: GitHubApp, registry: InstallationRegistry): InstallationCheck {
+  return {
+    registry,
+    async lookUp(repo) {
+      try {
+        return await app.installationId(repo);
+      } catch (error) {
+        if (readRequestFailure(error).status === 404) return undefined;
+        throw error;
+      }
+    },
+  };
 }
 
 /** Commit statuses; in App mode with the build's check run beside each. */
@@ -110,7 +136,11 @@ export function createControllerDependencies(
   // As for the intake: the local stack's notifier; the cloud's is the stream's.
   observer?: BuildObserver,
 ): ControllerDependencies {
-  const github = githubAccessFor(config, logger);
+  const github = githubAccessFor(
+    config,
+    logger,
+    new DynamoInstallationRegistry(clients.documents, config.settingsTable),
+  );
   const contents = (repo: string) => github.forRepo(repo, CONTENTS_PERMISSIONS);
   const settings = new DynamoSettingsStore(clients.documents, config.settingsTable, cipher);
   const logs = new S3LogStore(clients.s3, config.bucket);

@@ -24,7 +24,12 @@ import { buildLabel, rebuildRequest } from '../core/build.js';
 import { commitStateFor } from '../core/state-machine.js';
 import { baseUrlFromRequest, buildPageUrl, newLinkToken, pageUrlOf } from '../core/links.js';
 import { decideBuild } from '../core/policy.js';
-import { interpretEvent, type BuildCandidate, type RerunRequest } from '../github/events.js';
+import {
+  installationIdOf,
+  interpretEvent,
+  type BuildCandidate,
+  type RerunRequest,
+} from '../github/events.js';
 import { WebhookRejectedError, type VerifiedDelivery, type WebhookVerifier } from '../github/webhook.js';
 import { INTAKE_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
@@ -34,6 +39,8 @@ import {
   type StatusReporter,
   type ControllerInvoker,
   type BuildStore,
+  type InstallationChange,
+  type InstallationRegistry,
   type QueuedBuildOptions,
   type SettingsStore,
 } from '../core/ports.js';
@@ -56,7 +63,19 @@ export interface IntakeDependencies {
    * and this says why and how to change it.
    */
   refuseUntrustedBuilds?: string;
+  /**
+   * App mode: which repositories the App is installed on. A build for a repository it is not
+   * installed on is refused: the App could neither read the code nor report on it.
+   */
+  installations?: InstallationCheck;
   clock?: () => number;
+}
+
+export interface InstallationCheck {
+  /** What the installation events said. */
+  registry: InstallationRegistry;
+  /** GitHub's own answer (the App's JWT) when the record has none: the installation id, or undefined. */
+  lookUp(repo: string): Promise<number | undefined>;
 }
 
 /** Delivery and body guards outlive GitHub's redelivery window (it offers redelivery for 3 days). */
@@ -86,7 +105,9 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
           reason: interpretation.reason,
         });
         return jsonResponse(202, { ignored: true, reason: interpretation.reason });
-      case 'build':
+      case 'build': {
+        const refusal = await installationRefusal(deps, interpretation.candidate.repo, delivery.payload);
+        if (refusal) return refusal;
         if (interpretation.unlessBuilt) {
           const earlier = await buildOfSameCommit(deps, interpretation.candidate, !interpretation.untrusted);
           if (earlier) {
@@ -98,10 +119,14 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
         return await queueBuild(deps, interpretation.candidate, delivery, request, {
           ...(interpretation.untrusted ? { untrusted: true } : {}),
         });
-      case 'rerun':
+      }
+      case 'rerun': {
+        const refusal = await installationRefusal(deps, interpretation.request.repo, delivery.payload);
+        if (refusal) return refusal;
         return await queueRerun(deps, interpretation.request, delivery, request);
+      }
       case 'installation':
-        return jsonResponse(202, { ignored: true, reason: 'installation events are recorded in App mode' });
+        return await recordInstallation(deps, interpretation.change, context);
     }
   } catch (error) {
     if (error instanceof WebhookRejectedError) {
@@ -114,6 +139,58 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
       error: 'Internal error while queueing the build; redeliver this webhook to retry.',
     });
   }
+}
+
+/** App mode: notes which repositories an installation reaches now. Elsewhere there is nothing to note. */
+async function recordInstallation(
+  deps: IntakeDependencies,
+  change: Omit<InstallationChange, 'at'>,
+  context: { deliveryId: string; event: string },
+): Promise<HttpResponse> {
+  if (!deps.installations) {
+    return jsonResponse(202, {
+      ignored: true,
+      reason: 'not running as a GitHub App: installations are not used',
+    });
+  }
+  await deps.installations.registry.apply({ ...change, at: (deps.clock ?? Date.now)() });
+  deps.logger.info('installation recorded', {
+    ...context,
+    installation: change.installationId,
+    account: change.account,
+    added: change.added.length,
+    removed: change.removed.length,
+    ...(change.suspended !== undefined ? { suspended: change.suspended } : {}),
+    ...(change.deleted ? { deleted: true } : {}),
+  });
+  return jsonResponse(200, {
+    recorded: true,
+    installation: change.installationId,
+    added: change.added,
+    removed: change.removed,
+  });
+}
+
+/**
+ * App mode: a clear refusal for a repository the App is not installed on (a webhook added by hand
+ * to a repository, or an installation removed since). A delivery that names its installation came
+ * from the App itself (its signature is the App's): it needs no lookup.
+ */
+async function installationRefusal(
+  deps: IntakeDependencies,
+  repo: string,
+  payload: unknown,
+): Promise<HttpResponse | undefined> {
+  if (!deps.installations) return undefined;
+  if (installationIdOf(payload) !== undefined) return undefined;
+  if ((await deps.installations.registry.installationOf(repo)) !== undefined) return undefined;
+  if ((await deps.installations.lookUp(repo)) !== undefined) return undefined;
+  const reason =
+    `Lambkin's GitHub App is not installed on ${repo}, so it can neither fetch the code nor report ` +
+    "on it: install the App on the repository (its page on GitHub, 'Install App'), or remove " +
+    "this repository's webhook (docs/github-app.md)";
+  deps.logger.warn('webhook refused', { repo, reason });
+  return jsonResponse(403, { error: reason });
 }
 
 /**

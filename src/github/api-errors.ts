@@ -145,11 +145,11 @@ export function adviceFor(failure: RequestFailure | undefined, subject: string):
   }
   switch (status) {
     case 401:
-      return 'GitHub refused the token: set GITHUB_TOKEN to a valid, unexpired token.';
+      return "GitHub refused the credentials: set GITHUB_TOKEN to a valid, unexpired token (token mode), or check the App's id and private key and that its installation is not suspended (App mode).";
     case 403:
-      return `The token is not allowed to do this: give it access to ${subject} (for commit statuses, the "Commit statuses: write" permission or the repo:status scope).`;
+      return `The token is not allowed to do this: give it access to ${subject} (for commit statuses, the "Commit statuses: write" permission or the repo:status scope; in App mode, accept the App's requested permissions on its installation).`;
     case 404:
-      return `${subject} does not exist or the token cannot see it: check the repository name and commit, and that GITHUB_TOKEN has access to the repository (private repositories need it).`;
+      return `${subject} does not exist or the token cannot see it: check the repository name and commit, and that GITHUB_TOKEN has access to the repository (private repositories need it), or in App mode that the App is installed on it.`;
     case 422:
       return `GitHub rejected the request: check ${subject} and that the commit has been pushed.`;
     default:

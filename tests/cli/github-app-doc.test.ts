@@ -2,17 +2,19 @@
  * docs/github-app.md against what it describes: the `lambkin setup app` commands use options the
  * command has (and one place to store the App each), the permission and event tables are the
  * manifest's, the functions restarted after a secret change are the ones that read the secret, and
- * the shell snippets that handle the App's secrets (the key rotation, `lambkin dev`'s webhook
- * secret) do what the page says when run as written.
+ * the shell snippets do what the page says when run as written (the key rotation; `lambkin dev`
+ * with the App of github-app.json, its webhook secret included).
  */
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LAMBKIN_APP_EVENTS, LAMBKIN_APP_PERMISSIONS } from '../../src/github/app-manifest.js';
 import { loadTemplate } from '../support/template.js';
 import { runInProcess } from './helpers.js';
+import { pushToDev, startDevProcess } from '../support/dev-process.js';
+import { startGitHubServer } from '../support/github-server.js';
 
 const PAGE = readFileSync(join(process.cwd(), 'docs/github-app.md'), 'utf8');
 const CONFIGURATION = readFileSync(join(process.cwd(), 'docs/configuration.md'), 'utf8');
@@ -117,19 +119,45 @@ describe('docs/github-app.md', () => {
     expect(JSON.parse(output)).toEqual({ ...current, githubAppPrivateKey: pem });
   });
 
-  it("gives `lambkin dev` the App's webhook secret from github-app.json", async () => {
+  it('runs `lambkin dev` as written: the App and its webhook secret from github-app.json', async () => {
     const dev = shellBlocks().find((block) => block.includes('npm run lambkin -- dev'));
-    const program = /LAMBKIN_WEBHOOK_SECRET=\$\(node -p '([^']*)'\)/.exec(dev ?? '')?.[1];
-    expect(program).toBeDefined();
-    const folder = mkdtempSync(join(tmpdir(), 'lambkin-app-doc-'));
-    folders.push(folder);
-    mkdirSync(join(folder, '.lambkin'));
+    expect(dev).toBeDefined();
+    expect(dev).not.toContain('LAMBKIN_WEBHOOK_SECRET');
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const github = await startGitHubServer({
+      apps: [{ id: 4242, publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString() }],
+      installations: [{ id: 77, account: 'acme', repositories: ['acme/widget'] }],
+    });
+    const dataDir = mkdtempSync(join(tmpdir(), 'lambkin-app-doc-'));
+    folders.push(dataDir);
+    const appFile = join(dataDir, 'github-app.json');
     writeFileSync(
-      join(folder, '.lambkin', 'github-app.json'),
-      JSON.stringify({ appId: 1, slug: 'lambkin-dev', privateKey: 'pem', webhookSecret: 'the-app-secret' }),
+      appFile,
+      JSON.stringify({
+        appId: 4242,
+        slug: 'lambkin-dev',
+        privateKey: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+        webhookSecret: 'the-app-secret',
+      }),
+      { mode: 0o600 },
     );
-    await expect(run(['-p', program ?? ''], '', folder)).resolves.toBe('the-app-secret\n');
-  });
+    const devProcess = await startDevProcess({ dataDir, githubApi: github.url, env: {} });
+    try {
+      expect(devProcess.startup).toContain(
+        `GitHub: App 4242 (check runs and commit statuses, installation tokens per repository) from ${appFile}`,
+      );
+      const { repo, response } = await pushToDev(devProcess, github, 'the-app-secret', 'acme/widget', {
+        'README.md': 'hello\n',
+      });
+      folders.push(repo.dir);
+      expect(response.status).toBe(202);
+      expect(await response.json()).toMatchObject({ queued: true, repo: 'acme/widget' });
+      expect(github.checkRunsFor('acme/widget', repo.sha).map((run) => run.name)).toContain('Lambkin');
+    } finally {
+      await devProcess.stop();
+      await github.close();
+    }
+  }, 60_000);
 });
 
 describe('docs/configuration.md, the stack secret', () => {

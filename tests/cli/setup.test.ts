@@ -187,7 +187,7 @@ describe('lambkin setup', () => {
         ['setup', repo, '--url', URL, '--secret-from-env'],
         { GITHUB_TOKEN: 'ghp_wrong', LAMBKIN_WEBHOOK_SECRET: SECRET },
         1,
-        /^lambkin: Could not list the webhooks of acme\/hooked-\d+: GitHub answered 401 Bad credentials\. GitHub refused the token/,
+        /^lambkin: Could not list the webhooks of acme\/hooked-\d+: GitHub answered 401 Bad credentials\. GitHub refused the credentials/,
       ],
       [
         ['setup', repo, '--url', 'not a url'],

@@ -104,6 +104,7 @@ describe('docs/deploy.md, step 2 (the secret)', () => {
     expect(
       parseCloudSecret('arn:aws:secretsmanager:eu-west-1:123456789012:secret:lambkin-AbCdEf', text),
     ).toEqual({
+      mode: 'token',
       githubToken: '<your token>',
       webhookSecrets: [WEBHOOK_SECRET],
     });

@@ -11,6 +11,10 @@ const EVERYTHING: Record<string, string> = {
   LAMBKIN_PUBLIC_URL: 'https://ci.example.com',
   GITHUB_API_URL: 'https://github.example.com/api/v3',
   GITHUB_TOKEN: 'ghp_secretToken',
+  // App mode's (refused beside GITHUB_TOKEN by loadConfig; here only their names are read).
+  LAMBKIN_GITHUB_APP_ID: '123456',
+  LAMBKIN_GITHUB_APP_PRIVATE_KEY: '-----BEGIN RSA PRIVATE KEY-----\nsecret\n-----END RSA PRIVATE KEY-----',
+  LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE: '/etc/lambkin/app.pem',
   LAMBKIN_WEBHOOK_SECRET: 'webhook-secret',
   LAMBKIN_QUEUE_TIMEOUT_SECONDS: '300',
   LAMBKIN_RUNNER_FUNCTION: 'cloud-runner',

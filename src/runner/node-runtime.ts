@@ -24,15 +24,30 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
-import semver from 'semver';
 import { Parser, type ReadEntry } from 'tar';
-import { CACHE_PREFIX } from '../core/cache-key.js';
 import { LambkinError, describeErrorChain } from '../core/errors.js';
+import {
+  NODE_ARCHES,
+  type NodeArch,
+  type NodeVersionSpec,
+  isExactNodeVersion,
+  nearestNodeVersions,
+  nodeInstallName,
+  nodePackageName,
+  parseNodeVersionSpec,
+  pickNodeVersion,
+  sha512DigestsOf,
+} from '../core/node-version.js';
+
+export {
+  NODE_ARCHES,
+  type NodeArch,
+  nodeCacheKey,
+  nodeInstallName,
+  nodePackageName,
+} from '../core/node-version.js';
 
 const execFileAsync = promisify(execFile);
-
-export const NODE_ARCHES = ['x64', 'arm64'] as const;
-export type NodeArch = (typeof NODE_ARCHES)[number];
 
 /** What the abbreviated ("corgi") package document is asked for with. */
 export const ABBREVIATED_DOCUMENT = 'application/vnd.npm.install-v1+json';
@@ -183,26 +198,6 @@ export function nodeArchOf(arch: string = process.arch): NodeArch {
   );
 }
 
-export function nodePackageName(arch: NodeArch): string {
-  return `node-linux-${arch}`;
-}
-
-/** `node-22.11.0-linux-x64`: the folder under the cache folder (and the tarball's name stem). */
-export function nodeInstallName(version: string, arch: NodeArch): string {
-  return `node-${exactVersion(version)}-linux-${arch}`;
-}
-
-/**
- * The dependency cache storage's key for a verified package tarball:
- * `cache/_node/node-22.11.0-linux-x64-<sha512 hex>.tgz`. GitHub owners never start with `_`, so it
- * never meets a repository's keys (`cache/<owner>/<repo>/…`). The digest in the key lets a restore
- * check the object against the key it was asked for, without asking the registry again.
- */
-export function nodeCacheKey(resolved: Pick<ResolvedNode, 'version' | 'arch' | 'integrity'>): string {
-  const digest = sha512Digests(resolved.integrity, resolved.version)[0] ?? Buffer.alloc(0);
-  return `${CACHE_PREFIX}_node/${nodeInstallName(resolved.version, resolved.arch)}-${digest.toString('hex')}.tgz`;
-}
-
 /**
  * The registry's base URL as npm itself would choose it: `npm_config_registry` in the environment
  * (set by npm for scripts, or by the operator), else `npm config get registry`.
@@ -273,9 +268,11 @@ export async function resolveNodeVersion(spec: string, options: ResolveNodeOptio
   }
 
   const versions = parseVersions(text, label);
-  const published = Object.keys(versions).filter((version) => semver.valid(version) !== null);
-  const best = semver.maxSatisfying(published, range.range);
-  if (best === null) throw new NodeVersionNotFoundError(spec, packageName, nearestVersions(range, published));
+  const published = Object.keys(versions);
+  const best = pickNodeVersion(range, published);
+  if (best === undefined) {
+    throw new NodeVersionNotFoundError(spec, packageName, nearestNodeVersions(range, published));
+  }
   const dist = versions[best]?.dist;
   if (typeof dist?.tarball !== 'string' || typeof dist.integrity !== 'string') {
     throw new NodeRuntimeError(
@@ -378,52 +375,21 @@ export async function installNode(
 
 // ---------------------------------------------------------------------------------------------
 
-interface VersionRange {
-  range: string;
-  kind: 'major' | 'exact';
-  major: number;
-  exact?: string;
-}
-
-function parseSpec(spec: string): VersionRange {
-  const text = String(spec).trim().replace(/^v/, '');
-  if (/^\d{1,4}$/.test(text)) return { range: `${Number(text)}.x`, kind: 'major', major: Number(text) };
-  if (/^\d{1,4}\.\d{1,4}\.\d{1,4}$/.test(text) && semver.valid(text) !== null) {
-    return { range: text, kind: 'exact', major: semver.major(text), exact: text };
-  }
-  throw new NodeVersionSpecError(spec);
+function parseSpec(spec: string): NodeVersionSpec {
+  const parsed = parseNodeVersionSpec(spec);
+  if (parsed === undefined) throw new NodeVersionSpecError(spec);
+  return parsed;
 }
 
 /** Guards every version that becomes part of a path or key: digits and dots only. */
 function exactVersion(version: string): string {
-  if (!/^\d{1,4}\.\d{1,4}\.\d{1,4}$/.test(version)) {
+  if (!isExactNodeVersion(version)) {
     throw new NodeRuntimeError(
       `${JSON.stringify(version)} is not an exact Node.js version (like 22.11.0). Resolve the spec first.`,
       { code: 'NODE_VERSION_SPEC' },
     );
   }
   return version;
-}
-
-/**
- * For an unknown major: the newest release of each of the (up to four) nearest majors. For an
- * unknown exact version: the published versions on either side of it (two each).
- */
-function nearestVersions(range: VersionRange, published: string[]): string[] {
-  const releases = published.filter((version) => semver.prerelease(version) === null).sort(semver.compare);
-  if (range.kind === 'exact' && range.exact !== undefined) {
-    const wanted = range.exact;
-    const position = releases.findIndex((version) => semver.gt(version, wanted));
-    const at = position === -1 ? releases.length : position;
-    return releases.slice(Math.max(0, at - 2), at + 2);
-  }
-  const newestOfMajor = new Map<number, string>();
-  for (const version of releases) newestOfMajor.set(semver.major(version), version);
-  return [...newestOfMajor.entries()]
-    .sort(([a], [b]) => Math.abs(a - range.major) - Math.abs(b - range.major) || b - a)
-    .slice(0, 4)
-    .map(([, version]) => version)
-    .sort(semver.compare);
 }
 
 function packageDocumentUrl(registryUrl: string, packageName: string): URL {
@@ -481,15 +447,9 @@ function parseVersions(text: string, label: string): Record<string, VersionDocum
   return versions as Record<string, VersionDocument>;
 }
 
-/** The sha512 digests an SRI string allows (any one may match); weaker algorithms are not enough. */
+/** The sha512 digests of an SRI string, or a refusal: weaker algorithms are not enough. */
 function sha512Digests(integrity: string, version: string): Buffer[] {
-  const digests = integrity
-    .trim()
-    .split(/\s+/)
-    .map((item) => /^sha512-([A-Za-z0-9+/]+={0,2})(\?.*)?$/.exec(item)?.[1])
-    .filter((base64): base64 is string => base64 !== undefined)
-    .map((base64) => Buffer.from(base64, 'base64'))
-    .filter((digest) => digest.length === 64);
+  const digests = sha512DigestsOf(integrity);
   if (digests.length === 0) {
     throw new NodeRuntimeError(
       `Node.js ${version} has no sha512 integrity in the registry's metadata (got ${JSON.stringify(prefix(integrity))}). ` +

@@ -576,25 +576,32 @@ async function download(
     throw new NodeRuntimeError(`${label} answered with an empty body.`, { retryable: true });
   const hash = createHash('sha512');
   let total = 0;
-  await pipeline(
-    response.body,
-    async function* countAndHash(source: AsyncIterable<Uint8Array>) {
-      for await (const chunk of source) {
-        total += chunk.length;
-        if (total > maxBytes) {
-          throw new NodeDownloadTooLargeError(
-            'maxBytes',
-            maxBytes,
-            `more than ${maxBytes} bytes were downloaded`,
-          );
+  // Kept aside: pipeline may report an error thrown in a stage as an AbortError.
+  let tooLarge: NodeDownloadTooLargeError | undefined;
+  try {
+    await pipeline(
+      response.body,
+      async function* countAndHash(source: AsyncIterable<Uint8Array>) {
+        for await (const chunk of source) {
+          total += chunk.length;
+          if (total > maxBytes) {
+            tooLarge = new NodeDownloadTooLargeError(
+              'maxBytes',
+              maxBytes,
+              `more than ${maxBytes} bytes were downloaded`,
+            );
+            throw tooLarge;
+          }
+          hash.update(chunk);
+          yield chunk;
         }
-        hash.update(chunk);
-        yield chunk;
-      }
-    },
-    createWriteStream(file, { flags: 'wx', mode: 0o600 }),
-    { signal },
-  );
+      },
+      createWriteStream(file, { flags: 'wx', mode: 0o600 }),
+      { signal },
+    );
+  } catch (error) {
+    throw tooLarge ?? error;
+  }
   return hash.digest();
 }
 
@@ -665,14 +672,17 @@ async function extractNodeBinary(
         for await (const chunk of source) {
           unpacked += chunk.length;
           if (unpacked > maxUnpackedBytes) {
-            throw new NodeDownloadTooLargeError(
-              'maxUnpackedBytes',
-              maxUnpackedBytes,
-              `the unpacked package passed ${maxUnpackedBytes} bytes`,
+            // Recorded before throwing: pipeline reports an error thrown here as an AbortError.
+            fail(
+              new NodeDownloadTooLargeError(
+                'maxUnpackedBytes',
+                maxUnpackedBytes,
+                `the unpacked package passed ${maxUnpackedBytes} bytes`,
+              ),
             );
           }
-          if (!parser.write(chunk)) await once(parser, 'drain', { signal });
           if (failure !== undefined) throw failure;
+          if (!parser.write(chunk)) await once(parser, 'drain', { signal });
         }
       },
       { signal },

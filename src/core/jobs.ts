@@ -88,7 +88,7 @@ export class TooManyJobsError extends RepoConfigError {
     const made = detail.beforeExclude
       ? `makes ${count} combinations before "exclude"`
       : detail.shards > 1
-        ? `makes ${count} jobs (${detail.combinations} combinations × ${detail.shards} shards)`
+        ? `makes ${count} jobs (${detail.combinations === 1 ? '' : `${detail.combinations} combinations × `}${detail.shards} shards)`
         : `makes ${count} jobs`;
     super([{ path: detail.key, message: `${made}, over the limit of ${limit} jobs per build` }], {
       hint:

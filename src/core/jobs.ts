@@ -160,8 +160,8 @@ function checkLimits(limits: JobLimits): void {
 
 /**
  * The build's jobs, in order: combinations as `matrixCells` lists them, each one's shards next to
- * each other. A config without `matrix` and `parallel` (or with `parallel: 1`) is one job per
- * combination, unsharded: without either, exactly one job, context `lambkin`, empty `env`.
+ * each other. No `parallel` (or 1) leaves the combinations unsharded, and no `matrix` is one
+ * combination: a config with neither is exactly one job, context `lambkin`, empty `env`, as before.
  * Throws TooManyJobsError over `limits.maxJobs`, and a RepoConfigError when two jobs would get the
  * same name. Expects a config the schema has accepted (validateRepoConfig / resolveBuildConfig).
  */

@@ -6,7 +6,11 @@
 export {
   DEFAULT_TIMEOUT_SECONDS,
   ENTRY_KEYS,
+  MATRIX_NODE_KEY,
   MAX_CONFIG_FILE_BYTES,
+  MAX_MATRIX_ITEMS,
+  MAX_MATRIX_NAMES,
+  MAX_PARALLEL,
   MAX_TIMEOUT_SECONDS,
   REPO_CONFIG_KEYS,
   REPO_CONFIG_SCHEMA,
@@ -19,6 +23,9 @@ export type {
   BuildOverrides,
   Commands,
   EnvValue,
+  MatrixCell,
+  MatrixInput,
+  MatrixValue,
   RepoConfigInput,
   SettingsConfigInput,
 } from './repo-config/schema.js';
@@ -29,6 +36,7 @@ export { LAMBCI_FILE, LAMBKIN_FILE, readRepoConfig } from './repo-config/files.j
 export type { RepoConfigFile, RepoConfigFiles } from './repo-config/files.js';
 export { checkNodeVersion, resolveBuildConfig } from './repo-config/resolve.js';
 export type { BuildContext, ResolveInput, ResolvedBuildConfig } from './repo-config/resolve.js';
+export { MATRIX_ENV_PREFIX, matrixEnvNames, matrixValueText } from './repo-config/matrix.js';
 export { LAMBCI_VARIABLES, buildVariables } from './repo-config/variables.js';
 export type { BuildVariableOptions, LambciVariable } from './repo-config/variables.js';
 export type { LambciConfig } from './repo-config/lambci.js';

@@ -634,3 +634,201 @@ describe('the published schema', () => {
     expect(docs).toContain('## Settings store and environment');
   });
 });
+
+describe('matrix, parallel and failFast', () => {
+  /** The problems of a config in .lambkin.json, as "path message" lines. */
+  async function problemsOf(config: object): Promise<string[]> {
+    const error = await configError(async () => readRepoConfig(await checkout({ '.lambkin.json': config })));
+    return error.problems.map((problem) => `${problem.path ?? ''} ${problem.message}`);
+  }
+
+  it('are read from the top level and passed on; a build without them resolves as before', async () => {
+    const matrix = {
+      node: ['20', 22],
+      DB: ['a', 'b'],
+      include: [{ node: '22', DB: 'c' }],
+      exclude: [{ DB: 'b' }],
+    };
+    const resolved = await resolveIn({
+      ...npmProject,
+      '.lambkin.json': { matrix, parallel: 4, failFast: true },
+    });
+    expect(resolved.matrix).toEqual(matrix);
+    expect(resolved.parallel).toBe(4);
+    expect(resolved.failFast).toBe(true);
+    const plain = await resolveIn(npmProject);
+    expect(plain).not.toHaveProperty('matrix');
+    expect(plain).not.toHaveProperty('parallel');
+    expect(plain).not.toHaveProperty('failFast');
+  });
+
+  it('warn that the jobs are not fanned out yet', async () => {
+    const resolved = await resolveIn({
+      ...npmProject,
+      '.lambkin.json': { matrix: { node: [22] }, parallel: 2 },
+    });
+    expect(resolved.warnings).toEqual([
+      '"matrix" and "parallel" are checked but not run yet: this build runs as one job',
+    ]);
+    expect((await resolveIn({ ...npmProject, '.lambkin.json': { failFast: true } })).warnings).toEqual([]);
+  });
+
+  it('a higher layer replaces the matrix whole, never merging its lists', async () => {
+    const resolved = await resolveIn(
+      { ...npmProject, '.lambkin.json': { matrix: { DB: ['a'] } } },
+      push('main'),
+      { matrix: { node: ['20', '22'] }, parallel: 2 },
+    );
+    expect(resolved.matrix).toEqual({ DB: ['a'] });
+    expect(resolved.parallel).toBe(2);
+  });
+
+  it('are top level only: a branches or pullRequests entry may not set them', async () => {
+    expect(
+      await problemsOf({
+        branches: { main: { matrix: { node: [22] } } },
+        pullRequests: { parallel: 2, failFast: true },
+      }),
+    ).toEqual([
+      `branches.main.matrix is not a known key: "matrix" can only be set at the top level of the config`,
+      `pullRequests.parallel is not a known key: "parallel" can only be set at the top level of the config`,
+      `pullRequests.failFast is not a known key: "failFast" can only be set at the top level of the config`,
+    ]);
+  });
+
+  it('may be limited by allowConfigOverrides like any key', async () => {
+    const resolved = await resolveIn(
+      { ...npmProject, '.lambkin.json': { matrix: { node: [22] }, parallel: 8, test: 'x' } },
+      push('main'),
+      { allowConfigOverrides: ['test'] },
+    );
+    expect(resolved).not.toHaveProperty('matrix');
+    expect(resolved).not.toHaveProperty('parallel');
+  });
+
+  it('refuse a parallel outside 1 to 64 and a failFast that is not a boolean', async () => {
+    expect(await problemsOf({ parallel: 0, failFast: 'yes' })).toEqual([
+      'parallel must be a whole number of shards from 1 to 64 (got 0)',
+      'failFast must be true or false (got "yes")',
+    ]);
+    expect(await problemsOf({ parallel: 65 })).toEqual([
+      'parallel must be a whole number of shards from 1 to 64 (got 65)',
+    ]);
+    expect(await problemsOf({ parallel: 2.5 })).toEqual([
+      'parallel must be a whole number of shards from 1 to 64 (got 2.5)',
+    ]);
+  });
+
+  it('refuse a matrix that is not an object of non-empty lists of scalars', async () => {
+    expect(await problemsOf({ matrix: ['20', '22'] })).toEqual([
+      'matrix must be an object of names to lists of values, such as {"node": ["20", "22"]} (got a list)',
+    ]);
+    expect(await problemsOf({ matrix: { a: [], b: 'x', c: [{ d: 1 }], e: [''], f: [null] } })).toEqual([
+      'matrix.a must be a non-empty list of values (strings, numbers or true/false) (got a list)',
+      'matrix.b must be a non-empty list of values (strings, numbers or true/false) (got "x")',
+      'matrix.c[0] must be a string of 1 to 100 characters, a number or true/false (got an object)',
+      'matrix.e[0] must be a string of 1 to 100 characters, a number or true/false (got "")',
+      'matrix.f[0] must be a string of 1 to 100 characters, a number or true/false (got null)',
+    ]);
+    expect(await problemsOf({ matrix: {} })).toEqual([
+      'matrix needs at least one list of values, such as {"node": ["20", "22"]}, or an include entry',
+    ]);
+    expect(await problemsOf({ matrix: { include: [], exclude: [] } })).toEqual([
+      'matrix needs at least one list of values, such as {"node": ["20", "22"]}, or an include entry',
+    ]);
+  });
+
+  it('refuse bad include and exclude entries', async () => {
+    expect(await problemsOf({ matrix: { a: [1], include: [{}, 'x', { b: [1] }], exclude: {} } })).toEqual([
+      'matrix.include[0] must be an object of matrix names to values, such as {"node": "22", "DB": "a"} (got an object)',
+      'matrix.include[1] must be an object of matrix names to values, such as {"node": "22", "DB": "a"} (got "x")',
+      'matrix.include[2].b must be a string of 1 to 100 characters, a number or true/false (got a list)',
+      'matrix.exclude must be a list of objects of matrix names to values (got an object)',
+    ]);
+    expect(await problemsOf({ matrix: { a: [1], exclude: [{ b: 1 }] } })).toEqual([
+      "matrix.exclude[0].b is not one of the matrix's lists (a): exclude removes combinations of the lists",
+    ]);
+  });
+
+  it('refuse names that are not variable names, reserved once upper-cased, or equal but for case', async () => {
+    expect(
+      await problemsOf({
+        matrix: { '1x': [1], 'a-b': [1], ci: [1], Path: [1], lambkin_debug: [1], LAMBCI_X: [1] },
+      }),
+    ).toEqual([
+      "matrix['1x'] must be a matrix name: letters, digits and _, not starting with a digit, at most 64 characters",
+      "matrix['a-b'] must be a matrix name: letters, digits and _, not starting with a digit, at most 64 characters",
+      'matrix.ci is reserved: upper-cased it is a variable Lambkin sets for every build (CI, HOME, PATH, PWD, SHELL, LAMBKIN*, LAMBCI*)',
+      'matrix.Path is reserved: upper-cased it is a variable Lambkin sets for every build (CI, HOME, PATH, PWD, SHELL, LAMBKIN*, LAMBCI*)',
+      'matrix.lambkin_debug is reserved: upper-cased it is a variable Lambkin sets for every build (CI, HOME, PATH, PWD, SHELL, LAMBKIN*, LAMBCI*)',
+      'matrix.LAMBCI_X is reserved: upper-cased it is a variable Lambkin sets for every build (CI, HOME, PATH, PWD, SHELL, LAMBKIN*, LAMBCI*)',
+    ]);
+    expect(await problemsOf({ matrix: { a: [1], include: [{ home: 'x' }] } })).toEqual([
+      'matrix.include[0].home is reserved: upper-cased it is a variable Lambkin sets for every build (CI, HOME, PATH, PWD, SHELL, LAMBKIN*, LAMBCI*)',
+    ]);
+    expect(await problemsOf({ matrix: { db: ['a'], DB: ['b'], include: [{ Db: 'c' }] } })).toEqual([
+      'matrix.DB is the same variable as "db" once upper-cased (DB): matrix names must differ in more than case',
+      'matrix.include[0].Db is the same variable as "db" once upper-cased (DB): matrix names must differ in more than case',
+    ]);
+    // Names close to reserved ones are fine.
+    await expect(
+      readRepoConfig(await checkout({ '.lambkin.json': { matrix: { cis: [1], lambkinx: [1] } } })),
+    ).resolves.toBeDefined();
+  });
+
+  it('refuse node in another case, and node values that are not a major or an exact version', async () => {
+    expect(await problemsOf({ matrix: { NODE: ['22'], include: [{ Node: '20' }] } })).toEqual([
+      'matrix.NODE is not "node": only "node", in lower case, chooses the Node.js version; rename it',
+      'matrix.include[0].Node is not "node": only "node", in lower case, chooses the Node.js version; rename it',
+    ]);
+    const versionMessage = 'must be a Node.js major such as "22" or an exact version such as "22.11.0"';
+    expect(
+      await problemsOf({
+        matrix: { node: ['v22', '22.1', '>=20', 0, 20.5, '022', true], include: [{ node: 'lts' }] },
+      }),
+    ).toEqual([
+      `matrix.node[0] ${versionMessage} (got "v22")`,
+      `matrix.node[1] ${versionMessage} (got "22.1")`,
+      `matrix.node[2] ${versionMessage} (got ">=20")`,
+      `matrix.node[3] ${versionMessage} (got 0)`,
+      `matrix.node[4] ${versionMessage} (got 20.5)`,
+      `matrix.node[5] ${versionMessage} (got "022")`,
+      `matrix.node[6] ${versionMessage} (got true)`,
+      `matrix.include[0].node ${versionMessage} (got "lts")`,
+    ]);
+    await expect(
+      readRepoConfig(
+        await checkout({ '.lambkin.json': { matrix: { node: ['20', 22, '22.11.0', '24.0.0'] } } }),
+      ),
+    ).resolves.toBeDefined();
+  });
+
+  it('refuse a value repeated in a list, comparing values as text', async () => {
+    expect(await problemsOf({ matrix: { node: [20, '20'], DB: ['a', 'b', 'a'] } })).toEqual([
+      'matrix.node[1] repeats the value "20" (values compare as text, so 20 and "20" are the same)',
+      'matrix.DB[2] repeats the value "a" (values compare as text, so 20 and "20" are the same)',
+    ]);
+  });
+
+  it('refuse too many names or values', async () => {
+    const names = Object.fromEntries(Array.from({ length: 19 }, (_, index) => [`n${index}`, [1]]));
+    expect(await problemsOf({ matrix: names })).toEqual(['matrix must have at most 18 keys (got 19)']);
+    const values = Array.from({ length: 257 }, (_, index) => index);
+    expect(await problemsOf({ matrix: { a: values } })).toEqual([
+      'matrix.a must be a list of at most 256 (got 257)',
+    ]);
+  });
+
+  it('name the key path inside package.json and in the settings store', async () => {
+    const error = await configError(async () =>
+      readRepoConfig(await checkout({ 'package.json': { lambkin: { matrix: { node: ['x'] } } } })),
+    );
+    expect(error.message).toBe(
+      'package.json: "lambkin.matrix.node[0]" must be a Node.js major such as "22" or an exact version such as "22.11.0" (got "x")',
+    );
+    const fromSettings = await configError(() => resolveIn({}, push('main'), { matrix: { DB: ['a', 'a'] } }));
+    expect(fromSettings.message).toBe(
+      'settings: "config.matrix.DB[1]" repeats the value "a" (values compare as text, so 20 and "20" are the same)',
+    );
+  });
+});

@@ -2,7 +2,8 @@
  * Merges the config layers into what one build runs. Lowest precedence first: built-in defaults,
  * the settings store (global, then repository), package.json "lambci", .lambci.json, package.json
  * "lambkin", .lambkin.json; then the matching `branches` entry, or the `pullRequests` entry.
- * Objects (`env`, `git`) merge key by key; every other value replaces the one below.
+ * Objects (`env`, `git`, `cache`) merge key by key; every other value, and `matrix`, replaces the
+ * one below.
  */
 import picomatch from 'picomatch';
 import semver from 'semver';
@@ -11,7 +12,7 @@ import type { RepoConfigFile, RepoConfigFiles } from './files.js';
 import { LAMBKIN_FILE } from './files.js';
 import { translateLambci } from './lambci.js';
 import { DEFAULT_TIMEOUT_SECONDS } from './schema.js';
-import type { BuildOverrides, Commands, EnvValue, RepoConfigInput } from './schema.js';
+import type { BuildOverrides, Commands, EnvValue, MatrixInput, RepoConfigInput } from './schema.js';
 import { branchRegexSource, renderPath, validateSettingsConfig } from './validate.js';
 import { isPlainObject } from '../values.js';
 
@@ -78,6 +79,12 @@ export interface ResolvedBuildConfig {
   secrets: boolean;
   /** The dependency cache: whether it is used, and folders cached besides node_modules. */
   cache: { enabled: boolean; paths: string[] };
+  /** The build's jobs, as `matrix` says (src/core/jobs.ts plans them); absent: one job. */
+  matrix?: MatrixInput;
+  /** Shards per matrix cell; absent: 1. */
+  parallel?: number;
+  /** The first failed job cancels the others; absent: false. */
+  failFast?: boolean;
   /** Which files, settings and entries contributed, lowest first, for the build log. */
   source: string[];
   /** Things that were read but not used, for the build log. */
@@ -107,12 +114,21 @@ interface Merged {
   pullRequests?: { overrides: BuildOverrides; labels: string[] };
 }
 
+/**
+ * Object values that replace the one below whole: a matrix is one design (its lists, include and
+ * exclude belong together), so a higher layer's matrix is never mixed with a lower one's.
+ */
+const REPLACED_WHOLE = new Set(['matrix']);
+
 function mergeOverrides<T extends BuildOverrides>(base: T, over: T): T {
   const result: Record<string, unknown> = { ...(base as Record<string, unknown>) };
   for (const [key, value] of Object.entries(over)) {
     if (value === undefined) continue;
     const previous = result[key];
-    result[key] = isPlainObject(previous) && isPlainObject(value) ? { ...previous, ...value } : value;
+    result[key] =
+      isPlainObject(previous) && isPlainObject(value) && !REPLACED_WHOLE.has(key)
+        ? { ...previous, ...value }
+        : value;
   }
   return result as T; // keys and value types all come from T
 }
@@ -318,6 +334,14 @@ export function resolveBuildConfig(input: ResolveInput): ResolvedBuildConfig {
     );
   }
 
+  // Until the controller fans jobs out (issue 16), say so rather than ignore the keys silently.
+  const jobKeys = (['matrix', 'parallel'] as const).filter((key) => merged.top[key] !== undefined);
+  if (jobKeys.length > 0) {
+    warnings.push(
+      `${jobKeys.map((key) => `"${key}"`).join(' and ')} ${jobKeys.length > 1 ? 'are' : 'is'} checked but not run yet: this build runs as one job`,
+    );
+  }
+
   const tags = merged.top.tags ?? false;
   const deployBranches =
     toList(merged.top.deployBranches) ?? (context.defaultBranch ? [context.defaultBranch] : []);
@@ -351,6 +375,10 @@ export function resolveBuildConfig(input: ResolveInput): ResolvedBuildConfig {
       enabled: effective.cache !== false,
       paths: typeof effective.cache === 'object' ? [...(effective.cache.paths ?? [])] : [],
     },
+    // Top level only: no branches or pullRequests entry can set them.
+    ...(merged.top.matrix !== undefined ? { matrix: merged.top.matrix } : {}),
+    ...(merged.top.parallel !== undefined ? { parallel: merged.top.parallel } : {}),
+    ...(merged.top.failFast !== undefined ? { failFast: merged.top.failFast } : {}),
     source,
     warnings,
   };

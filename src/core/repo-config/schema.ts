@@ -30,10 +30,32 @@ export const RESERVED_ENV_NAMES: readonly string[] = [
 /** Name prefixes of the build variables (`LAMBKIN_SHA`, `LAMBCI_COMMIT`, …); reserved as well. */
 export const RESERVED_ENV_PREFIXES: readonly string[] = ['LAMBKIN_', 'LAMBCI_'];
 
+/** Highest `parallel`: shards per matrix cell. */
+export const MAX_PARALLEL = 64;
+/** Most names a `matrix` may have (besides `include` and `exclude`). */
+export const MAX_MATRIX_NAMES = 16;
+/** Most values in one matrix list, and most entries in `include` or `exclude`. */
+export const MAX_MATRIX_ITEMS = 256;
+/** The matrix name that chooses the Node.js of the job; it is never exported under its own name. */
+export const MATRIX_NODE_KEY = 'node';
+
 /** A shell command (run with `bash -c`) or a list of them; `[]` skips the step. */
 export type Commands = string | string[];
 /** Numbers and booleans are turned into strings (`3` → `"3"`, `true` → `"true"`). */
 export type EnvValue = string | number | boolean;
+
+/** One value of a matrix list; values compare as their text (`20` and `"20"` are the same). */
+export type MatrixValue = string | number | boolean;
+/** One combination of matrix values, or a partial one in `include` / `exclude`. */
+export type MatrixCell = Record<string, MatrixValue>;
+/**
+ * `matrix`: names mapped to lists of values, whose every combination is a job (first name varies
+ * slowest), less the `exclude` entries, then `include` applied as GitHub Actions does.
+ */
+export type MatrixInput = {
+  include?: MatrixCell[];
+  exclude?: MatrixCell[];
+} & Record<string, MatrixValue[] | MatrixCell[] | undefined>;
 
 /** Keys allowed at the top level and in a `branches` or `pullRequests` entry. */
 export interface BuildOverrides {
@@ -71,6 +93,12 @@ export interface RepoConfigInput extends BuildOverrides {
   deployTags?: string | string[];
   /** Build tag pushes. Default off. */
   tags?: boolean;
+  /** Jobs of the build: one per combination (src/core/jobs.ts). Top level only. */
+  matrix?: MatrixInput;
+  /** Shards per matrix cell, 1 to MAX_PARALLEL. Top level only. */
+  parallel?: number;
+  /** The first failed job cancels the others. Default false. Top level only. */
+  failFast?: boolean;
 }
 
 /** The settings store's `config`: the repository keys plus the operator-only `allowConfigOverrides`. */
@@ -193,7 +221,65 @@ const TOP_ONLY_PROPERTIES = {
     type: 'boolean',
     errorMessage: 'must be true or false',
   },
+  matrix: {
+    description:
+      'Runs the build as one job per combination of values, such as {"node": ["20", "22"], "DB": ["a", "b"]}, with include and exclude as GitHub Actions has them. Each value is in the job\'s environment as LAMBKIN_MATRIX_<NAME> and, except for node, as <NAME> (upper-cased). "node" chooses the Node.js of the job. Top level only.',
+    type: 'object',
+    maxProperties: MAX_MATRIX_NAMES + 2,
+    propertyNames: { $ref: '#/$defs/matrixName' },
+    properties: {
+      node: {
+        description:
+          'Node.js versions, one job each: a major such as "22" or an exact version such as "22.11.0".',
+        type: 'array',
+        minItems: 1,
+        maxItems: MAX_MATRIX_ITEMS,
+        items: { $ref: '#/$defs/nodeVersion' },
+        errorMessage: 'must be a non-empty list of Node.js versions such as ["20", "22"]',
+      },
+      include: {
+        description:
+          'Combinations to extend or add: an entry whose matrix values match existing combinations adds its other values to them, else it is a combination of its own.',
+        type: 'array',
+        maxItems: MAX_MATRIX_ITEMS,
+        items: { $ref: '#/$defs/matrixCell' },
+        errorMessage: 'must be a list of objects of matrix names to values',
+      },
+      exclude: {
+        description: 'Combinations (or partial ones) removed before include is applied.',
+        type: 'array',
+        maxItems: MAX_MATRIX_ITEMS,
+        items: { $ref: '#/$defs/matrixCell' },
+        errorMessage: 'must be a list of objects of matrix names to values',
+      },
+    },
+    additionalProperties: {
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_MATRIX_ITEMS,
+      items: { $ref: '#/$defs/matrixValue' },
+      errorMessage: 'must be a non-empty list of values (strings, numbers or true/false)',
+    },
+    errorMessage: 'must be an object of names to lists of values, such as {"node": ["20", "22"]}',
+  },
+  parallel: {
+    description: `Runs every matrix cell (or the one job) as this many shards, 1 to ${MAX_PARALLEL}; each sees LAMBKIN_SHARD_INDEX (1..N) and LAMBKIN_SHARD_TOTAL. Default: 1. Top level only.`,
+    type: 'integer',
+    minimum: 1,
+    maximum: MAX_PARALLEL,
+    errorMessage: `must be a whole number of shards from 1 to ${MAX_PARALLEL}`,
+  },
+  failFast: {
+    description: 'The first failed job cancels the other jobs of the build. Default: false. Top level only.',
+    type: 'boolean',
+    errorMessage: 'must be true or false',
+  },
 } as const;
+
+/** `ci` → `[Cc][Ii]`: a regular expression source matching `text` in any case. */
+function anyCase(text: string): string {
+  return text.replace(/[A-Za-z]/g, (letter) => `[${letter.toUpperCase()}${letter.toLowerCase()}]`);
+}
 
 const NOT_CONTAINING_NUL = { not: { type: 'string', pattern: '\\u0000' } } as const;
 
@@ -250,6 +336,49 @@ export const REPO_CONFIG_SCHEMA = {
         errorMessage: 'must be a string, a number or true/false',
       },
       errorMessage: 'must be an object of variable names to values',
+    },
+    matrixName: {
+      type: 'string',
+      allOf: [
+        {
+          pattern: '^[A-Za-z_][A-Za-z0-9_]*$',
+          maxLength: 64,
+          errorMessage:
+            'must be a matrix name: letters, digits and _, not starting with a digit, at most 64 characters',
+        },
+        {
+          not: {
+            anyOf: [
+              { pattern: `^(${RESERVED_ENV_NAMES.map(anyCase).join('|')})$` },
+              { pattern: `^(${RESERVED_ENV_PREFIXES.map(anyCase).join('|')})` },
+            ],
+          },
+          errorMessage:
+            'is reserved: upper-cased it is a variable Lambkin sets for every build (CI, HOME, PATH, PWD, SHELL, LAMBKIN*, LAMBCI*)',
+        },
+      ],
+    },
+    matrixValue: {
+      type: ['string', 'number', 'boolean'],
+      minLength: 1,
+      maxLength: 100,
+      ...NOT_CONTAINING_NUL,
+      errorMessage: 'must be a string of 1 to 100 characters, a number or true/false',
+    },
+    nodeVersion: {
+      type: ['string', 'integer'],
+      pattern: '^[1-9][0-9]*(\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*))?$',
+      minimum: 1,
+      errorMessage: 'must be a Node.js major such as "22" or an exact version such as "22.11.0"',
+    },
+    matrixCell: {
+      type: 'object',
+      minProperties: 1,
+      maxProperties: MAX_MATRIX_NAMES * 2,
+      propertyNames: { $ref: '#/$defs/matrixName' },
+      properties: { node: { $ref: '#/$defs/nodeVersion' } },
+      additionalProperties: { $ref: '#/$defs/matrixValue' },
+      errorMessage: 'must be an object of matrix names to values, such as {"node": "22", "DB": "a"}',
     },
     patterns: {
       type: ['string', 'array'],

@@ -4,6 +4,7 @@ import type { AnySchemaObject, ErrorObject, ValidateFunction } from 'ajv/dist/20
 import semver from 'semver';
 import { RepoConfigError } from './config-errors.js';
 import type { RepoConfigProblem } from './config-errors.js';
+import { matrixProblems } from './matrix.js';
 import {
   REPO_CONFIG_SCHEMA,
   SETTINGS_CONFIG_SCHEMA,
@@ -77,6 +78,9 @@ const KEY_HINTS: Record<string, string> = {
   allowConfigOverrides: 'it can only be set in the settings store',
   secretEnv: 'secret variables belong in the settings store, never in the repository',
   timeoutSeconds: 'did you mean "timeout"?',
+  matrix: '"matrix" can only be set at the top level of the config',
+  parallel: '"parallel" can only be set at the top level of the config',
+  failFast: '"failFast" can only be set at the top level of the config',
 };
 
 function editDistance(a: string, b: string): number {
@@ -120,6 +124,14 @@ function problemFromError(
       source,
       path: renderPath(prefix, segments, data),
       message: `must be a list of at most ${String(error.params['limit'])} (got ${count})`,
+    };
+  }
+  if (error.keyword === 'maxProperties') {
+    const count = isPlainObject(error.data) ? Object.keys(error.data).length : 0;
+    return {
+      source,
+      path: renderPath(prefix, segments, data),
+      message: `must have at most ${String(error.params['limit'])} keys (got ${count})`,
     };
   }
   if (error.keyword === 'additionalProperties') {
@@ -177,7 +189,7 @@ export function branchRegexSource(pattern: string): string | undefined {
   return /^!?\/(.+)\/$/.exec(pattern)?.[1];
 }
 
-/** Checks a schema cannot express: semver ranges and branch regular expressions. */
+/** Checks a schema cannot express: semver ranges, branch regular expressions and matrix names and values. */
 function semanticProblems(
   config: RepoConfigInput,
   source: string,
@@ -194,6 +206,15 @@ function semanticProblems(
     }
   };
   checkEntry(config, []);
+  if (config.matrix) {
+    for (const problem of matrixProblems(config.matrix)) {
+      problems.push({
+        source,
+        path: renderPath(prefix, ['matrix', ...problem.segments], config),
+        message: problem.message,
+      });
+    }
+  }
   if (config.pullRequests) checkEntry(config.pullRequests, ['pullRequests']);
   for (const [pattern, entry] of Object.entries(config.branches ?? {})) {
     checkEntry(entry, ['branches', pattern]);

@@ -51,6 +51,7 @@ export class AppBuildReporter implements StatusReporter {
       ...(check.startedAt !== undefined ? { startedAt: new Date(check.startedAt) } : {}),
       ...(check.completedAt !== undefined ? { completedAt: new Date(check.completedAt) } : {}),
       output: check.output,
+      ...(check.actions !== undefined ? { actions: check.actions } : {}),
     };
     await deliver(
       policy,

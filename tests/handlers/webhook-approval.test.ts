@@ -13,7 +13,12 @@ import { createWebhookHandler } from '../../src/handlers/webhook.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
 import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
 import { createIntakeDependencies } from '../../src/wiring.js';
-import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
+import {
+  commitFiles,
+  createGitRepo,
+  startGitHubServer,
+  type GitHubStandIn,
+} from '../support/github-server.js';
 import { startLambdaServer, type LambdaServer } from '../support/lambda-server.js';
 import { checkEventPayload, pullRequestPayload, signedDelivery } from '../support/payloads.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
@@ -114,14 +119,14 @@ function installed(
   return record;
 }
 
-const forkPullRequest = (repo: string, number: number) =>
-  installed(pullRequestPayload({ repo, number, fork: true, headSha: sha }));
+const forkPullRequest = (repo: string, number: number, headSha = sha) =>
+  installed(pullRequestPayload({ repo, number, fork: true, headSha }));
 
-const approveClick = (repo: string, sender: string) =>
+const approveClick = (repo: string, sender: string, headSha = sha) =>
   installed(
     checkEventPayload('check_run', 'requested_action', {
       repo,
-      sha,
+      sha: headSha,
       externalId: `${repo}#approval`,
       sender,
     }),
@@ -214,6 +219,31 @@ describe('fork pull requests that require approval, in App mode', () => {
     });
     expect(invocations()).toBe(before + 1);
     expect(await builds.buildsOfCommit('acme/app', sha)).toHaveLength(1);
+  });
+
+  it('ask again for a newer push, which a maintainer approves (a Re-run of the approval run counts as a click)', async () => {
+    const newer = await commitFiles(gitDir, { 'README.md': 'hello again\n' }, 'Newer');
+    const pushed = installed(
+      pullRequestPayload({ repo: 'acme/app', number: 5, fork: true, headSha: newer, action: 'synchronize' }),
+    );
+    const held = await deliver('pull_request', pushed);
+    expect(held.json).toMatchObject({ awaitingApproval: true, sha: newer });
+    expect(github.checkRunsFor('acme/app', newer)[0]).toMatchObject({ conclusion: 'action_required' });
+    const before = invocations();
+    const rerun = installed(
+      checkEventPayload('check_run', 'rerequested', {
+        repo: 'acme/app',
+        sha: newer,
+        externalId: 'acme/app#approval',
+        sender: 'maintainer',
+      }),
+    );
+    const answer = await deliver('check_run', rerun);
+    expect(answer.json).toMatchObject({ queued: true, approvedBy: 'maintainer' });
+    expect(invocations()).toBe(before + 1);
+    expect(await builds.buildsOfCommit('acme/app', newer)).toEqual([
+      expect.objectContaining({ trusted: false, pr: 5 }),
+    ]);
   });
 
   it('leave sources without requireApproval as they were: built at once', async () => {

@@ -23,6 +23,7 @@ import { S3CachePlanner } from './store/cache.js';
 import { S3LogStore } from './store/logs.js';
 import {
   CONTENTS_PERMISSIONS,
+  METADATA_PERMISSIONS,
   REPORTING_PERMISSIONS,
   createGitHubAccess,
   type GitHubAccess,
@@ -35,6 +36,9 @@ import { DynamoSettingsStore } from './store/settings.js';
 import { KmsSecretCipher, type SecretCipher } from './store/secret-cipher.js';
 import type { InstallationCheck, IntakeDependencies } from './controller/intake.js';
 import { DynamoInstallationRegistry } from './store/installations.js';
+import { DynamoApprovalStore } from './store/approvals.js';
+import type { ApprovalCheck } from './controller/approval.js';
+import { repositoryRoleOf } from './github/collaborators.js';
 import type { GitHubApp } from './github/app-auth.js';
 import { readRequestFailure } from './github/api-errors.js';
 import { BuildNotifier, observeBuildStore, type BuildObserver } from './notify/observer.js';
@@ -59,14 +63,25 @@ export function createIntakeDependencies(
   const installations = new DynamoInstallationRegistry(clients.documents, config.settingsTable);
   const github = githubAccessFor(config, logger, installations);
   const builds = new DynamoBuildStore(clients.documents, config.buildsTable);
+  const statuses = statusReporterFor(github);
   return {
     verifier: new WebhookVerifier(config.webhookSecrets),
     builds: observer ? observeBuildStore(builds, observer) : builds,
     // No cipher: the webhook reads only the build policy, and never decrypts a secret value.
     settings: new DynamoSettingsStore(clients.documents, config.settingsTable),
-    statuses: statusReporterFor(github),
+    statuses,
     controller: new LambdaControllerInvoker(clients.lambda, config.builderFunction),
     ...(github.app ? { installations: installationCheckFor(github.app, installations) } : {}),
+    // Approving needs check runs (the button), so App mode only.
+    ...(github.app && statuses instanceof AppBuildReporter
+      ? {
+          approvals: approvalCheckFor(
+            github,
+            statuses,
+            new DynamoApprovalStore(clients.documents, config.settingsTable),
+          ),
+        }
+      : {}),
     logger,
     publicUrl: config.publicUrl,
     queueTimeoutMs: config.queueTimeoutSeconds * 1000,
@@ -106,6 +121,19 @@ function installationCheckFor(app: GitHubApp, registry: InstallationRegistry): I
         throw error;
       }
     },
+  };
+}
+
+/** App mode: held commits, who may approve them (metadata read), and the approval's check run. */
+function approvalCheckFor(
+  github: GitHubAccess,
+  reporter: AppBuildReporter,
+  store: DynamoApprovalStore,
+): ApprovalCheck {
+  return {
+    store,
+    roleOf: (repo, login) => repositoryRoleOf(github.forRepo(repo, METADATA_PERMISSIONS), repo, login),
+    setCheck: (target, check, policy) => reporter.setCheck(target, check, policy),
   };
 }
 

@@ -36,6 +36,7 @@ const PULL_REQUEST_POLICY_SHAPE = {
   build: 'boolean',
   inheritSecrets: 'boolean',
   allowConfigOverrides: 'keys',
+  requireApproval: 'boolean',
 } as const satisfies Record<keyof PullRequestPolicy, Leaf>;
 const PULL_REQUEST_SHAPE = {
   sameRepo: 'boolean',

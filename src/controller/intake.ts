@@ -30,6 +30,7 @@ import {
   type BuildCandidate,
   type RerunRequest,
 } from '../github/events.js';
+import { holdForApproval, queueApproved, type ApprovalCheck, type ApprovalOptions } from './approval.js';
 import { WebhookRejectedError, type VerifiedDelivery, type WebhookVerifier } from '../github/webhook.js';
 import { INTAKE_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
@@ -68,6 +69,11 @@ export interface IntakeDependencies {
    * installed on is refused: the App could neither read the code nor report on it.
    */
   installations?: InstallationCheck;
+  /**
+   * App mode: pull request commits held until someone with write access approves them
+   * (`requireApproval`). Without it (token mode) such pull requests are not built.
+   */
+  approvals?: ApprovalCheck;
   clock?: () => number;
 }
 
@@ -118,7 +124,16 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
         }
         return await queueBuild(deps, interpretation.candidate, delivery, request, {
           ...(interpretation.untrusted ? { untrusted: true } : {}),
+          // A new pull request commit: held when its source requires approval.
+          ...(interpretation.candidate.event === 'pull_request' ? { approval: 'ask' as const } : {}),
         });
+      }
+      case 'approve': {
+        const refusal = await installationRefusal(deps, interpretation.request.repo, delivery.payload);
+        if (refusal) return refusal;
+        return await queueApproved(deps, interpretation.request, delivery, (candidate, options) =>
+          queueBuild(deps, candidate, delivery, request, options),
+        );
       }
       case 'rerun': {
         const refusal = await installationRefusal(deps, interpretation.request.repo, delivery.payload);
@@ -248,12 +263,18 @@ async function queueRerun(
   });
 }
 
+/** How a candidate is queued: see queueBuild. */
+interface QueueOptions extends ApprovalOptions {
+  cancelsSuperseded?: boolean;
+  untrusted?: boolean;
+}
+
 async function queueBuild(
   deps: IntakeDependencies,
   candidate: BuildCandidate,
   delivery: VerifiedDelivery,
   http: HttpRequest,
-  options: { cancelsSuperseded?: boolean; untrusted?: boolean } = {},
+  options: QueueOptions = {},
 ): Promise<HttpResponse> {
   const { deliveryId } = delivery;
   const now = (deps.clock ?? Date.now)();
@@ -269,6 +290,8 @@ async function queueBuild(
     deps.logger.warn('webhook ignored', { deliveryId, repo: candidate.repo, reason });
     return jsonResponse(202, { ignored: true, reason });
   }
+  const held = await holdForApproval(deps, candidate, settings.build, delivery, http, options);
+  if (held) return held;
   const base = deps.publicUrl || baseUrlFromRequest(http.headers) || '';
   const logToken = request.privateRepo ? newLinkToken() : undefined;
   const queuedOptions: QueuedBuildOptions = {

@@ -19,7 +19,14 @@ export const CHECK_SUMMARY_MAX = 65_535;
 /** The log's end shown as the output's text: well under GitHub's 65 535 characters. */
 export const CHECK_TEXT_LOG_BYTES = 48 * 1024;
 
-export type CheckConclusion = 'success' | 'failure' | 'cancelled' | 'timed_out' | 'action_required';
+export type CheckConclusion =
+  | 'success'
+  | 'failure'
+  | 'cancelled'
+  | 'timed_out'
+  | 'action_required'
+  /** An approval's check run once the approved build took over. */
+  | 'neutral';
 
 /** The conclusion of a finished build; undefined while it is queued or running. */
 export function checkConclusion(state: BuildState): CheckConclusion | undefined {
@@ -106,6 +113,15 @@ export interface CheckRunReport {
   startedAt?: number;
   completedAt?: number;
   output: CheckOutput;
+  /** Buttons GitHub shows on the run; a click comes back as `check_run` `requested_action`. */
+  actions?: CheckRunAction[];
+}
+
+/** A check run's button, within GitHub's limits (label 20, description 40, identifier 20 characters). */
+export interface CheckRunAction {
+  label: string;
+  identifier: string;
+  description: string;
 }
 
 export interface CheckReportInput {
@@ -177,4 +193,71 @@ function markdownCell(text: string): string {
 
 function cut(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** The button on a held pull request's check run; its identifier comes back when clicked. */
+export const APPROVE_ACTION: CheckRunAction = {
+  label: 'Approve and run',
+  identifier: 'approve',
+  description: 'Build this commit once, without secrets',
+};
+
+/** The commit status of a held commit (within GitHub's 140 characters). */
+export const AWAITING_APPROVAL_DESCRIPTION =
+  "Waiting for approval: a maintainer approves this pull request's code before it runs";
+
+/** `owner/repo#approval`: the external id of a held commit's check run (comes back with the click). */
+export function approvalExternalId(repo: string): string {
+  return `${repo}#approval`;
+}
+
+/** The check run of a commit held for approval: completed, `action_required`, with the button. */
+export function approvalRequestedReport(input: {
+  repo: string;
+  pr?: number;
+  author: string;
+  at: number;
+}): CheckRunReport {
+  const pr = input.pr !== undefined ? `Pull request #${input.pr}` : 'This pull request';
+  return {
+    name: CHECK_RUN_NAME,
+    externalId: approvalExternalId(input.repo),
+    status: 'completed',
+    conclusion: 'action_required',
+    completedAt: input.at,
+    output: {
+      title: 'Waiting for approval',
+      summary:
+        `${pr} by @${input.author} comes from a fork, and this repository builds such code only once ` +
+        'someone with write access approved it.\n\n' +
+        'Read the changes first: the build runs their commands (install, test), though without ' +
+        'secrets, cache writes or deploys. Then click **Approve and run** above. Each new commit ' +
+        'asks again.',
+      annotations: [],
+    },
+    actions: [APPROVE_ACTION],
+  };
+}
+
+/** The approval's check run once approved: `neutral`, naming who approved and the build. */
+export function approvalGrantedReport(input: {
+  approver: string;
+  number: number;
+  at: number;
+  repo: string;
+}): CheckRunReport {
+  const title = `Approved by @${input.approver}: build #${input.number}`;
+  return {
+    name: CHECK_RUN_NAME,
+    externalId: approvalExternalId(input.repo),
+    status: 'completed',
+    conclusion: 'neutral',
+    completedAt: input.at,
+    output: {
+      title: cut(title, CHECK_TITLE_MAX),
+      summary: `${title} reports on its own check run.`,
+      annotations: [],
+    },
+    actions: [],
+  };
 }

@@ -319,3 +319,20 @@ export interface InstallationRegistry {
    */
   installationOf(repo: string): Promise<number | undefined>;
 }
+
+/** A pull request's commit as the intake would build it, before trust is decided (held for approval). */
+export type HeldBuild = Omit<BuildRequest, 'deliveryId' | 'trusted'>;
+
+/**
+ * Pull request commits held until someone with write access approves them (App mode,
+ * `requireApproval`): one per repository and commit.
+ */
+export interface ApprovalStore {
+  /** Holds `candidate` (replacing a hold of the same commit), from `at` (epoch ms) for a while. */
+  hold(candidate: HeldBuild, at: number): Promise<void>;
+  /**
+   * Takes the hold of `repo`@`sha` away and returns it, atomically: of concurrent takes one gets
+   * it, the others undefined. Undefined too when nothing is held or the hold expired before `now`.
+   */
+  take(repo: RepoName, sha: string, now: number): Promise<HeldBuild | undefined>;
+}

@@ -28,6 +28,11 @@ export interface PullRequestPolicy {
    * config: `true` every key, `false` none, or a list (`"cmd"` stands for `install` and `test`).
    */
   allowConfigOverrides: boolean | string[];
+  /**
+   * Hold them until someone with write access to the repository approves the commit (App mode
+   * only: a check run's "Approve and run" button). Meant for forks; each new commit asks again.
+   */
+  requireApproval: boolean;
 }
 
 /** The keys a fork's own config may change by default: its commands and plain variables. */
@@ -94,7 +99,12 @@ export interface DeploySettings {
   tags?: string[];
 }
 
-const SELF_POLICY: PullRequestPolicy = { build: true, inheritSecrets: true, allowConfigOverrides: true };
+const SELF_POLICY: PullRequestPolicy = {
+  build: true,
+  inheritSecrets: true,
+  allowConfigOverrides: true,
+  requireApproval: false,
+};
 
 /** LambCI's defaults: forks of public repositories build without secrets; of private ones, not at all. */
 export const DEFAULT_BUILD_POLICY: BuildPolicy = {
@@ -108,11 +118,13 @@ export const DEFAULT_BUILD_POLICY: BuildPolicy = {
       build: true,
       inheritSecrets: false,
       allowConfigOverrides: [...FORK_CONFIG_OVERRIDES],
+      requireApproval: false,
     },
     fromForkPrivateRepo: {
       build: false,
       inheritSecrets: false,
       allowConfigOverrides: [...FORK_CONFIG_OVERRIDES],
+      requireApproval: false,
     },
   },
   cancelSuperseded: true,
@@ -157,6 +169,7 @@ function mergePullRequests(
     }
     if (entry.build !== undefined) current[source].build = entry.build;
     if (entry.inheritSecrets !== undefined) current[source].inheritSecrets = entry.inheritSecrets;
+    if (entry.requireApproval !== undefined) current[source].requireApproval = entry.requireApproval;
     if (entry.allowConfigOverrides !== undefined) {
       const allowed = entry.allowConfigOverrides;
       current[source].allowConfigOverrides = Array.isArray(allowed) ? [...allowed] : allowed;

@@ -13,6 +13,8 @@ import type { Logger } from '../core/logger.js';
 export const REPORTING_PERMISSIONS: InstallationPermissions = { checks: 'write', statuses: 'write' };
 /** The archive, config files and lockfile of the commit being built. */
 export const CONTENTS_PERMISSIONS: InstallationPermissions = { contents: 'read' };
+/** Who may do what in the repository (collaborators' permissions): every installation has it. */
+export const METADATA_PERMISSIONS: InstallationPermissions = { metadata: 'read' };
 
 export interface GitHubAccess {
   readonly mode: 'app' | 'token';

@@ -36,8 +36,17 @@ export class AppBuildReporter implements StatusReporter {
     ]);
   }
 
+  /** Sets a check run alone, without a commit status (an approval's run, beside a build's). */
+  async setCheck(
+    target: Pick<CommitStatusUpdate, 'repo' | 'sha' | 'targetUrl'>,
+    check: CheckRunReport,
+    policy: DeliveryPolicy,
+  ): Promise<void> {
+    await this.reportCheck(target, check, policy);
+  }
+
   private async reportCheck(
-    update: CommitStatusUpdate,
+    update: Pick<CommitStatusUpdate, 'repo' | 'sha' | 'targetUrl'>,
     check: CheckRunReport,
     policy: DeliveryPolicy,
   ): Promise<void> {
@@ -51,6 +60,7 @@ export class AppBuildReporter implements StatusReporter {
       ...(check.startedAt !== undefined ? { startedAt: new Date(check.startedAt) } : {}),
       ...(check.completedAt !== undefined ? { completedAt: new Date(check.completedAt) } : {}),
       output: check.output,
+      ...(check.actions !== undefined ? { actions: check.actions } : {}),
     };
     await deliver(
       policy,

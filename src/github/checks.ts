@@ -35,6 +35,15 @@ export interface CheckRunFields {
   startedAt?: Date;
   completedAt?: Date;
   output?: CheckRunOutput;
+  /** Buttons on the run (at most 3; an empty list removes them). */
+  actions?: CheckRunAction[];
+}
+
+/** GitHub's limits: label 20, description 40, identifier 20 characters. */
+export interface CheckRunAction {
+  label: string;
+  description: string;
+  identifier: string;
 }
 
 export interface NewCheckRun extends CheckRunFields {
@@ -65,6 +74,7 @@ function requestFields(fields: CheckRunFields, annotations: CheckAnnotation[]): 
     ...(fields.externalId === undefined ? {} : { external_id: fields.externalId }),
     ...(fields.startedAt === undefined ? {} : { started_at: fields.startedAt.toISOString() }),
     ...(fields.completedAt === undefined ? {} : { completed_at: fields.completedAt.toISOString() }),
+    ...(fields.actions === undefined ? {} : { actions: fields.actions }),
     ...(output === undefined
       ? {}
       : {

@@ -30,6 +30,8 @@ export type EventInterpretation =
       untrusted?: true;
     }
   | { kind: 'rerun'; request: RerunRequest }
+  /** "Approve and run" on a held pull request's check run: build that commit, if its sender may approve. */
+  | { kind: 'approve'; request: ApprovalRequest }
   /** The App was installed, uninstalled, suspended or given or denied repositories (App mode). */
   | { kind: 'installation'; change: Omit<InstallationChange, 'at'> };
 
@@ -45,6 +47,19 @@ export interface RerunRequest {
   /** Who asked, for the log. */
   sender: string;
 }
+
+/** Someone asked to build a commit held for approval (App mode, `requireApproval`). */
+export interface ApprovalRequest {
+  repo: string;
+  sha: string;
+  /** Who clicked: checked for write access before anything is built. */
+  sender: string;
+}
+
+/** The identifier of the "Approve and run" button (src/core/check-run.ts APPROVE_ACTION). */
+export const APPROVE_IDENTIFIER = 'approve';
+/** The external id suffix of a held commit's check run (`owner/repo#approval`). */
+const APPROVAL_EXTERNAL_ID_SUFFIX = '#approval';
 
 const BUILD_PR_ACTIONS = ['opened', 'synchronize', 'reopened'];
 const SKIP_CI_MARKERS = ['[skip ci]', '[ci skip]'];
@@ -352,13 +367,15 @@ function interpretCheckRun(payload: Record<string, unknown>): EventInterpretatio
   const repository = objectAt(payload, 'repository');
   const repo = assertRepoName(stringAt(repository, 'full_name', 'repository.full_name'));
   const action = stringAt(payload, 'action');
-  if (action !== 'rerequested') {
+  if (action !== 'rerequested' && action !== 'requested_action') {
     return { kind: 'ignore', reason: `check_run "${action}" does not start builds`, repo };
   }
   const run = objectAt(payload, 'check_run');
   const sha = stringAt(run, 'head_sha', 'check_run.head_sha');
   if (!SHA.test(sha)) throw malformed('check_run.head_sha', 'a commit SHA');
   const externalId = optionalStringAt(run, 'external_id', 'check_run.external_id') ?? '';
+  const approval = interpretApproval(payload, action, repo, sha, externalId);
+  if (approval) return approval;
   const named = /^(.+)#([1-9][0-9]{0,15})$/.exec(externalId);
   const sender = optionalObjectAt(payload, 'sender');
   return {
@@ -370,6 +387,31 @@ function interpretCheckRun(payload: Record<string, unknown>): EventInterpretatio
       sender: (sender && optionalStringAt(sender, 'login', 'sender.login')) ?? 'unknown',
     },
   };
+}
+
+/**
+ * A click on a held commit's check run: its "Approve and run" button (`requested_action` with the
+ * `approve` identifier), or "Re-run" of that run (`rerequested` of the run whose external id is
+ * `owner/repo#approval`). Undefined when the event is about something else (a build's re-run).
+ */
+function interpretApproval(
+  payload: Record<string, unknown>,
+  action: string,
+  repo: string,
+  sha: string,
+  externalId: string,
+): EventInterpretation | undefined {
+  if (action === 'requested_action') {
+    const requested = objectAt(payload, 'requested_action');
+    const identifier = stringAt(requested, 'identifier', 'requested_action.identifier');
+    if (identifier !== APPROVE_IDENTIFIER) {
+      return { kind: 'ignore', reason: `check run action ${quoted(identifier)} is not Lambkin's`, repo };
+    }
+  } else if (externalId.toLowerCase() !== `${repo}${APPROVAL_EXTERNAL_ID_SUFFIX}`.toLowerCase()) {
+    return undefined;
+  }
+  const sender = objectAt(payload, 'sender');
+  return { kind: 'approve', request: { repo, sha, sender: stringAt(sender, 'login', 'sender.login') } };
 }
 
 /**

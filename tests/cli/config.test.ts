@@ -82,12 +82,14 @@ describe('lambkin config set and get', () => {
       config('set', 'build.pullRequests.fromForkPublicRepo.allowConfigOverrides', '["cmd","env"]', ...scope),
     );
     await expectOk(config('set', 'build.pullRequests.fromForkPrivateRepo', 'true', ...scope));
+    await expectOk(config('set', 'build.pullRequests.fromForkPublicRepo.requireApproval', 'true', ...scope));
     await expectOk(config('set', 'deploy.roleArn', 'arn:aws:iam::123456789012:role/site-deploy', ...scope));
     const effective = await settings.effective('octo-org/policy');
     expect(effective.build.pullRequests.fromForkPublicRepo).toEqual({
       build: true,
       inheritSecrets: true,
       allowConfigOverrides: ['cmd', 'env'],
+      requireApproval: true,
     });
     expect(effective.build.pullRequests.fromForkPrivateRepo.build).toBe(true);
     expect(effective.deploy).toEqual({ roleArn: 'arn:aws:iam::123456789012:role/site-deploy' });

@@ -82,21 +82,29 @@ describe('build policy', () => {
     expect(decideBuild(fork(true), mixed)).toMatchObject({ build: false });
   });
 
-  it('merges inheritSecrets and allowConfigOverrides per source, keeping the defaults apart', () => {
-    const merged = mergeSettings({
-      build: { pullRequests: { fromForkPublicRepo: { inheritSecrets: true } } },
-    });
+  it('merges inheritSecrets, allowConfigOverrides and requireApproval per source, keeping the defaults apart', () => {
+    const merged = mergeSettings(
+      { build: { pullRequests: { fromForkPublicRepo: { inheritSecrets: true, requireApproval: true } } } },
+      { build: { pullRequests: { fromForkPrivateRepo: { requireApproval: true } } } },
+    );
     expect(merged.build.pullRequests.fromForkPublicRepo).toEqual({
       build: true,
       inheritSecrets: true,
       allowConfigOverrides: ['install', 'test', 'env'],
+      requireApproval: true,
     });
+    expect(merged.build.pullRequests.fromForkPrivateRepo.requireApproval).toBe(true);
+    expect(merged.build.pullRequests.fromSelfPublicRepo.requireApproval).toBe(false);
     (merged.build.pullRequests.fromForkPublicRepo.allowConfigOverrides as string[]).push('timeout');
     expect(DEFAULT_BUILD_POLICY.pullRequests.fromForkPublicRepo).toEqual({
       build: true,
       inheritSecrets: false,
       allowConfigOverrides: ['install', 'test', 'env'],
+      requireApproval: false,
     });
+    // Off everywhere unless an operator turns it on.
+    for (const policy of Object.values(DEFAULT_BUILD_POLICY.pullRequests))
+      expect(policy.requireApproval).toBe(false);
   });
 
   it('builds tags when configured', () => {

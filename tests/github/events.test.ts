@@ -290,6 +290,86 @@ describe("a GitHub App's check and merge-queue events", () => {
     ).toMatchObject({ kind: 'ignore' });
   });
 
+  it('turns "Approve and run" (or "Re-run" of the approval run) into an approval of that commit', () => {
+    const click = checkEventPayload('check_run', 'requested_action', {
+      repo: 'octo/app',
+      sha,
+      externalId: 'octo/app#approval',
+      sender: 'maintainer',
+    });
+    expect(interpretEvent('check_run', click)).toEqual({
+      kind: 'approve',
+      request: { repo: 'octo/app', sha, sender: 'maintainer' },
+    });
+    const rerun = checkEventPayload('check_run', 'rerequested', {
+      repo: 'octo/app',
+      sha,
+      externalId: 'octo/app#approval',
+      sender: 'maintainer',
+    });
+    expect(interpretEvent('check_run', rerun)).toEqual({
+      kind: 'approve',
+      request: { repo: 'octo/app', sha, sender: 'maintainer' },
+    });
+    // Another repository's approval run is a plain re-run of the commit.
+    const foreign = checkEventPayload('check_run', 'rerequested', {
+      repo: 'octo/app',
+      sha,
+      externalId: 'evil/x#approval',
+    });
+    expect(interpretEvent('check_run', foreign)).toMatchObject({ kind: 'rerun' });
+    const other = checkEventPayload('check_run', 'requested_action', {
+      repo: 'octo/app',
+      sha,
+      identifier: 'lgtm|26764',
+    });
+    expect(interpretEvent('check_run', other)).toEqual({
+      kind: 'ignore',
+      reason: 'check run action "lgtm|26764" is not Lambkin\'s',
+      repo: 'octo/app',
+    });
+  });
+
+  it.each([
+    [
+      'no requested_action',
+      (payload: Record<string, unknown>) => delete payload.requested_action,
+      /"requested_action" should be an object/,
+    ],
+    [
+      'an identifier that is not a string',
+      (payload: Record<string, unknown>) => (payload.requested_action = { identifier: 7 }),
+      /"requested_action\.identifier" should be a string/,
+    ],
+    [
+      'no sender',
+      (payload: Record<string, unknown>) => delete payload.sender,
+      /"sender" should be an object/,
+    ],
+    [
+      'a sender without a login',
+      (payload: Record<string, unknown>) => (payload.sender = { id: 1 }),
+      /"sender\.login" should be a non-empty string/,
+    ],
+    [
+      'a malformed commit',
+      (payload: Record<string, unknown>) => ((payload.check_run as Record<string, unknown>).head_sha = 'abc'),
+      /"check_run\.head_sha" should be a commit SHA/,
+    ],
+  ])('refuses an approval with %s: a clear 400', (_, spoil, message) => {
+    const payload = checkEventPayload('check_run', 'requested_action', { repo: 'octo/app', sha });
+    spoil(payload);
+    let thrown: unknown;
+    try {
+      interpretEvent('check_run', payload);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(WebhookRejectedError);
+    expect((thrown as WebhookRejectedError).statusCode).toBe(400);
+    expect((thrown as Error).message).toMatch(message);
+  });
+
   it('refuses a check event with a malformed commit', () => {
     const payload = checkEventPayload('check_run', 'rerequested', { repo: 'octo/app', sha: 'not-a-sha' });
     expect(() => interpretEvent('check_run', payload)).toThrow(/check_run\.head_sha/);

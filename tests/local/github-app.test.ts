@@ -127,7 +127,12 @@ beforeAll(async () => {
       },
     ],
   });
-  server.addRepository({ owner: 'acme', name: 'widget', gitDir: widget.dir });
+  server.addRepository({
+    owner: 'acme',
+    name: 'widget',
+    gitDir: widget.dir,
+    collaborators: { 'Maintainer-Mo': 'maintain', writer: 'write', triager: 'triage' },
+  });
   server.addRepository({ owner: 'acme', name: 'vault', gitDir: vault.dir, private: true });
   server.addRepository({ owner: 'acme', name: 'not-installed', gitDir: elsewhere.dir });
   server.addRepository({ owner: 'initech', name: 'tps', gitDir: elsewhere.dir });
@@ -601,6 +606,44 @@ describe('check runs', () => {
     ]);
   });
 
+  it("take up to 3 actions (buttons) within GitHub's limits, kept but not answered, as on GitHub", async () => {
+    const approve = {
+      label: 'Approve and run',
+      identifier: 'approve',
+      description: 'Build this commit once, without secrets',
+    };
+    const created = await api('checks/create', '/repos/acme/widget/check-runs', token, {
+      name: 'approval',
+      head_sha: widget.sha,
+      conclusion: 'action_required',
+      actions: [approve],
+    });
+    expect(created.status).toBe(201);
+    expect(created.data).not.toHaveProperty('actions');
+    const stored = () =>
+      server.checkRunsFor('acme/widget', widget.sha).find((run) => run.id === created.data.id);
+    expect(stored()?.actions).toEqual([approve]);
+
+    for (const actions of [
+      [approve, approve, approve, approve],
+      [{ ...approve, label: 'A label longer than 20' }],
+      [{ ...approve, description: 'x'.repeat(41) }],
+      [{ label: 'No identifier', description: 'd' }],
+    ]) {
+      const refused = await api('checks/update', `/repos/acme/widget/check-runs/${created.data.id}`, token, {
+        actions,
+      });
+      expect(refused.status).toBe(422);
+    }
+    expect(stored()?.actions).toEqual([approve]);
+    const cleared = await api('checks/update', `/repos/acme/widget/check-runs/${created.data.id}`, token, {
+      conclusion: 'neutral',
+      actions: [],
+    });
+    expect(cleared.data).toMatchObject({ status: 'completed', conclusion: 'neutral' });
+    expect(stored()?.actions).toEqual([]);
+  });
+
   it('are written by Apps only: a personal token gets 403, but may read them', async () => {
     const answer = await api('checks/create', '/repos/acme/widget/check-runs', PERSONAL_TOKEN, {
       name: 'lambkin',
@@ -619,6 +662,113 @@ describe('check runs', () => {
         )
       ).status,
     ).toBe(200);
+  });
+});
+
+/**
+ * GET /repos/{owner}/{repo}/collaborators/{username}/permission. The OpenAPI subset has no entry
+ * for it (scripts/extract-github-openapi.mjs would need the network to add one), so its shape is
+ * written here by hand from GitHub's description (`repository-collaborator-permission`, whose
+ * `user` is a `nullable-collaborator`).
+ */
+const COLLABORATOR_PERMISSION_SHAPE: Schema = {
+  type: 'object',
+  required: ['permission', 'role_name', 'user'],
+  properties: {
+    permission: { type: 'string' },
+    role_name: { type: 'string' },
+    user: {
+      type: ['object', 'null'],
+      required: [
+        'login',
+        'id',
+        'node_id',
+        'avatar_url',
+        'url',
+        'html_url',
+        'type',
+        'site_admin',
+        'role_name',
+      ],
+      properties: {
+        login: { type: 'string' },
+        id: { type: 'integer' },
+        node_id: { type: 'string' },
+        avatar_url: { type: 'string' },
+        url: { type: 'string' },
+        html_url: { type: 'string' },
+        type: { type: 'string' },
+        site_admin: { type: 'boolean' },
+        role_name: { type: 'string' },
+        permissions: {
+          type: 'object',
+          required: ['pull', 'push', 'admin'],
+          properties: {
+            pull: { type: 'boolean' },
+            triage: { type: 'boolean' },
+            push: { type: 'boolean' },
+            maintain: { type: 'boolean' },
+            admin: { type: 'boolean' },
+          },
+        },
+      },
+    },
+  },
+};
+
+describe("collaborators' permissions", () => {
+  let metadataToken: string;
+
+  beforeAll(async () => {
+    metadataToken = await mint({ repositories: ['widget', 'vault'], permissions: { metadata: 'read' } });
+  });
+
+  async function permission(repo: string, login: string, auth: string | undefined = metadataToken) {
+    const answer = await plain('GET', `/repos/${repo}/collaborators/${login}/permission`, auth);
+    if (answer.status === 200)
+      expect(schemaErrors(COLLABORATOR_PERMISSION_SHAPE, answer.data)).toBeUndefined();
+    return answer;
+  }
+
+  it('answer the role set on the repository, folded into permission as GitHub folds it', async () => {
+    const expected: [string, string, string][] = [
+      ['acme', 'admin', 'admin'],
+      ['maintainer-mo', 'write', 'maintain'],
+      ['writer', 'write', 'write'],
+      ['triager', 'read', 'triage'],
+      ['passer-by', 'read', 'read'],
+    ];
+    for (const [login, perm, role] of expected) {
+      const answer = await permission('acme/widget', login);
+      expect([login, answer.status, answer.data.permission, answer.data.role_name]).toEqual([
+        login,
+        200,
+        perm,
+        role,
+      ]);
+      expect(answer.data.user).toMatchObject({ login, role_name: role });
+    }
+    const maintainer = await permission('acme/widget', 'maintainer-mo');
+    expect(maintainer.data.user.permissions).toEqual({
+      pull: true,
+      triage: true,
+      push: true,
+      maintain: true,
+      admin: false,
+    });
+  });
+
+  it('give no access to strangers on a private repository; 404 for a name no user can have', async () => {
+    const stranger = await permission('acme/vault', 'passer-by');
+    expect(stranger.data).toMatchObject({ permission: 'none', role_name: 'none' });
+    expect((await permission('acme/widget', '-not-a-login')).status).toBe(404);
+  });
+
+  it('need an installation that reaches the repository (metadata is enough), or a user token', async () => {
+    expect((await permission('acme/not-installed', 'acme')).status).toBe(404);
+    expect((await permission('acme/widget', 'acme', PERSONAL_TOKEN)).status).toBe(200);
+    expect((await plain('GET', '/repos/acme/widget/collaborators/acme/permission')).status).toBe(401);
+    expect((await permission('acme/widget', 'acme', appJwt())).status).toBe(403);
   });
 });
 

@@ -496,11 +496,13 @@ export interface CheckEventOptions {
   sender?: string;
   /** merge_group: the queued pull request's number. Default 1. */
   pr?: number;
+  /** check_run `requested_action`: the button's identifier. Default `approve`. */
+  identifier?: string;
 }
 
 /**
  * A GitHub App's check and merge-queue events, from the recorded examples: `check_suite`
- * (`requested`, `rerequested`), `check_run` (`rerequested`) and `merge_group` (`checks_requested`),
+ * (`requested`, `rerequested`), `check_run` (`rerequested`, `requested_action`) and `merge_group` (`checks_requested`),
  * adapted to `options`' repository, commit and branch.
  */
 export function checkEventPayload(
@@ -539,6 +541,8 @@ export function checkEventPayload(
       const run = objectAt(payload, 'check_run');
       run.head_sha = options.sha;
       run.external_id = options.externalId ?? '';
+      if (action === 'requested_action')
+        payload.requested_action = { identifier: options.identifier ?? 'approve' };
     }
   }
   return payload as unknown as Record<string, unknown>;

@@ -42,10 +42,12 @@ Keys (docs/configuration.md, "Settings store and environment"):
   build.branches               branch globs whose pushes build
   build.ignoreBranches         branch globs whose pushes never build
   build.tags                   build tag pushes (true/false)
-  build.pullRequests.<source>.build, .inheritSecrets, .allowConfigOverrides
-                               pull requests by source: fromSelfPublicRepo,
+  build.pullRequests.<source>.build, .inheritSecrets, .allowConfigOverrides,
+  .requireApproval             pull requests by source: fromSelfPublicRepo,
                                fromSelfPrivateRepo, fromForkPublicRepo,
-                               fromForkPrivateRepo (docs/security.md)
+                               fromForkPrivateRepo (docs/security.md);
+                               requireApproval (App mode): hold each commit
+                               until a maintainer approves it
   build.pullRequests.sameRepo  shorthand: build pull requests from the
                                repository itself (true/false)
   build.pullRequests.forks     shorthand: build pull requests from forks

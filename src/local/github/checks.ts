@@ -3,7 +3,8 @@
  * GET …/check-runs/{check_run_id}/annotations and GET …/commits/{ref}/check-runs, with GitHub's
  * rules: only an App (an installation token with `checks: write`) writes them; `completed` takes a
  * conclusion and a conclusion completes the run; an output needs a title and a summary; at most 50
- * annotations a request, added up across updates.
+ * annotations a request, added up across updates; at most 3 `actions` (buttons), kept but, as on
+ * GitHub, not in the answers.
  */
 import { appJson } from './apps.js';
 import { pageOf, requestBody, type RequestContext, type Route, type StandIn } from './context.js';
@@ -11,6 +12,7 @@ import { nodeId, notFound, RouteError, sendJson, timestamp, validationFailed } f
 import {
   repoKey,
   type CheckAnnotation,
+  type CheckRunAction,
   type CheckRunConclusion,
   type CheckRunStatus,
   type Repository,
@@ -169,6 +171,44 @@ function outputOf(docs: string, value: unknown): OutputFields | undefined {
   };
 }
 
+/** GitHub's limits on a check run's buttons. */
+const MAX_ACTIONS = 3;
+const ACTION_LIMITS = { label: 20, description: 40, identifier: 20 } as const;
+
+/** The `actions` of a request (undefined: not sent), checked as GitHub checks them. */
+function actionsOf(docs: string, value: unknown): CheckRunAction[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) {
+    throw invalid(docs, `For 'properties/actions', ${JSON.stringify(value)} is not an array.`);
+  }
+  if (value.length > MAX_ACTIONS) {
+    throw invalid(
+      docs,
+      `For 'properties/actions', the array has ${value.length} items; the maximum is ${MAX_ACTIONS}.`,
+    );
+  }
+  return value.map((item: unknown) => {
+    if (!isPlainObject(item)) throw invalid(docs, `For 'items', ${JSON.stringify(item)} is not an object.`);
+    const action: Record<string, string> = {};
+    for (const [field, max] of Object.entries(ACTION_LIMITS)) {
+      if (item[field] === undefined) throw missing(docs, field);
+      const text = optionalString(docs, item, field) ?? '';
+      if (text.length > max) {
+        throw invalid(
+          docs,
+          `For 'properties/${field}', ${JSON.stringify(text)} is longer than ${max} characters.`,
+        );
+      }
+      action[field] = text;
+    }
+    return {
+      label: action.label ?? '',
+      description: action.description ?? '',
+      identifier: action.identifier ?? '',
+    };
+  });
+}
+
 /** Who may write check runs: an App's installation, never a person's token. */
 function writingApp(context: RequestContext): number {
   const { caller } = context;
@@ -275,6 +315,7 @@ async function createCheckRun(context: RequestContext, owner: string, name: stri
   const completedAt = dateTime(CREATE_DOCS, fields, 'completed_at');
   const { status, conclusion } = settle(CREATE_DOCS, fields, { status: 'queued', conclusion: null });
   const output = outputOf(CREATE_DOCS, fields.output);
+  const actions = actionsOf(CREATE_DOCS, fields.actions);
   if (runName.trim() === '')
     throw validationFailed(CREATE_DOCS, 'CheckRun', "name can't be blank", 'name', 'missing_field');
   const commit = /^[0-9a-f]{40}$/i.test(headSha) ? await resolveCommit(repository, headSha) : undefined;
@@ -301,6 +342,7 @@ async function createCheckRun(context: RequestContext, owner: string, name: stri
     },
     annotations: [...(output?.annotations ?? [])],
     annotationBatches: output && output.annotations.length > 0 ? [output.annotations.length] : [],
+    actions: actions ?? [],
   };
   repository.checkRuns.set(id, run);
   const body = checkRunJson(standIn, repository, run);
@@ -338,6 +380,7 @@ async function updateCheckRun(
   const completedAt = dateTime(UPDATE_DOCS, fields, 'completed_at');
   const settled = settle(UPDATE_DOCS, fields, run);
   const output = outputOf(UPDATE_DOCS, fields.output);
+  const actions = actionsOf(UPDATE_DOCS, fields.actions);
   if (runName !== undefined && runName.trim() === '') {
     throw validationFailed(UPDATE_DOCS, 'CheckRun', "name can't be blank", 'name', 'missing_field');
   }
@@ -346,6 +389,7 @@ async function updateCheckRun(
   if (detailsUrl !== undefined) run.details_url = detailsUrl;
   if (externalId !== undefined) run.external_id = externalId;
   if (startedAt !== undefined) run.started_at = startedAt;
+  if (actions !== undefined) run.actions = actions;
   run.status = settled.status;
   run.conclusion = settled.conclusion;
   if (run.status === 'completed') {

@@ -21,6 +21,8 @@ export type {
   AppDefinition,
   AppPermissions,
   CheckAnnotation,
+  CheckRunAction,
+  CollaboratorRole,
   CommitStatusRecord,
   CreatedStatus,
   InstallationDefinition,

@@ -12,7 +12,15 @@ export interface RepositoryDefinition {
   /** A git repository (see createGitRepo) whose commits the stand-in serves. */
   gitDir: string;
   description?: string;
+  /**
+   * Roles of users in the repository, by login (case-insensitive). Unlisted: the owner is `admin`,
+   * everyone else `read` on a public repository and `none` on a private one.
+   */
+  collaborators?: Record<string, CollaboratorRole>;
 }
+
+/** GitHub's repository roles (`role_name`). */
+export type CollaboratorRole = 'admin' | 'maintain' | 'write' | 'triage' | 'read';
 
 export interface Repository extends Required<Omit<RepositoryDefinition, 'description'>> {
   id: number;
@@ -196,6 +204,18 @@ export interface StoredCheckRun {
   annotations: CheckAnnotation[];
   /** How many requests (create, then updates) sent annotations, and how many each. */
   annotationBatches: number[];
+  /**
+   * The buttons last sent (`actions`). GitHub shows them on the run but does not return them in
+   * the API's answers, so neither does the stand-in: tests read them here.
+   */
+  actions: CheckRunAction[];
+}
+
+/** A check run's button as it was sent. */
+export interface CheckRunAction {
+  label: string;
+  description: string;
+  identifier: string;
 }
 
 /** Repositories are found case-insensitively, as on GitHub. */

@@ -15,6 +15,7 @@ import {
   type RateWindow,
 } from './callers.js';
 import { checkRoutes } from './checks.js';
+import { collaboratorRoutes } from './collaborators.js';
 import { contentRoutes } from './contents.js';
 import { route, type RecordedRequest, type RequestContext, type Route, type StandIn } from './context.js';
 import { Faults, type Fault } from './faults.js';
@@ -96,6 +97,7 @@ const ROUTES: Route[] = [
   ...hookRoutes,
   ...checkRoutes,
   ...appRepositoryRoutes,
+  ...collaboratorRoutes,
 ];
 
 async function readBody(request: IncomingMessage): Promise<string> {
@@ -259,6 +261,9 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
         gitDir: definition.gitDir,
         id: nextRepositoryId++,
         description: definition.description ?? null,
+        collaborators: Object.fromEntries(
+          Object.entries(definition.collaborators ?? {}).map(([login, role]) => [login.toLowerCase(), role]),
+        ),
         createdAt: startedAt,
         statuses: new Map(),
         hooks: new Map(),

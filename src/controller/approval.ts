@@ -65,6 +65,26 @@ const APPROVER_ROLES: readonly RepositoryRole[] = ['admin', 'maintain', 'write']
  * Holds `candidate` when it is a new pull request commit whose source requires approval, and
  * answers for it; undefined when it is to be queued as usual.
  */
+/**
+ * An untrusted commit that comes with no pull request (a check suite GitHub made for it) may be a
+ * fork's: where forks' pull requests wait for approval, it is not built on its own, and has no pull
+ * request to hold. Its pull request's own event holds it.
+ */
+function forkCommitRefusal(
+  deps: ApprovalIntake,
+  candidate: BuildCandidate,
+  policy: BuildPolicy,
+  delivery: VerifiedDelivery,
+): HttpResponse | undefined {
+  const source = candidate.privateRepo ? 'fromForkPrivateRepo' : 'fromForkPublicRepo';
+  if (!policy.pullRequests[source].requireApproval) return undefined;
+  const reason =
+    `an untrusted commit with no pull request (it may be a fork's) is not built while pull requests ${source} ` +
+    `wait for approval (build.pullRequests.${source}.requireApproval): its pull request asks for approval`;
+  deps.logger.info('webhook skipped', { deliveryId: delivery.deliveryId, repo: candidate.repo, reason });
+  return jsonResponse(202, { ignored: true, reason });
+}
+
 export async function holdForApproval(
   deps: ApprovalIntake,
   candidate: BuildCandidate,
@@ -73,7 +93,8 @@ export async function holdForApproval(
   http: HttpRequest,
   options: ApprovalOptions,
 ): Promise<HttpResponse | undefined> {
-  if (options.approval !== 'ask' || candidate.event !== 'pull_request') return undefined;
+  if (options.approval !== 'ask') return undefined;
+  if (candidate.event !== 'pull_request') return forkCommitRefusal(deps, candidate, policy, delivery);
   const source = pullRequestSourceOf(candidate);
   if (!policy.pullRequests[source].requireApproval) return undefined;
   const context = { deliveryId: delivery.deliveryId, repo: candidate.repo, sha: candidate.sha };

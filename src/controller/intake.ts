@@ -125,7 +125,10 @@ export async function handleWebhook(deps: IntakeDependencies, request: HttpReque
         return await queueBuild(deps, interpretation.candidate, delivery, request, {
           ...(interpretation.untrusted ? { untrusted: true } : {}),
           // A new pull request commit: held when its source requires approval.
-          ...(interpretation.candidate.event === 'pull_request' ? { approval: 'ask' as const } : {}),
+          // An untrusted commit of no pull request (a check suite's) may be a fork's: asked too.
+          ...(interpretation.candidate.event === 'pull_request' || interpretation.untrusted
+            ? { approval: 'ask' as const }
+            : {}),
         });
       }
       case 'approve': {

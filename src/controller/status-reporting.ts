@@ -23,7 +23,7 @@ export interface BuildStatusReport {
   /** The commit status; the check run that goes with it (App mode) is made from it and the build. */
   status: Omit<CommitStatusUpdate, 'check'>;
   /** What only the controller knows at the end: the log and where the source was. */
-  checkDetails?: Pick<CheckReportInput, 'log' | 'checkoutRoot' | 'awaitingApproval'>;
+  checkDetails?: Pick<CheckReportInput, 'log' | 'checkoutRoot'>;
   /** The build state this status stands for: recorded as acknowledged once GitHub took it. */
   reports: BuildState;
   policy: DeliveryPolicy;

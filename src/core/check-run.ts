@@ -134,23 +134,12 @@ export interface CheckReportInput {
   log?: string;
   /** The runner's checkout (absolute): annotations are read only with it. */
   checkoutRoot?: string;
-  /** A pull request that is not built until someone with write access approves it. */
-  awaitingApproval?: boolean;
 }
 
 /** The check run that goes with a commit status: its status, conclusion and output. */
 export function checkReportOf(input: CheckReportInput): CheckRunReport {
   const { build } = input;
   const base = { name: CHECK_RUN_NAME, externalId: checkExternalId(build) };
-  if (input.awaitingApproval) {
-    return {
-      ...base,
-      status: 'completed',
-      conclusion: 'action_required',
-      completedAt: build.endedAt ?? Date.now(),
-      output: { title: cut(input.description, CHECK_TITLE_MAX), summary: input.description, annotations: [] },
-    };
-  }
   const conclusion = checkConclusion(input.state);
   if (conclusion === undefined) {
     const running = input.state === 'running';

@@ -135,6 +135,20 @@ const approveClick = (repo: string, sender: string, headSha = sha) =>
 const invocations = () => lambda.invocations.length;
 
 describe('fork pull requests that require approval, in App mode', () => {
+  it("do not build a check suite's untrusted commit on its own (it may be a fork's)", async () => {
+    const before = invocations();
+    const suiteSha = 'c'.repeat(40);
+    const answer = await deliver(
+      'check_suite',
+      installed(checkEventPayload('check_suite', 'requested', { repo: 'acme/app', sha: suiteSha })),
+    );
+    expect(answer.statusCode).toBe(202);
+    expect(answer.json).toMatchObject({ ignored: true });
+    expect(String(answer.json.reason)).toMatch(/may be a fork's.*requireApproval/);
+    expect(invocations()).toBe(before);
+    expect(await builds.buildsOfCommit('acme/app', suiteSha)).toEqual([]);
+  });
+
   it('are held: no build, a pending status and an action_required check run with the button', async () => {
     const before = invocations();
     const answer = await deliver('pull_request', forkPullRequest('acme/app', 5));

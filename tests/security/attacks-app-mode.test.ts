@@ -1,0 +1,193 @@
+/**
+ * A hostile contributor against App mode (issue 15), with real parts: the reporter made as the
+ * composition root makes it, against the GitHub stand-in acting as GitHub for a GitHub App (it
+ * checks GitHub's limits on a check run's output), and the configuration as the functions and
+ * `lambkin dev` load it. The build's log is the attacker's: a fork's test output.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import type { BuildRecord } from '../../src/core/build.js';
+import { CHECK_SUMMARY_MAX, checkReportOf } from '../../src/core/check-run.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
+import type { DeliveryPolicy } from '../../src/core/ports.js';
+import { loadConfig } from '../../src/config.js';
+import { ConfigurationError } from '../../src/core/errors.js';
+import { createGitHubAccess } from '../../src/github/access.js';
+import { statusReporterFor } from '../../src/wiring.js';
+import { startDevProcess } from '../support/dev-process.js';
+import {
+  createGitRepo,
+  startGitHubServer,
+  type GitHubStandIn,
+  type GitRepo,
+} from '../support/github-server.js';
+
+const APP_ID = 7301;
+const { publicKey, privateKey } = generateKeyPairSync('rsa', {
+  modulusLength: 2048,
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+  privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+});
+/** No retries: GitHub's 422 is final, and the test should see the first answer. */
+const POLICY: DeliveryPolicy = {
+  deadlineMs: 10_000,
+  maxAttempts: 1,
+  attemptTimeoutMs: 5000,
+  initialBackoffMs: 20,
+};
+const ROOT = '/tmp/lambkin-work/build-7/src';
+
+let server: GitHubStandIn;
+let repo: GitRepo;
+
+beforeAll(async () => {
+  repo = await createGitRepo({ 'test/a.test.js': 'x\n' });
+  server = await startGitHubServer({
+    apps: [{ id: APP_ID, publicKey }],
+    installations: [{ id: 31, account: 'acme', repositories: ['acme/widget'] }],
+  });
+  server.addRepository({ owner: 'acme', name: 'widget', gitDir: repo.dir });
+});
+
+afterAll(async () => {
+  await server.close();
+  await rm(repo.dir, { recursive: true, force: true });
+});
+
+let nextNumber = 1;
+
+/** The final report of a failed build whose log is `log`, as the controller sends it. */
+async function reportFailure(log: string): Promise<BuildRecord> {
+  const reporter = statusReporterFor(
+    createGitHubAccess({
+      baseUrl: server.url,
+      logger: createMemoryLogger(),
+      app: { appId: String(APP_ID), privateKey },
+    }),
+  );
+  const number = nextNumber++;
+  const build = {
+    repo: 'acme/widget',
+    number,
+    sha: repo.sha,
+    state: 'failure',
+    startedAt: Date.now() - 1000,
+    endedAt: Date.now(),
+    steps: [{ name: 'test', exitCode: 1, durationMs: 900 }],
+  } as BuildRecord;
+  const description = `Build #${number} failed: test exited 1`;
+  await reporter.setStatus(
+    {
+      repo: build.repo,
+      sha: build.sha,
+      state: 'failure',
+      description,
+      targetUrl: `https://ci.example.test/acme/widget/${number}`,
+      check: checkReportOf({ build, state: 'failure', description, log, checkoutRoot: ROOT }),
+    },
+    POLICY,
+  );
+  return build;
+}
+
+function runOf(build: BuildRecord) {
+  return server
+    .checkRunsFor('acme/widget', build.sha)
+    .find((run) => run.external_id === `acme/widget#${build.number}`);
+}
+
+describe("a fork's log against its check run's final report", () => {
+  it("cannot push the text past GitHub's 65 535 characters with backticks (the fence escape lengthens it)", async () => {
+    // 48 KiB of backticks: each ``` gets a zero-width space, a third longer than the log's end.
+    const log = `not ok 1 - hostile\n${'`'.repeat(60 * 1024)}\n`;
+    const report = checkReportOf({
+      build: { repo: 'acme/widget', number: 1, steps: [] },
+      state: 'failure',
+      description: 'Build #1 failed',
+      log,
+      checkoutRoot: ROOT,
+    });
+    expect(report.output.text?.length ?? 0).toBeLessThanOrEqual(CHECK_SUMMARY_MAX);
+    // Still one code block: no line of the log closes the fence.
+    const inner = (report.output.text ?? '').split('\n').slice(1, -1);
+    expect(inner.some((line) => /^ {0,3}```/.test(line))).toBe(false);
+
+    const build = await reportFailure(log);
+    expect(runOf(build)).toMatchObject({ status: 'completed', conclusion: 'failure' });
+  });
+
+  it('cannot make an annotation GitHub refuses with a line or column number no integer holds', async () => {
+    const huge = '9'.repeat(400); // Number(…) is Infinity: JSON null
+    const log =
+      `not ok 1 - first\n  ---\n  location: '${ROOT}/test/a.test.js:${huge}:5'\n  ...\n` +
+      `not ok 2 - second\n  ---\n  location: '${ROOT}/test/a.test.js:3:${huge}'\n  ...\n` +
+      `not ok 3 - third\n  ---\n  location: '${ROOT}/test/a.test.js:99999999999999999999:1'\n  ...\n` +
+      `not ok 4 - fourth\n  ---\n  location: '${ROOT}/test/a.test.js:4:2'\n  ...\n1..4\n`;
+    const build = await reportFailure(log);
+    const run = runOf(build);
+    expect(run).toMatchObject({ status: 'completed', conclusion: 'failure' });
+    for (const annotation of run?.annotations ?? []) {
+      expect(Number.isSafeInteger(annotation.start_line)).toBe(true);
+      expect(annotation.start_line).toBeLessThanOrEqual(2 ** 31 - 1);
+      if (annotation.start_column !== undefined) {
+        expect(annotation.start_column).toBeLessThanOrEqual(2 ** 31 - 1);
+      }
+    }
+    expect(run?.annotations).toContainEqual(
+      expect.objectContaining({ path: 'test/a.test.js', start_line: 4, start_column: 2 }),
+    );
+  });
+});
+
+describe("the App's private key in a file", () => {
+  const pem = privateKey;
+  let folder: string;
+  beforeEach(() => {
+    folder = mkdtempSync(join(tmpdir(), 'lambkin-attack-key-'));
+  });
+  afterEach(() => rmSync(folder, { recursive: true, force: true }));
+
+  const env = (file: string) => ({
+    LAMBKIN_WEBHOOK_SECRET: 'webhook-secret',
+    LAMBKIN_GITHUB_APP_ID: '42',
+    LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE: file,
+  });
+
+  it('is refused when other users may read it (a build step as its own uid could), naming the fix, never the key', () => {
+    const file = join(folder, 'app.pem');
+    writeFileSync(file, pem);
+    chmodSync(file, 0o644);
+    let error: unknown;
+    try {
+      loadConfig(env(file), []);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigurationError);
+    const message = (error as ConfigurationError).problems.join('\n');
+    expect(message).toContain(file);
+    expect(message).toContain('chmod 600');
+    expect(message).not.toContain('PRIVATE KEY-----');
+
+    chmodSync(file, 0o600);
+    expect(loadConfig(env(file), []).githubAppPrivateKey).toBe(pem.trim());
+  });
+
+  it('is refused by `lambkin dev` in <data-dir>/github-app.json when others may read it, before anything starts', async () => {
+    const file = join(folder, 'github-app.json');
+    writeFileSync(file, JSON.stringify({ appId: 42, privateKey: pem, webhookSecret: 'the-app-secret' }));
+    chmodSync(file, 0o644);
+    const outcome = await startDevProcess({ dataDir: folder, githubApi: server.url, env: {} }).then(
+      async (dev) => {
+        await dev.stop();
+        return 'started';
+      },
+      (error: unknown) => (error instanceof Error ? error.message : String(error)),
+    );
+    expect(outcome).toContain(`chmod 600 ${file}`);
+    expect(outcome).not.toContain('PRIVATE KEY-----');
+  }, 60_000);
+});

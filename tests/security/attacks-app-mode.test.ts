@@ -16,6 +16,7 @@ import type { DeliveryPolicy } from '../../src/core/ports.js';
 import { loadConfig } from '../../src/config.js';
 import { ConfigurationError } from '../../src/core/errors.js';
 import { createGitHubAccess } from '../../src/github/access.js';
+import { GitHubCheckRuns } from '../../src/github/checks.js';
 import { statusReporterFor } from '../../src/wiring.js';
 import { startDevProcess } from '../support/dev-process.js';
 import {
@@ -39,6 +40,13 @@ const POLICY: DeliveryPolicy = {
   initialBackoffMs: 20,
 };
 const ROOT = '/tmp/lambkin-work/build-7/src';
+/** Another App on the same repository (a third-party App, or a collaborator's): not Lambkin. */
+const OTHER_APP_ID = 7302;
+const other = generateKeyPairSync('rsa', {
+  modulusLength: 2048,
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+  privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+});
 
 let server: GitHubStandIn;
 let repo: GitRepo;
@@ -46,8 +54,14 @@ let repo: GitRepo;
 beforeAll(async () => {
   repo = await createGitRepo({ 'test/a.test.js': 'x\n' });
   server = await startGitHubServer({
-    apps: [{ id: APP_ID, publicKey }],
-    installations: [{ id: 31, account: 'acme', repositories: ['acme/widget'] }],
+    apps: [
+      { id: APP_ID, publicKey },
+      { id: OTHER_APP_ID, publicKey: other.publicKey },
+    ],
+    installations: [
+      { id: 31, appId: APP_ID, account: 'acme', repositories: ['acme/widget'] },
+      { id: 32, appId: OTHER_APP_ID, account: 'acme', repositories: ['acme/widget'] },
+    ],
   });
   server.addRepository({ owner: 'acme', name: 'widget', gitDir: repo.dir });
 });
@@ -59,17 +73,40 @@ afterAll(async () => {
 
 let nextNumber = 1;
 
-/** The final report of a failed build whose log is `log`, as the controller sends it. */
-async function reportFailure(log: string): Promise<BuildRecord> {
-  const reporter = statusReporterFor(
+/** A reporter as a new process of the composition root makes it (nothing remembered). */
+function newReporter() {
+  return statusReporterFor(
     createGitHubAccess({
       baseUrl: server.url,
       logger: createMemoryLogger(),
       app: { appId: String(APP_ID), privateKey },
     }),
   );
-  const number = nextNumber++;
-  const build = {
+}
+
+/** Sends the report of `build` in `state`, as the webhook, controller or sweeper does. */
+async function send(
+  build: BuildRecord,
+  state: 'pending' | 'failure',
+  extra: { log?: string; checkoutRoot?: string } = {},
+  reporter = newReporter(),
+): Promise<void> {
+  const description = `Build #${build.number} ${state === 'pending' ? 'queued' : 'failed: test exited 1'}`;
+  await reporter.setStatus(
+    {
+      repo: build.repo,
+      sha: build.sha,
+      state,
+      description,
+      targetUrl: `https://ci.example.test/acme/widget/${build.number}`,
+      check: checkReportOf({ build, state: build.state, description, ...extra }),
+    },
+    POLICY,
+  );
+}
+
+function failedBuild(number = nextNumber++): BuildRecord {
+  return {
     repo: 'acme/widget',
     number,
     sha: repo.sha,
@@ -78,25 +115,19 @@ async function reportFailure(log: string): Promise<BuildRecord> {
     endedAt: Date.now(),
     steps: [{ name: 'test', exitCode: 1, durationMs: 900 }],
   } as BuildRecord;
-  const description = `Build #${number} failed: test exited 1`;
-  await reporter.setStatus(
-    {
-      repo: build.repo,
-      sha: build.sha,
-      state: 'failure',
-      description,
-      targetUrl: `https://ci.example.test/acme/widget/${number}`,
-      check: checkReportOf({ build, state: 'failure', description, log, checkoutRoot: ROOT }),
-    },
-    POLICY,
-  );
+}
+
+/** The final report of a failed build whose log is `log`, as the controller sends it. */
+async function reportFailure(log: string): Promise<BuildRecord> {
+  const build = failedBuild();
+  await send(build, 'failure', { log, checkoutRoot: ROOT });
   return build;
 }
 
 function runOf(build: BuildRecord) {
   return server
     .checkRunsFor('acme/widget', build.sha)
-    .find((run) => run.external_id === `acme/widget#${build.number}`);
+    .find((run) => run.external_id === `acme/widget#${build.number}` && run.appId === APP_ID);
 }
 
 describe("a fork's log against its check run's final report", () => {
@@ -139,6 +170,43 @@ describe("a fork's log against its check run's final report", () => {
     expect(run?.annotations).toContainEqual(
       expect.objectContaining({ path: 'test/a.test.js', start_line: 4, start_column: 2 }),
     );
+  });
+});
+
+describe("another App's check run named like Lambkin's", () => {
+  it("is never taken for the build's own: the build's run is completed, the impostor left alone", async () => {
+    const build = failedBuild();
+    await send({ ...build, state: 'queued' }, 'pending');
+    // Another App on the repository makes a run with Lambkin's name and the build's external id
+    // (newer than Lambkin's own, so first in the list).
+    const otherApp = createGitHubAccess({
+      baseUrl: server.url,
+      logger: createMemoryLogger(),
+      app: { appId: String(OTHER_APP_ID), privateKey: other.privateKey },
+    });
+    await new GitHubCheckRuns(otherApp.forRepo('acme/widget', { checks: 'write' })).create('acme/widget', {
+      name: 'Lambkin',
+      headSha: build.sha,
+      status: 'queued',
+      externalId: `acme/widget#${build.number}`,
+    });
+    const impostor = server
+      .checkRunsFor('acme/widget', build.sha)
+      .find((run) => run.appId === OTHER_APP_ID && run.external_id === `acme/widget#${build.number}`);
+    expect(impostor).toMatchObject({ name: 'Lambkin', status: 'queued' });
+
+    // The builder, another process, completes the build's run: found among Lambkin's own only.
+    await send(build, 'failure');
+    expect(runOf(build)).toMatchObject({ status: 'completed', conclusion: 'failure' });
+    const ours = server
+      .checkRunsFor('acme/widget', build.sha)
+      .filter((run) => run.appId === APP_ID && run.external_id === `acme/widget#${build.number}`);
+    expect(ours).toHaveLength(1);
+    expect(
+      server.checkRunsFor('acme/widget', build.sha).find((run) => run.id === impostor?.id),
+    ).toMatchObject({
+      status: 'queued',
+    });
   });
 });
 

@@ -5,10 +5,12 @@
  * `lambkin dev` load it. The build's log is the attacker's: a fork's test output.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { pushPayload, signedDelivery } from '../support/payloads.js';
 import type { BuildRecord } from '../../src/core/build.js';
 import { CHECK_SUMMARY_MAX, checkReportOf } from '../../src/core/check-run.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
@@ -18,7 +20,8 @@ import { ConfigurationError } from '../../src/core/errors.js';
 import { createGitHubAccess } from '../../src/github/access.js';
 import { GitHubCheckRuns } from '../../src/github/checks.js';
 import { statusReporterFor } from '../../src/wiring.js';
-import { startDevProcess } from '../support/dev-process.js';
+import { startDevProcess, type DevProcess } from '../support/dev-process.js';
+import { fakeSecrets, hostileProject, leaksIn, probesMissing } from './hostile.js';
 import {
   createGitRepo,
   startGitHubServer,
@@ -258,4 +261,96 @@ describe("the App's private key in a file", () => {
     expect(outcome).toContain(`chmod 600 ${file}`);
     expect(outcome).not.toContain('PRIVATE KEY-----');
   }, 60_000);
+});
+
+describe('a hostile build under `lambkin dev` in App mode', () => {
+  const secrets = fakeSecrets();
+  const { GITHUB_TOKEN: _token, ...environment } = secrets;
+  let github: GitHubStandIn;
+  let dev: DevProcess;
+  let folder: string;
+
+  beforeAll(async () => {
+    github = await startGitHubServer({
+      apps: [{ id: APP_ID, publicKey }],
+      installations: [{ id: 41, account: 'octo', repositories: ['octo/hostile'] }],
+    });
+    folder = mkdtempSync(join(tmpdir(), 'lambkin-attack-dev-'));
+    chmodSync(folder, 0o755); // others may enter: only the key file's own mode keeps it
+    const keyFile = join(folder, 'app.pem');
+    writeFileSync(keyFile, privateKey, { mode: 0o600 });
+    const dataDir = join(folder, '.lambkin');
+    mkdirSync(dataDir, { mode: 0o755 });
+    dev = await startDevProcess({
+      dataDir,
+      githubApi: github.url,
+      env: {
+        ...environment,
+        LAMBKIN_GITHUB_APP_ID: String(APP_ID),
+        LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE: keyFile,
+      },
+    });
+  }, 40_000);
+
+  afterAll(async () => {
+    await dev.stop();
+    await github.close();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  it('finds neither the App key, an installation token nor the webhook secret, and its check run carries none', async () => {
+    const git = await createGitRepo(hostileProject());
+    github.addRepository({ owner: 'octo', name: 'hostile', gitDir: git.dir });
+    try {
+      const payload = pushPayload({
+        repo: 'octo/hostile',
+        branch: 'main',
+        sha: git.sha,
+      }) as unknown as Record<string, unknown>;
+      payload.installation = { id: 41, node_id: 'MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDE=' };
+      const delivery = await signedDelivery(secrets.LAMBKIN_WEBHOOK_SECRET, 'push', payload);
+      const response = await fetch(dev.stack.endpoints.webhook, {
+        method: 'POST',
+        headers: delivery.headers,
+        body: delivery.body,
+      });
+      expect(response.status).toBe(202);
+      let run = github.checkRunsFor('octo/hostile', git.sha)[0];
+      for (let i = 0; i < 240 && run?.status !== 'completed'; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        run = github.checkRunsFor('octo/hostile', git.sha)[0];
+      }
+      expect(run).toMatchObject({ status: 'completed', conclusion: 'success' });
+
+      const { stack } = dev;
+      const s3 = new S3Client({
+        endpoint: stack.endpoints.s3,
+        region: stack.region,
+        credentials: stack.credentials,
+        forcePathStyle: true,
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      });
+      const log =
+        (await s3
+          .send(new GetObjectCommand({ Bucket: stack.bucket, Key: 'logs/octo/hostile/builds/1/log.txt' }))
+          .then((object) => object.Body?.transformToString())) ?? '';
+      s3.destroy();
+      expect(probesMissing(log)).toEqual([]);
+      const keyLines = privateKey.split('\n').filter((line) => /^[A-Za-z0-9+/=]{40,}$/.test(line));
+      const tokens = github.mintedTokens().map((minted) => minted.token);
+      expect(tokens.length).toBeGreaterThan(0);
+      const wanted: Record<string, string> = {
+        LAMBKIN_WEBHOOK_SECRET: secrets.LAMBKIN_WEBHOOK_SECRET,
+        AWS_SECRET_ACCESS_KEY: secrets.AWS_SECRET_ACCESS_KEY,
+        ...Object.fromEntries(keyLines.map((line, index) => [`key line ${index}`, line])),
+        ...Object.fromEntries(tokens.map((token, index) => [`installation token ${index}`, token])),
+      };
+      expect(leaksIn(log, wanted)).toEqual([]);
+      expect(leaksIn(JSON.stringify(github.checkRunsFor('octo/hostile', git.sha)), wanted)).toEqual([]);
+      expect(leaksIn(JSON.stringify(github.statusesFor('octo/hostile', git.sha)), wanted)).toEqual([]);
+    } finally {
+      rmSync(git.dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });

@@ -30,6 +30,7 @@ import {
 } from '../support/github-server.js';
 
 const APP_ID = 7301;
+const CLIENT_ID = 'Iv1.attackappmode0001';
 const { publicKey, privateKey } = generateKeyPairSync('rsa', {
   modulusLength: 2048,
   publicKeyEncoding: { type: 'spki', format: 'pem' },
@@ -58,7 +59,7 @@ beforeAll(async () => {
   repo = await createGitRepo({ 'test/a.test.js': 'x\n' });
   server = await startGitHubServer({
     apps: [
-      { id: APP_ID, publicKey },
+      { id: APP_ID, publicKey, clientId: CLIENT_ID },
       { id: OTHER_APP_ID, publicKey: other.publicKey },
     ],
     installations: [
@@ -77,12 +78,12 @@ afterAll(async () => {
 let nextNumber = 1;
 
 /** A reporter as a new process of the composition root makes it (nothing remembered). */
-function newReporter() {
+function newReporter(appId = String(APP_ID)) {
   return statusReporterFor(
     createGitHubAccess({
       baseUrl: server.url,
       logger: createMemoryLogger(),
-      app: { appId: String(APP_ID), privateKey },
+      app: { appId, privateKey },
     }),
   );
 }
@@ -198,8 +199,10 @@ describe("another App's check run named like Lambkin's", () => {
       .find((run) => run.appId === OTHER_APP_ID && run.external_id === `acme/widget#${build.number}`);
     expect(impostor).toMatchObject({ name: 'Lambkin', status: 'queued' });
 
-    // The builder, another process, completes the build's run: found among Lambkin's own only.
-    await send(build, 'failure');
+    // The builder, another process, completes the build's run: found among Lambkin's own only,
+    // also when it knows the App by its client id (it asks GitHub for the App's id).
+    await send(build, 'failure', {}, newReporter(CLIENT_ID));
+    expect(server.requests.some((request) => request.method === 'GET' && request.path === '/app')).toBe(true);
     expect(runOf(build)).toMatchObject({ status: 'completed', conclusion: 'failure' });
     const ours = server
       .checkRunsFor('acme/widget', build.sha)

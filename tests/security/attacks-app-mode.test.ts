@@ -177,6 +177,27 @@ describe("a fork's log against its check run's final report", () => {
   });
 });
 
+describe('a log of very many failures (within the 4 MiB log limit)', () => {
+  const many = (count: number, line: (index: number) => string): string =>
+    Array.from({ length: count }, (_, index) => line(index + 1)).join('');
+
+  it.each([
+    ['500 000 failing TAP points', many(500_000, () => 'not ok\n')],
+    [
+      'one TAP failure with a stack of 400 000 frames',
+      `not ok 1 - deep\n  ---\n  stack: |-\n${many(400_000, () => '    a:1:1\n')}  ...\n`,
+    ],
+  ])('still gets its final report: %s', async (_name, log) => {
+    expect(Buffer.byteLength(log)).toBeLessThan(4 * 1024 * 1024);
+    const build = await reportFailure(log);
+    expect(runOf(build)).toMatchObject({ status: 'completed', conclusion: 'failure' });
+    expect(server.statusesFor('acme/widget', build.sha)[0]).toMatchObject({
+      state: 'failure',
+      description: `Build #${build.number} failed: test exited 1`,
+    });
+  });
+});
+
 describe("another App's check run named like Lambkin's", () => {
   it("is never taken for the build's own: the build's run is completed, the impostor left alone", async () => {
     const build = failedBuild();

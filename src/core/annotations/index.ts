@@ -92,7 +92,10 @@ export function extractAnnotations(log: string, options: ExtractOptions): Extrac
   const max = Math.max(0, Math.floor(options.maxAnnotations ?? DEFAULT_MAX_ANNOTATIONS));
   const lines = stripTerminalControls(log).split('\n');
   const findings: Finding[] = [];
-  for (const parser of options.parsers ?? PARSERS) findings.push(...parser.parse(lines));
+  // One by one: spreading a parser's findings into push() overflows the stack past ~100 000 (a log
+  // of that many failing tests fits the log limit), and the final report would never be sent.
+  for (const parser of options.parsers ?? PARSERS)
+    for (const finding of parser.parse(lines)) findings.push(finding);
   findings.sort((a, b) => LEVEL_ORDER[a.level] - LEVEL_ORDER[b.level] || a.lineIndex - b.lineIndex);
 
   const seen = new Set<string>();

@@ -3,7 +3,7 @@
  * is reported together, and secrets are never printed. None of these variables ever reaches a
  * build step (the runner gets a fixed list of build variables instead).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { ConfigurationError } from './core/errors.js';
 
 export interface LambkinConfig {
@@ -180,6 +180,8 @@ function githubApp(
   } else if (keyFile) {
     try {
       key = readFileSync(keyFile, 'utf8').trim();
+      const exposed = keyFileExposure(keyFile, statSync(keyFile).mode);
+      if (exposed) problems.push(`${CONFIG_VARIABLES.githubAppPrivateKeyFile} names ${exposed}`);
     } catch (error) {
       const reason = (error as NodeJS.ErrnoException).code ?? String(error);
       problems.push(
@@ -202,6 +204,20 @@ function githubApp(
     problems.push(`the App's private key is not a PEM private key (-----BEGIN RSA PRIVATE KEY-----…)`);
   }
   return { githubAppId, githubAppPrivateKey: key, githubAppPrivateKeyFile: keyFile };
+}
+
+/**
+ * Why a file holding the App's key may not be used, or undefined: other users may read or change
+ * it (group or other bits set, as ssh refuses a key). Locally a build step runs as a user of its
+ * own, which could otherwise read the key and act as the App on every repository it is installed on.
+ */
+export function keyFileExposure(file: string, mode: number): string | undefined {
+  if (process.platform === 'win32' || (mode & 0o077) === 0) return undefined;
+  const octal = (mode & 0o777).toString(8).padStart(4, '0');
+  return (
+    `${file}, which other users may read or change (mode ${octal}): a build step running as another ` +
+    `user could take the App's key. Make it yours alone: chmod 600 ${file}`
+  );
 }
 
 /** How a deployment signs in to GitHub: as an App, with a token, or not at all. */

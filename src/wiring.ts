@@ -141,8 +141,29 @@ function approvalCheckFor(
 export function statusReporterFor(github: GitHubAccess): StatusReporter {
   const statuses = new GitHubStatusReporter((repo) => github.forRepo(repo, REPORTING_PERMISSIONS));
   return github.mode === 'app'
-    ? new AppBuildReporter(statuses, (repo) => github.forRepo(repo, REPORTING_PERMISSIONS))
+    ? new AppBuildReporter(
+        statuses,
+        (repo) => github.forRepo(repo, REPORTING_PERMISSIONS),
+        github.app ? numericAppId(github.app) : undefined,
+      )
     : statuses;
+}
+
+/** The App's numeric id: as configured, or (configured by its client id, `Iv…`) asked of GitHub once. */
+function numericAppId(app: GitHubApp): () => Promise<number> {
+  if (/^[0-9]+$/.test(String(app.appId))) {
+    const id = Number(app.appId);
+    return () => Promise.resolve(id);
+  }
+  let asked: Promise<number> | undefined;
+  return () => {
+    asked ??= app.appClient.rest.apps.getAuthenticated().then(({ data }) => {
+      if (!data) throw new Error('GitHub did not say which App this is (GET /app)');
+      return data.id;
+    });
+    asked.catch(() => (asked = undefined)); // asked again next time
+    return asked;
+  };
 }
 
 /**

@@ -92,9 +92,30 @@ export function checkOutput(input: CheckOutputInput): CheckOutput {
   return {
     title,
     summary: cut(parts.join('\n\n'), CHECK_SUMMARY_MAX),
-    ...(log.trim() ? { text: '```text\n' + log.replace(/```/g, '`\u200b``') + '\n```' } : {}),
+    ...(log.trim() ? { text: fencedLog(log) } : {}),
     annotations: [...(input.annotations ?? [])],
   };
+}
+
+const FENCE_OPEN = '```text\n';
+const FENCE_CLOSE = '\n```';
+
+/**
+ * The log's end in a code block of at most CHECK_SUMMARY_MAX characters (GitHub's limit on the
+ * text too). Each ``` gets a zero-width space so no line closes the fence; that lengthens the text
+ * (a log of backticks by a third), so its start is dropped again until the block fits.
+ */
+function fencedLog(log: string): string {
+  let body = log.replace(/```/g, '`\u200b``');
+  const room = CHECK_SUMMARY_MAX - FENCE_OPEN.length - FENCE_CLOSE.length;
+  if (body.length > room) {
+    let start = body.length - room;
+    // Never start with a backtick (a cut escape could start a line with ```, closing the fence)
+    // nor inside a surrogate pair.
+    while (start < body.length && /[`\u200b\udc00-\udfff]/.test(body.charAt(start))) start++;
+    body = body.slice(start);
+  }
+  return FENCE_OPEN + body + FENCE_CLOSE;
 }
 
 export type CheckRunStatus = 'queued' | 'in_progress' | 'completed';

@@ -26,6 +26,11 @@ export class AppBuildReporter implements StatusReporter {
     private readonly statuses: StatusReporter,
     /** The client of the App's installation on a repository, with `checks: write`. */
     private readonly clientFor: (repo: string) => Octokit,
+    /**
+     * The App's numeric id: the run is looked for among this App's runs only (another App may
+     * name a run `Lambkin` with the build's external id; this App could not update it).
+     */
+    private readonly appId?: () => Promise<number>,
   ) {}
 
   async setStatus(update: CommitStatusUpdate, policy: DeliveryPolicy): Promise<void> {
@@ -67,7 +72,10 @@ export class AppBuildReporter implements StatusReporter {
       async (signal) => {
         const known =
           this.runIds.get(key) ??
-          (await runs.find(update.repo, update.sha, check.name, check.externalId, { signal }));
+          (await runs.find(update.repo, update.sha, check.name, check.externalId, {
+            signal,
+            ...(this.appId ? { appId: await this.appId() } : {}),
+          }));
         const run = known
           ? await runs.update(update.repo, known, fields, { signal })
           : await runs.create(update.repo, { ...fields, name: check.name, headSha: update.sha }, { signal });

@@ -141,17 +141,19 @@ export class GitHubCheckRuns {
 
   /**
    * The id of the check run named `name` on `sha` whose external id is `externalId` (the newest,
-   * should there be several), or undefined. Only this App's runs are listed: a check run of
-   * another App cannot be updated by this one.
+   * should there be several), or undefined. With `appId`, only that App's runs: GitHub lists every
+   * App's, and another App's run (a name and external id anyone with `checks: write` may choose)
+   * cannot be updated by this one.
    */
   async find(
     repo: string,
     sha: string,
     name: string,
     externalId: string,
-    options: CheckRequestOptions = {},
+    options: CheckRequestOptions & { appId?: number } = {},
   ): Promise<number | undefined> {
     const { owner, name: repoName } = splitRepoName(repo);
+    const { appId } = options;
     const runs = await this.octokit.paginate(this.octokit.rest.checks.listForRef, {
       owner,
       repo: repoName,
@@ -159,9 +161,12 @@ export class GitHubCheckRuns {
       check_name: name,
       filter: 'all',
       per_page: 100,
+      ...(appId === undefined ? {} : { app_id: appId }),
       ...requestOptions(options),
     });
-    return runs.filter((run) => run.external_id === externalId).sort((a, b) => b.id - a.id)[0]?.id;
+    return runs
+      .filter((run) => run.external_id === externalId && (appId === undefined || run.app?.id === appId))
+      .sort((a, b) => b.id - a.id)[0]?.id;
   }
 
   /** Further batches of annotations, each with the output's title, summary and text (GitHub requires the first two). */

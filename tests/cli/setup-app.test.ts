@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -209,6 +209,25 @@ describe('lambkin setup app', () => {
     });
     // The stored key is the App's: GitHub takes the JWTs it signs.
     await expectAppAuthenticates(id, String(app.privateKey));
+  });
+
+  it('stores the key owner-only over an earlier github-app.json that others could read', async () => {
+    const dataDir = join(scratch(), 'data');
+    mkdirSync(dataDir, { mode: 0o755 });
+    const stored = join(dataDir, 'github-app.json');
+    writeFileSync(stored, '{"appId": 1, "privateKey": "an older App"}\n');
+    chmodSync(stored, 0o644);
+    const run = startSetupApp(['--local', '--data-dir', dataDir, '--name', 'lambkin-rerun-app']);
+    const page = await (await chromium()).context.newPage();
+    try {
+      await page.goto(await run.startUrl);
+      await page.waitForURL(/\/callback\?/);
+    } finally {
+      await page.close();
+    }
+    expect(await run.done).toMatchObject({ code: 0, stderr: '' });
+    expect(statSync(stored).mode & 0o777).toBe(0o600);
+    expect(readFileSync(stored, 'utf8')).toContain('lambkin-rerun-app');
   });
 
   it('asks GitHub for exactly the permissions and events Lambkin uses, in the organization given', async () => {

@@ -70,7 +70,10 @@ export async function startDevProcess(options: {
         resolve(stdout);
       }
     });
-    child.once('exit', (code) => reject(new Error(`lambkin dev exited with ${code}: ${logs}`)));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`lambkin dev exited with ${code}: ${logs}`));
+    });
   });
   const stack = JSON.parse(readFileSync(join(options.dataDir, 'stack.json'), 'utf8')) as StackFile;
   return {

@@ -1,8 +1,8 @@
 /** `lambkin dev`: the embedded local stack, until interrupted. */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { DEFAULT_GITHUB_API_URL, describeGitHubMode } from '../../config.js';
+import { DEFAULT_GITHUB_API_URL, describeGitHubMode, keyFileExposure } from '../../config.js';
 import { describeLocalConfig } from '../../local/local-config.js';
 import { startLocalStack } from '../../local/stack.js';
 import { ConfigurationError } from '../../core/errors.js';
@@ -158,6 +158,8 @@ async function localApp(context: CliContext, dataDir: string): Promise<StoredApp
     throw new CliError('NOT_CONFIGURED', `${path} cannot be read: ${(error as Error).message}`);
   }
   if (context.env.LAMBKIN_GITHUB_APP_ID?.trim()) return undefined;
+  const exposed = keyFileExposure(path, (await stat(path)).mode);
+  if (exposed) throw new CliError('NOT_CONFIGURED', `the App's key is in ${exposed}`);
   if (context.env.GITHUB_TOKEN?.trim()) {
     throw new CliError(
       'NOT_CONFIGURED',

@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -257,7 +257,16 @@ function openInBrowser(url: string): void {
 async function storeLocally(dataDir: string, app: AppRegistration): Promise<string> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, LOCAL_APP_FILE);
-  await writeFile(path, JSON.stringify(app, null, 2) + '\n', { mode: 0o600 });
+  // A new file, owner-only from its first byte, put in place of any earlier one: writing over an
+  // existing file would keep its mode (0644 if someone made it so) and expose the key.
+  const written = `${path}.${process.pid}.tmp`;
+  try {
+    await writeFile(written, JSON.stringify(app, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+    await rename(written, path);
+  } catch (error) {
+    await rm(written, { force: true });
+    throw error;
+  }
   return `in ${path} (for lambkin dev --data-dir ${dataDir})`;
 }
 

@@ -42,8 +42,18 @@ const LEVEL_ORDER: Record<CheckAnnotation['annotation_level'], number> = {
   notice: 2,
 };
 
+/** The largest line or column GitHub takes (a 32-bit integer); the log's own numbers may be any length. */
+export const MAX_LINE_OR_COLUMN = 2 ** 31 - 1;
+
+function isLineNumber(value: number | undefined): value is number {
+  return value !== undefined && Number.isInteger(value) && value >= 1 && value <= MAX_LINE_OR_COLUMN;
+}
+
 function toAnnotation(finding: Finding, checkoutRoot: string): CheckAnnotation | undefined {
   for (const place of finding.locations) {
+    // A line no integer holds (`file.js:99999999999999999999`) would be sent as a number GitHub
+    // refuses (or JSON null), failing the whole report: such a place is no place.
+    if (!isLineNumber(place.line)) continue;
     const path = repositoryPath(place.file, checkoutRoot);
     if (path === undefined) continue;
     const annotation: CheckAnnotation = {
@@ -53,7 +63,7 @@ function toAnnotation(finding: Finding, checkoutRoot: string): CheckAnnotation |
       annotation_level: finding.level,
       message: truncateUtf8(finding.message.trim() === '' ? 'Failed' : finding.message, MESSAGE_MAX_BYTES),
     };
-    if (place.column !== undefined) {
+    if (isLineNumber(place.column)) {
       annotation.start_column = place.column;
       annotation.end_column = place.column;
     }
@@ -82,7 +92,10 @@ export function extractAnnotations(log: string, options: ExtractOptions): Extrac
   const max = Math.max(0, Math.floor(options.maxAnnotations ?? DEFAULT_MAX_ANNOTATIONS));
   const lines = stripTerminalControls(log).split('\n');
   const findings: Finding[] = [];
-  for (const parser of options.parsers ?? PARSERS) findings.push(...parser.parse(lines));
+  // One by one: spreading a parser's findings into push() overflows the stack past ~100 000 (a log
+  // of that many failing tests fits the log limit), and the final report would never be sent.
+  for (const parser of options.parsers ?? PARSERS)
+    for (const finding of parser.parse(lines)) findings.push(finding);
   findings.sort((a, b) => LEVEL_ORDER[a.level] - LEVEL_ORDER[b.level] || a.lineIndex - b.lineIndex);
 
   const seen = new Set<string>();

@@ -101,9 +101,11 @@ export const tapParser: LogParser = {
 
       const locations: SourceLocation[] = [];
       const at = yaml.get('at');
-      if (at !== undefined) locations.push(...frameLocations([at], false));
+      if (at !== undefined) for (const place of frameLocations([at], false)) locations.push(place);
       const stack = yaml.get('stack');
-      if (stack !== undefined) locations.push(...frameLocations(stack.split('\n'), false));
+      // One by one: a stack of 100 000 frames spread into push() would overflow the call stack.
+      if (stack !== undefined)
+        for (const place of frameLocations(stack.split('\n'), false)) locations.push(place);
       const declared = yaml.get('location');
       const declaredAt = declared === undefined ? undefined : parseLocation(declared);
       if (declaredAt !== undefined) locations.push(declaredAt);

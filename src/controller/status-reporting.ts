@@ -6,7 +6,7 @@
  * that could not be set is logged, never thrown: the build goes on.
  */
 import { buildLabel, type BuildRecord } from '../core/build.js';
-import { checkReportOf, type CheckReportInput } from '../core/check-run.js';
+import { checkReportOf, type CheckReportInput, type CheckRunReport } from '../core/check-run.js';
 import type { Logger } from '../core/logger.js';
 import type { BuildStore, CommitStatusUpdate, DeliveryPolicy, StatusReporter } from '../core/ports.js';
 import type { BuildState } from '../core/state-machine.js';
@@ -40,12 +40,7 @@ export async function reportBuildStatus(
 ): Promise<ReportResult> {
   const label = buildLabel(report.build);
   try {
-    const check = checkReportOf({
-      build: report.build,
-      state: report.reports,
-      description: report.status.description,
-      ...report.checkDetails,
-    });
+    const check = checkReportFor(deps, report);
     await deps.statuses.setStatus({ ...report.status, check }, report.policy);
   } catch (error) {
     deps.logger[report.onFailure.level](report.onFailure.message, {
@@ -61,4 +56,21 @@ export async function reportBuildStatus(
       deps.logger.warn('could not record the reported status', { build: label, error }),
     );
   return { set: true };
+}
+
+/**
+ * The check run that goes with the status. Reading the log is the build's own output at work: should
+ * it ever fail, the report goes out without the log's end and annotations rather than not at all.
+ */
+function checkReportFor(deps: StatusReportingDependencies, report: BuildStatusReport): CheckRunReport {
+  const input = { build: report.build, state: report.reports, description: report.status.description };
+  try {
+    return checkReportOf({ ...input, ...report.checkDetails });
+  } catch (error) {
+    deps.logger.error("could not read the build's log for its check run; reporting without it", {
+      build: buildLabel(report.build),
+      error,
+    });
+    return checkReportOf(input);
+  }
 }

@@ -25,6 +25,7 @@ const APP_ID = 6060;
 const REPO = 'acme/swept';
 /** Each test's tables number builds from 1: the second test's builds are another repository's. */
 const OTHER = 'acme/swept-again';
+const THIRD = 'acme/swept-log';
 const MINUTE = 60_000;
 const { publicKey, privateKey } = generateKeyPairSync('rsa', {
   modulusLength: 2048,
@@ -39,10 +40,11 @@ beforeAll(async () => {
   git = await createGitRepo({ 'README.md': '# swept\n' });
   github = await startGitHubServer({
     apps: [{ id: APP_ID, publicKey }],
-    installations: [{ id: 3, account: 'acme', repositories: [REPO, OTHER] }],
+    installations: [{ id: 3, account: 'acme', repositories: [REPO, OTHER, THIRD] }],
   });
   github.addRepository({ owner: 'acme', name: 'swept', gitDir: git.dir });
   github.addRepository({ owner: 'acme', name: 'swept-again', gitDir: git.dir });
+  github.addRepository({ owner: 'acme', name: 'swept-log', gitDir: git.dir });
 });
 
 afterAll(async () => {
@@ -141,5 +143,44 @@ describe('the sweeper in App mode', () => {
     expect(result.resent.map((resent) => [resent.number, resent.statusSet])).toEqual([[number, true]]);
     expect(runOf(number, OTHER)).toMatchObject({ status: 'completed', conclusion: 'success' });
     expect((await builds.getBuild(ended))?.reportedState).toBe('success');
+  });
+
+  it('still reports, without the log, when the log cannot be read for the check run', async () => {
+    const { builds, deps, logger } = await setup();
+    const number = await builds.allocateNumber(THIRD);
+    const queued = await builds.putQueuedBuild(
+      pushRequest({ repo: THIRD, sha: git.sha, deliveryId: `f-${number}` }),
+      number,
+      { deadline: Date.now() + MINUTE },
+    );
+    const started = await builds.transition(queued, {
+      from: 'queued',
+      to: 'running',
+      deadline: Date.now() + MINUTE,
+    });
+    const ended = await builds.transition(started, { from: 'running', to: 'failure', reason: 'test failed' });
+    const report = await reportBuildStatus(deps, {
+      build: ended,
+      status: {
+        repo: THIRD,
+        sha: git.sha,
+        state: 'failure',
+        description: `Build #${number} failed: test failed`,
+      },
+      reports: 'failure',
+      // A checkout root that is no absolute path: reading annotations against it throws.
+      checkDetails: { log: 'not ok 1 - adds\n', checkoutRoot: 'relative/checkout' },
+      policy: INTAKE_DELIVERY,
+      onFailure: { level: 'error', message: 'could not set the final status' },
+    });
+    expect(report.set).toBe(true);
+    expect(runOf(number, THIRD)).toMatchObject({
+      status: 'completed',
+      conclusion: 'failure',
+      annotations: [],
+    });
+    expect(logger.entries.map((entry) => entry.message)).toContain(
+      "could not read the build's log for its check run; reporting without it",
+    );
   });
 });

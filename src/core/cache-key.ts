@@ -23,8 +23,16 @@ export interface CacheRuntime {
   arch: string;
 }
 
-export function currentRuntime(): CacheRuntime {
-  return { nodeVersion: process.versions.node, platform: process.platform, arch: process.arch };
+/**
+ * This process's runtime; with `nodeVersion` (a job's own Node.js, the `node` matrix key) that
+ * version instead of the process's: the job's steps install and run with it.
+ */
+export function currentRuntime(nodeVersion?: string): CacheRuntime {
+  return {
+    nodeVersion: nodeVersion ?? process.versions.node,
+    platform: process.platform,
+    arch: process.arch,
+  };
 }
 
 /** `node20-linux-x64`: the part of the key (and of the archive's manifest) naming the runtime. */
@@ -33,9 +41,19 @@ export function runtimeId(runtime: CacheRuntime): string {
   return `node${major}-${runtime.platform}-${runtime.arch}`;
 }
 
-/** `cache/<owner>/<repo>/node20-linux-x64/<lockfile blob sha>.tar.gz`. */
-export function cacheKeyOf(repo: RepoName, runtime: CacheRuntime, lockfileSha: string): string {
-  return `${CACHE_PREFIX}${repo}/${runtimeId(runtime)}/${lockfileSha}.tar.gz`;
+/**
+ * `cache/<owner>/<repo>/node20-linux-x64/<lockfile blob sha>.tar.gz`. With `nodeVersion` (the job's
+ * Node.js, when its matrix chooses one) the key's runtime part names that version's major instead
+ * of `runtime.nodeVersion`'s: packages installed by Node 22 are not restored into a Node 20 job.
+ */
+export function cacheKeyOf(
+  repo: RepoName,
+  runtime: CacheRuntime,
+  lockfileSha: string,
+  nodeVersion?: string,
+): string {
+  const used = nodeVersion === undefined ? runtime : { ...runtime, nodeVersion };
+  return `${CACHE_PREFIX}${repo}/${runtimeId(used)}/${lockfileSha}.tar.gz`;
 }
 
 /** Git's object id of a file's content: sha1 of `blob <length>\0<content>`, as the trees API gives it. */

@@ -93,6 +93,40 @@ export interface RunnerInput {
   deploy?: DeployDecision;
   /** The dependency cache: where to restore from and (trusted builds) save to. Absent: no cache. */
   cache?: CacheAccess;
+  /**
+   * The one job of the build this runner runs (src/core/jobs.ts plans them). Absent: the build is a
+   * single job and runs as it always did (no job line in the log, no job variables).
+   */
+  job?: RunnerJob;
+}
+
+/** One job of a build, as the runner gets it: what its steps see besides the build itself. */
+export interface RunnerJob {
+  /** The job's id within its build (`node-22-2`), for the log. */
+  id: string;
+  /** For the log's first lines: `node-22 (2/4)`. */
+  title: string;
+  /**
+   * The job's own variables (matrix values, LAMBKIN_MATRIX_*, LAMBKIN_SHARD_*): over the config's
+   * `env`, never over the build variables (a reserved name other than LAMBKIN_MATRIX_* and
+   * LAMBKIN_SHARD_* is dropped).
+   */
+  env: Record<string, string>;
+  /**
+   * The Node.js that runs the job's steps, resolved by the controller (src/runner/node-runtime.ts
+   * `resolveNodeVersion`): installed (integrity checked) before the first step and first on PATH.
+   * Absent: the runner's own Node.js.
+   */
+  node?: RunnerJobNode;
+}
+
+export interface RunnerJobNode {
+  /** Exact version, `22.11.0`. */
+  version: string;
+  arch: 'x64' | 'arm64';
+  tarballUrl: string;
+  /** The tarball's `dist.integrity` (sha512 SRI). */
+  integrity: string;
 }
 
 export interface BaseConfig {

@@ -71,6 +71,8 @@ export interface CacheTarget {
   checkout: string;
   /** The config's extra paths (`cache.paths`); `node_modules` is always included. */
   extraPaths: readonly string[];
+  /** The job's own Node.js version (`node` matrix key): the runtime the archive is for. */
+  nodeVersion?: string;
 }
 
 export interface RestoreOptions {
@@ -151,7 +153,7 @@ export async function restoreCache(
   }
   const expected: Omit<CacheManifest, 'createdAt' | 'nodeVersion'> = {
     format: MANIFEST_FORMAT,
-    runtime: runtimeId(currentRuntime()),
+    runtime: runtimeId(currentRuntime(target.nodeVersion)),
     lockfile,
     paths,
   };
@@ -431,7 +433,7 @@ export async function saveCache(
     }
     if (!present.includes(INSTALLED_PACKAGES_PATH))
       return skip('the install left no node_modules to cache', false);
-    const runtime = currentRuntime();
+    const runtime = currentRuntime(target.nodeVersion);
     const manifest: CacheManifest = {
       format: MANIFEST_FORMAT,
       runtime: runtimeId(runtime),
@@ -595,6 +597,7 @@ export async function restoreBuildCache(
   checkout: string,
   options: RestoreOptions,
   log: (line: string) => void,
+  nodeVersion?: string,
 ): Promise<BuildCacheState> {
   const none: BuildCacheState = { hit: false, skipInstall: false };
   if (!access) return none;
@@ -602,7 +605,11 @@ export async function restoreBuildCache(
     log('Cache: off ("cache": false in the config)');
     return none;
   }
-  const result = await restoreCache(access, { checkout, extraPaths: config.cache.paths }, options);
+  const result = await restoreCache(
+    access,
+    { checkout, extraPaths: config.cache.paths, ...(nodeVersion !== undefined ? { nodeVersion } : {}) },
+    options,
+  );
   if (!result.hit) {
     log(
       result.warning
@@ -634,6 +641,7 @@ export async function saveBuildCache(
   folders: { checkout: string; tmp: string },
   options: Omit<SaveOptions, 'tmpDir'>,
   log: (line: string) => void,
+  nodeVersion?: string,
 ): Promise<void> {
   if (!access || !config.cache.enabled || state.hit) return;
   if (!access.putUrl) {
@@ -642,7 +650,11 @@ export async function saveBuildCache(
   }
   const result = await saveCache(
     access,
-    { checkout: folders.checkout, extraPaths: config.cache.paths },
+    {
+      checkout: folders.checkout,
+      extraPaths: config.cache.paths,
+      ...(nodeVersion !== undefined ? { nodeVersion } : {}),
+    },
     { ...options, tmpDir: folders.tmp },
   );
   if (result.saved) {

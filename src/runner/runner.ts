@@ -14,11 +14,14 @@ import {
   RepoConfigError,
   buildVariables,
   checkNodeVersion,
+  isReservedEnvName,
   readRepoConfig,
   resolveBuildConfig,
   type ResolvedBuildConfig,
 } from '../core/repo-config.js';
 import { LambkinError } from '../core/errors.js';
+import { MATRIX_ENV_PREFIX, SHARD_INDEX_ENV, SHARD_TOTAL_ENV } from '../core/jobs.js';
+import { DEFAULT_NODE_MAX_BYTES, installNode, type InstalledNode } from './node-runtime.js';
 import { restoreBuildCache, saveBuildCache } from './cache.js';
 import { SourceFetchError } from './source-errors.js';
 import {
@@ -32,7 +35,7 @@ import { logPageLinksFor, renderLogPage } from '../pages/build-page.js';
 import { createLogStream } from './log/stream.js';
 import { LineAwareWriter } from './log/line-writer.js';
 import { PresignedUploader } from './log/uploader.js';
-import type { RunnerInput, RunnerOutcome, RunnerState } from '../core/protocol.js';
+import type { RunnerInput, RunnerJob, RunnerOutcome, RunnerState } from '../core/protocol.js';
 import { fetchArchive, cloneCommit } from './source.js';
 import { layerEnvironment } from './runtime-layer.js';
 import { findPrlimit, runStep } from './steps.js';
@@ -41,7 +44,13 @@ import { planSteps } from '../core/step-plan.js';
 import { ignoredDeployRules } from '../core/deploy-policy.js';
 import { redeemDeployGrant } from './deploy-credentials.js';
 import type { DeployCredentials } from '../core/protocol.js';
-import { createWorkspace, folderSize, sweepStaleWorkspaces, type Workspace } from './workspace.js';
+import {
+  createWorkspace,
+  ensureNodeCache,
+  folderSize,
+  sweepStaleWorkspaces,
+  type Workspace,
+} from './workspace.js';
 
 export interface RunnerOptions {
   /** Parent of all work areas; `/tmp/lambkin` on Lambda. */
@@ -121,6 +130,7 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
         (build.pr !== undefined ? ` (pull request #${build.pr}${build.fork ? ', from a fork' : ''})` : '') +
         (build.branch ? ` on ${build.branch}` : build.tag ? ` for tag ${build.tag}` : ''),
     );
+    if (input.job) writer.line(`Job ${input.job.title}`);
     const deadline = input.deadlineAt - CLOSING_MARGIN_MS;
     const fetched = await fetchArchive(input.source.archiveUrl, workspace.checkout, {
       timeoutMs: Math.max(deadline - clock(), 1),
@@ -154,7 +164,8 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     } else {
       if (config.git.depth !== undefined)
         await replaceWithClone(input, workspace, config, deadline, clock, writer);
-      checkNodeVersion(config.node);
+      // A job with a Node.js of its own runs its steps with that one, not the runner's.
+      checkNodeVersion(config.node, input.job?.node?.version);
       const buildDeadline = Math.min(deadline, started + config.timeoutSeconds * 1000);
       verdict = await runSteps(
         input,
@@ -203,9 +214,17 @@ async function runSteps(
   clock: () => number,
   mask: (secrets: string[]) => void,
 ): Promise<Verdict> {
-  const { build } = input;
+  const { build, job } = input;
+  const node = job?.node ? await installJobNode(job, workspace, deadline, options, writer, clock) : undefined;
+  const basePath = options.path ?? process.env.PATH ?? DEFAULT_PATH;
+  const jobEnv = job ? jobVariables(job.env) : { env: {}, dropped: [] };
+  if (jobEnv.dropped.length > 0) {
+    writer.line(
+      `Warning: the job's variables ${jobEnv.dropped.join(', ')} are not set: Lambkin sets them for every build.`,
+    );
+  }
   const env: Record<string, string> = {
-    PATH: options.path ?? process.env.PATH ?? DEFAULT_PATH,
+    PATH: node ? `${node.binDir}:${basePath}` : basePath,
     LANG: 'C.UTF-8',
     HOME: workspace.home,
     TMPDIR: workspace.tmp,
@@ -214,6 +233,8 @@ async function runSteps(
     npm_config_fund: 'false',
     ...layerEnvironment(),
     ...config.env,
+    // A matrix value replaces a config variable of the same name; build variables win over both.
+    ...jobEnv.env,
     ...buildVariables(build, { logUrl: input.buildUrl }),
     // The controller gives secrets only to builds whose policy lets them have them.
     ...(config.secrets ? input.secretEnv : {}),
@@ -224,7 +245,10 @@ async function runSteps(
   if (!canLimitProcesses) {
     writer.line('Warning: prlimit (util-linux) was not found: steps run without a limit on processes.');
   }
-  const sandbox = stepSandboxFor({ tmp: workspace.tmp, keep: [workspace.root, workspace.npmCache] });
+  const sandbox = stepSandboxFor({
+    tmp: workspace.tmp,
+    keep: [workspace.root, workspace.npmCache, ...(node ? [workspace.nodeCache] : [])],
+  });
   const notice = sandboxNotice();
   if (notice) writer.line(notice);
   // Restored before the install step; on an exact hit the default install has nothing to do.
@@ -238,6 +262,7 @@ async function runSteps(
       ...(options.stop ? { signal: options.stop } : {}),
     },
     (line) => writer.line(line),
+    node?.version,
   );
   const plan = planSteps(config, input.deploy, { skipInstall: cache.skipInstall });
   if (plan.deploySkipped) writer.line(`Deploy skipped: ${plan.deploySkipped}`);
@@ -333,9 +358,66 @@ async function runSteps(
     workspace,
     { timeoutMs: deadline - clock(), ...(options.stop ? { signal: options.stop } : {}) },
     (line) => writer.line(line),
+    node?.version,
   );
   const total = steps.reduce((sum, step) => sum + step.durationMs, 0);
   return { state: 'success', description: `passed in ${formatDuration(total)}` };
+}
+
+/** Job variables a job may set although their prefix is reserved: they describe the job itself. */
+const JOB_OWN_PREFIXES = [MATRIX_ENV_PREFIX, SHARD_INDEX_ENV, SHARD_TOTAL_ENV];
+
+/**
+ * The job's variables its steps get: every one except the reserved build variables (CI, HOME,
+ * PATH, LAMBKIN_*, …), which the runner sets and a job cannot replace; LAMBKIN_MATRIX_* and
+ * LAMBKIN_SHARD_INDEX / LAMBKIN_SHARD_TOTAL come from the job and are kept. `dropped` names the rest.
+ */
+export function jobVariables(env: Record<string, string>): {
+  env: Record<string, string>;
+  dropped: string[];
+} {
+  const kept: Record<string, string> = {};
+  const dropped: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    const own = JOB_OWN_PREFIXES.some((prefix) =>
+      prefix === MATRIX_ENV_PREFIX ? name.startsWith(prefix) && name.length > prefix.length : name === prefix,
+    );
+    if ((!own && isReservedEnvName(name)) || typeof value !== 'string' || name === '' || name.includes('=')) {
+      dropped.push(name);
+    } else {
+      kept[name] = value;
+    }
+  }
+  return { env: kept, dropped };
+}
+
+/**
+ * Before the first step: the job's Node.js, from the shared node cache or downloaded and checked
+ * against its integrity. A NodeRuntimeError ends the build `error` (verdictForError).
+ */
+async function installJobNode(
+  job: RunnerJob,
+  workspace: Workspace,
+  deadline: number,
+  options: RunnerOptions,
+  writer: LineAwareWriter,
+  clock: () => number,
+): Promise<InstalledNode | undefined> {
+  const wanted = job.node;
+  if (!wanted) return undefined;
+  const started = clock();
+  const installed = await installNode(wanted, {
+    cacheDir: await ensureNodeCache(workspace),
+    timeoutMs: Math.max(deadline - clock(), 1),
+    maxBytes: DEFAULT_NODE_MAX_BYTES,
+    ...(options.stop ? { signal: options.stop } : {}),
+  });
+  writer.line(
+    `Node.js ${installed.version} (` +
+      (installed.downloaded ? `downloaded in ${formatDuration(clock() - started)}` : 'from the cache') +
+      ')',
+  );
+  return installed;
 }
 
 function diskQuotaOf(input: RunnerInput): number {

@@ -6,6 +6,7 @@
  *
  * Layout under the root:
  *   trusted/npm-cache/                 kept between trusted builds, for speed
+ *   trusted/node-cache/                the jobs' Node.js versions (`node` matrix key), likewise
  *   trusted/build-<label>-p<pid>-XXXXXX/{checkout,home,tmp}
  *   untrusted/...                      the same, for untrusted builds
  */
@@ -26,6 +27,11 @@ export interface Workspace {
   tmp: string;
   /** npm cache of this trust class, kept between builds (outside `root`). */
   npmCache: string;
+  /**
+   * The Node.js versions jobs asked for (src/runner/node-runtime.ts `installNode`), of this trust
+   * class, kept between builds next to the npm cache. Made by `ensureNodeCache` when first needed.
+   */
+  nodeCache: string;
   trusted: boolean;
   /** Removes the work folder, read-only or deeply nested content included. Safe to call twice. */
   dispose(): Promise<void>;
@@ -52,6 +58,7 @@ export interface SweepResult {
 const TRUST_CLASSES = ['trusted', 'untrusted'] as const;
 const WORK_FOLDER_PREFIX = 'build-';
 const NPM_CACHE_FOLDER = 'npm-cache';
+const NODE_CACHE_FOLDER = 'node-cache';
 export const DEFAULT_MAX_NPM_CACHE_BYTES = 1024 ** 3;
 
 /** Work folders of this process not yet disposed: a sweep never takes them. */
@@ -80,6 +87,8 @@ export async function createWorkspace(root: string, options: CreateWorkspaceOpti
   const npmCache = join(classFolder, NPM_CACHE_FOLDER);
   await mkdir(npmCache, { mode: 0o700 }).catch(ignoreCode('EEXIST'));
   await assertPrivateFolder(npmCache);
+  // Made only when a job asks for a Node.js of its own (ensureNodeCache).
+  const nodeCache = join(classFolder, NODE_CACHE_FOLDER);
 
   const prefix = `${WORK_FOLDER_PREFIX}${safeLabel(options.label)}-p${process.pid}n${PID_NAMESPACE}-`;
   // mkdtemp makes the folder 0700 with a random suffix: no other build or user can predict it.
@@ -91,6 +100,7 @@ export async function createWorkspace(root: string, options: CreateWorkspaceOpti
     home: join(workFolder, 'home'),
     tmp: join(workFolder, 'tmp'),
     npmCache,
+    nodeCache,
     trusted: options.trusted,
     dispose: once(async () => {
       await removeFolder(workFolder);
@@ -110,6 +120,13 @@ export async function createWorkspace(root: string, options: CreateWorkspaceOpti
     );
   }
   return workspace;
+}
+
+/** Makes the workspace's node cache folder (mode 0700, this user's) if it is not there yet. */
+export async function ensureNodeCache(workspace: Pick<Workspace, 'nodeCache'>): Promise<string> {
+  await mkdir(workspace.nodeCache, { mode: 0o700 }).catch(ignoreCode('EEXIST'));
+  await assertPrivateFolder(workspace.nodeCache);
+  return workspace.nodeCache;
 }
 
 /**

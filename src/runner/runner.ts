@@ -220,7 +220,7 @@ async function runSteps(
   const jobEnv = job ? jobVariables(job.env) : { env: {}, dropped: [] };
   if (jobEnv.dropped.length > 0) {
     writer.line(
-      `Warning: the job's variables ${jobEnv.dropped.join(', ')} are not set: Lambkin sets them for every build.`,
+      `Warning: the job's variables ${jobEnv.dropped.join(', ')} are ignored: Lambkin sets them for every build.`,
     );
   }
   const env: Record<string, string> = {

@@ -17,7 +17,11 @@ import { createGitHubClient } from '../../src/github/client.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
 import { nodeArchOf } from '../../src/runner/node-runtime.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
+import { S3CachePlanner } from '../../src/store/cache.js';
 import { S3LogStore } from '../../src/store/logs.js';
+import { readLockfileBlob } from '../../src/github/trees.js';
+import { currentRuntime, runtimeId } from '../../src/core/cache-key.js';
+import { jobVariables } from '../../src/runner/runner.js';
 import { DynamoSettingsStore } from '../../src/store/settings.js';
 import { testBuildRequest } from '../support/builds.js';
 import { Registry, officialPackage, sri } from '../support/fake-node.js';
@@ -36,6 +40,7 @@ let registry: Registry;
 let builds: DynamoBuildStore;
 let logs: S3LogStore;
 let deps: ControllerDependencies;
+let planner: S3CachePlanner;
 let scratch: string;
 
 /** What the test step prints: the variables a job may and may not set, PATH and `node --version`. */
@@ -54,6 +59,9 @@ beforeAll(async () => {
   builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
   logs = new S3LogStore(storage.clients.s3, storage.bucket);
   const octokit = createGitHubClient({ baseUrl: github.url, token: TOKEN });
+  planner = new S3CachePlanner(storage.clients.s3, storage.bucket, {
+    lockfiles: { readLockfileBlob: (repo, sha) => readLockfileBlob(octokit, repo, sha) },
+  });
   scratch = await mkdtemp(join(tmpdir(), 'lambkin-jobs-test-'));
   deps = {
     builds,
@@ -77,9 +85,14 @@ afterAll(async () => {
 
 let projects = 0;
 /** A repository whose only step prints the environment (no package.json: nothing to install). */
-async function envProject(name: string, config: Record<string, unknown> = {}) {
+async function envProject(
+  name: string,
+  config: Record<string, unknown> = {},
+  files: Record<string, string> = {},
+) {
   const dir = join(scratch, `project-${++projects}`);
   await mkdir(dir, { recursive: true });
+  for (const [path, content] of Object.entries(files)) await writeFile(join(dir, path), content);
   const lambkin = { install: [], test: PRINT_ENV, env: { DB: 'config', KEEP: 'config' }, ...config };
   await writeFile(join(dir, '.lambkin.json'), JSON.stringify(lambkin, null, 2) + '\n');
   const repo = await createGitRepoFromDirectory(dir);
@@ -88,11 +101,11 @@ async function envProject(name: string, config: Record<string, unknown> = {}) {
 }
 
 /** Runs a build through the controller with `job` added to the runner's input (absent: none). */
-async function build(request: Pick<BuildRequest, 'repo' | 'sha'>, job?: RunnerJob) {
-  const inner = deps.runner;
+async function build(request: Pick<BuildRequest, 'repo' | 'sha'>, job?: RunnerJob, base = deps) {
+  const inner = base.runner;
   const using: ControllerDependencies = job
-    ? { ...deps, runner: { run: (input, signal) => inner.run({ ...input, job }, signal) } }
-    : deps;
+    ? { ...base, runner: { run: (input, signal) => inner.run({ ...input, job }, signal) } }
+    : base;
   const full = testBuildRequest(request);
   const number = await builds.allocateNumber(full.repo);
   const queued = await builds.putQueuedBuild(full, number, { deadline: Date.now() + 60_000 });
@@ -209,5 +222,76 @@ describe('a job of a build', () => {
     expect(refused.build.state).toBe('error');
     expect(refused.build.description).toContain('the runner has 22.97.0');
     expect(refused.log).not.toContain('NODE=');
+  });
+
+  it("saves and restores the dependency cache for the job's Node.js, not the runner's", async () => {
+    const withCache: ControllerDependencies = { ...deps, cache: planner };
+    const install = 'mkdir -p node_modules/dep && echo "module.exports = 1" > node_modules/dep/index.js';
+    const { repo, sha } = await envProject(
+      'job-node-cache',
+      { install: [install], test: ['echo "NODE=$(node --version)"', 'test -f node_modules/dep/index.js'] },
+      { 'package-lock.json': '{ "name": "job-node-cache", "lockfileVersion": 3, "packages": {} }\n' },
+    );
+    const node = publishNode('23.99.0');
+    const saved = await build({ repo, sha }, matrixJob(node), withCache);
+    expect(saved.build.state).toBe('success');
+    expect(saved.log).toMatch(/^Cache: saved /m);
+
+    // The runner's own Node.js is another runtime: the archive is not for it.
+    const other = await build({ repo, sha }, undefined, withCache);
+    expect(other.build.state).toBe('success');
+    const ownRuntime = runtimeId(currentRuntime());
+    expect(other.log).toContain(
+      `the archive was made on node23-${process.platform}-${process.arch}, this runner is ${ownRuntime}`,
+    );
+
+    const again = await build({ repo, sha }, matrixJob(node), withCache);
+    expect(again.build.state).toBe('success');
+    expect(again.log).toMatch(/^Cache: restored /m);
+    expect(again.log).toContain('NODE=v23.99.0');
+  });
+});
+
+describe('jobVariables', () => {
+  it('keeps the matrix and shard variables and drops the reserved build variables', () => {
+    expect(
+      jobVariables({
+        NODE: '22',
+        DB: 'pg',
+        LAMBKIN_MATRIX_DB: 'pg',
+        LAMBKIN_SHARD_INDEX: '1',
+        LAMBKIN_SHARD_TOTAL: '2',
+        LAMBKIN_SHARD_OTHER: 'x',
+        LAMBKIN_MATRIX_: 'x',
+        LAMBKIN_SHA: 'x',
+        LAMBCI_BRANCH: 'x',
+        LAMBKIN: 'x',
+        PATH: '/x',
+        HOME: '/x',
+        CI: 'false',
+        PWD: '/x',
+        SHELL: '/x',
+      }),
+    ).toEqual({
+      env: {
+        NODE: '22',
+        DB: 'pg',
+        LAMBKIN_MATRIX_DB: 'pg',
+        LAMBKIN_SHARD_INDEX: '1',
+        LAMBKIN_SHARD_TOTAL: '2',
+      },
+      dropped: [
+        'LAMBKIN_SHARD_OTHER',
+        'LAMBKIN_MATRIX_',
+        'LAMBKIN_SHA',
+        'LAMBCI_BRANCH',
+        'LAMBKIN',
+        'PATH',
+        'HOME',
+        'CI',
+        'PWD',
+        'SHELL',
+      ],
+    });
   });
 });

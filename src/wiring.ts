@@ -88,6 +88,12 @@ export function createIntakeDependencies(
   };
 }
 
+/**
+ * One access per configuration in a process: where one process holds the intake and the builder
+ * (the local stack), they share their installation tokens rather than mint each their own.
+ */
+const accessByConfig = new WeakMap<LambkinConfig, GitHubAccess>();
+
 /** The deployment's way into GitHub: its token, or (App mode) the App's installation per repository. */
 export function githubAccessFor(
   config: LambkinConfig,
@@ -95,9 +101,11 @@ export function githubAccessFor(
   // Where installation ids are known without asking GitHub (the webhook's record of them).
   installations?: InstallationRegistry,
 ): GitHubAccess {
+  const made = accessByConfig.get(config);
+  if (made) return made;
   // Once per cold start, in the function's log: which mode this deployment is in.
   logger.info(describeGitHubMode(config), { githubApiUrl: config.githubApiUrl });
-  return createGitHubAccess({
+  const access = createGitHubAccess({
     baseUrl: config.githubApiUrl,
     logger,
     ...(installations ? { knownInstallation: (repo: string) => installations.installationOf(repo) } : {}),
@@ -107,6 +115,8 @@ export function githubAccessFor(
         ? { token: config.githubToken }
         : {}),
   });
+  accessByConfig.set(config, access);
+  return access;
 }
 
 /** The App's installations: the record first, then GitHub (404: not installed). */

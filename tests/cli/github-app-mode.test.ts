@@ -305,6 +305,10 @@ describe('lambkin dev as a GitHub App', () => {
       }
     }
     expect(minted.map((token) => token.repositories).flat()).not.toContain(BYSTANDER_REPO);
+    // Reused until near their expiry: one token per repository and set of permissions, whatever
+    // the number of builds and reports (the intake and the builder of lambkin dev share them).
+    const kinds = minted.map((token) => `${String(token.repositories)} ${JSON.stringify(token.permissions)}`);
+    expect(kinds.length).toBe(new Set(kinds).size);
   }
 
   it('starts as the App', () => {

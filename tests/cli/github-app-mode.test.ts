@@ -8,7 +8,6 @@
  * (tests/support/mocha-project.ts), so the builds need no package registry.
  */
 import { spawn } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +27,7 @@ import type { StoredCheckRun } from '../../src/local/github/index.js';
 import { failingAssertionLine, MOCHA_TEST_FILE, mochaProject } from '../support/mocha-project.js';
 import { checkEventPayload, pullRequestPayload, pushPayload, signedDelivery } from '../support/payloads.js';
 import { LAMBKIN_BIN, OUTSIDE_CHECKOUT, startDevProcess, type DevProcess } from '../support/dev-process.js';
+import { appKeyPair } from '../support/app-keys.js';
 
 const SECRET = 'app-mode-e2e-secret';
 const APP_ID = 4242;
@@ -58,11 +58,7 @@ const REPORTED_WITHIN_MS = 15_000;
 const BYSTANDER_REPO = `${OWNER}/bystander`;
 
 /** A GitHub App's key pair; the private key as GitHub hands it out (PKCS#1 PEM). */
-const key = generateKeyPairSync('rsa', {
-  modulusLength: 2048,
-  publicKeyEncoding: { type: 'spki', format: 'pem' },
-  privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-});
+const key = appKeyPair();
 
 const folders: string[] = [];
 const temporaryFolder = (prefix: string): string => {

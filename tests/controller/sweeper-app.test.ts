@@ -3,7 +3,6 @@
  * progress by a build whose runner died is completed when the sweep ends the build, and a final
  * report GitHub did not take (check run refused with a 500) is sent again, check run included.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { reportBuildStatus } from '../../src/controller/status-reporting.js';
 import { sweepOverdueBuilds, type SweeperDependencies } from '../../src/controller/sweeper.js';
@@ -20,6 +19,7 @@ import {
   type GitRepo,
 } from '../support/github-server.js';
 import { createTestStorage } from '../support/storage.js';
+import { appKeyPair } from '../support/app-keys.js';
 
 const APP_ID = 6060;
 const REPO = 'acme/swept';
@@ -27,11 +27,7 @@ const REPO = 'acme/swept';
 const OTHER = 'acme/swept-again';
 const THIRD = 'acme/swept-log';
 const MINUTE = 60_000;
-const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-  modulusLength: 2048,
-  publicKeyEncoding: { type: 'spki', format: 'pem' },
-  privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-});
+const { publicKey, privateKey } = appKeyPair();
 
 let github: GitHubStandIn;
 let git: GitRepo;

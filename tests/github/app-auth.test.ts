@@ -3,7 +3,6 @@
  * token is minted once per repository and permissions and reused, minted anew near its expiry,
  * and reaches its one repository only.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { createGitHubApp, createInstallationClient, type GitHubApp } from '../../src/github/app-auth.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
@@ -13,14 +12,11 @@ import {
   type GitHubStandIn,
   type GitRepo,
 } from '../support/github-server.js';
+import { appKeyPair } from '../support/app-keys.js';
 
 const APP_ID = 31337;
 const INSTALLATION_ID = 99;
-const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-  modulusLength: 2048,
-  publicKeyEncoding: { type: 'spki', format: 'pem' },
-  privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-});
+const { publicKey, privateKey } = appKeyPair('pkcs8');
 const PERMISSIONS = { checks: 'write', contents: 'read' } as const;
 
 let server: GitHubStandIn;

@@ -4,7 +4,6 @@
  * agree through queued, in progress and completed; another process finds the run by its external
  * id; faults are retried within the policy; a run it cannot write fails the report.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { BuildRecord } from '../../src/core/build.js';
 import { checkReportOf } from '../../src/core/check-run.js';
@@ -18,13 +17,10 @@ import {
   type GitHubStandIn,
   type GitRepo,
 } from '../support/github-server.js';
+import { appKeyPair } from '../support/app-keys.js';
 
 const APP_ID = 7001;
-const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-  modulusLength: 2048,
-  publicKeyEncoding: { type: 'spki', format: 'pem' },
-  privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-});
+const { publicKey, privateKey } = appKeyPair();
 const POLICY: DeliveryPolicy = {
   deadlineMs: 10_000,
   maxAttempts: 4,

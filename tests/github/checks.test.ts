@@ -2,7 +2,6 @@
  * Check runs through GitHubCheckRuns (src/github/checks.ts), as a GitHub App installation, against
  * the GitHub stand-in: annotations go 50 a request and all of them arrive.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { createGitHubApp } from '../../src/github/app-auth.js';
 import type { CheckAnnotation } from '../../src/core/annotations/index.js';
@@ -15,13 +14,10 @@ import {
   type GitHubStandIn,
   type GitRepo,
 } from '../support/github-server.js';
+import { appKeyPair } from '../support/app-keys.js';
 
 const APP_ID = 5150;
-const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-  modulusLength: 2048,
-  publicKeyEncoding: { type: 'spki', format: 'pem' },
-  privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-});
+const { publicKey, privateKey } = appKeyPair('pkcs8');
 
 let server: GitHubStandIn;
 let repo: GitRepo;

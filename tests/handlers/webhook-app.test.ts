@@ -4,7 +4,6 @@
  * Lambda Invoke stand-in. Installation events are recorded; a repository the App is not installed
  * on is refused clearly; a queued build gets its queued check run beside its pending status.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { createLambdaClient } from '../../src/aws/clients.js';
 import { loadConfig } from '../../src/config.js';
@@ -16,14 +15,11 @@ import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support
 import { startLambdaServer, type LambdaServer } from '../support/lambda-server.js';
 import { examplePayload, pushPayload, signedDelivery } from '../support/payloads.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
+import { appKeyPair } from '../support/app-keys.js';
 
 const SECRET = 'app-intake-secret';
 const APP_ID = 9090;
-const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-  modulusLength: 2048,
-  publicKeyEncoding: { type: 'spki', format: 'pem' },
-  privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-});
+const { publicKey, privateKey } = appKeyPair();
 
 let storage: TestStorage;
 let github: GitHubStandIn;

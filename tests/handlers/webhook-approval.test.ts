@@ -4,7 +4,6 @@
  * App (collaborators' permissions, check runs with their buttons), signed webhooks and the Lambda
  * Invoke stand-in. In token mode such pull requests are skipped, saying why.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { createLambdaClient } from '../../src/aws/clients.js';
 import { loadConfig } from '../../src/config.js';
@@ -22,15 +21,12 @@ import {
 import { startLambdaServer, type LambdaServer } from '../support/lambda-server.js';
 import { checkEventPayload, pullRequestPayload, signedDelivery } from '../support/payloads.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
+import { appKeyPair } from '../support/app-keys.js';
 
 const SECRET = 'approval-intake-secret';
 const APP_ID = 9191;
 const INSTALLATION = 41;
-const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-  modulusLength: 2048,
-  publicKeyEncoding: { type: 'spki', format: 'pem' },
-  privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-});
+const { publicKey, privateKey } = appKeyPair();
 
 let storage: TestStorage;
 let github: GitHubStandIn;

@@ -5,7 +5,7 @@
  * by node:crypto; every answer is checked against GitHub's OpenAPI description (the subset's
  * `appOperations`, and its shared error shapes).
  */
-import { generateKeyPairSync, sign } from 'node:crypto';
+import { sign } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import {
   commitFiles,
@@ -15,6 +15,7 @@ import {
   type GitRepo,
 } from '../../src/local/github/index.js';
 import { schemaErrors, subset, type OperationShape, type Schema } from '../support/openapi-subset.js';
+import { appKeyPair } from '../support/app-keys.js';
 
 // --- the OpenAPI subset (tests/support/openapi-subset.ts) -----------------------------------------
 
@@ -73,12 +74,7 @@ async function api(operationId: string, path: string, auth?: string, body?: unkn
 
 // --- JWTs -------------------------------------------------------------------------------------
 
-const newKeyPair = (): { publicKey: string; privateKey: string } =>
-  generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-  });
+const newKeyPair = (): { publicKey: string; privateKey: string } => appKeyPair('pkcs8');
 
 const base64url = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);

@@ -4,7 +4,6 @@
  * checks GitHub's limits on a check run's output), and the configuration as the functions and
  * `lambkin dev` load it. The build's log is the attacker's: a fork's test output.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,14 +27,11 @@ import {
   type GitHubStandIn,
   type GitRepo,
 } from '../support/github-server.js';
+import { appKeyPair } from '../support/app-keys.js';
 
 const APP_ID = 7301;
 const CLIENT_ID = 'Iv1.attackappmode0001';
-const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-  modulusLength: 2048,
-  publicKeyEncoding: { type: 'spki', format: 'pem' },
-  privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-});
+const { publicKey, privateKey } = appKeyPair();
 /** No retries: GitHub's 422 is final, and the test should see the first answer. */
 const POLICY: DeliveryPolicy = {
   deadlineMs: 10_000,
@@ -46,11 +42,7 @@ const POLICY: DeliveryPolicy = {
 const ROOT = '/tmp/lambkin-work/build-7/src';
 /** Another App on the same repository (a third-party App, or a collaborator's): not Lambkin. */
 const OTHER_APP_ID = 7302;
-const other = generateKeyPairSync('rsa', {
-  modulusLength: 2048,
-  publicKeyEncoding: { type: 'spki', format: 'pem' },
-  privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-});
+const other = appKeyPair();
 
 let server: GitHubStandIn;
 let repo: GitRepo;

@@ -239,6 +239,14 @@ export function describeGitHubMode(config: Pick<LambkinConfig, 'githubAppId' | '
   }
 }
 
+/** How a function signs in to GitHub: a token, or an App's id and key (one or the other). */
+const GITHUB_CREDENTIAL_KEYS = [
+  'githubToken',
+  'githubAppId',
+  'githubAppPrivateKey',
+  'githubAppPrivateKeyFile',
+] as const satisfies readonly (keyof LambkinConfig)[];
+
 /**
  * The deployed functions and the configuration each reads from its environment: `required` it
  * cannot start without, `optional` it reads when set. The template must set every one of them
@@ -252,10 +260,7 @@ export const FUNCTION_CONFIG = {
       'githubApiUrl',
       'queueTimeoutSeconds',
       'secretArn',
-      'githubToken',
-      'githubAppId',
-      'githubAppPrivateKey',
-      'githubAppPrivateKeyFile',
+      ...GITHUB_CREDENTIAL_KEYS,
       'webhookSecrets',
     ],
   },
@@ -267,10 +272,7 @@ export const FUNCTION_CONFIG = {
       'runnerTimeoutSeconds',
       'logLimitBytes',
       'secretArn',
-      'githubToken',
-      'githubAppId',
-      'githubAppPrivateKey',
-      'githubAppPrivateKeyFile',
+      ...GITHUB_CREDENTIAL_KEYS,
       'settingsKmsKey',
       'uploadRole',
     ],
@@ -278,27 +280,11 @@ export const FUNCTION_CONFIG = {
   runner: { required: [], optional: [] },
   sweeper: {
     required: ['buildsTable'],
-    optional: [
-      'publicUrl',
-      'githubApiUrl',
-      'secretArn',
-      'githubToken',
-      'githubAppId',
-      'githubAppPrivateKey',
-      'githubAppPrivateKeyFile',
-    ],
+    optional: ['publicUrl', 'githubApiUrl', 'secretArn', ...GITHUB_CREDENTIAL_KEYS],
   },
   failure: {
     required: ['buildsTable'],
-    optional: [
-      'publicUrl',
-      'githubApiUrl',
-      'secretArn',
-      'githubToken',
-      'githubAppId',
-      'githubAppPrivateKey',
-      'githubAppPrivateKeyFile',
-    ],
+    optional: ['publicUrl', 'githubApiUrl', 'secretArn', ...GITHUB_CREDENTIAL_KEYS],
   },
   logs: { required: ['buildsTable', 'bucket'], optional: [] },
   // The builds table's stream: the page of recent builds, Slack and SNS (src/notify/stream.ts).
@@ -314,10 +300,7 @@ export type FunctionName = keyof typeof FUNCTION_CONFIG;
 
 /** Secrets come from Secrets Manager in the cloud; locally from these variables. */
 export const CLOUD_SECRET_KEYS: readonly (keyof LambkinConfig)[] = [
-  'githubToken',
-  'githubAppId',
-  'githubAppPrivateKey',
-  'githubAppPrivateKeyFile',
+  ...GITHUB_CREDENTIAL_KEYS,
   'webhookSecrets',
 ];
 

@@ -13,7 +13,7 @@ import { DynamoInstallationRegistry } from '../../src/store/installations.js';
 import { createIntakeDependencies } from '../../src/wiring.js';
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { startLambdaServer, type LambdaServer } from '../support/lambda-server.js';
-import { examplePayload, pushPayload, signedDelivery } from '../support/payloads.js';
+import { examplePayload, pushPayload, deliverToHandler } from '../support/payloads.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
 import { appKeyPair } from '../support/app-keys.js';
 
@@ -65,15 +65,7 @@ afterAll(async () => {
 });
 
 async function deliver(event: string, payload: unknown) {
-  const delivery = await signedDelivery(SECRET, event, payload);
-  const result = await handler({
-    rawPath: '/webhook',
-    headers: delivery.headers,
-    body: delivery.body,
-    isBase64Encoded: false,
-    requestContext: { http: { method: 'POST', path: '/webhook' } },
-  });
-  return { statusCode: result.statusCode, json: JSON.parse(result.body) as Record<string, unknown> };
+  return deliverToHandler(handler, SECRET, event, payload);
 }
 
 /** A push as GitHub delivers it to an App: it names the installation. */

@@ -19,7 +19,7 @@ import {
   type GitHubStandIn,
 } from '../support/github-server.js';
 import { startLambdaServer, type LambdaServer } from '../support/lambda-server.js';
-import { checkEventPayload, pullRequestPayload, signedDelivery } from '../support/payloads.js';
+import { checkEventPayload, pullRequestPayload, deliverToHandler } from '../support/payloads.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
 import { appKeyPair } from '../support/app-keys.js';
 
@@ -93,15 +93,7 @@ afterAll(async () => {
 });
 
 async function deliver(event: string, payload: unknown, handler = appHandler) {
-  const delivery = await signedDelivery(SECRET, event, payload);
-  const result = await handler({
-    rawPath: '/webhook',
-    headers: delivery.headers,
-    body: delivery.body,
-    isBase64Encoded: false,
-    requestContext: { http: { method: 'POST', path: '/webhook' } },
-  });
-  return { statusCode: result.statusCode, json: JSON.parse(result.body) as Record<string, unknown> };
+  return deliverToHandler(handler, SECRET, event, payload);
 }
 
 /** As GitHub delivers it to the App: naming the installation (`undefined`: a repository webhook). */

@@ -547,3 +547,33 @@ export function checkEventPayload(
   }
   return payload as unknown as Record<string, unknown>;
 }
+
+/** What a webhook handler answered a signed delivery: its status and its JSON body. */
+export interface HandlerAnswer {
+  statusCode: number;
+  json: Record<string, unknown>;
+}
+
+/** Signs `payload` as GitHub does and posts it to a webhook handler as an HTTP API event. */
+export async function deliverToHandler(
+  handler: (event: {
+    rawPath: string;
+    headers: Record<string, string>;
+    body: string;
+    isBase64Encoded: boolean;
+    requestContext: { http: { method: string; path: string } };
+  }) => Promise<{ statusCode: number; body: string }>,
+  secret: string,
+  event: string,
+  payload: unknown,
+): Promise<HandlerAnswer> {
+  const delivery = await signedDelivery(secret, event, payload);
+  const result = await handler({
+    rawPath: '/webhook',
+    headers: delivery.headers,
+    body: delivery.body,
+    isBase64Encoded: false,
+    requestContext: { http: { method: 'POST', path: '/webhook' } },
+  });
+  return { statusCode: result.statusCode, json: JSON.parse(result.body) as Record<string, unknown> };
+}

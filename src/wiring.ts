@@ -46,7 +46,14 @@ import { SlackClient } from './notify/slack.js';
 import { AwsSnsPublisher } from './notify/sns.js';
 import type { BuildStreamDependencies } from './notify/stream.js';
 import type { Logger } from './core/logger.js';
-import { type InstallationRegistry, type RunnerInvoker, type StatusReporter } from './core/ports.js';
+import {
+  type InstallationRegistry,
+  type NodeVersionResolver,
+  type RunnerInvoker,
+  type StatusReporter,
+} from './core/ports.js';
+import { DynamoJobStore } from './store/jobs.js';
+import { nodeArchOf, npmRegistryUrl, resolveNodeVersion } from './runner/node-runtime.js';
 
 export function createIntakeDependencies(
   config: LambkinConfig,
@@ -218,10 +225,39 @@ export function createControllerDependencies(
     }),
     ...stsDependencies(config),
     runner,
+    jobs: new DynamoJobStore(clients.documents, config.buildsTable),
+    // A build's jobs each get a controller of their own: this function invoked again, one job each.
+    ...(selfFunction(config) !== undefined
+      ? { jobInvoker: new LambdaControllerInvoker(clients.lambda, selfFunction(config) ?? '') }
+      : {}),
+    nodeVersions: nodeVersionResolver(),
     logger,
     publicUrl: config.publicUrl,
     runnerTimeoutMs: config.runnerTimeoutSeconds * 1000,
     logLimitBytes: config.logLimitBytes,
+  };
+}
+
+/** The builder function's own name (Lambda sets it), else the configured one (the local stack's). */
+function selfFunction(config: LambkinConfig): string | undefined {
+  return process.env.AWS_LAMBDA_FUNCTION_NAME ?? (config.builderFunction || undefined);
+}
+
+/**
+ * A matrix's `node` values to exact versions, from the registry npm would use (asked once per
+ * process; a failure is asked again next time).
+ */
+export function nodeVersionResolver(): NodeVersionResolver {
+  let registry: Promise<string> | undefined;
+  return {
+    async resolve(spec) {
+      registry ??= npmRegistryUrl();
+      const registryUrl = await registry.catch((error: unknown) => {
+        registry = undefined;
+        throw error;
+      });
+      return resolveNodeVersion(spec, { registryUrl, arch: nodeArchOf() });
+    },
   };
 }
 
@@ -269,10 +305,17 @@ export function createNotifierDependencies(
 export function createBuildEnderDependencies(
   config: LambkinConfig,
   logger: Logger,
-): { builds: DynamoBuildStore; statuses: StatusReporter; logger: Logger; publicUrl: string } {
+): {
+  builds: DynamoBuildStore;
+  jobs: DynamoJobStore;
+  statuses: StatusReporter;
+  logger: Logger;
+  publicUrl: string;
+} {
   const { documents } = createDynamoClients();
   return {
     builds: new DynamoBuildStore(documents, config.buildsTable),
+    jobs: new DynamoJobStore(documents, config.buildsTable),
     statuses: statusReporterFor(githubAccessFor(config, logger)),
     logger,
     publicUrl: config.publicUrl,

@@ -55,8 +55,8 @@ export class LambdaControllerInvoker implements ControllerInvoker {
     this.deadlineMs = options.deadlineMs ?? DEFAULT_INVOKE_DEADLINE_MS;
   }
 
-  async invoke(key: BuildKey): Promise<void> {
-    const payload = new TextEncoder().encode(JSON.stringify(builderInvocationFor(key)));
+  async invoke(key: BuildKey, job?: string): Promise<void> {
+    const payload = new TextEncoder().encode(JSON.stringify(builderInvocationFor(key, job)));
     const deadline = AbortSignal.timeout(this.deadlineMs);
     let statusCode: number | undefined;
     try {

@@ -3,6 +3,7 @@
  * `lambkin config`: parsing, checking against the document's shape, reading, writing, removing,
  * validating what a write produced, and hiding secret values.
  */
+import { MAX_JOBS_LIMIT } from '../core/jobs.js';
 import { SETTINGS_CONFIG_SCHEMA, isReservedEnvName, validateSettingsConfig } from '../core/repo-config.js';
 import { describeValue, unknownKeyMessage } from '../core/repo-config/validate.js';
 import {
@@ -27,7 +28,7 @@ export type KeyPath = readonly string[];
  * `keys`: true, false or a list of repository-config keys; `arn`: an IAM role ARN; `secret`: text
  * sealed in the store and shown as `***`; `events`: notification events; `topicArn`: an SNS topic.
  */
-type Leaf = 'boolean' | 'patterns' | 'keys' | 'text' | 'arn' | 'secret' | 'events' | 'topicArn';
+type Leaf = 'boolean' | 'patterns' | 'keys' | 'text' | 'arn' | 'secret' | 'events' | 'topicArn' | 'jobLimit';
 interface Shape {
   [key: string]: Leaf | Shape;
 }
@@ -49,6 +50,7 @@ const BUILD_SHAPE = {
   tags: 'boolean',
   pullRequests: PULL_REQUEST_SHAPE,
   cancelSuperseded: 'boolean',
+  maxJobs: 'jobLimit',
 } as const satisfies Record<keyof NonNullable<SettingsDocument['build']>, unknown>;
 const DEPLOY_SHAPE = {
   roleArn: 'arn',
@@ -208,6 +210,8 @@ function describeLeaf(leaf: Leaf): string {
       return `a list of notification events (${NOTIFY_EVENTS.join(', ')})`;
     case 'topicArn':
       return 'an SNS topic ARN';
+    case 'jobLimit':
+      return `a whole number of jobs per build, 1 to ${MAX_JOBS_LIMIT}`;
     default:
       return 'text';
   }
@@ -358,6 +362,10 @@ function leafProblem(value: unknown, leaf: Leaf, where: string): string | undefi
       return typeof value === 'string' && TOPIC_ARN.test(value)
         ? undefined
         : `"${where}" must be an SNS topic ARN such as arn:aws:sns:us-east-1:123456789012:builds ${got}`;
+    case 'jobLimit':
+      return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= MAX_JOBS_LIMIT
+        ? undefined
+        : `"${where}" must be a whole number of jobs per build from 1 to ${MAX_JOBS_LIMIT} ${got}`;
     case 'events': {
       const valid =
         Array.isArray(value) && value.every((item) => (NOTIFY_EVENTS as readonly unknown[]).includes(item));

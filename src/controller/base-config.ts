@@ -6,7 +6,13 @@
  */
 import type { RepoName } from '../core/build.js';
 import { RepoConfigError, type RepoConfigProblem } from '../core/repo-config/config-errors.js';
-import { LAMBCI_FILE, LAMBKIN_FILE, collectConfigFiles } from '../core/repo-config/files.js';
+import {
+  LAMBCI_FILE,
+  LAMBKIN_FILE,
+  collectConfigFiles,
+  type RepoConfigFile,
+  type RepoConfigFiles,
+} from '../core/repo-config/files.js';
 import { MAX_CONFIG_FILE_BYTES } from '../core/repo-config/schema.js';
 import type { BaseConfig } from '../core/protocol.js';
 
@@ -26,10 +32,41 @@ export async function readBaseConfig(
   ref: string,
   options: { hint?: string } = {},
 ): Promise<BaseConfig> {
-  const branchRef = `refs/heads/${ref}`;
-  const [packageText, lambciText, lambkinText] = await Promise.all(
-    ['package.json', LAMBCI_FILE, LAMBKIN_FILE].map((path) => reader.readFile(repo, path, branchRef)),
-  );
+  const files = await readConfigFiles(reader, repo, `refs/heads/${ref}`, ref, {
+    hint: options.hint ?? `Pull requests take their config from ${ref}: fix it there.`,
+  });
+  return { ref, files, notes: [] };
+}
+
+/**
+ * The config files of the build's own commit (`sha`), as the runner will read them from its
+ * checkout: what the controller plans a build's jobs from before any runner starts.
+ */
+export async function readCommitConfig(
+  reader: RepoFileReader,
+  repo: RepoName,
+  sha: string,
+): Promise<RepoConfigFiles> {
+  const packageText = await reader.readFile(repo, 'package.json', sha);
+  const files = await readConfigFiles(reader, repo, sha, sha.slice(0, 7), {
+    hint: 'Fix the config in the commit, then push again.',
+    packageText,
+  });
+  return { files, hasLockfile: false, hasPackageJson: packageText !== undefined, notes: [] };
+}
+
+async function readConfigFiles(
+  reader: RepoFileReader,
+  repo: RepoName,
+  gitRef: string,
+  ref: string,
+  options: { hint: string; packageText?: string | undefined },
+): Promise<RepoConfigFile[]> {
+  const [packageText, lambciText, lambkinText] = await Promise.all([
+    'packageText' in options ? options.packageText : reader.readFile(repo, 'package.json', gitRef),
+    reader.readFile(repo, LAMBCI_FILE, gitRef),
+    reader.readFile(repo, LAMBKIN_FILE, gitRef),
+  ]);
   const problems: RepoConfigProblem[] = [];
   const sized = (name: string, text: string | undefined): string | undefined => {
     if (text !== undefined && Buffer.byteLength(text) > MAX_CONFIG_FILE_BYTES) {
@@ -53,9 +90,9 @@ export async function readBaseConfig(
       problems.map((problem) => ({ ...problem, source: `${ref}: ${problem.source ?? 'config'}` })),
       {
         omitted,
-        hint: options.hint ?? `Pull requests take their config from ${ref}: fix it there.`,
+        hint: options.hint,
       },
     );
   }
-  return { ref, files, notes: [] };
+  return files;
 }

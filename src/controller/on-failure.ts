@@ -22,6 +22,13 @@ export interface OnFailureDependencies {
   publicUrl: string;
   /** How long the `error` status may be retried; default FAILURE_STATUS_DELIVERY. */
   statusDelivery?: DeliveryPolicy;
+  /**
+   * Ends one crashed job of a build of several (src/controller/job-controller.ts); without it a
+   * crashed job's invocation ends its whole build `error`.
+   */
+  jobController?: {
+    endCrashedJob(build: BuildKey, job: string, reason: string): Promise<{ build: BuildRecord } | undefined>;
+  };
 }
 
 /**
@@ -82,9 +89,11 @@ export async function endFailedBuild(
   failure: FailedInvocation,
 ): Promise<OnFailureResult> {
   let key: BuildKey;
+  let job: string | undefined;
   try {
     const invocation = parseBuilderInvocation(failure.payload);
     key = { repo: invocation.repo, number: invocation.number };
+    job = invocation.job;
   } catch (error) {
     deps.logger.error('an async invocation failed and is not a build', {
       functionName: failure.functionName,
@@ -95,6 +104,17 @@ export async function endFailedBuild(
   }
   const label = buildLabel(key);
   const reason = failureReason(failure);
+  // One job's controller crashed: that job ends `error`, the build when its jobs all ended.
+  if (job !== undefined && deps.jobController) {
+    const ended = await deps.jobController.endCrashedJob(key, job, reason);
+    deps.logger.error('job ended as error by the on-failure destination', {
+      build: `${label}/${job}`,
+      reason,
+    });
+    return ended
+      ? { ended: true, build: ended.build, statusSet: true }
+      : { ended: false, reason: 'already ended', build: key };
+  }
   let build: BuildRecord;
   try {
     build = await deps.builds.transition(key, { from: ['queued', 'running'], to: 'error', reason });

@@ -23,7 +23,7 @@ export interface BuildStatusReport {
   /** The commit status; the check run that goes with it (App mode) is made from it and the build. */
   status: Omit<CommitStatusUpdate, 'check'>;
   /** What only the controller knows at the end: the log and where the source was. */
-  checkDetails?: Pick<CheckReportInput, 'log' | 'checkoutRoot'>;
+  checkDetails?: Pick<CheckReportInput, 'log' | 'checkoutRoot' | 'job'>;
   /** The build state this status stands for: recorded as acknowledged once GitHub took it. */
   reports: BuildState;
   policy: DeliveryPolicy;
@@ -71,6 +71,6 @@ function checkReportFor(deps: StatusReportingDependencies, report: BuildStatusRe
       build: buildLabel(report.build),
       error,
     });
-    return checkReportOf(input);
+    return checkReportOf({ ...input, ...(report.checkDetails?.job ? { job: report.checkDetails.job } : {}) });
   }
 }

@@ -15,8 +15,11 @@ import { FINAL_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
 import { finalStatusOf } from './controller.js';
 import { statusLinkOf } from './on-failure.js';
-import { type DeliveryPolicy, type StatusReporter, type BuildStore } from '../core/ports.js';
+import { type DeliveryPolicy, type StatusReporter, type BuildStore, type JobStore } from '../core/ports.js';
 import { reportBuildStatus } from './status-reporting.js';
+import { reportJob } from './job-controller.js';
+import { fanInDescription, type JobRecord } from '../core/job-record.js';
+import { fanIn } from '../core/jobs.js';
 
 export interface SweeperDependencies {
   /**
@@ -38,6 +41,8 @@ export interface SweeperDependencies {
    * ended it may still be retrying); default UNREPORTED_GRACE_MS.
    */
   unreportedGraceMs?: number;
+  /** The jobs of builds of several: a swept build's unfinished jobs end with it. */
+  jobs?: Pick<JobStore, 'listJobs' | 'transitionJob'>;
 }
 
 export interface SweepOptions {
@@ -64,7 +69,8 @@ export interface SweptBuild {
   number: number;
   sha: string;
   from: OverdueState;
-  to: (typeof OVERDUE_ENDINGS)[OverdueState]['to'];
+  /** As OVERDUE_ENDINGS says; a build whose jobs had all ended takes their fan-in instead. */
+  to: BuildState;
   /** Why, as recorded on the build. */
   reason: string;
   /** The link given to GitHub, when the build has one. */
@@ -275,7 +281,12 @@ async function sweepOne(
     return;
   }
   const from: OverdueState = overdue.state;
-  const ending = OVERDUE_ENDINGS[from];
+  const jobs = deps.jobs ? await deps.jobs.listJobs(key) : [];
+  // Every job ended but the last one's controller died before the fan-in: the jobs decide.
+  const fannedIn = jobs.length > 0 && jobs.every((job) => isTerminal(job.state));
+  const ending = fannedIn
+    ? { to: fanIn(jobs.map((job) => job.state)), reason: fanInDescription(jobs) }
+    : OVERDUE_ENDINGS[from];
   let ended: BuildRecord;
   try {
     ended = await deps.builds.transition(key, { from, to: ending.to, reason: ending.reason });
@@ -300,6 +311,7 @@ async function sweepOne(
     reason: ending.reason,
     deadline: overdue.deadline,
   });
+  await endUnfinishedJobs(deps, ended, jobs);
   const url = statusLinkOf(ended, deps.publicUrl);
   // Not taken: never silent, and a later sweep re-sends it (the build stays unreported).
   const report = await reportBuildStatus(deps, {
@@ -320,6 +332,29 @@ async function sweepOne(
     ...(report.set ? {} : { statusError: report.error }),
   };
   result.ended.push(swept);
+}
+
+/** A swept build's jobs that had not ended: running ones end as the build did, queued ones cancelled. */
+async function endUnfinishedJobs(
+  deps: SweeperDependencies,
+  build: BuildRecord,
+  jobs: readonly JobRecord[],
+): Promise<void> {
+  for (const job of jobs) {
+    if (isTerminal(job.state)) continue;
+    const to = job.state === 'running' ? OVERDUE_ENDINGS.running.to : 'cancelled';
+    const reason = `${OVERDUE_ENDINGS[job.state === 'running' ? 'running' : 'queued'].reason} (swept with its build)`;
+    try {
+      const ended = await deps.jobs?.transitionJob(job, { from: job.state, to, reason });
+      if (ended) await reportJob(deps, build, ended, 'final');
+    } catch (error) {
+      deps.logger.warn('could not end a job of a swept build', {
+        build: buildLabel(build),
+        job: job.id,
+        error,
+      });
+    }
+  }
 }
 
 function count(n: number, noun: string): string {

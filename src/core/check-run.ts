@@ -8,6 +8,7 @@ import type { BuildRecord, StepResult } from './build.js';
 import { annotationSummary, extractAnnotations, type CheckAnnotation } from './annotations/index.js';
 import { formatDuration, lastBytes, stepOutcome } from './log-format.js';
 import type { BuildState } from './state-machine.js';
+import { JOB_CONTEXT } from './jobs.js';
 import { stripTerminalControls } from './terminal-text.js';
 
 /** The check run's name (one per build; per job once builds have jobs). */
@@ -46,8 +47,13 @@ export function checkConclusion(state: BuildState): CheckConclusion | undefined 
 }
 
 /** `owner/repo#number`: comes back in `check_run` webhooks, so a re-run names its build. */
-export function checkExternalId(build: Pick<BuildRecord, 'repo' | 'number'>): string {
-  return `${build.repo}#${build.number}`;
+export function checkExternalId(build: Pick<BuildRecord, 'repo' | 'number'>, job?: string): string {
+  return job === undefined ? `${build.repo}#${build.number}` : `${build.repo}#${build.number}/${job}`;
+}
+
+/** A job's check run name: its status context with the product's name, `Lambkin/node-22 (2/4)`. */
+export function jobCheckRunName(context: string): string {
+  return context.startsWith(JOB_CONTEXT) ? `${CHECK_RUN_NAME}${context.slice(JOB_CONTEXT.length)}` : context;
 }
 
 export interface CheckOutputInput {
@@ -155,12 +161,16 @@ export interface CheckReportInput {
   log?: string;
   /** The runner's checkout (absolute): annotations are read only with it. */
   checkoutRoot?: string;
+  /** A job's run (a build of several jobs): its id and context name the run; `build` is then the job's times. */
+  job?: { id: string; context: string };
 }
 
 /** The check run that goes with a commit status: its status, conclusion and output. */
 export function checkReportOf(input: CheckReportInput): CheckRunReport {
   const { build } = input;
-  const base = { name: CHECK_RUN_NAME, externalId: checkExternalId(build) };
+  const base = input.job
+    ? { name: jobCheckRunName(input.job.context), externalId: checkExternalId(build, input.job.id) }
+    : { name: CHECK_RUN_NAME, externalId: checkExternalId(build) };
   const conclusion = checkConclusion(input.state);
   if (conclusion === undefined) {
     const running = input.state === 'running';

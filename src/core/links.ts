@@ -79,6 +79,43 @@ export function relativePageLinks(pageUrl: string): RelativePageLinks {
   };
 }
 
+/** The relative links of a job's page (`…/builds/<owner>/<repo>/<number>/jobs/<id>`). */
+export interface RelativeJobPageLinks {
+  /** From the job's page to its raw log: `node-22/log.txt`. */
+  rawLog: string;
+  /** From the job's page to itself: `node-22`. */
+  self: string;
+  /** From the job's page to its build's page: `../../7`. */
+  build: string;
+}
+
+/** A job's page, from its build's stable link: `/jobs/<id>` after the path, before the query (a private build's token). */
+export function jobPageUrl(buildPageUrl: string, id: string): string {
+  const query = buildPageUrl.indexOf('?');
+  const path = `/jobs/${encodeURIComponent(id)}`;
+  return query < 0
+    ? `${buildPageUrl}${path}`
+    : `${buildPageUrl.slice(0, query)}${path}${buildPageUrl.slice(query)}`;
+}
+
+export function relativeJobPageLinks(buildPageUrl: string, id: string): RelativeJobPageLinks {
+  const url = new URL(buildPageUrl, 'http://lambkin.invalid');
+  const number = url.pathname.split('/').pop() ?? '';
+  const job = encodeURIComponent(id);
+  return {
+    rawLog: `${job}/log.txt${url.search}`,
+    self: `${job}${url.search}`,
+    build: `../../${number}${url.search}`,
+  };
+}
+
+/** From a build's page to one of its jobs' pages: `7/jobs/node-22`. */
+export function jobLinkFromBuildPage(buildPageUrl: string, id: string): string {
+  const url = new URL(buildPageUrl, 'http://lambkin.invalid');
+  const number = url.pathname.split('/').pop() ?? '';
+  return `${number}/jobs/${encodeURIComponent(id)}${url.search}`;
+}
+
 /** The link recorded on the build at intake, or one made from the configured base URL. */
 export function pageUrlOf(
   build: BuildKey & { pageUrl?: string; logToken?: string },

@@ -6,11 +6,14 @@
 import type { CheckRunReport } from './check-run.js';
 import type { BuildKey, BuildRecord, BuildRequest, RepoName, StepResult } from './build.js';
 import { LambkinError } from './errors.js';
+import type { JobRecord } from './job-record.js';
+import type { JobPlan } from './jobs.js';
 import type {
   CacheAccess,
   DeployCredentialGrant,
   PresignedPost,
   RunnerInput,
+  RunnerJobNode,
   RunnerOutcome,
 } from './protocol.js';
 import type { EffectiveSettings, SettingsDocument } from './settings.js';
@@ -136,6 +139,39 @@ export interface BuildStore {
   ): Promise<{ claimed: boolean; record: BodyGuardRecord }>;
 }
 
+/** The exact Node.js a matrix's `node` value (`22`, `22.11.0`) stands for, asked of the registry. */
+export interface NodeVersionResolver {
+  resolve(spec: string): Promise<RunnerJobNode>;
+}
+
+/** A job as the controller plans it, before it is recorded. */
+export interface NewJob {
+  plan: JobPlan;
+  /** The exact Node.js its `node` value resolved to (absent: the runner's own). */
+  resolvedNode?: RunnerJobNode;
+  failFast: boolean;
+}
+
+/**
+ * The jobs of builds of several jobs: one record per job under its build, each changed only by
+ * conditional transitions (the build state machine's rules), as builds are.
+ */
+export interface JobStore {
+  /**
+   * Records the build's jobs as `queued` (index = position in `jobs`, from 1), with `deadline`.
+   * Idempotent: a job already recorded is kept as it is. Returns the records, in order.
+   */
+  putJobs(
+    build: Pick<BuildRecord, 'repo' | 'number' | 'logPrefix'>,
+    jobs: readonly NewJob[],
+    options: { deadline: number; at?: number },
+  ): Promise<JobRecord[]>;
+  /** Every job of the build, in order (strongly consistent); empty for a build of one job. */
+  listJobs(build: BuildKey): Promise<JobRecord[]>;
+  /** Conditional state change of one job; throws TransitionRefusedError when illegal or lost. */
+  transitionJob(job: JobRecord, request: TransitionRequest): Promise<JobRecord>;
+}
+
 export interface LatestPointer {
   number: number;
   state: string;
@@ -225,8 +261,11 @@ export interface CacheLocation {
 }
 
 export interface CachePlanner {
-  /** The build's cache entry, from the lockfile at its commit; undefined without a lockfile. */
-  locate(build: BuildRecord): Promise<CacheLocation | undefined>;
+  /**
+   * The build's cache entry, from the lockfile at its commit; undefined without a lockfile. A job
+   * that runs on a Node.js of its own (`nodeVersion`) has its own entry.
+   */
+  locate(build: BuildRecord, options?: { nodeVersion?: string }): Promise<CacheLocation | undefined>;
   /** Presigned URLs for the runner, signed by `signer` (else the planner's own client); a PUT only with `write`. */
   presign(
     location: CacheLocation,
@@ -283,8 +322,11 @@ export interface RunnerInvoker {
 
 /** How the intake (and `lambkin rebuild`) hand a queued build to the controller: asynchronously. */
 export interface ControllerInvoker {
-  /** Starts the controller for the build; resolves once the invoke is accepted, not when the build ends. */
-  invoke(key: BuildKey): Promise<void>;
+  /**
+   * Starts the controller for the build (or, with `job`, for that one job of it); resolves once
+   * the invoke is accepted, not when the build ends.
+   */
+  invoke(key: BuildKey, job?: string): Promise<void>;
 }
 
 /**

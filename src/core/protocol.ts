@@ -7,6 +7,7 @@ import type { BuildRequest, RepoName, StepResult } from './build.js';
 import type { RepoConfigFile } from './repo-config/files.js';
 import type { BuildKey } from './build.js';
 import { LambkinError } from './errors.js';
+import { isJobId } from './jobs.js';
 
 /**
  * An S3 presigned POST (browser-form upload) limited to one key prefix: the runner can upload any
@@ -260,6 +261,11 @@ export interface BuilderInvocation {
   kind: 'build';
   repo: RepoName;
   number: number;
+  /**
+   * One job of a build of several (its JobPlan id): the controller runs that job only. Absent:
+   * the build itself, which the controller plans and, with several jobs, fans out.
+   */
+  job?: string;
 }
 
 /** An event given to the builder function is not a `BuilderInvocation`. */
@@ -274,8 +280,8 @@ export class InvalidBuilderInvocationError extends LambkinError {
   }
 }
 
-export function builderInvocationFor(key: BuildKey): BuilderInvocation {
-  return { kind: 'build', repo: key.repo, number: key.number };
+export function builderInvocationFor(key: BuildKey, job?: string): BuilderInvocation {
+  return { kind: 'build', repo: key.repo, number: key.number, ...(job !== undefined ? { job } : {}) };
 }
 
 /** GitHub's rules: owner is letters, digits and single hyphens; repository adds `.` and `_`. */
@@ -291,7 +297,7 @@ export function parseBuilderInvocation(event: unknown): BuilderInvocation {
       `the event is ${event === null ? 'null' : Array.isArray(event) ? 'an array' : typeof event}, not an object`,
     ]);
   }
-  const { kind, repo, number } = event as Record<string, unknown>;
+  const { kind, repo, number, job } = event as Record<string, unknown>;
   const problems: string[] = [];
   if (kind !== 'build') problems.push(`"kind" is ${JSON.stringify(kind) ?? 'missing'}, not "build"`);
   if (typeof repo !== 'string' || !REPO_NAME.test(repo)) {
@@ -300,6 +306,12 @@ export function parseBuilderInvocation(event: unknown): BuilderInvocation {
   if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < 1) {
     problems.push(`"number" is ${JSON.stringify(number) ?? 'missing'}, not a positive whole build number`);
   }
+  if (job !== undefined && !isJobId(job)) {
+    problems.push(`"job" is ${JSON.stringify(job) ?? 'missing'}, not a job id such as "node-22.shard-2"`);
+  }
   if (problems.length > 0) throw new InvalidBuilderInvocationError(problems);
-  return { kind: 'build', repo: repo as RepoName, number: number as number };
+  return builderInvocationFor(
+    { repo: repo as RepoName, number: number as number },
+    job as string | undefined,
+  );
 }

@@ -53,6 +53,8 @@ export interface BuildPolicy {
    * running ("superseded by #N"). Default on.
    */
   cancelSuperseded: boolean;
+  /** Jobs a build may make (matrix × parallel); default 16, at most 256. */
+  maxJobs: number;
 }
 
 /** A pull-request source's stored settings: `true`/`false` is shorthand for `{ build }`. */
@@ -71,6 +73,8 @@ export interface SettingsDocument {
       forks?: boolean;
     } & Partial<Record<PullRequestSource, PullRequestPolicyInput>>;
     cancelSuperseded?: boolean;
+    /** Jobs per build (matrix × shards), 1 to 256; a config that makes more is refused before anything runs. */
+    maxJobs?: number;
   };
   /** Defaults for repo-config keys (install, test, env, timeout, …), below the repo's own file. */
   config?: Record<string, unknown>;
@@ -128,6 +132,7 @@ export const DEFAULT_BUILD_POLICY: BuildPolicy = {
     },
   },
   cancelSuperseded: true,
+  maxJobs: 16,
 };
 
 /** Settings of a repository after merging built-in defaults, global and per-repo documents. */
@@ -203,6 +208,7 @@ export function mergeSettings(...documents: (SettingsDocument | undefined)[]): E
     if (build.ignoreBranches) result.build.ignoreBranches = [...build.ignoreBranches];
     if (build.tags !== undefined) result.build.tags = build.tags;
     if (build.cancelSuperseded !== undefined) result.build.cancelSuperseded = build.cancelSuperseded;
+    if (build.maxJobs !== undefined) result.build.maxJobs = build.maxJobs;
     if (build.pullRequests) mergePullRequests(result.build.pullRequests, build.pullRequests);
     Object.assign(result.config, document.config ?? {});
     Object.assign(result.secretEnv, document.secretEnv ?? {});

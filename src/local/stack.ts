@@ -8,6 +8,7 @@
  * Invoke API request must be signed with the stack's key (src/local/stack-credentials.ts), which
  * only this process and `<data-dir>/stack.json` hold.
  */
+import { availableParallelism } from 'node:os';
 import { mkdir, writeFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +18,7 @@ import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { createAwsClients, createS3Client, type AwsClients } from '../aws/clients.js';
 import { runControllerBuild, type ControllerDependencies } from '../controller/controller.js';
 import { endFailedBuild } from '../controller/on-failure.js';
+import { endCrashedJob } from '../controller/job-controller.js';
 import { ProcessRunnerInvoker, TrustRoutedRunnerInvoker } from '../controller/runner-invoker.js';
 import { loadConfig, type LambkinConfig } from '../config.js';
 import { localEnvironment } from './local-config.js';
@@ -175,6 +177,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   await ensureStorage(clients, config);
 
   const buildSandbox = options.buildSandbox ?? process.getuid?.() === 0;
+  // Builds and jobs at once: one per core (at least 2), as a machine of its own would run them.
+  const concurrency = options.concurrency ?? Math.max(2, availableParallelism());
   const refusal = options.allowUnsandboxedForks ? undefined : untrustedBuildRefusal(buildSandbox);
   const processRunner = new ProcessRunnerInvoker({
     sandbox: buildSandbox,
@@ -197,6 +201,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   const notifier = createBuildNotifier(config, options.logger, clients, cipher);
   const controller = {
     ...createControllerDependencies(config, options.logger, clients, runner, cipher, notifier),
+    // Jobs queue in the local Lambda service: as many run at once as it runs invocations.
+    jobConcurrency: concurrency,
     signer: new EphemeralBuildSigner(credentials, (buildKey) =>
       createS3Client({ region: LOCAL_REGION, credentials: buildKey, endpoints: { s3: s3.endpoint } }),
     ),
@@ -208,10 +214,23 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   };
 
   const lambda = new LocalLambdaService({
-    concurrency: options.concurrency ?? 2,
+    concurrency,
     ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
     logger: options.logger,
-    onFailure: async (failure) => void (await endFailedBuild(controller, failure)),
+    onFailure: async (failure) =>
+      void (await endFailedBuild(
+        {
+          ...controller,
+          jobController: {
+            endCrashedJob: async (build, job, reason) => {
+              const ended = await endCrashedJob(controller, { ...build, job }, reason);
+              const record = ended ? await controller.builds.getBuild(build) : undefined;
+              return record ? { build: record } : undefined;
+            },
+          },
+        },
+        failure,
+      )),
     // The webhook's (and the CLI's) Lambda client signs with the stack's key; nothing else invokes.
     authenticate: (request, body) =>
       verifyHeaderSignature(

@@ -70,6 +70,19 @@ export interface LogPageInput {
   refreshSeconds?: number;
   /** Epoch ms used for "running for …"; defaults to the current time. */
   now?: number;
+  /** A build of several jobs: its jobs, each with a link to its own page. */
+  jobs?: readonly LogPageJob[];
+  /** A job's page: which job of the build it is, and the link back to the build's page. */
+  job?: { title: string; buildHref: string };
+}
+
+/** One row of a build's job list. */
+export interface LogPageJob {
+  title: string;
+  state: BuildRecord['state'];
+  durationMs?: number;
+  /** The job's page, relative to the build's (`7/jobs/node-22`). */
+  href: string;
 }
 
 type StepStatus = StepOutcome | 'running' | 'interrupted' | 'not run';
@@ -111,7 +124,7 @@ export function renderLogPage(input: LogPageInput): string {
   const { sections, loggedSteps } = splitLog(input.log);
   const steps = stepRows(build, loggedSteps, running);
   const label = STATE_LABELS[build.state] ?? 'unknown';
-  const title = `${build.repo} #${build.number} · ${label}`;
+  const title = `${build.repo} #${build.number}${input.job ? ` ${input.job.title}` : ''} · ${label}`;
 
   return `<!DOCTYPE html>
 <html lang="en">
@@ -126,13 +139,13 @@ ${running ? `<meta http-equiv="refresh" content="${refreshTarget(refreshSeconds,
 <body>
 <header class="build">
 ${renderHeading(build, input.links, label)}
-${renderRepoPageLink(build, input.links)}${build.commitTitle ? `<p class="commit-title">${escapeHtml(build.commitTitle)}</p>\n` : ''}${renderFacts(build, input.links, running, now)}
+${renderJobParent(input.job, build)}${renderRepoPageLink(build, input.links)}${build.commitTitle ? `<p class="commit-title">${escapeHtml(build.commitTitle)}</p>\n` : ''}${renderFacts(build, input.links, running, now)}
 ${build.description ? `<p class="description">${escapeHtml(build.description)}</p>\n` : ''}${
     running
-      ? `<p class="notice">The build is running: this page refreshes every ${refreshSeconds} s.</p>\n`
+      ? `<p class="notice">The ${input.job ? 'job' : 'build'} is running: this page refreshes every ${refreshSeconds} s.</p>\n`
       : ''
   }</header>
-${renderSteps(steps, stepsTotalMs(build))}
+${renderJobs(input.jobs)}${renderSteps(steps, stepsTotalMs(build))}
 <main>
 <div class="toolbar"><h2>Log</h2><span><a href="${escapeHtml(safeUrl(input.links.raw) ?? '#')}">Raw log</a> · <a href="#end">Jump to end</a></span></div>
 <div class="log">
@@ -154,6 +167,31 @@ function renderHeading(build: LogPageBuild, links: LogPageLinks, label: string):
     `<div class="heading"><h1>${repo} <span class="number">#${escapeHtml(String(build.number))}</span></h1>` +
     `<span class="pill state-${escapeHtml(build.state)}">${escapeHtml(label)}</span></div>`
   );
+}
+
+function renderJobParent(job: LogPageInput['job'], build: LogPageBuild): string {
+  if (!job) return '';
+  const href = safeUrl(job.buildHref) ?? '#';
+  return (
+    `<p class="job">Job <strong>${escapeHtml(job.title)}</strong> of ` +
+    `<a href="${escapeHtml(href)}">build #${escapeHtml(String(build.number))}</a></p>\n`
+  );
+}
+
+/** The jobs of a build of several: state, duration and a link to each one's page and log. */
+function renderJobs(jobs: readonly LogPageJob[] | undefined): string {
+  if (!jobs || jobs.length === 0) return '';
+  const rows = jobs.map((job) => {
+    const label = STATE_LABELS[job.state] ?? 'unknown';
+    const href = safeUrl(job.href) ?? '#';
+    const duration = job.durationMs === undefined ? '' : formatDuration(job.durationMs);
+    return (
+      `<tr class="job-${escapeHtml(job.state)}"><td class="name"><a href="${escapeHtml(href)}">${escapeHtml(job.title)}</a></td>` +
+      `<td class="outcome"><span class="pill state-${escapeHtml(job.state)}">${escapeHtml(label)}</span></td>` +
+      `<td class="duration">${escapeHtml(duration)}</td></tr>`
+    );
+  });
+  return `<nav class="jobs"><h2>Jobs</h2><table><tbody>\n${rows.join('\n')}\n</tbody></table></nav>\n`;
 }
 
 function renderRepoPageLink(build: LogPageBuild, links: LogPageLinks): string {

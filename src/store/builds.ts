@@ -48,6 +48,8 @@ const COUNTER_NUMBER = 0;
 const DELIVERY_PREFIX = 'delivery#';
 const BODY_PREFIX = 'body#';
 const BADGE_PREFIX = 'badge#';
+/** Job items (src/store/jobs.ts): `repo` = `job#<owner>/<name>#<number>`, `number` = the job's index. */
+export const JOB_PREFIX = 'job#';
 
 /** Attributes that exist on the item for indexing only. */
 interface BuildItem extends BuildRecord {
@@ -65,6 +67,7 @@ export function isBuildItemKey(key: { repo?: unknown; number?: unknown }): boole
     typeof key.repo === 'string' &&
     !key.repo.startsWith(DELIVERY_PREFIX) &&
     !key.repo.startsWith(BODY_PREFIX) &&
+    !key.repo.startsWith(JOB_PREFIX) &&
     typeof key.number === 'number' &&
     key.number > COUNTER_NUMBER
   );
@@ -85,7 +88,7 @@ function toRecord(item: Record<string, unknown>): BuildRecord {
   return record;
 }
 
-function isConditionFailure(error: unknown): boolean {
+export function isConditionFailure(error: unknown): boolean {
   return (
     error instanceof ConditionalCheckFailedException ||
     (error instanceof Error && error.name === 'ConditionalCheckFailedException')
@@ -161,77 +164,16 @@ export class DynamoBuildStore implements BuildStore {
   }
 
   async transition(key: BuildKey, request: TransitionRequest): Promise<BuildRecord> {
-    const allowedFrom = (typeof request.from === 'string' ? [request.from] : [...request.from]).filter(
-      (from) => canTransition(from, request.to),
-    );
-    if (allowedFrom.length === 0) {
-      throw new TransitionRefusedError(key.repo, key.number, String(request.from), request.to);
-    }
-    const at = request.at ?? this.clock();
-    const event: TransitionEvent = {
-      from: allowedFrom.length === 1 ? (allowedFrom[0] ?? null) : null,
-      to: request.to,
-      at,
-      ...(request.reason ? { reason: request.reason } : {}),
-    };
-    const names: Record<string, string> = {
-      '#state': 'state',
-      '#events': 'events',
-      '#at': timestampAttribute(request.to),
-    };
-    const values: Record<string, unknown> = { ':to': request.to, ':now': at, ':event': [event], ':none': [] };
-    const sets = [
-      '#state = :to',
-      '#at = :now',
-      '#events = list_append(if_not_exists(#events, :none), :event)',
-    ];
-    const optional: [keyof TransitionDetails, string][] = [
-      ['reason', 'description'],
-      ['deadline', 'deadline'],
-      ['steps', 'steps'],
-      ['logPrefix', 'logPrefix'],
-    ];
-    for (const [field, attribute] of optional) {
-      if (request[field] === undefined) continue;
-      names[`#${attribute}`] = attribute;
-      values[`:${attribute}`] = request[field];
-      sets.push(`#${attribute} = :${attribute}`);
-    }
-    const fromPlaceholders = allowedFrom.map((from, index) => {
-      values[`:from${index}`] = from;
-      return `:from${index}`;
-    });
-    if (isTerminal(request.to)) {
+    const item = await transitionItem(this.documents, this.tableName, {
+      key: { repo: key.repo, number: key.number },
+      label: key,
+      request,
+      at: request.at ?? this.clock(),
       // Out of the overdue query, into the unreported one until GitHub has the final status.
-      names['#unfinished'] = 'unfinished';
-      values[':unreported'] = UNREPORTED;
-      sets.push('#unfinished = :unreported');
-    }
-    const update = `SET ${sets.join(', ')}`;
-    try {
-      const result = await this.documents.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { repo: key.repo, number: key.number },
-          UpdateExpression: update,
-          ConditionExpression: `#state IN (${fromPlaceholders.join(', ')})`,
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      return toRecord(result.Attributes ?? {});
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-      const current = await this.getBuild(key);
-      throw new TransitionRefusedError(
-        key.repo,
-        key.number,
-        allowedFrom.join('|'),
-        request.to,
-        current?.state ?? 'not recorded',
-      );
-    }
+      ...(isTerminal(request.to) ? { terminalSet: { attribute: 'unfinished', value: UNREPORTED } } : {}),
+      current: async () => (await this.getBuild(key))?.state,
+    });
+    return toRecord(item);
   }
 
   async listBuilds(repo: RepoName, options: { limit?: number } = {}): Promise<BuildRecord[]> {
@@ -586,6 +528,92 @@ function toDelivery(deliveryId: string, item: Record<string, unknown>): Delivery
 }
 
 /** The attribute holding the time a build entered a state. */
+/**
+ * One conditional state change of an item that carries the state machine (a build, a job): the
+ * state, its timestamp, the event and the details, only if the item is in one of the states it may
+ * leave for `request.to`. Returns the item as written; throws TransitionRefusedError otherwise.
+ */
+export async function transitionItem(
+  documents: DynamoDBDocumentClient,
+  tableName: string,
+  change: {
+    key: Record<string, string | number>;
+    /** Names the item in the refusal. */
+    label: BuildKey;
+    request: TransitionRequest;
+    at: number;
+    /** An attribute set when the new state is terminal (the builds' index attribute). */
+    terminalSet?: { attribute: string; value: string };
+    /** The item's state now, for the refusal's message. */
+    current: () => Promise<BuildState | undefined>;
+  },
+): Promise<Record<string, unknown>> {
+  const { request, at, label } = change;
+  const allowedFrom = (typeof request.from === 'string' ? [request.from] : [...request.from]).filter((from) =>
+    canTransition(from, request.to),
+  );
+  if (allowedFrom.length === 0) {
+    throw new TransitionRefusedError(label.repo, label.number, String(request.from), request.to);
+  }
+  const event: TransitionEvent = {
+    from: allowedFrom.length === 1 ? (allowedFrom[0] ?? null) : null,
+    to: request.to,
+    at,
+    ...(request.reason ? { reason: request.reason } : {}),
+  };
+  const names: Record<string, string> = {
+    '#state': 'state',
+    '#events': 'events',
+    '#at': timestampAttribute(request.to),
+  };
+  const values: Record<string, unknown> = { ':to': request.to, ':now': at, ':event': [event], ':none': [] };
+  const sets = ['#state = :to', '#at = :now', '#events = list_append(if_not_exists(#events, :none), :event)'];
+  const optional: [keyof TransitionDetails, string][] = [
+    ['reason', 'description'],
+    ['deadline', 'deadline'],
+    ['steps', 'steps'],
+    ['logPrefix', 'logPrefix'],
+  ];
+  for (const [field, attribute] of optional) {
+    if (request[field] === undefined) continue;
+    names[`#${attribute}`] = attribute;
+    values[`:${attribute}`] = request[field];
+    sets.push(`#${attribute} = :${attribute}`);
+  }
+  const fromPlaceholders = allowedFrom.map((from, index) => {
+    values[`:from${index}`] = from;
+    return `:from${index}`;
+  });
+  if (change.terminalSet && isTerminal(request.to)) {
+    names['#terminalSet'] = change.terminalSet.attribute;
+    values[':terminalSet'] = change.terminalSet.value;
+    sets.push('#terminalSet = :terminalSet');
+  }
+  try {
+    const result = await documents.send(
+      new UpdateCommand({
+        TableName: tableName,
+        Key: change.key,
+        UpdateExpression: `SET ${sets.join(', ')}`,
+        ConditionExpression: `#state IN (${fromPlaceholders.join(', ')})`,
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: values,
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    return result.Attributes ?? {};
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    throw new TransitionRefusedError(
+      label.repo,
+      label.number,
+      allowedFrom.join('|'),
+      request.to,
+      (await change.current()) ?? 'not recorded',
+    );
+  }
+}
+
 function timestampAttribute(state: BuildState): string {
   switch (state) {
     case 'queued':

@@ -55,10 +55,13 @@ export class S3CachePlanner implements CachePlanner {
     }
   }
 
-  async locate(build: { repo: RepoName; sha: string }): Promise<CacheLocation | undefined> {
+  async locate(
+    build: { repo: RepoName; sha: string },
+    options: { nodeVersion?: string } = {},
+  ): Promise<CacheLocation | undefined> {
     const lockfile = await this.options.lockfiles.readLockfileBlob(build.repo, build.sha);
     if (!lockfile) return undefined;
-    const key = cacheKeyOf(build.repo, this.runtime, lockfile.sha);
+    const key = cacheKeyOf(build.repo, this.runtime, lockfile.sha, options.nodeVersion);
     return { key, lockfileSha: lockfile.sha, exists: await this.exists(key) };
   }
 

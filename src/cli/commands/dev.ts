@@ -15,7 +15,7 @@ interface DevOptions {
   port: string;
   dataDir: string;
   githubApi?: string;
-  concurrency: string;
+  concurrency?: string;
   allowUnsandboxedForks?: boolean;
 }
 
@@ -33,7 +33,7 @@ export const devCommand: CommandModule = {
         '--github-api <url>',
         `GitHub API base URL (default: GITHUB_API_URL or ${DEFAULT_GITHUB_API_URL})`,
       )
-      .option('--concurrency <n>', 'builds running at once', '2')
+      .option('--concurrency <n>', 'builds and jobs running at once (default: one per core, at least 2)')
       .option(
         '--allow-unsandboxed-forks',
         'not run as root: build pull requests from forks anyway, as your own user (docs/security.md)',
@@ -78,8 +78,8 @@ Example:
         const port = Number(options.port);
         if (!Number.isInteger(port) || port < 0 || port > 65535)
           throw new CliError('BAD_PORT', `--port must be a port number (got "${options.port}").`, 2);
-        const concurrency = Number(options.concurrency);
-        if (!Number.isInteger(concurrency) || concurrency < 1)
+        const concurrency = options.concurrency === undefined ? undefined : Number(options.concurrency);
+        if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1))
           throw new CliError('BAD_CONCURRENCY', '--concurrency must be a whole number of at least 1.', 2);
         const appFromEnvironment = context.env.LAMBKIN_GITHUB_APP_ID?.trim();
         const stack = await startLocalStack({
@@ -105,7 +105,7 @@ Example:
               ? { githubApp: { appId: String(storedApp.appId), privateKey: storedApp.privateKey } }
               : {}),
           webhookSecret: secret,
-          concurrency,
+          ...(concurrency !== undefined ? { concurrency } : {}),
           ...(options.allowUnsandboxedForks ? { allowUnsandboxedForks: true } : {}),
           environment: context.env,
           logger: createJsonLogger((line) => context.stderr.write(line + '\n')),

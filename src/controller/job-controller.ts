@@ -1,0 +1,514 @@
+/**
+ * Builds of several jobs (the config's `matrix` and `parallel`), the controller's side:
+ *
+ *   plan    the build's controller reads the commit's config through the contents API, plans the
+ *           jobs (src/core/jobs.ts) within the operator's limit and resolves each `node` value once;
+ *   fan out it records the jobs `queued` under the build and invokes one controller per job, all
+ *           at once (Lambda runs them within the builder's concurrency and queues the rest);
+ *   run     each job's controller claims its job (queued → running, conditional), runs one runner
+ *           with the job's own log, page, commit status context and check run, and records the end;
+ *   fan in  whichever job ends last (every job re-reads all of them after its own end) moves the
+ *           build to its jobs' fan-in state, writes the build's page and sets the build's status.
+ *
+ * A build with neither `matrix` nor `parallel` is planned as `single` and runs as it always did.
+ */
+import type { BuildKey, BuildRecord } from '../core/build.js';
+import { buildLabel } from '../core/build.js';
+import { LambkinError, TransitionRefusedError } from '../core/errors.js';
+import { fanInDescription, jobDurationMs, jobLabel, type JobRecord } from '../core/job-record.js';
+import { fanIn, planJobs, TooManyJobsError } from '../core/jobs.js';
+import { jobLinkFromBuildPage, jobPageUrl, pageUrlOf, relativeJobPageLinks } from '../core/links.js';
+import { finalPageLog, formatDuration } from '../core/log-format.js';
+import type { NewJob } from '../core/ports.js';
+import type { BuilderInvocation, RunnerJob, RunnerJobNode } from '../core/protocol.js';
+import { RepoConfigError } from '../core/repo-config/config-errors.js';
+import { resolveBuildConfig } from '../core/repo-config/resolve.js';
+import { pullRequestSourceOf } from '../core/settings.js';
+import { commitStateFor, isTerminal, STATE_LABELS, type BuildState } from '../core/state-machine.js';
+import { FINAL_DELIVERY, INTAKE_DELIVERY } from '../github/statuses.js';
+import { renderLogPage, type LogPageJob } from '../pages/build-page.js';
+import { readBaseConfig, readCommitConfig } from './base-config.js';
+import { pageFor, reportStatus, statusDescription, writeArtifacts } from './build-artifacts.js';
+import type { ControllerDependencies } from './controller-dependencies.js';
+import { FINISHING_MARGIN_MS, runRunner, type Ending } from './runner-run.js';
+import { reportBuildStatus } from './status-reporting.js';
+
+/** How a build runs: as one job (as always), as several, or not at all (its plan was refused). */
+export type BuildPlan =
+  { kind: 'single' } | { kind: 'jobs'; jobs: NewJob[] } | { kind: 'refused'; ending: Ending };
+
+/** A build's jobs could not be planned (the config over the limit, a Node.js that is not published). */
+function refused(description: string, detail: string): BuildPlan {
+  return {
+    kind: 'refused',
+    ending: { state: 'error', description, steps: [], logNote: `[lambkin] ${detail}` },
+  };
+}
+
+/**
+ * The build's jobs, from its commit's config (the same layers the runner resolves: the operator's
+ * defaults, a pull request's base branch and its allowed overrides). A config that does not parse
+ * is `single`: the runner reports it, as it always has.
+ */
+export async function planBuild(deps: ControllerDependencies, build: BuildRecord): Promise<BuildPlan> {
+  if (!deps.jobs || !deps.jobInvoker || !deps.repoFiles) return { kind: 'single' };
+  const settings = await deps.settings.effective(build.repo);
+  const policy = build.pr !== undefined ? settings.build.pullRequests[pullRequestSourceOf(build)] : undefined;
+  let config;
+  try {
+    const files = await readCommitConfig(deps.repoFiles, build.repo, build.sha);
+    const base =
+      build.pr !== undefined && build.baseBranch !== undefined
+        ? await readBaseConfig(deps.repoFiles, build.repo, build.baseBranch)
+        : undefined;
+    config = resolveBuildConfig({
+      settingsConfig: settings.config,
+      repo: files,
+      build,
+      ...(base ? { base } : {}),
+      ...(policy ? { pullRequestOverrides: policy.allowConfigOverrides } : {}),
+    });
+  } catch (error) {
+    if (error instanceof RepoConfigError) return { kind: 'single' };
+    throw error;
+  }
+  if (!config.build || (config.matrix === undefined && (config.parallel ?? 1) <= 1)) {
+    return { kind: 'single' };
+  }
+  let plans;
+  try {
+    plans = planJobs(config, { maxJobs: settings.build.maxJobs });
+  } catch (error) {
+    if (!(error instanceof RepoConfigError)) throw error;
+    const message = error.message;
+    return refused(
+      error instanceof TooManyJobsError
+        ? `too many jobs: ${error.count}, the limit is ${error.limit}`
+        : 'the matrix makes no valid jobs',
+      `Nothing ran: ${message}`,
+    );
+  }
+  const nodes = new Map<string, RunnerJobNode>();
+  for (const spec of new Set(plans.flatMap((plan) => (plan.node !== undefined ? [plan.node] : [])))) {
+    if (!deps.nodeVersions) {
+      return refused(
+        'this builder cannot choose Node.js versions',
+        `Nothing ran: the matrix asks for Node.js ${spec}, and this builder has no way to resolve Node.js versions.`,
+      );
+    }
+    try {
+      nodes.set(spec, await deps.nodeVersions.resolve(spec));
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (!(error instanceof LambkinError)) throw error;
+      return refused(`Node.js ${spec} could not be resolved`, `Nothing ran: ${message}`);
+    }
+  }
+  return {
+    kind: 'jobs',
+    jobs: plans.map((plan) => {
+      const resolvedNode = plan.node !== undefined ? nodes.get(plan.node) : undefined;
+      return { plan, failFast: config.failFast ?? false, ...(resolvedNode ? { resolvedNode } : {}) };
+    }),
+  };
+}
+
+/**
+ * Claims the build, records its jobs and starts one controller per job. The build's deadline
+ * covers its jobs running in waves of `jobConcurrency`.
+ */
+export async function fanOutBuild(
+  deps: ControllerDependencies,
+  queued: BuildRecord,
+  jobs: NewJob[],
+): Promise<{ ran: true; build: BuildRecord } | { ran: false; reason: 'already claimed'; state: BuildState }> {
+  const store = deps.jobs;
+  const invoker = deps.jobInvoker;
+  if (!store || !invoker) throw new Error('fanOutBuild needs the job store and the job invoker');
+  const clock = deps.clock ?? Date.now;
+  const label = buildLabel(queued);
+  const waves = Math.ceil(jobs.length / Math.max(1, deps.jobConcurrency ?? jobs.length));
+  const perJob = deps.runnerTimeoutMs + FINISHING_MARGIN_MS;
+  let build: BuildRecord;
+  try {
+    build = await deps.builds.transition(queued, {
+      from: 'queued',
+      to: 'running',
+      deadline: clock() + waves * perJob,
+      reason: `${jobs.length} jobs`,
+    });
+  } catch (error) {
+    if (!(error instanceof TransitionRefusedError)) throw error;
+    deps.logger.info('build already claimed; nothing to do', { build: label, state: error.actual });
+    return { ran: false, reason: 'already claimed', state: queued.state };
+  }
+  const records = await store.putJobs(build, jobs, { deadline: build.deadline });
+  const url = pageUrlOf(build, deps.publicUrl);
+  deps.logger.info('build started', { build: label, sha: build.sha, jobs: records.length });
+  await reportStatus(
+    deps,
+    build,
+    'pending',
+    `Build #${build.number} running: ${records.length} jobs`,
+    url,
+    'running',
+  );
+  await writeBuildPage(deps, build, records, url, true);
+  await Promise.all(records.map((job) => reportJob(deps, build, job, 'running')));
+  await Promise.all(
+    records.map(async (job) => {
+      try {
+        await invoker.invoke(build, job.id);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        deps.logger.error('could not start a job', { build: jobLabel(keyOf(job)), error });
+        await endJob(deps, build, job, ['queued'], 'error', `could not start the job: ${message}`);
+      }
+    }),
+  );
+  await finishBuildIfDone(deps, build);
+  return { ran: true, build: (await deps.builds.getBuild(build)) ?? build };
+}
+
+export type JobControllerResult =
+  | { ran: true; build: BuildRecord; job: JobRecord }
+  | { ran: false; reason: 'not found' | 'already claimed'; state?: BuildState };
+
+/** Runs one job of a build of several, then, when it was the last to end, the build's fan-in. */
+export async function runControllerJob(
+  deps: ControllerDependencies,
+  invocation: BuilderInvocation & { job: string },
+): Promise<JobControllerResult> {
+  const clock = deps.clock ?? Date.now;
+  const key = { repo: invocation.repo, number: invocation.number, job: invocation.job };
+  const build = await deps.builds.getBuild(key);
+  const queued = build ? (await deps.jobs?.listJobs(key))?.find((job) => job.id === key.job) : undefined;
+  if (!build || !queued || !deps.jobs) {
+    deps.logger.error('builder invoked for a job that does not exist', { build: jobLabel(key) });
+    return { ran: false, reason: 'not found' };
+  }
+  if (build.state !== 'running') {
+    // Superseded, swept or ended by failFast before this job's turn came.
+    await endJob(deps, build, queued, ['queued'], 'cancelled', `the build is ${STATE_LABELS[build.state]}`);
+    return { ran: false, reason: 'already claimed', state: build.state };
+  }
+  let job: JobRecord;
+  try {
+    job = await deps.jobs.transitionJob(queued, {
+      from: 'queued',
+      to: 'running',
+      deadline: clock() + deps.runnerTimeoutMs + FINISHING_MARGIN_MS,
+    });
+  } catch (error) {
+    if (!(error instanceof TransitionRefusedError)) throw error;
+    deps.logger.info('job already claimed; nothing to do', { build: jobLabel(key), state: error.actual });
+    return {
+      ran: false,
+      reason: 'already claimed',
+      ...(error.actual ? { state: error.actual as BuildState } : {}),
+    };
+  }
+  deps.logger.info('job started', { build: jobLabel(key), sha: build.sha });
+  await reportJob(deps, build, job, 'running');
+  await writeJobPage(deps, build, job, '', true);
+
+  const runnerJob: RunnerJob = {
+    id: job.id,
+    title: job.title,
+    env: job.env,
+    ...(job.resolvedNode ? { node: job.resolvedNode } : {}),
+  };
+  const jobs = deps.jobs;
+  const ending = await runRunner(deps, build, pageUrlOf(build, deps.publicUrl), clock, {
+    label: jobLabel(key),
+    logPrefix: job.logPrefix,
+    job: runnerJob,
+    stopReason: async () => {
+      const [currentBuild, currentJob] = await Promise.all([
+        deps.builds.getBuild(build),
+        jobs.listJobs(build).then((all) => all.find((other) => other.index === job.index)),
+      ]);
+      if (currentJob && currentJob.state !== 'running') {
+        return currentJob.description ?? currentJob.state;
+      }
+      if (currentBuild && currentBuild.state !== 'running') {
+        return `the build is ${STATE_LABELS[currentBuild.state]}: ${currentBuild.description ?? ''}`.trim();
+      }
+      return undefined;
+    },
+  });
+  const ended = await finishJob(deps, build, job, ending);
+  if (ended.failFast && ended.state !== 'success' && ended.state !== 'cancelled') {
+    await cancelOtherJobs(deps, build, ended);
+  }
+  await finishBuildIfDone(deps, build);
+  return { ran: true, build: (await deps.builds.getBuild(build)) ?? build, job: ended };
+}
+
+function keyOf(job: JobRecord): BuildKey & { job: string } {
+  return { repo: job.repo, number: job.number, job: job.id };
+}
+
+/** Records how the job's run ended, writes its page and sets its status (unless it ended elsewhere). */
+async function finishJob(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  running: JobRecord,
+  ending: Ending,
+): Promise<JobRecord> {
+  const label = jobLabel(keyOf(running));
+  let finalText = '';
+  try {
+    finalText = await deps.logs.finalizeLog(running.logPrefix, ending.logNote);
+  } catch (error) {
+    deps.logger.error('could not assemble the final log', { build: label, error });
+  }
+  let job: JobRecord;
+  let reported = false;
+  try {
+    job = await (deps.jobs as NonNullable<ControllerDependencies['jobs']>).transitionJob(running, {
+      from: 'running',
+      to: ending.state,
+      reason: ending.description,
+      steps: ending.steps,
+    });
+  } catch (error) {
+    if (!(error instanceof TransitionRefusedError)) throw error;
+    // Ended meanwhile (failFast, the sweeper): that state stands and was reported.
+    job = (await deps.jobs?.listJobs(build))?.find((other) => other.index === running.index) ?? running;
+    reported = true;
+  }
+  await writeJobPage(deps, build, job, finalText, false);
+  if (!reported) {
+    await reportJob(deps, build, job, 'final', {
+      log: finalText,
+      ...(ending.checkoutRoot !== undefined ? { checkoutRoot: ending.checkoutRoot } : {}),
+    });
+  }
+  deps.logger.info('job finished', { build: label, state: job.state, description: job.description });
+  return job;
+}
+
+/**
+ * Ends a job that has not ended (a job that could not start, one the build's end or failFast
+ * stops) and reports it; a job that moved on meanwhile is left as it is.
+ */
+async function endJob(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  job: JobRecord,
+  from: BuildState[],
+  to: BuildState,
+  reason: string,
+): Promise<JobRecord | undefined> {
+  let ended: JobRecord;
+  try {
+    ended = await (deps.jobs as NonNullable<ControllerDependencies['jobs']>).transitionJob(job, {
+      from,
+      to,
+      reason,
+    });
+  } catch (error) {
+    if (!(error instanceof TransitionRefusedError)) throw error;
+    return undefined;
+  }
+  // The log so far (none, for a job that never ran) and why it ended; its own controller, if it
+  // still runs, finalizes it again when its runner stops.
+  const log = await deps.logs
+    .finalizeLog(job.logPrefix, `[lambkin] ${reason}`)
+    .catch(() => `[lambkin] ${reason}\n`);
+  await writeJobPage(deps, build, ended, log, false);
+  await reportJob(deps, build, ended, 'final');
+  return ended;
+}
+
+/**
+ * A job's controller that failed every attempt (the on-failure destination, or the local
+ * service's): the job ends `error`, and the build takes its jobs' fan-in if it was the last.
+ */
+export async function endCrashedJob(
+  deps: ControllerDependencies,
+  key: BuildKey & { job: string },
+  reason: string,
+): Promise<JobRecord | undefined> {
+  const build = await deps.builds.getBuild(key);
+  const job = build ? (await deps.jobs?.listJobs(key))?.find((other) => other.id === key.job) : undefined;
+  if (!build || !job) return undefined;
+  const ended = await endJob(deps, build, job, ['queued', 'running'], 'error', reason);
+  await finishBuildIfDone(deps, build);
+  return ended;
+}
+
+/** failFast: the first failed job cancels the others (a running one's controller stops its runner). */
+async function cancelOtherJobs(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  failed: JobRecord,
+): Promise<void> {
+  const others = ((await deps.jobs?.listJobs(build)) ?? []).filter(
+    (job) => job.index !== failed.index && !isTerminal(job.state),
+  );
+  const reason = `cancelled: ${failed.title} ${STATE_LABELS[failed.state]} (failFast)`;
+  await Promise.all(
+    others.map((job) => endJob(deps, build, job, ['queued', 'running'], 'cancelled', reason)),
+  );
+}
+
+/**
+ * The fan-in: once every job has ended, the build takes their worst state (success only if all
+ * passed). Every job checks after its own end, so the last one to end finds them all ended; of
+ * two that end at once, the conditional transition lets one through.
+ */
+export async function finishBuildIfDone(deps: ControllerDependencies, build: BuildKey): Promise<void> {
+  const jobs = (await deps.jobs?.listJobs(build)) ?? [];
+  if (jobs.length === 0 || jobs.some((job) => !isTerminal(job.state))) return;
+  const running = await deps.builds.getBuild(build);
+  if (!running) return;
+  const url = pageUrlOf(running, deps.publicUrl);
+  const state = fanIn(jobs.map((job) => job.state));
+  const summary = jobSummary(jobs);
+  let ended: BuildRecord;
+  try {
+    ended = await deps.builds.transition(running, {
+      from: 'running',
+      to: state,
+      reason: fanInDescription(jobs),
+    });
+  } catch (error) {
+    if (!(error instanceof TransitionRefusedError)) throw error;
+    // Another job's controller got there first, or the build was cancelled or swept: its page
+    // still gets the jobs' final list.
+    const current = (await deps.builds.getBuild(build)) ?? running;
+    if (isTerminal(current.state)) await writeBuildPage(deps, current, jobs, url, false, summary);
+    return;
+  }
+  let log = summary;
+  try {
+    log = await deps.logs.finalizeLog(ended.logPrefix, summary);
+  } catch (error) {
+    deps.logger.error('could not assemble the final log', { build: buildLabel(ended), error });
+  }
+  await writeArtifacts(deps, ended, log, url, pageJobs(ended, jobs, url));
+  await reportStatus(deps, ended, commitStateFor(ended.state), statusDescription(ended), url, 'final', {
+    log,
+  });
+  deps.logger.info('build finished', {
+    build: buildLabel(ended),
+    state: ended.state,
+    description: ended.description,
+  });
+}
+
+/** The build's own log: one line per job, with its state, time and page. */
+function jobSummary(jobs: readonly JobRecord[]): string {
+  const lines = jobs.map((job) => {
+    const duration = jobDurationMs(job);
+    const time = duration === undefined ? '' : ` in ${formatDuration(duration)}`;
+    const why = job.description ? ` (${job.description})` : '';
+    return `[lambkin] Job ${job.title}: ${STATE_LABELS[job.state]}${time}${why}`;
+  });
+  return `${lines.join('\n')}\n`;
+}
+
+function pageJobs(build: BuildRecord, jobs: readonly JobRecord[], url: string): LogPageJob[] {
+  return jobs.map((job) => {
+    const durationMs = jobDurationMs(job);
+    return {
+      title: job.title,
+      state: job.state,
+      href: jobLinkFromBuildPage(url, job.id),
+      ...(durationMs !== undefined ? { durationMs } : {}),
+    };
+  });
+}
+
+async function writeBuildPage(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  jobs: readonly JobRecord[],
+  url: string,
+  running: boolean,
+  log = '',
+): Promise<void> {
+  await deps.logs
+    .putPage(build.logPrefix, pageFor(build, finalPageLog(log), running, url, pageJobs(build, jobs, url)))
+    .catch((error: unknown) =>
+      deps.logger.warn('could not write the build page', { build: buildLabel(build), error }),
+    );
+}
+
+/** A job's page: the build's facts with the job's state, steps and log, and a link back to the build. */
+async function writeJobPage(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  job: JobRecord,
+  log: string,
+  running: boolean,
+): Promise<void> {
+  const buildUrl = pageUrlOf(build, deps.publicUrl);
+  const links = relativeJobPageLinks(buildUrl, job.id);
+  const html = renderLogPage({
+    build: {
+      ...build,
+      state: job.state,
+      queuedAt: job.queuedAt,
+      ...(job.startedAt !== undefined ? { startedAt: job.startedAt } : { startedAt: undefined }),
+      ...(job.endedAt !== undefined ? { endedAt: job.endedAt } : { endedAt: undefined }),
+      ...(job.description !== undefined ? { description: job.description } : { description: undefined }),
+      ...(job.steps !== undefined ? { steps: job.steps } : { steps: undefined }),
+    },
+    log: running ? log : finalPageLog(log),
+    running,
+    links: { raw: links.rawLog, self: links.self, ...(build.htmlUrl ? { github: build.htmlUrl } : {}) },
+    job: { title: job.title, buildHref: links.build },
+  });
+  await deps.logs
+    .putPage(job.logPrefix, html)
+    .catch((error: unknown) =>
+      deps.logger.warn('could not write the job page', { build: jobLabel(keyOf(job)), error }),
+    );
+}
+
+/** `Build #7 · node 22, shard 2/4 failed: test (exit 1)`: a job's commit status description. */
+export function jobStatusDescription(build: Pick<BuildRecord, 'number'>, job: JobRecord): string {
+  const what = job.description ? `: ${job.description}` : '';
+  return `Build #${build.number} · ${job.title} ${STATE_LABELS[job.state]}${job.state === 'queued' || job.state === 'running' ? '' : what}`;
+}
+
+/** The job's commit status (its own context) and, in App mode, its own check run. */
+export async function reportJob(
+  deps: Pick<ControllerDependencies, 'statuses' | 'logger' | 'publicUrl' | 'finalDelivery'>,
+  build: BuildRecord,
+  job: JobRecord,
+  phase: 'running' | 'final',
+  details: { log?: string; checkoutRoot?: string } = {},
+): Promise<void> {
+  const url = jobPageUrl(pageUrlOf(build, deps.publicUrl), job.id);
+  await reportBuildStatus(
+    // A job's acknowledgement is not recorded: the sweeper re-sends builds' statuses only.
+    { statuses: deps.statuses, builds: {}, logger: deps.logger },
+    {
+      build: {
+        ...build,
+        ...(job.startedAt !== undefined ? { startedAt: job.startedAt } : {}),
+        ...(job.endedAt !== undefined ? { endedAt: job.endedAt } : {}),
+        ...(job.steps !== undefined ? { steps: job.steps } : { steps: [] }),
+      },
+      status: {
+        repo: build.repo,
+        sha: build.sha,
+        state: commitStateFor(job.state),
+        description: jobStatusDescription(build, job),
+        targetUrl: url,
+        context: job.context,
+      },
+      checkDetails: { job: { id: job.id, context: job.context }, ...details },
+      reports: job.state,
+      policy: phase === 'final' ? (deps.finalDelivery ?? FINAL_DELIVERY) : INTAKE_DELIVERY,
+      onFailure: {
+        level: phase === 'final' ? 'error' : 'warn',
+        message: `could not set the ${phase} commit status of a job`,
+      },
+    },
+  );
+}

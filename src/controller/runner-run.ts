@@ -1,0 +1,300 @@
+/**
+ * Running the runner for a build, or for one job of a build of several: what the runner needs
+ * (settings, the archive URL resolved with the token, a POST form for the log prefix, the cache,
+ * the deploy decision), then the run itself, watched so that a build or job ended elsewhere stops
+ * it. What it returns is how the run ended; recording it is the caller's.
+ */
+import type { BuildRecord, StepResult } from '../core/build.js';
+import { buildLabel } from '../core/build.js';
+import { pullRequestSourceOf, type DeploySettings } from '../core/settings.js';
+import { readBaseConfig } from './base-config.js';
+import { decideDeploy, deployPrecheck, deployRulesOf } from '../core/deploy-policy.js';
+import type { CacheAccess, DeployDecision, RunnerInput, RunnerJob, RunnerOutcome } from '../core/protocol.js';
+import { RunnerAbortedError, RunnerFailedError } from './runner-invoker.js';
+import { DeployRoleError, type BuildGrants, type CacheLocation } from '../core/ports.js';
+import type { ControllerDependencies } from './controller-dependencies.js';
+
+/** Time after the runner's deadline for the controller to finish the log and report. */
+export const FINISHING_MARGIN_MS = 60_000;
+/** The runner answers this much before its hard limit, so its outcome is never lost to the limit. */
+const RUNNER_ANSWER_MARGIN_MS = 15_000;
+const DEFAULT_WATCH_INTERVAL_MS = 3000;
+
+export type Ending = {
+  /** The run was stopped because its record was ended elsewhere (that state stands). */
+  stopped?: boolean;
+  state: RunnerOutcome['state'] | 'cancelled';
+  description: string;
+  steps: StepResult[];
+  /** Set when the runner did not finish: the controller's note at the end of the log. */
+  logNote?: string;
+  /** Where the runner unpacked the source: the log's failures are annotated relative to it. */
+  checkoutRoot?: string;
+};
+
+export async function runRunner(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  url: string,
+  clock: () => number,
+  target: RunTarget = buildTarget(deps, build),
+): Promise<Ending> {
+  const label = target.label;
+  try {
+    const policy =
+      build.pr !== undefined
+        ? (await deps.settings.effective(build.repo)).build.pullRequests[pullRequestSourceOf(build)]
+        : undefined;
+    // Trusted pushes are the repository's own code; a pull request gets secrets only when its
+    // source's policy says so (never, by default, for forks); an untrusted build that is no pull
+    // request (a check suite's, which may be a fork's commit) never. Only then are they opened.
+    const withSecrets = policy !== undefined ? policy.inheritSecrets : build.trusted;
+    const settings = await deps.settings.effective(build.repo, { decryptSecrets: withSecrets });
+    const secretEnv = withSecrets ? settings.secretEnv : {};
+    const baseConfig =
+      build.pr !== undefined && build.baseBranch !== undefined && deps.repoFiles
+        ? await readBaseConfig(deps.repoFiles, build.repo, build.baseBranch)
+        : undefined;
+    const archiveUrl = await deps.archives.resolveArchiveUrl(build.repo, build.sha);
+    const expiresInSeconds = Math.ceil((deps.runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000);
+    const deploy = await deployDecisionFor(deps, build, settings, expiresInSeconds);
+    const startedAt = clock();
+    const deadlineAt = startedAt + deps.runnerTimeoutMs - RUNNER_ANSWER_MARGIN_MS;
+
+    const cacheLocation = await locateCache(deps, build, target.job?.node?.version);
+    // Only trusted code may write what later builds restore, and only a key not stored yet.
+    const cacheWrite = cacheLocation !== undefined && build.trusted && !cacheLocation.exists;
+    const grants: BuildGrants = { write: [target.logPrefix], read: [] };
+    if (cacheLocation) grants.read.push(cacheLocation.key);
+    if (cacheLocation && cacheWrite) grants.write.push(cacheLocation.key);
+    const signer = deps.signer ? await deps.signer.forBuild(build, grants, expiresInSeconds) : undefined;
+    const logUpload = await deps.logs.presignLogUpload(
+      { ...build, logPrefix: target.logPrefix },
+      {
+        expiresInSeconds,
+        maxObjectBytes: Math.max(deps.logLimitBytes, 1024 * 1024) + 64 * 1024,
+        ...(signer ? { signer } : {}),
+      },
+    );
+    const cache: CacheAccess | undefined =
+      cacheLocation && deps.cache
+        ? await deps.cache.presign(cacheLocation, signer, { write: cacheWrite, expiresInSeconds })
+        : undefined;
+    const input: RunnerInput = {
+      kind: 'run',
+      build: {
+        repo: build.repo,
+        number: build.number,
+        event: build.event,
+        ref: build.ref,
+        sha: build.sha,
+        ...(build.branch !== undefined ? { branch: build.branch } : {}),
+        ...(build.tag !== undefined ? { tag: build.tag } : {}),
+        ...(build.pr !== undefined ? { pr: build.pr } : {}),
+        ...(build.baseBranch !== undefined ? { baseBranch: build.baseBranch } : {}),
+        ...(build.headRepo !== undefined ? { headRepo: build.headRepo } : {}),
+        ...(build.defaultBranch !== undefined ? { defaultBranch: build.defaultBranch } : {}),
+        ...(build.commitTitle !== undefined ? { commitTitle: build.commitTitle } : {}),
+        ...(build.htmlUrl !== undefined ? { htmlUrl: build.htmlUrl } : {}),
+        fork: build.fork,
+        privateRepo: build.privateRepo,
+        trusted: build.trusted,
+        author: build.author,
+        deliveryId: build.deliveryId,
+        queuedAt: build.queuedAt,
+        startedAt: build.startedAt ?? startedAt,
+      },
+      source: { archiveUrl, ...(build.cloneUrl ? { cloneUrl: build.cloneUrl } : {}) },
+      settingsConfig: settings.config,
+      secretEnv,
+      logUpload,
+      logLimitBytes: deps.logLimitBytes,
+      deadlineAt,
+      buildUrl: url,
+      ...(deps.diskQuotaBytes !== undefined ? { diskQuotaBytes: deps.diskQuotaBytes } : {}),
+      ...(baseConfig ? { baseConfig } : {}),
+      ...(policy ? { pullRequestOverrides: policy.allowConfigOverrides } : {}),
+      deploy,
+      ...(cache ? { cache } : {}),
+      ...(target.job ? { job: target.job } : {}),
+    };
+    const outcome = await runWatched(deps, target, input);
+    return {
+      state: outcome.state,
+      description: outcome.description,
+      steps: outcome.steps,
+      ...(outcome.checkoutRoot !== undefined ? { checkoutRoot: outcome.checkoutRoot } : {}),
+    };
+  } catch (error) {
+    if (error instanceof RunnerAbortedError) {
+      // Cancelled (superseded) while it ran: finishBuild keeps the state set elsewhere.
+      deps.logger.info(`the runner was stopped: the ${target.job ? 'job' : 'build'} ended elsewhere`, {
+        build: label,
+        reason: error.reason,
+      });
+      return {
+        state: target.job ? 'cancelled' : 'error',
+        stopped: true,
+        description: error.reason,
+        steps: [],
+        logNote: `\n[lambkin] The build was stopped: ${error.reason}`,
+      };
+    }
+    const timedOut = error instanceof RunnerFailedError && error.timedOut;
+    const message = error instanceof Error ? error.message : String(error);
+    deps.logger.error('the build did not complete normally', { build: label, error });
+    return {
+      state: timedOut ? 'timed_out' : 'error',
+      description: timedOut
+        ? `timed out after ${Math.round(deps.runnerTimeoutMs / 1000)} s (the runner's limit)`
+        : `build error: ${message}`,
+      steps: [],
+      logNote: `\n[lambkin] The build did not complete: ${message}`,
+    };
+  }
+}
+
+/** A cache that cannot be located is no reason to fail the build: it runs without one. */
+async function locateCache(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  nodeVersion: string | undefined,
+): Promise<CacheLocation | undefined> {
+  if (!deps.cache) return undefined;
+  try {
+    return await deps.cache.locate(build, nodeVersion !== undefined ? { nodeVersion } : {});
+  } catch (error) {
+    deps.logger.warn('could not locate the dependency cache; building without it', {
+      build: buildLabel(build),
+      error,
+    });
+    return undefined;
+  }
+}
+
+/**
+ * Whether the build deploys: the operator's settings and the default branch's config decide
+ * (read through the contents API at the default branch, never the pushed commit's), and only
+ * pushes of trusted code ever do. A build that deploys with a deploy role gets a presigned
+ * AssumeRole, which the runner redeems only once install and test passed: nothing is assumed here.
+ * An unreadable default branch config costs the build its deploy, not the build.
+ */
+async function deployDecisionFor(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  settings: { config: Record<string, unknown>; deploy: DeploySettings },
+  expiresInSeconds: number,
+): Promise<DeployDecision> {
+  const early = deployPrecheck(build, settings.deploy);
+  if (early) return early;
+  const defaultBranch = build.defaultBranch ?? '';
+  if (!deps.repoFiles) {
+    return {
+      allowed: false,
+      reason: `this builder cannot read the default branch's config (${defaultBranch})`,
+    };
+  }
+  let decision: DeployDecision;
+  try {
+    const base = await readBaseConfig(deps.repoFiles, build.repo, defaultBranch, {
+      hint: `Deploys are decided by the config of ${defaultBranch}: fix it there.`,
+    });
+    const rules = deployRulesOf({
+      settingsConfig: settings.config,
+      files: base.files,
+      defaultBranch,
+      ref: defaultBranch,
+    });
+    decision = decideDeploy(build, settings.deploy, rules);
+  } catch (error) {
+    const message = errorMessage(error);
+    deps.logger.warn("could not read the default branch's deploy rules; the build will not deploy", {
+      build: buildLabel(build),
+      error,
+    });
+    return {
+      allowed: false,
+      reason: `the default branch's config (${defaultBranch}) could not be read, so nothing may deploy: ${message}`,
+    };
+  }
+  const roleArn = settings.deploy.roleArn;
+  if (!decision.allowed || roleArn === undefined) return decision;
+  if (!deps.deployRoles) {
+    throw new DeployRoleError(
+      `the settings name a deploy role (${roleArn}) but this builder cannot assume roles: ` +
+        'deploy it with the template, which grants sts:AssumeRole, or unset deploy.roleArn',
+    );
+  }
+  const grant = await deps.deployRoles.grant({
+    roleArn,
+    sessionName: `lambkin-${build.number}-${build.repo}`,
+    durationSeconds: expiresInSeconds,
+    expiresInSeconds,
+    ...(settings.deploy.region !== undefined ? { region: settings.deploy.region } : {}),
+  });
+  return { ...decision, grant };
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Runs the runner while watching its build (or job) record: when it is no longer `running`
+ * (cancelled because a newer push superseded it, a failed job's failFast, or ended by the
+ * sweeper) the runner is aborted.
+ */
+async function runWatched(
+  deps: ControllerDependencies,
+  target: RunTarget,
+  input: RunnerInput,
+): Promise<RunnerOutcome> {
+  const abort = new AbortController();
+  const interval = deps.watchIntervalMs ?? DEFAULT_WATCH_INTERVAL_MS;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const watch = async (): Promise<void> => {
+    try {
+      const reason = await target.stopReason();
+      if (!stopped && reason !== undefined) {
+        abort.abort(new Error(reason));
+        return;
+      }
+    } catch (error) {
+      deps.logger.warn('could not read the build while it runs', { build: target.label, error });
+    }
+    if (!stopped) timer = setTimeout(() => void watch(), interval);
+  };
+  timer = setTimeout(() => void watch(), interval);
+  try {
+    return await deps.runner.run(input, abort.signal);
+  } finally {
+    stopped = true;
+    clearTimeout(timer);
+  }
+}
+
+/** What one run is for: the build itself, or one of its jobs. */
+export interface RunTarget {
+  /** For the controller's log: `owner/repo#7` or `owner/repo#7/node-22`. */
+  label: string;
+  /** Where the runner writes the log. */
+  logPrefix: string;
+  job?: RunnerJob;
+  /** Why the run must stop now (its record is no longer running), or undefined to go on. */
+  stopReason: () => Promise<string | undefined>;
+}
+
+/** A build of one job: its own log, stopped once the build is no longer running. */
+function buildTarget(deps: ControllerDependencies, build: BuildRecord): RunTarget {
+  return {
+    label: buildLabel(build),
+    logPrefix: build.logPrefix,
+    stopReason: async () => {
+      const current = await deps.builds.getBuild(build);
+      return current && current.state !== 'running'
+        ? `${current.state}: ${current.description ?? current.state}`
+        : undefined;
+    },
+  };
+}

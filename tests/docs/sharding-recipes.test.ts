@@ -431,6 +431,14 @@ describe('the recipes of runners not installed here', () => {
   });
 });
 
+describe('docs/jobs.md is found', () => {
+  it('from configuration.md and the README', () => {
+    const configuration = readFileSync(join(ROOT, 'docs/configuration.md'), 'utf8');
+    expect(configuration).toMatch(/^### Matrix and shards\n[^#]*\]\(jobs\.md\)/m);
+    expect(readFileSync(join(ROOT, 'README.md'), 'utf8')).toMatch(/^- \[Jobs\]\(docs\/jobs\.md\): /m);
+  });
+});
+
 describe('docs/jobs.md against the job planner', () => {
   /** Every JSON block that is a repository config: not a package.json, not `lambkin run --json`'s output. */
   const configs = blocks(PAGE, 'json')

@@ -34,6 +34,8 @@ const EXAMPLE_SCRIPTS = (
   JSON.parse(readFileSync(join(EXAMPLE, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
 ).scripts;
 const TOTALS = [1, 2, 3, 4];
+/** For the tests that start many processes: a loaded machine may take a while. */
+const RUN_TIMEOUT = 90_000;
 
 /** The page from the heading line `heading` (`## X`, `### Y`) to the next heading of that level or higher. */
 function section(heading: string): string {
@@ -296,75 +298,91 @@ describe('docs/jobs.md shows the files of examples/sharding as they are', () => 
 describe.each(RECIPES)('the $name recipe', (recipe) => {
   const suiteOf = (run: Run) => [...run.passed, ...run.failed];
 
-  it.each(TOTALS)('splits the suite into %i disjoint shards that together run it all', async (total) => {
-    const project = exampleCopy();
-    const runs = await runShards(recipe, project, total);
-    const seen = new Map<string, number>();
-    runs.forEach((run, position) => {
-      expect({ shard: position + 1, code: run.code, failed: run.failed }).toEqual({
-        shard: position + 1,
-        code: 0,
-        failed: [],
+  it.each(TOTALS)(
+    'splits the suite into %i disjoint shards that together run it all',
+    async (total) => {
+      const project = exampleCopy();
+      const runs = await runShards(recipe, project, total);
+      const seen = new Map<string, number>();
+      runs.forEach((run, position) => {
+        expect({ shard: position + 1, code: run.code, failed: run.failed }).toEqual({
+          shard: position + 1,
+          code: 0,
+          failed: [],
+        });
+        for (const test of run.passed) {
+          expect({ test, alsoIn: seen.get(test) }).toEqual({ test, alsoIn: undefined });
+          seen.set(test, position + 1);
+        }
       });
-      for (const test of run.passed) {
-        expect({ test, alsoIn: seen.get(test) }).toEqual({ test, alsoIn: undefined });
-        seen.set(test, position + 1);
+      expect([...seen.keys()].sort()).toEqual(ALL_TESTS);
+      // By file: each file's tests all in one shard; the script's split is exactly the page's rule.
+      runs.forEach((run, position) => {
+        const files = FILES.filter((file) =>
+          (TESTS_OF.get(file) ?? []).some((test) => run.passed.includes(test)),
+        );
+        const tests = files.flatMap((file) => TESTS_OF.get(file) ?? []).sort();
+        expect(run.passed.slice().sort()).toEqual(tests);
+        if (recipe.script) expect(files).toEqual(filesOfShard(FILES, position + 1, total));
+      });
+    },
+    RUN_TIMEOUT,
+  );
+
+  it(
+    'runs the whole suite where the variables are unset',
+    async () => {
+      const run = await runShard(recipe, exampleCopy(), null);
+      expect({ code: run.code, failed: run.failed }).toEqual({ code: 0, failed: [] });
+      expect(run.passed.slice().sort()).toEqual(ALL_TESTS);
+    },
+    RUN_TIMEOUT,
+  );
+
+  it(
+    'passes, running nothing, in a shard left without files',
+    async () => {
+      const total = FILES.length + 2;
+      const runs = await runShards(recipe, exampleCopy(), total);
+      expect(runs.map((run) => run.code)).toEqual(runs.map(() => 0));
+      expect(runs.flatMap((run) => run.passed).sort()).toEqual(ALL_TESTS);
+      for (const run of runs.slice(FILES.length)) {
+        expect(run.passed).toEqual([]);
+        if (recipe.script) {
+          expect(run.stderr).toContain(`no test files (${FILES.length} files, ${total} shards)`);
+        }
       }
-    });
-    expect([...seen.keys()].sort()).toEqual(ALL_TESTS);
-    // By file: each file's tests all in one shard; the script's split is exactly the page's rule.
-    runs.forEach((run, position) => {
-      const files = FILES.filter((file) =>
-        (TESTS_OF.get(file) ?? []).some((test) => run.passed.includes(test)),
+    },
+    RUN_TIMEOUT,
+  );
+
+  it.each(TOTALS)(
+    'fails only the shard holding a failing test, of %i',
+    async (total) => {
+      const project = exampleCopy();
+      writeFileSync(
+        join(project, BROKEN_FILE),
+        readFileSync(join(project, BROKEN_FILE), 'utf8') +
+          `it('${BROKEN_TEST}', () => assert.fail('on purpose'));\n`,
       );
-      const tests = files.flatMap((file) => TESTS_OF.get(file) ?? []).sort();
-      expect(run.passed.slice().sort()).toEqual(tests);
-      if (recipe.script) expect(files).toEqual(filesOfShard(FILES, position + 1, total));
-    });
-  });
-
-  it('runs the whole suite where the variables are unset', async () => {
-    const run = await runShard(recipe, exampleCopy(), null);
-    expect({ code: run.code, failed: run.failed }).toEqual({ code: 0, failed: [] });
-    expect(run.passed.slice().sort()).toEqual(ALL_TESTS);
-  });
-
-  it('passes, running nothing, in a shard left without files', async () => {
-    const total = FILES.length + 2;
-    const runs = await runShards(recipe, exampleCopy(), total);
-    expect(runs.map((run) => run.code)).toEqual(runs.map(() => 0));
-    expect(runs.flatMap((run) => run.passed).sort()).toEqual(ALL_TESTS);
-    for (const run of runs.slice(FILES.length)) {
-      expect(run.passed).toEqual([]);
-      if (recipe.script) {
-        expect(run.stderr).toContain(`no test files (${FILES.length} files, ${total} shards)`);
-      }
-    }
-  });
-
-  it.each(TOTALS)('fails only the shard holding a failing test, of %i', async (total) => {
-    const project = exampleCopy();
-    writeFileSync(
-      join(project, BROKEN_FILE),
-      readFileSync(join(project, BROKEN_FILE), 'utf8') +
-        `it('${BROKEN_TEST}', () => assert.fail('on purpose'));\n`,
-    );
-    const runs = await runShards(recipe, project, total);
-    const holding = runs.findIndex((run) => suiteOf(run).includes(BROKEN_TEST));
-    expect(holding).toBeGreaterThanOrEqual(0);
-    runs.forEach((run, position) => {
-      const broken = position === holding;
-      expect({ shard: position + 1, failing: run.code !== 0, failed: run.failed }).toEqual({
-        shard: position + 1,
-        failing: broken,
-        failed: broken ? [BROKEN_TEST] : [],
+      const runs = await runShards(recipe, project, total);
+      const holding = runs.findIndex((run) => suiteOf(run).includes(BROKEN_TEST));
+      expect(holding).toBeGreaterThanOrEqual(0);
+      runs.forEach((run, position) => {
+        const broken = position === holding;
+        expect({ shard: position + 1, failing: run.code !== 0, failed: run.failed }).toEqual({
+          shard: position + 1,
+          failing: broken,
+          failed: broken ? [BROKEN_TEST] : [],
+        });
       });
-    });
-    expect(runs.flatMap(suiteOf).sort()).toEqual([...ALL_TESTS, BROKEN_TEST].sort());
-    if (recipe.script) {
-      expect(filesOfShard(FILES, holding + 1, total)).toContain(BROKEN_FILE);
-    }
-  });
+      expect(runs.flatMap(suiteOf).sort()).toEqual([...ALL_TESTS, BROKEN_TEST].sort());
+      if (recipe.script) {
+        expect(filesOfShard(FILES, holding + 1, total)).toContain(BROKEN_FILE);
+      }
+    },
+    RUN_TIMEOUT,
+  );
 });
 
 describe('the splitting script', () => {
@@ -405,30 +423,34 @@ describe('the recipes of runners not installed here', () => {
     expect(await sh(JEST ?? '', ROOT, null, bin)).toEqual({ code: 0, stdout: '--shard=1/1\n', stderr: '' });
   });
 
-  it('tape gets each shard’s files from the splitting script, every file once', async () => {
-    const [, dir = '', suffix = ''] = /^node \S+ (\S+) (\S+) -- tape$/.exec(TAPE ?? '') ?? [];
-    expect({ dir, suffix }).toEqual({ dir: 'test', suffix: '.js' });
-    const project = tempFolder();
-    mkdirSync(join(project, 'scripts'));
-    writeFileSync(join(project, SCRIPT), SCRIPT_TEXT);
-    const files = ['test/a.js', 'test/b.js', 'test/c.js', 'test/unit/d.js', 'test/unit/e.js', 'test/z.js'];
-    for (const file of [...files, 'test/node_modules/dep/index.js', 'test/notes.md']) {
-      mkdirSync(join(project, dirname(file)), { recursive: true });
-      writeFileSync(join(project, file), '');
-    }
-    const bin = echoingBin('tape');
-    for (const total of TOTALS) {
-      const runs = await Promise.all(
-        Array.from({ length: total }, (_, position) =>
-          sh(TAPE ?? '', project, { index: position + 1, total }, bin),
-        ),
-      );
-      const given = runs.map((run) => run.stdout.split('\n').filter(Boolean));
-      expect(runs.map((run) => run.code)).toEqual(runs.map(() => 0));
-      expect(given).toEqual(runs.map((_, position) => filesOfShard(files, position + 1, total)));
-      expect(given.flat().sort()).toEqual(files);
-    }
-  });
+  it(
+    'tape gets each shard’s files from the splitting script, every file once',
+    async () => {
+      const [, dir = '', suffix = ''] = /^node \S+ (\S+) (\S+) -- tape$/.exec(TAPE ?? '') ?? [];
+      expect({ dir, suffix }).toEqual({ dir: 'test', suffix: '.js' });
+      const project = tempFolder();
+      mkdirSync(join(project, 'scripts'));
+      writeFileSync(join(project, SCRIPT), SCRIPT_TEXT);
+      const files = ['test/a.js', 'test/b.js', 'test/c.js', 'test/unit/d.js', 'test/unit/e.js', 'test/z.js'];
+      for (const file of [...files, 'test/node_modules/dep/index.js', 'test/notes.md']) {
+        mkdirSync(join(project, dirname(file)), { recursive: true });
+        writeFileSync(join(project, file), '');
+      }
+      const bin = echoingBin('tape');
+      for (const total of TOTALS) {
+        const runs = await Promise.all(
+          Array.from({ length: total }, (_, position) =>
+            sh(TAPE ?? '', project, { index: position + 1, total }, bin),
+          ),
+        );
+        const given = runs.map((run) => run.stdout.split('\n').filter(Boolean));
+        expect(runs.map((run) => run.code)).toEqual(runs.map(() => 0));
+        expect(given).toEqual(runs.map((_, position) => filesOfShard(files, position + 1, total)));
+        expect(given.flat().sort()).toEqual(files);
+      }
+    },
+    RUN_TIMEOUT,
+  );
 });
 
 describe('docs/jobs.md is found', () => {

@@ -16,13 +16,13 @@ import type { BuildKey, BuildRecord } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
 import { LambkinError, TransitionRefusedError } from '../core/errors.js';
 import { fanInDescription, jobDurationMs, jobLabel, type JobRecord } from '../core/job-record.js';
-import { fanIn, planJobs, TooManyJobsError } from '../core/jobs.js';
+import { fanIn, planJobs, TooManyJobsError, type JobPlan } from '../core/jobs.js';
 import { jobLinkFromBuildPage, jobPageUrl, pageUrlOf, relativeJobPageLinks } from '../core/links.js';
 import { finalPageLog, formatDuration } from '../core/log-format.js';
 import type { NewJob } from '../core/ports.js';
 import type { BuilderInvocation, RunnerJob, RunnerJobNode } from '../core/protocol.js';
 import { RepoConfigError } from '../core/repo-config/config-errors.js';
-import { resolveBuildConfig } from '../core/repo-config/resolve.js';
+import { resolveBuildConfig, type ResolvedBuildConfig } from '../core/repo-config/resolve.js';
 import { pullRequestSourceOf } from '../core/settings.js';
 import { commitStateFor, isTerminal, STATE_LABELS, type BuildState } from '../core/state-machine.js';
 import { FINAL_DELIVERY, INTAKE_DELIVERY } from '../github/statuses.js';
@@ -54,7 +54,7 @@ export async function planBuild(deps: ControllerDependencies, build: BuildRecord
   if (!deps.jobs || !deps.jobInvoker || !deps.repoFiles) return { kind: 'single' };
   const settings = await deps.settings.effective(build.repo);
   const policy = build.pr !== undefined ? settings.build.pullRequests[pullRequestSourceOf(build)] : undefined;
-  let config;
+  let config: ResolvedBuildConfig;
   try {
     const files = await readCommitConfig(deps.repoFiles, build.repo, build.sha);
     const base =
@@ -75,7 +75,7 @@ export async function planBuild(deps: ControllerDependencies, build: BuildRecord
   if (!config.build || (config.matrix === undefined && (config.parallel ?? 1) <= 1)) {
     return { kind: 'single' };
   }
-  let plans;
+  let plans: JobPlan[];
   try {
     plans = planJobs(config, { maxJobs: settings.build.maxJobs });
   } catch (error) {
@@ -87,6 +87,17 @@ export async function planBuild(deps: ControllerDependencies, build: BuildRecord
         : 'the matrix makes no valid jobs',
       `Nothing ran: ${message}`,
     );
+  }
+  if (build.jobs !== undefined) {
+    const wanted = new Set(build.jobs);
+    const unknown = build.jobs.filter((id) => !plans.some((plan) => plan.id === id));
+    if (unknown.length > 0) {
+      return refused(
+        `no job ${unknown.join(', ')} in this build`,
+        `Nothing ran: this commit's config has no job ${unknown.map((id) => `"${id}"`).join(', ')}; its jobs are ${plans.map((plan) => plan.id).join(', ')}.`,
+      );
+    }
+    plans = plans.filter((plan) => wanted.has(plan.id));
   }
   const nodes = new Map<string, RunnerJobNode>();
   for (const spec of new Set(plans.flatMap((plan) => (plan.node !== undefined ? [plan.node] : [])))) {

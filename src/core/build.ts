@@ -45,6 +45,8 @@ export interface BuildRequest {
   cloneUrl?: string;
   /** `X-GitHub-Delivery` of the webhook that asked for this build. */
   deliveryId: string;
+  /** Only these jobs (JobPlan ids) of the build's plan run: a rebuild of one job. Absent: all. */
+  jobs?: string[];
 }
 
 /** One state change, as recorded on the build. */
@@ -128,6 +130,7 @@ const REQUEST_FIELDS = {
   htmlUrl: true,
   cloneUrl: true,
   deliveryId: true,
+  jobs: true,
 } as const satisfies Record<keyof BuildRequest, true>;
 
 /** The request of `build` with a new delivery id: the same commit, trust and target. */

@@ -401,8 +401,10 @@ export interface NodeInstallReport extends InstalledNode {
   durationMs: number;
 }
 
-export interface InstallNodeWithCacheOptions
-  extends Omit<InstallNodeOptions, 'archiveFile' | 'keepArchiveAs'> {
+export interface InstallNodeWithCacheOptions extends Omit<
+  InstallNodeOptions,
+  'archiveFile' | 'keepArchiveAs'
+> {
   /**
    * The tarball in the dependency cache's storage (`RunnerJobNode.cache`): tried before the
    * registry when the local cache has no install, and, with `putUrl`, given the registry's tarball
@@ -505,7 +507,9 @@ export async function installNodeWithCache(
 }
 
 /** `Node.js 22.11.0 (downloaded in 2.1 s)`, `(from the build cache in 0.4 s)`, `(from the cache)`. */
-export function nodeInstallLine(report: Pick<NodeInstallReport, 'version' | 'source' | 'durationMs'>): string {
+export function nodeInstallLine(
+  report: Pick<NodeInstallReport, 'version' | 'source' | 'durationMs'>,
+): string {
   const how =
     report.source === 'local'
       ? 'from the cache'
@@ -537,10 +541,16 @@ async function restoreFromBuildCache(
       return undefined;
     }
     try {
-      await streamToFile(url, archiveFile, options.maxBytes, options.fetch ?? fetch, signal.signal, (status) =>
-        status === 404 || status === 403
-          ? new BuildCacheMiss(`HTTP ${status}`)
-          : new NodeRuntimeError(`${urlLabel(url)} answered HTTP ${status}`, { retryable: true }),
+      await streamToFile(
+        url,
+        archiveFile,
+        options.maxBytes,
+        options.fetch ?? fetch,
+        signal.signal,
+        (status) =>
+          status === 404 || status === 403
+            ? new BuildCacheMiss(`HTTP ${status}`)
+            : new NodeRuntimeError(`${urlLabel(url)} answered HTTP ${status}`, { retryable: true }),
       );
     } catch (error) {
       if (options.signal?.aborted) throw error;
@@ -548,7 +558,9 @@ async function restoreFromBuildCache(
         log(`Node.js cache: miss (${error.message})`);
       } else {
         const described = signal.describe(error, `Reading the build cache's copy (${urlLabel(url)})`);
-        log(`Warning: Node.js cache: could not read it: ${firstSentence(described.message)}; using the registry`);
+        log(
+          `Warning: Node.js cache: could not read it: ${firstSentence(described.message)}; using the registry`,
+        );
       }
       return undefined;
     }
@@ -639,11 +651,15 @@ async function putFile(
     for await (const chunk of response) if (body.length < 4096) body += String(chunk);
     const status = response.statusCode ?? 0;
     if (status === 412 || (status >= 200 && status < 300)) return status;
-    throw new NodeRuntimeError(`${label} answered HTTP ${status} to the upload: ${oneLine(body).slice(0, 300)}`);
+    throw new NodeRuntimeError(
+      `${label} answered HTTP ${status} to the upload: ${oneLine(body).slice(0, 300)}`,
+    );
   } catch (error) {
     answered.catch(() => undefined);
     if (error instanceof NodeRuntimeError) throw error;
-    throw new NodeRuntimeError(`the upload to ${label} failed: ${describeErrorChain(error)}`, { cause: error });
+    throw new NodeRuntimeError(`the upload to ${label} failed: ${describeErrorChain(error)}`, {
+      cause: error,
+    });
   }
 }
 
@@ -666,7 +682,9 @@ function messageOf(error: unknown): string {
 }
 
 function firstSentence(text: string): string {
-  return oneLine(text).replace(/\.\s.*$/, '').replace(/\.$/, '');
+  return oneLine(text)
+    .replace(/\.\s.*$/, '')
+    .replace(/\.$/, '');
 }
 
 function oneLine(text: string): string {

@@ -557,9 +557,10 @@ async function restoreFromBuildCache(
       if (error instanceof BuildCacheMiss) {
         log(`Node.js cache: miss (${error.message})`);
       } else {
-        const described = signal.describe(error, `Reading the build cache's copy (${urlLabel(url)})`);
+        const described = signal.describe(error, urlLabel(url));
         log(
-          `Warning: Node.js cache: could not read it: ${firstSentence(described.message)}; using the registry`,
+          `Warning: Node.js cache: could not read the build cache's copy: ${firstSentence(described.message)}; ` +
+            'using the registry',
         );
       }
       return undefined;
@@ -572,8 +573,8 @@ async function restoreFromBuildCache(
     if (error instanceof NodeIntegrityError) {
       log(
         `Warning: Node.js cache: refused the build cache's copy of Node.js ${resolved.version}: its digest ` +
-          `${prefix(error.got)} is not the registry's integrity ${prefix(error.expected)}. Nothing was ` +
-          'extracted; using the registry.',
+          `${prefix(error.got)} is not the registry's integrity ${prefix(error.expected)}, so nothing ` +
+          'was extracted; using the registry',
       );
     } else {
       log(

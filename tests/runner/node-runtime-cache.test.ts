@@ -184,7 +184,7 @@ describe.each(storageBackends())('installNodeWithCache on $name', (backend) => {
     expect(report).toMatchObject({ source: 'registry', downloaded: true });
     expect(lines[0]).toMatch(
       new RegExp(
-        `^Warning: Node\\.js cache: refused the build cache's copy of Node\\.js ${node.version}: its digest sha512-\\S+ is not the registry's integrity sha512-\\S+ Nothing was extracted; using the registry\\.$`,
+        `^Warning: Node\\.js cache: refused the build cache's copy of Node\\.js ${node.version}: its digest sha512-\\S+ is not the registry's integrity sha512-\\S+, so nothing was extracted; using the registry$`,
       ),
     );
     expect(lines[1]).toMatch(new RegExp(`^Node\\.js ${node.version} \\(downloaded in `));
@@ -266,13 +266,15 @@ describe.each(storageBackends())('installNodeWithCache on $name', (backend) => {
       const fromBroken = await install(node, broken);
       expect(fromBroken.report.source).toBe('registry');
       expect(fromBroken.lines[0]).toMatch(
-        /^Warning: Node\.js cache: could not read it: .*HTTP 500; using the registry$/,
+        /^Warning: Node\.js cache: could not read the build cache's copy: .*HTTP 500; using the registry$/,
       );
       expect(fromBroken.lines.join('\n')).not.toContain('secret-signature');
 
       const unreachable = await install(node, { ...broken, getUrl: 'http://127.0.0.1:9/bucket/key' });
       expect(unreachable.report.source).toBe('registry');
-      expect(unreachable.lines[0]).toMatch(/^Warning: Node\.js cache: could not read it: /);
+      expect(unreachable.lines[0]).toMatch(
+        /^Warning: Node\.js cache: could not read the build cache's copy: /,
+      );
 
       const uploadFails = await install(node, {
         ...(await accessFor(node, true)),
@@ -306,7 +308,9 @@ describe.each(storageBackends())('installNodeWithCache on $name', (backend) => {
       const started = Date.now();
       const { report, lines } = await install(node, access, { timeoutMs: 3_000 });
       expect(report.source).toBe('registry');
-      expect(lines[0]).toMatch(/^Warning: Node\.js cache: could not read it: .*took longer than \d+ s/);
+      expect(lines[0]).toMatch(
+        /^Warning: Node\.js cache: could not read the build cache's copy: .*took longer than \d+ s/,
+      );
       expect(Date.now() - started).toBeLessThan(3_000);
     } finally {
       await closeServer(stalling.server);

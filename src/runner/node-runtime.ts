@@ -11,9 +11,15 @@
  *   package), checks that `bin/node --version` prints the version, and only then moves the folder
  *   into place with one `rename`. A failed, killed or concurrent install never leaves a half binary
  *   where a later build would find it; a second install finds the folder and downloads nothing.
+ * - `installNodeWithCache` puts the dependency cache's storage (the "build cache") between the two:
+ *   a builder without the version tries the presigned GET the controller gave the job first (the
+ *   object is checked against the same integrity, and anything wrong with it is a miss), and a
+ *   trusted build uploads the verified registry tarball with its presigned PUT. URLs only: the
+ *   runner holds no credential for the storage.
  *
  * The tarball is untrusted input until its digest matches; the registry's metadata is what it is
- * checked against. Nothing is downloaded from anywhere but the URL the registry's document gives.
+ * checked against. Nothing is downloaded from anywhere but the URL the registry's document gives,
+ * and the build cache's presigned GET, whose answer is checked against the same integrity.
  */
 import { execFile } from 'node:child_process';
 import { createHash, timingSafeEqual } from 'node:crypto';

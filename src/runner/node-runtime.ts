@@ -578,9 +578,9 @@ async function restoreFromBuildCache(
     if (options.signal?.aborted) throw error;
     if (error instanceof NodeIntegrityError) {
       log(
-        `Warning: Node.js cache: refused the build cache's copy of Node.js ${resolved.version}: its digest ` +
-          `${prefix(error.got)} is not the registry's integrity ${prefix(error.expected)}, so nothing ` +
-          'was extracted; using the registry',
+        `Warning: Node.js cache: refused the build cache's copy of Node.js ${resolved.version} ` +
+          `(${cache.key}): its digest ${prefix(error.got)} is not the registry's integrity ` +
+          `${prefix(error.expected)}, so nothing was extracted; using the registry`,
       );
     } else {
       log(

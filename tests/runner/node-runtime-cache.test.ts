@@ -184,7 +184,7 @@ describe.each(storageBackends())('installNodeWithCache on $name', (backend) => {
     expect(report).toMatchObject({ source: 'registry', downloaded: true });
     expect(lines[0]).toMatch(
       new RegExp(
-        `^Warning: Node\\.js cache: refused the build cache's copy of Node\\.js ${node.version}: its digest sha512-\\S+ is not the registry's integrity sha512-\\S+, so nothing was extracted; using the registry$`,
+        `^Warning: Node\\.js cache: refused the build cache's copy of Node\\.js ${node.version} \\(cache/_node/node-${node.version}-linux-x64-[0-9a-f]{128}\\.tgz\\): its digest sha512-\\S+ is not the registry's integrity sha512-\\S+, so nothing was extracted; using the registry$`,
       ),
     );
     expect(lines[1]).toMatch(new RegExp(`^Node\\.js ${node.version} \\(downloaded in `));

@@ -10,6 +10,14 @@ import { CACHE_PREFIX } from './cache-key.js';
 export const NODE_ARCHES = ['x64', 'arm64'] as const;
 export type NodeArch = (typeof NODE_ARCHES)[number];
 
+/**
+ * Where the dependency cache's storage keeps Node.js package tarballs (`nodeCacheKey`). GitHub
+ * owner names never start with `_`, so no repository's cache key (`cache/<owner>/…`) is under it.
+ */
+export const NODE_CACHE_PREFIX = `${CACHE_PREFIX}_node/`;
+/** The most a Node.js package tarball may weigh (about 45 MiB today): downloads and uploads stop here. */
+export const NODE_TARBALL_MAX_BYTES = 256 * 1024 ** 2;
+
 /** A major (`22`) or an exact version (`22.11.0`); a leading `v` is allowed in the text. */
 export interface NodeVersionSpec {
   kind: 'major' | 'exact';
@@ -91,7 +99,7 @@ export function nodeInstallName(version: string, arch: NodeArch): string {
 export function nodeCacheKey(version: string, arch: NodeArch, integrity: string): string {
   const digest = sha512DigestsOf(integrity)[0];
   if (digest === undefined) throw new Error(`no sha512 digest in the integrity ${JSON.stringify(integrity)}`);
-  return `${CACHE_PREFIX}_node/${nodeInstallName(version, arch)}-${digest.toString('hex')}.tgz`;
+  return `${NODE_CACHE_PREFIX}${nodeInstallName(version, arch)}-${digest.toString('hex')}.tgz`;
 }
 
 /** The sha512 digests an SRI string allows (any one may match); other algorithms are ignored. */

@@ -11,6 +11,7 @@ import type { JobPlan } from './jobs.js';
 import type {
   CacheAccess,
   DeployCredentialGrant,
+  NodeCacheAccess,
   PresignedPost,
   RunnerInput,
   RunnerJobNode,
@@ -272,6 +273,38 @@ export interface CachePlanner {
     signer: BuildScopedClient | undefined,
     options: { write: boolean; expiresInSeconds: number },
   ): Promise<CacheAccess>;
+  /**
+   * Where a job's Node.js package tarball is kept (`nodeCacheKey` of its version, arch and
+   * integrity) and whether it is stored yet. Optional: a planner without it keeps no Node.js.
+   * The controller adds the key to the build's `grants.read` (and `grants.write` when it writes).
+   */
+  locateNode?(node: NodeCacheSubject): Promise<NodeCacheLocation>;
+  /**
+   * Presigned URLs of that tarball for the runner, signed by `signer` (else the planner's own
+   * client): a GET always; a PUT only with `write` and only when nothing is stored there yet.
+   * Refuses keys outside the node cache's prefix.
+   */
+  presignNode?(
+    location: NodeCacheLocation,
+    signer: BuildScopedClient | undefined,
+    options: { write: boolean; expiresInSeconds: number },
+  ): Promise<NodeCacheAccess>;
+}
+
+/** What names a Node.js package tarball in the cache: a job's `RunnerJobNode` will do. */
+export interface NodeCacheSubject {
+  /** Exact version, `22.11.0`. */
+  version: string;
+  arch: 'x64' | 'arm64';
+  /** The tarball's sha512 SRI: its digest is part of the key. */
+  integrity: string;
+}
+
+export interface NodeCacheLocation {
+  /** `cache/_node/node-<version>-linux-<arch>-<sha512 hex>.tgz`. */
+  key: string;
+  /** Whether an object is stored at the key already (nobody then uploads it again). */
+  exists: boolean;
 }
 
 /** What the runner may touch in the bucket, as key prefixes (a full key is a prefix of itself). */

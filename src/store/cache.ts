@@ -4,6 +4,11 @@
  *
  *   cache/<owner>/<repo>/node<major>-<platform>-<arch>/<lockfile blob sha>.tar.gz
  *
+ * The same storage keeps the Node.js package tarballs jobs run on (the `node` matrix key), one per
+ * version, arch and digest, shared by every repository (`locateNode`, `presignNode`):
+ *
+ *   cache/_node/node-<version>-linux-<arch>-<sha512 hex of the tarball>.tgz
+ *
  * The key is derived without the checkout, from the lockfile's git blob sha at the build's commit
  * (the git trees API), so the controller and the runner agree on it before the source is fetched;
  * the runner checks its checkout's lockfile against the same sha. One object per key, written once
@@ -11,12 +16,23 @@
  */
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { CacheAccess } from '../core/protocol.js';
+import type { CacheAccess, NodeCacheAccess } from '../core/protocol.js';
 import type { RepoName } from '../core/build.js';
 import { CACHE_PREFIX, cacheKeyOf, currentRuntime, type CacheRuntime } from '../core/cache-key.js';
 import { LambkinError } from '../core/errors.js';
+import {
+  NODE_ARCHES,
+  NODE_CACHE_PREFIX,
+  NODE_TARBALL_MAX_BYTES,
+  nodeCacheKey,
+} from '../core/node-version.js';
 import type { LockfileBlob } from '../github/trees.js';
-import { type CacheLocation, type CachePlanner } from '../core/ports.js';
+import {
+  type CacheLocation,
+  type CachePlanner,
+  type NodeCacheLocation,
+  type NodeCacheSubject,
+} from '../core/ports.js';
 
 /** Largest archive a build may upload, unless the planner is told otherwise. */
 export const DEFAULT_CACHE_MAX_BYTES = 2 * 1024 ** 3;
@@ -88,19 +104,72 @@ export class S3CachePlanner implements CachePlanner {
       maxBytes: this.maxBytes,
     };
     if (!options.write) return access;
-    // Signed with `If-None-Match: *`: S3 then refuses to replace an entry stored meanwhile (by a
-    // concurrent build), so a key once written never changes under the builds restoring it.
-    const putUrl = await this.call('presign an upload of', location.key, () =>
-      getSignedUrl(
-        client,
-        new PutObjectCommand({ Bucket: this.bucket, Key: location.key, IfNoneMatch: '*' }),
-        {
-          expiresIn,
-          signableHeaders: new Set(['if-none-match']),
-        },
-      ),
+    return { ...access, ...(await this.presignPut(client, location.key, expiresIn)) };
+  }
+
+  /** Where the job's Node.js package tarball is kept, and whether it is stored yet. */
+  async locateNode(node: NodeCacheSubject): Promise<NodeCacheLocation> {
+    let key: string;
+    try {
+      if (!(NODE_ARCHES as readonly string[]).includes(node.arch)) {
+        throw new Error(`there is no official Node.js package for ${JSON.stringify(node.arch)}`);
+      }
+      key = nodeCacheKey(node.version, node.arch, node.integrity);
+    } catch (error) {
+      throw new CacheStoreError(
+        `Cannot name the Node.js ${JSON.stringify(node.version)} tarball in the cache: ${describe(error)}.`,
+        { cause: error },
+      );
+    }
+    return { key, exists: await this.exists(key) };
+  }
+
+  /**
+   * Presigned URLs of a Node.js package tarball: a GET always; a PUT only with `write` and only
+   * when nothing is stored at the key yet (signed with `If-None-Match: *` like `presign`'s).
+   */
+  async presignNode(
+    location: NodeCacheLocation,
+    signer: S3Client | undefined,
+    options: { write: boolean; expiresInSeconds: number },
+  ): Promise<NodeCacheAccess> {
+    if (!location.key.startsWith(NODE_CACHE_PREFIX) || location.key.includes('..')) {
+      throw new CacheStoreError(
+        `Refused to presign ${JSON.stringify(location.key)}: Node.js tarballs are kept under ` +
+          `${NODE_CACHE_PREFIX}. Use locateNode().`,
+      );
+    }
+    const client = signer ?? this.s3;
+    const expiresIn = options.expiresInSeconds;
+    const getUrl = await this.call('presign a download of', location.key, () =>
+      getSignedUrl(client, new GetObjectCommand({ Bucket: this.bucket, Key: location.key }), { expiresIn }),
     );
-    return { ...access, putUrl, putHeaders: { 'if-none-match': '*' } };
+    const access: NodeCacheAccess = {
+      key: location.key,
+      getUrl,
+      stored: location.exists,
+      maxBytes: Math.min(this.maxBytes, NODE_TARBALL_MAX_BYTES),
+    };
+    if (!options.write || location.exists) return access;
+    return { ...access, ...(await this.presignPut(client, location.key, expiresIn)) };
+  }
+
+  /**
+   * A PUT signed with `If-None-Match: *`: S3 then refuses to replace an object stored meanwhile
+   * (by a concurrent build), so a key once written never changes under the builds restoring it.
+   */
+  private async presignPut(
+    client: S3Client,
+    key: string,
+    expiresIn: number,
+  ): Promise<{ putUrl: string; putHeaders: Record<string, string> }> {
+    const putUrl = await this.call('presign an upload of', key, () =>
+      getSignedUrl(client, new PutObjectCommand({ Bucket: this.bucket, Key: key, IfNoneMatch: '*' }), {
+        expiresIn,
+        signableHeaders: new Set(['if-none-match']),
+      }),
+    );
+    return { putUrl, putHeaders: { 'if-none-match': '*' } };
   }
 
   private async exists(key: string): Promise<boolean> {

@@ -194,6 +194,47 @@ describe('a job of a build', () => {
     expect(registry.tarballRequests()).toBe(before + 1);
   });
 
+  it("keeps the job's Node.js in the build cache: the next builder fetches nothing from the registry", async () => {
+    const { repo, sha } = await envProject('job-node-build-cache');
+    const own = new Registry();
+    await own.start();
+    const bytes = officialPackage('22.96.0');
+    own.publish(PACKAGE, '22.96.0', { bytes });
+    const node: RunnerJobNode = {
+      version: '22.96.0',
+      arch: nodeArchOf(),
+      tarballUrl: `${own.base}${own.tarballPath(PACKAGE, '22.96.0')}`,
+      integrity: sri(bytes),
+    };
+    // As the controller will: the key located, presigned (a PUT for a trusted build not stored yet).
+    const withCache = async (): Promise<RunnerJobNode> => ({
+      ...node,
+      cache: await planner.presignNode(await planner.locateNode(node), undefined, {
+        write: true,
+        expiresInSeconds: 600,
+      }),
+    });
+
+    const first = await build({ repo, sha }, matrixJob(await withCache()));
+    expect(first.build.state).toBe('success');
+    expect(first.log).toContain('Node.js cache: miss (not in the build cache yet)');
+    expect(first.log).toMatch(/^Node\.js 22\.96\.0 \(downloaded in [\d.]+ m?s\)$/m);
+    expect(first.log).toMatch(/^Node\.js cache: saved Node\.js 22\.96\.0 to the build cache \(/m);
+    expect(own.tarballRequests()).toBe(1);
+    expect(await planner.locateNode(node)).toMatchObject({ exists: true });
+
+    // Another builder (an empty node cache), and the registry is gone.
+    await own.stop();
+    const otherBuilder = { ...deps, runner: new ProcessRunnerInvoker({ workRoot: join(scratch, 'work-2') }) };
+    const second = await build({ repo, sha }, matrixJob(await withCache()), otherBuilder);
+    expect(second.build.state).toBe('success');
+    expect(second.log).toMatch(/^Node\.js 22\.96\.0 \(from the build cache in [\d.]+ m?s\)$/m);
+    expect(second.log).not.toContain('Node.js cache:');
+    expect(second.log).toContain('NODE=v22.96.0');
+    // The presigned URLs are credentials: the log never shows them.
+    expect(second.log).not.toContain('X-Amz-Signature');
+  });
+
   it('ends the build `error` when the Node.js tarball does not match its integrity', async () => {
     const { repo, sha } = await envProject('job-node-tampered');
     const node = publishNode('22.98.0', sri(Buffer.from('another tarball')));

@@ -11,7 +11,12 @@ import { readBaseConfig } from './base-config.js';
 import { decideDeploy, deployPrecheck, deployRulesOf } from '../core/deploy-policy.js';
 import type { CacheAccess, DeployDecision, RunnerInput, RunnerJob, RunnerOutcome } from '../core/protocol.js';
 import { RunnerAbortedError, RunnerFailedError } from './runner-invoker.js';
-import { DeployRoleError, type BuildGrants, type CacheLocation } from '../core/ports.js';
+import {
+  DeployRoleError,
+  type BuildGrants,
+  type CacheLocation,
+  type NodeCacheLocation,
+} from '../core/ports.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
 
 /** Time after the runner's deadline for the controller to finish the log and report. */
@@ -67,6 +72,12 @@ export async function runRunner(
     const grants: BuildGrants = { write: [target.logPrefix], read: [] };
     if (cacheLocation) grants.read.push(cacheLocation.key);
     if (cacheLocation && cacheWrite) grants.write.push(cacheLocation.key);
+    // The job's Node.js tarball, kept beside the dependency caches: read by every build, written
+    // (once, after the runner verified it against the registry's integrity) by trusted ones only.
+    const nodeLocation = await locateNodeCache(deps, target);
+    const nodeWrite = nodeLocation !== undefined && build.trusted && !nodeLocation.exists;
+    if (nodeLocation) grants.read.push(nodeLocation.key);
+    if (nodeLocation && nodeWrite) grants.write.push(nodeLocation.key);
     const signer = deps.signer ? await deps.signer.forBuild(build, grants, expiresInSeconds) : undefined;
     const logUpload = await deps.logs.presignLogUpload(
       { ...build, logPrefix: target.logPrefix },
@@ -80,6 +91,22 @@ export async function runRunner(
       cacheLocation && deps.cache
         ? await deps.cache.presign(cacheLocation, signer, { write: cacheWrite, expiresInSeconds })
         : undefined;
+    const nodeCache =
+      nodeLocation && deps.cache?.presignNode
+        ? await deps.cache
+            .presignNode(nodeLocation, signer, { write: nodeWrite, expiresInSeconds })
+            .catch((error: unknown) => {
+              deps.logger.warn('could not presign the Node.js cache; the job downloads it', {
+                build: label,
+                error,
+              });
+              return undefined;
+            })
+        : undefined;
+    const job =
+      target.job?.node && nodeCache
+        ? { ...target.job, node: { ...target.job.node, cache: nodeCache } }
+        : target.job;
     const input: RunnerInput = {
       kind: 'run',
       build: {
@@ -116,7 +143,7 @@ export async function runRunner(
       ...(policy ? { pullRequestOverrides: policy.allowConfigOverrides } : {}),
       deploy,
       ...(cache ? { cache } : {}),
-      ...(target.job ? { job: target.job } : {}),
+      ...(job ? { job } : {}),
     };
     const outcome = await runWatched(deps, target, input);
     return {
@@ -166,6 +193,24 @@ async function locateCache(
   } catch (error) {
     deps.logger.warn('could not locate the dependency cache; building without it', {
       build: buildLabel(build),
+      error,
+    });
+    return undefined;
+  }
+}
+
+/** Where the job's Node.js tarball is kept; none without a job Node.js or when it cannot be located. */
+async function locateNodeCache(
+  deps: ControllerDependencies,
+  target: RunTarget,
+): Promise<NodeCacheLocation | undefined> {
+  const node = target.job?.node;
+  if (!node || !deps.cache?.locateNode) return undefined;
+  try {
+    return await deps.cache.locateNode(node);
+  } catch (error) {
+    deps.logger.warn('could not locate the Node.js cache; the job downloads it', {
+      build: target.label,
       error,
     });
     return undefined;

@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
@@ -21,6 +21,13 @@ import { ProcessRunnerInvoker } from '../controller/runner-invoker.js';
 import type { BuildRecord, BuildRequest } from '../core/build.js';
 import type { Logger } from '../core/logger.js';
 import { DynamoBuildStore } from '../store/builds.js';
+import { DynamoJobStore } from '../store/jobs.js';
+import { endCrashedJob } from '../controller/job-controller.js';
+import { builderInvocationFor } from '../core/protocol.js';
+import { jobDurationMs } from '../core/job-record.js';
+import { DEFAULT_JOB_NAME } from '../core/jobs.js';
+import { nodeVersionResolver } from '../wiring.js';
+import { LocalJobPool } from './job-pool.js';
 import { S3LogStore } from '../store/logs.js';
 import { DynamoSettingsStore } from '../store/settings.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
@@ -42,7 +49,24 @@ export interface LocalRunOptions {
   env?: Record<string, string>;
   logLimitBytes?: number;
   timeoutSeconds?: number;
+  /** Run only this job of the build (its id: `node-22.shard-2`); default every job. */
+  job?: string;
+  /** Jobs at once; default one per core. */
+  concurrency?: number;
   logger: Logger;
+}
+
+/** One job of the run, as `lambkin run --json` prints it. */
+export interface LocalJobResult {
+  /** `node-22.shard-2`, as `--job` takes it. */
+  id: string;
+  /** The matrix combination's name (`node-22`); its shards share it. */
+  name: string;
+  state: BuildRecord['state'];
+  matrix: Record<string, unknown>;
+  shard: { index: number; total: number } | null;
+  durationMs: number | null;
+  description: string;
 }
 
 export interface LocalRunResult {
@@ -54,6 +78,8 @@ export interface LocalRunResult {
   durationMs: number;
   sha: string;
   branch: string;
+  /** The build's jobs; a build without matrix or parallel is one job, `default`. */
+  jobs: LocalJobResult[];
 }
 
 export class LocalRunError extends LambkinError {
@@ -105,7 +131,15 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       await settings.update({ kind: 'global' }, () => ({ config: { env: options.env } }));
     }
     const logs = new S3LogStore(clients.s3, 'logs');
+    const jobs = new DynamoJobStore(clients.documents, 'builds');
     const asRoot = process.getuid?.() === 0;
+    const concurrency = options.concurrency ?? availableParallelism();
+    const pool = new LocalJobPool(
+      (build, job) => runControllerBuild(deps, builderInvocationFor(build, job)),
+      (build, job, reason) => endCrashedJob(deps, { ...build, job }, reason),
+      concurrency,
+      options.logger,
+    );
     const deps: ControllerDependencies = {
       builds,
       settings,
@@ -120,9 +154,13 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       signer: new EphemeralBuildSigner(credentials, (buildKey) =>
         createS3Client({ region: LOCAL_REGION, credentials: buildKey, endpoints: { s3: s3.endpoint } }),
       ),
-      // `--deploy`: the operator asked for the deploy, so the folder's own config is the deploy
-      // rules' "default branch" (the controller reads them as it reads a repository's).
-      ...(options.deploy ? { repoFiles: { readFile: (_repo, file) => readLocalFile(path, file) } } : {}),
+      // The folder's config plans the jobs; with `--deploy` (the operator asked for it) it is also
+      // the deploy rules' "default branch" (the controller reads them as it reads a repository's).
+      repoFiles: { readFile: (_repo, file) => readLocalFile(path, file) },
+      jobs,
+      jobInvoker: pool,
+      jobConcurrency: concurrency,
+      nodeVersions: nodeVersionResolver(),
       logger: options.logger,
       publicUrl: `file://${work}`,
       runnerTimeoutMs: ((options.timeoutSeconds ?? 840) + 60) * 1000,
@@ -141,29 +179,73 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       trusted: true,
       author: process.env.USER ?? 'local',
       deliveryId: `local-${Date.now()}`,
+      ...(options.job !== undefined ? { jobs: [options.job] } : {}),
     };
     const number = await builds.allocateNumber(request.repo);
     const queued = await builds.putQueuedBuild(request, number, {
       deadline: Date.now() + deps.runnerTimeoutMs,
     });
     const started = Date.now();
-    const follower = followLog(logs, queued.logPrefix, options.write);
+    const buildFollower = followLog(logs, queued.logPrefix, options.write);
     const result = await runControllerBuild(deps, { kind: 'build', repo: request.repo, number });
-    await follower.stop();
+    // A build of several jobs has fanned out: each job's log, its lines marked with the job.
+    const planned = await jobs.listJobs(queued);
+    const jobFollowers = planned.map((job) =>
+      followLog(logs, job.logPrefix, linePrefixer(`[${job.title}] `, options.write)),
+    );
+    await pool.idle();
+    for (const follower of jobFollowers) await follower.stop();
+    await buildFollower.stop();
     if (!result.ran) throw new LocalRunError(`The build did not run: ${result.reason}.`);
+    const build = (await builds.getBuild(queued)) ?? result.build;
+    const ended = await jobs.listJobs(queued);
+    const durationMs = Date.now() - started;
     return {
       repo: request.repo,
       number,
-      state: result.build.state,
-      description: result.build.description ?? result.build.state,
-      steps: result.build.steps ?? [],
-      durationMs: Date.now() - started,
+      state: build.state,
+      description: build.description ?? build.state,
+      steps: build.steps ?? [],
+      durationMs,
       sha: source.sha,
       branch: source.branch,
+      jobs:
+        ended.length > 0
+          ? ended.map((job) => ({
+              id: job.id,
+              name: job.name,
+              state: job.state,
+              matrix: job.matrix,
+              shard: job.shard,
+              durationMs: jobDurationMs(job) ?? null,
+              description: job.description ?? job.state,
+            }))
+          : [
+              {
+                id: DEFAULT_JOB_NAME,
+                name: DEFAULT_JOB_NAME,
+                state: build.state,
+                matrix: {},
+                shard: null,
+                durationMs:
+                  build.startedAt !== undefined ? (build.endedAt ?? Date.now()) - build.startedAt : null,
+                description: build.description ?? build.state,
+              },
+            ],
     };
   } finally {
     for (const cleanup of cleanups) await cleanup().catch(() => undefined);
   }
+}
+
+/** Writes whole lines only, each after `prefix`; what is left of a line is written once it ends. */
+function linePrefixer(prefix: string, write: (text: string) => void): (text: string) => void {
+  let partial = '';
+  return (text) => {
+    const lines = (partial + text).split('\n');
+    partial = lines.pop() ?? '';
+    if (lines.length > 0) write(lines.map((line) => `${prefix}${line}\n`).join(''));
+  };
 }
 
 /** A file of the folder being built, or undefined when there is none. */

@@ -5,9 +5,12 @@ import { runLocalBuild } from '../../local/local-run.js';
 import { CliError, EXIT_USER_ERROR } from '../cli-errors.js';
 import { formatJson, terminalWriter } from '../output.js';
 import type { CliContext, CommandModule } from '../program.js';
+import { DEFAULT_JOB_NAME } from '../../core/jobs.js';
+import { formatDuration } from '../../core/log-format.js';
 
 interface RunOptions {
   json?: boolean;
+  job?: string;
   deploy?: boolean;
   env: string[];
 }
@@ -26,6 +29,7 @@ export const runCommand: CommandModule = {
       .argument('[path]', 'the working copy', '.')
       .option('--json', 'print only a JSON summary on stdout (the log goes to stderr)')
       .option('--deploy', 'also run the deploy step (a local run never deploys otherwise)')
+      .option('--job <id>', 'run only this job of the matrix (its id, such as node-22.shard-2)')
       .option(
         '--env <NAME=value>',
         'a variable for the steps (repeatable)',
@@ -38,6 +42,9 @@ export const runCommand: CommandModule = {
 In a git working copy, what a commit would hold plus uncommitted changes is built (tracked files and
 untracked files that are not ignored); elsewhere every file but node_modules and .git. Nothing is
 sent to GitHub.
+
+With "matrix" or "parallel" in the config, every job runs (as many at once as the machine has
+cores), each log line marked with its job; --job runs one. The build passes only if every job does.
 
 Exit codes: 0 success, 1 failure, 2 error, timed out or cancelled.
 
@@ -57,6 +64,7 @@ Example:
           path: resolve(context.cwd, path),
           write: writeLog,
           ...(options.deploy ? { deploy: true } : {}),
+          ...(options.job !== undefined ? { job: options.job } : {}),
           env,
           logger: {
             info: () => undefined,
@@ -65,6 +73,13 @@ Example:
           },
         });
         if (options.json) context.stdout.write(formatJson(result));
+        else if (result.jobs.length > 1 || result.jobs[0]?.id !== DEFAULT_JOB_NAME) {
+          const lines = result.jobs.map(
+            (job) =>
+              `  ${job.id.padEnd(24)} ${job.state.padEnd(9)} ${job.durationMs === null ? '' : formatDuration(job.durationMs)}`,
+          );
+          writeLog(`\nJobs:\n${lines.join('\n')}\n`);
+        }
         if (result.state === 'success') return;
         throw new CliError(
           'BUILD_' + result.state.toUpperCase(),

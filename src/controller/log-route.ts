@@ -9,6 +9,8 @@
  * viewer serves it with the same code). No Lambda and no AWS SDK here: the handler adapts events and
  * supplies the stores.
  */
+import { jobLogPrefix } from '../core/job-record.js';
+import { isJobId } from '../core/jobs.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BADGE_CONTENT_TYPE, renderBadge, type BadgeState } from '../pages/badge.js';
 import { REPO_PAGE_BUILDS } from '../pages/repo-page.js';
@@ -79,7 +81,10 @@ type Target = 'page' | 'log';
 
 const NAME = '[A-Za-z0-9._-]{1,100}';
 // Build numbers start at 1 and have no leading zeros: one URL per build.
-const BUILD_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})/([1-9][0-9]{0,8})(?:(/log\\.txt)|(/))?$`);
+// A job of a build of several: `/builds/<owner>/<repo>/<number>/jobs/<job id>` (src/core/jobs.ts ids).
+const BUILD_PATH = new RegExp(
+  `^/builds/(${NAME})/(${NAME})/([1-9][0-9]{0,8})(?:/jobs/([a-z0-9_][a-z0-9._-]{0,299}))?(?:(/log\\.txt)|(/))?$`,
+);
 const REPO_PATH = new RegExp(`^/builds/(${NAME})/(${NAME})(/)?$`);
 const BADGE_PATH = new RegExp(`^/badges/(${NAME})/(${NAME})\\.svg$`);
 const DOTS_ONLY = /^\.+$/;
@@ -135,7 +140,10 @@ async function answer(deps: LogRouteDependencies, request: LogRouteRequest): Pro
   if (repo) return serveRepoPage(deps, repo.name);
   const route = parseBuildPath(request.path);
   if (!route) return notFound();
-  if (route.slash) return redirect(`../${route.key.number}${request.query ? `?${request.query}` : ''}`);
+  if (route.slash) {
+    const last = route.job ?? String(route.key.number);
+    return redirect(`../${encodeURIComponent(last)}${request.query ? `?${request.query}` : ''}`);
+  }
   let build: BuildRecord | undefined;
   try {
     build = await deps.builds.getBuild(route.key);
@@ -156,7 +164,11 @@ async function answer(deps: LogRouteDependencies, request: LogRouteRequest): Pro
     );
   }
   try {
-    return route.target === 'page' ? await servePage(deps, build) : await serveLog(deps, build);
+    // A job's files are under its build's folder: the build's link (and token) opens them.
+    const files = route.job === undefined ? prefix : jobLogPrefix(prefix, route.job);
+    return route.target === 'page'
+      ? await servePage(deps, build, files)
+      : await serveLog(deps, build, files);
   } catch (error) {
     return failure(deps, route.key, `could not serve the build's ${route.target}`, error);
   }
@@ -260,13 +272,17 @@ async function mayReadPrivateBadge(
   return expected !== undefined && sameSecret(expected, token);
 }
 
-function parseBuildPath(path: string): { key: BuildKey; target: Target; slash: boolean } | undefined {
+function parseBuildPath(
+  path: string,
+): { key: BuildKey; job?: string; target: Target; slash: boolean } | undefined {
   const match = BUILD_PATH.exec(path);
   if (!match) return undefined;
-  const [, owner = '', repo = '', number = '', log, slash] = match;
+  const [, owner = '', repo = '', number = '', job, log, slash] = match;
   if (DOTS_ONLY.test(owner) || DOTS_ONLY.test(repo)) return undefined;
+  if (job !== undefined && !isJobId(job)) return undefined;
   return {
     key: { repo: `${owner}/${repo}`, number: Number(number) },
+    ...(job !== undefined ? { job } : {}),
     target: log ? 'log' : 'page',
     slash: slash !== undefined,
   };
@@ -325,8 +341,12 @@ function sameSecret(expected: string, given: string): boolean {
 }
 
 /** The page itself, at the stable link (a running page reloads that link, so it stays fresh). */
-async function servePage(deps: LogRouteDependencies, build: BuildRecord): Promise<HttpResponse> {
-  const key = LOG_KEYS.page(build.logPrefix);
+async function servePage(
+  deps: LogRouteDependencies,
+  build: BuildRecord,
+  prefix: string,
+): Promise<HttpResponse> {
+  const key = LOG_KEYS.page(prefix);
   const html = await deps.logs.getObjectText(key);
   // A queued build has no page yet.
   if (html === undefined) return waitingPage(build);
@@ -340,10 +360,14 @@ async function servePage(deps: LogRouteDependencies, build: BuildRecord): Promis
  * log.txt once the controller assembled it; while the build runs, the chunks so far straight from
  * the store (bounded to the end of the log); before anything was uploaded, the waiting page.
  */
-async function serveLog(deps: LogRouteDependencies, build: BuildRecord): Promise<HttpResponse> {
-  const key = LOG_KEYS.log(build.logPrefix);
+async function serveLog(
+  deps: LogRouteDependencies,
+  build: BuildRecord,
+  prefix: string,
+): Promise<HttpResponse> {
+  const key = LOG_KEYS.log(prefix);
   if (await deps.objectExists(key)) return redirect(await deps.logs.presignGet(key, LINK_LIFETIME_SECONDS));
-  const text = await deps.logs.readLog(build.logPrefix);
+  const text = await deps.logs.readLog(prefix);
   if (text === undefined) return waitingPage(build);
   return {
     statusCode: 200,

@@ -166,9 +166,7 @@ async function answer(deps: LogRouteDependencies, request: LogRouteRequest): Pro
   try {
     // A job's files are under its build's folder: the build's link (and token) opens them.
     const files = route.job === undefined ? prefix : jobLogPrefix(prefix, route.job);
-    return route.target === 'page'
-      ? await servePage(deps, build, files)
-      : await serveLog(deps, build, files);
+    return route.target === 'page' ? await servePage(deps, build, files) : await serveLog(deps, build, files);
   } catch (error) {
     return failure(deps, route.key, `could not serve the build's ${route.target}`, error);
   }

@@ -151,6 +151,12 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     });
     writer.line(`Config: ${config.source.join(' < ')}`);
     for (const warning of config.warnings) writer.line(`Warning: ${warning}`);
+    // The controller fans a matrix out into jobs; one that could not (it reads no config) runs it whole.
+    if (!input.job && (config.matrix !== undefined || (config.parallel ?? 1) > 1)) {
+      writer.line(
+        'Warning: "matrix" and "parallel" are not run as jobs by this builder: the build runs as one job',
+      );
+    }
     if (build.event === 'push') {
       const ignored = ignoredDeployRules(repoConfig.files, input.deploy);
       if (ignored) writer.line(`Note: ${ignored}`);

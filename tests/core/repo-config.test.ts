@@ -662,14 +662,12 @@ describe('matrix, parallel and failFast', () => {
     expect(plain).not.toHaveProperty('failFast');
   });
 
-  it('warn that the jobs are not fanned out yet', async () => {
+  it('resolve without a warning: the controller fans the jobs out', async () => {
     const resolved = await resolveIn({
       ...npmProject,
       '.lambkin.json': { matrix: { node: [22] }, parallel: 2 },
     });
-    expect(resolved.warnings).toEqual([
-      '"matrix" and "parallel" are checked but not run yet: this build runs as one job',
-    ]);
+    expect(resolved.warnings).toEqual([]);
     expect((await resolveIn({ ...npmProject, '.lambkin.json': { failFast: true } })).warnings).toEqual([]);
   });
 

@@ -74,6 +74,8 @@ describe('function roles', () => {
     if (name === 'runner') allowed.set('RunnerLogGroup', 'logs');
     // The builder assumes the deploy roles the operator lists, for deploy steps.
     if (name === 'builder') allowed.set('DeployRoleArns', 'sts');
+    // The builder invokes itself once per job of a build of several (by its own name, which Lambda gives it).
+    if (name === 'builder') allowed.set('BuilderFunction', 'lambda');
     // The notifier publishes build results to the SNS topics the operator lists, and only those.
     if (name === 'notifier') allowed.set('NotificationTopicArns', 'sns');
     for (const grant of grants[name]) {
@@ -176,7 +178,7 @@ describe('function roles', () => {
     expect(attachments).toEqual([[{ Ref: 'BuilderFunctionRole' }]]);
   });
 
-  it('lets only the webhook invoke the builder and only the builder invoke the runner', () => {
+  it('lets only the webhook (and the builder itself, per job) invoke the builder and only the builder invoke the runner', () => {
     const invokes = Object.fromEntries(
       functions.map((name) => [
         name,
@@ -188,6 +190,7 @@ describe('function roles', () => {
       builder: [
         { 'Fn::GetAtt': ['RunnerFunction', 'Arn'] },
         { 'Fn::GetAtt': ['UntrustedRunnerFunction', 'Arn'] },
+        { 'Fn::GetAtt': ['BuilderFunction', 'Arn'] },
       ],
       runner: [],
       sweeper: [],

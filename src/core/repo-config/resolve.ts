@@ -334,14 +334,6 @@ export function resolveBuildConfig(input: ResolveInput): ResolvedBuildConfig {
     );
   }
 
-  // Until the controller fans jobs out (issue 16), say so rather than ignore the keys silently.
-  const jobKeys = (['matrix', 'parallel'] as const).filter((key) => merged.top[key] !== undefined);
-  if (jobKeys.length > 0) {
-    warnings.push(
-      `${jobKeys.map((key) => `"${key}"`).join(' and ')} ${jobKeys.length > 1 ? 'are' : 'is'} checked but not run yet: this build runs as one job`,
-    );
-  }
-
   const tags = merged.top.tags ?? false;
   const deployBranches =
     toList(merged.top.deployBranches) ?? (context.defaultBranch ? [context.defaultBranch] : []);

@@ -253,12 +253,16 @@ async function queueRerun(
     deliveryId: delivery.deliveryId,
     build: buildLabel(original),
     sender: rerun.sender,
+    ...(rerun.job !== undefined ? { job: rerun.job } : {}),
   });
   const {
     deliveryId: _previous,
     trusted: _trusted,
-    ...candidate
+    ...again
   } = rebuildRequest(original, delivery.deliveryId);
+  // A job's run re-run: the new build plans the commit's jobs again and runs that one only.
+  const candidate =
+    rerun.job !== undefined && named?.sha === rerun.sha ? { ...again, jobs: [rerun.job] } : again;
   // A re-run of an older commit must not cancel the newer builds of its branch.
   return queueBuild(deps, candidate, delivery, http, {
     cancelsSuperseded: false,

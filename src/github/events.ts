@@ -4,6 +4,7 @@
  * Reads only the payload fields it needs, each checked, so a payload of the wrong shape is a clear
  * 400 rather than a crash.
  */
+import { isJobId } from '../core/jobs.js';
 import type { BuildRequest } from '../core/build.js';
 import type { InstallationChange } from '../core/ports.js';
 import { WebhookRejectedError } from './webhook.js';
@@ -44,6 +45,8 @@ export interface RerunRequest {
   sha: string;
   /** The build the check run reported, when it says. */
   number?: number;
+  /** The job of that build the check run reported (a job's run): only that job runs again. */
+  job?: string;
   /** Who asked, for the log. */
   sender: string;
 }
@@ -362,7 +365,10 @@ function interpretCheckSuite(payload: Record<string, unknown>): EventInterpretat
   return { kind: 'build', candidate, unlessBuilt: true, untrusted: true };
 }
 
-/** "Re-run" on one check run: the build its `external_id` names (`owner/repo#number`). */
+/**
+ * "Re-run" on one check run: the build its `external_id` names (`owner/repo#number`), or one job
+ * of it (`owner/repo#number/<job id>`, a job's run: only that job runs again).
+ */
 function interpretCheckRun(payload: Record<string, unknown>): EventInterpretation {
   const repository = objectAt(payload, 'repository');
   const repo = assertRepoName(stringAt(repository, 'full_name', 'repository.full_name'));
@@ -376,14 +382,17 @@ function interpretCheckRun(payload: Record<string, unknown>): EventInterpretatio
   const externalId = optionalStringAt(run, 'external_id', 'check_run.external_id') ?? '';
   const approval = interpretApproval(payload, action, repo, sha, externalId);
   if (approval) return approval;
-  const named = /^(.+)#([1-9][0-9]{0,15})$/.exec(externalId);
+  const named = /^(.+)#([1-9][0-9]{0,15})(?:\/(.+))?$/.exec(externalId);
   const sender = optionalObjectAt(payload, 'sender');
+  const job = named?.[3];
+  const ours = named !== null && named[1] === repo && (job === undefined || isJobId(job));
   return {
     kind: 'rerun',
     request: {
       repo,
       sha,
-      ...(named && named[1] === repo ? { number: Number(named[2]) } : {}),
+      ...(ours ? { number: Number(named[2]) } : {}),
+      ...(ours && job !== undefined ? { job } : {}),
       sender: (sender && optionalStringAt(sender, 'login', 'sender.login')) ?? 'unknown',
     },
   };

@@ -290,6 +290,30 @@ describe("a GitHub App's check and merge-queue events", () => {
     ).toMatchObject({ kind: 'ignore' });
   });
 
+  it('turns "Re-run" of one job\'s check run into a re-run of that job only, never of a hostile id', () => {
+    const job = checkEventPayload('check_run', 'rerequested', {
+      repo: 'octo/app',
+      sha,
+      externalId: 'octo/app#12/node-22.shard-2',
+      sender: 'maintainer',
+    });
+    expect(interpretEvent('check_run', job)).toEqual({
+      kind: 'rerun',
+      request: { repo: 'octo/app', sha, number: 12, job: 'node-22.shard-2', sender: 'maintainer' },
+    });
+    // Not a job id (a path, upper case): neither the job nor the build is taken from it.
+    for (const externalId of [
+      'octo/app#12/../../x',
+      'octo/app#12/NODE',
+      'octo/app#12/',
+      'evil/x#12/node-22',
+    ]) {
+      const hostile = checkEventPayload('check_run', 'rerequested', { repo: 'octo/app', sha, externalId });
+      const request = (interpretEvent('check_run', hostile) as { request: object }).request;
+      expect([externalId, request]).toEqual([externalId, { repo: 'octo/app', sha, sender: 'octo' }]);
+    }
+  });
+
   it('turns "Approve and run" (or "Re-run" of the approval run) into an approval of that commit', () => {
     const click = checkEventPayload('check_run', 'requested_action', {
       repo: 'octo/app',

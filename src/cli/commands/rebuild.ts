@@ -9,6 +9,7 @@ import { BuilderInvokeError } from '../../aws/controller-invoker.js';
 import { buildLabel, rebuildRequest, type BuildRecord, type RepoName } from '../../core/build.js';
 import { buildPageUrl } from '../../core/links.js';
 import { TransitionRefusedError } from '../../core/errors.js';
+import { isJobId } from '../../core/jobs.js';
 import { STACK_HELP, addStackOptions, parseBuildNumber, parseRepoArgument } from '../arguments.js';
 import { CliError } from '../cli-errors.js';
 import { formatJson, shortSha } from '../output.js';
@@ -18,6 +19,7 @@ import { buildOrFail, setStatusOrWarn } from './shared.js';
 
 interface RebuildOptions extends StackOptions {
   json?: boolean;
+  job?: string;
 }
 
 /** The builder could not be invoked; the new build was marked `error`. */
@@ -52,16 +54,25 @@ export const rebuildCommand: CommandModule = {
       )
       .argument('<owner/repo>', 'the repository, as GitHub names it', parseRepoArgument)
       .argument('<number>', 'the build to repeat', parseBuildNumber)
-      .option('--json', 'print {repo, number, rebuildOf, sha, url} as JSON');
+      .option('--json', 'print {repo, number, rebuildOf, sha, url} as JSON')
+      .option('--job <id>', 'run only this job of the build (its id, such as node-22.shard-2)');
     addStackOptions(command)
       .addHelpText(
         'after',
         `${STACK_HELP}\n\nExamples:\n  $ lambkin rebuild octo/hello 42\n` +
+          '  $ lambkin rebuild octo/hello 42 --job node-22.shard-2\n' +
           '  $ lambkin rebuild octo/hello 42 --local',
       )
       .action(async (repo: RepoName, number: number, options: RebuildOptions) => {
+        if (options.job !== undefined && !isJobId(options.job)) {
+          throw new CliError(
+            'BAD_JOB',
+            `--job takes a job's id as the build page and \`lambkin run --json\` show it, such as node-22.shard-2 (got "${options.job}").`,
+            2,
+          );
+        }
         const build = await withStack(context, options, ['builds', 'builder'], (stack) =>
-          rebuild(context, stack, repo, number),
+          rebuild(context, stack, repo, number, options.job),
         );
         const url = build.url;
         if (options.json) {
@@ -83,9 +94,12 @@ async function rebuild(
   stack: Stack,
   repo: RepoName,
   number: number,
+  job: string | undefined,
 ): Promise<BuildRecord & { url: string }> {
   const original = await buildOrFail(stack, { repo, number });
-  const request = rebuildRequest(original, `rebuild-${randomUUID()}`);
+  const again = rebuildRequest(original, `rebuild-${randomUUID()}`);
+  // One job of it: the controller plans the commit's jobs again and runs that one only.
+  const request = job !== undefined ? { ...again, jobs: [job] } : again;
   const newNumber = await stack.builds.allocateNumber(repo);
   const now = context.now();
   // Same base and token as the original's link, so a private repo's pages stay unguessable.
@@ -105,7 +119,7 @@ async function rebuild(
       repo,
       sha: build.sha,
       state: 'pending',
-      description: `Build #${build.number} queued (rebuild of #${number})`,
+      description: `Build #${build.number} queued (rebuild of #${number}${job !== undefined ? `, job ${job}` : ''})`,
       ...(url ? { targetUrl: url } : {}),
     },
     build,

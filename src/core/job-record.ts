@@ -79,5 +79,6 @@ export function fanInDescription(
   const worst = FAN_IN_ORDER.map((state) => notPassed.find((job) => job.state === state)).find(Boolean);
   const first = worst ?? notPassed[0];
   const why = first?.description ? `: ${first.description}` : '';
-  return `${first?.title ?? 'a job'} ${STATE_LABELS[first?.state ?? 'error']}${why} (${notPassed.length} of ${jobs.length} jobs did not pass)`;
+  const count = jobs.length === 1 ? '' : ` (${notPassed.length} of ${jobs.length} jobs did not pass)`;
+  return `${first?.title ?? 'a job'} ${STATE_LABELS[first?.state ?? 'error']}${why}${count}`;
 }

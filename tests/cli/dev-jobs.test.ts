@@ -179,6 +179,32 @@ describe('a matrix of node 20 and 22 with two shards each', () => {
       expect(log).toContain(`JOB node=v${major} shard=${(index % 2) + 1}/2`);
       expect(log.includes('SHARD FAILS')).toBe(index === 3);
     }
+
+    // Rebuilding the failed job alone: build #2 runs node 22's second shard and nothing else.
+    const rebuild = await runProcess(
+      ['rebuild', 'octo/matrix', '1', '--job', 'node-22.shard-2', '--json', `--local=${dataDir}`],
+      {},
+    );
+    expect([rebuild.code, rebuild.stderr]).toEqual([0, '']);
+    expect(JSON.parse(rebuild.stdout)).toMatchObject({ number: 2, rebuildOf: 1 });
+    for (let i = 0; i < 480; i++) {
+      const statuses = github.statusesFor('octo/matrix', repo.sha);
+      if (
+        statuses.some(
+          (status) => status.context === 'lambkin' && /^Build #2 failed/.test(status.description ?? ''),
+        )
+      )
+        break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const second = github
+      .statusesFor('octo/matrix', repo.sha)
+      .filter((status) => (status.description ?? '').startsWith('Build #2'));
+    expect(new Set(second.map((status) => status.context))).toEqual(
+      new Set(['lambkin', 'lambkin/node-22 (2/2)']),
+    );
+    expect(second[0]).toMatchObject({ context: 'lambkin', state: 'failure' });
+    expect(second[0]?.description).toMatch(/^Build #2 failed: node 22, shard 2\/2 failed: /);
   }, 180_000);
 
   it('builds as four jobs through lambkin run --json, which exits 1', async () => {

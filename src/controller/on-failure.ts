@@ -11,12 +11,16 @@ import { FINAL_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
 import { finalStatusOf } from './controller.js';
 import { parseBuilderInvocation } from '../core/protocol.js';
-import { type DeliveryPolicy, type StatusReporter, type BuildStore } from '../core/ports.js';
+import { type DeliveryPolicy, type StatusReporter, type BuildStore, type JobStore } from '../core/ports.js';
 import { reportBuildStatus } from './status-reporting.js';
+import { reportJob } from './job-controller.js';
+import { fanInDescription, type JobRecord } from '../core/job-record.js';
+import { fanIn } from '../core/jobs.js';
+import { isTerminal } from '../core/state-machine.js';
 
 export interface OnFailureDependencies {
   /** `markReported` records GitHub's acknowledgement (absent in test doubles: not recorded). */
-  builds: Pick<BuildStore, 'transition'> & Partial<Pick<BuildStore, 'markReported'>>;
+  builds: Pick<BuildStore, 'transition'> & Partial<Pick<BuildStore, 'markReported' | 'getBuild'>>;
   statuses: StatusReporter;
   logger: Logger;
   publicUrl: string;
@@ -29,6 +33,11 @@ export interface OnFailureDependencies {
   jobController?: {
     endCrashedJob(build: BuildKey, job: string, reason: string): Promise<{ build: BuildRecord } | undefined>;
   };
+  /**
+   * Without `jobController` (the cloud's failure function, which writes no pages): the jobs, so a
+   * crashed job ends `error` with its status, and the build takes its jobs' fan-in when it was the last.
+   */
+  jobs?: Pick<JobStore, 'listJobs' | 'transitionJob'>;
 }
 
 /**
@@ -84,6 +93,61 @@ export function failureReason(failure: FailedInvocation): string {
  * builder may have died mid-build) and sets its commit status. A build that already ended is left
  * as it is; a payload that is not a build invocation is logged and dropped (nothing to end).
  */
+/** The failure function's ending of a crashed job: its record and status, then the build's fan-in. */
+async function endJobAndFanIn(
+  deps: OnFailureDependencies,
+  key: BuildKey,
+  id: string,
+  reason: string,
+): Promise<{ build: BuildRecord } | undefined> {
+  const jobs = deps.jobs;
+  const job = (await jobs?.listJobs(key))?.find((other) => other.id === id);
+  if (!jobs || !job) return undefined;
+  let ended: JobRecord;
+  try {
+    ended = await jobs.transitionJob(job, { from: ['queued', 'running'], to: 'error', reason });
+  } catch (error) {
+    if (error instanceof TransitionRefusedError) return undefined;
+    throw error;
+  }
+  const all = await jobs.listJobs(key);
+  const done = all.every((other) => isTerminal(other.state));
+  let build: BuildRecord;
+  try {
+    build = done
+      ? await deps.builds.transition(key, {
+          from: 'running',
+          to: fanIn(all.map((other) => other.state)),
+          reason: fanInDescription(all),
+        })
+      : ((await deps.builds.getBuild?.(key)) ?? ({ ...key } as BuildRecord));
+  } catch (error) {
+    if (!(error instanceof TransitionRefusedError)) throw error;
+    build = (await deps.builds.getBuild?.(key)) ?? ({ ...key } as BuildRecord);
+  }
+  if (build.sha !== undefined) {
+    await reportJob(
+      { ...deps, finalDelivery: deps.statusDelivery ?? FAILURE_STATUS_DELIVERY },
+      build,
+      ended,
+      'final',
+    );
+    if (done && isTerminal(build.state)) {
+      await reportBuildStatus(deps, {
+        build,
+        status: finalStatusOf(build, statusLinkOf(build, deps.publicUrl)),
+        reports: build.state,
+        policy: deps.statusDelivery ?? FAILURE_STATUS_DELIVERY,
+        onFailure: {
+          level: 'error',
+          message: 'could not set the commit status of a build whose last job crashed',
+        },
+      });
+    }
+  }
+  return { build };
+}
+
 export async function endFailedBuild(
   deps: OnFailureDependencies,
   failure: FailedInvocation,
@@ -105,8 +169,10 @@ export async function endFailedBuild(
   const label = buildLabel(key);
   const reason = failureReason(failure);
   // One job's controller crashed: that job ends `error`, the build when its jobs all ended.
-  if (job !== undefined && deps.jobController) {
-    const ended = await deps.jobController.endCrashedJob(key, job, reason);
+  if (job !== undefined && (deps.jobController || deps.jobs)) {
+    const ended = deps.jobController
+      ? await deps.jobController.endCrashedJob(key, job, reason)
+      : await endJobAndFanIn(deps, key, job, reason);
     deps.logger.error('job ended as error by the on-failure destination', {
       build: `${label}/${job}`,
       reason,

@@ -22,6 +22,8 @@ import {
   type GitRepo,
 } from '../support/github-server.js';
 import { createTestStorage } from '../support/storage.js';
+import { DynamoJobStore } from '../../src/store/jobs.js';
+import { planJobs } from '../../src/core/jobs.js';
 
 const TOKEN = 'ghp_onFailureTest0000000000000000000000';
 const REPO = 'acme/gadget';
@@ -32,6 +34,7 @@ let git: GitRepo;
 let builds: DynamoBuildStore;
 let logger: MemoryLogger;
 let deps: OnFailureDependencies;
+let jobs: DynamoJobStore;
 
 beforeAll(async () => {
   git = await createGitRepo({ 'README.md': '# gadget\n' });
@@ -39,6 +42,7 @@ beforeAll(async () => {
   github.addRepository({ owner: 'acme', name: 'gadget', gitDir: git.dir });
   const storage = await createTestStorage();
   builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
+  jobs = new DynamoJobStore(storage.clients.documents, storage.buildsTable);
   logger = createMemoryLogger();
   deps = {
     builds,
@@ -124,6 +128,65 @@ describe('endFailedBuild', () => {
     });
     expect(await builds.getBuild(build)).toMatchObject({ state: 'success', description: 'all steps passed' });
     expect(statusesOf(build.number)).toEqual([]);
+  });
+
+  it('ends only the crashed job of a build of several, and the build once it was the last job', async () => {
+    const build = await builds.transition(await queued(), { from: 'queued', to: 'running' });
+    const [first, second] = await jobs.putJobs(
+      build,
+      planJobs({ parallel: 2 }).map((plan) => ({ plan, failFast: false })),
+      { deadline: Date.now() + 60_000 },
+    );
+    if (!first || !second) throw new Error('two jobs expected');
+    const withJobs = { ...deps, jobs };
+    // The first job's controller crashed while the second still runs: only the first ends.
+    const crash = failureOf(build, {
+      payload: { kind: 'build', repo: REPO, number: build.number, job: first.id },
+    });
+    await jobs.transitionJob(first, { from: 'queued', to: 'running' });
+    await jobs.transitionJob(second, { from: 'queued', to: 'running' });
+    const result = await endFailedBuild(withJobs, crash);
+    expect(result).toMatchObject({ ended: true, build: { state: 'running' } });
+    expect((await jobs.listJobs(build)).map((job) => job.state)).toEqual(['error', 'running']);
+    expect(statusesOf(build.number)).toEqual([
+      expect.objectContaining({ context: 'lambkin (1/2)', state: 'error' }),
+    ]);
+    expect(statusesOf(build.number)[0]?.target_url).toBe(
+      `${PUBLIC_URL}/builds/${REPO}/${build.number}/jobs/default.shard-1`,
+    );
+    // The same failure again (a retried destination) changes nothing.
+    expect(await endFailedBuild(withJobs, crash)).toMatchObject({ ended: false, reason: 'already ended' });
+
+    // The second passes, and then its controller crashes before the fan-in: the failure ends the build.
+    const passed = await jobs.transitionJob(second, { from: 'running', to: 'success', reason: 'passed' });
+    expect(passed.state).toBe('success');
+    await jobs
+      .transitionJob({ ...second, state: 'success' }, { from: 'running', to: 'error' })
+      .catch(() => undefined);
+    const third = await queued();
+    const running = await builds.transition(third, { from: 'queued', to: 'running' });
+    const [a, b] = await jobs.putJobs(
+      running,
+      planJobs({ parallel: 2 }).map((plan) => ({ plan, failFast: false })),
+      { deadline: Date.now() + 60_000 },
+    );
+    if (!a || !b) throw new Error('two jobs expected');
+    await jobs.transitionJob(a, { from: 'queued', to: 'running' });
+    await jobs.transitionJob(a, { from: 'running', to: 'success', reason: 'passed' });
+    const last = await endFailedBuild(
+      withJobs,
+      failureOf(running, { payload: { kind: 'build', repo: REPO, number: running.number, job: b.id } }),
+    );
+    expect(last).toMatchObject({ ended: true, build: { state: 'error' } });
+    const ended = await builds.getBuild(running);
+    expect(ended).toMatchObject({
+      state: 'error',
+      description: expect.stringMatching(/^shard 2\/2 error: the builder failed after 3 attempts/),
+    });
+    expect(statusesOf(running.number).map((status) => [status.context, status.state])).toEqual([
+      ['lambkin', 'error'],
+      ['lambkin (2/2)', 'error'],
+    ]);
   });
 
   it('logs and drops a failed invocation that is not a build', async () => {

@@ -45,6 +45,8 @@ export interface LambkinConfig {
   runnerTimeoutSeconds: number;
   /** Build log size limit; past it the middle is cut (LAMBKIN_LOG_LIMIT_BYTES). */
   logLimitBytes: number;
+  /** Jobs of a build the builder runs at once (its reserved concurrency); unset: all at once. */
+  jobConcurrency?: number;
   /**
    * In the cloud: the Secrets Manager secret (ARN) holding `githubToken` and `webhookSecret`,
    * read at cold start instead of GITHUB_TOKEN / LAMBKIN_WEBHOOK_SECRET (LAMBKIN_SECRET_ARN).
@@ -82,6 +84,7 @@ export const CONFIG_VARIABLES = {
   untrustedRunnerFunction: 'LAMBKIN_UNTRUSTED_RUNNER_FUNCTION',
   runnerTimeoutSeconds: 'LAMBKIN_RUNNER_TIMEOUT_SECONDS',
   logLimitBytes: 'LAMBKIN_LOG_LIMIT_BYTES',
+  jobConcurrency: 'LAMBKIN_JOB_CONCURRENCY',
   secretArn: 'LAMBKIN_SECRET_ARN',
   settingsKmsKey: 'LAMBKIN_SETTINGS_KMS_KEY',
   uploadRole: 'LAMBKIN_UPLOAD_ROLE',
@@ -129,6 +132,7 @@ export function loadConfig(env: Env, required: readonly (keyof LambkinConfig)[])
   const queueTimeoutSeconds = wholeNumber('queueTimeoutSeconds', 20 * 60, 'seconds');
   const runnerTimeoutSeconds = wholeNumber('runnerTimeoutSeconds', 14 * 60, 'seconds');
   const logLimitBytes = wholeNumber('logLimitBytes', 4 * 1024 * 1024, 'bytes');
+  const jobConcurrency = text('jobConcurrency') ? wholeNumber('jobConcurrency', 1, 'jobs') : undefined;
   const secrets = text('webhookSecrets')
     .split(',')
     .map((secret) => secret.trim())
@@ -156,6 +160,7 @@ export function loadConfig(env: Env, required: readonly (keyof LambkinConfig)[])
     untrustedRunnerFunction: text('untrustedRunnerFunction'),
     runnerTimeoutSeconds,
     logLimitBytes,
+    ...(jobConcurrency !== undefined ? { jobConcurrency } : {}),
     secretArn: text('secretArn'),
     settingsKmsKey: text('settingsKmsKey'),
     uploadRole: text('uploadRole'),
@@ -271,6 +276,7 @@ export const FUNCTION_CONFIG = {
       'githubApiUrl',
       'runnerTimeoutSeconds',
       'logLimitBytes',
+      'jobConcurrency',
       'secretArn',
       ...GITHUB_CREDENTIAL_KEYS,
       'settingsKmsKey',

@@ -231,6 +231,7 @@ export function createControllerDependencies(
       ? { jobInvoker: new LambdaControllerInvoker(clients.lambda, selfFunction(config) ?? '') }
       : {}),
     nodeVersions: nodeVersionResolver(),
+    ...(config.jobConcurrency !== undefined ? { jobConcurrency: config.jobConcurrency } : {}),
     logger,
     publicUrl: config.publicUrl,
     runnerTimeoutMs: config.runnerTimeoutSeconds * 1000,

@@ -44,6 +44,8 @@ const STACK_SETS = {
   secretArn: 'unused',
   settingsKmsKey: 'unused',
   uploadRole: 'unused',
+  // The local stack gives the controller its own (the Invoke API's concurrency).
+  jobConcurrency: 'unused',
 } as const satisfies Record<
   Exclude<keyof LambkinConfig, (typeof FROM_ENVIRONMENT)[number]>,
   'own' | 'unused'

@@ -21,6 +21,7 @@ const EVERYTHING: Record<string, string> = {
   LAMBKIN_UNTRUSTED_RUNNER_FUNCTION: 'cloud-untrusted-runner',
   LAMBKIN_RUNNER_TIMEOUT_SECONDS: '600',
   LAMBKIN_LOG_LIMIT_BYTES: '65536',
+  LAMBKIN_JOB_CONCURRENCY: '8',
   LAMBKIN_SECRET_ARN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:lambkin-AbCdEf',
   LAMBKIN_SETTINGS_KMS_KEY: '1234abcd-12ab-34cd-56ef-1234567890ab',
   LAMBKIN_UPLOAD_ROLE: 'arn:aws:iam::123456789012:role/upload',
@@ -63,11 +64,11 @@ describe('the local stack and the documented variables', () => {
       'overrides: LAMBKIN_BUILDS_TABLE=lambkin-builds LAMBKIN_SETTINGS_TABLE=lambkin-settings ' +
         'LAMBKIN_BUCKET=lambkin-logs LAMBKIN_BUILDER_FUNCTION=lambkin-builder ' +
         'LAMBKIN_PUBLIC_URL=http://127.0.0.1:3000',
-      'not used locally: LAMBKIN_RUNNER_FUNCTION LAMBKIN_UNTRUSTED_RUNNER_FUNCTION LAMBKIN_SECRET_ARN LAMBKIN_SETTINGS_KMS_KEY LAMBKIN_UPLOAD_ROLE',
+      'not used locally: LAMBKIN_RUNNER_FUNCTION LAMBKIN_UNTRUSTED_RUNNER_FUNCTION LAMBKIN_SECRET_ARN LAMBKIN_SETTINGS_KMS_KEY LAMBKIN_UPLOAD_ROLE LAMBKIN_JOB_CONCURRENCY',
       'ignored from the environment: LAMBKIN_BUILDS_TABLE LAMBKIN_SETTINGS_TABLE LAMBKIN_BUCKET ' +
         'LAMBKIN_BUILDER_FUNCTION LAMBKIN_PUBLIC_URL LAMBKIN_RUNNER_FUNCTION LAMBKIN_UNTRUSTED_RUNNER_FUNCTION ' +
         'LAMBKIN_SECRET_ARN ' +
-        'LAMBKIN_SETTINGS_KMS_KEY LAMBKIN_UPLOAD_ROLE',
+        'LAMBKIN_SETTINGS_KMS_KEY LAMBKIN_UPLOAD_ROLE LAMBKIN_JOB_CONCURRENCY',
     ]);
     expect(lines.join('\n')).not.toMatch(/ghp_secretToken|webhook-secret/);
     // Nothing set: only what it overrides and what does not apply.

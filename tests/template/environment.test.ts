@@ -38,6 +38,9 @@ const SOURCE_OF: Record<Exclude<keyof LambkinConfig, FromSecret>, Json> = {
   queueTimeoutSeconds: { Ref: 'QueueTimeoutSeconds' },
   runnerTimeoutSeconds: { Ref: 'RunnerTimeout' },
   logLimitBytes: { Ref: 'LogLimitBytes' },
+  jobConcurrency: {
+    'Fn::If': ['HasBuilderConcurrency', { Ref: 'BuilderConcurrency' }, { Ref: 'AWS::NoValue' }],
+  },
   secretArn: { Ref: 'SecretArn' },
   settingsKmsKey: { Ref: 'SettingsKey' },
   uploadRole: { 'Fn::GetAtt': ['UploadRole', 'Arn'] },

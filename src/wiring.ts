@@ -53,7 +53,7 @@ import {
   type StatusReporter,
 } from './core/ports.js';
 import { DynamoJobStore } from './store/jobs.js';
-import { nodeArchOf, npmRegistryUrl, resolveNodeVersion } from './runner/node-runtime.js';
+import { nodeArchOf, npmRegistryUrl, resolveNodeVersion } from './runner/node-registry.js';
 
 export function createIntakeDependencies(
   config: LambkinConfig,

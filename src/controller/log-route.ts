@@ -10,7 +10,7 @@
  * supplies the stores.
  */
 import { jobLogPrefix } from '../core/job-record.js';
-import { isJobId } from '../core/jobs.js';
+import { isJobId } from '../core/job-id.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BADGE_CONTENT_TYPE, renderBadge, type BadgeState } from '../pages/badge.js';
 import { REPO_PAGE_BUILDS } from '../pages/repo-page.js';

@@ -242,12 +242,7 @@ export function planJobs(config: JobsConfig, limits: JobLimits = { maxJobs: DEFA
   return jobs;
 }
 
-/** A job id as planJobs makes them (slugs joined by `.`): safe in a path segment and an S3 key. */
-const JOB_ID = /^[a-z0-9_][a-z0-9._-]{0,299}$/;
-
-export function isJobId(value: unknown): value is string {
-  return typeof value === 'string' && JOB_ID.test(value) && !value.includes('..');
-}
+export { isJobId } from './job-id.js';
 
 /** Prefix of every matrix variable (`LAMBKIN_MATRIX_NODE`); the rule is in src/core/repo-config/matrix.ts. */
 export { MATRIX_ENV_PREFIX, matrixEnvNames };

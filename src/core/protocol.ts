@@ -7,7 +7,7 @@ import type { BuildRequest, RepoName, StepResult } from './build.js';
 import type { RepoConfigFile } from './repo-config/files.js';
 import type { BuildKey } from './build.js';
 import { LambkinError } from './errors.js';
-import { isJobId } from './jobs.js';
+import { isJobId } from './job-id.js';
 
 /**
  * An S3 presigned POST (browser-form upload) limited to one key prefix: the runner can upload any

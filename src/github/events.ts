@@ -4,7 +4,7 @@
  * Reads only the payload fields it needs, each checked, so a payload of the wrong shape is a clear
  * 400 rather than a crash.
  */
-import { isJobId } from '../core/jobs.js';
+import { isJobId } from '../core/job-id.js';
 import type { BuildRequest } from '../core/build.js';
 import type { InstallationChange } from '../core/ports.js';
 import { WebhookRejectedError } from './webhook.js';

@@ -74,7 +74,7 @@ describe('lambkin dev and the documented variables', () => {
         `LAMBKIN_BUCKET=lambkin-logs LAMBKIN_BUILDER_FUNCTION=lambkin-builder LAMBKIN_PUBLIC_URL=${base}`,
     );
     expect(lines).toContain(
-      'not used locally: LAMBKIN_RUNNER_FUNCTION LAMBKIN_UNTRUSTED_RUNNER_FUNCTION LAMBKIN_SECRET_ARN LAMBKIN_SETTINGS_KMS_KEY LAMBKIN_UPLOAD_ROLE',
+      'not used locally: LAMBKIN_RUNNER_FUNCTION LAMBKIN_UNTRUSTED_RUNNER_FUNCTION LAMBKIN_SECRET_ARN LAMBKIN_SETTINGS_KMS_KEY LAMBKIN_UPLOAD_ROLE LAMBKIN_JOB_CONCURRENCY',
     );
     expect(lines).toContain(
       'ignored from the environment: LAMBKIN_BUILDS_TABLE LAMBKIN_PUBLIC_URL LAMBKIN_SECRET_ARN',

@@ -9,7 +9,7 @@ import { BuilderInvokeError } from '../../aws/controller-invoker.js';
 import { buildLabel, rebuildRequest, type BuildRecord, type RepoName } from '../../core/build.js';
 import { buildPageUrl } from '../../core/links.js';
 import { TransitionRefusedError } from '../../core/errors.js';
-import { isJobId } from '../../core/jobs.js';
+import { isJobId } from '../../core/job-id.js';
 import { STACK_HELP, addStackOptions, parseBuildNumber, parseRepoArgument } from '../arguments.js';
 import { CliError } from '../cli-errors.js';
 import { formatJson, shortSha } from '../output.js';

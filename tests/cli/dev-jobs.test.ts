@@ -180,6 +180,19 @@ describe('a matrix of node 20 and 22 with two shards each', () => {
       expect(log.includes('SHARD FAILS')).toBe(index === 3);
     }
 
+    // The CLI reads a job's log, and the build's (one line per job).
+    const jobLog = await runProcess(
+      ['logs', 'octo/matrix', '1', '--job', 'node-22.shard-2', `--local=${dataDir}`],
+      {},
+    );
+    expect(jobLog.code).toBe(0);
+    expect(jobLog.stdout).toContain('SHARD FAILS');
+    const buildLog = await runProcess(['logs', 'octo/matrix', '1', `--local=${dataDir}`], {});
+    expect(buildLog.stdout).toMatch(/\[lambkin\] Job node 20, shard 1\/2: passed in /);
+    expect(buildLog.stdout).toMatch(/\[lambkin\] Job node 22, shard 2\/2: failed in .*\(/);
+    const badJob = await runProcess(['logs', 'octo/matrix', '1', '--job', '../1', `--local=${dataDir}`], {});
+    expect([badJob.code, badJob.stderr]).toEqual([2, expect.stringContaining("--job takes a job's id")]);
+
     // Rebuilding the failed job alone: build #2 runs node 22's second shard and nothing else.
     const rebuild = await runProcess(
       ['rebuild', 'octo/matrix', '1', '--job', 'node-22.shard-2', '--json', `--local=${dataDir}`],

@@ -7,9 +7,13 @@ import { terminalWriter, unseenPart } from '../output.js';
 import { withStack, type CliContext, type CommandModule } from '../program.js';
 import type { Stack, StackOptions } from '../stack.js';
 import { buildOrFail } from './shared.js';
+import { CliError } from '../cli-errors.js';
+import { isJobId } from '../../core/job-id.js';
+import { jobLogPrefix } from '../../core/job-record.js';
 
 interface LogsOptions extends StackOptions {
   follow?: boolean;
+  job?: string;
 }
 
 export const logsCommand: CommandModule = {
@@ -25,17 +29,26 @@ export const logsCommand: CommandModule = {
       )
       .argument('<owner/repo>', 'the repository, as GitHub names it', parseRepoArgument)
       .argument('<number>', 'the build number', parseBuildNumber)
-      .option('-f, --follow', 'keep printing new output until the build ends');
+      .option('-f, --follow', 'keep printing new output until the build ends')
+      .option('--job <id>', "one job's log, of a build of several (its id, such as node-22.shard-2)");
     addStackOptions(command)
       .addHelpText(
         'after',
         `${STACK_HELP}\n\nExamples:\n  $ lambkin logs octo/hello 42\n` +
+          '  $ lambkin logs octo/hello 42 --job node-22.shard-2\n' +
           '  $ lambkin logs octo/hello 43 --follow --local',
       )
       .action(async (repo: RepoName, number: number, options: LogsOptions) => {
+        const { job } = options;
+        if (job !== undefined && !isJobId(job)) {
+          throw new CliError('BAD_JOB', `--job takes a job's id, such as node-22.shard-2 (got "${job}").`, 2);
+        }
+        // A job's files are under its build's: the job's log, or the build's (one line per job).
+        const prefixOf = (build: BuildRecord): string =>
+          job === undefined ? build.logPrefix : jobLogPrefix(build.logPrefix, job);
         await withStack(context, options, ['builds', 'logs'], async (stack) => {
-          if (options.follow) await followLog(context, stack, { repo, number });
-          else await printLog(context, stack, { repo, number });
+          if (options.follow) await followLog(context, stack, { repo, number }, prefixOf);
+          else await printLog(context, stack, { repo, number }, prefixOf);
         });
       });
   },
@@ -45,9 +58,14 @@ function summary(build: BuildRecord): string {
   return `build ${buildLabel(build)}: ${build.state}${build.description ? ` (${build.description})` : ''}`;
 }
 
-async function printLog(context: CliContext, stack: Stack, key: BuildKey): Promise<void> {
+async function printLog(
+  context: CliContext,
+  stack: Stack,
+  key: BuildKey,
+  prefixOf: (build: BuildRecord) => string,
+): Promise<void> {
   const build = await buildOrFail(stack, key);
-  const text = await stack.logs.readLog(build.logPrefix);
+  const text = await stack.logs.readLog(prefixOf(build));
   if (text === undefined) {
     context.stderr.write(`no log yet: ${summary(build)}\n`);
     return;
@@ -55,7 +73,12 @@ async function printLog(context: CliContext, stack: Stack, key: BuildKey): Promi
   terminalWriter(context.stdout, context.env)(text);
 }
 
-async function followLog(context: CliContext, stack: Stack, key: BuildKey): Promise<void> {
+async function followLog(
+  context: CliContext,
+  stack: Stack,
+  key: BuildKey,
+  prefixOf: (build: BuildRecord) => string,
+): Promise<void> {
   let printed = '';
   const writeLog = terminalWriter(context.stdout, context.env);
   const show = (text: string): void => {
@@ -70,10 +93,10 @@ async function followLog(context: CliContext, stack: Stack, key: BuildKey): Prom
       endedSeenAt ??= context.now();
       // The controller writes log.txt before it records the final state; a build that ended
       // elsewhere (cancelled, swept) gets it once the controller notices, or never.
-      const final = await stack.logs.getObjectText(LOG_KEYS.log(build.logPrefix));
+      const final = await stack.logs.getObjectText(LOG_KEYS.log(prefixOf(build)));
       const neverRan = build.startedAt === undefined;
       if (final !== undefined || neverRan || context.now() - endedSeenAt >= context.finalLogGraceMs) {
-        const text = final ?? (await stack.logs.readLog(build.logPrefix));
+        const text = final ?? (await stack.logs.readLog(prefixOf(build)));
         if (text !== undefined) show(text);
         if (printed && !printed.endsWith('\n')) context.stdout.write('\n');
         if (final === undefined && !neverRan) {
@@ -83,7 +106,7 @@ async function followLog(context: CliContext, stack: Stack, key: BuildKey): Prom
         return;
       }
     }
-    const text = await stack.logs.readLog(build.logPrefix);
+    const text = await stack.logs.readLog(prefixOf(build));
     if (text !== undefined) show(text);
     await context.sleep(context.pollIntervalMs);
   }

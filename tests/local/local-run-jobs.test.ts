@@ -6,8 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runLocalBuild } from '../../src/local/local-run.js';
-import { createMemoryLogger } from '../../src/core/logger.js';
+import { localRun } from '../support/local-run.js';
 import { Registry, officialPackage } from '../support/fake-node.js';
 
 const folders: string[] = [];
@@ -49,17 +48,6 @@ function matrixProject(config: Record<string, unknown>, failing = 'none'): strin
   );
   writeFileSync(join(dir, '.lambkin.json'), JSON.stringify({ install: [], test: 'sh shard.sh', ...config }));
   return dir;
-}
-
-async function localRun(path: string, options: { job?: string; concurrency?: number } = {}) {
-  let output = '';
-  const result = await runLocalBuild({
-    path,
-    write: (text) => (output += text),
-    logger: createMemoryLogger(),
-    ...options,
-  });
-  return { result, output };
 }
 
 describe('lambkin run with matrix jobs and shards', () => {

@@ -1,8 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runLocalBuild } from '../../src/local/local-run.js';
-import { createMemoryLogger } from '../../src/core/logger.js';
+import { localRun } from '../support/local-run.js';
 import { createGitRepo, type GitFiles } from '../support/github-server.js';
 import { failingProject, npmProject, passingProject } from '../support/npm-projects.js';
 
@@ -17,17 +16,6 @@ function plainFolder(files: GitFiles): string {
     writeFileSync(join(dir, path), typeof content === 'string' ? content : '');
   }
   return dir;
-}
-
-async function localRun(path: string, options: { deploy?: boolean } = {}) {
-  let output = '';
-  const result = await runLocalBuild({
-    path,
-    write: (text) => (output += text),
-    logger: createMemoryLogger(),
-    ...options,
-  });
-  return { result, output };
 }
 
 describe('lambkin run (the local build)', () => {

@@ -3,7 +3,8 @@
  * process with a clean environment locally. Either way the runner shares no process tree and no
  * environment with the controller's credentials.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import { isUncleanContainerExit } from '../core/container.js';
@@ -147,6 +148,28 @@ export class TrustRoutedRunnerInvoker implements RunnerInvoker {
   }
 }
 
+const execFileAsync = promisify(execFile);
+
+/**
+ * The CA certificates the runner adds to Node's (NODE_EXTRA_CA_CERTS): this process's own, else
+ * npm's `cafile` (what npm itself trusts to reach the registry), asked once per process.
+ */
+let extraCa: Promise<{ NODE_EXTRA_CA_CERTS: string } | undefined> | undefined;
+function extraCaCertificates(): Promise<{ NODE_EXTRA_CA_CERTS: string } | undefined> {
+  extraCa ??= (async () => {
+    const own = process.env.NODE_EXTRA_CA_CERTS;
+    if (own) return { NODE_EXTRA_CA_CERTS: own };
+    try {
+      const { stdout } = await execFileAsync('npm', ['config', 'get', 'cafile'], { timeout: 30_000 });
+      const file = stdout.trim();
+      return file && file !== 'null' && file !== 'undefined' ? { NODE_EXTRA_CA_CERTS: file } : undefined;
+    } catch {
+      return undefined; // no npm here: Node's own certificates
+    }
+  })();
+  return extraCa;
+}
+
 /** Parent of each build's work root when sandboxed and no `workRoot` is given. */
 export const DEFAULT_SANDBOX_WORK_ROOT = '/tmp/lambkin-builds';
 
@@ -203,6 +226,10 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       LANG: 'C.UTF-8',
+      // The machine's extra CA certificates (a proxy that re-signs TLS): the runner's own HTTPS
+      // (the archive, a job's Node.js from the registry) trusts what this process trusts. A file
+      // path, no secret; steps never see the runner's environment.
+      ...((await extraCaCertificates()) ?? {}),
       ...(workRoot ? { LAMBKIN_WORK_ROOT: workRoot } : {}),
       // What the controller set up; the runner adds what it can do for its steps (src/core/sandbox.ts).
       LAMBKIN_BUILD_SANDBOX: sandbox ? formatProtections(sandbox.protections) : '',

@@ -50,7 +50,39 @@ function matrixProject(config: Record<string, unknown>, failing = 'none'): strin
   return dir;
 }
 
+/** The real registry's Node.js binaries: CI sets LAMBKIN_TEST_REAL_NODE=1 (.ci/run); offline, skipped. */
+const withRealRegistry = process.env.LAMBKIN_TEST_REAL_NODE === '1' ? it : it.skip;
+
 describe('lambkin run with matrix jobs and shards', () => {
+  withRealRegistry(
+    'runs each job on the real Node.js of its major, from the registry npm uses (LAMBKIN_TEST_REAL_NODE=1)',
+    async () => {
+      const standIn = process.env.npm_config_registry;
+      if (savedRegistry === undefined) delete process.env.npm_config_registry;
+      else process.env.npm_config_registry = savedRegistry;
+      try {
+        const dir = matrixProject({
+          matrix: { node: ['20', '22'] },
+          parallel: 2,
+          test: 'node -e "console.log(\'REAL\', process.version, process.env.LAMBKIN_SHARD_INDEX)"',
+        });
+        const { result, output } = await localRun(dir);
+        expect([result.state, result.description]).toEqual(['success', '4 jobs passed']);
+        for (const [title, major, shard] of [
+          ['node 20, shard 1/2', 20, 1],
+          ['node 20, shard 2/2', 20, 2],
+          ['node 22, shard 1/2', 22, 1],
+          ['node 22, shard 2/2', 22, 2],
+        ] as const) {
+          expect(output).toMatch(new RegExp(`\\[${title}\\] REAL v${major}\\.\\d+\\.\\d+ ${shard}\\n`));
+        }
+      } finally {
+        process.env.npm_config_registry = standIn;
+      }
+    },
+    300_000,
+  );
+
   it('runs {"matrix": {"node": ["20", "22"]}, "parallel": 2} as four jobs, each on its Node.js', async () => {
     const { result, output } = await localRun(matrixProject({ matrix: { node: ['20', '22'] }, parallel: 2 }));
     expect(result.state).toBe('success');

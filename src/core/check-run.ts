@@ -8,7 +8,7 @@ import type { BuildRecord, StepResult } from './build.js';
 import { annotationSummary, extractAnnotations, type CheckAnnotation } from './annotations/index.js';
 import { formatDuration, lastBytes, stepOutcome } from './log-format.js';
 import type { BuildState } from './state-machine.js';
-import { JOB_CONTEXT } from './jobs.js';
+import { JOB_CONTEXT } from './job-id.js';
 import { stripTerminalControls } from './terminal-text.js';
 
 /** The check run's name (one per build; per job once builds have jobs). */

@@ -8,3 +8,6 @@ const JOB_ID = /^[a-z0-9_][a-z0-9._-]{0,299}$/;
 export function isJobId(value: unknown): value is string {
   return typeof value === 'string' && JOB_ID.test(value) && !value.includes('..');
 }
+
+/** The commit status context / check run name of a build's jobs: `lambkin`, `lambkin/node-22`. */
+export const JOB_CONTEXT = 'lambkin';

@@ -12,6 +12,7 @@
  * Values compare as text (`20` and `"20"` are the same). `parallel: N` (N ≥ 2) then runs every
  * combination as N shards, next to each other in the order.
  */
+import { JOB_CONTEXT } from './job-id.js';
 import { RepoConfigError } from './repo-config/config-errors.js';
 import { MATRIX_ENV_PREFIX, matrixEnvNames, matrixLists, matrixValueText } from './repo-config/matrix.js';
 import { MATRIX_NODE_KEY } from './repo-config/schema.js';
@@ -27,8 +28,6 @@ export const MAX_JOBS_LIMIT = 256;
  * expanded: `exclude` never brings that many down to a usable build, and expanding it costs time.
  */
 export const MAX_MATRIX_COMBINATIONS = 65_536;
-/** The commit status context / check run name of a build's jobs: `lambkin`, `lambkin/node-22`. */
-export const JOB_CONTEXT = 'lambkin';
 /** The name of the one combination of a build without a matrix. */
 export const DEFAULT_JOB_NAME = 'default';
 /** The shard variables, set in every job of a build with `parallel` of 2 or more. */
@@ -242,7 +241,7 @@ export function planJobs(config: JobsConfig, limits: JobLimits = { maxJobs: DEFA
   return jobs;
 }
 
-export { isJobId } from './job-id.js';
+export { JOB_CONTEXT, isJobId } from './job-id.js';
 
 /** Prefix of every matrix variable (`LAMBKIN_MATRIX_NODE`); the rule is in src/core/repo-config/matrix.ts. */
 export { MATRIX_ENV_PREFIX, matrixEnvNames };

@@ -201,6 +201,9 @@ export async function runControllerJob(
   if (build.state !== 'running') {
     // Superseded, swept or ended by failFast before this job's turn came.
     await endJob(deps, build, queued, ['queued'], 'cancelled', `the build is ${STATE_LABELS[build.state]}`);
+    // The last of its jobs to end writes the ended build's page with its jobs' final list: no one
+    // else does once the build was ended elsewhere (its page would list them queued for good).
+    await finishBuildIfDone(deps, build);
     return { ran: false, reason: 'already claimed', state: build.state };
   }
   let job: JobRecord;
@@ -213,6 +216,11 @@ export async function runControllerJob(
   } catch (error) {
     if (!(error instanceof TransitionRefusedError)) throw error;
     deps.logger.info('job already claimed; nothing to do', { build: jobLabel(key), state: error.actual });
+    // A retry of a controller that died after its job ended but before the fan-in: the fan-in is
+    // done now (conditional: a no-op when another job's controller did it), not left to the sweeper.
+    if (error.actual !== undefined && isTerminal(error.actual as BuildState)) {
+      await finishBuildIfDone(deps, build);
+    }
     return {
       ran: false,
       reason: 'already claimed',

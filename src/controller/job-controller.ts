@@ -16,7 +16,7 @@ import type { BuildKey, BuildRecord } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
 import { LambkinError, TransitionRefusedError } from '../core/errors.js';
 import { fanInDescription, jobDurationMs, jobLabel, type JobRecord } from '../core/job-record.js';
-import { fanIn, planJobs, TooManyJobsError, type JobPlan } from '../core/jobs.js';
+import { fanIn, isJobId, planJobs, TooManyJobsError, type JobPlan } from '../core/jobs.js';
 import { jobLinkFromBuildPage, jobPageUrl, pageUrlOf, relativeJobPageLinks } from '../core/links.js';
 import { finalPageLog, formatDuration } from '../core/log-format.js';
 import type { NewJob } from '../core/ports.js';
@@ -86,6 +86,18 @@ export async function planBuild(deps: ControllerDependencies, build: BuildRecord
         ? `too many jobs: ${error.count}, the limit is ${error.limit}`
         : 'the matrix makes no valid jobs',
       `Nothing ran: ${message}`,
+    );
+  }
+  // A job id names the job's log folder and link. The plan slugs matrix values, but a value of
+  // dots (`..`) or a very long one makes an id that is no job id: refused here, with the value named,
+  // rather than failing (jobLogPrefix throws) after the build was claimed, leaving it running.
+  const unusable = plans.find((plan) => !isJobId(plan.id));
+  if (unusable) {
+    const id = unusable.id.length > 80 ? `${unusable.id.slice(0, 80)}…` : unusable.id;
+    return refused(
+      'the matrix makes a job id that cannot be used',
+      `Nothing ran: the matrix makes the job id ${JSON.stringify(id)} (from ${JSON.stringify(unusable.matrix).slice(0, 200)}). ` +
+        'Job ids are made of the matrix names and values: use values that are not only dots and at most a few dozen characters.',
     );
   }
   if (build.jobs !== undefined) {

@@ -626,3 +626,98 @@ describe('what the jobs of untrusted builds get', () => {
     }
   });
 });
+
+describe('hostile matrices', () => {
+  /** Queues a build of a config and runs its controller (jobs run by the pool); the build as it ended. */
+  async function buildOf(name: string, config: Record<string, unknown>, request: Partial<BuildRequest> = {}) {
+    const { repo, sha } = await project(name, config, ['echo "JOB RAN $LAMBKIN_MATRIX_DIR"']);
+    const { deps, pool } = withPool(2);
+    const queued = await queue({ repo, sha, ...request });
+    const result = await runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
+    await pool.idle();
+    const build = await builds.getBuild(queued);
+    return {
+      repo,
+      sha,
+      result,
+      build,
+      jobs: await jobs.listJobs(queued),
+      log: (await logs.readLog(queued.logPrefix)) ?? '',
+    };
+  }
+
+  it('refuses, before anything runs, a matrix value that would make a job id climb out of its folder', async () => {
+    const {
+      build,
+      jobs: recorded,
+      log,
+      repo,
+      sha,
+    } = await buildOf('dots', {
+      matrix: { dir: ['ok', '..', '../../x'] },
+    });
+    expect(build).toMatchObject({
+      state: 'error',
+      description: 'the matrix makes a job id that cannot be used',
+    });
+    expect(recorded).toEqual([]);
+    expect(log).toContain('Nothing ran: the matrix makes the job id "dir-.."');
+    expect(log).not.toContain('JOB RAN');
+    expect(latestByContext(repo, sha).get('lambkin')?.state).toBe('error');
+    // Nothing was written outside the build's folder.
+    expect(await logs.getObjectText(`logs/${repo}/builds/index.html`)).toBeUndefined();
+  });
+
+  it('keeps slugs of values with slashes and other punctuation inside the build', async () => {
+    const { build, jobs: recorded } = await buildOf('slashes', {
+      matrix: { dir: ['/etc/passwd', 'a/b\\c', '%2e%2e'] },
+    });
+    expect(build?.state).toBe('success');
+    expect(recorded.map((job) => job.id)).toEqual(['dir-etc-passwd', 'dir-a-b-c', 'dir-2e-2e']);
+    for (const job of recorded) expect(job.logPrefix).toBe(`${build?.logPrefix ?? ''}jobs/${job.id}/`);
+    const log = (await logs.readLog(recorded[0]?.logPrefix ?? '')) ?? '';
+    expect(log).toContain('JOB RAN /etc/passwd');
+  });
+
+  it('refuses a matrix of a million combinations at once, saying how many and the limit', async () => {
+    const values = Array.from({ length: 100 }, (_, index) => String(index));
+    const started = Date.now();
+    const {
+      build,
+      jobs: recorded,
+      log,
+    } = await buildOf('huge', { matrix: { a: values, b: values, c: values } });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(build).toMatchObject({ state: 'error', description: 'too many jobs: 1000000, the limit is 16' });
+    expect(recorded).toEqual([]);
+    expect(log).toContain('makes 1000000 combinations before "exclude", over the limit of 16 jobs per build');
+  });
+
+  it("holds a fork's pull request to the operator's jobs limit even where it may set the config", async () => {
+    const name = 'fork-limit';
+    await settings.update(repoScope(`octo/${name}`), () => ({
+      build: { maxJobs: 4, pullRequests: { fromForkPublicRepo: { allowConfigOverrides: true } } },
+    }));
+    const {
+      build,
+      jobs: recorded,
+      log,
+    } = await buildOf(
+      name,
+      { matrix: { node: ['22'] }, parallel: 40 },
+      {
+        event: 'pull_request',
+        pr: 8,
+        ref: 'refs/pull/8/head',
+        branch: 'feature',
+        baseBranch: 'main',
+        fork: true,
+        trusted: false,
+        headRepo: 'stranger/fork-limit',
+      },
+    );
+    expect(build).toMatchObject({ state: 'error', description: 'too many jobs: 40, the limit is 4' });
+    expect(recorded).toEqual([]);
+    expect(log).toContain('makes 40 jobs (40 shards), over the limit of 4 jobs per build');
+  });
+});

@@ -23,6 +23,9 @@ import { resolveArchiveUrl } from '../../src/github/archive.js';
 import { createGitHubClient } from '../../src/github/client.js';
 import { readRepoFile } from '../../src/github/contents.js';
 import { GitHubStatusReporter } from '../../src/github/statuses.js';
+import { CONTENTS_PERMISSIONS, createGitHubAccess } from '../../src/github/access.js';
+import { statusReporterFor } from '../../src/wiring.js';
+import { appKeyPair } from '../support/app-keys.js';
 import { LocalJobPool } from '../../src/local/job-pool.js';
 import { nodeArchOf, resolveNodeVersion } from '../../src/runner/node-runtime.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
@@ -100,6 +103,8 @@ async function project(
   config: Record<string, unknown>,
   script: string[],
   files: Record<string, string> = {},
+  standIn: GitHubStandIn = github,
+  owner = 'octo',
 ): Promise<{ repo: string; sha: string; dir: string }> {
   const dir = join(scratch, `project-${++projects}`);
   await mkdir(dir, { recursive: true });
@@ -110,8 +115,8 @@ async function project(
     JSON.stringify({ install: [], test: 'sh job.sh', ...config }, null, 2) + '\n',
   );
   const repo = await createGitRepoFromDirectory(dir);
-  github.addRepository({ owner: 'octo', name, gitDir: repo.dir });
-  return { repo: `octo/${name}`, sha: repo.sha, dir: repo.dir };
+  standIn.addRepository({ owner, name, gitDir: repo.dir });
+  return { repo: `${owner}/${name}`, sha: repo.sha, dir: repo.dir };
 }
 
 async function queue(request: Partial<BuildRequest> & Pick<BuildRequest, 'repo' | 'sha'>) {
@@ -156,9 +161,10 @@ function droppingInvoker(): ControllerInvoker & { invoked: (string | undefined)[
 function latestByContext(
   repo: string,
   sha: string,
+  standIn: GitHubStandIn = github,
 ): Map<string, { state: string; description: string; url: string }> {
   const latest = new Map<string, { state: string; description: string; url: string }>();
-  for (const status of github.statusesFor(repo, sha)) {
+  for (const status of standIn.statusesFor(repo, sha)) {
     if (!latest.has(status.context)) {
       latest.set(status.context, {
         state: status.state,
@@ -719,5 +725,105 @@ describe('hostile matrices', () => {
     expect(build).toMatchObject({ state: 'error', description: 'too many jobs: 40, the limit is 4' });
     expect(recorded).toEqual([]);
     expect(log).toContain('makes 40 jobs (40 shards), over the limit of 4 jobs per build');
+  });
+});
+
+describe('App mode', () => {
+  const APP_ID = 7123;
+  const { publicKey, privateKey } = appKeyPair();
+  let app: GitHubStandIn;
+  let appDeps: ControllerDependencies;
+
+  beforeAll(async () => {
+    app = await startGitHubServer({
+      apps: [{ id: APP_ID, publicKey }],
+      installations: [{ id: 21, account: 'acme', repositories: ['acme/widget', 'acme/swept-jobs'] }],
+    });
+    const access = createGitHubAccess({
+      baseUrl: app.url,
+      logger,
+      app: { appId: String(APP_ID), privateKey },
+    });
+    const contents = (repo: string) => access.forRepo(repo, CONTENTS_PERMISSIONS);
+    appDeps = {
+      ...base,
+      statuses: statusReporterFor(access),
+      archives: { resolveArchiveUrl: (repo, sha) => resolveArchiveUrl(contents(repo), repo, sha) },
+      repoFiles: { readFile: (repo, path, ref) => readRepoFile(contents(repo), repo, path, ref) },
+    };
+  });
+
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it("gives each job a check run of its own beside the build's `Lambkin` run", async () => {
+    const { repo, sha } = await project(
+      'widget',
+      { matrix: { node: ['22'] }, parallel: 4 },
+      ['echo "shard $LAMBKIN_SHARD_INDEX"', 'if [ "$LAMBKIN_SHARD_INDEX" = 2 ]; then exit 1; fi'],
+      {},
+      app,
+      'acme',
+    );
+    const { deps, pool } = withPool(4, appDeps);
+    const queued = await queue({ repo, sha });
+    await runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
+    await pool.idle();
+    expect((await builds.getBuild(queued))?.state).toBe('failure');
+
+    const runs = app.checkRunsFor(repo, sha);
+    const byName = (name: string) => runs.filter((run) => run.name === name);
+    // One run per name: the job's updates went to its own run, never a new one.
+    expect(runs.map((run) => run.name).sort()).toEqual([
+      'Lambkin',
+      'Lambkin/node-22 (1/4)',
+      'Lambkin/node-22 (2/4)',
+      'Lambkin/node-22 (3/4)',
+      'Lambkin/node-22 (4/4)',
+    ]);
+    expect(byName('Lambkin')[0]).toMatchObject({
+      status: 'completed',
+      conclusion: 'failure',
+      external_id: `${repo}#${queued.number}`,
+    });
+    for (const shard of [1, 2, 3, 4]) {
+      expect(byName(`Lambkin/node-22 (${shard}/4)`)[0]).toMatchObject({
+        status: 'completed',
+        conclusion: shard === 2 ? 'failure' : 'success',
+        external_id: `${repo}#${queued.number}/node-22.shard-${shard}`,
+        details_url: `${PUBLIC_URL}/builds/${repo}/${queued.number}/jobs/node-22.shard-${shard}`,
+      });
+    }
+    // And the statuses beside them, one context per job.
+    expect(latestByContext(repo, sha, app).get('lambkin/node-22 (2/4)')?.state).toBe('failure');
+  });
+
+  it("completes every job's check run when the sweeper ends a build whose jobs never ran", async () => {
+    const { repo, sha } = await project(
+      'swept-jobs',
+      { matrix: { node: ['22'] }, parallel: 2 },
+      ['echo never'],
+      {},
+      app,
+      'acme',
+    );
+    const deps = { ...appDeps, jobInvoker: droppingInvoker() };
+    const queued = await queue({ repo, sha });
+    await runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
+    expect(app.checkRunsFor(repo, sha).filter((run) => run.status !== 'completed')).toHaveLength(3);
+    const result = await sweepOverdueBuilds({
+      builds,
+      jobs,
+      statuses: appDeps.statuses,
+      logger,
+      publicUrl: PUBLIC_URL,
+      clock: () => Date.now() + 60 * 60_000,
+      statusDelivery: { deadlineMs: 5000, maxAttempts: 2, attemptTimeoutMs: 2000 },
+    });
+    expect(result.ended.filter((build) => build.repo === repo)).toHaveLength(1);
+    const runs = app.checkRunsFor(repo, sha);
+    expect(runs).toHaveLength(3);
+    for (const run of runs) expect(run.status).toBe('completed');
   });
 });

@@ -16,7 +16,7 @@ import { endCrashedJob } from '../../src/controller/job-controller.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import { sweepOverdueBuilds } from '../../src/controller/sweeper.js';
 import { endFailedBuild } from '../../src/controller/on-failure.js';
-import type { BuildKey, BuildRecord, BuildRequest } from '../../src/core/build.js';
+import type { BuildKey, BuildRequest } from '../../src/core/build.js';
 import { createMemoryLogger, type MemoryLogger } from '../../src/core/logger.js';
 import type { ControllerInvoker, RunnerInvoker } from '../../src/core/ports.js';
 import { builderInvocationFor, type RunnerInput } from '../../src/core/protocol.js';

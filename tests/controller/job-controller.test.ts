@@ -587,6 +587,11 @@ describe('what the jobs of untrusted builds get', () => {
       { MY_SECRET: SECRET },
     ]);
     expect((await builds.getBuild(push))?.state).toBe('success');
+    for (const job of await jobs.listJobs(push)) {
+      const log = (await logs.readLog(job.logPrefix)) ?? '';
+      expect(log).toContain('secret=[***] shard=');
+      expect(log).not.toContain(SECRET);
+    }
 
     runner.inputs.length = 0;
     // The fork's commit, on a branch of its own (the base branch keeps its config).
@@ -962,5 +967,36 @@ describe('failFast and crashed job controllers', () => {
       ['node-22.shard-2', 'queued'],
     ]);
     expect((await builds.getBuild(queued))?.state).toBe('running');
+  });
+
+  it('ends a job Lambda would not start `error`; the others run; the build fans in once', async () => {
+    const { repo, sha } = await project('invoke-fails', { matrix: { node: ['22'] }, parallel: 4 }, [
+      'echo "shard $LAMBKIN_SHARD_INDEX"',
+    ]);
+    const { deps: pooled, pool } = withPool(4);
+    const inner = pooled.jobInvoker as LocalJobPool;
+    const deps: ControllerDependencies = {
+      ...pooled,
+      jobInvoker: {
+        invoke: (build, job) =>
+          job === 'node-22.shard-3'
+            ? Promise.reject(new Error('TooManyRequestsException: Rate Exceeded'))
+            : inner.invoke(build, job),
+      },
+    };
+    const queued = await queue({ repo, sha });
+    await runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
+    await pool.idle();
+    const ended = await jobs.listJobs(queued);
+    expect(ended.map((job) => job.state)).toEqual(['success', 'success', 'error', 'success']);
+    expect(ended[2]?.description).toBe('could not start the job: TooManyRequestsException: Rate Exceeded');
+    const build = await builds.getBuild(queued);
+    expect(build?.state).toBe('error');
+    expect(build?.events.map((event) => event.to)).toEqual(['queued', 'running', 'error']);
+    // Whichever jobs ended last, the build's final status was set once.
+    const final = github
+      .statusesFor(repo, sha)
+      .filter((status) => status.context === 'lambkin' && status.state !== 'pending');
+    expect(final.map((status) => status.state)).toEqual(['error']);
   });
 });

@@ -691,6 +691,31 @@ describe('hostile matrices', () => {
     expect(log).toContain('JOB RAN /etc/passwd');
   });
 
+  it('shows a matrix value of markup as text on the job and build pages and in the statuses', async () => {
+    const value = '"><script>alert(1)</script><img src=x onerror=alert(2)>';
+    const {
+      build,
+      jobs: recorded,
+      repo,
+      sha,
+    } = await buildOf('markup', { matrix: { dir: [value, 'plain'] } });
+    expect(build?.state).toBe('success');
+    expect(recorded[0]?.id).toMatch(/^dir-[a-z0-9._-]+$/);
+    expect(recorded[0]?.title).toBe(`dir ${value}`);
+    const pages = [
+      (await logs.getObjectText(`${build?.logPrefix ?? ''}index.html`)) ?? '',
+      (await logs.getObjectText(`${recorded[0]?.logPrefix ?? ''}index.html`)) ?? '',
+    ];
+    for (const page of pages) {
+      expect(page).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+      expect(page).not.toContain('<script>alert');
+      expect(page).not.toContain('<img src=x');
+    }
+    const latest = latestByContext(repo, sha);
+    expect(latest.get(`lambkin/${recorded[0]?.name ?? ''}`)?.description).toContain('<script>alert(1)');
+    expect(latest.get(`lambkin/${recorded[0]?.name ?? ''}`)?.state).toBe('success');
+  });
+
   it('refuses a matrix of a million combinations at once, saying how many and the limit', async () => {
     const values = Array.from({ length: 100 }, (_, index) => String(index));
     const started = Date.now();

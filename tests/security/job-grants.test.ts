@@ -12,6 +12,7 @@ import { runControllerBuild, type ControllerDependencies } from '../../src/contr
 import { endCrashedJob } from '../../src/controller/job-controller.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import { createS3Client } from '../../src/aws/clients.js';
+import { grantsPolicy } from '../../src/aws/sts.js';
 import type { BuildRecord } from '../../src/core/build.js';
 import type { JobRecord } from '../../src/core/job-record.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
@@ -73,12 +74,13 @@ describe("a job's runner and its grants", () => {
   let recorded: JobRecord[];
   let queued: BuildRecord;
   let logs: S3LogStore;
+  let grants: BuildGrants[];
 
   it("grants each job's runner its own log prefix only, and the runner uploads there", async () => {
     const credentials = new StackCredentials();
     const target = { endpoint: npmEmulators().s3Endpoint, stop: () => Promise.resolve() };
     proxy = await startStorageProxy({ service: 's3', target, credentials });
-    const grants: BuildGrants[] = [];
+    grants = [];
     const ephemeral = new EphemeralBuildSigner(credentials, (key) =>
       createS3Client({ endpoints: { s3: proxy.endpoint }, credentials: key, region: 'us-east-1' }),
     );
@@ -175,6 +177,25 @@ describe("a job's runner and its grants", () => {
     expect(await logs.readLog(second?.logPrefix ?? '')).not.toContain('forged');
     // Its own prefix it may write.
     expect([200, 201, 204]).toContain(await postWith(form, `${form.keyPrefix}extra.txt`, 'mine'));
+  });
+
+  it("gives each job's runner, in the cloud, a session policy of its own log prefix only", () => {
+    for (const job of recorded) {
+      const granted = grants.find((each) => each.write.includes(job.logPrefix));
+      expect(granted).toBeDefined();
+      const policy = JSON.parse(grantsPolicy('lambkin-logs', granted as BuildGrants)) as {
+        Statement: { Action: string[]; Resource: string[] }[];
+      };
+      expect(policy.Statement).toEqual([
+        {
+          Effect: 'Allow',
+          Action: ['s3:PutObject'],
+          Resource: [`arn:aws:s3:::lambkin-logs/${job.logPrefix}*`],
+        },
+      ]);
+      // The wildcard is inside the job's own folder: never the build's files or a sibling job's.
+      expect(job.logPrefix).toMatch(/\/builds\/1\/jobs\/default\.shard-[12]\/$/);
+    }
   });
 
   // OPEN (not fixed here: src/local is not this change's): the local stack's proxy checks a form's

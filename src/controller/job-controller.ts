@@ -211,8 +211,18 @@ export async function runControllerJob(
     return { ran: false, reason: 'not found' };
   }
   if (build.state !== 'running') {
-    // Superseded, swept or ended by failFast before this job's turn came.
-    await endJob(deps, build, queued, ['queued'], 'cancelled', `the build is ${STATE_LABELS[build.state]}`);
+    // Superseded, swept or ended by failFast before this job's turn came. A job still `running`
+    // here is a retry of a controller that died mid-run: ended too, as nothing else would end it
+    // (the sweeper looks only at builds not ended). A live controller of the same job (a duplicate)
+    // stops its runner at its next watch, and keeps this state.
+    await endJob(
+      deps,
+      build,
+      queued,
+      ['queued', 'running'],
+      'cancelled',
+      `the build is ${STATE_LABELS[build.state]}`,
+    );
     // The last of its jobs to end writes the ended build's page with its jobs' final list: no one
     // else does once the build was ended elsewhere (its page would list them queued for good).
     await finishBuildIfDone(deps, build);

@@ -465,6 +465,57 @@ describe('the sweeper and builds of several jobs', () => {
   });
 });
 
+describe('a job whose controller died mid-run, then its build was superseded', () => {
+  it("is ended by the controller's retry (nothing else would: the sweeper skips ended builds)", async () => {
+    const { repo, sha } = await project('died-then-superseded', { matrix: { node: ['22'] }, parallel: 2 }, [
+      'echo x',
+    ]);
+    const deps = { ...base, jobInvoker: droppingInvoker() };
+    const queued = await queue({ repo, sha });
+    await runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
+    // Shard 1's controller claimed its job, then died (no runner, no end recorded).
+    const [first] = await jobs.listJobs(queued);
+    if (!first) throw new Error('the build has no jobs');
+    await jobs.transitionJob(first, { from: 'queued', to: 'running' });
+    // A newer push supersedes the build.
+    const running = await builds.getBuild(queued);
+    await builds.transition(running ?? queued, {
+      from: 'running',
+      to: 'cancelled',
+      reason: 'superseded by #2',
+    });
+    // The sweeper does not look at an ended build.
+    const swept = await sweepOverdueBuilds({
+      builds,
+      jobs,
+      statuses: base.statuses,
+      logger,
+      publicUrl: PUBLIC_URL,
+      clock: () => Date.now() + 60 * 60_000,
+    });
+    expect(swept.ended.filter((build) => build.repo === repo)).toEqual([]);
+    // Lambda retries shard 1's invocation; shard 2's arrives late.
+    for (const job of ['node-22.shard-1', 'node-22.shard-2']) {
+      expect(await runControllerBuild(deps, builderInvocationFor(queued, job))).toMatchObject({
+        ran: false,
+        state: 'cancelled',
+      });
+    }
+    expect(await statesOf(queued)).toEqual([
+      ['node-22.shard-1', 'cancelled'],
+      ['node-22.shard-2', 'cancelled'],
+    ]);
+    const latest = latestByContext(repo, sha);
+    expect(latest.get('lambkin/node-22 (1/2)')?.state).toBe('error');
+    expect(latest.get('lambkin/node-22 (2/2)')?.state).toBe('error');
+    expect((await builds.getBuild(queued))?.events.map((event) => event.to)).toEqual([
+      'queued',
+      'running',
+      'cancelled',
+    ]);
+  });
+});
+
 describe('duplicate and retried invocations', () => {
   it('fans a build invoked twice at once out once, and runs a job invoked twice once', async () => {
     const { repo, sha } = await project('duplicates', { matrix: { node: ['22'] }, parallel: 2 }, [

@@ -15,6 +15,8 @@ import { runControllerBuild, type ControllerDependencies } from '../../src/contr
 import { endCrashedJob } from '../../src/controller/job-controller.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import { sweepOverdueBuilds } from '../../src/controller/sweeper.js';
+import { handleLogRequest } from '../../src/controller/log-route.js';
+import { s3ObjectExists } from '../../src/handlers/logs.js';
 import { endFailedBuild } from '../../src/controller/on-failure.js';
 import type { BuildKey, BuildRequest } from '../../src/core/build.js';
 import { createMemoryLogger, type MemoryLogger } from '../../src/core/logger.js';
@@ -120,10 +122,13 @@ async function project(
   return { repo: `${owner}/${name}`, sha: repo.sha, dir: repo.dir };
 }
 
-async function queue(request: Partial<BuildRequest> & Pick<BuildRequest, 'repo' | 'sha'>) {
+async function queue(request: Partial<BuildRequest> & Pick<BuildRequest, 'repo' | 'sha'>, logToken?: string) {
   const full = testBuildRequest(request);
   const number = await builds.allocateNumber(full.repo);
-  return builds.putQueuedBuild(full, number, { deadline: Date.now() + 60_000 });
+  return builds.putQueuedBuild(full, number, {
+    deadline: Date.now() + 60_000,
+    ...(logToken !== undefined ? { logToken } : {}),
+  });
 }
 
 /** The controller with the local job pool invoking each job's controller, `concurrency` at once. */
@@ -331,6 +336,49 @@ describe('a build superseded while its jobs run', () => {
     const page = (await logs.getObjectText(`${queued.logPrefix}index.html`)) ?? '';
     expect(page).toContain('jobs/node-22.shard-3');
     expect(page).not.toContain('http-equiv="refresh"');
+  });
+});
+
+describe("a private build's jobs", () => {
+  it("link their statuses and pages to the job's page with the build's token, which the log route serves", async () => {
+    const { repo, sha } = await project('private-jobs', { matrix: { node: ['22'] }, parallel: 2 }, [
+      'echo "private shard $LAMBKIN_SHARD_INDEX"',
+    ]);
+    const token = 'Pr1vate-job-t0ken_abcdefghijklmnop';
+    const { deps, pool } = withPool(2);
+    const queued = await queue({ repo, sha, privateRepo: true }, token);
+    await runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
+    await pool.idle();
+    const route = {
+      builds,
+      logs,
+      objectExists: s3ObjectExists(storage.clients.s3, storage.bucket),
+      logger,
+    };
+    const get = (url: string) => {
+      const parsed = new URL(url);
+      return handleLogRequest(route, { method: 'GET', path: parsed.pathname, query: parsed.search.slice(1) });
+    };
+    const target = latestByContext(repo, sha).get('lambkin/node-22 (2/2)')?.url ?? '';
+    expect(target).toBe(`${PUBLIC_URL}/builds/${repo}/${queued.number}/jobs/node-22.shard-2?token=${token}`);
+    const page = await get(target);
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain('node 22, shard 2/2');
+    // Without the token: as an unknown build.
+    const withoutToken = await get(target.slice(0, target.indexOf('?')));
+    expect(withoutToken.statusCode).toBe(404);
+    expect(withoutToken.body).not.toContain('shard 2/2');
+    // The page's own links keep the token: its raw log, and back to the build.
+    const links = [...page.body.matchAll(/href="([^"]+)"/g)].map((match) => match[1] ?? '');
+    const raw = links.find((link) => link.includes('log.txt')) ?? '';
+    const rawLog = await get(new URL(raw.replace(/&amp;/g, '&'), target).href);
+    expect(rawLog.statusCode).toBe(302);
+    expect(await (await fetch(rawLog.headers['location'] ?? '')).text()).toContain('private shard 2');
+    const back = links.find((link) => link.startsWith('../../')) ?? '';
+    const buildPage = await get(new URL(back.replace(/&amp;/g, '&'), target).href);
+    expect(buildPage.statusCode).toBe(200);
+    expect(buildPage.body).toContain('jobs/node-22.shard-1');
+    expect(buildPage.body).toContain(`token=${token}`);
   });
 });
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
 import { endCrashedJob } from '../../src/controller/job-controller.js';
-import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
+import { ProcessRunnerInvoker, RunnerFailedError } from '../../src/controller/runner-invoker.js';
 import { sweepOverdueBuilds } from '../../src/controller/sweeper.js';
 import { handleLogRequest } from '../../src/controller/log-route.js';
 import { s3ObjectExists } from '../../src/handlers/logs.js';
@@ -278,6 +278,38 @@ describe('a runner that dies mid-job', () => {
     expect(await logs.readLog(ended[0]?.logPrefix ?? '')).toContain(`shard 1 on v${NODE}`);
     // The build's own log lists the jobs.
     expect(await logs.readLog(queued.logPrefix)).toMatch(/\[lambkin\] Job node 22, shard 2\/3: error/);
+  });
+});
+
+describe('a runner that hits its time limit', () => {
+  it('ends that job `timed_out` and the build with it, the others passing', async () => {
+    const { repo, sha } = await project('runner-times-out', { matrix: { node: ['22'] }, parallel: 3 }, [
+      'echo "shard $LAMBKIN_SHARD_INDEX"',
+    ]);
+    const inner = base.runner;
+    const runner: RunnerInvoker = {
+      // Shard 3's runner function never answers within its limit (Lambda's `Task timed out`).
+      run: (input, signal) =>
+        input.job?.id === 'node-22.shard-3'
+          ? Promise.reject(new RunnerFailedError('Task timed out after 900.00 seconds', true))
+          : inner.run(input, signal),
+    };
+    const { deps, pool } = withPool(3, { runner });
+    const queued = await queue({ repo, sha });
+    await runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
+    await pool.idle();
+    const ended = await jobs.listJobs(queued);
+    expect(ended.map((job) => job.state)).toEqual(['success', 'success', 'timed_out']);
+    expect(ended[2]?.description).toBe("timed out after 90 s (the runner's limit)");
+    const build = await builds.getBuild(queued);
+    expect(build?.state).toBe('timed_out');
+    expect(build?.description).toBe(
+      "node 22, shard 3/3 timed out: timed out after 90 s (the runner's limit) (1 of 3 jobs did not pass)",
+    );
+    const latest = latestByContext(repo, sha);
+    expect(latest.get('lambkin/node-22 (3/3)')?.state).toBe('error');
+    expect(latest.get('lambkin/node-22 (1/3)')?.state).toBe('success');
+    expect(latest.get('lambkin')?.state).toBe('error');
   });
 });
 

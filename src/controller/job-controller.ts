@@ -16,7 +16,7 @@ import type { BuildKey, BuildRecord } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
 import { LambkinError, TransitionRefusedError } from '../core/errors.js';
 import { fanInDescription, jobDurationMs, jobLabel, type JobRecord } from '../core/job-record.js';
-import { fanIn, planJobs, TooManyJobsError, type JobPlan } from '../core/jobs.js';
+import { fanIn, isJobId, planJobs, TooManyJobsError, type JobPlan } from '../core/jobs.js';
 import { jobLinkFromBuildPage, jobPageUrl, pageUrlOf, relativeJobPageLinks } from '../core/links.js';
 import { finalPageLog, formatDuration } from '../core/log-format.js';
 import type { NewJob } from '../core/ports.js';
@@ -86,6 +86,18 @@ export async function planBuild(deps: ControllerDependencies, build: BuildRecord
         ? `too many jobs: ${error.count}, the limit is ${error.limit}`
         : 'the matrix makes no valid jobs',
       `Nothing ran: ${message}`,
+    );
+  }
+  // A job id names the job's log folder and link. The plan slugs matrix values, but a value of
+  // dots (`..`) or a very long one makes an id that is no job id: refused here, with the value named,
+  // rather than failing (jobLogPrefix throws) after the build was claimed, leaving it running.
+  const unusable = plans.find((plan) => !isJobId(plan.id));
+  if (unusable) {
+    const id = unusable.id.length > 80 ? `${unusable.id.slice(0, 80)}…` : unusable.id;
+    return refused(
+      'the matrix makes a job id that cannot be used',
+      `Nothing ran: the matrix makes the job id ${JSON.stringify(id)} (from ${JSON.stringify(unusable.matrix).slice(0, 200)}). ` +
+        'Job ids are made of the matrix names and values: use values that are not only dots and at most a few dozen characters.',
     );
   }
   if (build.jobs !== undefined) {
@@ -199,8 +211,21 @@ export async function runControllerJob(
     return { ran: false, reason: 'not found' };
   }
   if (build.state !== 'running') {
-    // Superseded, swept or ended by failFast before this job's turn came.
-    await endJob(deps, build, queued, ['queued'], 'cancelled', `the build is ${STATE_LABELS[build.state]}`);
+    // Superseded, swept or ended by failFast before this job's turn came. A job still `running`
+    // here is a retry of a controller that died mid-run: ended too, as nothing else would end it
+    // (the sweeper looks only at builds not ended). A live controller of the same job (a duplicate)
+    // stops its runner at its next watch, and keeps this state.
+    await endJob(
+      deps,
+      build,
+      queued,
+      ['queued', 'running'],
+      'cancelled',
+      `the build is ${STATE_LABELS[build.state]}`,
+    );
+    // The last of its jobs to end writes the ended build's page with its jobs' final list: no one
+    // else does once the build was ended elsewhere (its page would list them queued for good).
+    await finishBuildIfDone(deps, build);
     return { ran: false, reason: 'already claimed', state: build.state };
   }
   let job: JobRecord;
@@ -213,6 +238,11 @@ export async function runControllerJob(
   } catch (error) {
     if (!(error instanceof TransitionRefusedError)) throw error;
     deps.logger.info('job already claimed; nothing to do', { build: jobLabel(key), state: error.actual });
+    // A retry of a controller that died after its job ended but before the fan-in: the fan-in is
+    // done now (conditional: a no-op when another job's controller did it), not left to the sweeper.
+    if (error.actual !== undefined && isTerminal(error.actual as BuildState)) {
+      await finishBuildIfDone(deps, build);
+    }
     return {
       ran: false,
       reason: 'already claimed',

@@ -143,7 +143,9 @@ function slug(text: string): string {
   const cleaned = text
     .toLowerCase()
     .replace(/[^a-z0-9._]+/g, '-')
-    .replace(/^-+|-+$/g, '');
+    // A run of dots is one (no `..` in an id, which names a folder), and none at either end.
+    .replace(/\.{2,}/g, '.')
+    .replace(/^[-.]+|[-.]+$/g, '');
   // Nothing left (a value of only punctuation): its characters' code points, so it stays distinct.
   return cleaned || [...text].map((char) => char.codePointAt(0)?.toString(16) ?? '').join('-');
 }

@@ -82,6 +82,8 @@ export async function startStorageProxy(options: StorageProxyOptions): Promise<R
       const objectKey = objectKeyOf(received.url);
       if (objectKey === undefined || (access === 'write' && request.method !== 'PUT'))
         return refuse(response, options.service, 'a presigned URL only reads or writes one object');
+      if (climbs(objectKey))
+        return refuse(response, options.service, `a key may not hold . or .. segments: ${objectKey}`);
       if (!options.credentials.allows(verdict.accessKeyId, access, objectKey))
         return refuse(response, options.service, `the key may not ${access} ${objectKey}`);
       pass(request, response, [], true);
@@ -97,6 +99,7 @@ export async function startStorageProxy(options: StorageProxyOptions): Promise<R
       const objectKey = form?.fields.get('key') ?? '';
       if (
         objectKey.includes('${filename}') ||
+        climbs(objectKey) ||
         !options.credentials.allows(verdict.accessKeyId, 'write', objectKey)
       )
         return refuse(response, options.service, `the form may not write ${objectKey}`);
@@ -160,6 +163,15 @@ function refuse(response: ServerResponse, service: StorageService, reason: strin
   const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>${escaped}</Message></Error>`;
   response.writeHead(403, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
   response.end(body);
+}
+
+/**
+ * Whether a key has a `.` or `..` segment. S3 takes keys literally, but the local S3 server stores
+ * them as files: `<granted prefix>../../index.html` passes a check of the prefix by its text and
+ * lands outside it. No key Lambkin makes has one.
+ */
+function climbs(key: string): boolean {
+  return key.split('/').some((segment) => segment === '.' || segment === '..');
 }
 
 /** `/bucket/some/key` → `some/key` (path-style, as the stack's clients address the bucket). */

@@ -9,6 +9,7 @@ import {
   matrixEnvNames,
   planJobs,
 } from '../../src/core/jobs.js';
+import { isJobId } from '../../src/core/job-id.js';
 import type { JobPlan, JobsConfig } from '../../src/core/jobs.js';
 import { RepoConfigError, validateRepoConfig } from '../../src/core/repo-config.js';
 import type { MatrixInput } from '../../src/core/repo-config.js';
@@ -238,6 +239,12 @@ describe('job names, ids, contexts and titles', () => {
     expect(job?.title).toBe('node 22.11.0, os Ubuntu 24.04 (arm), big true');
     expect(job?.matrix).toEqual({ node: '22.11.0', os: 'Ubuntu 24.04 (arm)', big: true });
     expect(job?.node).toBe('22.11.0');
+  });
+
+  it('never makes an id with `..` (it names a folder): a run of dots is one, none at either end', () => {
+    const ids = plan({ matrix: { dir: ['..', 'a..b', '.hidden.', '../../etc'] } }).map((job) => job.id);
+    expect(ids).toEqual(['dir-2e-2e', 'dir-a.b', 'dir-hidden', 'dir-etc']);
+    for (const id of ids) expect(isJobId(id)).toBe(true);
   });
 
   it('keeps ids and names unique, and refuses two combinations that would share one', () => {

@@ -198,12 +198,11 @@ describe("a job's runner and its grants", () => {
     }
   });
 
-  // OPEN (not fixed here: src/local is not this change's): the local stack's proxy checks a form's
-  // key by its text (startsWith the granted prefix) and s3rver resolves `..` in keys as file paths,
-  // so `<own prefix>../../index.html` overwrites the build's page (and `../` far enough, any object:
-  // other builds' pages, the dependency cache). S3 itself takes keys literally, so the cloud is not
-  // affected. This test fails (it.failing passes) until the proxy refuses keys with `.`/`..` segments.
-  it.failing("refuses a key that climbs out of job 1's prefix by `..` segments (local stack)", async () => {
+  // The local stack's proxy checks a form's key by its text (startsWith the granted prefix) and the
+  // local S3 server resolves `..` in keys as file paths: `<own prefix>../../index.html` would
+  // overwrite the build's page (and `../` far enough, any object). The proxy refuses `.`/`..`
+  // segments. S3 itself takes keys literally, so the cloud was never affected.
+  it("refuses a key that climbs out of job 1's prefix by `..` segments (local stack)", async () => {
     const form = first as PresignedPost;
     const buildPage = `${queued.logPrefix}index.html`;
     const pageBefore = await logs.getObjectText(buildPage);

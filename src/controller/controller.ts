@@ -13,7 +13,13 @@ import type { BuilderInvocation } from '../core/protocol.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
 import { FINISHING_MARGIN_MS, runRunner, type Ending } from './runner-run.js';
 import { pageFor, reportStatus, statusDescription, writeArtifacts } from './build-artifacts.js';
-import { fanOutBuild, planBuild, runControllerJob, type JobControllerResult } from './job-controller.js';
+import {
+  fanOutBuild,
+  planBuild,
+  resumeFanOut,
+  runControllerJob,
+  type JobControllerResult,
+} from './job-controller.js';
 
 export type { ControllerDependencies } from './controller-dependencies.js';
 export { finalStatusOf, statusDescription } from './build-artifacts.js';
@@ -43,6 +49,12 @@ export async function runControllerBuild(
   }
   // Only a build still queued is planned: a retried or duplicate invocation of one that runs
   // reads nothing (its claim below is refused).
+  // A retried invocation of a build that fanned out (it may have died before invoking every job):
+  // its queued jobs are invoked again, which their conditional claims make harmless.
+  if (queued.state === 'running') {
+    const resumed = await resumeFanOut(deps, queued);
+    if (resumed) return resumed;
+  }
   const plan = queued.state === 'queued' ? await planBuild(deps, queued) : { kind: 'single' as const };
   if (plan.kind === 'jobs') return fanOutBuild(deps, queued, plan.jobs);
   let build: BuildRecord;

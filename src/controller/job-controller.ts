@@ -193,6 +193,39 @@ export async function fanOutBuild(
   return { ran: true, build: (await deps.builds.getBuild(build)) ?? build };
 }
 
+/**
+ * A build already fanned out and invoked again (Lambda's retry of a controller that died between
+ * recording its jobs and invoking them all): its jobs still queued are invoked again (a job
+ * claimed meanwhile ignores the second invocation), and the fan-in runs if they all ended.
+ * Undefined for a build without jobs (one job: the caller's claim refuses the duplicate).
+ */
+export async function resumeFanOut(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+): Promise<{ ran: false; reason: 'already claimed'; state: BuildState } | undefined> {
+  if (!deps.jobs || !deps.jobInvoker) return undefined;
+  const recorded = await deps.jobs.listJobs(build);
+  if (recorded.length === 0) return undefined;
+  const invoker = deps.jobInvoker;
+  const queued = recorded.filter((job) => job.state === 'queued');
+  deps.logger.info('build fanned out already; invoking its queued jobs again', {
+    build: buildLabel(build),
+    queued: queued.length,
+  });
+  await Promise.all(
+    queued.map(async (job) => {
+      try {
+        await invoker.invoke(build, job.id);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        await endJob(deps, build, job, ['queued'], 'error', `could not start the job: ${message}`);
+      }
+    }),
+  );
+  await finishBuildIfDone(deps, build);
+  return { ran: false, reason: 'already claimed', state: build.state };
+}
+
 export type JobControllerResult =
   | { ran: true; build: BuildRecord; job: JobRecord }
   | { ran: false; reason: 'not found' | 'already claimed'; state?: BuildState };

@@ -66,20 +66,27 @@ export interface StepResult {
   durationMs: number;
 }
 
-export interface BuildRecord extends BuildRequest, BuildKey {
+/**
+ * What the state machine records of whatever it runs, a build or one of its jobs: each changed only
+ * by conditional transitions.
+ */
+export interface RunLifecycle {
   state: BuildState;
   /** Epoch ms per transition. */
   queuedAt: number;
   startedAt?: number;
   endedAt?: number;
-  /** Epoch ms after which an unfinished build is stuck (the sweeper ends it). */
+  /** Epoch ms after which it is stuck, unfinished (the sweeper ends it). */
   deadline: number;
-  /** S3 key prefix of this build's log. */
+  /** S3 key prefix of its log. */
   logPrefix: string;
   /** One-line summary of the current state (also the commit status description). */
   description?: string;
   events: TransitionEvent[];
   steps?: StepResult[];
+}
+
+export interface BuildRecord extends BuildRequest, BuildKey, RunLifecycle {
   /** The build's stable link (the commit status's target URL), fixed at intake. */
   pageUrl?: string;
   /** Private repositories: the secret part of the link, checked by the log route. */

@@ -5,10 +5,10 @@
  *
  * A build with one job (no `matrix`, no `parallel`) has no job records: it runs as it always did.
  */
-import type { BuildKey, StepResult, TransitionEvent } from './build.js';
+import type { BuildKey, RunLifecycle } from './build.js';
 import { FAN_IN_ORDER, isJobId, type JobPlan } from './jobs.js';
 import type { RunnerJobNode } from './protocol.js';
-import { STATE_LABELS, isTerminal, type BuildState } from './state-machine.js';
+import { STATE_LABELS, isTerminal } from './state-machine.js';
 
 /** One job of a build: where it is recorded (`index`, 1-based, in plan order) and what it runs. */
 export interface JobKey extends BuildKey {
@@ -16,7 +16,8 @@ export interface JobKey extends BuildKey {
   job: string;
 }
 
-export interface JobRecord extends BuildKey, Omit<JobPlan, 'node'> {
+/** Its lifecycle's `logPrefix` is `<build's prefix>jobs/<id>/`; a stuck job is swept with its build. */
+export interface JobRecord extends BuildKey, RunLifecycle, Omit<JobPlan, 'node'> {
   /** Position in the plan, from 1: the record's key under its build. */
   index: number;
   /** The Node.js the matrix asked for (`22`); `resolvedNode` is the exact one the controller chose. */
@@ -25,17 +26,6 @@ export interface JobRecord extends BuildKey, Omit<JobPlan, 'node'> {
   resolvedNode?: RunnerJobNode;
   /** The build's `failFast`: the first failed job cancels the others. */
   failFast: boolean;
-  state: BuildState;
-  queuedAt: number;
-  startedAt?: number;
-  endedAt?: number;
-  /** Epoch ms after which the job is stuck (the sweeper ends it with its build). */
-  deadline: number;
-  /** `<build's prefix>jobs/<id>/`. */
-  logPrefix: string;
-  description?: string;
-  events: TransitionEvent[];
-  steps?: StepResult[];
 }
 
 export function jobLabel(key: JobKey): string {

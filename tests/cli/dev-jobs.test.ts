@@ -15,6 +15,7 @@ import { pushPayload, signedDelivery } from '../support/payloads.js';
 import { startDevProcess, type DevProcess } from '../support/dev-process.js';
 import { Registry, officialPackage } from '../support/fake-node.js';
 import { runProcess } from './helpers.js';
+import { latestByContext as latestOf, type LatestStatus } from '../support/statuses.js';
 
 const SECRET = 'dev-jobs-secret';
 const TOKEN = 'dev-jobs-token';
@@ -73,22 +74,8 @@ afterAll(async () => {
 });
 
 /** The latest status of each context of the commit. */
-function latestByContext(
-  repo: string,
-  sha: string,
-): Map<string, { state: string; description: string; url: string }> {
-  const latest = new Map<string, { state: string; description: string; url: string }>();
-  // Newest first, as GitHub lists them.
-  for (const status of github.statusesFor(repo, sha)) {
-    if (!latest.has(status.context)) {
-      latest.set(status.context, {
-        state: status.state,
-        description: status.description ?? '',
-        url: status.target_url ?? '',
-      });
-    }
-  }
-  return latest;
+function latestByContext(repo: string, sha: string): Map<string, LatestStatus> {
+  return latestOf(github, repo, sha);
 }
 
 async function waitForBuildStatus(repo: string, sha: string): Promise<void> {

@@ -43,6 +43,7 @@ import {
   startGitHubServer,
   type GitHubStandIn,
 } from '../support/github-server.js';
+import { latestByContext as latestOf, type LatestStatus } from '../support/statuses.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
 
 const TOKEN = 'job-controller-test-token';
@@ -163,23 +164,13 @@ function droppingInvoker(): ControllerInvoker & { invoked: (string | undefined)[
   };
 }
 
-/** The latest status of each context of the commit (GitHub lists them newest first). */
+/** The latest status of each context of the commit. */
 function latestByContext(
   repo: string,
   sha: string,
   standIn: GitHubStandIn = github,
-): Map<string, { state: string; description: string; url: string }> {
-  const latest = new Map<string, { state: string; description: string; url: string }>();
-  for (const status of standIn.statusesFor(repo, sha)) {
-    if (!latest.has(status.context)) {
-      latest.set(status.context, {
-        state: status.state,
-        description: status.description ?? '',
-        url: status.target_url ?? '',
-      });
-    }
-  }
-  return latest;
+): Map<string, LatestStatus> {
+  return latestOf(standIn, repo, sha);
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {

@@ -8,6 +8,7 @@
  * executables that print their arguments. The page must show examples/sharding's script and
  * scripts as they are, and its configs, job names and limit message must be what the planner does.
  */
+import { stripVTControlCharacters } from 'node:util';
 import { execFile } from 'node:child_process';
 import {
   chmodSync,
@@ -191,7 +192,8 @@ function sh(
   shard: { index: number | string; total: number | string } | null,
   binFirst?: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: '--test-reporter=tap' };
+  // No colours, as in a build's log piped to a file: CI=true alone makes mocha colour its output.
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: '--test-reporter=tap', FORCE_COLOR: '0' };
   delete env[SHARD_INDEX_ENV];
   delete env[SHARD_TOTAL_ENV];
   if (shard) {
@@ -211,7 +213,7 @@ function sh(
 
 async function runShard(recipe: Recipe, project: string, shard: { index: number; total: number } | null) {
   const result = await sh(recipe.command, project, shard);
-  return { ...result, ...parse(recipe.output, result.stdout) } satisfies Run;
+  return { ...result, ...parse(recipe.output, stripVTControlCharacters(result.stdout)) } satisfies Run;
 }
 
 /** Every shard of `total`, at once. */

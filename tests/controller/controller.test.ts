@@ -4,8 +4,8 @@
  * environment, which fetches real git archives, runs real npm, and streams the log to the S3
  * emulator through a presigned POST.
  */
-import { readFileSync, rmSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { ancestorRunning, processesRunning } from '../support/processes.js';
+import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
@@ -424,32 +424,6 @@ describe('builder', () => {
       ...deps,
       runner: new ProcessRunnerInvoker({ sandbox: true, workRoot: '/tmp/lambkin-sandbox-test' }),
     };
-  }
-
-  /** Host pids whose command line is exactly `command`. */
-  async function processesRunning(command: string): Promise<number[]> {
-    const pids: number[] = [];
-    for (const entry of await readdir('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').trim() === command)
-          pids.push(Number(entry));
-      } catch {
-        // gone meanwhile
-      }
-    }
-    return pids;
-  }
-
-  /** The nearest ancestor of `pid` whose command line holds `needle`. */
-  function ancestorRunning(pid: number, needle: string): number | undefined {
-    let current = pid;
-    for (let depth = 0; depth < 20 && current > 1; depth++) {
-      const stat = readFileSync(`/proc/${current}/stat`, 'utf8');
-      current = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (readFileSync(`/proc/${current}/cmdline`, 'utf8').includes(needle)) return current;
-    }
-    return undefined;
   }
 
   itAsRoot('takes every step with it when the runner is killed', async () => {

@@ -5,9 +5,9 @@
  * the builder invokes itself. Faults are real: a runner process killed, a build cancelled while its
  * jobs run, invocations that are dropped or arrive twice, a controller that dies before the fan-in.
  */
+import { ancestorRunning, processesRunning } from '../support/processes.js';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -184,32 +184,6 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
 }
 
 const statesOf = async (build: BuildKey) => (await jobs.listJobs(build)).map((job) => [job.id, job.state]);
-
-/** Host pids whose command line is exactly `command`. */
-async function processesRunning(command: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').trim() === command)
-        pids.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
-/** The nearest ancestor of `pid` whose command line holds `needle`. */
-function ancestorRunning(pid: number, needle: string): number | undefined {
-  let current = pid;
-  for (let depth = 0; depth < 20 && current > 1; depth++) {
-    const stat = readFileSync(`/proc/${current}/stat`, 'utf8');
-    current = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (readFileSync(`/proc/${current}/cmdline`, 'utf8').includes(needle)) return current;
-  }
-  return undefined;
-}
 
 const CONTEXTS_3 = ['lambkin/node-22 (1/3)', 'lambkin/node-22 (2/3)', 'lambkin/node-22 (3/3)'];
 

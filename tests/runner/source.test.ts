@@ -3,6 +3,7 @@
  * hand-built hostile ones, served by a loopback HTTP server; clones through file:// and through
  * `git http-backend`.
  */
+import { tarball, type TarEntry } from '../support/tarballs.js';
 import { randomBytes } from 'node:crypto';
 import {
   access,
@@ -18,9 +19,7 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
-import { Header } from 'tar';
 import {
   ArchiveLimitError,
   ArchiveNotFoundError,
@@ -128,42 +127,6 @@ const exists = (path: string): Promise<boolean> =>
     () => true,
     () => false,
   );
-
-interface TarEntry {
-  path: string;
-  type?: 'File' | 'Directory' | 'SymbolicLink' | 'Link' | 'FIFO' | 'CharacterDevice' | 'SparseFile';
-  body?: string | Buffer;
-  /** Declared size when it differs from the body's. */
-  size?: number;
-  linkpath?: string;
-  mode?: number;
-}
-
-/** A tar.gz built block by block with node-tar's header encoder, so it can say anything. */
-function tarball(entries: TarEntry[], { gzip = true } = {}): Buffer {
-  const blocks: Buffer[] = [];
-  for (const entry of entries) {
-    const type = entry.type ?? 'File';
-    const body = Buffer.from(entry.body ?? '');
-    const header = new Header({
-      path: entry.path,
-      type: type as never, // 'SparseFile' is a valid tar type node-tar can encode but does not name in its types
-      size: entry.size ?? body.length,
-      mode: entry.mode ?? (type === 'Directory' ? 0o755 : 0o644),
-      linkpath: entry.linkpath,
-      uid: 0,
-      gid: 0,
-      mtime: new Date('2024-01-01T00:00:00Z'),
-    });
-    const block = Buffer.alloc(512);
-    header.encode(block, 0);
-    blocks.push(block);
-    if (body.length > 0) blocks.push(body, Buffer.alloc((512 - (body.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  const tar = Buffer.concat(blocks);
-  return gzip ? gzipSync(tar) : tar;
-}
 
 const dir = (path: string): TarEntry => ({ path, type: 'Directory' });
 

@@ -7,14 +7,13 @@
  * Bounded: every hostile build has a timeout of a few seconds, writes only under its own work root
  * (a fresh folder) at a limited rate, and the fork bomb runs under prlimit as a uid nothing else uses.
  */
+import { tarball, type TarEntry } from '../support/tarballs.js';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { gzipSync } from 'node:zlib';
 import { jest } from '@jest/globals';
-import { Header } from 'tar';
 import { createLambdaClient } from '../../src/aws/clients.js';
 import { LambdaControllerInvoker } from '../../src/aws/controller-invoker.js';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
@@ -399,38 +398,6 @@ describe('hostile webhook deliveries', () => {
 
 // ---------------------------------------------------------------------------------------------
 // Hostile builds
-
-interface TarEntry {
-  path: string;
-  type?: 'File' | 'Directory' | 'SymbolicLink';
-  body?: Buffer | string;
-  linkpath?: string;
-}
-
-/** A tar.gz that says whatever it is told, built with node-tar's header encoder. */
-function tarball(entries: TarEntry[]): Buffer {
-  const blocks: Buffer[] = [];
-  for (const entry of entries) {
-    const type = entry.type ?? 'File';
-    const body = Buffer.from(entry.body ?? '');
-    const header = new Header({
-      path: entry.path,
-      type,
-      size: body.length,
-      mode: type === 'Directory' ? 0o755 : 0o644,
-      linkpath: entry.linkpath,
-      uid: 0,
-      gid: 0,
-      mtime: new Date('2024-01-01T00:00:00Z'),
-    });
-    const block = Buffer.alloc(512);
-    header.encode(block, 0);
-    blocks.push(block);
-    if (body.length > 0) blocks.push(body, Buffer.alloc((512 - (body.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return gzipSync(Buffer.concat(blocks));
-}
 
 describe('hostile builds', () => {
   jest.setTimeout(60_000);

@@ -4,48 +4,16 @@
  * printing its version), their integrity computed with node:crypto. Used by
  * tests/runner/node-runtime.test.ts and the job tests of the runner.
  */
+import { tarball, type TarEntry } from './tarballs.js';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { gzipSync } from 'node:zlib';
-import { Header } from 'tar';
 
 // ---------------------------------------------------------------------------------------------
 // Tarballs
 
-export interface TarEntry {
-  path: string;
-  type?: 'File' | 'Directory' | 'SymbolicLink' | 'Link';
-  body?: string | Buffer;
-  mode?: number;
-  linkpath?: string;
-}
-
-/** A gzipped tar made entry by entry with node-tar's Header, hostile entries included. */
-export function tarball(entries: TarEntry[]): Buffer {
-  const blocks: Buffer[] = [];
-  for (const entry of entries) {
-    const type = entry.type ?? 'File';
-    const body = Buffer.from(entry.body ?? '');
-    const header = new Header({
-      path: entry.path,
-      type,
-      size: body.length,
-      mode: entry.mode ?? (type === 'Directory' ? 0o755 : 0o644),
-      linkpath: entry.linkpath,
-      uid: 0,
-      gid: 0,
-      mtime: new Date('2024-01-01T00:00:00Z'),
-    });
-    const block = Buffer.alloc(512);
-    header.encode(block, 0);
-    blocks.push(block);
-    if (body.length > 0) blocks.push(body, Buffer.alloc((512 - (body.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return gzipSync(Buffer.concat(blocks));
-}
+export { tarball, type TarEntry };
 
 export const script = (printed: string): string => `#!/bin/sh\necho ${printed}\n`;
 

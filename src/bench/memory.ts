@@ -1,0 +1,90 @@
+/**
+ * The runner's peak RSS (GNU time's %M: the largest of the runner and its descendants; the printer
+ * is `head | tr | fold`, a few MiB) for builds printing 1, 20 and 100 MiB; and the largest again
+ * with the runner's heap capped at HEAP_CAP_MIB: it passes only if the runner keeps nothing of the
+ * log beyond its bounded buffers (a rising RSS alone can be the collector freeing lazily).
+ */
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { runControllerBuild } from '../controller/controller.js';
+import { ProcessRunnerInvoker } from '../controller/runner-invoker.js';
+import { runnerProgram } from '../controller/runner-program.js';
+import { createGitRepo, type GitHubStandIn } from '../local/github/index.js';
+import type { LocalStack } from '../local/stack.js';
+import { OWNER, progress, quick, round } from './shared.js';
+
+export const HEAP_CAP_MIB = 96;
+
+export async function measureMemory(stack: LocalStack, github: GitHubStandIn, root: string) {
+  const timeBinary = '/usr/bin/time';
+  const available = await execa(timeBinary, ['-f', '%M', 'true'], { reject: false }).then(
+    (r) => r.exitCode === 0,
+  );
+  if (!available) return { measured: false, reason: 'GNU time (/usr/bin/time) is not installed' };
+  const sizes = quick ? [1, 20] : [1, 20, 100];
+  const figures: Record<string, number> = {};
+  const run = async (mib: number, nodeOptions: string[]) => {
+    const name = `log-${mib}${nodeOptions.length > 0 ? '-capped' : ''}`;
+    const printer = `head -c ${mib * 1024 * 1024} /dev/zero | tr '\\0' x | fold -w 1023`;
+    const repo = await createGitRepo({ '.lambkin.json': JSON.stringify({ install: [], test: printer }) });
+    github.addRepository({ owner: OWNER, name, gitDir: repo.dir });
+    const rssFile = join(root, `rss-${name}.txt`);
+    const [node, ...runnerArgs] = (await runnerProgram()).command;
+    const runner = new ProcessRunnerInvoker({
+      command: [
+        timeBinary,
+        '-o',
+        rssFile,
+        '-f',
+        '%M',
+        node ?? process.execPath,
+        ...nodeOptions,
+        ...runnerArgs,
+      ],
+      workRoot: join(root, 'memory-work'),
+    });
+    const builds = stack.controller.builds;
+    const full = `${OWNER}/${name}`;
+    const number = await builds.allocateNumber(full);
+    await builds.putQueuedBuild(
+      {
+        repo: full,
+        sha: repo.sha,
+        event: 'push',
+        ref: 'refs/heads/main',
+        branch: 'main',
+        defaultBranch: 'main',
+        fork: false,
+        privateRepo: false,
+        trusted: true,
+        author: 'bench',
+        deliveryId: `bench-memory-${name}-${Date.now()}`,
+      },
+      number,
+      { deadline: Date.now() + 10 * 60_000 },
+    );
+    const result = await runControllerBuild(
+      { ...stack.controller, runner },
+      { kind: 'build', repo: full, number },
+    );
+    const state = result.ran ? result.build.state : 'not run';
+    const rss = round(Number((await readFile(rssFile, 'utf8')).trim().split('\n').pop()) / 1024);
+    return { state, rss };
+  };
+  for (const mib of sizes) {
+    progress(`memory: a ${mib} MiB log`);
+    const { state, rss } = await run(mib, []);
+    if (state !== 'success') throw new Error(`the ${mib} MiB log build ended ${state}`);
+    figures[`log${mib}MiB`] = rss;
+  }
+  const largest = sizes[sizes.length - 1] ?? 1;
+  progress(`memory: a ${largest} MiB log with the runner's heap capped at ${HEAP_CAP_MIB} MiB`);
+  const capped = await run(largest, [`--max-old-space-size=${HEAP_CAP_MIB}`]);
+  return {
+    measured: true,
+    peakRssMiB: figures,
+    heapCapped: { maxOldSpaceMiB: HEAP_CAP_MIB, [`log${largest}MiB`]: capped },
+  };
+}

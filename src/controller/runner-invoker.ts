@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import { isUncleanContainerExit } from '../core/container.js';
 import { LambkinError } from '../core/errors.js';
-import type { RunnerInput, RunnerOutcome } from '../core/protocol.js';
+import type { PhaseTiming, RunnerAfterword, RunnerInput, RunnerOutcome } from '../core/protocol.js';
 import { checkRunnableByOthers, runnerProgram } from './runner-program.js';
 import type { RunnerInvoker } from '../core/ports.js';
 import { formatProtections } from '../core/sandbox.js';
@@ -52,7 +52,28 @@ export function parseRunnerOutcome(value: unknown): RunnerOutcome {
   ) {
     throw new RunnerFailedError('The runner answered with something that is not an outcome.', false);
   }
-  return outcome as RunnerOutcome;
+  const { timings, notes, ...rest } = outcome as RunnerOutcome;
+  return { ...rest, ...runnerExtras(timings, notes) } as RunnerOutcome;
+}
+
+/** At most this many phases and lines of notes, each note at most this long, are taken from the runner. */
+const MAX_TIMINGS = 50;
+const MAX_NOTES = 20;
+const MAX_NOTE_LENGTH = 2000;
+
+/** The runner's timings and notes, bounded and well-formed (it is the untrusted side). */
+function runnerExtras(timings: unknown, notes: unknown): Pick<RunnerOutcome, 'timings' | 'notes'> {
+  return {
+    ...(Array.isArray(timings) ? { timings: timings.filter(isPhaseTiming).slice(0, MAX_TIMINGS) } : {}),
+    ...(Array.isArray(notes)
+      ? {
+          notes: notes
+            .filter((note): note is string => typeof note === 'string')
+            .slice(0, MAX_NOTES)
+            .map((note) => note.slice(0, MAX_NOTE_LENGTH)),
+        }
+      : {}),
+  };
 }
 
 /**
@@ -143,8 +164,12 @@ export class TrustRoutedRunnerInvoker implements RunnerInvoker {
     private readonly untrusted: RunnerInvoker,
   ) {}
 
-  run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
-    return (input.build?.trusted === true ? this.trusted : this.untrusted).run(input, signal);
+  run(
+    input: RunnerInput,
+    signal?: AbortSignal,
+    onVerdict?: (verdict: RunnerOutcome) => void,
+  ): Promise<RunnerOutcome> {
+    return (input.build?.trusted === true ? this.trusted : this.untrusted).run(input, signal, onVerdict);
   }
 }
 
@@ -196,7 +221,11 @@ export interface ProcessRunnerOptions {
 export class ProcessRunnerInvoker implements RunnerInvoker {
   constructor(private readonly options: ProcessRunnerOptions = {}) {}
 
-  async run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
+  async run(
+    input: RunnerInput,
+    signal?: AbortSignal,
+    onVerdict?: (verdict: RunnerOutcome) => void,
+  ): Promise<RunnerOutcome> {
     if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
     const [command, cwd] = await this.commandAndFolder();
     const options = this.options.sandbox;
@@ -207,7 +236,7 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
         )
       : undefined;
     try {
-      return await this.runIn(sandbox, command, cwd, input, signal);
+      return await this.runIn(sandbox, command, cwd, input, signal, onVerdict);
     } finally {
       await sandbox?.teardown();
     }
@@ -219,6 +248,7 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     cwd: string,
     input: RunnerInput,
     signal?: AbortSignal,
+    onVerdict?: (verdict: RunnerOutcome) => void,
   ): Promise<RunnerOutcome> {
     const [executable, ...args] = sandbox ? sandbox.wrap(command) : command;
     if (!executable) throw new Error('ProcessRunnerInvoker needs a command');
@@ -241,7 +271,17 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    // The verdict line comes first (src/runner/main.ts): the controller reports it while the runner
+    // goes on with its cache save.
+    let verdict: RunnerOutcome | undefined;
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+      if (verdict !== undefined) return;
+      const end = stdout.indexOf('\n');
+      if (end < 0) return;
+      verdict = verdictOf(stdout.slice(0, end));
+      if (verdict) onVerdict?.(verdict);
+    });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8192)));
     child.stdin.on('error', () => undefined); // a runner that dies at once closes its stdin
     child.stdin.end(JSON.stringify(input));
@@ -280,6 +320,8 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
     });
+    if (verdict)
+      return withAfterword(verdict, stdout, () => describeExit(code, exitSignal, timedOut, stderr));
     if (aborted && signal) throw new RunnerAbortedError(abortReason(signal));
     if (timedOut) throw new RunnerFailedError('The runner hit its time limit and was killed.', true);
     const last = stdout.trim().split('\n').pop() ?? '';
@@ -300,6 +342,62 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     if (this.options.sandbox) await checkRunnableByOthers(program);
     return [program.command, program.dir];
   }
+}
+
+/** The runner's first line when it is a verdict; undefined otherwise (an older runner's log line). */
+function verdictOf(line: string): RunnerOutcome | undefined {
+  try {
+    return parseRunnerOutcome(JSON.parse(line));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The whole outcome of a runner that announced its verdict: the verdict stands whatever happened
+ * after it; the afterword adds the phases after it and the lines for the log, or a note saying
+ * why it is missing (the runner died or was killed during its cache save).
+ */
+function withAfterword(verdict: RunnerOutcome, stdout: string, exit: () => string): RunnerOutcome {
+  const last = stdout.trim().split('\n').pop() ?? '';
+  let afterword: Partial<RunnerAfterword> | undefined;
+  try {
+    const value = JSON.parse(last) as Partial<RunnerAfterword> | null;
+    if (value?.kind === 'afterword') afterword = value;
+  } catch {
+    afterword = undefined;
+  }
+  if (!afterword) {
+    return { ...verdict, notes: [`The runner ended after its verdict without finishing: ${exit()}`] };
+  }
+  const after = runnerExtras(afterword.timings, afterword.notes);
+  return {
+    ...verdict,
+    timings: [...(verdict.timings ?? []), ...(after.timings ?? [])],
+    notes: after.notes ?? [],
+  };
+}
+
+function isPhaseTiming(value: unknown): value is PhaseTiming {
+  const timing = value as Partial<PhaseTiming> | null;
+  return (
+    typeof timing?.name === 'string' &&
+    timing.name.length <= 100 &&
+    typeof timing.ms === 'number' &&
+    Number.isFinite(timing.ms) &&
+    timing.ms >= 0
+  );
+}
+
+function describeExit(
+  code: number | null,
+  exitSignal: NodeJS.Signals | null,
+  timedOut: boolean,
+  stderr: string,
+): string {
+  if (timedOut) return 'it hit its time limit and was killed';
+  const how = exitSignal ? `it was killed by ${exitSignal}` : `it exited with code ${code}`;
+  return `${how}${stderr.trim() ? ` (${stderr.trim().slice(-300)})` : ''}`;
 }
 
 /** The (first) child process of `pid`, from /proc; undefined when it has none or is gone. */

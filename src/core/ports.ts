@@ -348,9 +348,16 @@ export class DeployRoleError extends LambkinError {
 export interface RunnerInvoker {
   /**
    * Runs the build; throws RunnerFailedError when the runner died or ran out of time, and
-   * RunnerAbortedError when `signal` aborted it (the build was cancelled meanwhile).
+   * RunnerAbortedError when `signal` aborted it (the build was cancelled meanwhile). A runner
+   * that announces its verdict before its work after it (the cache save: src/core/protocol.ts
+   * RunnerAfterword) is told to `onVerdict` at once; the promise resolves once the runner has ended,
+   * with the whole outcome (or the verdict, should the runner fail after announcing it).
    */
-  run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome>;
+  run(
+    input: RunnerInput,
+    signal?: AbortSignal,
+    onVerdict?: (verdict: RunnerOutcome) => void,
+  ): Promise<RunnerOutcome>;
 }
 
 /** How the intake (and `lambkin rebuild`) hand a queued build to the controller: asynchronously. */

@@ -35,7 +35,8 @@ import { logPageLinksFor, renderLogPage } from '../pages/build-page.js';
 import { createLogStream } from './log/stream.js';
 import { LineAwareWriter } from './log/line-writer.js';
 import { PresignedUploader } from './log/uploader.js';
-import type { RunnerInput, RunnerJob, RunnerOutcome, RunnerState } from '../core/protocol.js';
+import type { PhaseTiming, RunnerInput, RunnerJob, RunnerOutcome, RunnerState } from '../core/protocol.js';
+import { maskSecrets } from '../core/log-mask.js';
 import { fetchArchive, cloneCommit } from './source.js';
 import { layerEnvironment } from './runtime-layer.js';
 import { findPrlimit, runStep } from './steps.js';
@@ -67,6 +68,12 @@ export interface RunnerOptions {
    */
   stop?: AbortSignal;
   clock?: () => number;
+  /**
+   * Told the verdict as soon as the steps ended and the log is closed, before the work the status
+   * need not wait for (the cache save, the work area's removal); runBuild then returns the whole
+   * outcome once that is done too. Without it the outcome is only returned, at the end.
+   */
+  onVerdict?: (verdict: RunnerOutcome) => void;
 }
 
 /** The work area's default quota (Lambda's /tmp can be up to 10 GiB). */
@@ -99,6 +106,28 @@ interface Verdict {
   description: string;
 }
 
+/** What runSteps leaves for after the verdict: the cache save of a build whose every step passed. */
+type Afterwards = (notes: string[]) => Promise<void>;
+
+/** Times the build's phases in order, for the breakdown at the end of the log. */
+class PhaseTimer {
+  readonly timings: PhaseTiming[] = [];
+  constructor(private readonly clock: () => number) {}
+
+  async time<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const started = this.clock();
+    try {
+      return await work();
+    } finally {
+      this.add(name, this.clock() - started);
+    }
+  }
+
+  add(name: string, ms: number): void {
+    this.timings.push({ name, ms });
+  }
+}
+
 export async function runBuild(input: RunnerInput, options: RunnerOptions = {}): Promise<RunnerOutcome> {
   const clock = options.clock ?? Date.now;
   const started = clock();
@@ -118,13 +147,22 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     onError: (error) => console.error(`log upload failed: ${error.message}`),
   });
   const writer = new LineAwareWriter(log);
+  // What the log masks, for the lines written after it closed (the cache save's).
+  const secrets = Object.values(input.secretEnv);
   const steps: StepResult[] = [];
+  const phases = new PhaseTimer(clock);
+  const workRoot = options.workRoot ?? DEFAULT_WORK_ROOT;
   let workspace: Workspace | undefined;
   let verdict: Verdict;
+  let afterwards: Afterwards | undefined;
   try {
-    const workRoot = options.workRoot ?? DEFAULT_WORK_ROOT;
-    await sweepStaleWorkspaces(workRoot);
-    workspace = await createWorkspace(workRoot, { trusted: build.trusted, label: `${build.number}` });
+    workspace = await phases.time('work area', async () => {
+      // Stale work folders go before the build (they hold disk space it may need); the npm caches'
+      // size is measured after the verdict, where it costs the build nothing.
+      await sweepStaleWorkspaces(workRoot, { maxNpmCacheBytes: Infinity });
+      return createWorkspace(workRoot, { trusted: build.trusted, label: `${build.number}` });
+    });
+    const checkout = workspace.checkout;
     writer.line(
       `Lambkin build #${build.number} of ${build.repo} at ${build.sha}` +
         (build.pr !== undefined ? ` (pull request #${build.pr}${build.fork ? ', from a fork' : ''})` : '') +
@@ -132,22 +170,28 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     );
     if (input.job) writer.line(`Job ${input.job.title}`);
     const deadline = input.deadlineAt - CLOSING_MARGIN_MS;
-    const fetched = await fetchArchive(input.source.archiveUrl, workspace.checkout, {
-      timeoutMs: Math.max(deadline - clock(), 1),
-      // The unpacked source counts against the work area's quota.
-      limits: { maxBytes: diskQuotaOf(input) },
-    });
-    writer.line(`Fetched the source: ${fetched.files} files in ${formatDuration(clock() - started)}`);
+    const fetchStarted = clock();
+    const fetched = await phases.time('fetch', () =>
+      fetchArchive(input.source.archiveUrl, checkout, {
+        timeoutMs: Math.max(deadline - clock(), 1),
+        // The unpacked source counts against the work area's quota.
+        limits: { maxBytes: diskQuotaOf(input) },
+      }),
+    );
+    writer.line(`Fetched the source: ${fetched.files} files in ${formatDuration(clock() - fetchStarted)}`);
 
-    const repoConfig = await readRepoConfig(workspace.checkout);
-    const config = resolveBuildConfig({
-      settingsConfig: input.settingsConfig,
-      repo: repoConfig,
-      build,
-      ...(input.baseConfig ? { base: input.baseConfig } : {}),
-      ...(input.pullRequestOverrides !== undefined
-        ? { pullRequestOverrides: input.pullRequestOverrides }
-        : {}),
+    const { repoConfig, config } = await phases.time('config', async () => {
+      const repoConfig = await readRepoConfig(checkout);
+      const config = resolveBuildConfig({
+        settingsConfig: input.settingsConfig,
+        repo: repoConfig,
+        build,
+        ...(input.baseConfig ? { base: input.baseConfig } : {}),
+        ...(input.pullRequestOverrides !== undefined
+          ? { pullRequestOverrides: input.pullRequestOverrides }
+          : {}),
+      });
+      return { repoConfig, config };
     });
     writer.line(`Config: ${config.source.join(' < ')}`);
     for (const warning of config.warnings) writer.line(`Warning: ${warning}`);
@@ -168,22 +212,29 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
       };
       writer.line(verdict.description);
     } else {
-      if (config.git.depth !== undefined)
-        await replaceWithClone(input, workspace, config, deadline, clock, writer);
+      if (config.git.depth !== undefined) {
+        const cloned = workspace;
+        await phases.time('clone', () => replaceWithClone(input, cloned, config, deadline, clock, writer));
+      }
       // A job with a Node.js of its own runs its steps with that one, not the runner's.
       checkNodeVersion(config.node, input.job?.node?.version);
       const buildDeadline = Math.min(deadline, started + config.timeoutSeconds * 1000);
-      verdict = await runSteps(
+      const ran = await runSteps(
         input,
         config,
         workspace,
         buildDeadline,
         options,
         writer,
-        steps,
+        { steps, phases },
         clock,
-        (more) => log.addSecrets(more),
+        (more) => {
+          secrets.push(...more);
+          log.addSecrets(more);
+        },
       );
+      verdict = ran.verdict;
+      afterwards = ran.afterwards;
     }
   } catch (error) {
     verdict = verdictForError(error);
@@ -197,16 +248,35 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
       description: verdict.description,
     }),
   );
-  const summary = await log.close();
-  await workspace?.dispose();
-  return {
+  const summary = await phases.time('log upload', () => log.close());
+  const outcome: RunnerOutcome = {
     kind: 'outcome',
     state: verdict.state,
     description: verdict.description,
     steps,
     log: summary,
     ...(workspace ? { checkoutRoot: workspace.checkout } : {}),
+    timings: [...phases.timings],
   };
+  options.onVerdict?.(outcome);
+
+  // After the verdict: nothing here changes how the build ended.
+  const notes: string[] = [];
+  if (afterwards) {
+    const save = afterwards;
+    await phases
+      .time('cache save', () => save(notes))
+      .catch((error: unknown) => {
+        notes.push(`Warning: cache: the save failed: ${messageOf(error)}. The build is not affected.`);
+      });
+  }
+  await phases.time('cleanup', async () => {
+    await workspace?.dispose();
+    await sweepStaleWorkspaces(workRoot).catch((error: unknown) =>
+      console.error(`could not sweep ${workRoot}: ${messageOf(error)}`),
+    );
+  });
+  return { ...outcome, timings: phases.timings, notes: notes.map((note) => maskSecrets(note, secrets)) };
 }
 
 async function runSteps(
@@ -216,12 +286,14 @@ async function runSteps(
   deadline: number,
   options: RunnerOptions,
   writer: LineAwareWriter,
-  steps: StepResult[],
+  { steps, phases }: { steps: StepResult[]; phases: PhaseTimer },
   clock: () => number,
   mask: (secrets: string[]) => void,
-): Promise<Verdict> {
+): Promise<{ verdict: Verdict; afterwards?: Afterwards }> {
   const { build, job } = input;
-  const node = job?.node ? await installJobNode(job, workspace, deadline, options, writer, clock) : undefined;
+  const node = job?.node
+    ? await phases.time('node.js', () => installJobNode(job, workspace, deadline, options, writer, clock))
+    : undefined;
   const basePath = options.path ?? process.env.PATH ?? DEFAULT_PATH;
   const jobEnv = job ? jobVariables(job.env) : { env: {}, dropped: [] };
   if (jobEnv.dropped.length > 0) {
@@ -258,17 +330,19 @@ async function runSteps(
   const notice = sandboxNotice();
   if (notice) writer.line(notice);
   // Restored before the install step; on an exact hit the default install has nothing to do.
-  const cache = await restoreBuildCache(
-    input.cache,
-    config,
-    workspace.checkout,
-    {
-      maxUnpackedBytes: quotaBytes,
-      timeoutMs: deadline - clock(),
-      ...(options.stop ? { signal: options.stop } : {}),
-    },
-    (line) => writer.line(line),
-    node?.version,
+  const cache = await phases.time('cache restore', () =>
+    restoreBuildCache(
+      input.cache,
+      config,
+      workspace.checkout,
+      {
+        maxUnpackedBytes: quotaBytes,
+        timeoutMs: deadline - clock(),
+        ...(options.stop ? { signal: options.stop } : {}),
+      },
+      (line) => writer.line(line),
+      node?.version,
+    ),
   );
   const plan = planSteps(config, input.deploy, { skipInstall: cache.skipInstall });
   if (plan.deploySkipped) writer.line(`Deploy skipped: ${plan.deploySkipped}`);
@@ -291,9 +365,9 @@ async function runSteps(
           mask([credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken]);
           deployEnv = deployEnvironment(credentials);
         } catch (error) {
-          const message = error instanceof Error ? error.message : String(error);
+          const message = messageOf(error);
           writer.line(`Error: ${message}`);
-          return { state: 'error', description: message };
+          return { verdict: { state: 'error', description: message } };
         }
       }
       writer.line(
@@ -305,8 +379,10 @@ async function runSteps(
     const remaining = deadline - clock();
     if (remaining <= 0) {
       return {
-        state: 'timed_out',
-        description: `timed out after ${config.timeoutSeconds} s before ${name}`,
+        verdict: {
+          state: 'timed_out',
+          description: `timed out after ${config.timeoutSeconds} s before ${name}`,
+        },
       };
     }
     writer.raw(formatStepHeader({ name, command }));
@@ -343,31 +419,42 @@ async function runSteps(
       }),
     );
     steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
+    phases.add(`step ${name}`, run.durationMs);
     if (exceeded) {
       const error = new DiskQuotaExceededError(quotaBytes);
       writer.line(`Error: ${error.message}; ${name} was stopped.`);
-      return { state: 'error', description: `${error.message} (in ${name})` };
+      return { verdict: { state: 'error', description: `${error.message} (in ${name})` } };
     }
     if (run.timedOut) {
-      return { state: 'timed_out', description: `timed out after ${config.timeoutSeconds} s in ${name}` };
+      return {
+        verdict: { state: 'timed_out', description: `timed out after ${config.timeoutSeconds} s in ${name}` },
+      };
     }
     if (run.exitCode !== 0) {
       const how = run.exitCode === null ? `killed by ${run.signal ?? 'a signal'}` : `exit ${run.exitCode}`;
-      return { state: 'failure', description: `${name} failed (${how}): ${command}` };
+      return { verdict: { state: 'failure', description: `${name} failed (${how}): ${command}` } };
     }
   }
-  // Only a build whose every step passed saves what a later build restores.
-  await saveBuildCache(
-    input.cache,
-    config,
-    cache,
-    workspace,
-    { timeoutMs: deadline - clock(), ...(options.stop ? { signal: options.stop } : {}) },
-    (line) => writer.line(line),
-    node?.version,
-  );
   const total = steps.reduce((sum, step) => sum + step.durationMs, 0);
-  return { state: 'success', description: `passed in ${formatDuration(total)}` };
+  return {
+    verdict: { state: 'success', description: `passed in ${formatDuration(total)}` },
+    // Only a build whose every step passed saves what a later build restores; after the verdict,
+    // so the final status never waits for it. Within the build's time limit, like the steps: a
+    // save that fails or hangs only costs the next build its cache.
+    afterwards: (notes) =>
+      saveBuildCache(
+        input.cache,
+        config,
+        cache,
+        workspace,
+        {
+          timeoutMs: Math.max(deadline - clock(), 1),
+          ...(options.stop ? { signal: options.stop } : {}),
+        },
+        (line) => notes.push(line),
+        node?.version,
+      ),
+  };
 }
 
 /** Job variables a job may set although their prefix is reserved: they describe the job itself. */
@@ -522,6 +609,10 @@ function cloneProtocolsFor(url: string): string[] {
   } catch {
     return ['https'];
   }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function verdictForError(error: unknown): Verdict {

@@ -274,9 +274,11 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     // The verdict line comes first (src/runner/main.ts): the controller reports it while the runner
     // goes on with its cache save.
     let verdict: RunnerOutcome | undefined;
+    let aborted = false;
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
-      if (verdict !== undefined) return;
+      // A verdict after the controller stopped the runner is the stop's doing: the stop decides.
+      if (verdict !== undefined || aborted) return;
       const end = stdout.indexOf('\n');
       if (end < 0) return;
       verdict = verdictOf(stdout.slice(0, end));
@@ -294,7 +296,6 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       },
       Math.max(killAt - Date.now(), 0),
     );
-    let aborted = false;
     const onAbort = (): void => {
       aborted = true;
       // The runner puts each step in its own process group and kills it on SIGTERM (SIGTERM to

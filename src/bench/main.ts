@@ -16,7 +16,7 @@ import { startLocalStack, type LocalStack } from '../local/stack.js';
 import { measureCache } from './cache.js';
 import { measureFanOut } from './fan-out-run.js';
 import { measureMemory } from './memory.js';
-import { measureOverhead } from './overhead.js';
+import { measureBuild } from './overhead.js';
 import { localDependencyProject, registryProject } from './projects.js';
 import { cpuCount, OWNER, progress, quick, SECRET, TOKEN, type Repo } from './shared.js';
 import { measureQueueLatency, measureWebhooks } from './webhooks.js';
@@ -26,6 +26,8 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'lambkin-bench-'));
   const npmCache = join(root, 'npm-cache');
   const github = await startGitHubServer({ token: TOKEN });
+  // The controller logs each build's time breakdown here (the build section reads it).
+  const logger = createMemoryLogger();
   let stack: LocalStack | undefined;
   try {
     stack = await startLocalStack({
@@ -35,7 +37,7 @@ async function main(): Promise<void> {
       githubToken: TOKEN,
       webhookSecret: SECRET,
       concurrency: 2,
-      logger: createMemoryLogger(),
+      logger,
     });
     const added = async (name: string, dir: string): Promise<Repo> => {
       const repo = await createGitRepoFromDirectory(dir);
@@ -56,7 +58,14 @@ async function main(): Promise<void> {
 
     const webhooks = await measureWebhooks(stack, github, smallRepo);
     const queue = await measureQueueLatency(stack, github, smallRepo, quick ? 2 : 10);
-    const overhead = await measureOverhead(stack, github, largeNoCache, npmCache, quick ? 1 : 5);
+    const build = await measureBuild(
+      stack,
+      github,
+      { small: smallRepo, large: largeNoCache },
+      npmCache,
+      logger,
+      quick ? 3 : 5,
+    );
     const cache = await measureCache(stack, github, largeRepo, quick ? 1 : 5);
     const memory = await measureMemory(stack, github, root);
     await stack.stop();
@@ -84,7 +93,7 @@ async function main(): Promise<void> {
       },
       webhooks,
       queueLatencyMs: queue,
-      buildOverhead: overhead,
+      build,
       cache,
       coldStart,
       memory,

@@ -3,7 +3,7 @@
  * process with a clean environment locally. Either way the runner shares no process tree and no
  * environment with the controller's credentials.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
@@ -11,7 +11,7 @@ import { isUncleanContainerExit } from '../core/container.js';
 import { LambkinError } from '../core/errors.js';
 import type { PhaseTiming, RunnerAfterword, RunnerInput, RunnerOutcome } from '../core/protocol.js';
 import { checkRunnableByOthers, runnerProgram } from './runner-program.js';
-import type { RunnerInvoker } from '../core/ports.js';
+import type { RunnerInvoker, StartedRunner } from '../core/ports.js';
 import { formatProtections } from '../core/sandbox.js';
 import { acquireBuildSandbox, type BuildSandbox, type BuildSandboxOptions } from './build-sandbox.js';
 
@@ -171,6 +171,25 @@ export class TrustRoutedRunnerInvoker implements RunnerInvoker {
   ): Promise<RunnerOutcome> {
     return (input.build?.trusted === true ? this.trusted : this.untrusted).run(input, signal, onVerdict);
   }
+
+  start(trusted: boolean): StartedRunner {
+    const target = trusted ? this.trusted : this.untrusted;
+    const started = target.start
+      ? target.start(trusted)
+      : { run: target.run.bind(target), discard: () => Promise.resolve() };
+    return {
+      run: async (input, signal, onVerdict) => {
+        if ((input.build?.trusted === true) !== trusted) {
+          void started.discard();
+          throw new Error(
+            `a runner started for ${trusted ? '' : 'un'}trusted builds was given another build`,
+          );
+        }
+        return started.run(input, signal, onVerdict);
+      },
+      discard: () => started.discard(),
+    };
+  }
 }
 
 const execFileAsync = promisify(execFile);
@@ -215,8 +234,9 @@ export interface ProcessRunnerOptions {
 
 /**
  * Starts the runner as a child process with a clean environment: only PATH, LANG and the work
- * root. Input on stdin, outcome as the last line of stdout. Its working folder is the runner
- * program's (or `/`), never the caller's: that may be closed to the runner's user.
+ * root. Input on stdin; on stdout the verdict, then the afterword (src/runner/main.ts). Its working
+ * folder is the runner program's (or `/`), never the caller's: that may be closed to the runner's
+ * user. `start` boots the process (and its sandbox) before the input is ready.
  */
 export class ProcessRunnerInvoker implements RunnerInvoker {
   constructor(private readonly options: ProcessRunnerOptions = {}) {}
@@ -227,6 +247,33 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     onVerdict?: (verdict: RunnerOutcome) => void,
   ): Promise<RunnerOutcome> {
     if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
+    return this.start().run(input, signal, onVerdict);
+  }
+
+  start(): StartedRunner {
+    const booting = this.boot();
+    booting.catch(() => undefined); // told to whoever runs or discards it
+    return {
+      run: async (input, signal, onVerdict) => {
+        const booted = await booting;
+        try {
+          return await this.drive(booted, input, signal, onVerdict);
+        } finally {
+          await booted.sandbox?.teardown();
+        }
+      },
+      discard: async () => {
+        const booted = await booting.catch(() => undefined);
+        if (!booted) return;
+        booted.child.kill('SIGKILL');
+        await booted.exit;
+        await booted.sandbox?.teardown();
+      },
+    };
+  }
+
+  /** The sandbox and the runner process, waiting for its input on stdin. */
+  private async boot(): Promise<BootedRunner> {
     const [command, cwd] = await this.commandAndFolder();
     const options = this.options.sandbox;
     const sandbox = options
@@ -236,56 +283,67 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
         )
       : undefined;
     try {
-      return await this.runIn(sandbox, command, cwd, input, signal, onVerdict);
-    } finally {
+      const [executable, ...args] = sandbox ? sandbox.wrap(command) : command;
+      if (!executable) throw new Error('ProcessRunnerInvoker needs a command');
+      const workRoot = sandbox?.workRoot ?? this.options.workRoot;
+      const env: Record<string, string> = {
+        PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+        LANG: 'C.UTF-8',
+        // The machine's extra CA certificates (a proxy that re-signs TLS): the runner's own HTTPS
+        // (the archive, a job's Node.js from the registry) trusts what this process trusts. A file
+        // path, no secret; steps never see the runner's environment.
+        ...((await extraCaCertificates()) ?? {}),
+        ...(workRoot ? { LAMBKIN_WORK_ROOT: workRoot } : {}),
+        // What the controller set up; the runner adds what it can do for its steps (src/core/sandbox.ts).
+        LAMBKIN_BUILD_SANDBOX: sandbox ? formatProtections(sandbox.protections) : '',
+      };
+      const child = spawn(executable, args, { env, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+      const booted: BootedRunner = {
+        sandbox,
+        child,
+        stdout: '',
+        stderr: '',
+        exit: new Promise((resolve, reject) => {
+          child.once('error', reject);
+          child.once('close', (exitCode, closeSignal) => resolve([exitCode, closeSignal]));
+        }),
+      };
+      booted.exit.catch(() => undefined); // told by drive
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        booted.stdout += chunk;
+        booted.onStdout?.();
+      });
+      child.stderr
+        .setEncoding('utf8')
+        .on('data', (chunk: string) => (booted.stderr = (booted.stderr + chunk).slice(-8192)));
+      child.stdin.on('error', () => undefined); // a runner that dies at once closes its stdin
+      return booted;
+    } catch (error) {
       await sandbox?.teardown();
+      throw error;
     }
   }
 
-  private async runIn(
-    sandbox: BuildSandbox | undefined,
-    command: readonly string[],
-    cwd: string,
+  private async drive(
+    booted: BootedRunner,
     input: RunnerInput,
     signal?: AbortSignal,
     onVerdict?: (verdict: RunnerOutcome) => void,
   ): Promise<RunnerOutcome> {
-    const [executable, ...args] = sandbox ? sandbox.wrap(command) : command;
-    if (!executable) throw new Error('ProcessRunnerInvoker needs a command');
-    const workRoot = sandbox?.workRoot ?? this.options.workRoot;
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-      LANG: 'C.UTF-8',
-      // The machine's extra CA certificates (a proxy that re-signs TLS): the runner's own HTTPS
-      // (the archive, a job's Node.js from the registry) trusts what this process trusts. A file
-      // path, no secret; steps never see the runner's environment.
-      ...((await extraCaCertificates()) ?? {}),
-      ...(workRoot ? { LAMBKIN_WORK_ROOT: workRoot } : {}),
-      // What the controller set up; the runner adds what it can do for its steps (src/core/sandbox.ts).
-      LAMBKIN_BUILD_SANDBOX: sandbox ? formatProtections(sandbox.protections) : '',
-    };
-    const child = spawn(executable, args, {
-      env,
-      cwd,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
+    const { child, sandbox } = booted;
     // The verdict line comes first (src/runner/main.ts): the controller reports it while the runner
     // goes on with its cache save.
     let verdict: RunnerOutcome | undefined;
     let aborted = false;
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
+    booted.onStdout = () => {
       // A verdict after the controller stopped the runner is the stop's doing: the stop decides.
       if (verdict !== undefined || aborted) return;
-      const end = stdout.indexOf('\n');
+      const end = booted.stdout.indexOf('\n');
       if (end < 0) return;
-      verdict = verdictOf(stdout.slice(0, end));
+      verdict = verdictOf(booted.stdout.slice(0, end));
       if (verdict) onVerdict?.(verdict);
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8192)));
-    child.stdin.on('error', () => undefined); // a runner that dies at once closes its stdin
+    };
+    booted.onStdout();
     child.stdin.end(JSON.stringify(input));
     let timedOut = false;
     const killAt = input.deadlineAt + (this.options.graceMs ?? 10_000);
@@ -311,16 +369,13 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       }
       setTimeout(() => child.kill('SIGKILL'), 5000).unref();
     };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const [code, exitSignal] = await new Promise<[number | null, NodeJS.Signals | null]>(
-      (resolve, reject) => {
-        child.once('error', reject);
-        child.once('close', (exitCode, closeSignal) => resolve([exitCode, closeSignal]));
-      },
-    ).finally(() => {
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    const [code, exitSignal] = await booted.exit.finally(() => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
     });
+    const { stdout, stderr } = booted;
     if (verdict)
       return withAfterword(verdict, stdout, () => describeExit(code, exitSignal, timedOut, stderr));
     if (aborted && signal) throw new RunnerAbortedError(abortReason(signal));
@@ -337,12 +392,24 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       throw new RunnerFailedError(`The runner's answer was not JSON: ${last.slice(0, 200)}`, false);
     }
   }
+
   private async commandAndFolder(): Promise<[readonly string[], string]> {
     if (this.options.command) return [this.options.command, '/'];
     const program = await runnerProgram();
     if (this.options.sandbox) await checkRunnableByOthers(program);
     return [program.command, program.dir];
   }
+}
+
+/** A runner process started before its input, and what it said so far. */
+interface BootedRunner {
+  sandbox: BuildSandbox | undefined;
+  child: ChildProcessWithoutNullStreams;
+  stdout: string;
+  stderr: string;
+  exit: Promise<[number | null, NodeJS.Signals | null]>;
+  /** Called on every piece of stdout once the runner has its input. */
+  onStdout?: () => void;
 }
 
 /** The runner's first line when it is a verdict; undefined otherwise (an older runner's log line). */

@@ -16,6 +16,7 @@ import {
   type BuildGrants,
   type CacheLocation,
   type NodeCacheLocation,
+  type StartedRunner,
 } from '../core/ports.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
 
@@ -67,6 +68,9 @@ export async function runRunner(
 ): Promise<Ending> {
   const label = target.label;
   const preparing = clock();
+  // The runner boots while its input is prepared; discarded should the preparation fail.
+  const started = deps.runner.start?.(build.trusted === true);
+  let handedOver = false;
   try {
     const policy =
       build.pr !== undefined
@@ -174,7 +178,8 @@ export async function runRunner(
     };
     const invoked = clock();
     const prepare: PhaseTiming = { name: 'prepare', ms: invoked - preparing };
-    const run = await runWatched(deps, target, input);
+    handedOver = true;
+    const run = await runWatched(deps, target, input, started ?? deps.runner);
     const outcome = run.verdict;
     const runnerTimings = outcome.timings ?? [];
     const runnerOwn = runnerTimings.reduce((sum, timing) => sum + timing.ms, 0);
@@ -201,6 +206,7 @@ export async function runRunner(
       ),
     };
   } catch (error) {
+    if (!handedOver) await started?.discard();
     if (error instanceof RunnerAbortedError) {
       // Cancelled (superseded) while it ran: finishBuild keeps the state set elsewhere.
       deps.logger.info(`the runner was stopped: the ${target.job ? 'job' : 'build'} ended elsewhere`, {
@@ -342,6 +348,7 @@ async function runWatched(
   deps: ControllerDependencies,
   target: RunTarget,
   input: RunnerInput,
+  runner: Pick<StartedRunner, 'run'>,
 ): Promise<{ verdict: RunnerOutcome; rest: Promise<RunnerOutcome> }> {
   const abort = new AbortController();
   const interval = deps.watchIntervalMs ?? DEFAULT_WATCH_INTERVAL_MS;
@@ -366,7 +373,7 @@ async function runWatched(
   timer = setTimeout(() => void watch(), interval);
   let announced: (verdict: RunnerOutcome) => void = () => undefined;
   const verdict = new Promise<RunnerOutcome>((resolve) => (announced = resolve));
-  const rest = deps.runner
+  const rest = runner
     .run(input, abort.signal, (early) => {
       stopWatching();
       announced(early);

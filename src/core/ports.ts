@@ -358,6 +358,22 @@ export interface RunnerInvoker {
     signal?: AbortSignal,
     onVerdict?: (verdict: RunnerOutcome) => void,
   ): Promise<RunnerOutcome>;
+  /**
+   * Optional: starts a runner before its input is ready, so that it boots (its process, its code,
+   * what it compiles) while the controller prepares the input. Trusted builds get a trusted runner.
+   */
+  start?(trusted: boolean): StartedRunner;
+}
+
+/** A runner started before its input: run it once, or discard it. */
+export interface StartedRunner {
+  run(
+    input: RunnerInput,
+    signal?: AbortSignal,
+    onVerdict?: (verdict: RunnerOutcome) => void,
+  ): Promise<RunnerOutcome>;
+  /** Ends a runner that will get no input (its preparation failed). */
+  discard(): Promise<void>;
 }
 
 /** How the intake (and `lambkin rebuild`) hand a queued build to the controller: asynchronously. */

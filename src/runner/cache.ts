@@ -73,6 +73,11 @@ export interface CacheTarget {
   extraPaths: readonly string[];
   /** The job's own Node.js version (`node` matrix key): the runtime the archive is for. */
   nodeVersion?: string;
+  /**
+   * The lockfile the archive must be for, when `checkout` does not hold it (a restore into a
+   * folder beside the checkout while the source is fetched); default: the checkout's own.
+   */
+  lockfile?: { path: string; sha: string };
 }
 
 export interface RestoreOptions {
@@ -143,7 +148,7 @@ export async function restoreCache(
     return miss(messageOf(error), true);
   }
   if (access.stored === false) return miss('nothing is stored at this key yet');
-  const lockfile = await checkoutLockfile(target.checkout);
+  const lockfile = target.lockfile ?? (await checkoutLockfile(target.checkout));
   if (!lockfile) return miss('the checkout has no npm lockfile');
   if (lockfile.sha !== access.lockfileSha) {
     return miss(
@@ -598,6 +603,8 @@ export async function restoreBuildCache(
   options: RestoreOptions,
   log: (line: string) => void,
   nodeVersion?: string,
+  /** A hit restored beforehand (beside the fetch) and moved into the checkout: only logged. */
+  restored?: RestoreResult & { hit: true },
 ): Promise<BuildCacheState> {
   const none: BuildCacheState = { hit: false, skipInstall: false };
   if (!access) return none;
@@ -605,11 +612,13 @@ export async function restoreBuildCache(
     log('Cache: off ("cache": false in the config)');
     return none;
   }
-  const result = await restoreCache(
-    access,
-    { checkout, extraPaths: config.cache.paths, ...(nodeVersion !== undefined ? { nodeVersion } : {}) },
-    options,
-  );
+  const result =
+    restored ??
+    (await restoreCache(
+      access,
+      { checkout, extraPaths: config.cache.paths, ...(nodeVersion !== undefined ? { nodeVersion } : {}) },
+      options,
+    ));
   if (!result.hit) {
     log(
       result.warning

@@ -123,8 +123,15 @@ class PhaseTimer {
     }
   }
 
+  /** Adds to the phase of this name if it was timed before (a check after every step). */
   add(name: string, ms: number): void {
-    this.timings.push({ name, ms });
+    const earlier = this.timings.find((timing) => timing.name === name);
+    if (earlier) earlier.ms += ms;
+    else this.timings.push({ name, ms });
+  }
+
+  total(): number {
+    return this.timings.reduce((sum, timing) => sum + timing.ms, 0);
   }
 }
 
@@ -248,6 +255,8 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
       description: verdict.description,
     }),
   );
+  // What the phases above leave out (the log's first lines, the steps' environment, the summary).
+  phases.add('runner, other', clock() - started - phases.total());
   const summary = await phases.time('log upload', () => log.close());
   const outcome: RunnerOutcome = {
     kind: 'outcome',
@@ -408,8 +417,10 @@ async function runSteps(
     } finally {
       await quota.stop();
     }
+    phases.add(`step ${name}`, run.durationMs);
     // Once more after the step: what it wrote since the last look counts too.
-    const exceeded = quota.exceeded() || (await folderSize(workspace.root)) > quotaBytes;
+    const exceeded =
+      quota.exceeded() || (await phases.time('quota check', () => folderSize(workspace.root))) > quotaBytes;
     writer.raw(
       formatStepFooter({
         name,
@@ -419,7 +430,6 @@ async function runSteps(
       }),
     );
     steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
-    phases.add(`step ${name}`, run.durationMs);
     if (exceeded) {
       const error = new DiskQuotaExceededError(quotaBytes);
       writer.line(`Error: ${error.message}; ${name} was stopped.`);

@@ -6,7 +6,7 @@
  * deadline: see the known gap in tests/security/deploy.test.ts), and returns the outcome. Steps get an environment built from
  * scratch, never a copy of the runner's own.
  */
-import { rm } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StepResult } from '../core/build.js';
@@ -22,7 +22,15 @@ import {
 import { LambkinError } from '../core/errors.js';
 import { MATRIX_ENV_PREFIX, SHARD_INDEX_ENV, SHARD_TOTAL_ENV } from '../core/jobs.js';
 import { DEFAULT_NODE_MAX_BYTES, installNodeWithCache, type InstalledNode } from './node-runtime.js';
-import { restoreBuildCache, saveBuildCache } from './cache.js';
+import {
+  INSTALLED_PACKAGES_PATH,
+  cachedPaths,
+  checkoutLockfile,
+  restoreBuildCache,
+  restoreCache,
+  saveBuildCache,
+  type RestoreResult,
+} from './cache.js';
 import { SourceFetchError } from './source-errors.js';
 import {
   formatBuildSummary,
@@ -49,6 +57,7 @@ import {
   createWorkspace,
   ensureNodeCache,
   folderSize,
+  removeFolder,
   sweepStaleWorkspaces,
   type Workspace,
 } from './workspace.js';
@@ -162,6 +171,7 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
   let workspace: Workspace | undefined;
   let verdict: Verdict;
   let afterwards: Afterwards | undefined;
+  let early: EarlyRestore | undefined;
   try {
     workspace = await phases.time('work area', async () => {
       // Stale work folders go before the build (they hold disk space it may need); the npm caches'
@@ -177,6 +187,7 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     );
     if (input.job) writer.line(`Job ${input.job.title}`);
     const deadline = input.deadlineAt - CLOSING_MARGIN_MS;
+    early = startEarlyRestore(input, workspace, deadline, clock, options.stop);
     const fetchStarted = clock();
     const fetched = await phases.time('fetch', () =>
       fetchArchive(input.source.archiveUrl, checkout, {
@@ -233,7 +244,7 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
         buildDeadline,
         options,
         writer,
-        { steps, phases },
+        { steps, phases, early },
         clock,
         (more) => {
           secrets.push(...more);
@@ -280,6 +291,8 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
       });
   }
   await phases.time('cleanup', async () => {
+    early?.abort.abort();
+    await early?.result.catch(() => undefined);
     await workspace?.dispose();
     await sweepStaleWorkspaces(workRoot).catch((error: unknown) =>
       console.error(`could not sweep ${workRoot}: ${messageOf(error)}`),
@@ -295,7 +308,7 @@ async function runSteps(
   deadline: number,
   options: RunnerOptions,
   writer: LineAwareWriter,
-  { steps, phases }: { steps: StepResult[]; phases: PhaseTimer },
+  { steps, phases, early }: { steps: StepResult[]; phases: PhaseTimer; early?: EarlyRestore | undefined },
   clock: () => number,
   mask: (secrets: string[]) => void,
 ): Promise<{ verdict: Verdict; afterwards?: Afterwards }> {
@@ -339,7 +352,7 @@ async function runSteps(
   const notice = sandboxNotice();
   if (notice) writer.line(notice);
   // Restored before the install step; on an exact hit the default install has nothing to do.
-  const cache = await phases.time('cache restore', () =>
+  const cache = await phases.time('cache restore', async () =>
     restoreBuildCache(
       input.cache,
       config,
@@ -351,6 +364,7 @@ async function runSteps(
       },
       (line) => writer.line(line),
       node?.version,
+      early ? await adoptEarlyRestore(early, input, config, workspace.checkout) : undefined,
     ),
   );
   const plan = planSteps(config, input.deploy, { skipInstall: cache.skipInstall });
@@ -465,6 +479,74 @@ async function runSteps(
         node?.version,
       ),
   };
+}
+
+/** The lockfile a restore beside the fetch assumes (npm's usual one); with another it is a miss. */
+const USUAL_LOCKFILE = 'package-lock.json';
+
+interface EarlyRestore {
+  /** A folder of the work area beside the checkout, which the fetch never writes. */
+  staging: string;
+  result: Promise<RestoreResult>;
+  abort: AbortController;
+}
+
+/**
+ * Starts restoring the dependency cache while the source is fetched: the controller derived its
+ * key from the commit's lockfile, so nothing from the source is needed to start the download. For
+ * the usual case only (`node_modules` of a package-lock.json, on the runner's own Node.js), into a
+ * folder beside the checkout; adoptEarlyRestore moves it in once the config and the checkout say
+ * it is this build's, and otherwise the cache is restored after the fetch as it always was.
+ */
+function startEarlyRestore(
+  input: RunnerInput,
+  workspace: Workspace,
+  deadline: number,
+  clock: () => number,
+  stop: AbortSignal | undefined,
+): EarlyRestore | undefined {
+  const access = input.cache;
+  if (!access || access.stored === false || input.job?.node) return undefined;
+  const staging = join(workspace.root, 'cache-staging');
+  const abort = new AbortController();
+  const result = mkdir(staging, { mode: 0o700 }).then(() =>
+    restoreCache(
+      access,
+      { checkout: staging, extraPaths: [], lockfile: { path: USUAL_LOCKFILE, sha: access.lockfileSha } },
+      {
+        maxUnpackedBytes: diskQuotaOf(input),
+        timeoutMs: Math.max(deadline - clock(), 1),
+        signal: stop ? AbortSignal.any([abort.signal, stop]) : abort.signal,
+      },
+    ),
+  );
+  result.catch(() => undefined); // awaited by adoptEarlyRestore or at cleanup
+  return { staging, result, abort };
+}
+
+/** The early restore, moved into the checkout when it is this build's; undefined when not. */
+async function adoptEarlyRestore(
+  early: EarlyRestore,
+  input: RunnerInput,
+  config: ResolvedBuildConfig,
+  checkout: string,
+): Promise<(RestoreResult & { hit: true }) | undefined> {
+  const result = await early.result.catch(() => undefined);
+  try {
+    if (!result?.hit || !config.cache.enabled) return undefined;
+    const paths = cachedPaths(config.cache.paths);
+    if (paths.length !== 1 || paths[0] !== INSTALLED_PACKAGES_PATH) return undefined;
+    const lockfile = await checkoutLockfile(checkout);
+    if (lockfile?.path !== USUAL_LOCKFILE || lockfile.sha !== input.cache?.lockfileSha) return undefined;
+    // Refused when the source holds a node_modules of its own: the usual restore then decides.
+    await rename(join(early.staging, INSTALLED_PACKAGES_PATH), join(checkout, INSTALLED_PACKAGES_PATH));
+    return result;
+  } catch {
+    return undefined;
+  } finally {
+    // What was not adopted counts against the work area's quota: gone before the steps.
+    await removeFolder(early.staging).catch(() => undefined);
+  }
 }
 
 /** Job variables a job may set although their prefix is reserved: they describe the job itself. */

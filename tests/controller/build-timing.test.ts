@@ -92,10 +92,10 @@ let projects = 0;
  * A repository whose install makes a node_modules of its own (so a trusted build has something
  * to save; a unique lockfile per project, so nothing is stored at its key yet).
  */
-async function project(install: string[], test = 'echo tested') {
+async function project(install: string[], test = 'echo tested', config: Record<string, unknown> = {}) {
   const name = `timing-${++projects}`;
   const files = npmProject({ test }, {}, { name });
-  files['.lambkin.json'] = JSON.stringify({ install, test: [test] }) + '\n';
+  files['.lambkin.json'] = JSON.stringify({ install, test: [test], ...config }) + '\n';
   const repo = await createGitRepo(files, { message: 'Initial commit' });
   folders.push(repo.dir);
   github.addRepository({ owner: 'octo', name, gitDir: repo.dir });
@@ -141,7 +141,10 @@ describe('where the time went', () => {
         'config',
         'cache restore',
         'step install',
+        // Measured after each step, counted once.
+        'quota check',
         'step test',
+        'runner, other',
         'log upload',
         'log and record',
         'final status',
@@ -167,6 +170,38 @@ describe('where the time went', () => {
     const { until, after } = breakdownOf(log);
     expect(until).toEqual(expect.arrayContaining(['fetch', 'step install', 'step test', 'final status']));
     expect(after).toEqual(['cleanup']);
+  });
+});
+
+describe('the cache restored while the source is fetched', () => {
+  // The first build's install leaves a marker; the second build's install keeps what is there,
+  // so the marker is there only when the cache brought it.
+  const install = [
+    'test -d node_modules/made || { mkdir -p node_modules/made && echo "from the cache" > node_modules/made/marker; }',
+  ];
+
+  it('puts node_modules in place for the next build of the same lockfile', async () => {
+    const { repo, sha } = await project(install, 'cat node_modules/made/marker');
+    const first = await build({ repo, sha });
+    expect(first.log).toMatch(/Cache: saved/);
+    const second = await build({ repo, sha });
+    expect(second.build.state).toBe('success');
+    expect(second.log).toMatch(/Cache: restored cache\/octo\/timing-/);
+    expect(second.log).toContain('from the cache');
+    expect(breakdownOf(second.log).until).toContain('cache restore');
+  });
+
+  it('restores what the config asks for when it caches more than node_modules', async () => {
+    const { repo, sha } = await project(
+      [...install, 'test -d .tool-cache || { mkdir .tool-cache && echo "tool cache" > .tool-cache/kept; }'],
+      'cat node_modules/made/marker .tool-cache/kept',
+      { cache: { paths: ['.tool-cache'] } },
+    );
+    await build({ repo, sha });
+    const second = await build({ repo, sha });
+    expect(second.build.state).toBe('success');
+    expect(second.log).toMatch(/Cache: restored/);
+    expect(second.log).toContain('tool cache');
   });
 });
 

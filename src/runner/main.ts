@@ -6,7 +6,6 @@
  */
 import { text } from 'node:stream/consumers';
 import { runBuild } from './runner.js';
-import { validateRepoConfig, validateSettingsConfig } from '../core/repo-config.js';
 import type { RunnerAfterword, RunnerInput, RunnerOutcome } from '../core/protocol.js';
 
 // The controller stops a cancelled build with SIGTERM: kill the running step's process group
@@ -16,11 +15,6 @@ process.once('SIGTERM', () => stop.abort(new Error('the runner was told to stop'
 
 const answer = (value: RunnerOutcome | RunnerAfterword): void =>
   void process.stdout.write(JSON.stringify(value) + '\n');
-
-// The controller may start this process before the input is ready: meanwhile Ajv compiles the
-// config schemas (it does on first use, which would otherwise cost the build's config phase).
-validateSettingsConfig({});
-validateRepoConfig({}, 'warm-up');
 
 const input = JSON.parse(await text(process.stdin)) as RunnerInput;
 let verdict: RunnerOutcome | undefined;

@@ -11,12 +11,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StepResult } from '../core/build.js';
 import {
+  LAMBKIN_FILE,
   RepoConfigError,
   buildVariables,
   checkNodeVersion,
   isReservedEnvName,
   readRepoConfig,
   resolveBuildConfig,
+  validateRepoConfig,
+  validateSettingsConfig,
   type ResolvedBuildConfig,
 } from '../core/repo-config.js';
 import { LambkinError } from '../core/errors.js';
@@ -189,13 +192,17 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     const deadline = input.deadlineAt - CLOSING_MARGIN_MS;
     early = startEarlyRestore(input, workspace, deadline, clock, options.stop);
     const fetchStarted = clock();
-    const fetched = await phases.time('fetch', () =>
+    const fetching = phases.time('fetch', () =>
       fetchArchive(input.source.archiveUrl, checkout, {
         timeoutMs: Math.max(deadline - clock(), 1),
         // The unpacked source counts against the work area's quota.
         limits: { maxBytes: diskQuotaOf(input) },
       }),
     );
+    // While the archive is on its way: Ajv compiles the config schemas on first use (tens to
+    // hundreds of ms of CPU), which the config phase would otherwise wait for.
+    setImmediate(warmConfigValidation);
+    const fetched = await fetching;
     writer.line(`Fetched the source: ${fetched.files} files in ${formatDuration(clock() - fetchStarted)}`);
 
     const { repoConfig, config } = await phases.time('config', async () => {
@@ -700,6 +707,15 @@ function cloneProtocolsFor(url: string): string[] {
     return protocol === 'http:' && loopback ? ['http'] : ['https'];
   } catch {
     return ['https'];
+  }
+}
+
+function warmConfigValidation(): void {
+  try {
+    validateSettingsConfig({});
+    validateRepoConfig({}, LAMBKIN_FILE);
+  } catch {
+    // Only warming up: the config phase reports what is wrong with the real config.
   }
 }
 

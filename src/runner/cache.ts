@@ -603,8 +603,8 @@ export async function restoreBuildCache(
   options: RestoreOptions,
   log: (line: string) => void,
   nodeVersion?: string,
-  /** A hit restored beforehand (beside the fetch) and moved into the checkout: only logged. */
-  restored?: RestoreResult & { hit: true },
+  /** The restore made beforehand (beside the fetch), a hit already moved into the checkout: only logged. */
+  restored?: RestoreResult,
 ): Promise<BuildCacheState> {
   const none: BuildCacheState = { hit: false, skipInstall: false };
   if (!access) return none;

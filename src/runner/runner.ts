@@ -531,22 +531,27 @@ function startEarlyRestore(
   return { staging, result, abort };
 }
 
-/** The early restore, moved into the checkout when it is this build's; undefined when not. */
+/**
+ * The early restore when its assumptions hold for this build (its config caches `node_modules`
+ * only, its checkout's package-lock.json is the key's), a hit moved into the checkout; undefined
+ * when they do not (or the move is refused), and the cache is restored after the fetch instead.
+ */
 async function adoptEarlyRestore(
   early: EarlyRestore,
   input: RunnerInput,
   config: ResolvedBuildConfig,
   checkout: string,
-): Promise<(RestoreResult & { hit: true }) | undefined> {
+): Promise<RestoreResult | undefined> {
   const result = await early.result.catch(() => undefined);
   try {
-    if (!result?.hit || !config.cache.enabled) return undefined;
+    if (!result || !config.cache.enabled) return undefined;
     const paths = cachedPaths(config.cache.paths);
     if (paths.length !== 1 || paths[0] !== INSTALLED_PACKAGES_PATH) return undefined;
     const lockfile = await checkoutLockfile(checkout);
     if (lockfile?.path !== USUAL_LOCKFILE || lockfile.sha !== input.cache?.lockfileSha) return undefined;
     // Refused when the source holds a node_modules of its own: the usual restore then decides.
-    await rename(join(early.staging, INSTALLED_PACKAGES_PATH), join(checkout, INSTALLED_PACKAGES_PATH));
+    if (result.hit)
+      await rename(join(early.staging, INSTALLED_PACKAGES_PATH), join(checkout, INSTALLED_PACKAGES_PATH));
     return result;
   } catch {
     return undefined;

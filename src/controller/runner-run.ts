@@ -72,29 +72,23 @@ export async function runRunner(
   const started = deps.runner.start?.(build.trusted === true);
   let handedOver = false;
   try {
-    const policy =
-      build.pr !== undefined
-        ? (await deps.settings.effective(build.repo)).build.pullRequests[pullRequestSourceOf(build)]
-        : undefined;
-    // Trusted pushes are the repository's own code; a pull request gets secrets only when its
-    // source's policy says so (never, by default, for forks); an untrusted build that is no pull
-    // request (a check suite's, which may be a fork's commit) never. Only then are they opened.
-    const withSecrets = policy !== undefined ? policy.inheritSecrets : build.trusted;
-    const settings = await deps.settings.effective(build.repo, { decryptSecrets: withSecrets });
-    const secretEnv = withSecrets ? settings.secretEnv : {};
     const expiresInSeconds = Math.ceil((deps.runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000);
-    // Independent look-ups (GitHub, the stores), side by side.
+    const reading = readSettings(deps, build);
+    // Independent look-ups (GitHub, the stores), side by side; the deploy decision needs the settings.
     const repoFiles = deps.repoFiles;
-    const [baseConfig, archiveUrl, deploy, cacheLocation, nodeLocation] = await Promise.all([
-      build.pr !== undefined && build.baseBranch !== undefined && repoFiles
-        ? readBaseConfig(repoFiles, build.repo, build.baseBranch)
-        : undefined,
-      deps.archives.resolveArchiveUrl(build.repo, build.sha),
-      deployDecisionFor(deps, build, settings, expiresInSeconds),
-      locateCache(deps, build, target.job?.node?.version),
-      // The job's Node.js tarball, kept beside the dependency caches.
-      locateNodeCache(deps, target),
-    ]);
+    const [{ policy, settings }, baseConfig, archiveUrl, deploy, cacheLocation, nodeLocation] =
+      await Promise.all([
+        reading,
+        build.pr !== undefined && build.baseBranch !== undefined && repoFiles
+          ? readBaseConfig(repoFiles, build.repo, build.baseBranch)
+          : undefined,
+        deps.archives.resolveArchiveUrl(build.repo, build.sha),
+        reading.then(({ settings }) => deployDecisionFor(deps, build, settings, expiresInSeconds)),
+        locateCache(deps, build, target.job?.node?.version),
+        // The job's Node.js tarball, kept beside the dependency caches.
+        locateNodeCache(deps, target),
+      ]);
+    const secretEnv = settings.secretEnv;
     const startedAt = clock();
     const deadlineAt = startedAt + deps.runnerTimeoutMs - RUNNER_ANSWER_MARGIN_MS;
 
@@ -233,6 +227,22 @@ export async function runRunner(
       logNote: `\n[lambkin] The build did not complete: ${message}`,
     });
   }
+}
+
+/**
+ * The settings the build runs with, secrets opened only for builds that get them: trusted pushes
+ * are the repository's own code; a pull request gets secrets only when its source's policy says so
+ * (never, by default, for forks); an untrusted build that is no pull request (a check suite's,
+ * which may be a fork's commit) never.
+ */
+async function readSettings(deps: ControllerDependencies, build: BuildRecord) {
+  const policy =
+    build.pr !== undefined
+      ? (await deps.settings.effective(build.repo)).build.pullRequests[pullRequestSourceOf(build)]
+      : undefined;
+  const withSecrets = policy !== undefined ? policy.inheritSecrets : build.trusted;
+  const settings = await deps.settings.effective(build.repo, { decryptSecrets: withSecrets });
+  return { policy, settings: { ...settings, secretEnv: withSecrets ? settings.secretEnv : {} } };
 }
 
 /** A cache that cannot be located is no reason to fail the build: it runs without one. */

@@ -156,9 +156,11 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       credentials: credentials.stack,
       endpoints: { dynamodb: dynamo.endpoint, s3: s3.endpoint },
     });
-    await clients.dynamodb.send(new CreateTableCommand(buildsTableDefinition('builds')));
-    await clients.dynamodb.send(new CreateTableCommand(settingsTableDefinition('settings')));
-    await clients.s3.send(new CreateBucketCommand({ Bucket: 'logs' }));
+    await Promise.all([
+      clients.dynamodb.send(new CreateTableCommand(buildsTableDefinition('builds'))),
+      clients.dynamodb.send(new CreateTableCommand(settingsTableDefinition('settings'))),
+      clients.s3.send(new CreateBucketCommand({ Bucket: 'logs' })),
+    ]);
     const builds = new DynamoBuildStore(clients.documents, 'builds');
     const settings = new DynamoSettingsStore(clients.documents, 'settings');
     if (options.env && Object.keys(options.env).length > 0) {

@@ -15,16 +15,14 @@ import { median, progress, round } from './shared.js';
 
 const BUILT_CLI = join(process.cwd(), 'dist', 'cli', 'lambkin.mjs');
 
-/** The packed CLI users install (bin/lambkin.js runs the TypeScript sources in a checkout: slower to start). */
+/**
+ * The packed CLI users install (bin/lambkin.js runs the TypeScript sources in a checkout: slower to
+ * start), built from this checkout first so the figures are of this code, not of an older build.
+ */
 export async function builtCli(): Promise<string> {
-  const present = await access(BUILT_CLI).then(
-    () => true,
-    () => false,
-  );
-  if (!present) {
-    progress('run: building the CLI (npm run build)');
-    await execa(process.execPath, ['scripts/build.mjs'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  }
+  progress('run: building the CLI (scripts/build.mjs)');
+  await execa(process.execPath, ['scripts/build.mjs'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await access(BUILT_CLI);
   return BUILT_CLI;
 }
 

@@ -415,6 +415,9 @@ describe('restoreCache and saveCache', () => {
   it('saves and restores in every codec this runtime has, each key naming its own', async () => {
     await mkdir(join(checkout, 'node_modules', 'pkg'), { recursive: true });
     await writeFile(join(checkout, 'node_modules', 'pkg', 'index.js'), 'module.exports = 2;\n');
+    // Larger than what the unpacker buffers: streamed to its file instead.
+    const big = Buffer.alloc(5 * 1024 * 1024 + 3, 'lambkin');
+    await writeFile(join(checkout, 'node_modules', 'pkg', 'big.bin'), big);
     for (const codec of supportedCacheCodecs()) {
       const key = access.key.replace(
         /\.tar\.[a-z]+$/,
@@ -435,7 +438,8 @@ describe('restoreCache and saveCache', () => {
         { checkout: fresh, extraPaths: [] },
         { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
       );
-      expect(restored).toMatchObject({ hit: true, files: 1, codec, unpackedBytes: 20 });
+      expect(restored).toMatchObject({ hit: true, files: 2, codec, unpackedBytes: 20 + big.length });
+      expect((await readFile(join(fresh, 'node_modules', 'pkg', 'big.bin'))).equals(big)).toBe(true);
       expect(await readFile(join(fresh, 'node_modules', 'pkg', 'index.js'), 'utf8')).toBe(
         'module.exports = 2;\n',
       );

@@ -17,6 +17,7 @@ import { measureCache } from './cache.js';
 import { measureFanOut } from './fan-out-run.js';
 import { measureMemory } from './memory.js';
 import { measureOverhead } from './overhead.js';
+import { measureRun } from './run.js';
 import { localDependencyProject, registryProject } from './projects.js';
 import { cpuCount, OWNER, progress, quick, SECRET, TOKEN, type Repo } from './shared.js';
 import { measureQueueLatency, measureWebhooks } from './webhooks.js';
@@ -59,10 +60,27 @@ async function main(): Promise<void> {
     const overhead = await measureOverhead(stack, github, largeNoCache, npmCache, quick ? 1 : 5);
     const cache = await measureCache(stack, github, largeRepo, quick ? 1 : 5);
     const memory = await measureMemory(stack, github, root);
+    // A project of the user's own (LAMBKIN_BENCH_REPO=/path/to/git/dir), cloned: its cache figures here.
+    const userRepo = process.env.LAMBKIN_BENCH_REPO;
+    let userRepoAdded: (Repo & { source: string }) | undefined;
+    let userCache: Awaited<ReturnType<typeof measureCache>> | undefined;
+    if (userRepo) {
+      userRepoAdded = await addUserRepository(github, userRepo, join(root, 'user-repo.git'));
+      userCache = await measureCache(stack, github, userRepoAdded, quick ? 1 : 3);
+    }
     await stack.stop();
     stack = undefined;
     const fanOut = await measureFanOut(github, root, quick ? 1 : 3);
     const coldStart = await measureColdStart(quick ? 3 : 15);
+    const run = await measureRun('large', largeRepo.gitDir, npmCache, quick ? 1 : 3);
+    const repo = userRepoAdded
+      ? {
+          source: userRepoAdded.source,
+          sha: userRepoAdded.sha,
+          cache: userCache,
+          run: await measureRun('LAMBKIN_BENCH_REPO', userRepoAdded.gitDir, npmCache, quick ? 1 : 3),
+        }
+      : null;
 
     const result = {
       bench: 'lambkin',
@@ -86,6 +104,8 @@ async function main(): Promise<void> {
       queueLatencyMs: queue,
       buildOverhead: overhead,
       cache,
+      run,
+      repo,
       coldStart,
       memory,
       fanOut,
@@ -96,6 +116,26 @@ async function main(): Promise<void> {
     await github.close();
     await rm(root, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/** A bare clone of the user's repository, served by the stand-in as `bench/user-repo`. */
+async function addUserRepository(
+  github: Awaited<ReturnType<typeof startGitHubServer>>,
+  source: string,
+  bare: string,
+): Promise<Repo & { source: string }> {
+  progress(`cloning LAMBKIN_BENCH_REPO (${source})`);
+  await execa('git', ['clone', '--quiet', '--bare', source, bare]);
+  const { stdout } = await execa('git', ['-C', bare, 'rev-parse', 'HEAD']);
+  github.addRepository({ owner: OWNER, name: 'user-repo', gitDir: bare });
+  return {
+    name: 'user-repo',
+    full: `${OWNER}/user-repo`,
+    sha: stdout.trim(),
+    dir: bare,
+    gitDir: bare,
+    source,
+  };
 }
 
 async function installedPackages(dir: string): Promise<number> {

@@ -506,6 +506,43 @@ describe('restoreCache and saveCache', () => {
     }
   });
 
+  it('refuses a hard link in every codec, fresh or over an existing node_modules (the cache never holds one)', async () => {
+    const lockfile = (await checkoutLockfile(checkout)) ?? { path: '', sha: '' };
+    const linked: RawEntry[] = [
+      { path: 'node_modules/a', type: 'Directory' },
+      { path: 'node_modules/a/index.js', type: 'File', content: 'module.exports = 7;\n' },
+      { path: 'node_modules/a/alias.js', type: 'Link', linkpath: 'node_modules/a/index.js' },
+    ];
+    for (const existing of [false, true]) {
+      for (const codec of supportedCacheCodecs()) {
+        await rm(join(checkout, 'node_modules'), { recursive: true, force: true });
+        if (existing) await mkdir(join(checkout, 'node_modules'), { recursive: true });
+        const server = await startArchiveServer(await hostileArchive(lockfile, linked, codec));
+        const key = access.key.replace(
+          /\.tar\.[a-z]+$/,
+          codec === 'gzip' ? '.tar.gz' : codec === 'br' ? '.tar.br' : '.tar.zst',
+        );
+        try {
+          const result = await restoreCache(
+            { ...access, key, stored: true, getUrl: server.url },
+            { checkout, extraPaths: [] },
+            { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+          );
+          expect([codec, existing, result.hit ? 'hit' : result.reason]).toEqual([
+            codec,
+            existing,
+            expect.stringMatching(/alias\.js.* is a Link entry/),
+          ]);
+          expect(
+            await lstat(join(checkout, 'node_modules', 'a', 'alias.js')).catch(() => undefined),
+          ).toBeUndefined();
+        } finally {
+          await server.close();
+        }
+      }
+    }
+  });
+
   it('normalizes and checks the configured paths', () => {
     expect(cachedPaths(['./.cache/', 'node_modules/.cache', 'a/b', 'a'])).toEqual([
       '.cache',
@@ -544,7 +581,7 @@ describe('the "cache" config key', () => {
 
 interface RawEntry {
   path: string;
-  type: 'File' | 'SymbolicLink' | 'Directory' | 'FIFO';
+  type: 'File' | 'SymbolicLink' | 'Link' | 'Directory' | 'FIFO';
   content?: string;
   linkpath?: string;
 }

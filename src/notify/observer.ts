@@ -63,6 +63,42 @@ export function observeBuildStore<T extends BuildStore>(store: T, observer: Buil
   });
 }
 
+/**
+ * An observer that works like the cloud's stream: the write that changed a build returns at once,
+ * and the changes are handed to `observer` later, one at a time per repository in the order they
+ * were made (so a page rendered from an older change never lands after a newer one). Where no
+ * stream exists (the local stack), the webhook's answer and a build's final status then no longer
+ * wait for the page, Slack or SNS. `drained()` resolves once nothing is waiting or running.
+ */
+export class QueuedObserver implements BuildObserver {
+  private readonly chains = new Map<RepoName, Promise<void>>();
+
+  constructor(
+    private readonly observer: BuildObserver,
+    private readonly logger: Logger,
+  ) {}
+
+  buildChanged(build: BuildRecord): Promise<void> {
+    const previous = this.chains.get(build.repo) ?? Promise.resolve();
+    const next = previous
+      .then(() => this.observer.buildChanged(build))
+      .catch((error: unknown) =>
+        // BuildObserver must not throw; should one do so anyway, later changes still go through.
+        this.logger.warn('a build change was not handed on', { build: buildLabel(build), error }),
+      )
+      .finally(() => {
+        if (this.chains.get(build.repo) === next) this.chains.delete(build.repo);
+      });
+    this.chains.set(build.repo, next);
+    return Promise.resolve();
+  }
+
+  /** Resolves once every change handed in so far (and any handed in meanwhile) was handled. */
+  async drained(): Promise<void> {
+    while (this.chains.size > 0) await Promise.all(this.chains.values());
+  }
+}
+
 /** What the notifier needs of the builds table beyond the BuildStore: optional, for test doubles. */
 export interface NotifierBuildLookup extends Pick<BuildStore, 'listBuilds'> {
   previousFinishedBuildOf?(

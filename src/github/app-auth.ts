@@ -184,7 +184,11 @@ export function createGitHubApp(
   }
 
   /** Sends each of the client's requests with the installation's current token for `repo`. */
-  function asInstallation<T extends Octokit>(client: T, repo: string, permissions: InstallationPermissions): T {
+  function asInstallation<T extends Octokit>(
+    client: T,
+    repo: string,
+    permissions: InstallationPermissions,
+  ): T {
     const key = tokenKey(repo, permissions);
     client.hook.before('request', async (request) => {
       const { token } = await installationToken(repo, permissions);

@@ -31,10 +31,15 @@ export class BoundedLog {
   private readonly headLimitBytes: number;
   private readonly tailLimitBytes: number;
 
-  private head = '';
+  /**
+   * The head as UTF-8 bytes, grown by doubling up to half the limit. Not a string grown with `+=`:
+   * handing out its new part would then copy the whole head on every append (V8 flattens the
+   * concatenation to slice it), a cost and a heap of garbage that grow with the head.
+   */
+  private head: Buffer = Buffer.alloc(0);
   private headBytes = 0;
-  /** Characters of `head` already returned by `takeNewHead`. */
-  private headTakenChars = 0;
+  /** Bytes of the head already returned by `takeNewHead`. */
+  private headTakenBytes = 0;
   /** Set once the head is full: everything after goes to the tail. */
   private headClosed = false;
 
@@ -82,17 +87,15 @@ export class BoundedLog {
     }
     const room = this.headLimitBytes - this.headBytes;
     if (bytes.length <= room) {
-      this.head += text;
-      this.headBytes += bytes.length;
+      this.pushHead(bytes);
       return;
     }
     // The head is full: end it at a line boundary near the limit if there is one, else at a character.
     let cut = characterStartAtOrBefore(bytes, room);
     const newline = cut > 0 ? bytes.lastIndexOf(NEWLINE, cut - 1) : -1;
-    const lineStart = newline !== -1 ? newline + 1 : this.head.endsWith('\n') ? 0 : -1;
+    const lineStart = newline !== -1 ? newline + 1 : this.headEndsLine() ? 0 : -1;
     if (lineStart !== -1 && cut - lineStart <= this.lineSearchBytes()) cut = lineStart;
-    this.head += bytes.toString('utf8', 0, cut);
-    this.headBytes += cut;
+    this.pushHead(bytes.subarray(0, cut));
     this.headClosed = true;
     this.pushTail(bytes.subarray(cut));
   }
@@ -108,10 +111,27 @@ export class BoundedLog {
     return this.scratch.subarray(0, this.scratch.write(text, 0, 'utf8'));
   }
 
+  private pushHead(bytes: Buffer): void {
+    const needed = this.headBytes + bytes.length;
+    if (needed > this.head.length) {
+      const grown = Buffer.alloc(
+        Math.min(this.headLimitBytes, Math.max(needed, 2 * this.head.length, 64 * 1024)),
+      );
+      this.head.copy(grown, 0, 0, this.headBytes);
+      this.head = grown;
+    }
+    bytes.copy(this.head, this.headBytes);
+    this.headBytes = needed;
+  }
+
+  private headEndsLine(): boolean {
+    return this.headBytes > 0 && this.head[this.headBytes - 1] === NEWLINE;
+  }
+
   /** Head text not yet taken: append it to the uploaded log as it arrives. */
   takeNewHead(): string {
-    const text = this.head.slice(this.headTakenChars);
-    this.headTakenChars = this.head.length;
+    const text = this.head.toString('utf8', this.headTakenBytes, this.headBytes);
+    this.headTakenBytes = this.headBytes;
     return text;
   }
 
@@ -150,9 +170,33 @@ export class BoundedLog {
    * middle was dropped. An uploader that appended every `takeNewHead()` appends this at the end.
    */
   textAfterHead(): string {
-    const truncatedBytes = this.truncatedBytes;
-    if (truncatedBytes === 0) return this.tail();
-    return truncationMarker(truncatedBytes, this.limitBytes, this.head.endsWith('\n')) + this.tail();
+    return this.bytesAfterHead().toString('utf8');
+  }
+
+  /** `textAfterHead()` as UTF-8 bytes: what tail.txt holds, without making a string of it first. */
+  bytesAfterHead(): Buffer {
+    if (!this.ring) return Buffer.alloc(0);
+    const ring = this.ringContents();
+    const skip = this.tailSkipBytes(ring);
+    const truncatedBytes = this.overwrittenBytes === 0 ? 0 : this.overwrittenBytes + skip;
+    const tail = ring.subarray(skip);
+    if (truncatedBytes === 0) return tail;
+    const marker = truncationMarker(truncatedBytes, this.limitBytes, this.headEndsLine());
+    return Buffer.concat([Buffer.from(marker, 'utf8'), tail]);
+  }
+
+  /**
+   * The end of `finalText()`, at most `maxBytes` UTF-8 bytes of it, starting at a character: what a
+   * live page shows, read without making the whole log a string.
+   */
+  lastText(maxBytes: number): string {
+    const after = this.bytesAfterHead();
+    const fromHead = Math.min(this.headBytes, Math.max(0, maxBytes - after.length));
+    const end =
+      fromHead > 0
+        ? Buffer.concat([this.head.subarray(this.headBytes - fromHead, this.headBytes), after])
+        : after.subarray(after.length - Math.min(after.length, maxBytes));
+    return end.toString('utf8', characterStartAtOrAfter(end, 0));
   }
 
   /**
@@ -160,7 +204,7 @@ export class BoundedLog {
    * line of about a hundred bytes on top of the limit).
    */
   finalText(): string {
-    return this.head + this.textAfterHead();
+    return this.head.toString('utf8', 0, this.headBytes) + this.textAfterHead();
   }
 
   private lineSearchBytes(): number {

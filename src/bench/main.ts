@@ -94,6 +94,7 @@ async function main(): Promise<void> {
       cache,
       coldStart,
       memory,
+      runner: memory.measured ? memory.runner : { measured: false },
       fanOut,
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');

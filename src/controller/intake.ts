@@ -1,7 +1,10 @@
 /**
  * Webhook intake: from a verified delivery to a queued build. Order matters and is fixed:
  * record the delivery and the queued build, set the `pending` status, then invoke the builder,
- * so no intake status can land after the builder's final one.
+ * so no intake status can land after the builder's final one. What depends on no earlier step runs
+ * beside it (GitHub waits for the answer): the settings and the delivery guard are read together,
+ * the body guard and the build number are taken together, and the superseded builds are looked for
+ * while the status is set and the builder invoked (they are cancelled once it is invoked).
  *
  * Crash safety: the delivery guard item names its build number before the build is written. A
  * redelivery of a delivery whose attempt crashed finds the guard, writes the build if missing,
@@ -393,23 +396,28 @@ async function startBuild(
   const label = buildLabel(build);
   // Looked for while the status is set and the builder invoked; cancelled only once it is invoked.
   const superseded = cancelSuperseded ? supersededBuilds(deps, build) : Promise.resolve([]);
-  // Failing here is no failure: the builder sets the status again when it claims the build.
-  await reportBuildStatus(deps, {
-    build,
-    status: {
-      repo: build.repo,
-      sha: build.sha,
-      state: 'pending',
-      description: `Build #${build.number} queued`,
-      targetUrl: url,
+  // Failing here is no failure: the builder sets the status again when it claims the build. Not
+  // recorded as acknowledged (no store given): only a terminal status GitHub missed is ever sent
+  // again (the sweeper), and the record would cost a write between this status and the invoke.
+  await reportBuildStatus(
+    { ...deps, builds: {} },
+    {
+      build,
+      status: {
+        repo: build.repo,
+        sha: build.sha,
+        state: 'pending',
+        description: `Build #${build.number} queued`,
+        targetUrl: url,
+      },
+      reports: 'queued',
+      policy: INTAKE_DELIVERY,
+      onFailure: {
+        level: 'warn',
+        message: 'could not set the pending status; the builder will set it when the build starts',
+      },
     },
-    reports: 'queued',
-    policy: INTAKE_DELIVERY,
-    onFailure: {
-      level: 'warn',
-      message: 'could not set the pending status; the builder will set it when the build starts',
-    },
-  });
+  );
   try {
     await deps.controller.invoke(build);
   } catch (error) {

@@ -140,9 +140,7 @@ export class BoundedLog {
    * a character boundary) once something was dropped.
    */
   tail(): string {
-    if (!this.ring) return '';
-    const bytes = this.ringContents();
-    return bytes.toString('utf8', this.tailSkipBytes(bytes));
+    return Buffer.concat(this.tailParts()).toString('utf8');
   }
 
   /** Bytes appended in total. */
@@ -153,7 +151,7 @@ export class BoundedLog {
   /** Bytes dropped from the middle: neither in the head nor in `tail()`. */
   get truncatedBytes(): number {
     if (!this.ring || this.overwrittenBytes === 0) return 0;
-    return this.overwrittenBytes + this.tailSkipBytes(this.ringContents());
+    return this.overwrittenBytes + this.tailSkipBytes();
   }
 
   get truncated(): boolean {
@@ -170,19 +168,19 @@ export class BoundedLog {
    * middle was dropped. An uploader that appended every `takeNewHead()` appends this at the end.
    */
   textAfterHead(): string {
-    return this.bytesAfterHead().toString('utf8');
+    return Buffer.concat(this.partsAfterHead()).toString('utf8');
   }
 
-  /** `textAfterHead()` as UTF-8 bytes: what tail.txt holds, without making a string of it first. */
-  bytesAfterHead(): Buffer {
-    if (!this.ring) return Buffer.alloc(0);
-    const ring = this.ringContents();
-    const skip = this.tailSkipBytes(ring);
-    const truncatedBytes = this.overwrittenBytes === 0 ? 0 : this.overwrittenBytes + skip;
-    const tail = ring.subarray(skip);
+  /**
+   * `textAfterHead()` as UTF-8 bytes, in order: the marker's, then views of the ring (valid until
+   * the next append). What tail.txt holds, handed on without copying it into one buffer or a string.
+   */
+  partsAfterHead(): Buffer[] {
+    const truncatedBytes = this.truncatedBytes;
+    const tail = this.tailParts();
     if (truncatedBytes === 0) return tail;
     const marker = truncationMarker(truncatedBytes, this.limitBytes, this.headEndsLine());
-    return Buffer.concat([Buffer.from(marker, 'utf8'), tail]);
+    return [Buffer.from(marker, 'utf8'), ...tail];
   }
 
   /**
@@ -190,13 +188,28 @@ export class BoundedLog {
    * live page shows, read without making the whole log a string.
    */
   lastText(maxBytes: number): string {
-    const after = this.bytesAfterHead();
-    const fromHead = Math.min(this.headBytes, Math.max(0, maxBytes - after.length));
-    const end =
-      fromHead > 0
-        ? Buffer.concat([this.head.subarray(this.headBytes - fromHead, this.headBytes), after])
-        : after.subarray(after.length - Math.min(after.length, maxBytes));
-    return end.toString('utf8', characterStartAtOrAfter(end, 0));
+    const parts = [this.head.subarray(0, this.headBytes), ...this.partsAfterHead()];
+    const end: Buffer[] = [];
+    let wanted = maxBytes;
+    for (let index = parts.length - 1; index >= 0 && wanted > 0; index--) {
+      const part = parts[index] ?? Buffer.alloc(0);
+      end.unshift(part.subarray(Math.max(0, part.length - wanted)));
+      wanted -= Math.min(wanted, part.length);
+    }
+    const bytes = Buffer.concat(end);
+    return bytes.toString('utf8', characterStartAtOrAfter(bytes, 0));
+  }
+
+  /** The ring's bytes from where the tail starts: one view, or two where they wrap around. */
+  private tailParts(): Buffer[] {
+    const ring = this.ring;
+    if (!ring || this.ringLength === 0) return [];
+    const skip = this.tailSkipBytes();
+    const start = (this.ringStart + skip) % ring.length;
+    const length = this.ringLength - skip;
+    const end = start + length;
+    if (end <= ring.length) return [ring.subarray(start, end)];
+    return [ring.subarray(start), ring.subarray(0, end - ring.length)];
   }
 
   /**
@@ -244,17 +257,21 @@ export class BoundedLog {
     this.ringLength += bytes.length;
   }
 
-  private ringContents(): Buffer {
+  /** The first `length` bytes of the ring (or all it holds), copied out when they wrap around. */
+  private ringPrefix(length: number): Buffer {
     const ring = this.ring;
     if (!ring) return Buffer.alloc(0);
-    const end = this.ringStart + this.ringLength;
+    const wanted = Math.min(length, this.ringLength);
+    const end = this.ringStart + wanted;
     if (end <= ring.length) return ring.subarray(this.ringStart, end);
     return Buffer.concat([ring.subarray(this.ringStart), ring.subarray(0, end - ring.length)]);
   }
 
   /** Where the tail starts once its beginning was overwritten: after a nearby newline, or a whole character. */
-  private tailSkipBytes(bytes: Buffer): number {
+  private tailSkipBytes(): number {
     if (this.overwrittenBytes === 0 || this.lastOverwrittenByte === NEWLINE) return 0;
+    // Only the start matters: a character's first byte is within 3, the newline within lineSearchBytes.
+    const bytes = this.ringPrefix(this.lineSearchBytes() + 4);
     const characterStart = characterStartAtOrAfter(bytes, 0);
     const newline = bytes.indexOf(NEWLINE, characterStart);
     if (newline !== -1 && newline - characterStart < this.lineSearchBytes()) return newline + 1;

@@ -28,7 +28,7 @@ export const LOG_PAGE_CONTENT_TYPE = 'text/html; charset=utf-8';
 const MIN_CHUNK_BYTES = 4;
 
 export interface LogStreamOptions {
-  uploader: { put(key: string, body: string | Uint8Array, contentType: string): Promise<void> };
+  uploader: { put(key: string, body: string | Uint8Array | Blob, contentType: string): Promise<void> };
   /** From the upload form's keyPrefix. */
   logPrefix: string;
   /** BoundedLog limit. */
@@ -147,9 +147,10 @@ export function createLogStream(options: LogStreamOptions): LogStream {
     }
     const version = log.totalBytes;
     if (version !== tailUploadedAt) {
-      // Bytes as kept: a tail of megabytes is not turned into a string to be encoded again.
-      const afterHead = log.bytesAfterHead();
-      if (afterHead.length === 0) {
+      // The bytes as the ring keeps them, copied once (into the Blob): a tail of megabytes is not
+      // joined, made a string and encoded again on every tick.
+      const afterHead = new Blob(log.partsAfterHead());
+      if (afterHead.size === 0) {
         tailUploadedAt = version; // the head is still growing: no tail yet
       } else {
         try {

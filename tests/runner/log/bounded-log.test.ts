@@ -158,12 +158,12 @@ describe('BoundedLog', () => {
   it('gives the text after the head as bytes, and the end of the log for a page', () => {
     const log = new BoundedLog({ limitBytes: 1024 });
     log.append(numberedLines(1, 10)); // 200 bytes: all head
-    expect(log.bytesAfterHead().length).toBe(0);
+    expect(log.partsAfterHead()).toEqual([]);
     expect(log.lastText(100)).toBe(numberedLines(6, 10));
     expect(log.lastText(10_000)).toBe(log.finalText());
 
     log.append(numberedLines(11, 200)); // past the limit: head, marker, tail
-    expect(log.bytesAfterHead().toString('utf8')).toBe(log.textAfterHead());
+    expect(Buffer.concat(log.partsAfterHead()).toString('utf8')).toBe(log.textAfterHead());
     expect(log.textAfterHead()).toContain('truncated here');
     expect(log.lastText(100)).toBe(numberedLines(196, 200));
     expect(log.lastText(10_000)).toBe(log.finalText());

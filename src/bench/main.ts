@@ -28,16 +28,17 @@ async function main(): Promise<void> {
   const npmCache = join(root, 'npm-cache');
   const github = await startGitHubServer({ token: TOKEN });
   let stack: LocalStack | undefined;
+  const stackOptions = (dir: string) => ({
+    dataDir: join(root, dir),
+    port: 0,
+    githubApiUrl: github.url,
+    githubToken: TOKEN,
+    webhookSecret: SECRET,
+    concurrency: 2,
+    logger: createMemoryLogger(),
+  });
   try {
-    stack = await startLocalStack({
-      dataDir: join(root, 'stack'),
-      port: 0,
-      githubApiUrl: github.url,
-      githubToken: TOKEN,
-      webhookSecret: SECRET,
-      concurrency: 2,
-      logger: createMemoryLogger(),
-    });
+    stack = await startLocalStack(stackOptions('stack'));
     const added = async (name: string, dir: string): Promise<Repo> => {
       const repo = await createGitRepoFromDirectory(dir);
       github.addRepository({ owner: OWNER, name, gitDir: repo.dir });
@@ -55,7 +56,12 @@ async function main(): Promise<void> {
     const largeNoCache = await added('large-no-cache', large.dir);
     await rm(join(large.dir, '.lambkin.json'));
 
-    const webhooks = await measureWebhooks(stack, github, smallRepo);
+    const webhook = await measureWebhooks(
+      stack,
+      () => startLocalStack({ ...stackOptions('intake-stack'), builderSink: true }),
+      github,
+      smallRepo,
+    );
     const queue = await measureQueueLatency(stack, github, smallRepo, quick ? 2 : 10);
     const overhead = await measureOverhead(stack, github, largeNoCache, npmCache, quick ? 1 : 5);
     const cache = await measureCache(stack, github, largeRepo, quick ? 1 : 5);
@@ -100,7 +106,7 @@ async function main(): Promise<void> {
           source: quick ? 'local tarballs' : 'registry',
         },
       },
-      webhooks,
+      webhook,
       queueLatencyMs: queue,
       buildOverhead: overhead,
       cache,
@@ -108,6 +114,7 @@ async function main(): Promise<void> {
       repo,
       coldStart,
       memory,
+      runner: memory.measured ? memory.runner : { measured: false },
       fanOut,
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');

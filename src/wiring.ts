@@ -156,7 +156,8 @@ function approvalCheckFor(
 
 /** Commit statuses; in App mode with the build's check run beside each. */
 export function statusReporterFor(github: GitHubAccess): StatusReporter {
-  const statuses = new GitHubStatusReporter((repo) => github.forRepo(repo, REPORTING_PERMISSIONS));
+  // Statuses are bounded and retried by their reporter: no plugin queues (GitHubAccess.directForRepo).
+  const statuses = new GitHubStatusReporter((repo) => github.directForRepo(repo, REPORTING_PERMISSIONS));
   return github.mode === 'app'
     ? new AppBuildReporter(
         statuses,

@@ -17,6 +17,7 @@ import { measureCache } from './cache.js';
 import { measureFanOut } from './fan-out-run.js';
 import { measureMemory } from './memory.js';
 import { measureBuild } from './overhead.js';
+import { measureRun } from './run.js';
 import { localDependencyProject, registryProject } from './projects.js';
 import { cpuCount, OWNER, progress, quick, SECRET, TOKEN, type Repo } from './shared.js';
 import { measureQueueLatency, measureWebhooks } from './webhooks.js';
@@ -29,16 +30,17 @@ async function main(): Promise<void> {
   // The controller logs each build's time breakdown here (the build section reads it).
   const logger = createMemoryLogger();
   let stack: LocalStack | undefined;
+  const stackOptions = (dir: string, logger = createMemoryLogger()) => ({
+    dataDir: join(root, dir),
+    port: 0,
+    githubApiUrl: github.url,
+    githubToken: TOKEN,
+    webhookSecret: SECRET,
+    concurrency: 2,
+    logger,
+  });
   try {
-    stack = await startLocalStack({
-      dataDir: join(root, 'stack'),
-      port: 0,
-      githubApiUrl: github.url,
-      githubToken: TOKEN,
-      webhookSecret: SECRET,
-      concurrency: 2,
-      logger,
-    });
+    stack = await startLocalStack(stackOptions('stack', logger));
     const added = async (name: string, dir: string): Promise<Repo> => {
       const repo = await createGitRepoFromDirectory(dir);
       github.addRepository({ owner: OWNER, name, gitDir: repo.dir });
@@ -56,7 +58,12 @@ async function main(): Promise<void> {
     const largeNoCache = await added('large-no-cache', large.dir);
     await rm(join(large.dir, '.lambkin.json'));
 
-    const webhooks = await measureWebhooks(stack, github, smallRepo);
+    const webhook = await measureWebhooks(
+      stack,
+      () => startLocalStack({ ...stackOptions('intake-stack'), builderSink: true }),
+      github,
+      smallRepo,
+    );
     const queue = await measureQueueLatency(stack, github, smallRepo, quick ? 2 : 10);
     const build = await measureBuild(
       stack,
@@ -68,10 +75,27 @@ async function main(): Promise<void> {
     );
     const cache = await measureCache(stack, github, largeRepo, quick ? 1 : 5);
     const memory = await measureMemory(stack, github, root);
+    // A project of the user's own (LAMBKIN_BENCH_REPO=/path/to/git/dir), cloned: its cache figures here.
+    const userRepo = process.env.LAMBKIN_BENCH_REPO;
+    let userRepoAdded: (Repo & { source: string }) | undefined;
+    let userCache: Awaited<ReturnType<typeof measureCache>> | undefined;
+    if (userRepo) {
+      userRepoAdded = await addUserRepository(github, userRepo, join(root, 'user-repo.git'));
+      userCache = await measureCache(stack, github, userRepoAdded, quick ? 1 : 3);
+    }
     await stack.stop();
     stack = undefined;
     const fanOut = await measureFanOut(github, root, quick ? 1 : 3);
     const coldStart = await measureColdStart(quick ? 3 : 15);
+    const run = await measureRun('large', largeRepo.gitDir, npmCache, quick ? 1 : 3);
+    const repo = userRepoAdded
+      ? {
+          source: userRepoAdded.source,
+          sha: userRepoAdded.sha,
+          cache: userCache,
+          run: await measureRun('LAMBKIN_BENCH_REPO', userRepoAdded.gitDir, npmCache, quick ? 1 : 3),
+        }
+      : null;
 
     const result = {
       bench: 'lambkin',
@@ -91,12 +115,15 @@ async function main(): Promise<void> {
           source: quick ? 'local tarballs' : 'registry',
         },
       },
-      webhooks,
+      webhook,
       queueLatencyMs: queue,
       build,
       cache,
+      run,
+      repo,
       coldStart,
       memory,
+      runner: memory.measured ? memory.runner : { measured: false },
       fanOut,
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
@@ -105,6 +132,26 @@ async function main(): Promise<void> {
     await github.close();
     await rm(root, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/** A bare clone of the user's repository, served by the stand-in as `bench/user-repo`. */
+async function addUserRepository(
+  github: Awaited<ReturnType<typeof startGitHubServer>>,
+  source: string,
+  bare: string,
+): Promise<Repo & { source: string }> {
+  progress(`cloning LAMBKIN_BENCH_REPO (${source})`);
+  await execa('git', ['clone', '--quiet', '--bare', source, bare]);
+  const { stdout } = await execa('git', ['-C', bare, 'rev-parse', 'HEAD']);
+  github.addRepository({ owner: OWNER, name: 'user-repo', gitDir: bare });
+  return {
+    name: 'user-repo',
+    full: `${OWNER}/user-repo`,
+    sha: stdout.trim(),
+    dir: bare,
+    gitDir: bare,
+    source,
+  };
 }
 
 async function installedPackages(dir: string): Promise<number> {

@@ -1,7 +1,10 @@
 /**
  * Webhook intake: from a verified delivery to a queued build. Order matters and is fixed:
  * record the delivery and the queued build, set the `pending` status, then invoke the builder,
- * so no intake status can land after the builder's final one.
+ * so no intake status can land after the builder's final one. What depends on no earlier step runs
+ * beside it (GitHub waits for the answer): the settings and the delivery guard are read together,
+ * the body guard and the build number are taken together, and the superseded builds are looked for
+ * while the status is set and the builder invoked (they are cancelled once it is invoked).
  *
  * Crash safety: the delivery guard item names its build number before the build is written. A
  * redelivery of a delivery whose attempt crashed finds the guard, writes the build if missing,
@@ -285,7 +288,12 @@ async function queueBuild(
 ): Promise<HttpResponse> {
   const { deliveryId } = delivery;
   const now = (deps.clock ?? Date.now)();
-  const settings = await deps.settings.effective(candidate.repo);
+  // Independent reads, at once: the guard is only used once the build is decided (and it is read
+  // again by the conditional claims below, so reading it early loses no race).
+  const [settings, earlierGuard] = await Promise.all([
+    deps.settings.effective(candidate.repo),
+    deps.builds.getDelivery(deliveryId),
+  ]);
   const decision = decideBuild(candidate, settings.build);
   if (!decision.build) {
     deps.logger.info('webhook ignored', { deliveryId, repo: candidate.repo, reason: decision.reason });
@@ -308,10 +316,15 @@ async function queueBuild(
     pageUrl: (number) => buildPageUrl(base, { repo: request.repo, number }, logToken),
   };
 
-  let guard = await deps.builds.getDelivery(deliveryId);
+  let guard = earlierGuard;
   let build: BuildRecord | undefined;
   if (!guard) {
-    const body = await deps.builds.claimBody(delivery, deliveryId, now + DELIVERY_GUARD_TTL_MS);
+    // The number is taken beside the body guard, not after it: a replay then leaves a gap in the
+    // numbers, which they may have (BuildStore.allocateNumber), and every other delivery is faster.
+    const [body, number] = await Promise.all([
+      deps.builds.claimBody(delivery, deliveryId, now + DELIVERY_GUARD_TTL_MS),
+      deps.builds.allocateNumber(request.repo),
+    ]);
     // Claimed under this id already: a copy or redelivery of this delivery, whose attempt may have
     // died before its delivery guard. Under another id: the same signed body replayed.
     if (!body.claimed && body.record.deliveryId !== deliveryId) {
@@ -319,7 +332,6 @@ async function queueBuild(
       deps.logger.warn('webhook replay ignored', { deliveryId, repo: request.repo, reason });
       return jsonResponse(202, { ignored: true, reason });
     }
-    const number = await deps.builds.allocateNumber(request.repo);
     const claim = await deps.builds.claimDelivery(
       deliveryId,
       { repo: request.repo, number },
@@ -382,31 +394,44 @@ async function startBuild(
 ): Promise<HttpResponse> {
   const url = pageUrlOf(build, deps.publicUrl);
   const label = buildLabel(build);
-  // Failing here is no failure: the builder sets the status again when it claims the build.
-  await reportBuildStatus(deps, {
-    build,
-    status: {
-      repo: build.repo,
-      sha: build.sha,
-      state: 'pending',
-      description: `Build #${build.number} queued`,
-      targetUrl: url,
+  // Looked for while the status is set and the builder invoked; cancelled only once it is invoked.
+  const superseded = cancelSuperseded ? supersededBuilds(deps, build) : Promise.resolve([]);
+  // Failing here is no failure: the builder sets the status again when it claims the build. Not
+  // recorded as acknowledged (no store given): only a terminal status GitHub missed is ever sent
+  // again (the sweeper), and the record would cost a write between this status and the invoke.
+  await reportBuildStatus(
+    { ...deps, builds: {} },
+    {
+      build,
+      status: {
+        repo: build.repo,
+        sha: build.sha,
+        state: 'pending',
+        description: `Build #${build.number} queued`,
+        targetUrl: url,
+      },
+      reports: 'queued',
+      policy: INTAKE_DELIVERY,
+      onFailure: {
+        level: 'warn',
+        message: 'could not set the pending status; the builder will set it when the build starts',
+      },
     },
-    reports: 'queued',
-    policy: INTAKE_DELIVERY,
-    onFailure: {
-      level: 'warn',
-      message: 'could not set the pending status; the builder will set it when the build starts',
-    },
-  });
+  );
   try {
     await deps.controller.invoke(build);
   } catch (error) {
+    await superseded; // never rejects; nothing is cancelled for a build that did not start
     return failToStart(deps, build, url, error);
   }
-  await deps.builds.markDeliveryInvoked(deliveryId);
+  // Both settle before the answer (a function's work stops with it); cancelling never rejects.
+  const [marked, cancelling] = await Promise.allSettled([
+    deps.builds.markDeliveryInvoked(deliveryId),
+    superseded.then((older) => cancelBuilds(deps, build, older)),
+  ]);
+  if (marked.status === 'rejected') throw marked.reason;
   deps.logger.info('build queued', { deliveryId, build: label, sha: build.sha });
-  const cancelled = cancelSuperseded ? await cancelSupersededBuilds(deps, build) : [];
+  const cancelled = cancelling.status === 'fulfilled' ? cancelling.value : [];
   return jsonResponse(202, {
     queued: true,
     repo: build.repo,
@@ -417,22 +442,32 @@ async function startBuild(
 }
 
 /**
- * Cancels the older builds of the same branch or pull request that are still queued or running
- * (never a tag's: each tag is its own release; never a trusted one for an untrusted build). Best effort: a failure is logged, never fails the
- * webhook (the older build then simply runs to its end). Returns the numbers cancelled.
+ * The older builds of the same branch or pull request that are still queued or running (never a
+ * tag's: each tag is its own release; never a trusted one for an untrusted build). Best effort: a
+ * failure to look is logged and finds none (the older builds then simply run to their end).
  */
-async function cancelSupersededBuilds(deps: IntakeDependencies, build: BuildRecord): Promise<number[]> {
+async function supersededBuilds(deps: IntakeDependencies, build: BuildRecord): Promise<BuildRecord[]> {
   if (build.tag !== undefined || (build.pr === undefined && build.branch === undefined)) return [];
-  let older: BuildRecord[];
   try {
-    older = await deps.builds.unfinishedBuildsOf(build.repo, build, build.number);
+    const older = await deps.builds.unfinishedBuildsOf(build.repo, build, build.number);
     // Untrusted code (a check suite's commit, which may be a fork's named like the branch) never
     // stops the branch's own trusted builds: only a trusted build supersedes those.
-    if (!build.trusted) older = older.filter((previous) => !previous.trusted);
+    return build.trusted ? older : older.filter((previous) => !previous.trusted);
   } catch (error) {
     deps.logger.warn('could not look for superseded builds', { build: buildLabel(build), error });
     return [];
   }
+}
+
+/**
+ * Cancels `older`, superseded by `build`, each with a status saying so. Never throws: a failure is
+ * logged and never fails the webhook. Returns the numbers cancelled.
+ */
+async function cancelBuilds(
+  deps: IntakeDependencies,
+  build: BuildRecord,
+  older: BuildRecord[],
+): Promise<number[]> {
   const reason = `superseded by #${build.number}`;
   const results = await Promise.all(
     older.map(async (previous): Promise<number | undefined> => {

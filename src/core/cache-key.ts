@@ -4,6 +4,7 @@
  * here: the controller learns the sha from GitHub (src/github/trees.ts), the runner from its checkout.
  */
 import { createHash } from 'node:crypto';
+import * as zlib from 'node:zlib';
 import type { RepoName } from './build.js';
 
 /**
@@ -42,18 +43,55 @@ export function runtimeId(runtime: CacheRuntime): string {
 }
 
 /**
- * `cache/<owner>/<repo>/node20-linux-x64/<lockfile blob sha>.tar.gz`. With `nodeVersion` (the job's
- * Node.js, when its matrix chooses one) the key's runtime part names that version's major instead
- * of `runtime.nodeVersion`'s: packages installed by Node 22 are not restored into a Node 20 job.
+ * How a cache archive is compressed; the key's extension says which, so a runner knows before the
+ * first byte and never tries to read what its runtime cannot. Measured on a 64 MiB node_modules
+ * tar here (Node 20): gzip -6 packs in 1.1–1.5 s to 11.2 MiB and unpacks in 175–260 ms; brotli
+ * quality 3 packs in 0.37–0.39 s to 9.3 MiB and unpacks in 140–150 ms (quality 4: 0.86–0.98 s,
+ * 8.2 MiB, 120–140 ms). zstd (Node >= 22.15 / 23.8)
+ * is preferred where present: it decompresses several times faster than either.
+ */
+export const CACHE_CODECS = ['zstd', 'br', 'gzip'] as const;
+export type CacheCodec = (typeof CACHE_CODECS)[number];
+
+const CODEC_EXTENSIONS: Record<CacheCodec, string> = { zstd: '.tar.zst', br: '.tar.br', gzip: '.tar.gz' };
+
+/** The codecs this process's zlib can read and write, best first. */
+export function supportedCacheCodecs(zlibModule: object = zlib): CacheCodec[] {
+  const has = (name: string): boolean => typeof (zlibModule as Record<string, unknown>)[name] === 'function';
+  return CACHE_CODECS.filter((codec) =>
+    codec === 'zstd'
+      ? has('createZstdCompress') && has('createZstdDecompress')
+      : codec === 'br'
+        ? has('createBrotliCompress') && has('createBrotliDecompress')
+        : has('createGzip') && has('createGunzip'),
+  );
+}
+
+/** The codec new archives are written with: the best this runtime has (gzip is always there). */
+export function preferredCacheCodec(supported: readonly CacheCodec[] = supportedCacheCodecs()): CacheCodec {
+  return supported[0] ?? 'gzip';
+}
+
+/** The codec a key's extension names, or undefined for a key that names none. */
+export function cacheCodecOf(key: string): CacheCodec | undefined {
+  return CACHE_CODECS.find((codec) => key.endsWith(CODEC_EXTENSIONS[codec]));
+}
+
+/**
+ * `cache/<owner>/<repo>/node20-linux-x64/<lockfile blob sha>.tar.br` (the extension names the
+ * codec, `preferredCacheCodec()` by default). With `nodeVersion` (the job's Node.js, when its matrix
+ * chooses one) the key's runtime part names that version's major instead of `runtime.nodeVersion`'s:
+ * packages installed by Node 22 are not restored into a Node 20 job.
  */
 export function cacheKeyOf(
   repo: RepoName,
   runtime: CacheRuntime,
   lockfileSha: string,
   nodeVersion?: string,
+  codec: CacheCodec = preferredCacheCodec(),
 ): string {
   const used = nodeVersion === undefined ? runtime : { ...runtime, nodeVersion };
-  return `${CACHE_PREFIX}${repo}/${runtimeId(used)}/${lockfileSha}.tar.gz`;
+  return `${CACHE_PREFIX}${repo}/${runtimeId(used)}/${lockfileSha}${CODEC_EXTENSIONS[codec]}`;
 }
 
 /** Git's object id of a file's content: sha1 of `blob <length>\0<content>`, as the trees API gives it. */

@@ -6,7 +6,8 @@
  * composition root. No token from here is ever put in a runner's input.
  */
 import { createGitHubApp, type GitHubApp, type InstallationPermissions } from './app-auth.js';
-import { createGitHubClient, type GitHubClient } from './client.js';
+import type { Octokit } from '@octokit/rest';
+import { createDirectGitHubClient, createGitHubClient, type GitHubClient } from './client.js';
 import type { Logger } from '../core/logger.js';
 
 /** Statuses and check runs: what the reporters write. */
@@ -20,6 +21,11 @@ export interface GitHubAccess {
   readonly mode: 'app' | 'token';
   /** A client for calls about `repo` (`owner/name`) that need `permissions`. */
   forRepo(repo: string, permissions: InstallationPermissions): GitHubClient;
+  /**
+   * The same without the retry and throttling plugins, for callers that bound and retry each call
+   * themselves (src/github/delivery.ts): the commit status reporter.
+   */
+  directForRepo(repo: string, permissions: InstallationPermissions): Octokit;
   /** The App (App mode only): its JWT client and installation lookups. */
   readonly app?: GitHubApp;
 }
@@ -37,12 +43,14 @@ export interface GitHubAccessOptions {
 
 export function createGitHubAccess(options: GitHubAccessOptions): GitHubAccess {
   if (!options.app) {
-    const client = createGitHubClient({
+    const clientOptions = {
       baseUrl: options.baseUrl,
       ...(options.token ? { token: options.token } : {}),
       logger: options.logger,
-    });
-    return { mode: 'token', forRepo: () => client };
+    };
+    const client = createGitHubClient(clientOptions);
+    const direct = createDirectGitHubClient(clientOptions);
+    return { mode: 'token', forRepo: () => client, directForRepo: () => direct };
   }
   const app = createGitHubApp(
     { appId: options.app.appId, privateKey: options.app.privateKey },
@@ -55,15 +63,27 @@ export function createGitHubAccess(options: GitHubAccessOptions): GitHubAccess {
   // One client per repository and permissions: each keeps its throttling queue and sends the
   // current token of its own.
   const clients = new Map<string, GitHubClient>();
+  const directClients = new Map<string, Octokit>();
+  const keyOf = (repo: string, permissions: InstallationPermissions): string =>
+    `${repo.toLowerCase()}|${JSON.stringify(Object.entries(permissions).sort())}`;
   return {
     mode: 'app',
     app,
     forRepo(repo, permissions) {
-      const key = `${repo.toLowerCase()}|${JSON.stringify(Object.entries(permissions).sort())}`;
+      const key = keyOf(repo, permissions);
       let client = clients.get(key);
       if (!client) {
         client = app.installationClient(repo, permissions);
         clients.set(key, client);
+      }
+      return client;
+    },
+    directForRepo(repo, permissions) {
+      const key = keyOf(repo, permissions);
+      let client = directClients.get(key);
+      if (!client) {
+        client = app.directInstallationClient(repo, permissions);
+        directClients.set(key, client);
       }
       return client;
     },

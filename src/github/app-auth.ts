@@ -9,7 +9,14 @@
  * fresh token. A 401 drops the cached token: the next request mints a new one.
  */
 import { createAppAuth } from '@octokit/auth-app';
-import { createGitHubClient, DEFAULT_GITHUB_API_URL, splitRepoName, type GitHubClient } from './client.js';
+import type { Octokit } from '@octokit/rest';
+import {
+  createDirectGitHubClient,
+  createGitHubClient,
+  DEFAULT_GITHUB_API_URL,
+  splitRepoName,
+  type GitHubClient,
+} from './client.js';
 import type { Logger } from '../core/logger.js';
 
 /** What identifies the App: its id (or client id) and its private key (PEM). */
@@ -59,6 +66,8 @@ export interface GitHubApp {
   installationToken(repo: string, permissions: InstallationPermissions): Promise<InstallationToken>;
   /** A client for `repo` alone with `permissions`: each request carries a current installation token. */
   installationClient(repo: string, permissions: InstallationPermissions): GitHubClient;
+  /** The same without the retry and throttling plugins (createDirectGitHubClient). */
+  directInstallationClient(repo: string, permissions: InstallationPermissions): Octokit;
   /** Forgets the cached tokens and installation ids. */
   clear(): void;
 }
@@ -167,8 +176,20 @@ export function createGitHubApp(
   }
 
   function installationClient(repo: string, permissions: InstallationPermissions): GitHubClient {
+    return asInstallation(createGitHubClient(clientOptions), repo, permissions);
+  }
+
+  function directInstallationClient(repo: string, permissions: InstallationPermissions): Octokit {
+    return asInstallation(createDirectGitHubClient(clientOptions), repo, permissions);
+  }
+
+  /** Sends each of the client's requests with the installation's current token for `repo`. */
+  function asInstallation<T extends Octokit>(
+    client: T,
+    repo: string,
+    permissions: InstallationPermissions,
+  ): T {
     const key = tokenKey(repo, permissions);
-    const client = createGitHubClient(clientOptions);
     client.hook.before('request', async (request) => {
       const { token } = await installationToken(repo, permissions);
       request.headers.authorization = `token ${token}`;
@@ -187,6 +208,7 @@ export function createGitHubApp(
     installationId,
     installationToken,
     installationClient,
+    directInstallationClient,
     clear() {
       tokens.clear();
       installationIds.clear();

@@ -41,18 +41,38 @@ interface ThrottledRequest {
   request?: Record<string, unknown>;
 }
 
-export function createGitHubClient(options: GitHubClientOptions = {}): GitHubClient {
-  const maxWaitSeconds = options.maxRateLimitWaitSeconds ?? 60;
+/** What every client of the process shares: the API, the token, the user agent and the log. */
+function baseOptions(options: GitHubClientOptions) {
   const logger = options.logger;
   const warn = (message: string): void => (logger ? logger.warn(message) : console.warn(message));
-  const log = {
-    debug: () => undefined,
-    info: () => undefined,
-    warn,
-    // Octokit logs every failed request at error level; callers report failures with context, so
-    // these lines would only repeat them (a 404 for an absent file is not even a failure).
-    error: () => undefined,
+  return {
+    baseUrl: (options.baseUrl ?? DEFAULT_GITHUB_API_URL).replace(/\/+$/, ''),
+    ...(options.token ? { auth: options.token } : {}),
+    userAgent: options.userAgent ?? 'lambkin',
+    log: {
+      debug: () => undefined,
+      info: () => undefined,
+      warn,
+      // Octokit logs every failed request at error level; callers report failures with context, so
+      // these lines would only repeat them (a 404 for an absent file is not even a failure).
+      error: () => undefined,
+    },
   };
+}
+
+/**
+ * A client without the retry and throttling plugins, for callers that bound and retry each call
+ * themselves (src/github/delivery.ts: the commit status reporter). The plugins' queues (Bottleneck)
+ * wait on the timer loop several times per request: ~20 ms a call that GitHub answers in 2.
+ */
+export function createDirectGitHubClient(options: GitHubClientOptions = {}): Octokit {
+  return new Octokit(baseOptions(options));
+}
+
+export function createGitHubClient(options: GitHubClientOptions = {}): GitHubClient {
+  const maxWaitSeconds = options.maxRateLimitWaitSeconds ?? 60;
+  const base = baseOptions(options);
+  const warn = base.log.warn;
   const sitOut =
     (kind: string) =>
     (retryAfterSeconds: number, requestOptions: ThrottledRequest, _octokit: unknown, retryCount: number) => {
@@ -66,10 +86,7 @@ export function createGitHubClient(options: GitHubClientOptions = {}): GitHubCli
       return wait;
     };
   return new LambkinOctokit({
-    baseUrl: (options.baseUrl ?? DEFAULT_GITHUB_API_URL).replace(/\/+$/, ''),
-    ...(options.token ? { auth: options.token } : {}),
-    userAgent: options.userAgent ?? 'lambkin',
-    log,
+    ...base,
     // 403 and 429 are rate limits (or refusals): the throttling plugin decides on those, by their reset.
     retry: { retries: 3, doNotRetry: [400, 401, 403, 404, 410, 422, 429, 451] },
     throttle: {

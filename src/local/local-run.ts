@@ -36,6 +36,7 @@ import { LOCAL_REGION } from './stack.js';
 import { StackCredentials } from './stack-credentials.js';
 import { startGuardedStorage } from './storage-proxy.js';
 import { EphemeralBuildSigner } from './ephemeral-signer.js';
+import { LocalDependencyCache } from './local-cache.js';
 import { type StatusReporter } from '../core/ports.js';
 
 export interface LocalRunOptions {
@@ -53,6 +54,11 @@ export interface LocalRunOptions {
   job?: string;
   /** Jobs at once; default one per core. */
   concurrency?: number;
+  /**
+   * The dependency cache's folder (src/local/local-cache.ts; the CLI gives defaultLocalCacheDir());
+   * without it the build installs from scratch every time.
+   */
+  cacheDir?: string;
   logger: Logger;
 }
 
@@ -102,29 +108,59 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
   const work = await mkdtemp(join(tmpdir(), 'lambkin-run-'));
   const cleanups: (() => Promise<unknown>)[] = [() => rm(work, { recursive: true, force: true })];
   try {
-    const source = await describeSource(path);
     const archive = join(work, 'source.tar.gz');
-    await createTar(
-      { gzip: true, cwd: path, prefix: 'local/', portable: true, file: archive },
-      await listFiles(path),
-    );
+    // The build's steps run on this machine while these servers do: as in `lambkin dev`, they answer
+    // only requests signed with this run's key (src/local/storage-proxy.ts). They start while the
+    // working copy is packed: neither waits for the other.
+    const credentials = new StackCredentials();
+    const startingStorage = startGuardedStorage({ credentials, s3Directory: join(work, 's3') });
+    const startingCache = options.cacheDir
+      ? LocalDependencyCache.start({ dir: options.cacheDir, projectPath: path })
+      : undefined;
+    const packing = (async () => {
+      const source = await describeSource(path);
+      // Level 1: the archive only crosses the loopback; level 6 took three times as long for 10 % less.
+      await createTar(
+        { gzip: { level: 1 }, cwd: path, prefix: 'local/', portable: true, file: archive },
+        await listFiles(path),
+      );
+      return source;
+    })();
+    const [storageStarted, cacheStarted, packed] = await Promise.allSettled([
+      startingStorage,
+      startingCache,
+      packing,
+    ]);
+    if (storageStarted.status === 'fulfilled') cleanups.unshift(storageStarted.value.stop);
+    if (cacheStarted.status === 'fulfilled' && cacheStarted.value) {
+      const started = cacheStarted.value;
+      cleanups.unshift(() => started.close());
+    }
+    if (storageStarted.status === 'rejected') throw storageStarted.reason;
+    if (packed.status === 'rejected') throw packed.reason;
+    const storage = storageStarted.value;
+    const source = packed.value;
+    let localCache: LocalDependencyCache | undefined;
+    if (cacheStarted.status === 'rejected') {
+      options.logger.warn(
+        `the dependency cache is off for this run: ${cacheStarted.reason instanceof Error ? cacheStarted.reason.message : String(cacheStarted.reason)}`,
+      );
+    } else {
+      localCache = cacheStarted.value;
+    }
     const served = await serveFile(archive);
     cleanups.unshift(served.close);
-
-    // The build's steps run on this machine while these servers do: as in `lambkin dev`, they answer
-    // only requests signed with this run's key (src/local/storage-proxy.ts).
-    const credentials = new StackCredentials();
-    const storage = await startGuardedStorage({ credentials, s3Directory: join(work, 's3') });
-    cleanups.unshift(storage.stop);
     const { dynamodb: dynamo, s3 } = storage;
     const clients = createAwsClients({
       region: LOCAL_REGION,
       credentials: credentials.stack,
       endpoints: { dynamodb: dynamo.endpoint, s3: s3.endpoint },
     });
-    await clients.dynamodb.send(new CreateTableCommand(buildsTableDefinition('builds')));
-    await clients.dynamodb.send(new CreateTableCommand(settingsTableDefinition('settings')));
-    await clients.s3.send(new CreateBucketCommand({ Bucket: 'logs' }));
+    await Promise.all([
+      clients.dynamodb.send(new CreateTableCommand(buildsTableDefinition('builds'))),
+      clients.dynamodb.send(new CreateTableCommand(settingsTableDefinition('settings'))),
+      clients.s3.send(new CreateBucketCommand({ Bucket: 'logs' })),
+    ]);
     const builds = new DynamoBuildStore(clients.documents, 'builds');
     const settings = new DynamoSettingsStore(clients.documents, 'settings');
     if (options.env && Object.keys(options.env).length > 0) {
@@ -157,6 +193,7 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       // The folder's config plans the jobs; with `--deploy` (the operator asked for it) it is also
       // the deploy rules' "default branch" (the controller reads them as it reads a repository's).
       repoFiles: { readFile: (_repo, file) => readLocalFile(path, file) },
+      ...(localCache ? { cache: localCache } : {}),
       jobs,
       jobInvoker: pool,
       jobConcurrency: concurrency,

@@ -40,6 +40,7 @@ import { type RunnerInvoker, type SettingsStore } from '../core/ports.js';
 import { STACK_FILE_NAME, STACK_FILE_VERSION, type StackFile } from './stack-file.js';
 import { StackCredentials } from './stack-credentials.js';
 import { startGuardedStorage } from './storage-proxy.js';
+import { QueuedObserver } from '../notify/observer.js';
 
 export const LOCAL_NAMES = {
   buildsTable: 'lambkin-builds',
@@ -92,6 +93,11 @@ export interface LocalStackOptions {
    * LAMBKIN_SLACK_API_URL) are read, under the stack's own values (src/local/local-config.ts).
    */
   environment?: Readonly<Record<string, string | undefined>>;
+  /**
+   * The builder function answers every invoke and runs nothing, so no build ever starts: the
+   * bench measures the webhook's intake alone this way (in the cloud it has a machine of its own).
+   */
+  builderSink?: boolean;
   logger: Logger;
 }
 
@@ -101,7 +107,7 @@ export interface LocalStack {
   clients: AwsClients;
   controller: ControllerDependencies;
   intake: IntakeDependencies;
-  /** Resolves once no build is queued or running in the local Lambda service. */
+  /** Resolves once no build is queued or running in the local Lambda service, nor a notification. */
   idle(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -197,8 +203,12 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   // secretEnv values are sealed with a key kept in the data dir (src/store/secret-cipher.ts).
   const cipher = new LocalSecretCipher(dataDir);
   // No stream here: every store that changes builds (the intake's, the controller's, which the
-  // on-failure hook uses too) tells the notifier itself, as the cloud's stream function would.
-  const notifier = createBuildNotifier(config, options.logger, clients, cipher);
+  // on-failure hook uses too) tells the notifier itself, queued as the cloud's stream would be, so
+  // that no webhook answer or final status waits for the page, Slack or SNS.
+  const notifier = new QueuedObserver(
+    createBuildNotifier(config, options.logger, clients, cipher),
+    options.logger,
+  );
   const controller = {
     ...createControllerDependencies(config, options.logger, clients, runner, cipher, notifier),
     // Jobs queue in the local Lambda service: as many run at once as it runs invocations.
@@ -239,8 +249,11 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         { credentials, service: 'lambda' },
       ),
   });
-  lambda.register(LOCAL_NAMES.builderFunction, async (payload) =>
-    runControllerBuild(controller, parseBuilderInvocation(payload)),
+  lambda.register(
+    LOCAL_NAMES.builderFunction,
+    options.builderSink
+      ? async (payload) => ({ sunk: parseBuilderInvocation(payload) })
+      : async (payload) => runControllerBuild(controller, parseBuilderInvocation(payload)),
   );
 
   // The API's routes: the webhook function at /webhook, the log function for the rest.
@@ -292,9 +305,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     clients,
     controller,
     intake,
-    idle: (timeoutMs) => lambda.idle(timeoutMs),
+    idle: async (timeoutMs) => {
+      await lambda.idle(timeoutMs);
+      await notifier.drained();
+    },
     stop: async () => {
       await lambda.close();
+      await notifier.drained();
       http.closeAllConnections();
       await new Promise<void>((done) => http.close(() => done()));
       await stopAll();

@@ -285,16 +285,21 @@ export async function startGuardedStorage(
     await rm(socketDir, { recursive: true, force: true });
   };
   try {
-    const innerDynamo = await startDynamoServer({
-      ...(options.dynamoPath ? { path: options.dynamoPath } : {}),
-      socketPath: join(socketDir, 'dynamodb.sock'),
-    });
-    started.push(innerDynamo);
-    const innerS3 = await startS3Server({
-      directory: options.s3Directory,
-      socketPath: join(socketDir, 's3.sock'),
-    });
-    started.push(innerS3);
+    // Side by side: s3rver's process start is most of the wait, and dynalite runs in this one.
+    const [dynamoStarted, s3Started] = await Promise.allSettled([
+      startDynamoServer({
+        ...(options.dynamoPath ? { path: options.dynamoPath } : {}),
+        socketPath: join(socketDir, 'dynamodb.sock'),
+      }),
+      startS3Server({ directory: options.s3Directory, socketPath: join(socketDir, 's3.sock') }),
+    ]);
+    for (const result of [dynamoStarted, s3Started]) {
+      if (result.status === 'fulfilled') started.push(result.value);
+    }
+    if (dynamoStarted.status === 'rejected') throw dynamoStarted.reason;
+    if (s3Started.status === 'rejected') throw s3Started.reason;
+    const innerDynamo = dynamoStarted.value;
+    const innerS3 = s3Started.value;
     const proxy = (service: StorageService, target: RunningServer) =>
       startStorageProxy({
         service,

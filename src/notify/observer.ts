@@ -40,6 +40,11 @@ import { type BuildStore, type LogStore, type SettingsStore } from '../core/port
 export interface BuildObserver {
   /** Called after a build was written in a new state; must not throw. */
   buildChanged(build: BuildRecord): Promise<void>;
+  /**
+   * Several changes of one repository, oldest first, handled as one where that is the same (the
+   * repository's page is written once); must not throw. Without it each goes to buildChanged.
+   */
+  buildsChanged?(builds: readonly BuildRecord[]): Promise<void>;
 }
 
 /**
@@ -61,6 +66,58 @@ export function observeBuildStore<T extends BuildStore>(store: T, observer: Buil
       };
     },
   });
+}
+
+/**
+ * An observer that works like the cloud's stream: the write that changed a build returns at once,
+ * and the changes are handed to `observer` later, one at a time per repository in the order they
+ * were made (so a page rendered from an older change never lands after a newer one). Where no
+ * stream exists (the local stack), the webhook's answer and a build's final status then no longer
+ * wait for the page, Slack or SNS. `drained()` resolves once nothing is waiting or running.
+ */
+export class QueuedObserver implements BuildObserver {
+  /** Per repository: the changes waiting, and the run handing them on (at most one at a time). */
+  private readonly queues = new Map<RepoName, { waiting: BuildRecord[]; run: Promise<void> }>();
+
+  constructor(
+    private readonly observer: BuildObserver,
+    private readonly logger: Logger,
+  ) {}
+
+  buildChanged(build: BuildRecord): Promise<void> {
+    const queue = this.queues.get(build.repo);
+    if (queue) {
+      queue.waiting.push(build);
+    } else {
+      const started = { waiting: [build], run: Promise.resolve() };
+      started.run = this.handOn(build.repo, started.waiting);
+      this.queues.set(build.repo, started);
+    }
+    return Promise.resolve();
+  }
+
+  /**
+   * Hands on what waits, all at once (changes made while a page was written are written in one
+   * page, not one each: a burst of webhooks would otherwise queue a page per webhook), until none.
+   */
+  private async handOn(repo: RepoName, waiting: BuildRecord[]): Promise<void> {
+    while (waiting.length > 0) {
+      const batch = waiting.splice(0);
+      try {
+        if (this.observer.buildsChanged) await this.observer.buildsChanged(batch);
+        else for (const build of batch) await this.observer.buildChanged(build);
+      } catch (error) {
+        // BuildObserver must not throw; should one do so anyway, later changes still go through.
+        this.logger.warn('build changes were not handed on', { builds: batch.map(buildLabel), error });
+      }
+    }
+    this.queues.delete(repo);
+  }
+
+  /** Resolves once every change handed in so far (and any handed in meanwhile) was handled. */
+  async drained(): Promise<void> {
+    while (this.queues.size > 0) await Promise.all([...this.queues.values()].map((queue) => queue.run));
+  }
 }
 
 /** What the notifier needs of the builds table beyond the BuildStore: optional, for test doubles. */
@@ -102,7 +159,14 @@ export class BuildNotifier implements BuildObserver {
     this.timeoutMs = deps.timeoutMs ?? DEFAULT_NOTIFY_TIMEOUT_MS;
   }
 
-  async buildChanged(build: BuildRecord): Promise<void> {
+  buildChanged(build: BuildRecord): Promise<void> {
+    return this.buildsChanged([build]);
+  }
+
+  /** Changes of one repository, oldest first: the page written once, each change notified in order. */
+  async buildsChanged(builds: readonly BuildRecord[]): Promise<void> {
+    const build = builds[builds.length - 1];
+    if (!build) return;
     const deadline = this.clock() + this.timeoutMs;
     const abort = new AbortController();
     let timer: NodeJS.Timeout | undefined;
@@ -113,8 +177,13 @@ export class BuildNotifier implements BuildObserver {
       }, this.timeoutMs);
     });
     const work = Promise.allSettled([
-      this.guard('refresh the recent builds page', build, () => this.refreshPage(build)),
-      this.guard('send notifications', build, () => this.notify(build, deadline, abort.signal)),
+      this.guard('refresh the recent builds page', build, () => this.refreshPage(...builds)),
+      (async () => {
+        // In order: a build's start message must exist before its end updates it.
+        for (const changed of builds) {
+          await this.guard('send notifications', changed, () => this.notify(changed, deadline, abort.signal));
+        }
+      })(),
     ]);
     try {
       if ((await Promise.race([work, timedOut])) === 'timed out') {
@@ -137,13 +206,19 @@ export class BuildNotifier implements BuildObserver {
     }
   }
 
-  /** Renders `logs/<owner>/<repo>/index.html` from the latest builds and the build just written. */
-  async refreshPage(changed: BuildRecord): Promise<void> {
+  /**
+   * Renders `logs/<owner>/<repo>/index.html` from the latest builds and the builds just written
+   * (of one repository, oldest first).
+   */
+  async refreshPage(...changes: BuildRecord[]): Promise<void> {
     const logs = this.deps.logs;
-    if (!logs) return;
+    const changed = changes[changes.length - 1];
+    if (!logs || !changed) return;
     const listed = await this.deps.builds.listBuilds(changed.repo, { limit: REPO_PAGE_BUILDS });
-    // The query may not show the write just made yet: the changed build is known for sure.
-    const builds = [changed, ...listed.filter((build) => build.number !== changed.number)]
+    // The query may not show the writes just made yet: the changed builds are known for sure (the
+    // latest write of each).
+    const latest = new Map(changes.map((build) => [build.number, build]));
+    const builds = [...latest.values(), ...listed.filter((build) => !latest.has(build.number))]
       .sort((a, b) => b.number - a.number)
       .slice(0, REPO_PAGE_BUILDS);
     const html = renderRepoPage({

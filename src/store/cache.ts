@@ -2,7 +2,10 @@
  * The dependency cache on S3, the controller's side: where a build's cache entry lives and
  * presigned URLs for the runner (which holds no credentials).
  *
- *   cache/<owner>/<repo>/node<major>-<platform>-<arch>/<lockfile blob sha>.tar.gz
+ *   cache/<owner>/<repo>/node<major>-<platform>-<arch>/<lockfile blob sha>.tar.<zst|br|gz>
+ *
+ * The extension is the codec (src/core/cache-key.ts): the best the builders' runtime can read, so a
+ * runner is never handed an archive it could not unpack.
  *
  * The same storage keeps the Node.js package tarballs jobs run on (the `node` matrix key), one per
  * version, arch and digest, shared by every repository (`locateNode`, `presignNode`):
@@ -18,7 +21,14 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } 
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { CacheAccess, NodeCacheAccess } from '../core/protocol.js';
 import type { RepoName } from '../core/build.js';
-import { CACHE_PREFIX, cacheKeyOf, currentRuntime, type CacheRuntime } from '../core/cache-key.js';
+import {
+  CACHE_PREFIX,
+  cacheKeyOf,
+  currentRuntime,
+  preferredCacheCodec,
+  type CacheCodec,
+  type CacheRuntime,
+} from '../core/cache-key.js';
 import { LambkinError } from '../core/errors.js';
 import {
   NODE_ARCHES,
@@ -51,6 +61,8 @@ export interface S3CachePlannerOptions {
   runtime?: CacheRuntime;
   /** Largest archive a build may upload; default DEFAULT_CACHE_MAX_BYTES. */
   maxBytes?: number;
+  /** The archives' codec; default the best this process's runtime has (it is the runners' too). */
+  codec?: CacheCodec;
 }
 
 export class S3CachePlanner implements CachePlanner {
@@ -77,7 +89,13 @@ export class S3CachePlanner implements CachePlanner {
   ): Promise<CacheLocation | undefined> {
     const lockfile = await this.options.lockfiles.readLockfileBlob(build.repo, build.sha);
     if (!lockfile) return undefined;
-    const key = cacheKeyOf(build.repo, this.runtime, lockfile.sha, options.nodeVersion);
+    const key = cacheKeyOf(
+      build.repo,
+      this.runtime,
+      lockfile.sha,
+      options.nodeVersion,
+      this.options.codec ?? preferredCacheCodec(),
+    );
     return { key, lockfileSha: lockfile.sha, exists: await this.exists(key) };
   }
 

@@ -1,21 +1,31 @@
 /** The dependency cache's key: its runtime part comes from a job's own Node.js when it has one. */
-import { cacheKeyOf, currentRuntime, runtimeId } from '../../src/core/cache-key.js';
+import {
+  cacheCodecOf,
+  cacheKeyOf,
+  currentRuntime,
+  preferredCacheCodec,
+  runtimeId,
+  supportedCacheCodecs,
+} from '../../src/core/cache-key.js';
+import * as zlib from 'node:zlib';
 
 const SHA = 'ab'.repeat(20);
 const runtime = { nodeVersion: '20.11.1', platform: 'linux', arch: 'x64' };
 
 describe('cacheKeyOf with a job Node.js version', () => {
   it("names the job's Node major instead of the runtime's", () => {
-    expect(cacheKeyOf('octo/app', runtime, SHA, '22.11.0')).toBe(
+    expect(cacheKeyOf('octo/app', runtime, SHA, '22.11.0', 'gzip')).toBe(
       `cache/octo/app/node22-linux-x64/${SHA}.tar.gz`,
     );
-    expect(cacheKeyOf('octo/app', runtime, SHA, 'v24.0.0')).toBe(
-      `cache/octo/app/node24-linux-x64/${SHA}.tar.gz`,
+    expect(cacheKeyOf('octo/app', runtime, SHA, 'v24.0.0', 'br')).toBe(
+      `cache/octo/app/node24-linux-x64/${SHA}.tar.br`,
     );
   });
 
   it("is the runtime's key without one, and the same for two versions of one major", () => {
-    expect(cacheKeyOf('octo/app', runtime, SHA)).toBe(`cache/octo/app/node20-linux-x64/${SHA}.tar.gz`);
+    expect(cacheKeyOf('octo/app', runtime, SHA, undefined, 'gzip')).toBe(
+      `cache/octo/app/node20-linux-x64/${SHA}.tar.gz`,
+    );
     expect(cacheKeyOf('octo/app', runtime, SHA, undefined)).toBe(cacheKeyOf('octo/app', runtime, SHA));
     expect(cacheKeyOf('octo/app', runtime, SHA, '20.18.0')).toBe(cacheKeyOf('octo/app', runtime, SHA));
     expect(cacheKeyOf('octo/app', runtime, SHA, '22.1.0')).toBe(
@@ -31,5 +41,46 @@ describe('cacheKeyOf with a job Node.js version', () => {
     });
     expect(currentRuntime()).toEqual(currentRuntime(process.versions.node));
     expect(runtimeId(currentRuntime('24.1.0'))).toBe(`node24-${process.platform}-${process.arch}`);
+  });
+});
+
+describe('the cache codec', () => {
+  const base = {
+    createGzip: () => undefined,
+    createGunzip: () => undefined,
+    createBrotliCompress: () => undefined,
+    createBrotliDecompress: () => undefined,
+  };
+
+  it('is the best the runtime has: zstd where zlib has it, brotli otherwise, gzip at least', () => {
+    expect(supportedCacheCodecs(base)).toEqual(['br', 'gzip']);
+    expect(
+      supportedCacheCodecs({
+        ...base,
+        createZstdCompress: () => undefined,
+        createZstdDecompress: () => undefined,
+      }),
+    ).toEqual(['zstd', 'br', 'gzip']);
+    // Half a codec is none: a runner must be able to read what it writes.
+    expect(supportedCacheCodecs({ ...base, createZstdCompress: () => undefined })).toEqual(['br', 'gzip']);
+    expect(supportedCacheCodecs({ createGzip: () => undefined, createGunzip: () => undefined })).toEqual([
+      'gzip',
+    ]);
+    expect(preferredCacheCodec(['br', 'gzip'])).toBe('br');
+    expect(preferredCacheCodec([])).toBe('gzip');
+    expect(supportedCacheCodecs()).toEqual(supportedCacheCodecs(zlib));
+    expect(supportedCacheCodecs().includes('zstd')).toBe(
+      typeof (zlib as Record<string, unknown>).createZstdCompress === 'function',
+    );
+  });
+
+  it("is named by the key's extension, and the key by the codec", () => {
+    for (const codec of ['zstd', 'br', 'gzip'] as const) {
+      expect(cacheCodecOf(cacheKeyOf('octo/app', runtime, SHA, undefined, codec))).toBe(codec);
+    }
+    expect(cacheKeyOf('octo/app', runtime, SHA)).toBe(
+      cacheKeyOf('octo/app', runtime, SHA, undefined, preferredCacheCodec()),
+    );
+    expect(cacheCodecOf(`cache/octo/app/node20-linux-x64/${SHA}.tar.xz`)).toBeUndefined();
   });
 });

@@ -36,7 +36,7 @@ beforeAll(async () => {
   github = await startGitHubServer({ token: 'supersede-token' });
   lambda = await startLambdaServer();
   gitDir = (await createGitRepo({ 'README.md': 'hello\n' })).dir;
-  for (const name of ['app', 'off']) github.addRepository({ owner: 'octo', name, gitDir });
+  for (const name of ['app', 'off', 'broken']) github.addRepository({ owner: 'octo', name, gitDir });
   builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
   settings = new DynamoSettingsStore(storage.clients.documents, storage.settingsTable);
   const deps = {
@@ -125,6 +125,32 @@ describe('superseded builds', () => {
     expect(again.json).toMatchObject({ number: 7 });
     expect(again.json).not.toHaveProperty('cancelled');
     expect(await stateOf('octo/app', 5)).toBe('success');
+  });
+
+  it('cancels nothing for a newer build whose builder could not be invoked', async () => {
+    const first = await push('octo/broken', 'main'); // #1
+    expect(first.json).toMatchObject({ queued: true, number: 1 });
+    // The superseded builds are looked for while the status is set and the invoke tried: the
+    // invoke fails (every attempt), so the older build runs on and tells its own result.
+    lambda.failNext({ kind: 'notFound404' }, 3);
+    const delivery = await signedDelivery(
+      SECRET,
+      'push',
+      pushPayload({ repo: 'octo/broken', branch: 'main', sha: await realSha() }),
+    );
+    const result = await handler({
+      rawPath: '/webhook',
+      headers: delivery.headers,
+      body: delivery.body,
+      isBase64Encoded: false,
+      requestContext: { http: { method: 'POST', path: '/webhook' } },
+    });
+    lambda.clearFaults();
+    expect(result.statusCode).toBe(502);
+    expect(JSON.parse(result.body)).toMatchObject({ number: 2, state: 'error' });
+    expect(await stateOf('octo/broken', 1)).toBe('queued');
+    expect(await stateOf('octo/broken', 2)).toBe('error');
+    expect(github.statusesFor('octo/broken', first.sha).map((status) => status.state)).toEqual(['pending']);
   });
 
   it('leaves older builds alone when build.cancelSuperseded is off', async () => {

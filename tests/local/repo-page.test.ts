@@ -1,8 +1,8 @@
 /**
  * The local stack has no DynamoDB stream: its webhook intake and its builder tell the notifier
- * themselves. A build queued and then cancelled by a newer push shows as cancelled on the local
- * repository page at once (the intake's own change, with no build running since), and the whole
- * history is right once the stack is idle.
+ * themselves, queued as the stream's records would be. A build queued and then cancelled by a newer
+ * push shows as cancelled on the local repository page (the intake's own change, with no build
+ * running since), and the whole history is right once the stack is idle.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -98,7 +98,13 @@ describe('the local repository page', () => {
     const second = await push(await commitFiles(gitDir, passingProject(), 'fast build'));
     const third = await push(await commitFiles(gitDir, { 'third.txt': '3\n' }, 'fast build again'));
 
-    const rows = await pageRows();
+    // The page is written after the webhook's answer, as the cloud's stream would write it: soon,
+    // with no build having run since.
+    let rows = await pageRows();
+    await until(async () => {
+      rows = await pageRows();
+      return /state-cancelled/.test(rows.get(second) ?? '') && rows.has(third);
+    }, 10_000);
     expect(rows.get(second)).toMatch(
       new RegExp(
         `class="state-cancelled".*<span class="pill" title="superseded by #${third}">cancelled</span>`,

@@ -16,6 +16,7 @@ import { Header, Pack, ReadEntry } from 'tar';
 import { localDependencyProject } from '../../src/bench/projects.js';
 import {
   MANIFEST_NAME,
+  cacheCompressor,
   cachedPaths,
   checkoutLockfile,
   restoreCache,
@@ -27,7 +28,13 @@ import type { CacheAccess } from '../../src/core/protocol.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import { createS3Client } from '../../src/aws/clients.js';
 import type { BuildRequest } from '../../src/core/build.js';
-import { currentRuntime, runtimeId } from '../../src/core/cache-key.js';
+import {
+  currentRuntime,
+  preferredCacheCodec,
+  runtimeId,
+  supportedCacheCodecs,
+  type CacheCodec,
+} from '../../src/core/cache-key.js';
 import { resolveBuildConfig } from '../../src/core/repo-config.js';
 import { resolveArchiveUrl } from '../../src/github/archive.js';
 import { createGitHubClient } from '../../src/github/client.js';
@@ -405,6 +412,137 @@ describe('restoreCache and saveCache', () => {
     }
   });
 
+  it('saves and restores in every codec this runtime has, each key naming its own', async () => {
+    await mkdir(join(checkout, 'node_modules', 'pkg'), { recursive: true });
+    await writeFile(join(checkout, 'node_modules', 'pkg', 'index.js'), 'module.exports = 2;\n');
+    // Larger than what the unpacker buffers: streamed to its file instead.
+    const big = Buffer.alloc(5 * 1024 * 1024 + 3, 'lambkin');
+    await writeFile(join(checkout, 'node_modules', 'pkg', 'big.bin'), big);
+    for (const codec of supportedCacheCodecs()) {
+      const key = access.key.replace(
+        /\.tar\.[a-z]+$/,
+        `.${codec}-test.tar${codec === 'gzip' ? '.gz' : codec === 'br' ? '.br' : '.zst'}`,
+      );
+      const location = { key, lockfileSha: access.lockfileSha, exists: false };
+      const own = await planner.presign(location, undefined, { write: true, expiresInSeconds: 600 });
+      expect(
+        await saveCache(own, { checkout, extraPaths: [] }, { tmpDir: scratch, timeoutMs: 30_000 }),
+      ).toMatchObject({
+        saved: true,
+        codec,
+      });
+      const fresh = await mkdtemp(join(scratch, 'checkout-'));
+      await writeFile(join(fresh, 'package-lock.json'), await readFile(join(checkout, 'package-lock.json')));
+      const restored = await restoreCache(
+        { ...own, stored: true },
+        { checkout: fresh, extraPaths: [] },
+        { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+      );
+      expect(restored).toMatchObject({ hit: true, files: 2, codec, unpackedBytes: 20 + big.length });
+      expect((await readFile(join(fresh, 'node_modules', 'pkg', 'big.bin'))).equals(big)).toBe(true);
+      expect(await readFile(join(fresh, 'node_modules', 'pkg', 'index.js'), 'utf8')).toBe(
+        'module.exports = 2;\n',
+      );
+    }
+  });
+
+  it('treats a key of a codec this runtime lacks as a miss (no download, no warning) and saves nothing', async () => {
+    // zstd where this Node.js has none; an unknown extension where it has every codec.
+    const foreign = supportedCacheCodecs().includes('zstd') ? '.tar.lz' : '.tar.zst';
+    const key = access.key.replace(/\.tar\.[a-z]+$/, foreign);
+    const restored = await restoreCache(
+      { ...access, key, stored: true, getUrl: 'http://127.0.0.1:9/never-asked' },
+      { checkout, extraPaths: [] },
+      { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+    );
+    expect(restored).toMatchObject({ hit: false, warning: false });
+    expect(restored.hit ? '' : restored.reason).toMatch(/has no zstd codec|names no archive format/);
+    await mkdir(join(checkout, 'node_modules'), { recursive: true });
+    const saved = await saveCache(
+      { ...access, key, putUrl: 'http://127.0.0.1:9/never-asked' },
+      { checkout, extraPaths: [] },
+      { tmpDir: scratch, timeoutMs: 30_000 },
+    );
+    expect(saved).toMatchObject({ saved: false, warning: false });
+  });
+
+  it('refuses hostile entries in every codec, and over an existing node_modules too', async () => {
+    const lockfile = (await checkoutLockfile(checkout)) ?? { path: '', sha: '' };
+    const hostile: RawEntry[] = [
+      { path: 'node_modules/a', type: 'Directory' },
+      { path: 'node_modules/a/link', type: 'SymbolicLink', linkpath: '../../..' },
+      { path: 'node_modules/a/link/escaped', type: 'File', content: 'x' },
+    ];
+    for (const existing of [false, true]) {
+      if (existing) await mkdir(join(checkout, 'node_modules'), { recursive: true });
+      for (const codec of supportedCacheCodecs()) {
+        const server = await startArchiveServer(await hostileArchive(lockfile, hostile, codec));
+        const key = access.key.replace(
+          /\.tar\.[a-z]+$/,
+          codec === 'gzip' ? '.tar.gz' : codec === 'br' ? '.tar.br' : '.tar.zst',
+        );
+        try {
+          const result = await restoreCache(
+            { ...access, key, stored: true, getUrl: server.url },
+            { checkout, extraPaths: [] },
+            { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+          );
+          expect([codec, existing, result.hit ? '' : result.reason]).toEqual([
+            codec,
+            existing,
+            expect.stringMatching(/resolves outside the checkout/),
+          ]);
+          expect(await lstat(join(checkout, '..', 'escaped')).catch(() => undefined)).toBeUndefined();
+          expect(
+            await lstat(join(checkout, 'node_modules')).then(
+              () => true,
+              () => false,
+            ),
+          ).toBe(existing);
+        } finally {
+          await server.close();
+        }
+      }
+    }
+  });
+
+  it('refuses a hard link in every codec, fresh or over an existing node_modules (the cache never holds one)', async () => {
+    const lockfile = (await checkoutLockfile(checkout)) ?? { path: '', sha: '' };
+    const linked: RawEntry[] = [
+      { path: 'node_modules/a', type: 'Directory' },
+      { path: 'node_modules/a/index.js', type: 'File', content: 'module.exports = 7;\n' },
+      { path: 'node_modules/a/alias.js', type: 'Link', linkpath: 'node_modules/a/index.js' },
+    ];
+    for (const existing of [false, true]) {
+      for (const codec of supportedCacheCodecs()) {
+        await rm(join(checkout, 'node_modules'), { recursive: true, force: true });
+        if (existing) await mkdir(join(checkout, 'node_modules'), { recursive: true });
+        const server = await startArchiveServer(await hostileArchive(lockfile, linked, codec));
+        const key = access.key.replace(
+          /\.tar\.[a-z]+$/,
+          codec === 'gzip' ? '.tar.gz' : codec === 'br' ? '.tar.br' : '.tar.zst',
+        );
+        try {
+          const result = await restoreCache(
+            { ...access, key, stored: true, getUrl: server.url },
+            { checkout, extraPaths: [] },
+            { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+          );
+          expect([codec, existing, result.hit ? 'hit' : result.reason]).toEqual([
+            codec,
+            existing,
+            expect.stringMatching(/alias\.js.* is a Link entry/),
+          ]);
+          expect(
+            await lstat(join(checkout, 'node_modules', 'a', 'alias.js')).catch(() => undefined),
+          ).toBeUndefined();
+        } finally {
+          await server.close();
+        }
+      }
+    }
+  });
+
   it('normalizes and checks the configured paths', () => {
     expect(cachedPaths(['./.cache/', 'node_modules/.cache', 'a/b', 'a'])).toEqual([
       '.cache',
@@ -443,13 +581,20 @@ describe('the "cache" config key', () => {
 
 interface RawEntry {
   path: string;
-  type: 'File' | 'SymbolicLink' | 'Directory' | 'FIFO';
+  type: 'File' | 'SymbolicLink' | 'Link' | 'Directory' | 'FIFO';
   content?: string;
   linkpath?: string;
 }
 
-/** A tar.gz with a manifest for this lockfile (none when undefined) and these raw entries. */
-async function hostileArchive(lockfile: { path: string; sha: string } | undefined, entries: RawEntry[]) {
+/**
+ * A compressed tar (by default in the codec the planner's keys name) with a manifest for this
+ * lockfile (none when undefined) and these raw entries.
+ */
+async function hostileArchive(
+  lockfile: { path: string; sha: string } | undefined,
+  entries: RawEntry[],
+  codec: CacheCodec = preferredCacheCodec(),
+) {
   const pack = new Pack({ portable: true });
   const add = (entry: RawEntry): void => {
     const content = Buffer.from(entry.content ?? '');
@@ -481,7 +626,7 @@ async function hostileArchive(lockfile: { path: string; sha: string } | undefine
   for (const entry of entries) add(entry);
   pack.end();
   const chunks: Buffer[] = [];
-  await pipeline(pack, createGzip(), async function collect(source: AsyncIterable<Buffer>) {
+  await pipeline(pack, cacheCompressor(codec), async function collect(source: AsyncIterable<Buffer>) {
     for await (const chunk of source) chunks.push(chunk);
   });
   return Buffer.concat(chunks);

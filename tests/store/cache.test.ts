@@ -49,7 +49,7 @@ describe('cache keys', () => {
   it('name the repository, the runtime (Node major, platform, arch) and the lockfile blob', () => {
     const runtime = { nodeVersion: '20.11.1', platform: 'linux', arch: 'arm64' };
     expect(runtimeId(runtime)).toBe('node20-linux-arm64');
-    expect(cacheKeyOf('octo/app', runtime, 'ab'.repeat(20))).toBe(
+    expect(cacheKeyOf('octo/app', runtime, 'ab'.repeat(20), undefined, 'gzip')).toBe(
       `cache/octo/app/node20-linux-arm64/${'ab'.repeat(20)}.tar.gz`,
     );
     expect(runtimeId(currentRuntime())).toBe(

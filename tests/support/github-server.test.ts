@@ -3,7 +3,9 @@
  * OpenAPI description gives (tests/fixtures/github/openapi-subset.json, made by
  * scripts/extract-github-openapi.mjs), and its faults and token rules behave as GitHub's.
  */
+import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { Octokit } from '@octokit/rest';
 import {
   commitFiles,
@@ -352,6 +354,28 @@ describe('commit statuses', () => {
     expect(unknownCommit.message).toContain(`No commit found for SHA: ${'f'.repeat(40)}`);
     expect(server.statusesFor('acme/widget', secondSha)).toHaveLength(1);
     expectAllValid(checked, 4);
+  });
+});
+
+describe('commits the stand-in has resolved', () => {
+  it('are remembered only once found: a sha refused before its commit arrives is taken after', async () => {
+    const here = await createGitRepo({ 'a.txt': 'a\n' });
+    const elsewhere = await createGitRepo({ 'b.txt': 'b\n' });
+    server.addRepository({ owner: 'acme', name: 'later', gitDir: here.dir });
+    const octokit = new Octokit({ baseUrl: server.url, auth: TOKEN });
+    const status = (sha: string) =>
+      octokit.rest.repos.createCommitStatus({ owner: 'acme', repo: 'later', sha, state: 'success' });
+    expect((await status(here.sha)).status).toBe(201);
+    expect((await status(here.sha)).status).toBe(201);
+    // A commit of another repository: not here yet, then fetched here (as a push would bring it).
+    expect((await failureOf(status(elsewhere.sha))).status).toBe(422);
+    await promisify(execFile)('git', ['-C', here.dir, 'fetch', '--quiet', elsewhere.dir, 'HEAD'], {
+      env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' },
+    });
+    expect((await status(elsewhere.sha)).status).toBe(201);
+    expect(server.statusesFor('acme/later', here.sha)).toHaveLength(2);
+    expect(server.statusesFor('acme/later', elsewhere.sha)).toHaveLength(1);
+    await Promise.all([here.dir, elsewhere.dir].map((dir) => rm(dir, { recursive: true, force: true })));
   });
 });
 

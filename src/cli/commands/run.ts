@@ -1,6 +1,7 @@
 /** `lambkin run [path]`: build a working copy exactly as the cloud would, on a private stack. */
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { defaultLocalCacheDir } from '../../local/local-cache.js';
 import { runLocalBuild } from '../../local/local-run.js';
 import { CliError, EXIT_USER_ERROR } from '../cli-errors.js';
 import { formatJson, terminalWriter } from '../output.js';
@@ -12,6 +13,8 @@ interface RunOptions {
   json?: boolean;
   job?: string;
   deploy?: boolean;
+  /** False with --no-cache. */
+  cache: boolean;
   env: string[];
 }
 
@@ -30,6 +33,7 @@ export const runCommand: CommandModule = {
       .option('--json', 'print only a JSON summary on stdout (the log goes to stderr)')
       .option('--deploy', 'also run the deploy step (a local run never deploys otherwise)')
       .option('--job <id>', 'run only this job of the matrix (its id, such as node-22.shard-2)')
+      .option('--no-cache', 'neither restore nor save the dependency cache for this run')
       .option(
         '--env <NAME=value>',
         'a variable for the steps (repeatable)',
@@ -42,6 +46,10 @@ export const runCommand: CommandModule = {
 In a git working copy, what a commit would hold plus uncommitted changes is built (tracked files and
 untracked files that are not ignored); elsewhere every file but node_modules and .git. Nothing is
 sent to GitHub.
+
+The dependencies installed by a passing build are kept in $XDG_CACHE_HOME/lambkin (default
+~/.cache/lambkin), one entry per working copy, runtime and lockfile: the next run with the same
+lockfile restores them and skips \`npm ci\`. Delete that folder to clear it.
 
 With "matrix" or "parallel" in the config, every job runs (as many at once as the machine has
 cores), each log line marked with its job; --job runs one. The build passes only if every job does.
@@ -65,6 +73,7 @@ Example:
           write: writeLog,
           ...(options.deploy ? { deploy: true } : {}),
           ...(options.job !== undefined ? { job: options.job } : {}),
+          ...(options.cache ? { cacheDir: defaultLocalCacheDir(context.env) } : {}),
           env,
           logger: {
             info: () => undefined,

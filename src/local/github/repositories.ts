@@ -12,14 +12,30 @@ export function visibleRepository(standIn: StandIn, owner: string, name: string,
   return repository;
 }
 
+/**
+ * Full commit shas found in each repository's git folder. A commit, once there, names the same
+ * commit for good: asking git again (a process per request, most of a status POST's time) is
+ * skipped. Only hits are kept; a sha not found yet may be committed later.
+ */
+const knownCommits = new WeakMap<Repository, Set<string>>();
+const FULL_SHA = /^[0-9a-f]{40}$/;
+
 /** The full sha of the commit `ref` names in `repository`; undefined when there is none. */
 export async function resolveCommit(repository: Repository, ref: string): Promise<string | undefined> {
   if (ref === '' || ref.startsWith('-')) return undefined; // never an option to git
+  const known = knownCommits.get(repository);
+  if (known?.has(ref)) return ref;
+  let commit: string;
   try {
-    return await gitText(repository.gitDir, ['rev-parse', '--verify', '--quiet', `${ref}^{commit}`]);
+    commit = await gitText(repository.gitDir, ['rev-parse', '--verify', '--quiet', `${ref}^{commit}`]);
   } catch {
     return undefined;
   }
+  if (commit === ref && FULL_SHA.test(ref)) {
+    if (known) known.add(ref);
+    else knownCommits.set(repository, new Set([ref]));
+  }
+  return commit;
 }
 
 /** A user as the API shows one (a status's creator, a repository's owner). */

@@ -31,10 +31,15 @@ export class BoundedLog {
   private readonly headLimitBytes: number;
   private readonly tailLimitBytes: number;
 
-  private head = '';
+  /**
+   * The head as UTF-8 bytes, grown by doubling up to half the limit. Not a string grown with `+=`:
+   * handing out its new part would then copy the whole head on every append (V8 flattens the
+   * concatenation to slice it), a cost and a heap of garbage that grow with the head.
+   */
+  private head: Buffer = Buffer.alloc(0);
   private headBytes = 0;
-  /** Characters of `head` already returned by `takeNewHead`. */
-  private headTakenChars = 0;
+  /** Bytes of the head already returned by `takeNewHead`. */
+  private headTakenBytes = 0;
   /** Set once the head is full: everything after goes to the tail. */
   private headClosed = false;
 
@@ -82,17 +87,15 @@ export class BoundedLog {
     }
     const room = this.headLimitBytes - this.headBytes;
     if (bytes.length <= room) {
-      this.head += text;
-      this.headBytes += bytes.length;
+      this.pushHead(bytes);
       return;
     }
     // The head is full: end it at a line boundary near the limit if there is one, else at a character.
     let cut = characterStartAtOrBefore(bytes, room);
     const newline = cut > 0 ? bytes.lastIndexOf(NEWLINE, cut - 1) : -1;
-    const lineStart = newline !== -1 ? newline + 1 : this.head.endsWith('\n') ? 0 : -1;
+    const lineStart = newline !== -1 ? newline + 1 : this.headEndsLine() ? 0 : -1;
     if (lineStart !== -1 && cut - lineStart <= this.lineSearchBytes()) cut = lineStart;
-    this.head += bytes.toString('utf8', 0, cut);
-    this.headBytes += cut;
+    this.pushHead(bytes.subarray(0, cut));
     this.headClosed = true;
     this.pushTail(bytes.subarray(cut));
   }
@@ -108,10 +111,27 @@ export class BoundedLog {
     return this.scratch.subarray(0, this.scratch.write(text, 0, 'utf8'));
   }
 
+  private pushHead(bytes: Buffer): void {
+    const needed = this.headBytes + bytes.length;
+    if (needed > this.head.length) {
+      const grown = Buffer.alloc(
+        Math.min(this.headLimitBytes, Math.max(needed, 2 * this.head.length, 64 * 1024)),
+      );
+      this.head.copy(grown, 0, 0, this.headBytes);
+      this.head = grown;
+    }
+    bytes.copy(this.head, this.headBytes);
+    this.headBytes = needed;
+  }
+
+  private headEndsLine(): boolean {
+    return this.headBytes > 0 && this.head[this.headBytes - 1] === NEWLINE;
+  }
+
   /** Head text not yet taken: append it to the uploaded log as it arrives. */
   takeNewHead(): string {
-    const text = this.head.slice(this.headTakenChars);
-    this.headTakenChars = this.head.length;
+    const text = this.head.toString('utf8', this.headTakenBytes, this.headBytes);
+    this.headTakenBytes = this.headBytes;
     return text;
   }
 
@@ -120,9 +140,7 @@ export class BoundedLog {
    * a character boundary) once something was dropped.
    */
   tail(): string {
-    if (!this.ring) return '';
-    const bytes = this.ringContents();
-    return bytes.toString('utf8', this.tailSkipBytes(bytes));
+    return Buffer.concat(this.tailParts()).toString('utf8');
   }
 
   /** Bytes appended in total. */
@@ -133,7 +151,7 @@ export class BoundedLog {
   /** Bytes dropped from the middle: neither in the head nor in `tail()`. */
   get truncatedBytes(): number {
     if (!this.ring || this.overwrittenBytes === 0) return 0;
-    return this.overwrittenBytes + this.tailSkipBytes(this.ringContents());
+    return this.overwrittenBytes + this.tailSkipBytes();
   }
 
   get truncated(): boolean {
@@ -150,9 +168,48 @@ export class BoundedLog {
    * middle was dropped. An uploader that appended every `takeNewHead()` appends this at the end.
    */
   textAfterHead(): string {
+    return Buffer.concat(this.partsAfterHead()).toString('utf8');
+  }
+
+  /**
+   * `textAfterHead()` as UTF-8 bytes, in order: the marker's, then views of the ring (valid until
+   * the next append). What tail.txt holds, handed on without copying it into one buffer or a string.
+   */
+  partsAfterHead(): Buffer[] {
     const truncatedBytes = this.truncatedBytes;
-    if (truncatedBytes === 0) return this.tail();
-    return truncationMarker(truncatedBytes, this.limitBytes, this.head.endsWith('\n')) + this.tail();
+    const tail = this.tailParts();
+    if (truncatedBytes === 0) return tail;
+    const marker = truncationMarker(truncatedBytes, this.limitBytes, this.headEndsLine());
+    return [Buffer.from(marker, 'utf8'), ...tail];
+  }
+
+  /**
+   * The end of `finalText()`, at most `maxBytes` UTF-8 bytes of it, starting at a character: what a
+   * live page shows, read without making the whole log a string.
+   */
+  lastText(maxBytes: number): string {
+    const parts = [this.head.subarray(0, this.headBytes), ...this.partsAfterHead()];
+    const end: Buffer[] = [];
+    let wanted = maxBytes;
+    for (let index = parts.length - 1; index >= 0 && wanted > 0; index--) {
+      const part = parts[index] ?? Buffer.alloc(0);
+      end.unshift(part.subarray(Math.max(0, part.length - wanted)));
+      wanted -= Math.min(wanted, part.length);
+    }
+    const bytes = Buffer.concat(end);
+    return bytes.toString('utf8', characterStartAtOrAfter(bytes, 0));
+  }
+
+  /** The ring's bytes from where the tail starts: one view, or two where they wrap around. */
+  private tailParts(): Buffer[] {
+    const ring = this.ring;
+    if (!ring || this.ringLength === 0) return [];
+    const skip = this.tailSkipBytes();
+    const start = (this.ringStart + skip) % ring.length;
+    const length = this.ringLength - skip;
+    const end = start + length;
+    if (end <= ring.length) return [ring.subarray(start, end)];
+    return [ring.subarray(start), ring.subarray(0, end - ring.length)];
   }
 
   /**
@@ -160,7 +217,7 @@ export class BoundedLog {
    * line of about a hundred bytes on top of the limit).
    */
   finalText(): string {
-    return this.head + this.textAfterHead();
+    return this.head.toString('utf8', 0, this.headBytes) + this.textAfterHead();
   }
 
   private lineSearchBytes(): number {
@@ -200,17 +257,21 @@ export class BoundedLog {
     this.ringLength += bytes.length;
   }
 
-  private ringContents(): Buffer {
+  /** The first `length` bytes of the ring (or all it holds), copied out when they wrap around. */
+  private ringPrefix(length: number): Buffer {
     const ring = this.ring;
     if (!ring) return Buffer.alloc(0);
-    const end = this.ringStart + this.ringLength;
+    const wanted = Math.min(length, this.ringLength);
+    const end = this.ringStart + wanted;
     if (end <= ring.length) return ring.subarray(this.ringStart, end);
     return Buffer.concat([ring.subarray(this.ringStart), ring.subarray(0, end - ring.length)]);
   }
 
   /** Where the tail starts once its beginning was overwritten: after a nearby newline, or a whole character. */
-  private tailSkipBytes(bytes: Buffer): number {
+  private tailSkipBytes(): number {
     if (this.overwrittenBytes === 0 || this.lastOverwrittenByte === NEWLINE) return 0;
+    // Only the start matters: a character's first byte is within 3, the newline within lineSearchBytes.
+    const bytes = this.ringPrefix(this.lineSearchBytes() + 4);
     const characterStart = characterStartAtOrAfter(bytes, 0);
     const newline = bytes.indexOf(NEWLINE, characterStart);
     if (newline !== -1 && newline - characterStart < this.lineSearchBytes()) return newline + 1;

@@ -15,7 +15,7 @@ import { LambkinError } from '../../core/errors.js';
 import { LOG_KEYS, type LogSummary } from '../../core/protocol.js';
 import { BoundedLog } from './bounded-log.js';
 import { createSecretMasker } from '../../core/log-mask.js';
-import { isContinuationByte, lastBytes } from '../../core/log-format.js';
+import { isContinuationByte } from '../../core/log-format.js';
 
 export const DEFAULT_FLUSH_INTERVAL_MS = 2000;
 export const DEFAULT_MAX_CHUNK_BYTES = 1024 * 1024;
@@ -28,7 +28,7 @@ export const LOG_PAGE_CONTENT_TYPE = 'text/html; charset=utf-8';
 const MIN_CHUNK_BYTES = 4;
 
 export interface LogStreamOptions {
-  uploader: { put(key: string, body: string, contentType: string): Promise<void> };
+  uploader: { put(key: string, body: string | Uint8Array | Blob, contentType: string): Promise<void> };
   /** From the upload form's keyPrefix. */
   logPrefix: string;
   /** BoundedLog limit. */
@@ -104,8 +104,6 @@ export function createLogStream(options: LogStreamOptions): LogStream {
   /** Chunks cut but not uploaded (a failed upload is retried with the same number). */
   const unsentChunks: string[] = [];
   let uploadedChunks = 0;
-  /** The end of the head, for the page once the head is done: at most PAGE_LOG_BYTES characters. */
-  let recentHead = '';
   /** `log.totalBytes` when tail.txt and the page were last uploaded: unchanged means nothing to do. */
   let tailUploadedAt = 0;
   let pageUploadedAt = 0;
@@ -121,9 +119,6 @@ export function createLogStream(options: LogStreamOptions): LogStream {
     if (head.length > 0) {
       pendingHead.push(head);
       pendingHeadBytes += Buffer.byteLength(head);
-      recentHead += head;
-      // Trimmed only when twice as long as needed, so the copying is amortized.
-      if (recentHead.length > 2 * PAGE_LOG_BYTES) recentHead = recentHead.slice(-PAGE_LOG_BYTES);
     }
     if (pendingHeadBytes >= maxChunkBytes) void requestFlush();
   }
@@ -151,10 +146,11 @@ export function createLogStream(options: LogStreamOptions): LogStream {
       uploadedChunks++;
     }
     const version = log.totalBytes;
-    const afterHead =
-      version !== tailUploadedAt || (renderPage && version !== pageUploadedAt) ? log.textAfterHead() : '';
     if (version !== tailUploadedAt) {
-      if (afterHead.length === 0) {
+      // The bytes as the ring keeps them, copied once (into the Blob): a tail of megabytes is not
+      // joined, made a string and encoded again on every tick.
+      const afterHead = new Blob(log.partsAfterHead());
+      if (afterHead.size === 0) {
         tailUploadedAt = version; // the head is still growing: no tail yet
       } else {
         try {
@@ -169,7 +165,7 @@ export function createLogStream(options: LogStreamOptions): LogStream {
     }
     if (renderPage && version !== pageUploadedAt) {
       try {
-        const html = renderPage(lastBytes(recentHead + afterHead, PAGE_LOG_BYTES));
+        const html = renderPage(log.lastText(PAGE_LOG_BYTES));
         await uploader.put(LOG_KEYS.page(logPrefix), html, LOG_PAGE_CONTENT_TYPE);
         pageUploadedAt = version;
       } catch (error) {

@@ -69,7 +69,7 @@ export class PresignedUploader {
     this.retryDelayMs = options.retryDelayMs ?? DEFAULT_UPLOAD_RETRY_DELAY_MS;
   }
 
-  async put(key: string, body: string | Uint8Array, contentType: string): Promise<void> {
+  async put(key: string, body: string | Uint8Array | Blob, contentType: string): Promise<void> {
     const { keyPrefix, maxObjectBytes } = this.post;
     if (!key.startsWith(keyPrefix) || key.length === keyPrefix.length) {
       throw new UploadRefusedError(
@@ -77,29 +77,26 @@ export class PresignedUploader {
           `${JSON.stringify(keyPrefix)}. Build the key with LOG_KEYS from the form's keyPrefix.`,
       );
     }
-    // Bytes of our own: the caller may reuse its buffer while a retry is pending.
-    const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : new Uint8Array(body);
-    if (bytes.byteLength > maxObjectBytes) {
+    // One copy of our own, made once for every attempt (the caller may reuse its buffer while a
+    // retry is pending): a Blob copies bytes and encodes text as UTF-8, and shares another Blob's.
+    const file = new Blob([body], { type: contentType });
+    if (file.size > maxObjectBytes) {
       throw new UploadRefusedError(
-        `Refused to upload ${key}: it is ${bytes.byteLength} bytes and the upload form allows at most ` +
+        `Refused to upload ${key}: it is ${file.size} bytes and the upload form allows at most ` +
           `${maxObjectBytes}. Upload it in smaller parts, or have the controller presign a larger limit.`,
       );
     }
     let attempt = 0;
     for (;;) {
       attempt++;
-      const result = await this.attempt(key, bytes, contentType);
+      const result = await this.attempt(key, file, contentType);
       if (result.ok) return;
       if (!result.retryable || attempt > this.retries) throw this.failure(key, result, attempt);
       await sleep(this.backoffMs(attempt));
     }
   }
 
-  private async attempt(
-    key: string,
-    bytes: Uint8Array<ArrayBuffer>,
-    contentType: string,
-  ): Promise<AttemptResult> {
+  private async attempt(key: string, file: Blob, contentType: string): Promise<AttemptResult> {
     const form = new FormData();
     for (const [name, value] of Object.entries(this.post.fields)) {
       if (!PER_OBJECT_FIELDS.has(name.toLowerCase())) form.append(name, value);
@@ -107,7 +104,7 @@ export class PresignedUploader {
     form.append('key', key);
     form.append('Content-Type', contentType);
     // S3 ignores every field after the file: it must come last.
-    form.append('file', new Blob([bytes], { type: contentType }), key.slice(key.lastIndexOf('/') + 1));
+    form.append('file', file, key.slice(key.lastIndexOf('/') + 1));
     let response: Response;
     try {
       response = await fetch(this.post.url, {

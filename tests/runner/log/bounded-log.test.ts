@@ -137,6 +137,42 @@ describe('BoundedLog', () => {
     expectConsistent(log, numberedLines(1, 25));
   });
 
+  it('hands out a head appended in many small pieces exactly, multi-byte characters included', () => {
+    const log = new BoundedLog({ limitBytes: 64 * 1024 });
+    let expected = '';
+    let taken = '';
+    for (let n = 0; n < 8000; n++) {
+      const piece = n % 7 === 0 ? `é${n}€\n` : `${n} `;
+      log.append(piece);
+      expected += piece;
+      taken += log.takeNewHead();
+    }
+    expect(byteLength(expected)).toBeGreaterThan(32 * 1024); // the head filled and closed
+    expect(taken + log.textAfterHead()).toBe(log.finalText());
+    expect(expected.startsWith(taken)).toBe(true);
+    expect(byteLength(taken)).toBeLessThanOrEqual(32 * 1024);
+    expect(byteLength(taken)).toBeGreaterThan(32 * 1024 - 8 * 1024);
+    expectConsistent(log, taken);
+  });
+
+  it('gives the text after the head as bytes, and the end of the log for a page', () => {
+    const log = new BoundedLog({ limitBytes: 1024 });
+    log.append(numberedLines(1, 10)); // 200 bytes: all head
+    expect(log.partsAfterHead()).toEqual([]);
+    expect(log.lastText(100)).toBe(numberedLines(6, 10));
+    expect(log.lastText(10_000)).toBe(log.finalText());
+
+    log.append(numberedLines(11, 200)); // past the limit: head, marker, tail
+    expect(Buffer.concat(log.partsAfterHead()).toString('utf8')).toBe(log.textAfterHead());
+    expect(log.textAfterHead()).toContain('truncated here');
+    expect(log.lastText(100)).toBe(numberedLines(196, 200));
+    expect(log.lastText(10_000)).toBe(log.finalText());
+    // A cut inside a character starts the page at the next whole one.
+    const multi = new BoundedLog({ limitBytes: 1024 });
+    multi.append('€'.repeat(100)); // 300 bytes
+    expect(multi.lastText(10)).toBe('€'.repeat(3));
+  });
+
   it('stays within its limit however much is appended (100 MiB in 64 KiB chunks)', () => {
     const log = new BoundedLog(); // 4 MiB
     const chunkLines = numberedLines(1, 3277); // 65,540 bytes

@@ -35,14 +35,14 @@ interface Put {
 /** The real uploader, with a record of what went through it. */
 function recording(inner: PresignedUploader): {
   puts: Put[];
-  put(key: string, body: string, type: string): Promise<void>;
+  put(key: string, body: string | Uint8Array | Blob, type: string): Promise<void>;
 } {
   const puts: Put[] = [];
   return {
     puts,
     async put(key, body, contentType) {
       await inner.put(key, body, contentType);
-      puts.push({ key, bytes: Buffer.byteLength(body), contentType });
+      puts.push({ key, bytes: body instanceof Blob ? body.size : Buffer.byteLength(body), contentType });
     },
   };
 }

@@ -1,0 +1,169 @@
+/**
+ * `lambkin run`'s dependency cache on local disk: real runs (real npm, real runner processes) with
+ * the cache in a temporary folder, and the cache's loopback server asked directly for what a build
+ * must not get.
+ */
+import { cp, lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { localDependencyProject } from '../../src/bench/projects.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
+import { runLocalBuild } from '../../src/local/local-run.js';
+import { LocalDependencyCache, defaultLocalCacheDir } from '../../src/local/local-cache.js';
+import { localRun } from '../support/local-run.js';
+
+let scratch: string;
+let project: string;
+
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'lambkin-run-cache-'));
+  project = join(scratch, 'project');
+  await localDependencyProject(project, { count: 3, npmCache: join(scratch, 'npm-cache') });
+  // Prints a marker whenever the install really runs.
+  const packageJson = JSON.parse(await readFile(join(project, 'package.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
+  packageJson.scripts = { test: 'node --test', postinstall: 'echo INSTALL-RAN' };
+  await writeFile(join(project, 'package.json'), JSON.stringify(packageJson, null, 2) + '\n');
+});
+
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+const modeOf = async (path: string): Promise<number> => (await stat(path)).mode & 0o777;
+
+describe('lambkin run with its dependency cache', () => {
+  it('saves after a passing run, and the next run restores and skips the install', async () => {
+    const cacheDir = join(scratch, 'cache-a', 'lambkin');
+    const first = await localRun(project, { cacheDir });
+    expect(first.result.state).toBe('success');
+    expect(first.output).toContain('INSTALL-RAN');
+    expect(first.output).toMatch(/Cache: miss for cache\/local\/project-[0-9a-f]{16}\//);
+    expect(first.output).toMatch(/Cache: saved cache\/local\/project-/);
+    expect(await modeOf(cacheDir)).toBe(0o700);
+    expect(await modeOf(join(cacheDir, 'deps'))).toBe(0o700);
+
+    const second = await localRun(project, { cacheDir });
+    expect(second.result.state).toBe('success');
+    expect(second.output).toMatch(/Cache: restored .* install skipped/);
+    expect(second.output).not.toContain('INSTALL-RAN');
+    expect(second.result.steps.map((step) => step.name)).toEqual(['test']);
+    // The working copy itself is never written: the build runs on its own copy.
+    expect(await lstat(join(project, 'node_modules')).catch(() => undefined)).toBeUndefined();
+  });
+
+  it("never gives one working copy another's entry, even with the same lockfile", async () => {
+    const cacheDir = join(scratch, 'cache-b', 'lambkin');
+    expect((await localRun(project, { cacheDir })).output).toMatch(/Cache: saved/);
+    const twin = join(scratch, 'twin', 'project');
+    await cp(project, twin, { recursive: true });
+    const other = await localRun(twin, { cacheDir });
+    expect(other.result.state).toBe('success');
+    expect(other.output).toMatch(/Cache: miss for .*: nothing is stored at this key yet/);
+    expect(other.output).toContain('INSTALL-RAN');
+    // Two projects, one entry each.
+    const projects = await readdir(join(cacheDir, 'deps', 'local'));
+    expect(projects).toHaveLength(2);
+  });
+
+  it('keeps one entry per project and runtime: a new lockfile replaces the old entry', async () => {
+    const cacheDir = join(scratch, 'cache-c', 'lambkin');
+    const copy = join(scratch, 'changing', 'project');
+    await cp(project, copy, { recursive: true });
+    await localRun(copy, { cacheDir });
+    const lock = JSON.parse(await readFile(join(copy, 'package-lock.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    await writeFile(join(copy, 'package-lock.json'), JSON.stringify(lock, null, 4) + '\n');
+    const changed = await localRun(copy, { cacheDir });
+    expect(changed.output).toMatch(/Cache: saved/);
+    const [folder] = await readdir(join(cacheDir, 'deps', 'local'));
+    const runtimes = await readdir(join(cacheDir, 'deps', 'local', folder ?? ''));
+    const entries = await readdir(join(cacheDir, 'deps', 'local', folder ?? '', runtimes[0] ?? ''));
+    expect(entries).toHaveLength(1);
+  });
+
+  it('narrows a folder open to others to 0700, and runs without the cache when the folder is a link', async () => {
+    const open = join(scratch, 'cache-open');
+    await mkdir(open, { mode: 0o755 });
+    const cache = await LocalDependencyCache.start({ dir: open, projectPath: project });
+    await cache.close();
+    expect(await modeOf(open)).toBe(0o700);
+
+    const elsewhere = join(scratch, 'elsewhere');
+    await mkdir(elsewhere);
+    const linked = join(scratch, 'cache-link');
+    await symlink(elsewhere, linked);
+    const logger = createMemoryLogger();
+    let output = '';
+    const result = await runLocalBuild({
+      path: project,
+      cacheDir: linked,
+      write: (text) => (output += text),
+      logger,
+    });
+    expect(result.state).toBe('success');
+    expect(logger.entries.map((entry) => entry.message)).toContainEqual(
+      expect.stringMatching(/dependency cache is off for this run: .*cache-link is not a folder/),
+    );
+    expect(output).not.toMatch(/Cache: (saved|restored|miss)/);
+    expect(await readdir(elsewhere)).toEqual([]);
+  });
+
+  it('is under XDG_CACHE_HOME when it is absolute, else under ~/.cache', () => {
+    expect(defaultLocalCacheDir({ XDG_CACHE_HOME: '/x/cache' }, '/home/u')).toBe('/x/cache/lambkin');
+    expect(defaultLocalCacheDir({ XDG_CACHE_HOME: 'relative' }, '/home/u')).toBe('/home/u/.cache/lambkin');
+    expect(defaultLocalCacheDir({}, '/root')).toBe('/root/.cache/lambkin');
+  });
+});
+
+describe("the local cache's loopback server", () => {
+  let cache: LocalDependencyCache;
+  beforeAll(async () => {
+    cache = await LocalDependencyCache.start({ dir: join(scratch, 'cache-server'), projectPath: project });
+  });
+  afterAll(() => cache.close());
+
+  it('answers only granted keys with the run token, writes once, and a read grant cannot write', async () => {
+    const location = await cache.locate({}, {});
+    if (!location) throw new Error('the project has a lockfile');
+    expect(location.exists).toBe(false);
+    const readOnly = await cache.presign(location, undefined, { write: false, expiresInSeconds: 60 });
+    expect(readOnly.putUrl).toBeUndefined();
+    const body = Buffer.from('archive');
+    const put = (url: string, headers: Record<string, string> = { 'if-none-match': '*' }) =>
+      fetch(url, { method: 'PUT', body, headers: { ...headers, 'content-length': String(body.length) } });
+    // An untrusted build gets no PUT; the GET URL does not take one either.
+    expect((await put(readOnly.getUrl)).status).toBe(403);
+    expect((await fetch(readOnly.getUrl)).status).toBe(404);
+
+    const writable = await cache.presign(location, undefined, { write: true, expiresInSeconds: 60 });
+    if (!writable.putUrl) throw new Error('a trusted build of a missing key gets a PUT');
+    const wrongToken = writable.putUrl.replace(/\/[0-9a-f]{48}\//, `/${'0'.repeat(48)}/`);
+    expect(wrongToken).not.toBe(writable.putUrl);
+    expect((await put(wrongToken)).status).toBe(403);
+    expect((await put(writable.putUrl, {})).status).toBe(400); // S3's rule: If-None-Match: * signed in
+    expect((await put(writable.putUrl)).status).toBe(200);
+    expect(Buffer.from(await (await fetch(writable.getUrl)).arrayBuffer()).toString()).toBe('archive');
+    // Written once: the grant is used up.
+    expect((await put(writable.putUrl)).status).toBe(403);
+    expect((await cache.locate({}, {}))?.exists).toBe(true);
+
+    // A key of another project is never granted.
+    await expect(
+      cache.presign(
+        { ...location, key: location.key.replace(/project-[0-9a-f]+/, 'other-0000') },
+        undefined,
+        {
+          write: true,
+          expiresInSeconds: 60,
+        },
+      ),
+    ).rejects.toThrow(/not this project's key/);
+    const traversal = writable.getUrl.replace(/\/cache\/.*$/, '/cache/local/../../../../etc/passwd');
+    expect((await fetch(traversal)).status).toBe(403);
+  });
+});

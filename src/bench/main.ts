@@ -16,7 +16,7 @@ import { startLocalStack, type LocalStack } from '../local/stack.js';
 import { measureCache } from './cache.js';
 import { measureFanOut } from './fan-out-run.js';
 import { measureMemory } from './memory.js';
-import { measureOverhead } from './overhead.js';
+import { measureBuild } from './overhead.js';
 import { measureRun } from './run.js';
 import { localDependencyProject, registryProject } from './projects.js';
 import { cpuCount, OWNER, progress, quick, SECRET, TOKEN, type Repo } from './shared.js';
@@ -27,18 +27,20 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'lambkin-bench-'));
   const npmCache = join(root, 'npm-cache');
   const github = await startGitHubServer({ token: TOKEN });
+  // The controller logs each build's time breakdown here (the build section reads it).
+  const logger = createMemoryLogger();
   let stack: LocalStack | undefined;
-  const stackOptions = (dir: string) => ({
+  const stackOptions = (dir: string, logger = createMemoryLogger()) => ({
     dataDir: join(root, dir),
     port: 0,
     githubApiUrl: github.url,
     githubToken: TOKEN,
     webhookSecret: SECRET,
     concurrency: 2,
-    logger: createMemoryLogger(),
+    logger,
   });
   try {
-    stack = await startLocalStack(stackOptions('stack'));
+    stack = await startLocalStack(stackOptions('stack', logger));
     const added = async (name: string, dir: string): Promise<Repo> => {
       const repo = await createGitRepoFromDirectory(dir);
       github.addRepository({ owner: OWNER, name, gitDir: repo.dir });
@@ -63,7 +65,14 @@ async function main(): Promise<void> {
       smallRepo,
     );
     const queue = await measureQueueLatency(stack, github, smallRepo, quick ? 2 : 10);
-    const overhead = await measureOverhead(stack, github, largeNoCache, npmCache, quick ? 1 : 5);
+    const build = await measureBuild(
+      stack,
+      github,
+      { small: smallRepo, large: largeNoCache },
+      npmCache,
+      logger,
+      quick ? 3 : 5,
+    );
     const cache = await measureCache(stack, github, largeRepo, quick ? 1 : 5);
     const memory = await measureMemory(stack, github, root);
     // A project of the user's own (LAMBKIN_BENCH_REPO=/path/to/git/dir), cloned: its cache figures here.
@@ -108,7 +117,7 @@ async function main(): Promise<void> {
       },
       webhook,
       queueLatencyMs: queue,
-      buildOverhead: overhead,
+      build,
       cache,
       run,
       repo,

@@ -1,33 +1,53 @@
-/** The whole build against `npm ci` + `npm test` in a shell on the same checkout, interleaved. */
+/**
+ * A build's own time: the small project's overhead (running → final status, minus its steps), the
+ * large project's whole build against `npm ci` + `npm test` in a shell on the same checkout,
+ * interleaved, and where each build's time went (the breakdown the controller appends to every
+ * log and logs as `build time`).
+ */
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
+import type { BuildRecord } from '../core/build.js';
+import type { MemoryLogger } from '../core/logger.js';
+import type { PhaseTiming } from '../core/protocol.js';
 import type { GitHubStandIn } from '../local/github/index.js';
 import type { LocalStack } from '../local/stack.js';
 import { npmEnvironment } from './projects.js';
-import { buildOnce, median, progress, round, wall, type Repo } from './shared.js';
+import { buildOnce, median, progress, round, type Repo } from './shared.js';
 
-export async function measureOverhead(
+/** The controller's `build time` entry of one build. */
+interface BuildTime {
+  untilStatus: PhaseTiming[];
+  totalMs: number;
+  after: PhaseTiming[];
+}
+
+export async function measureBuild(
   stack: LocalStack,
   github: GitHubStandIn,
-  repo: Repo,
+  projects: { small: Repo; large: Repo },
   npmCache: string,
+  logger: MemoryLogger,
   repeats: number,
 ) {
   const checkout = await mkdtemp(join(tmpdir(), 'lambkin-bench-direct-'));
-  const builds: number[] = [];
+  const small: BuildTime[] = [];
+  const large: BuildTime[] = [];
   const direct: number[] = [];
+  const timeOf = (build: BuildRecord): BuildTime => buildTime(logger, build);
   try {
-    await execa('bash', [
-      '-c',
-      `git -C '${repo.gitDir}' archive --format=tar ${repo.sha} | tar -x -C '${checkout}'`,
-    ]);
+    const { gitDir, sha } = projects.large;
+    await execa('bash', ['-c', `git -C '${gitDir}' archive --format=tar ${sha} | tar -x -C '${checkout}'`]);
+    // The small project's first build saves its cache; the measured ones restore it, as a
+    // project's builds do between two lockfile changes.
+    await buildOnce(stack, github, projects.small, 'overhead-warm-up');
     for (let index = 0; index < repeats; index++) {
       progress(`build overhead: round ${index + 1} of ${repeats}`);
-      builds.push(wall(await buildOnce(stack, github, repo, `overhead-${index}`)));
+      small.push(timeOf(await buildOnce(stack, github, projects.small, `overhead-small-${index}`)));
+      large.push(timeOf(await buildOnce(stack, github, projects.large, `overhead-${index}`)));
       await rm(join(checkout, 'node_modules'), { recursive: true, force: true });
       const started = performance.now();
       const env = npmEnvironment(npmCache);
@@ -38,11 +58,49 @@ export async function measureOverhead(
   } finally {
     await rm(checkout, { recursive: true, force: true });
   }
+  const largeMs = median(large.map((time) => time.totalMs));
   return {
     repeats,
-    buildMedianMs: round(median(builds)),
+    smallOverheadMs: round(median(small.map(overheadOf))),
+    overheadRatio: round(largeMs / median(direct), 3),
+    largeBuildMedianMs: round(largeMs),
     directMedianMs: round(median(direct)),
-    ratio: round(median(builds) / median(direct), 3),
-    note: 'build = the builder’s claim to its end (source fetch, config, steps, log); direct = npm ci + npm test in bash',
+    breakdown: breakdownOf(small),
+    largeBreakdown: breakdownOf(large),
+    note:
+      'smallOverheadMs = running → final status minus the steps (small project, cache restored); ' +
+      'overheadRatio = the large project’s running → final status ÷ npm ci + npm test in bash; ' +
+      'breakdown = median ms per phase, "after" = after the final status (cache save, cleanup)',
+  };
+}
+
+function buildTime(logger: MemoryLogger, build: BuildRecord): BuildTime {
+  const label = `${build.repo}#${build.number}`;
+  const entry = logger.entries.find(
+    (candidate) => candidate.message === 'build time' && candidate.fields.build === label,
+  );
+  if (!entry) throw new Error(`no time breakdown was logged for ${label}`);
+  return entry.fields as unknown as BuildTime;
+}
+
+/** Running → final status, minus the steps' own time. */
+function overheadOf(time: BuildTime): number {
+  const steps = time.untilStatus.filter((phase) => phase.name.startsWith('step '));
+  return time.totalMs - steps.reduce((sum, phase) => sum + phase.ms, 0);
+}
+
+/** The median of each phase over the builds, in the order the phases came. */
+function breakdownOf(times: BuildTime[]) {
+  const medians = (pick: (time: BuildTime) => PhaseTiming[]): Record<string, number> => {
+    const byName = new Map<string, number[]>();
+    for (const time of times) {
+      for (const phase of pick(time)) byName.set(phase.name, [...(byName.get(phase.name) ?? []), phase.ms]);
+    }
+    return Object.fromEntries([...byName].map(([name, values]) => [name, round(median(values))]));
+  };
+  return {
+    untilStatus: medians((time) => time.untilStatus),
+    totalMs: round(median(times.map((time) => time.totalMs))),
+    after: medians((time) => time.after),
   };
 }

@@ -10,7 +10,9 @@ import { renderBadge } from '../pages/badge.js';
 import { logPageLinksFor, renderLogPage, type LogPageJob } from '../pages/build-page.js';
 import type { CommitStatusUpdate } from '../core/ports.js';
 import { reportBuildStatus, type BuildStatusReport } from './status-reporting.js';
-import { finalPageLog } from '../core/log-format.js';
+import { finalPageLog, formatTimeBreakdown } from '../core/log-format.js';
+import type { PhaseTiming } from '../core/protocol.js';
+import type { Ending } from './runner-run.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
 
 /** The commit status that tells GitHub how an ended build ended, linking to its page. */
@@ -114,4 +116,41 @@ export async function reportStatus(
       message: `could not set the ${phase} commit status`,
     },
   });
+}
+
+export interface TimeBreakdownTarget {
+  /** For the controller's log: `owner/repo#7` or `owner/repo#7/node-22`. */
+  label: string;
+  logPrefix: string;
+  ending: Ending;
+  /** From `running` to the final status, in order. */
+  untilStatus: PhaseTiming[];
+  /** Running → final status, as measured. */
+  totalMs: number;
+  /** Writes the build's (or job's) page with the log's final text. */
+  writePage: (log: string) => Promise<void>;
+}
+
+/**
+ * After the final status: waits for the runner's work after its verdict (the cache save), then
+ * writes the log once more with the runner's notes about it and where the time went, and the page
+ * with it. The status is out already; a failure here costs the log its last lines, nothing more.
+ */
+export async function appendTimeBreakdown(
+  deps: ControllerDependencies,
+  target: TimeBreakdownTarget,
+): Promise<void> {
+  const rest = await target.ending.rest;
+  const breakdown = { untilStatus: target.untilStatus, totalMs: target.totalMs, after: rest.timings };
+  const closing = [target.ending.logNote, ...rest.notes, `\n${formatTimeBreakdown(breakdown).trimEnd()}`];
+  try {
+    const text = await deps.logs.finalizeLog(
+      target.logPrefix,
+      closing.filter((line) => line !== undefined).join('\n'),
+    );
+    await target.writePage(text);
+  } catch (error) {
+    deps.logger.warn('could not append the time breakdown to the log', { build: target.label, error });
+  }
+  deps.logger.info('build time', { build: target.label, ...breakdown });
 }

@@ -332,15 +332,20 @@ async function killUid(uid: number): Promise<void> {
 
 /** Live (not zombie) processes with `uid` among their uids, from /proc. */
 export async function processesOfUid(uid: number): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
-    const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number) ?? [];
-    const state = /^State:\s+(\S)/m.exec(status)?.[1];
-    if (uids.includes(uid) && state !== 'Z' && state !== 'X') found.push(Number(entry));
-  }
-  return found;
+  const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry));
+  // Read side by side: a machine runs hundreds of processes, and this runs as a build's sandbox
+  // is taken, before its runner starts.
+  const statuses = await Promise.all(
+    pids.map((pid) => readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')),
+  );
+  return pids
+    .filter((_, index) => {
+      const status = statuses[index] ?? '';
+      const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number) ?? [];
+      const state = /^State:\s+(\S)/m.exec(status)?.[1];
+      return uids.includes(uid) && state !== 'Z' && state !== 'X';
+    })
+    .map(Number);
 }
 
 function killQuietly(pid: number): void {

@@ -12,7 +12,14 @@ import { TransitionRefusedError } from '../core/errors.js';
 import type { BuilderInvocation } from '../core/protocol.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
 import { FINISHING_MARGIN_MS, runRunner, type Ending } from './runner-run.js';
-import { pageFor, reportStatus, statusDescription, writeArtifacts } from './build-artifacts.js';
+import {
+  appendTimeBreakdown,
+  pageFor,
+  reportStatus,
+  statusDescription,
+  writeArtifacts,
+} from './build-artifacts.js';
+import { finalPageLog } from '../core/log-format.js';
 import {
   fanOutBuild,
   planBuild,
@@ -72,41 +79,58 @@ export async function runControllerBuild(
   }
   const url = pageUrlOf(build, deps.publicUrl);
   deps.logger.info('build started', { build: label, sha: build.sha });
-  await reportStatus(deps, build, 'pending', `Build #${build.number} running`, url, 'running');
-  await deps.logs
-    .putPage(build.logPrefix, pageFor(build, '', true, url))
-    .catch((error: unknown) =>
-      deps.logger.warn('could not write the first log page', { build: label, error }),
-    );
+  // Told while the runner is prepared and started; the final status waits for it (its order).
+  const announced = Promise.all([
+    reportStatus(deps, build, 'pending', `Build #${build.number} running`, url, 'running'),
+    deps.logs
+      .putPage(build.logPrefix, pageFor(build, '', true, url))
+      .catch((error: unknown) =>
+        deps.logger.warn('could not write the first log page', { build: label, error }),
+      ),
+  ]);
 
   // A refused plan (too many jobs, a Node.js that does not exist) ends the build before any runner.
   const outcome = plan.kind === 'refused' ? plan.ending : await runRunner(deps, build, url, clock);
-  return { ran: true, build: await finishBuild(deps, build, outcome, url) };
+  await announced;
+  return { ran: true, build: await finishBuild(deps, build, outcome, url, clock) };
 }
 
+/**
+ * Ends the build as the runner's verdict says, at once: the log is assembled while the record
+ * changes, the page and pointers are written while the status is sent. Only then does it wait for
+ * the runner's work after its verdict (the cache save), whose notes and the time breakdown it
+ * appends to the log.
+ */
 async function finishBuild(
   deps: ControllerDependencies,
   running: BuildRecord,
   ending: Ending,
   url: string,
+  clock: () => number,
 ): Promise<BuildRecord> {
   const label = buildLabel(running);
-  let finalText = '';
-  try {
-    finalText = await deps.logs.finalizeLog(running.logPrefix, ending.logNote);
-  } catch (error) {
-    deps.logger.error('could not assemble the final log', { build: label, error });
-  }
+  const recording = clock();
+  const [finalText, transitioned] = await Promise.all([
+    deps.logs.finalizeLog(running.logPrefix, ending.logNote).catch((error: unknown) => {
+      deps.logger.error('could not assemble the final log', { build: label, error });
+      return '';
+    }),
+    deps.builds
+      .transition(running, {
+        from: 'running',
+        to: ending.state,
+        reason: ending.description,
+        steps: ending.steps,
+      })
+      .catch((error: unknown) => {
+        if (!(error instanceof TransitionRefusedError)) throw error;
+        return undefined;
+      }),
+  ]);
+  const reporting = clock();
+  const untilStatus = [...ending.timings, { name: 'log and record', ms: reporting - recording }];
   let build: BuildRecord;
-  try {
-    build = await deps.builds.transition(running, {
-      from: 'running',
-      to: ending.state,
-      reason: ending.description,
-      steps: ending.steps,
-    });
-  } catch (error) {
-    if (!(error instanceof TransitionRefusedError)) throw error;
+  if (!transitioned) {
     // Ended meanwhile (cancelled, or swept as stuck): that state stands and was reported.
     build = (await deps.builds.getBuild(running)) ?? running;
     deps.logger.warn('the build ended elsewhere while it ran; keeping that state', {
@@ -114,13 +138,26 @@ async function finishBuild(
       state: build.state,
     });
     await writeArtifacts(deps, build, finalText, url);
-    return build;
+  } else {
+    build = transitioned;
+    await Promise.all([
+      writeArtifacts(deps, build, finalText, url),
+      reportStatus(deps, build, commitStateFor(build.state), statusDescription(build), url, 'final', {
+        log: finalText,
+        ...(ending.checkoutRoot !== undefined ? { checkoutRoot: ending.checkoutRoot } : {}),
+      }),
+    ]);
+    untilStatus.push({ name: 'final status', ms: clock() - reporting });
+    deps.logger.info('build finished', { build: label, state: build.state, description: build.description });
   }
-  await writeArtifacts(deps, build, finalText, url);
-  await reportStatus(deps, build, commitStateFor(build.state), statusDescription(build), url, 'final', {
-    log: finalText,
-    ...(ending.checkoutRoot !== undefined ? { checkoutRoot: ending.checkoutRoot } : {}),
+  const ended = build;
+  await appendTimeBreakdown(deps, {
+    label,
+    logPrefix: running.logPrefix,
+    ending,
+    untilStatus,
+    totalMs: clock() - (running.startedAt ?? recording),
+    writePage: (log) => deps.logs.putPage(running.logPrefix, pageFor(ended, finalPageLog(log), false, url)),
   });
-  deps.logger.info('build finished', { build: label, state: build.state, description: build.description });
   return build;
 }

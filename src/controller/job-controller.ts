@@ -20,7 +20,7 @@ import { fanIn, isJobId, planJobs, TooManyJobsError, type JobPlan } from '../cor
 import { jobLinkFromBuildPage, jobPageUrl, pageUrlOf, relativeJobPageLinks } from '../core/links.js';
 import { finalPageLog, formatDuration } from '../core/log-format.js';
 import type { NewJob } from '../core/ports.js';
-import type { BuilderInvocation, RunnerJob, RunnerJobNode } from '../core/protocol.js';
+import type { BuilderInvocation, PhaseTiming, RunnerJob, RunnerJobNode } from '../core/protocol.js';
 import { RepoConfigError } from '../core/repo-config/config-errors.js';
 import { resolveBuildConfig, type ResolvedBuildConfig } from '../core/repo-config/resolve.js';
 import { pullRequestSourceOf } from '../core/settings.js';
@@ -28,9 +28,15 @@ import { commitStateFor, isTerminal, STATE_LABELS, type BuildState } from '../co
 import { FINAL_DELIVERY, INTAKE_DELIVERY } from '../github/statuses.js';
 import { renderLogPage, type LogPageJob } from '../pages/build-page.js';
 import { readBaseConfig, readCommitConfig } from './base-config.js';
-import { pageFor, reportStatus, statusDescription, writeArtifacts } from './build-artifacts.js';
+import {
+  appendTimeBreakdown,
+  pageFor,
+  reportStatus,
+  statusDescription,
+  writeArtifacts,
+} from './build-artifacts.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
-import { FINISHING_MARGIN_MS, runRunner, type Ending } from './runner-run.js';
+import { FINISHING_MARGIN_MS, endingWithout, runRunner, type Ending } from './runner-run.js';
 import { reportBuildStatus } from './status-reporting.js';
 
 /** How a build runs: as one job (as always), as several, or not at all (its plan was refused). */
@@ -41,7 +47,7 @@ export type BuildPlan =
 function refused(description: string, detail: string): BuildPlan {
   return {
     kind: 'refused',
-    ending: { state: 'error', description, steps: [], logNote: `[lambkin] ${detail}` },
+    ending: endingWithout({ state: 'error', description, steps: [], logNote: `[lambkin] ${detail}` }),
   };
 }
 
@@ -311,11 +317,20 @@ export async function runControllerJob(
       return undefined;
     },
   });
-  const ended = await finishJob(deps, build, job, ending);
+  const { job: ended, untilStatus } = await finishJob(deps, build, job, ending, clock);
   if (ended.failFast && ended.state !== 'success' && ended.state !== 'cancelled') {
     await cancelOtherJobs(deps, build, ended);
   }
   await finishBuildIfDone(deps, build);
+  // After the statuses: the job's cache save, then its log's last lines and time breakdown.
+  await appendTimeBreakdown(deps, {
+    label: jobLabel(key),
+    logPrefix: job.logPrefix,
+    ending,
+    untilStatus,
+    totalMs: clock() - (ended.startedAt ?? clock()),
+    writePage: (log) => writeJobPage(deps, build, ended, log, false),
+  });
   return { ran: true, build: (await deps.builds.getBuild(build)) ?? build, job: ended };
 }
 
@@ -329,8 +344,10 @@ async function finishJob(
   build: BuildRecord,
   running: JobRecord,
   ending: Ending,
-): Promise<JobRecord> {
+  clock: () => number,
+): Promise<{ job: JobRecord; untilStatus: PhaseTiming[] }> {
   const label = jobLabel(keyOf(running));
+  const recording = clock();
   let finalText = '';
   try {
     finalText = await deps.logs.finalizeLog(running.logPrefix, ending.logNote);
@@ -352,15 +369,20 @@ async function finishJob(
     job = (await deps.jobs?.listJobs(build))?.find((other) => other.index === running.index) ?? running;
     reported = true;
   }
-  await writeJobPage(deps, build, job, finalText, false);
-  if (!reported) {
-    await reportJob(deps, build, job, 'final', {
-      log: finalText,
-      ...(ending.checkoutRoot !== undefined ? { checkoutRoot: ending.checkoutRoot } : {}),
-    });
-  }
+  const reporting = clock();
+  const untilStatus = [...ending.timings, { name: 'log and record', ms: reporting - recording }];
+  await Promise.all([
+    writeJobPage(deps, build, job, finalText, false),
+    reported
+      ? undefined
+      : reportJob(deps, build, job, 'final', {
+          log: finalText,
+          ...(ending.checkoutRoot !== undefined ? { checkoutRoot: ending.checkoutRoot } : {}),
+        }),
+  ]);
+  untilStatus.push({ name: 'final status', ms: clock() - reporting });
   deps.logger.info('job finished', { build: label, state: job.state, description: job.description });
-  return job;
+  return { job, untilStatus };
 }
 
 /**

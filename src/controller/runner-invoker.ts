@@ -3,15 +3,15 @@
  * process with a clean environment locally. Either way the runner shares no process tree and no
  * environment with the controller's credentials.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import { isUncleanContainerExit } from '../core/container.js';
 import { LambkinError } from '../core/errors.js';
-import type { RunnerInput, RunnerOutcome } from '../core/protocol.js';
+import type { PhaseTiming, RunnerAfterword, RunnerInput, RunnerOutcome } from '../core/protocol.js';
 import { checkRunnableByOthers, runnerProgram } from './runner-program.js';
-import type { RunnerInvoker } from '../core/ports.js';
+import type { RunnerInvoker, StartedRunner } from '../core/ports.js';
 import { formatProtections } from '../core/sandbox.js';
 import { acquireBuildSandbox, type BuildSandbox, type BuildSandboxOptions } from './build-sandbox.js';
 
@@ -52,7 +52,28 @@ export function parseRunnerOutcome(value: unknown): RunnerOutcome {
   ) {
     throw new RunnerFailedError('The runner answered with something that is not an outcome.', false);
   }
-  return outcome as RunnerOutcome;
+  const { timings, notes, ...rest } = outcome as RunnerOutcome;
+  return { ...rest, ...runnerExtras(timings, notes) } as RunnerOutcome;
+}
+
+/** At most this many phases and lines of notes, each note at most this long, are taken from the runner. */
+const MAX_TIMINGS = 50;
+const MAX_NOTES = 20;
+const MAX_NOTE_LENGTH = 2000;
+
+/** The runner's timings and notes, bounded and well-formed (it is the untrusted side). */
+function runnerExtras(timings: unknown, notes: unknown): Pick<RunnerOutcome, 'timings' | 'notes'> {
+  return {
+    ...(Array.isArray(timings) ? { timings: timings.filter(isPhaseTiming).slice(0, MAX_TIMINGS) } : {}),
+    ...(Array.isArray(notes)
+      ? {
+          notes: notes
+            .filter((note): note is string => typeof note === 'string')
+            .slice(0, MAX_NOTES)
+            .map((note) => note.slice(0, MAX_NOTE_LENGTH)),
+        }
+      : {}),
+  };
 }
 
 /**
@@ -143,8 +164,31 @@ export class TrustRoutedRunnerInvoker implements RunnerInvoker {
     private readonly untrusted: RunnerInvoker,
   ) {}
 
-  run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
-    return (input.build?.trusted === true ? this.trusted : this.untrusted).run(input, signal);
+  run(
+    input: RunnerInput,
+    signal?: AbortSignal,
+    onVerdict?: (verdict: RunnerOutcome) => void,
+  ): Promise<RunnerOutcome> {
+    return (input.build?.trusted === true ? this.trusted : this.untrusted).run(input, signal, onVerdict);
+  }
+
+  start(trusted: boolean): StartedRunner {
+    const target = trusted ? this.trusted : this.untrusted;
+    const started = target.start
+      ? target.start(trusted)
+      : { run: target.run.bind(target), discard: () => Promise.resolve() };
+    return {
+      run: async (input, signal, onVerdict) => {
+        if ((input.build?.trusted === true) !== trusted) {
+          void started.discard();
+          throw new Error(
+            `a runner started for ${trusted ? '' : 'un'}trusted builds was given another build`,
+          );
+        }
+        return started.run(input, signal, onVerdict);
+      },
+      discard: () => started.discard(),
+    };
   }
 }
 
@@ -190,14 +234,46 @@ export interface ProcessRunnerOptions {
 
 /**
  * Starts the runner as a child process with a clean environment: only PATH, LANG and the work
- * root. Input on stdin, outcome as the last line of stdout. Its working folder is the runner
- * program's (or `/`), never the caller's: that may be closed to the runner's user.
+ * root. Input on stdin; on stdout the verdict, then the afterword (src/runner/main.ts). Its working
+ * folder is the runner program's (or `/`), never the caller's: that may be closed to the runner's
+ * user. `start` boots the process (and its sandbox) before the input is ready.
  */
 export class ProcessRunnerInvoker implements RunnerInvoker {
   constructor(private readonly options: ProcessRunnerOptions = {}) {}
 
-  async run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome> {
+  async run(
+    input: RunnerInput,
+    signal?: AbortSignal,
+    onVerdict?: (verdict: RunnerOutcome) => void,
+  ): Promise<RunnerOutcome> {
     if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
+    return this.start().run(input, signal, onVerdict);
+  }
+
+  start(): StartedRunner {
+    const booting = this.boot();
+    booting.catch(() => undefined); // told to whoever runs or discards it
+    return {
+      run: async (input, signal, onVerdict) => {
+        const booted = await booting;
+        try {
+          return await this.drive(booted, input, signal, onVerdict);
+        } finally {
+          await booted.sandbox?.teardown();
+        }
+      },
+      discard: async () => {
+        const booted = await booting.catch(() => undefined);
+        if (!booted) return;
+        booted.child.kill('SIGKILL');
+        await booted.exit;
+        await booted.sandbox?.teardown();
+      },
+    };
+  }
+
+  /** The sandbox and the runner process, waiting for its input on stdin. */
+  private async boot(): Promise<BootedRunner> {
     const [command, cwd] = await this.commandAndFolder();
     const options = this.options.sandbox;
     const sandbox = options
@@ -207,43 +283,67 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
         )
       : undefined;
     try {
-      return await this.runIn(sandbox, command, cwd, input, signal);
-    } finally {
+      const [executable, ...args] = sandbox ? sandbox.wrap(command) : command;
+      if (!executable) throw new Error('ProcessRunnerInvoker needs a command');
+      const workRoot = sandbox?.workRoot ?? this.options.workRoot;
+      const env: Record<string, string> = {
+        PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+        LANG: 'C.UTF-8',
+        // The machine's extra CA certificates (a proxy that re-signs TLS): the runner's own HTTPS
+        // (the archive, a job's Node.js from the registry) trusts what this process trusts. A file
+        // path, no secret; steps never see the runner's environment.
+        ...((await extraCaCertificates()) ?? {}),
+        ...(workRoot ? { LAMBKIN_WORK_ROOT: workRoot } : {}),
+        // What the controller set up; the runner adds what it can do for its steps (src/core/sandbox.ts).
+        LAMBKIN_BUILD_SANDBOX: sandbox ? formatProtections(sandbox.protections) : '',
+      };
+      const child = spawn(executable, args, { env, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+      const booted: BootedRunner = {
+        sandbox,
+        child,
+        stdout: '',
+        stderr: '',
+        exit: new Promise((resolve, reject) => {
+          child.once('error', reject);
+          child.once('close', (exitCode, closeSignal) => resolve([exitCode, closeSignal]));
+        }),
+      };
+      booted.exit.catch(() => undefined); // told by drive
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        booted.stdout += chunk;
+        booted.onStdout?.();
+      });
+      child.stderr
+        .setEncoding('utf8')
+        .on('data', (chunk: string) => (booted.stderr = (booted.stderr + chunk).slice(-8192)));
+      child.stdin.on('error', () => undefined); // a runner that dies at once closes its stdin
+      return booted;
+    } catch (error) {
       await sandbox?.teardown();
+      throw error;
     }
   }
 
-  private async runIn(
-    sandbox: BuildSandbox | undefined,
-    command: readonly string[],
-    cwd: string,
+  private async drive(
+    booted: BootedRunner,
     input: RunnerInput,
     signal?: AbortSignal,
+    onVerdict?: (verdict: RunnerOutcome) => void,
   ): Promise<RunnerOutcome> {
-    const [executable, ...args] = sandbox ? sandbox.wrap(command) : command;
-    if (!executable) throw new Error('ProcessRunnerInvoker needs a command');
-    const workRoot = sandbox?.workRoot ?? this.options.workRoot;
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-      LANG: 'C.UTF-8',
-      // The machine's extra CA certificates (a proxy that re-signs TLS): the runner's own HTTPS
-      // (the archive, a job's Node.js from the registry) trusts what this process trusts. A file
-      // path, no secret; steps never see the runner's environment.
-      ...((await extraCaCertificates()) ?? {}),
-      ...(workRoot ? { LAMBKIN_WORK_ROOT: workRoot } : {}),
-      // What the controller set up; the runner adds what it can do for its steps (src/core/sandbox.ts).
-      LAMBKIN_BUILD_SANDBOX: sandbox ? formatProtections(sandbox.protections) : '',
+    const { child, sandbox } = booted;
+    // The verdict line comes first (src/runner/main.ts): the controller reports it while the runner
+    // goes on with its cache save.
+    let verdict: RunnerOutcome | undefined;
+    let aborted = false;
+    booted.onStdout = () => {
+      // A verdict after the controller stopped the runner is the stop's doing: the stop decides.
+      if (verdict !== undefined || aborted) return;
+      const end = booted.stdout.indexOf('\n');
+      if (end < 0) return;
+      verdict = verdictOf(booted.stdout.slice(0, end));
+      if (verdict) onVerdict?.(verdict);
     };
-    const child = spawn(executable, args, {
-      env,
-      cwd,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8192)));
-    child.stdin.on('error', () => undefined); // a runner that dies at once closes its stdin
+    booted.onStdout();
     child.stdin.end(JSON.stringify(input));
     let timedOut = false;
     const killAt = input.deadlineAt + (this.options.graceMs ?? 10_000);
@@ -254,7 +354,6 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       },
       Math.max(killAt - Date.now(), 0),
     );
-    let aborted = false;
     const onAbort = (): void => {
       aborted = true;
       // The runner puts each step in its own process group and kills it on SIGTERM (SIGTERM to
@@ -270,16 +369,15 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       }
       setTimeout(() => child.kill('SIGKILL'), 5000).unref();
     };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const [code, exitSignal] = await new Promise<[number | null, NodeJS.Signals | null]>(
-      (resolve, reject) => {
-        child.once('error', reject);
-        child.once('close', (exitCode, closeSignal) => resolve([exitCode, closeSignal]));
-      },
-    ).finally(() => {
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    const [code, exitSignal] = await booted.exit.finally(() => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
     });
+    const { stdout, stderr } = booted;
+    if (verdict)
+      return withAfterword(verdict, stdout, () => describeExit(code, exitSignal, timedOut, stderr));
     if (aborted && signal) throw new RunnerAbortedError(abortReason(signal));
     if (timedOut) throw new RunnerFailedError('The runner hit its time limit and was killed.', true);
     const last = stdout.trim().split('\n').pop() ?? '';
@@ -294,12 +392,80 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       throw new RunnerFailedError(`The runner's answer was not JSON: ${last.slice(0, 200)}`, false);
     }
   }
+
   private async commandAndFolder(): Promise<[readonly string[], string]> {
     if (this.options.command) return [this.options.command, '/'];
     const program = await runnerProgram();
     if (this.options.sandbox) await checkRunnableByOthers(program);
     return [program.command, program.dir];
   }
+}
+
+/** A runner process started before its input, and what it said so far. */
+interface BootedRunner {
+  sandbox: BuildSandbox | undefined;
+  child: ChildProcessWithoutNullStreams;
+  stdout: string;
+  stderr: string;
+  exit: Promise<[number | null, NodeJS.Signals | null]>;
+  /** Called on every piece of stdout once the runner has its input. */
+  onStdout?: () => void;
+}
+
+/** The runner's first line when it is a verdict; undefined otherwise (an older runner's log line). */
+function verdictOf(line: string): RunnerOutcome | undefined {
+  try {
+    return parseRunnerOutcome(JSON.parse(line));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The whole outcome of a runner that announced its verdict: the verdict stands whatever happened
+ * after it; the afterword adds the phases after it and the lines for the log, or a note saying
+ * why it is missing (the runner died or was killed during its cache save).
+ */
+function withAfterword(verdict: RunnerOutcome, stdout: string, exit: () => string): RunnerOutcome {
+  const last = stdout.trim().split('\n').pop() ?? '';
+  let afterword: Partial<RunnerAfterword> | undefined;
+  try {
+    const value = JSON.parse(last) as Partial<RunnerAfterword> | null;
+    if (value?.kind === 'afterword') afterword = value;
+  } catch {
+    afterword = undefined;
+  }
+  if (!afterword) {
+    return { ...verdict, notes: [`The runner ended after its verdict without finishing: ${exit()}`] };
+  }
+  const after = runnerExtras(afterword.timings, afterword.notes);
+  return {
+    ...verdict,
+    timings: [...(verdict.timings ?? []), ...(after.timings ?? [])],
+    notes: after.notes ?? [],
+  };
+}
+
+function isPhaseTiming(value: unknown): value is PhaseTiming {
+  const timing = value as Partial<PhaseTiming> | null;
+  return (
+    typeof timing?.name === 'string' &&
+    timing.name.length <= 100 &&
+    typeof timing.ms === 'number' &&
+    Number.isFinite(timing.ms) &&
+    timing.ms >= 0
+  );
+}
+
+function describeExit(
+  code: number | null,
+  exitSignal: NodeJS.Signals | null,
+  timedOut: boolean,
+  stderr: string,
+): string {
+  if (timedOut) return 'it hit its time limit and was killed';
+  const how = exitSignal ? `it was killed by ${exitSignal}` : `it exited with code ${code}`;
+  return `${how}${stderr.trim() ? ` (${stderr.trim().slice(-300)})` : ''}`;
 }
 
 /** The (first) child process of `pid`, from /proc; undefined when it has none or is gone. */

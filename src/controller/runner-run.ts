@@ -9,13 +9,14 @@ import { buildLabel } from '../core/build.js';
 import { pullRequestSourceOf, type DeploySettings } from '../core/settings.js';
 import { readBaseConfig } from './base-config.js';
 import { decideDeploy, deployPrecheck, deployRulesOf } from '../core/deploy-policy.js';
-import type { CacheAccess, DeployDecision, RunnerInput, RunnerJob, RunnerOutcome } from '../core/protocol.js';
+import type { DeployDecision, PhaseTiming, RunnerInput, RunnerJob, RunnerOutcome } from '../core/protocol.js';
 import { RunnerAbortedError, RunnerFailedError } from './runner-invoker.js';
 import {
   DeployRoleError,
   type BuildGrants,
   type CacheLocation,
   type NodeCacheLocation,
+  type StartedRunner,
 } from '../core/ports.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
 
@@ -35,7 +36,28 @@ export type Ending = {
   logNote?: string;
   /** Where the runner unpacked the source: the log's failures are annotated relative to it. */
   checkoutRoot?: string;
+  /** Where the time went until the verdict: the controller's preparation, then the runner's phases. */
+  timings: PhaseTiming[];
+  /**
+   * What the runner does after its verdict (the cache save, its cleanup): resolves once the
+   * runner has ended, never rejects. The final status does not wait for it; the controller then
+   * appends its notes and the time breakdown to the log.
+   */
+  rest: Promise<RunnerRest>;
 };
+
+/** The runner's phases after its verdict and its lines for the end of the log. */
+export interface RunnerRest {
+  timings: PhaseTiming[];
+  notes: string[];
+}
+
+const NOTHING_MORE: Promise<RunnerRest> = Promise.resolve({ timings: [], notes: [] });
+
+/** An ending without a runner (refused before one started, or the runner failed). */
+export function endingWithout(ending: Omit<Ending, 'timings' | 'rest'>, timings: PhaseTiming[] = []): Ending {
+  return { ...ending, timings, rest: NOTHING_MORE };
+}
 
 export async function runRunner(
   deps: ControllerDependencies,
@@ -45,55 +67,57 @@ export async function runRunner(
   target: RunTarget = buildTarget(deps, build),
 ): Promise<Ending> {
   const label = target.label;
+  const preparing = clock();
+  // The runner boots while its input is prepared; discarded should the preparation fail.
+  const started = deps.runner.start?.(build.trusted === true);
+  let handedOver = false;
   try {
-    const policy =
-      build.pr !== undefined
-        ? (await deps.settings.effective(build.repo)).build.pullRequests[pullRequestSourceOf(build)]
-        : undefined;
-    // Trusted pushes are the repository's own code; a pull request gets secrets only when its
-    // source's policy says so (never, by default, for forks); an untrusted build that is no pull
-    // request (a check suite's, which may be a fork's commit) never. Only then are they opened.
-    const withSecrets = policy !== undefined ? policy.inheritSecrets : build.trusted;
-    const settings = await deps.settings.effective(build.repo, { decryptSecrets: withSecrets });
-    const secretEnv = withSecrets ? settings.secretEnv : {};
-    const baseConfig =
-      build.pr !== undefined && build.baseBranch !== undefined && deps.repoFiles
-        ? await readBaseConfig(deps.repoFiles, build.repo, build.baseBranch)
-        : undefined;
-    const archiveUrl = await deps.archives.resolveArchiveUrl(build.repo, build.sha);
     const expiresInSeconds = Math.ceil((deps.runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000);
-    const deploy = await deployDecisionFor(deps, build, settings, expiresInSeconds);
+    const reading = readSettings(deps, build);
+    // Independent look-ups (GitHub, the stores), side by side; the deploy decision needs the settings.
+    const repoFiles = deps.repoFiles;
+    const [{ policy, settings }, baseConfig, archiveUrl, deploy, cacheLocation, nodeLocation] =
+      await Promise.all([
+        reading,
+        build.pr !== undefined && build.baseBranch !== undefined && repoFiles
+          ? readBaseConfig(repoFiles, build.repo, build.baseBranch)
+          : undefined,
+        deps.archives.resolveArchiveUrl(build.repo, build.sha),
+        reading.then(({ settings }) => deployDecisionFor(deps, build, settings, expiresInSeconds)),
+        locateCache(deps, build, target.job?.node?.version),
+        // The job's Node.js tarball, kept beside the dependency caches.
+        locateNodeCache(deps, target),
+      ]);
+    const secretEnv = settings.secretEnv;
     const startedAt = clock();
     const deadlineAt = startedAt + deps.runnerTimeoutMs - RUNNER_ANSWER_MARGIN_MS;
 
-    const cacheLocation = await locateCache(deps, build, target.job?.node?.version);
     // Only trusted code may write what later builds restore, and only a key not stored yet.
     const cacheWrite = cacheLocation !== undefined && build.trusted && !cacheLocation.exists;
     const grants: BuildGrants = { write: [target.logPrefix], read: [] };
     if (cacheLocation) grants.read.push(cacheLocation.key);
     if (cacheLocation && cacheWrite) grants.write.push(cacheLocation.key);
-    // The job's Node.js tarball, kept beside the dependency caches: read by every build, written
-    // (once, after the runner verified it against the registry's integrity) by trusted ones only.
-    const nodeLocation = await locateNodeCache(deps, target);
+    // The job's Node.js tarball: read by every build, written (once, after the runner verified it
+    // against the registry's integrity) by trusted ones only.
     const nodeWrite = nodeLocation !== undefined && build.trusted && !nodeLocation.exists;
     if (nodeLocation) grants.read.push(nodeLocation.key);
     if (nodeLocation && nodeWrite) grants.write.push(nodeLocation.key);
     const signer = deps.signer ? await deps.signer.forBuild(build, grants, expiresInSeconds) : undefined;
-    const logUpload = await deps.logs.presignLogUpload(
-      { ...build, logPrefix: target.logPrefix },
-      {
-        expiresInSeconds,
-        maxObjectBytes: Math.max(deps.logLimitBytes, 1024 * 1024) + 64 * 1024,
-        ...(signer ? { signer } : {}),
-      },
-    );
-    const cache: CacheAccess | undefined =
-      cacheLocation && deps.cache
-        ? await deps.cache.presign(cacheLocation, signer, { write: cacheWrite, expiresInSeconds })
-        : undefined;
-    const nodeCache =
-      nodeLocation && deps.cache?.presignNode
-        ? await deps.cache
+    const cacheStore = deps.cache;
+    const [logUpload, cache, nodeCache] = await Promise.all([
+      deps.logs.presignLogUpload(
+        { ...build, logPrefix: target.logPrefix },
+        {
+          expiresInSeconds,
+          maxObjectBytes: Math.max(deps.logLimitBytes, 1024 * 1024) + 64 * 1024,
+          ...(signer ? { signer } : {}),
+        },
+      ),
+      cacheLocation && cacheStore
+        ? cacheStore.presign(cacheLocation, signer, { write: cacheWrite, expiresInSeconds })
+        : undefined,
+      nodeLocation && cacheStore?.presignNode
+        ? cacheStore
             .presignNode(nodeLocation, signer, { write: nodeWrite, expiresInSeconds })
             .catch((error: unknown) => {
               deps.logger.warn('could not presign the Node.js cache; the job downloads it', {
@@ -102,7 +126,8 @@ export async function runRunner(
               });
               return undefined;
             })
-        : undefined;
+        : undefined,
+    ]);
     const job =
       target.job?.node && nodeCache
         ? { ...target.job, node: { ...target.job.node, cache: nodeCache } }
@@ -145,40 +170,79 @@ export async function runRunner(
       ...(cache ? { cache } : {}),
       ...(job ? { job } : {}),
     };
-    const outcome = await runWatched(deps, target, input);
+    const invoked = clock();
+    const prepare: PhaseTiming = { name: 'prepare', ms: invoked - preparing };
+    handedOver = true;
+    const run = await runWatched(deps, target, input, started ?? deps.runner);
+    const outcome = run.verdict;
+    const runnerTimings = outcome.timings ?? [];
+    const runnerOwn = runnerTimings.reduce((sum, timing) => sum + timing.ms, 0);
     return {
       state: outcome.state,
       description: outcome.description,
       steps: outcome.steps,
       ...(outcome.checkoutRoot !== undefined ? { checkoutRoot: outcome.checkoutRoot } : {}),
+      timings: [
+        prepare,
+        // Starting the runner (sandbox, process) and what it did between its timed phases.
+        { name: 'runner start', ms: Math.max(clock() - invoked - runnerOwn, 0) },
+        ...runnerTimings,
+      ],
+      rest: run.rest.then(
+        (whole) => ({
+          timings: (whole.timings ?? []).slice(runnerTimings.length),
+          notes: whole.notes ?? [],
+        }),
+        (error: unknown) => ({
+          timings: [],
+          notes: [`The runner failed after its verdict: ${errorMessage(error)}`],
+        }),
+      ),
     };
   } catch (error) {
+    if (!handedOver) await started?.discard();
     if (error instanceof RunnerAbortedError) {
       // Cancelled (superseded) while it ran: finishBuild keeps the state set elsewhere.
       deps.logger.info(`the runner was stopped: the ${target.job ? 'job' : 'build'} ended elsewhere`, {
         build: label,
         reason: error.reason,
       });
-      return {
+      return endingWithout({
         state: target.job ? 'cancelled' : 'error',
         stopped: true,
         description: error.reason,
         steps: [],
         logNote: `\n[lambkin] The build was stopped: ${error.reason}`,
-      };
+      });
     }
     const timedOut = error instanceof RunnerFailedError && error.timedOut;
     const message = error instanceof Error ? error.message : String(error);
     deps.logger.error('the build did not complete normally', { build: label, error });
-    return {
+    return endingWithout({
       state: timedOut ? 'timed_out' : 'error',
       description: timedOut
         ? `timed out after ${Math.round(deps.runnerTimeoutMs / 1000)} s (the runner's limit)`
         : `build error: ${message}`,
       steps: [],
       logNote: `\n[lambkin] The build did not complete: ${message}`,
-    };
+    });
   }
+}
+
+/**
+ * The settings the build runs with, secrets opened only for builds that get them: trusted pushes
+ * are the repository's own code; a pull request gets secrets only when its source's policy says so
+ * (never, by default, for forks); an untrusted build that is no pull request (a check suite's,
+ * which may be a fork's commit) never.
+ */
+async function readSettings(deps: ControllerDependencies, build: BuildRecord) {
+  const policy =
+    build.pr !== undefined
+      ? (await deps.settings.effective(build.repo)).build.pullRequests[pullRequestSourceOf(build)]
+      : undefined;
+  const withSecrets = policy !== undefined ? policy.inheritSecrets : build.trusted;
+  const settings = await deps.settings.effective(build.repo, { decryptSecrets: withSecrets });
+  return { policy, settings: { ...settings, secretEnv: withSecrets ? settings.secretEnv : {} } };
 }
 
 /** A cache that cannot be located is no reason to fail the build: it runs without one. */
@@ -287,17 +351,23 @@ function errorMessage(error: unknown): string {
 /**
  * Runs the runner while watching its build (or job) record: when it is no longer `running`
  * (cancelled because a newer push superseded it, a failed job's failFast, or ended by the
- * sweeper) the runner is aborted.
+ * sweeper) the runner is aborted. Answers at the runner's verdict; `rest` is the whole run, which
+ * is no longer watched then (the controller is about to end the record itself).
  */
 async function runWatched(
   deps: ControllerDependencies,
   target: RunTarget,
   input: RunnerInput,
-): Promise<RunnerOutcome> {
+  runner: Pick<StartedRunner, 'run'>,
+): Promise<{ verdict: RunnerOutcome; rest: Promise<RunnerOutcome> }> {
   const abort = new AbortController();
   const interval = deps.watchIntervalMs ?? DEFAULT_WATCH_INTERVAL_MS;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  const stopWatching = (): void => {
+    stopped = true;
+    clearTimeout(timer);
+  };
   const watch = async (): Promise<void> => {
     try {
       const reason = await target.stopReason();
@@ -311,12 +381,16 @@ async function runWatched(
     if (!stopped) timer = setTimeout(() => void watch(), interval);
   };
   timer = setTimeout(() => void watch(), interval);
-  try {
-    return await deps.runner.run(input, abort.signal);
-  } finally {
-    stopped = true;
-    clearTimeout(timer);
-  }
+  let announced: (verdict: RunnerOutcome) => void = () => undefined;
+  const verdict = new Promise<RunnerOutcome>((resolve) => (announced = resolve));
+  const rest = runner
+    .run(input, abort.signal, (early) => {
+      stopWatching();
+      announced(early);
+    })
+    .finally(stopWatching);
+  // A runner that announces nothing early (the Lambda runner) answers its verdict at its end.
+  return { verdict: await Promise.race([verdict, rest]), rest };
 }
 
 /** What one run is for: the build itself, or one of its jobs. */

@@ -287,3 +287,40 @@ export function formatMiB(bytes: number): string {
   const mib = bytes / 1024 ** 2;
   return Number.isInteger(mib) ? String(mib) : mib.toFixed(1);
 }
+
+/** One phase of a build and how long it took (src/core/protocol.ts PhaseTiming). */
+export interface TimedPhase {
+  name: string;
+  ms: number;
+}
+
+export interface TimeBreakdownInput {
+  /** From `running` to the final status, in order. */
+  untilStatus: readonly TimedPhase[];
+  /** Running → final status as the controller measured it (phases may overlap or leave gaps). */
+  totalMs: number;
+  /** What ran after the final status was set (the cache save, the runner's cleanup). */
+  after: readonly TimedPhase[];
+}
+
+/** The first line of the breakdown: `parseTimeBreakdown` finds the block by it. */
+export const TIME_BREAKDOWN_TITLE = 'Where the time went';
+
+/**
+ * The end of every build's log: each phase from `running` to the final status on a line of its
+ * own (the user's steps among them), then what ran after the status, so the build's own overhead
+ * is there to see beside its steps.
+ */
+export function formatTimeBreakdown(input: TimeBreakdownInput): string {
+  const name = (phase: TimedPhase): string => singleLine(phase.name);
+  const width = Math.max(...[...input.untilStatus, ...input.after].map((phase) => name(phase).length), 0);
+  const line = (phase: TimedPhase): string =>
+    `  ${name(phase).padEnd(width)}  ${formatDuration(phase.ms).padStart(8)}\n`;
+  let text = `${TIME_BREAKDOWN_TITLE} (running → final status ${formatDuration(input.totalMs)}):\n`;
+  for (const phase of input.untilStatus) text += line(phase);
+  if (input.after.length > 0) {
+    text += 'After the final status:\n';
+    for (const phase of input.after) text += line(phase);
+  }
+  return text;
+}

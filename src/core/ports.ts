@@ -348,9 +348,32 @@ export class DeployRoleError extends LambkinError {
 export interface RunnerInvoker {
   /**
    * Runs the build; throws RunnerFailedError when the runner died or ran out of time, and
-   * RunnerAbortedError when `signal` aborted it (the build was cancelled meanwhile).
+   * RunnerAbortedError when `signal` aborted it (the build was cancelled meanwhile). A runner
+   * that announces its verdict before its work after it (the cache save: src/core/protocol.ts
+   * RunnerAfterword) is told to `onVerdict` at once; the promise resolves once the runner has ended,
+   * with the whole outcome (or the verdict, should the runner fail after announcing it).
    */
-  run(input: RunnerInput, signal?: AbortSignal): Promise<RunnerOutcome>;
+  run(
+    input: RunnerInput,
+    signal?: AbortSignal,
+    onVerdict?: (verdict: RunnerOutcome) => void,
+  ): Promise<RunnerOutcome>;
+  /**
+   * Optional: starts a runner before its input is ready, so that it boots (its process, its code,
+   * what it compiles) while the controller prepares the input. Trusted builds get a trusted runner.
+   */
+  start?(trusted: boolean): StartedRunner;
+}
+
+/** A runner started before its input: run it once, or discard it. */
+export interface StartedRunner {
+  run(
+    input: RunnerInput,
+    signal?: AbortSignal,
+    onVerdict?: (verdict: RunnerOutcome) => void,
+  ): Promise<RunnerOutcome>;
+  /** Ends a runner that will get no input (its preparation failed). */
+  discard(): Promise<void>;
 }
 
 /** How the intake (and `lambkin rebuild`) hand a queued build to the controller: asynchronously. */

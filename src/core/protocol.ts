@@ -248,6 +248,33 @@ export interface RunnerOutcome {
    * the controller's annotations are relative to it.
    */
   checkoutRoot?: string;
+  /** Where the runner's time went so far, in order (the controller prints the whole breakdown). */
+  timings?: PhaseTiming[];
+  /**
+   * Lines for the end of the log written after the log was closed (the cache save's), which the
+   * controller appends once the runner has finished.
+   */
+  notes?: string[];
+}
+
+/** One phase of a build and how long it took. */
+export interface PhaseTiming {
+  /** `fetch`, `config`, `cache restore`, `step test`, … */
+  name: string;
+  ms: number;
+}
+
+/**
+ * The runner process's answer is one JSON line per phase: first its verdict (a RunnerOutcome, sent
+ * as soon as the steps ended and the log was closed, so the controller sets the final status at
+ * once), then this, once the work after the verdict (the cache save, the work area's removal) is
+ * done. A runner that sends only one line sent its whole outcome.
+ */
+export interface RunnerAfterword {
+  kind: 'afterword';
+  /** The phases after the verdict (`cache save`, `cleanup`). */
+  timings: PhaseTiming[];
+  notes: string[];
 }
 
 /** What the runner uploaded, so the controller can assemble the final log. */

@@ -86,6 +86,11 @@ export interface CacheTarget {
   extraPaths: readonly string[];
   /** The job's own Node.js version (`node` matrix key): the runtime the archive is for. */
   nodeVersion?: string;
+  /**
+   * The lockfile the archive must be for, when `checkout` does not hold it (a restore into a
+   * folder beside the checkout while the source is fetched); default: the checkout's own.
+   */
+  lockfile?: { path: string; sha: string };
 }
 
 export interface RestoreOptions {
@@ -204,7 +209,7 @@ export async function restoreCache(
   if (access.stored === false) return miss('nothing is stored at this key yet');
   const usable = usableCodec(access.key);
   if ('reason' in usable) return miss(usable.reason);
-  const lockfile = await checkoutLockfile(target.checkout);
+  const lockfile = target.lockfile ?? (await checkoutLockfile(target.checkout));
   if (!lockfile) return miss('the checkout has no npm lockfile');
   if (lockfile.sha !== access.lockfileSha) {
     return miss(
@@ -717,6 +722,8 @@ export async function restoreBuildCache(
   options: RestoreOptions,
   log: (line: string) => void,
   nodeVersion?: string,
+  /** The restore made beforehand (beside the fetch), a hit already moved into the checkout: only logged. */
+  restored?: RestoreResult,
 ): Promise<BuildCacheState> {
   const none: BuildCacheState = { hit: false, skipInstall: false };
   if (!access) return none;
@@ -724,11 +731,13 @@ export async function restoreBuildCache(
     log('Cache: off ("cache": false in the config)');
     return none;
   }
-  const result = await restoreCache(
-    access,
-    { checkout, extraPaths: config.cache.paths, ...(nodeVersion !== undefined ? { nodeVersion } : {}) },
-    options,
-  );
+  const result =
+    restored ??
+    (await restoreCache(
+      access,
+      { checkout, extraPaths: config.cache.paths, ...(nodeVersion !== undefined ? { nodeVersion } : {}) },
+      options,
+    ));
   if (!result.hit) {
     log(
       result.warning

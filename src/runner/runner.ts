@@ -6,23 +6,34 @@
  * deadline: see the known gap in tests/security/deploy.test.ts), and returns the outcome. Steps get an environment built from
  * scratch, never a copy of the runner's own.
  */
-import { rm } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StepResult } from '../core/build.js';
 import {
+  LAMBKIN_FILE,
   RepoConfigError,
   buildVariables,
   checkNodeVersion,
   isReservedEnvName,
   readRepoConfig,
   resolveBuildConfig,
+  validateRepoConfig,
+  validateSettingsConfig,
   type ResolvedBuildConfig,
 } from '../core/repo-config.js';
 import { LambkinError } from '../core/errors.js';
 import { MATRIX_ENV_PREFIX, SHARD_INDEX_ENV, SHARD_TOTAL_ENV } from '../core/jobs.js';
 import { DEFAULT_NODE_MAX_BYTES, installNodeWithCache, type InstalledNode } from './node-runtime.js';
-import { restoreBuildCache, saveBuildCache } from './cache.js';
+import {
+  INSTALLED_PACKAGES_PATH,
+  cachedPaths,
+  checkoutLockfile,
+  restoreBuildCache,
+  restoreCache,
+  saveBuildCache,
+  type RestoreResult,
+} from './cache.js';
 import { SourceFetchError } from './source-errors.js';
 import {
   formatBuildSummary,
@@ -35,7 +46,8 @@ import { logPageLinksFor, renderLogPage } from '../pages/build-page.js';
 import { createLogStream } from './log/stream.js';
 import { LineAwareWriter } from './log/line-writer.js';
 import { PresignedUploader } from './log/uploader.js';
-import type { RunnerInput, RunnerJob, RunnerOutcome, RunnerState } from '../core/protocol.js';
+import type { PhaseTiming, RunnerInput, RunnerJob, RunnerOutcome, RunnerState } from '../core/protocol.js';
+import { maskSecrets } from '../core/log-mask.js';
 import { fetchArchive, cloneCommit } from './source.js';
 import { layerEnvironment } from './runtime-layer.js';
 import { findPrlimit, runStep } from './steps.js';
@@ -48,6 +60,7 @@ import {
   createWorkspace,
   ensureNodeCache,
   folderSize,
+  removeFolder,
   sweepStaleWorkspaces,
   type Workspace,
 } from './workspace.js';
@@ -67,6 +80,12 @@ export interface RunnerOptions {
    */
   stop?: AbortSignal;
   clock?: () => number;
+  /**
+   * Told the verdict as soon as the steps ended and the log is closed, before the work the status
+   * need not wait for (the cache save, the work area's removal); runBuild then returns the whole
+   * outcome once that is done too. Without it the outcome is only returned, at the end.
+   */
+  onVerdict?: (verdict: RunnerOutcome) => void;
 }
 
 /** The work area's default quota (Lambda's /tmp can be up to 10 GiB). */
@@ -99,6 +118,35 @@ interface Verdict {
   description: string;
 }
 
+/** What runSteps leaves for after the verdict: the cache save of a build whose every step passed. */
+type Afterwards = (notes: string[]) => Promise<void>;
+
+/** Times the build's phases in order, for the breakdown at the end of the log. */
+class PhaseTimer {
+  readonly timings: PhaseTiming[] = [];
+  constructor(private readonly clock: () => number) {}
+
+  async time<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const started = this.clock();
+    try {
+      return await work();
+    } finally {
+      this.add(name, this.clock() - started);
+    }
+  }
+
+  /** Adds to the phase of this name if it was timed before (a check after every step). */
+  add(name: string, ms: number): void {
+    const earlier = this.timings.find((timing) => timing.name === name);
+    if (earlier) earlier.ms += ms;
+    else this.timings.push({ name, ms });
+  }
+
+  total(): number {
+    return this.timings.reduce((sum, timing) => sum + timing.ms, 0);
+  }
+}
+
 export async function runBuild(input: RunnerInput, options: RunnerOptions = {}): Promise<RunnerOutcome> {
   const clock = options.clock ?? Date.now;
   const started = clock();
@@ -118,13 +166,23 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     onError: (error) => console.error(`log upload failed: ${error.message}`),
   });
   const writer = new LineAwareWriter(log);
+  // What the log masks, for the lines written after it closed (the cache save's).
+  const secrets = Object.values(input.secretEnv);
   const steps: StepResult[] = [];
+  const phases = new PhaseTimer(clock);
+  const workRoot = options.workRoot ?? DEFAULT_WORK_ROOT;
   let workspace: Workspace | undefined;
   let verdict: Verdict;
+  let afterwards: Afterwards | undefined;
+  let early: EarlyRestore | undefined;
   try {
-    const workRoot = options.workRoot ?? DEFAULT_WORK_ROOT;
-    await sweepStaleWorkspaces(workRoot);
-    workspace = await createWorkspace(workRoot, { trusted: build.trusted, label: `${build.number}` });
+    workspace = await phases.time('work area', async () => {
+      // Stale work folders go before the build (they hold disk space it may need); the npm caches'
+      // size is measured after the verdict, where it costs the build nothing.
+      await sweepStaleWorkspaces(workRoot, { maxNpmCacheBytes: Infinity });
+      return createWorkspace(workRoot, { trusted: build.trusted, label: `${build.number}` });
+    });
+    const checkout = workspace.checkout;
     writer.line(
       `Lambkin build #${build.number} of ${build.repo} at ${build.sha}` +
         (build.pr !== undefined ? ` (pull request #${build.pr}${build.fork ? ', from a fork' : ''})` : '') +
@@ -132,22 +190,33 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
     );
     if (input.job) writer.line(`Job ${input.job.title}`);
     const deadline = input.deadlineAt - CLOSING_MARGIN_MS;
-    const fetched = await fetchArchive(input.source.archiveUrl, workspace.checkout, {
-      timeoutMs: Math.max(deadline - clock(), 1),
-      // The unpacked source counts against the work area's quota.
-      limits: { maxBytes: diskQuotaOf(input) },
-    });
-    writer.line(`Fetched the source: ${fetched.files} files in ${formatDuration(clock() - started)}`);
+    early = startEarlyRestore(input, workspace, deadline, clock, options.stop);
+    const fetchStarted = clock();
+    const fetching = phases.time('fetch', () =>
+      fetchArchive(input.source.archiveUrl, checkout, {
+        timeoutMs: Math.max(deadline - clock(), 1),
+        // The unpacked source counts against the work area's quota.
+        limits: { maxBytes: diskQuotaOf(input) },
+      }),
+    );
+    // While the archive is on its way: Ajv compiles the config schemas on first use (tens to
+    // hundreds of ms of CPU), which the config phase would otherwise wait for.
+    setImmediate(warmConfigValidation);
+    const fetched = await fetching;
+    writer.line(`Fetched the source: ${fetched.files} files in ${formatDuration(clock() - fetchStarted)}`);
 
-    const repoConfig = await readRepoConfig(workspace.checkout);
-    const config = resolveBuildConfig({
-      settingsConfig: input.settingsConfig,
-      repo: repoConfig,
-      build,
-      ...(input.baseConfig ? { base: input.baseConfig } : {}),
-      ...(input.pullRequestOverrides !== undefined
-        ? { pullRequestOverrides: input.pullRequestOverrides }
-        : {}),
+    const { repoConfig, config } = await phases.time('config', async () => {
+      const repoConfig = await readRepoConfig(checkout);
+      const config = resolveBuildConfig({
+        settingsConfig: input.settingsConfig,
+        repo: repoConfig,
+        build,
+        ...(input.baseConfig ? { base: input.baseConfig } : {}),
+        ...(input.pullRequestOverrides !== undefined
+          ? { pullRequestOverrides: input.pullRequestOverrides }
+          : {}),
+      });
+      return { repoConfig, config };
     });
     writer.line(`Config: ${config.source.join(' < ')}`);
     for (const warning of config.warnings) writer.line(`Warning: ${warning}`);
@@ -168,22 +237,29 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
       };
       writer.line(verdict.description);
     } else {
-      if (config.git.depth !== undefined)
-        await replaceWithClone(input, workspace, config, deadline, clock, writer);
+      if (config.git.depth !== undefined) {
+        const cloned = workspace;
+        await phases.time('clone', () => replaceWithClone(input, cloned, config, deadline, clock, writer));
+      }
       // A job with a Node.js of its own runs its steps with that one, not the runner's.
       checkNodeVersion(config.node, input.job?.node?.version);
       const buildDeadline = Math.min(deadline, started + config.timeoutSeconds * 1000);
-      verdict = await runSteps(
+      const ran = await runSteps(
         input,
         config,
         workspace,
         buildDeadline,
         options,
         writer,
-        steps,
+        { steps, phases, early },
         clock,
-        (more) => log.addSecrets(more),
+        (more) => {
+          secrets.push(...more);
+          log.addSecrets(more);
+        },
       );
+      verdict = ran.verdict;
+      afterwards = ran.afterwards;
     }
   } catch (error) {
     verdict = verdictForError(error);
@@ -197,16 +273,39 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
       description: verdict.description,
     }),
   );
-  const summary = await log.close();
-  await workspace?.dispose();
-  return {
+  // What the phases above leave out (the log's first lines, the steps' environment, the summary).
+  phases.add('runner, other', clock() - started - phases.total());
+  const summary = await phases.time('log upload', () => log.close());
+  const outcome: RunnerOutcome = {
     kind: 'outcome',
     state: verdict.state,
     description: verdict.description,
     steps,
     log: summary,
     ...(workspace ? { checkoutRoot: workspace.checkout } : {}),
+    timings: [...phases.timings],
   };
+  options.onVerdict?.(outcome);
+
+  // After the verdict: nothing here changes how the build ended.
+  const notes: string[] = [];
+  if (afterwards) {
+    const save = afterwards;
+    await phases
+      .time('cache save', () => save(notes))
+      .catch((error: unknown) => {
+        notes.push(`Warning: cache: the save failed: ${messageOf(error)}. The build is not affected.`);
+      });
+  }
+  await phases.time('cleanup', async () => {
+    early?.abort.abort();
+    await early?.result.catch(() => undefined);
+    await workspace?.dispose();
+    await sweepStaleWorkspaces(workRoot).catch((error: unknown) =>
+      console.error(`could not sweep ${workRoot}: ${messageOf(error)}`),
+    );
+  });
+  return { ...outcome, timings: phases.timings, notes: notes.map((note) => maskSecrets(note, secrets)) };
 }
 
 async function runSteps(
@@ -216,12 +315,14 @@ async function runSteps(
   deadline: number,
   options: RunnerOptions,
   writer: LineAwareWriter,
-  steps: StepResult[],
+  { steps, phases, early }: { steps: StepResult[]; phases: PhaseTimer; early?: EarlyRestore | undefined },
   clock: () => number,
   mask: (secrets: string[]) => void,
-): Promise<Verdict> {
+): Promise<{ verdict: Verdict; afterwards?: Afterwards }> {
   const { build, job } = input;
-  const node = job?.node ? await installJobNode(job, workspace, deadline, options, writer, clock) : undefined;
+  const node = job?.node
+    ? await phases.time('node.js', () => installJobNode(job, workspace, deadline, options, writer, clock))
+    : undefined;
   const basePath = options.path ?? process.env.PATH ?? DEFAULT_PATH;
   const jobEnv = job ? jobVariables(job.env) : { env: {}, dropped: [] };
   if (jobEnv.dropped.length > 0) {
@@ -258,17 +359,20 @@ async function runSteps(
   const notice = sandboxNotice();
   if (notice) writer.line(notice);
   // Restored before the install step; on an exact hit the default install has nothing to do.
-  const cache = await restoreBuildCache(
-    input.cache,
-    config,
-    workspace.checkout,
-    {
-      maxUnpackedBytes: quotaBytes,
-      timeoutMs: deadline - clock(),
-      ...(options.stop ? { signal: options.stop } : {}),
-    },
-    (line) => writer.line(line),
-    node?.version,
+  const cache = await phases.time('cache restore', async () =>
+    restoreBuildCache(
+      input.cache,
+      config,
+      workspace.checkout,
+      {
+        maxUnpackedBytes: quotaBytes,
+        timeoutMs: deadline - clock(),
+        ...(options.stop ? { signal: options.stop } : {}),
+      },
+      (line) => writer.line(line),
+      node?.version,
+      early ? await adoptEarlyRestore(early, input, config, workspace.checkout) : undefined,
+    ),
   );
   const plan = planSteps(config, input.deploy, { skipInstall: cache.skipInstall });
   if (plan.deploySkipped) writer.line(`Deploy skipped: ${plan.deploySkipped}`);
@@ -291,9 +395,9 @@ async function runSteps(
           mask([credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken]);
           deployEnv = deployEnvironment(credentials);
         } catch (error) {
-          const message = error instanceof Error ? error.message : String(error);
+          const message = messageOf(error);
           writer.line(`Error: ${message}`);
-          return { state: 'error', description: message };
+          return { verdict: { state: 'error', description: message } };
         }
       }
       writer.line(
@@ -305,8 +409,10 @@ async function runSteps(
     const remaining = deadline - clock();
     if (remaining <= 0) {
       return {
-        state: 'timed_out',
-        description: `timed out after ${config.timeoutSeconds} s before ${name}`,
+        verdict: {
+          state: 'timed_out',
+          description: `timed out after ${config.timeoutSeconds} s before ${name}`,
+        },
       };
     }
     writer.raw(formatStepHeader({ name, command }));
@@ -332,8 +438,10 @@ async function runSteps(
     } finally {
       await quota.stop();
     }
+    phases.add(`step ${name}`, run.durationMs);
     // Once more after the step: what it wrote since the last look counts too.
-    const exceeded = quota.exceeded() || (await folderSize(workspace.root)) > quotaBytes;
+    const exceeded =
+      quota.exceeded() || (await phases.time('quota check', () => folderSize(workspace.root))) > quotaBytes;
     writer.raw(
       formatStepFooter({
         name,
@@ -346,28 +454,111 @@ async function runSteps(
     if (exceeded) {
       const error = new DiskQuotaExceededError(quotaBytes);
       writer.line(`Error: ${error.message}; ${name} was stopped.`);
-      return { state: 'error', description: `${error.message} (in ${name})` };
+      return { verdict: { state: 'error', description: `${error.message} (in ${name})` } };
     }
     if (run.timedOut) {
-      return { state: 'timed_out', description: `timed out after ${config.timeoutSeconds} s in ${name}` };
+      return {
+        verdict: { state: 'timed_out', description: `timed out after ${config.timeoutSeconds} s in ${name}` },
+      };
     }
     if (run.exitCode !== 0) {
       const how = run.exitCode === null ? `killed by ${run.signal ?? 'a signal'}` : `exit ${run.exitCode}`;
-      return { state: 'failure', description: `${name} failed (${how}): ${command}` };
+      return { verdict: { state: 'failure', description: `${name} failed (${how}): ${command}` } };
     }
   }
-  // Only a build whose every step passed saves what a later build restores.
-  await saveBuildCache(
-    input.cache,
-    config,
-    cache,
-    workspace,
-    { timeoutMs: deadline - clock(), ...(options.stop ? { signal: options.stop } : {}) },
-    (line) => writer.line(line),
-    node?.version,
-  );
   const total = steps.reduce((sum, step) => sum + step.durationMs, 0);
-  return { state: 'success', description: `passed in ${formatDuration(total)}` };
+  return {
+    verdict: { state: 'success', description: `passed in ${formatDuration(total)}` },
+    // Only a build whose every step passed saves what a later build restores; after the verdict,
+    // so the final status never waits for it. Within the build's time limit, like the steps: a
+    // save that fails or hangs only costs the next build its cache.
+    afterwards: (notes) =>
+      saveBuildCache(
+        input.cache,
+        config,
+        cache,
+        workspace,
+        {
+          timeoutMs: Math.max(deadline - clock(), 1),
+          ...(options.stop ? { signal: options.stop } : {}),
+        },
+        (line) => notes.push(line),
+        node?.version,
+      ),
+  };
+}
+
+/** The lockfile a restore beside the fetch assumes (npm's usual one); with another it is a miss. */
+const USUAL_LOCKFILE = 'package-lock.json';
+
+interface EarlyRestore {
+  /** A folder of the work area beside the checkout, which the fetch never writes. */
+  staging: string;
+  result: Promise<RestoreResult>;
+  abort: AbortController;
+}
+
+/**
+ * Starts restoring the dependency cache while the source is fetched: the controller derived its
+ * key from the commit's lockfile, so nothing from the source is needed to start the download. For
+ * the usual case only (`node_modules` of a package-lock.json, on the runner's own Node.js), into a
+ * folder beside the checkout; adoptEarlyRestore moves it in once the config and the checkout say
+ * it is this build's, and otherwise the cache is restored after the fetch as it always was.
+ */
+function startEarlyRestore(
+  input: RunnerInput,
+  workspace: Workspace,
+  deadline: number,
+  clock: () => number,
+  stop: AbortSignal | undefined,
+): EarlyRestore | undefined {
+  const access = input.cache;
+  if (!access || access.stored === false || input.job?.node) return undefined;
+  const staging = join(workspace.root, 'cache-staging');
+  const abort = new AbortController();
+  const result = mkdir(staging, { mode: 0o700 }).then(() =>
+    restoreCache(
+      access,
+      { checkout: staging, extraPaths: [], lockfile: { path: USUAL_LOCKFILE, sha: access.lockfileSha } },
+      {
+        maxUnpackedBytes: diskQuotaOf(input),
+        timeoutMs: Math.max(deadline - clock(), 1),
+        signal: stop ? AbortSignal.any([abort.signal, stop]) : abort.signal,
+      },
+    ),
+  );
+  result.catch(() => undefined); // awaited by adoptEarlyRestore or at cleanup
+  return { staging, result, abort };
+}
+
+/**
+ * The early restore when its assumptions hold for this build (its config caches `node_modules`
+ * only, its checkout's package-lock.json is the key's), a hit moved into the checkout; undefined
+ * when they do not (or the move is refused), and the cache is restored after the fetch instead.
+ */
+async function adoptEarlyRestore(
+  early: EarlyRestore,
+  input: RunnerInput,
+  config: ResolvedBuildConfig,
+  checkout: string,
+): Promise<RestoreResult | undefined> {
+  const result = await early.result.catch(() => undefined);
+  try {
+    if (!result || !config.cache.enabled) return undefined;
+    const paths = cachedPaths(config.cache.paths);
+    if (paths.length !== 1 || paths[0] !== INSTALLED_PACKAGES_PATH) return undefined;
+    const lockfile = await checkoutLockfile(checkout);
+    if (lockfile?.path !== USUAL_LOCKFILE || lockfile.sha !== input.cache?.lockfileSha) return undefined;
+    // Refused when the source holds a node_modules of its own: the usual restore then decides.
+    if (result.hit)
+      await rename(join(early.staging, INSTALLED_PACKAGES_PATH), join(checkout, INSTALLED_PACKAGES_PATH));
+    return result;
+  } catch {
+    return undefined;
+  } finally {
+    // What was not adopted counts against the work area's quota: gone before the steps.
+    await removeFolder(early.staging).catch(() => undefined);
+  }
 }
 
 /** Job variables a job may set although their prefix is reserved: they describe the job itself. */
@@ -522,6 +713,19 @@ function cloneProtocolsFor(url: string): string[] {
   } catch {
     return ['https'];
   }
+}
+
+function warmConfigValidation(): void {
+  try {
+    validateSettingsConfig({});
+    validateRepoConfig({}, LAMBKIN_FILE);
+  } catch {
+    // Only warming up: the config phase reports what is wrong with the real config.
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function verdictForError(error: unknown): Verdict {

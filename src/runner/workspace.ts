@@ -157,7 +157,12 @@ export async function sweepStaleWorkspaces(root: string, options: SweepOptions =
       const path = join(classFolder, entry.name);
       if (entry.name.startsWith(WORK_FOLDER_PREFIX) && isStale(path, entry.name)) {
         await sweep(path);
-      } else if (entry.name === NPM_CACHE_FOLDER && (await folderSize(path)) > maxNpmCacheBytes) {
+      } else if (
+        entry.name === NPM_CACHE_FOLDER &&
+        // Measuring a warm npm cache walks every file of it: not when any size is kept.
+        maxNpmCacheBytes !== Infinity &&
+        (await folderSize(path)) > maxNpmCacheBytes
+      ) {
         await sweep(path);
       }
     }

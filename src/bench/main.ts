@@ -8,7 +8,7 @@
  * few repetitions; it keeps the bench working, its numbers are not the ones to quote.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createMemoryLogger } from '../core/logger.js';
 import { createGitRepoFromDirectory, startGitHubServer } from '../local/github/index.js';
@@ -19,11 +19,12 @@ import { measureMemory } from './memory.js';
 import { measureBuild } from './overhead.js';
 import { measureRun } from './run.js';
 import { localDependencyProject, registryProject } from './projects.js';
-import { cpuCount, OWNER, progress, quick, SECRET, TOKEN, type Repo } from './shared.js';
+import { cpuCount, OWNER, progress, quick, round, SECRET, TOKEN, type Repo } from './shared.js';
 import { measureQueueLatency, measureWebhooks } from './webhooks.js';
 import { execa } from 'execa';
 
 async function main(): Promise<void> {
+  const loadAtStart = loadavg().map((load) => round(load, 2));
   const root = await mkdtemp(join(tmpdir(), 'lambkin-bench-'));
   const npmCache = join(root, 'npm-cache');
   const github = await startGitHubServer({ token: TOKEN });
@@ -101,11 +102,16 @@ async function main(): Promise<void> {
       bench: 'lambkin',
       mode: quick ? 'quick' : 'full',
       at: new Date().toISOString(),
+      // Figures are this machine's: say which, and how busy it was (another process's load skews them).
       machine: {
         node: process.versions.node,
         platform: process.platform,
         arch: process.arch,
         cpus: cpuCount(),
+        cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+        memoryGiB: round(totalmem() / 1024 ** 3),
+        loadAverageAtStart: loadAtStart,
+        loadAverageAtEnd: loadavg().map((load) => round(load, 2)),
       },
       projects: {
         small: { dependencies: small.dependencies.length, source: 'local tarballs' },

@@ -27,7 +27,8 @@ async function main(): Promise<void> {
   const loadAtStart = loadavg().map((load) => round(load, 2));
   const root = await mkdtemp(join(tmpdir(), 'lambkin-bench-'));
   const npmCache = join(root, 'npm-cache');
-  const github = await startGitHubServer({ token: TOKEN });
+  // Thousands of webhooks and builds within the hour: the quota would stop the bench, not Lambkin.
+  const github = await startGitHubServer({ token: TOKEN, rateLimit: 1_000_000 });
   // The controller logs each build's time breakdown here (the build section reads it).
   const logger = createMemoryLogger();
   let stack: LocalStack | undefined;

@@ -244,6 +244,23 @@ describe('repositories', () => {
     expectAllValid(checked, 3);
   });
 
+  it('takes a rate limit of its own (the bench’s), and refuses with 403 past it as GitHub does', async () => {
+    const limited = await startGitHubServer({ token: TOKEN, rateLimit: 2 });
+    try {
+      limited.addRepository({ owner: 'acme', name: 'widget', gitDir: publicRepo.dir });
+      const ask = () =>
+        fetch(`${limited.url}/repos/acme/widget`, { headers: { authorization: `token ${TOKEN}` } });
+      const first = await ask();
+      expect(first.headers.get('x-ratelimit-limit')).toBe('2');
+      expect((await ask()).status).toBe(200);
+      const refused = await ask();
+      expect(refused.status).toBe(403);
+      expect(((await refused.json()) as { message: string }).message).toMatch(/API rate limit exceeded/);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('answers unknown repositories and endpoints with 404 and GitHub’s error body', async () => {
     const { octokit, checked } = checkedOctokit(server.url, TOKEN);
     const missing = await failureOf(octokit.rest.repos.get({ owner: 'acme', repo: 'nope' }));

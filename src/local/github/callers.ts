@@ -71,11 +71,18 @@ export function identify(
 }
 
 /** The caller's current hour in `windows` (by identity), a new one once the last has ended. */
-export function rateWindow(windows: Map<string, RateWindow>, caller: Caller): RateWindow {
+/** GitHub's hourly limit for a token: 5 000 requests (anonymous callers: 60). */
+export const AUTHENTICATED_RATE_LIMIT = 5000;
+
+export function rateWindow(
+  windows: Map<string, RateWindow>,
+  caller: Caller,
+  authenticatedLimit = AUTHENTICATED_RATE_LIMIT,
+): RateWindow {
   const now = Math.floor(Date.now() / 1000);
   let window = windows.get(caller.identity);
   if (!window || window.reset <= now) {
-    window = { limit: caller.authenticated ? 5000 : 60, used: 0, reset: now + 3600 };
+    window = { limit: caller.authenticated ? authenticatedLimit : 60, used: 0, reset: now + 3600 };
     windows.set(caller.identity, window);
   }
   return window;

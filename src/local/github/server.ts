@@ -13,6 +13,7 @@ import {
   rateWindow,
   type Caller,
   type RateWindow,
+  AUTHENTICATED_RATE_LIMIT,
 } from './callers.js';
 import { checkRoutes } from './checks.js';
 import { collaboratorRoutes } from './collaborators.js';
@@ -56,6 +57,11 @@ export interface GitHubServerOptions {
   installations?: InstallationDefinition[];
   /** How long an installation token works; default 1 hour, as GitHub. */
   installationTokenTtlMs?: number;
+  /**
+   * Requests an authenticated caller may make per hour; default 5 000, as GitHub gives a token
+   * (the bench raises it: thousands of webhooks in an hour measure Lambkin, not the quota).
+   */
+  rateLimit?: number;
 }
 
 export interface GitHubStandIn {
@@ -132,6 +138,7 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
   const requests: RecordedRequest[] = [];
   const faults = new Faults();
   const rateWindows = new Map<string, RateWindow>();
+  const rateLimit = options.rateLimit ?? AUTHENTICATED_RATE_LIMIT;
   const sockets = new Set<Socket>();
   const startedAt = timestamp();
   let nextRepositoryId = 1000;
@@ -174,7 +181,7 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
     }
     const fault = faults.take(recorded);
     if (fault) {
-      const window = caller ? rateWindow(rateWindows, caller) : undefined;
+      const window = caller ? rateWindow(rateWindows, caller, rateLimit) : undefined;
       if (await faults.apply(fault, { request, response, requestId, caller, window })) return;
     }
 
@@ -183,7 +190,7 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
     }
     try {
       const who = caller ?? identify(request, options.token, standIn); // throws the 401
-      const window = rateWindow(rateWindows, who);
+      const window = rateWindow(rateWindows, who, rateLimit);
       window.used += 1;
       const headers = { ...baseHeaders(requestId), ...rateLimitHeaders(window) };
       if (who.kind === 'token') {
@@ -205,7 +212,7 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
       if (!(await routeApps(context, segments))) await route(ROUTES, context, segments);
     } catch (error) {
       if (!(error instanceof RouteError)) throw error;
-      const window = caller ? rateLimitHeaders(rateWindow(rateWindows, caller)) : {};
+      const window = caller ? rateLimitHeaders(rateWindow(rateWindows, caller, rateLimit)) : {};
       sendJson(
         response,
         error.status,

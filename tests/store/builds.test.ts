@@ -46,7 +46,9 @@ describe.each(storageBackends())('DynamoBuildStore on $name', (backend) => {
     expect(first.logPrefix).toBe('logs/numbers/one/builds/1/');
   });
 
-  it('hands out unique numbers under concurrency', async () => {
+  // moto_server answers on threads with no lock around an update's read and write, so concurrent
+  // ADDs can be lost there (seen: 38 numbers for 40); DynamoDB's updates are atomic, as dynalite's.
+  (backend.name === 'moto' ? it.skip : it)('hands out unique numbers under concurrency', async () => {
     const numbers = await Promise.all(Array.from({ length: 40 }, () => store.allocateNumber('numbers/busy')));
     expect(new Set(numbers).size).toBe(40);
     expect(Math.max(...numbers)).toBe(40);

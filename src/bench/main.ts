@@ -23,6 +23,20 @@ import { cpuCount, OWNER, progress, quick, round, SECRET, TOKEN, type Repo } fro
 import { measureQueueLatency, measureWebhooks } from './webhooks.js';
 import { execa } from 'execa';
 
+/**
+ * A user's repository is not ours to vouch for: a build of it that fails (a missing tool, a failing
+ * test) is reported in its section, and the other figures are still printed.
+ */
+async function orFailure<T>(figures: Promise<T>): Promise<T | { failed: string }> {
+  try {
+    return await figures;
+  } catch (error) {
+    const failed = error instanceof Error ? error.message : String(error);
+    progress(`LAMBKIN_BENCH_REPO: ${failed}`);
+    return { failed };
+  }
+}
+
 async function main(): Promise<void> {
   const loadAtStart = loadavg().map((load) => round(load, 2));
   const root = await mkdtemp(join(tmpdir(), 'lambkin-bench-'));
@@ -80,10 +94,10 @@ async function main(): Promise<void> {
     // A project of the user's own (LAMBKIN_BENCH_REPO=/path/to/git/dir), cloned: its cache figures here.
     const userRepo = process.env.LAMBKIN_BENCH_REPO;
     let userRepoAdded: (Repo & { source: string }) | undefined;
-    let userCache: Awaited<ReturnType<typeof measureCache>> | undefined;
+    let userCache: Awaited<ReturnType<typeof measureCache>> | { failed: string } | undefined;
     if (userRepo) {
       userRepoAdded = await addUserRepository(github, userRepo, join(root, 'user-repo.git'));
-      userCache = await measureCache(stack, github, userRepoAdded, quick ? 1 : 3);
+      userCache = await orFailure(measureCache(stack, github, userRepoAdded, quick ? 1 : 3));
     }
     await stack.stop();
     stack = undefined;
@@ -95,7 +109,9 @@ async function main(): Promise<void> {
           source: userRepoAdded.source,
           sha: userRepoAdded.sha,
           cache: userCache,
-          run: await measureRun('LAMBKIN_BENCH_REPO', userRepoAdded.gitDir, npmCache, quick ? 1 : 3),
+          run: await orFailure(
+            measureRun('LAMBKIN_BENCH_REPO', userRepoAdded.gitDir, npmCache, quick ? 1 : 3),
+          ),
         }
       : null;
 

@@ -55,6 +55,11 @@ export type CacheCodec = (typeof CACHE_CODECS)[number];
 
 const CODEC_EXTENSIONS: Record<CacheCodec, string> = { zstd: '.tar.zst', br: '.tar.br', gzip: '.tar.gz' };
 
+/** The extension a key of this codec ends with. */
+export function cacheKeyExtension(codec: CacheCodec): string {
+  return CODEC_EXTENSIONS[codec];
+}
+
 /** The codecs this process's zlib can read and write, best first. */
 export function supportedCacheCodecs(zlibModule: object = zlib): CacheCodec[] {
   const has = (name: string): boolean => typeof (zlibModule as Record<string, unknown>)[name] === 'function';

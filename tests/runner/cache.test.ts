@@ -29,6 +29,7 @@ import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import { createS3Client } from '../../src/aws/clients.js';
 import type { BuildRequest } from '../../src/core/build.js';
 import {
+  cacheKeyExtension,
   currentRuntime,
   preferredCacheCodec,
   runtimeId,
@@ -477,10 +478,7 @@ describe('restoreCache and saveCache', () => {
       if (existing) await mkdir(join(checkout, 'node_modules'), { recursive: true });
       for (const codec of supportedCacheCodecs()) {
         const server = await startArchiveServer(await hostileArchive(lockfile, hostile, codec));
-        const key = access.key.replace(
-          /\.tar\.[a-z]+$/,
-          codec === 'gzip' ? '.tar.gz' : codec === 'br' ? '.tar.br' : '.tar.zst',
-        );
+        const key = access.key.replace(/\.tar\.[a-z]+$/, cacheKeyExtension(codec));
         try {
           const result = await restoreCache(
             { ...access, key, stored: true, getUrl: server.url },
@@ -518,10 +516,7 @@ describe('restoreCache and saveCache', () => {
         await rm(join(checkout, 'node_modules'), { recursive: true, force: true });
         if (existing) await mkdir(join(checkout, 'node_modules'), { recursive: true });
         const server = await startArchiveServer(await hostileArchive(lockfile, linked, codec));
-        const key = access.key.replace(
-          /\.tar\.[a-z]+$/,
-          codec === 'gzip' ? '.tar.gz' : codec === 'br' ? '.tar.br' : '.tar.zst',
-        );
+        const key = access.key.replace(/\.tar\.[a-z]+$/, cacheKeyExtension(codec));
         try {
           const result = await restoreCache(
             { ...access, key, stored: true, getUrl: server.url },

@@ -467,6 +467,25 @@ describe('restoreCache and saveCache', () => {
     expect(saved).toMatchObject({ saved: false, warning: false });
   });
 
+  /** Restores, into the checkout, an archive of these entries in `codec` served over HTTP. */
+  async function restoreArchiveOf(
+    lockfile: { path: string; sha: string },
+    entries: RawEntry[],
+    codec: CacheCodec,
+  ): Promise<Awaited<ReturnType<typeof restoreCache>>> {
+    const server = await startArchiveServer(await hostileArchive(lockfile, entries, codec));
+    const key = access.key.replace(/\.tar\.[a-z]+$/, cacheKeyExtension(codec));
+    try {
+      return await restoreCache(
+        { ...access, key, stored: true, getUrl: server.url },
+        { checkout, extraPaths: [] },
+        { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+      );
+    } finally {
+      await server.close();
+    }
+  }
+
   it('refuses hostile entries in every codec, and over an existing node_modules too', async () => {
     const lockfile = (await checkoutLockfile(checkout)) ?? { path: '', sha: '' };
     const hostile: RawEntry[] = [
@@ -477,29 +496,19 @@ describe('restoreCache and saveCache', () => {
     for (const existing of [false, true]) {
       if (existing) await mkdir(join(checkout, 'node_modules'), { recursive: true });
       for (const codec of supportedCacheCodecs()) {
-        const server = await startArchiveServer(await hostileArchive(lockfile, hostile, codec));
-        const key = access.key.replace(/\.tar\.[a-z]+$/, cacheKeyExtension(codec));
-        try {
-          const result = await restoreCache(
-            { ...access, key, stored: true, getUrl: server.url },
-            { checkout, extraPaths: [] },
-            { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
-          );
-          expect([codec, existing, result.hit ? '' : result.reason]).toEqual([
-            codec,
-            existing,
-            expect.stringMatching(/resolves outside the checkout/),
-          ]);
-          expect(await lstat(join(checkout, '..', 'escaped')).catch(() => undefined)).toBeUndefined();
-          expect(
-            await lstat(join(checkout, 'node_modules')).then(
-              () => true,
-              () => false,
-            ),
-          ).toBe(existing);
-        } finally {
-          await server.close();
-        }
+        const result = await restoreArchiveOf(lockfile, hostile, codec);
+        expect([codec, existing, result.hit ? '' : result.reason]).toEqual([
+          codec,
+          existing,
+          expect.stringMatching(/resolves outside the checkout/),
+        ]);
+        expect(await lstat(join(checkout, '..', 'escaped')).catch(() => undefined)).toBeUndefined();
+        expect(
+          await lstat(join(checkout, 'node_modules')).then(
+            () => true,
+            () => false,
+          ),
+        ).toBe(existing);
       }
     }
   });
@@ -515,25 +524,15 @@ describe('restoreCache and saveCache', () => {
       for (const codec of supportedCacheCodecs()) {
         await rm(join(checkout, 'node_modules'), { recursive: true, force: true });
         if (existing) await mkdir(join(checkout, 'node_modules'), { recursive: true });
-        const server = await startArchiveServer(await hostileArchive(lockfile, linked, codec));
-        const key = access.key.replace(/\.tar\.[a-z]+$/, cacheKeyExtension(codec));
-        try {
-          const result = await restoreCache(
-            { ...access, key, stored: true, getUrl: server.url },
-            { checkout, extraPaths: [] },
-            { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
-          );
-          expect([codec, existing, result.hit ? 'hit' : result.reason]).toEqual([
-            codec,
-            existing,
-            expect.stringMatching(/alias\.js.* is a Link entry/),
-          ]);
-          expect(
-            await lstat(join(checkout, 'node_modules', 'a', 'alias.js')).catch(() => undefined),
-          ).toBeUndefined();
-        } finally {
-          await server.close();
-        }
+        const result = await restoreArchiveOf(lockfile, linked, codec);
+        expect([codec, existing, result.hit ? 'hit' : result.reason]).toEqual([
+          codec,
+          existing,
+          expect.stringMatching(/alias\.js.* is a Link entry/),
+        ]);
+        expect(
+          await lstat(join(checkout, 'node_modules', 'a', 'alias.js')).catch(() => undefined),
+        ).toBeUndefined();
       }
     }
   });

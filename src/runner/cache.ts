@@ -8,7 +8,8 @@
  * and paths it was made for. The key's extension names the codec (zstd, brotli or gzip: see
  * src/core/cache-key.ts); a runner whose runtime lacks it treats the entry as a miss. A restore
  * reads the manifest before anything is written and treats any difference as a miss. It streams
- * the download through the decompressor into the unpacker, never through a temporary file: into
+ * the download (read ahead, resumed after a break: download.ts) through the decompressor into the
+ * unpacker, never through a temporary file: into
  * FreshUnpack (cache-unpack.ts) when the cached paths do not exist yet, node-tar's otherwise.
  * Archives are untrusted input like the source archive: entries outside the manifest's paths, links
  * leading out of the checkout, devices, duplicates and bombs are refused.
@@ -43,6 +44,7 @@ import {
   TAR_OVERHEAD_SLACK,
 } from './archive-tree.js';
 import { FreshUnpack } from './cache-unpack.js';
+import { readBody } from './download.js';
 import type { CacheAccess } from '../core/protocol.js';
 
 /** The manifest's name: always the archive's first entry. */
@@ -333,7 +335,7 @@ async function downloadAndUnpack(
   let tarBytes = 0;
   try {
     await pipeline(
-      response.body,
+      readBody(response, { signal }),
       async function* countDownload(source: AsyncIterable<Uint8Array>) {
         for await (const chunk of source) {
           downloadedBytes += chunk.length;

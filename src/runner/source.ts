@@ -32,6 +32,7 @@ import {
   type ArchiveEntryRules,
 } from './archive-tree.js';
 import { layerEnvironment } from './runtime-layer.js';
+import { readBody } from './download.js';
 import { describeErrorChain } from '../core/errors.js';
 
 export interface ArchiveLimits {
@@ -196,7 +197,7 @@ async function downloadAndExtract(
   let abortedBy: unknown;
   try {
     await pipeline(
-      response.body,
+      readBody(response, { signal }),
       async function* countDownload(source: AsyncIterable<Uint8Array>) {
         for await (const chunk of source) {
           downloadedBytes += chunk.length;

@@ -5,6 +5,7 @@
  * that answer 500 or drop the connection, archives that are damaged or hostile.
  */
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile, mkdir, symlink, lstat } from 'node:fs/promises';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -369,6 +370,36 @@ describe('restoreCache and saveCache', () => {
     }
   });
 
+  it('resumes a download the network cut off, with a Range request to the storage, and restores all of it', async () => {
+    // Incompressible bytes, so the archive is larger than the cut.
+    await mkdir(join(checkout, 'node_modules', 'big'), { recursive: true });
+    const content = randomBytes(1024 * 1024);
+    await writeFile(join(checkout, 'node_modules', 'big', 'blob.bin'), content);
+    const saved = await saveCache(
+      access,
+      { checkout, extraPaths: [] },
+      { tmpDir: scratch, timeoutMs: 30_000 },
+    );
+    expect(saved).toMatchObject({ saved: true });
+
+    const cutting = await startCuttingProxy(new URL(access.getUrl).origin, 200_000);
+    try {
+      const fresh = await mkdtemp(join(scratch, 'checkout-'));
+      await writeFile(join(fresh, 'package-lock.json'), await readFile(join(checkout, 'package-lock.json')));
+      const proxied = new URL(access.getUrl);
+      const restored = await restoreCache(
+        { ...access, stored: true, getUrl: `${cutting.url}${proxied.pathname}${proxied.search}` },
+        { checkout: fresh, extraPaths: [] },
+        { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+      );
+      expect(restored).toMatchObject({ hit: true, files: 1 });
+      expect((await readFile(join(fresh, 'node_modules', 'big', 'blob.bin'))).equals(content)).toBe(true);
+      expect(cutting.ranges).toEqual([undefined, 'bytes=200000-']);
+    } finally {
+      await cutting.close();
+    }
+  });
+
   it('refuses archives with entries outside the cached paths, devices, and a wrong manifest', async () => {
     const lockfile = (await checkoutLockfile(checkout)) ?? { path: '', sha: '' };
     const cases: [string, Awaited<ReturnType<typeof hostileArchive>>, RegExp][] = [
@@ -644,6 +675,42 @@ async function startArchiveServer(archive: Buffer) {
       response.end(archive);
     }),
   );
+}
+
+/**
+ * Passes every request on to `upstream`; the first answer's connection is cut after `cutAfter`
+ * bytes of its body. Records the Range of each request.
+ */
+async function startCuttingProxy(upstream: string, cutAfter: number) {
+  const ranges: (string | undefined)[] = [];
+  const server = createServer((request, response) => {
+    ranges.push(request.headers.range);
+    const cut = ranges.length === 1;
+    const target = new URL(request.url ?? '/', upstream);
+    const forwarded = httpRequest(
+      target,
+      { method: request.method ?? 'GET', headers: { ...request.headers, host: target.host } },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers);
+        if (!cut) {
+          answer.pipe(response);
+          return;
+        }
+        let sent = 0;
+        answer.on('data', (chunk: Buffer) => {
+          if (sent >= cutAfter) return;
+          const part = chunk.subarray(0, cutAfter - sent);
+          sent += part.length;
+          response.write(part);
+          if (sent >= cutAfter) setTimeout(() => request.socket.destroy(), 20);
+        });
+      },
+    );
+    forwarded.on('error', () => response.destroy());
+    request.pipe(forwarded);
+  });
+  const running = await listen(server);
+  return { ...running, ranges };
 }
 
 /**

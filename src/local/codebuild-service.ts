@@ -259,6 +259,11 @@ export class LocalCodeBuildService {
     return true;
   };
 
+  /** Builds running now. */
+  get runningBuilds(): number {
+    return this.running.size;
+  }
+
   /** Resolves once no build runs (and every event is delivered). */
   async idle(timeoutMs = 30_000): Promise<void> {
     const pending = [...this.running];

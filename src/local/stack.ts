@@ -6,7 +6,10 @@
  * `@aws-sdk/client-lambda` against this server, the builder function runs the controller, and the
  * controller starts the runner as a separate process with a clean environment. Every storage and
  * Invoke API request must be signed with the stack's key (src/local/stack-credentials.ts), which
- * only this process and `<data-dir>/stack.json` hold.
+ * only this process and `<data-dir>/stack.json` hold. The same server answers CodeBuild's API
+ * (src/local/codebuild-service.ts) for builds set to run there: they run the same runner in the
+ * same sandbox, and their completion events go to the CodeBuild events function, as EventBridge's
+ * rule sends them in the cloud.
  */
 import { availableParallelism } from 'node:os';
 import { mkdir, writeFile, rm } from 'node:fs/promises';
@@ -30,7 +33,9 @@ import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.
 import { DynamoSettingsStore, GLOBAL_SCOPE } from '../store/settings.js';
 import { LocalSecretCipher } from '../store/secret-cipher.js';
 import { createBuildNotifier, createControllerDependencies, createIntakeDependencies } from '../wiring.js';
+import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { LocalLambdaService } from './lambda-service.js';
+import { LocalCodeBuildService, type CodeBuildStateChangeEvent } from './codebuild-service.js';
 import { createLogViewer } from './log-viewer.js';
 import { answerWithHandler } from './api-gateway-event.js';
 import { EphemeralBuildSigner } from './ephemeral-signer.js';
@@ -47,6 +52,11 @@ export const LOCAL_NAMES = {
   settingsTable: 'lambkin-settings',
   bucket: 'lambkin-logs',
   builderFunction: 'lambkin-builder',
+  /** The CodeBuild projects (template.yaml's): the plain one and the privileged (Docker) one. */
+  codebuildProject: 'lambkin-codebuild',
+  codebuildDockerProject: 'lambkin-codebuild-docker',
+  /** The function the CodeBuild completion events go to (src/handlers/codebuild-events.ts). */
+  codebuildEventsFunction: 'lambkin-codebuild-events',
 } as const;
 export const LOCAL_REGION = 'us-east-1';
 
@@ -98,6 +108,11 @@ export interface LocalStackOptions {
    * bench measures the webhook's intake alone this way (in the cloud it has a machine of its own).
    */
   builderSink?: boolean;
+  /**
+   * A CodeBuild minute is this many real minutes (tests: 0.01 makes CodeBuild's least timeout, 5
+   * minutes, 3 s). Default 1.
+   */
+  codebuildTimeScale?: number;
   logger: Logger;
 }
 
@@ -124,6 +139,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         LAMBKIN_SETTINGS_TABLE: LOCAL_NAMES.settingsTable,
         LAMBKIN_BUCKET: LOCAL_NAMES.bucket,
         LAMBKIN_BUILDER_FUNCTION: LOCAL_NAMES.builderFunction,
+        LAMBKIN_CODEBUILD_PROJECT: LOCAL_NAMES.codebuildProject,
+        LAMBKIN_CODEBUILD_DOCKER_PROJECT: LOCAL_NAMES.codebuildDockerProject,
         LAMBKIN_PUBLIC_URL: base,
         GITHUB_API_URL: options.githubApiUrl,
         ...(options.githubToken ? { GITHUB_TOKEN: options.githubToken } : {}),
@@ -186,13 +203,11 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   // Builds and jobs at once: one per core (at least 2), as a machine of its own would run them.
   const concurrency = options.concurrency ?? Math.max(2, availableParallelism());
   const refusal = options.allowUnsandboxedForks ? undefined : untrustedBuildRefusal(buildSandbox);
-  const processRunner = new ProcessRunnerInvoker({
-    sandbox: buildSandbox,
-    workRoot: join(
-      '/tmp',
-      buildSandbox ? 'lambkin-builds' : `lambkin-runner-${process.getuid?.() ?? 'user'}`,
-    ),
-  });
+  const runnerWorkRoot = join(
+    '/tmp',
+    buildSandbox ? 'lambkin-builds' : `lambkin-runner-${process.getuid?.() ?? 'user'}`,
+  );
+  const processRunner = new ProcessRunnerInvoker({ sandbox: buildSandbox, workRoot: runnerWorkRoot });
   // The intake refuses untrusted builds here; so does the runner, for those that come another way
   // (`lambkin rebuild` of a fork's build queued while the stack ran as root or allowed them).
   const refusingRunner: RunnerInvoker = {
@@ -223,6 +238,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     ...(refusal !== undefined ? { refuseUntrustedBuilds: refusal } : {}),
   };
 
+  /** A request to the stack's own APIs: signed with the stack's key, for this service. */
+  const signedBy = (service: 'lambda' | 'codebuild') => (request: IncomingMessage, body: Uint8Array) =>
+    verifyHeaderSignature(
+      { method: request.method ?? 'POST', url: request.url ?? '/', headers: request.headers },
+      body,
+      { credentials, service },
+    );
   const lambda = new LocalLambdaService({
     concurrency,
     ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
@@ -242,12 +264,33 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         failure,
       )),
     // The webhook's (and the CLI's) Lambda client signs with the stack's key; nothing else invokes.
-    authenticate: (request, body) =>
-      verifyHeaderSignature(
-        { method: request.method ?? 'POST', url: request.url ?? '/', headers: request.headers },
-        body,
-        { credentials, service: 'lambda' },
-      ),
+    authenticate: signedBy('lambda'),
+  });
+  // CodeBuild's API on the same server: builds set to run there get the same sandbox as the runner
+  // processes; their state changes go to the events function as the EventBridge rule's async invoke.
+  const codebuild = new LocalCodeBuildService({
+    projects: [
+      { name: LOCAL_NAMES.codebuildProject },
+      // Recorded as privileged; the local sandbox has no Docker daemon.
+      { name: LOCAL_NAMES.codebuildDockerProject, privilegedMode: true },
+    ],
+    region: LOCAL_REGION,
+    accountId: lambda.accountId,
+    authenticate: signedBy('codebuild'),
+    sandbox: buildSandbox,
+    workRoot: runnerWorkRoot,
+    ...(options.codebuildTimeScale !== undefined ? { timeScale: options.codebuildTimeScale } : {}),
+    onEvent: async (event: CodeBuildStateChangeEvent) => {
+      if (!lambda.has(LOCAL_NAMES.codebuildEventsFunction)) return;
+      await clients.lambda.send(
+        new InvokeCommand({
+          FunctionName: LOCAL_NAMES.codebuildEventsFunction,
+          InvocationType: 'Event',
+          Payload: new TextEncoder().encode(JSON.stringify(event)),
+        }),
+      );
+    },
+    logger: options.logger,
   });
   lambda.register(
     LOCAL_NAMES.builderFunction,
@@ -267,6 +310,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
   http.on('request', (request: IncomingMessage, response: ServerResponse) => {
     if (lambda.handle(request, response)) return;
+    if (codebuild.handle(request, response)) return;
     // The raw path, as API Gateway matches routes: `/builds/../webhook` is not the webhook.
     const path = (request.url ?? '/').split('?')[0];
     if (path === '/webhook') {
@@ -306,10 +350,17 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     controller,
     intake,
     idle: async (timeoutMs) => {
-      await lambda.idle(timeoutMs);
+      // A builder may start a CodeBuild build, whose end invokes the events function: both quiet.
+      do {
+        await lambda.idle(timeoutMs);
+        await codebuild.idle(timeoutMs);
+        await lambda.idle(timeoutMs);
+      } while (codebuild.runningBuilds > 0);
       await notifier.drained();
     },
     stop: async () => {
+      // CodeBuild builds first: their STOPPED events still reach the events function.
+      await codebuild.close();
       await lambda.close();
       await notifier.drained();
       http.closeAllConnections();

@@ -17,6 +17,7 @@ import type {
   RunnerJobNode,
   RunnerOutcome,
 } from './protocol.js';
+import type { RunsOn } from './repo-config/schema.js';
 import type { EffectiveSettings, SettingsDocument } from './settings.js';
 import type { BuildState, CommitState } from './state-machine.js';
 
@@ -130,6 +131,8 @@ export interface BuildStore {
    * false for a duplicate or a run that is not the recorded one.
    */
   claimRemoteFinish?(key: BuildKey, buildId: string, at: number): Promise<boolean>;
+  /** Moves a running build's deadline later (never earlier): its job runs on CodeBuild, longer than Lambda. */
+  extendDeadline?(key: BuildKey, deadline: number): Promise<void>;
   /** The guard of a delivery, if any (strongly consistent). */
   getDelivery(deliveryId: string): Promise<DeliveryRecord | undefined>;
   /** Records a delivery's build; returns the existing record instead when the delivery is known. */
@@ -161,6 +164,8 @@ export interface NewJob {
   /** The exact Node.js its `node` value resolved to (absent: the runner's own). */
   resolvedNode?: RunnerJobNode;
   failFast: boolean;
+  /** Where it runs: the build config's `runsOn` (absent: Lambda). */
+  runsOn?: RunsOn;
 }
 
 /**

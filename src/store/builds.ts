@@ -188,6 +188,24 @@ export class DynamoBuildStore implements BuildStore {
     return toRecord(item);
   }
 
+  async extendDeadline(key: BuildKey, deadline: number): Promise<void> {
+    try {
+      await this.documents.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { repo: key.repo, number: key.number },
+          UpdateExpression: 'SET #deadline = :deadline',
+          ConditionExpression: '#state = :running AND #deadline < :deadline',
+          ExpressionAttributeNames: { '#deadline': 'deadline', '#state': 'state' },
+          ExpressionAttributeValues: { ':deadline': deadline, ':running': 'running' },
+        }),
+      );
+    } catch (error) {
+      // Later already, or no longer running: nothing to extend.
+      if (!isConditionFailure(error)) throw error;
+    }
+  }
+
   async claimRemoteFinish(key: BuildKey, buildId: string, at: number): Promise<boolean> {
     return claimRemoteFinishItem(this.documents, this.tableName, { repo: key.repo, number: key.number }, buildId, at);
   }

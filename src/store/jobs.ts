@@ -50,6 +50,7 @@ export class DynamoJobStore implements JobStore {
         ...(node !== undefined ? { nodeSpec: node } : {}),
         ...(job.resolvedNode ? { resolvedNode: job.resolvedNode } : {}),
         failFast: job.failFast,
+        ...(job.runsOn !== undefined && job.runsOn !== 'lambda' ? { runsOn: job.runsOn } : {}),
         state: 'queued',
         queuedAt: at,
         deadline: options.deadline,

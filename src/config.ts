@@ -131,7 +131,9 @@ export function loadCodeBuildConfig(env: Env): CodeBuildConfig {
     );
   }
   if (dockerProject && !project) {
-    problems.push(`${CODEBUILD_VARIABLES.dockerProject} is set without ${CODEBUILD_VARIABLES.project}: set both`);
+    problems.push(
+      `${CODEBUILD_VARIABLES.dockerProject} is set without ${CODEBUILD_VARIABLES.project}: set both`,
+    );
   }
   if (problems.length > 0) throw new ConfigurationError(problems);
   return { ...(project ? { project } : {}), ...(dockerProject ? { dockerProject } : {}), timeoutMinutes };
@@ -331,6 +333,18 @@ export const FUNCTION_CONFIG = {
     optional: ['publicUrl', 'githubApiUrl', 'secretArn', ...GITHUB_CREDENTIAL_KEYS],
   },
   logs: { required: ['buildsTable', 'bucket'], optional: [] },
+  // CodeBuild's completion events (src/handlers/codebuild-events.ts): finishes builds as the builder does.
+  codebuildEvents: {
+    required: ['buildsTable', 'settingsTable', 'bucket'],
+    optional: [
+      'publicUrl',
+      'githubApiUrl',
+      'logLimitBytes',
+      'secretArn',
+      ...GITHUB_CREDENTIAL_KEYS,
+      'settingsKmsKey',
+    ],
+  },
   // The builds table's stream: the page of recent builds, Slack and SNS (src/notify/stream.ts).
   notifier: {
     required: ['buildsTable', 'settingsTable', 'bucket'],

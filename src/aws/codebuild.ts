@@ -24,7 +24,14 @@ export class CodeBuildError extends LambkinError {
   }
 }
 
-const STATUSES: readonly RemoteBuildStatus[] = ['IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'FAULT', 'STOPPED', 'TIMED_OUT'];
+const STATUSES: readonly RemoteBuildStatus[] = [
+  'IN_PROGRESS',
+  'SUCCEEDED',
+  'FAILED',
+  'FAULT',
+  'STOPPED',
+  'TIMED_OUT',
+];
 
 function describeError(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);

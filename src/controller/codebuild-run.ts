@@ -63,12 +63,15 @@ export async function placeRun(
   clock: () => number,
   decide: typeof decidePlacement | typeof escalationPlacement = decidePlacement,
 ): Promise<Placement | undefined> {
-  if (runsOn === undefined || runsOn === 'lambda') return decide === decidePlacement ? { kind: 'lambda' } : undefined;
+  if (runsOn === undefined || runsOn === 'lambda')
+    return decide === decidePlacement ? { kind: 'lambda' } : undefined;
   if (runsOn === 'auto' && decide === decidePlacement) return { kind: 'lambda' };
   const settings = (await deps.settings.effective(build.repo)).codebuild;
   const codebuild = deps.codebuild;
   const usedMinutes =
-    settings.monthlyMinutes !== undefined && codebuild ? await codebuild.usage.minutesOf(usageMonth(clock())) : 0;
+    settings.monthlyMinutes !== undefined && codebuild
+      ? await codebuild.usage.minutesOf(usageMonth(clock()))
+      : 0;
   return decide({
     repo: build.repo,
     runsOn,
@@ -89,7 +92,10 @@ export function refusedEnding(placement: Extract<Placement, { kind: 'refused' }>
 }
 
 /** `runner-input/<owner>/<repo>/<number>[/<job>]/<random>`: the input's key without its extension. */
-export function runnerInputBase(build: Pick<BuildRecord, 'repo' | 'number'>, job: string | undefined): string {
+export function runnerInputBase(
+  build: Pick<BuildRecord, 'repo' | 'number'>,
+  job: string | undefined,
+): string {
   return `runner-input/${build.repo}/${build.number}/${job !== undefined ? `${job}/` : ''}${randomBytes(12).toString('hex')}`;
 }
 
@@ -222,8 +228,14 @@ export async function startCodeBuildRun(
 }
 
 /** Stops the record's CodeBuild run, if it has one that has not finished; never throws. */
+/** What stopping needs: StopBuild only. */
+export interface RemoteStopDependencies {
+  codebuild?: Pick<CodeBuildDependencies, 'runner'>;
+  logger: ControllerDependencies['logger'];
+}
+
 export async function stopRemoteRun(
-  deps: Pick<ControllerDependencies, 'codebuild' | 'logger'>,
+  deps: RemoteStopDependencies,
   record: { remote?: RemoteRunRecord },
   label: string,
 ): Promise<void> {
@@ -251,7 +263,10 @@ export function outgrewLambda(ending: Ending): boolean {
 /** The log's line between the Lambda run and its rebuild. */
 export function escalationHead(ending: Ending, lambdaMs: number, placement: CodeBuildPlacement): string {
   const seconds = Math.round(lambdaMs / 1000);
-  const why = ending.state === 'timed_out' ? `timed out on Lambda after ${seconds} s` : `ran out of disk space on Lambda (${ending.description})`;
+  const why =
+    ending.state === 'timed_out'
+      ? `timed out on Lambda after ${seconds} s`
+      : `ran out of disk space on Lambda (${ending.description})`;
   return `\n[lambkin] The build ${why}; rebuilt once on CodeBuild (${placement.compute}, up to ${placement.timeoutMinutes} min).\n`;
 }
 
@@ -309,7 +324,8 @@ export async function runWhereConfigured(
       `Not rebuilt on CodeBuild ("runsOn": "auto"): ${escalation?.kind === 'refused' ? escalation.detail : 'CodeBuild is not set up'}`,
     );
   }
-  if (!deps.logs.beginAttempt) return withNote('Not rebuilt on CodeBuild: this log store keeps one run per build');
+  if (!deps.logs.beginAttempt)
+    return withNote('Not rebuilt on CodeBuild: this log store keeps one run per build');
   // The Lambda runner's work after its verdict ends before the log goes on.
   const rest = await ending.rest;
   const head = [
@@ -350,13 +366,11 @@ export async function runWhereConfigured(
  * watches those: they were handed to CodeBuild). Never throws.
  */
 export async function stopRemoteRunsOf(
-  deps: Pick<ControllerDependencies, 'codebuild' | 'logger'> & { jobs?: Pick<JobStore, 'listJobs'> },
+  deps: RemoteStopDependencies & { jobs?: Pick<JobStore, 'listJobs'> },
   build: BuildRecord,
 ): Promise<void> {
   if (!deps.codebuild) return;
   await stopRemoteRun(deps, build, buildLabel(build));
   const jobs = await deps.jobs?.listJobs(build).catch(() => []);
-  await Promise.all(
-    (jobs ?? []).map((job) => stopRemoteRun(deps, job, `${buildLabel(build)}/${job.id}`)),
-  );
+  await Promise.all((jobs ?? []).map((job) => stopRemoteRun(deps, job, `${buildLabel(build)}/${job.id}`)));
 }

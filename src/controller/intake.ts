@@ -493,9 +493,11 @@ async function cancelBuilds(
       }
       deps.logger.info('superseded build cancelled', { build: label, by: build.number });
       if (deps.stopRemote) {
-        await deps.stopRemote(cancelled).catch((error: unknown) =>
-          deps.logger.warn('could not stop the superseded build on CodeBuild', { build: label, error }),
-        );
+        await deps
+          .stopRemote(cancelled)
+          .catch((error: unknown) =>
+            deps.logger.warn('could not stop the superseded build on CodeBuild', { build: label, error }),
+          );
       }
       // Not taken: the sweeper re-sends it (the build stays unreported).
       await reportBuildStatus(deps, {

@@ -87,7 +87,8 @@ export async function planBuild(deps: ControllerDependencies, build: BuildRecord
   // A skipped build runs nowhere in particular: the Lambda runner says so in a second.
   if (!config.build) return { kind: 'single' };
   const runsOn = config.runsOn;
-  if (!fansOut || (config.matrix === undefined && (config.parallel ?? 1) <= 1)) return { kind: 'single', runsOn };
+  if (!fansOut || (config.matrix === undefined && (config.parallel ?? 1) <= 1))
+    return { kind: 'single', runsOn };
   let plans: JobPlan[];
   try {
     plans = planJobs(config, { maxJobs: settings.build.maxJobs });
@@ -326,7 +327,11 @@ export async function runControllerJob(
   );
   if (placed.kind === 'started') {
     // On CodeBuild: its completion event finishes the job (src/controller/codebuild-finish.ts).
-    return { ran: true, build, job: (await deps.jobs.listJobs(build)).find((other) => other.index === job.index) ?? job };
+    return {
+      ran: true,
+      build,
+      job: (await deps.jobs.listJobs(build)).find((other) => other.index === job.index) ?? job,
+    };
   }
   const ended = await completeJob(deps, build, job, placed.ending, clock);
   return { ran: true, build: (await deps.builds.getBuild(build)) ?? build, job: ended };

@@ -238,7 +238,10 @@ export interface RemoteRunObjects {
   /** Presigned GET and DELETE of the input object. */
   presignInput(key: string, expiresInSeconds: number): Promise<{ getUrl: string; deleteUrl: string }>;
   /** Presigned PUT of the outcome object, signed with If-None-Match: * (the first result stands). */
-  presignOutcome(key: string, expiresInSeconds: number): Promise<{ url: string; headers: Record<string, string> }>;
+  presignOutcome(
+    key: string,
+    expiresInSeconds: number,
+  ): Promise<{ url: string; headers: Record<string, string> }>;
   /** The outcome object's text; undefined when the runner delivered none. */
   readOutcome(key: string): Promise<string | undefined>;
   /** Deletes the objects; missing ones are no error. */

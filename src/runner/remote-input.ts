@@ -102,7 +102,10 @@ export async function fetchRunnerInput(url: string, options: TransferOptions = {
  * Deletes the input object (its presigned DELETE): from now on its URL reads nothing. A failure is
  * only a note: the controller deletes it too when the run completes, and it expires in minutes.
  */
-export async function spendInput(upload: OutcomeUpload, options: TransferOptions = {}): Promise<string | undefined> {
+export async function spendInput(
+  upload: OutcomeUpload,
+  options: TransferOptions = {},
+): Promise<string | undefined> {
   if (!upload.inputDeleteUrl) return undefined;
   const url = upload.inputDeleteUrl;
   try {

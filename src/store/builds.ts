@@ -207,7 +207,13 @@ export class DynamoBuildStore implements BuildStore {
   }
 
   async claimRemoteFinish(key: BuildKey, buildId: string, at: number): Promise<boolean> {
-    return claimRemoteFinishItem(this.documents, this.tableName, { repo: key.repo, number: key.number }, buildId, at);
+    return claimRemoteFinishItem(
+      this.documents,
+      this.tableName,
+      { repo: key.repo, number: key.number },
+      buildId,
+      at,
+    );
   }
 
   async listBuilds(repo: RepoName, options: { limit?: number } = {}): Promise<BuildRecord[]> {
@@ -669,7 +675,8 @@ export async function recordRemoteRunItem(
         TableName: tableName,
         Key: change.key,
         UpdateExpression: 'SET #remote = :run, #deadline = :deadline',
-        ConditionExpression: '#state = :running AND (attribute_not_exists(#remote) OR #remote.#attempt < :attempt)',
+        ConditionExpression:
+          '#state = :running AND (attribute_not_exists(#remote) OR #remote.#attempt < :attempt)',
         ExpressionAttributeNames: {
           '#remote': 'remote',
           '#deadline': 'deadline',

@@ -121,6 +121,12 @@ export class DynamoJobStore implements JobStore {
   }
 
   async claimJobRemoteFinish(job: JobRecord, buildId: string, at: number): Promise<boolean> {
-    return claimRemoteFinishItem(this.documents, this.tableName, { repo: partitionOf(job), number: job.index }, buildId, at);
+    return claimRemoteFinishItem(
+      this.documents,
+      this.tableName,
+      { repo: partitionOf(job), number: job.index },
+      buildId,
+      at,
+    );
   }
 }

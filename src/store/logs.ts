@@ -153,7 +153,11 @@ export class S3LogStore implements LogStore {
     if (!Number.isSafeInteger(attempt) || attempt < 2 || attempt > MAX_ATTEMPTS) {
       throw new LogStoreError(`A rebuild is attempt 2 to ${MAX_ATTEMPTS}; got ${attempt}.`);
     }
-    await this.put(LOG_KEYS.attemptHead(logPrefix, attempt), head.endsWith('\n') ? head : `${head}\n`, TEXT_CONTENT_TYPE);
+    await this.put(
+      LOG_KEYS.attemptHead(logPrefix, attempt),
+      head.endsWith('\n') ? head : `${head}\n`,
+      TEXT_CONTENT_TYPE,
+    );
     return LOG_KEYS.attempt(logPrefix, attempt);
   }
 

@@ -82,7 +82,10 @@ export class S3RemoteRunObjects implements RemoteRunObjects {
     return { getUrl, deleteUrl };
   }
 
-  async presignOutcome(key: string, expiresIn: number): Promise<{ url: string; headers: Record<string, string> }> {
+  async presignOutcome(
+    key: string,
+    expiresIn: number,
+  ): Promise<{ url: string; headers: Record<string, string> }> {
     this.checkKey(key);
     const url = await getSignedUrl(
       this.s3,
@@ -100,7 +103,9 @@ export class S3RemoteRunObjects implements RemoteRunObjects {
       return (await response.Body?.transformToString('utf-8')) ?? '';
     } catch (error) {
       if (isMissing(error)) return undefined;
-      throw new RemoteRunStoreError(`could not read the outcome s3://${this.bucket}/${key}`, { cause: error });
+      throw new RemoteRunStoreError(`could not read the outcome s3://${this.bucket}/${key}`, {
+        cause: error,
+      });
     }
   }
 
@@ -158,7 +163,11 @@ export class DynamoRemoteUsage implements RemoteUsage {
 
   async minutesOf(month: string): Promise<number> {
     const result = await this.documents.send(
-      new GetCommand({ TableName: this.tableName, Key: { scope: USAGE_SCOPE + month }, ConsistentRead: true }),
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { scope: USAGE_SCOPE + month },
+        ConsistentRead: true,
+      }),
     );
     const minutes: unknown = result.Item?.['minutes'];
     return typeof minutes === 'number' ? minutes : 0;

@@ -40,14 +40,19 @@ describe('decidePlacement', () => {
       docker: false,
       timeoutMinutes: 60,
     });
-    const medium = decidePlacement(input({ runsOn: { codebuild: { compute: 'medium', image: 'standard' } } }));
+    const medium = decidePlacement(
+      input({ runsOn: { codebuild: { compute: 'medium', image: 'standard' } } }),
+    );
     expect(medium).toMatchObject({ kind: 'codebuild', computeType: 'BUILD_GENERAL1_MEDIUM' });
     expect(medium).not.toHaveProperty('image');
   });
 
   it('refuses when the deployment has no project, saying the operator has not enabled CodeBuild', () => {
     const placement = decidePlacement(input({ platform: { timeoutMinutes: 60 } }));
-    expect(placement).toMatchObject({ kind: 'refused', description: 'runsOn: the operator has not enabled CodeBuild' });
+    expect(placement).toMatchObject({
+      kind: 'refused',
+      description: 'runsOn: the operator has not enabled CodeBuild',
+    });
     expect(placement.kind === 'refused' && placement.detail).toContain('LAMBKIN_CODEBUILD_PROJECT');
   });
 
@@ -89,9 +94,18 @@ describe('decidePlacement', () => {
 
   it('docker needs the setting and the privileged project, and then runs there', () => {
     const docker = { runsOn: { codebuild: { docker: true } } } as const;
-    expect(decidePlacement(input(docker))).toMatchObject({ kind: 'refused', description: 'runsOn: Docker is not enabled' });
+    expect(decidePlacement(input(docker))).toMatchObject({
+      kind: 'refused',
+      description: 'runsOn: Docker is not enabled',
+    });
     expect(
-      decidePlacement(input({ ...docker, settings: { ...allowed, docker: true }, platform: { project: 'p', timeoutMinutes: 60 } })),
+      decidePlacement(
+        input({
+          ...docker,
+          settings: { ...allowed, docker: true },
+          platform: { project: 'p', timeoutMinutes: 60 },
+        }),
+      ),
     ).toMatchObject({ kind: 'refused' });
     expect(decidePlacement(input({ ...docker, settings: { ...allowed, docker: true } }))).toMatchObject({
       kind: 'codebuild',
@@ -112,7 +126,9 @@ describe('decidePlacement', () => {
   });
 
   it("keeps the timeout within CodeBuild's bounds", () => {
-    expect(decidePlacement(input({ platform: { ...platform, timeoutMinutes: 1 } }))).toMatchObject({ timeoutMinutes: 5 });
+    expect(decidePlacement(input({ platform: { ...platform, timeoutMinutes: 1 } }))).toMatchObject({
+      timeoutMinutes: 5,
+    });
     expect(decidePlacement(input({ platform: { ...platform, timeoutMinutes: 9999 } }))).toMatchObject({
       timeoutMinutes: 480,
     });
@@ -135,7 +151,10 @@ describe('escalationPlacement', () => {
   it('only auto escalates, to the default size, and only where CodeBuild is allowed', () => {
     expect(escalationPlacement(input({ runsOn: 'lambda' }))).toBeUndefined();
     expect(escalationPlacement(input()) /* set to CodeBuild from the start */).toBeUndefined();
-    expect(escalationPlacement(input({ runsOn: 'auto' }))).toMatchObject({ kind: 'codebuild', compute: 'small' });
+    expect(escalationPlacement(input({ runsOn: 'auto' }))).toMatchObject({
+      kind: 'codebuild',
+      compute: 'small',
+    });
     expect(escalationPlacement(input({ runsOn: 'auto', settings: {} }))).toMatchObject({ kind: 'refused' });
   });
 });

@@ -220,20 +220,24 @@ const ENTRY_PROPERTIES = {
             type: 'object',
             properties: {
               compute: {
-                description: 'small (3 GB, 2 vCPUs), medium (7 GB, 4 vCPUs) or large (15 GB, 8 vCPUs). Default: small.',
+                description:
+                  'small (3 GB, 2 vCPUs), medium (7 GB, 4 vCPUs) or large (15 GB, 8 vCPUs). Default: small.',
                 enum: [...CODEBUILD_COMPUTES],
                 errorMessage: 'must be "small", "medium" or "large"',
               },
               image: {
-                description: '"standard" (the default) or an image URI the operator allows in the settings\' codebuild.images.',
+                description:
+                  '"standard" (the default) or an image URI the operator allows in the settings\' codebuild.images.',
                 type: 'string',
                 minLength: 1,
                 maxLength: 512,
                 pattern: '^[^\\s\\u0000]+$',
-                errorMessage: 'must be "standard" or an image URI such as "public.ecr.aws/docker/library/node:22"',
+                errorMessage:
+                  'must be "standard" or an image URI such as "public.ecr.aws/docker/library/node:22"',
               },
               docker: {
-                description: 'Docker in the build (a privileged project); the operator must allow it. Default: false.',
+                description:
+                  'Docker in the build (a privileged project); the operator must allow it. Default: false.',
                 type: 'boolean',
                 errorMessage: 'must be true or false',
               },

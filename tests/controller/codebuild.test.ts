@@ -568,3 +568,40 @@ describe('"runsOn": "auto"', () => {
     expect(live.requests.length).toBe(starts);
   }, 120_000);
 });
+
+describe('a hostile build on CodeBuild', () => {
+  it('finds no input in its environment, and the input URL reads nothing once the runner has it', async () => {
+    const { repo, sha } = await project({ runsOn: { codebuild: {} } }, [
+      'env | grep LAMBKIN_RUNNER || echo "no runner variables in the step"',
+      // Every input URL any process shows (command lines, environments), fetched.
+      'for f in /proc/[0-9]*/cmdline /proc/[0-9]*/environ; do tr "\\0" "\\n" < "$f" 2>/dev/null; done | grep -o "http://[^ ]*runner-input[^ ]*" | sort -u > found.txt',
+      'echo "found $(wc -l < found.txt) input URLs"',
+      'while read -r url; do echo "input fetch: $(curl -s -o /dev/null -w "%{http_code}" "$url")"; done < found.txt',
+      'sleep 3',
+    ]);
+    const queued = await queue({ repo, sha });
+    await runControllerBuild(onLive, builderInvocationFor(queued));
+    const record = await builds.getBuild(queued);
+    const ran = live.builds.find((candidate) => candidate.id === record?.remote?.buildId);
+    if (!ran) throw new Error('not on CodeBuild');
+    const inputUrl = ran.environment['LAMBKIN_RUNNER_INPUT_URL'] ?? '';
+    // While the build still runs, its input URL (valid for 15 minutes) already reads nothing.
+    let spentWhileRunning = false;
+    for (let tries = 0; tries < 100 && !ran.buildComplete; tries++) {
+      const status = (await fetch(inputUrl)).status;
+      if (status === 404 && !ran.buildComplete) {
+        spentWhileRunning = true;
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await live.ended(ran.id);
+    expect(spentWhileRunning).toBe(true);
+    const done = await builds.getBuild(queued);
+    const log = (await logs.readLog(queued.logPrefix)) ?? '';
+    expect(done?.state).toBe('success');
+    expect(log).toContain('no runner variables in the step');
+    expect(log).not.toMatch(/input fetch: 200/);
+    expect(log).not.toContain('X-Amz-Signature');
+  }, 120_000);
+});

@@ -13,6 +13,8 @@ import { createCodeBuildClient } from '../../src/aws/clients.js';
 import { CodeBuildRemoteRunner } from '../../src/aws/codebuild.js';
 import { stopRemoteRunsOf } from '../../src/controller/codebuild-run.js';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
+import { endCrashedJob } from '../../src/controller/job-controller.js';
+import { LocalJobPool } from '../../src/local/job-pool.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import { runnerProgram } from '../../src/controller/runner-program.js';
 import { sweepOverdueBuilds } from '../../src/controller/sweeper.js';
@@ -603,5 +605,44 @@ describe('a hostile build on CodeBuild', () => {
     expect(log).toContain('no runner variables in the step');
     expect(log).not.toMatch(/input fetch: 200/);
     expect(log).not.toContain('X-Amz-Signature');
+  }, 120_000);
+});
+
+describe('jobs on CodeBuild', () => {
+  it('each job of a build runs on CodeBuild; the last to finish does the fan-in', async () => {
+    const { repo, sha } = await project({ runsOn: { codebuild: {} }, parallel: 2 }, [
+      'echo "shard $LAMBKIN_SHARD_INDEX of $LAMBKIN_SHARD_TOTAL"',
+    ]);
+    const deps: ControllerDependencies = {
+      ...onLive,
+      jobInvoker: new LocalJobPool(
+        (key, job) => runControllerBuild(deps, builderInvocationFor(key, job)),
+        (key, job, reason) => endCrashedJob(deps, { ...key, job }, reason),
+        2,
+        onLive.logger,
+      ),
+    };
+    const queued = await queue({ repo, sha });
+    await runControllerBuild(deps, builderInvocationFor(queued));
+    const jobStore = deps.jobs;
+    if (!jobStore) throw new Error('no job store');
+    // Each job's controller starts it on CodeBuild and returns; wait for both to be recorded.
+    let jobs = await jobStore.listJobs(queued);
+    for (let tries = 0; tries < 100 && !jobs.every((job) => job.remote); tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      jobs = await jobStore.listJobs(queued);
+    }
+    expect(jobs.map((job) => job.remote?.kind)).toEqual(['codebuild', 'codebuild']);
+    const names = jobs.map(
+      (job) => live.builds.find((ran) => ran.id === job.remote?.buildId)?.environment['LAMBKIN_BUILD'],
+    );
+    expect(names).toEqual(jobs.map((job) => `${repo}#${queued.number}/${job.id}`));
+    await Promise.all(jobs.map((job) => live.ended(job.remote?.buildId ?? '')));
+    const done = await builds.getBuild(queued);
+    expect(done?.state).toBe('success');
+    expect(done?.description).toBe('2 jobs passed');
+    const ended = await jobStore.listJobs(queued);
+    expect(ended.map((job) => job.state)).toEqual(['success', 'success']);
+    expect((await logs.readLog(ended[1]?.logPrefix ?? '')) ?? '').toContain('shard 2 of 2');
   }, 120_000);
 });

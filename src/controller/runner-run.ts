@@ -20,6 +20,9 @@ import {
 } from '../core/ports.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
 
+/** The longest session of a role assumed with another role's credentials (AWS's role chaining limit). */
+export const CHAINED_ROLE_MAX_SECONDS = 3600;
+
 /** Time after the runner's deadline for the controller to finish the log and report. */
 export const FINISHING_MARGIN_MS = 60_000;
 /** The runner answers this much before its hard limit, so its outcome is never lost to the limit. */
@@ -145,7 +148,13 @@ export async function prepareInput(
   target: RunTarget,
   runnerTimeoutMs: number,
 ): Promise<RunnerInput> {
-  const expiresInSeconds = Math.ceil((runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000);
+  // Per-build upload credentials come from a role assumed with the builder's own role: AWS caps
+  // such chained sessions at an hour, and what they sign expires with them. (A CodeBuild run longer
+  // than that loses its log uploads past the hour: docs/codebuild.md.)
+  const expiresInSeconds = Math.min(
+    Math.ceil((runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000),
+    deps.signer ? CHAINED_ROLE_MAX_SECONDS : Number.MAX_SAFE_INTEGER,
+  );
   const reading = readSettings(deps, build);
   // Independent look-ups (GitHub, the stores), side by side; the deploy decision needs the settings.
   const repoFiles = deps.repoFiles;
@@ -354,7 +363,8 @@ async function deployDecisionFor(
   const grant = await deps.deployRoles.grant({
     roleArn,
     sessionName: `lambkin-${build.number}-${build.repo}`,
-    durationSeconds: expiresInSeconds,
+    // A role's default longest session: a CodeBuild run's grant may be redeemed late, not held long.
+    durationSeconds: Math.min(expiresInSeconds, 3600),
     expiresInSeconds,
     ...(settings.deploy.region !== undefined ? { region: settings.deploy.region } : {}),
   });

@@ -189,6 +189,8 @@ describe('a build set to CodeBuild', () => {
     expect(done.state).toBe('success');
     expect(done.remote).toMatchObject({ kind: 'codebuild', project: PROJECT, attempt: 1, compute: 'medium' });
     expect(done.remote?.finishedAt).toBeDefined();
+    // Its deadline was CodeBuild's limit plus the controller's margin, not Lambda's.
+    expect(done.deadline).toBeGreaterThanOrEqual((done.remote?.startedAt ?? Infinity) + 60 * 60_000);
     expect(log).toContain('hello from codebuild');
     expect(log).toContain('the secret reached the step');
     expect(log).not.toContain(SECRET);
@@ -644,5 +646,39 @@ describe('jobs on CodeBuild', () => {
     const ended = await jobStore.listJobs(queued);
     expect(ended.map((job) => job.state)).toEqual(['success', 'success']);
     expect((await logs.readLog(ended[1]?.logPrefix ?? '')) ?? '').toContain('shard 2 of 2');
+  }, 120_000);
+});
+
+describe('failFast with jobs on CodeBuild', () => {
+  it('the first failed job stops the others on CodeBuild', async () => {
+    const { repo, sha } = await project({ runsOn: { codebuild: {} }, parallel: 2, failFast: true }, [
+      'if [ "$LAMBKIN_SHARD_INDEX" = 1 ]; then sleep 2; exit 1; fi',
+      'sleep 60',
+      'echo "never printed"',
+    ]);
+    const deps: ControllerDependencies = {
+      ...onLive,
+      jobInvoker: new LocalJobPool(
+        (key, job) => runControllerBuild(deps, builderInvocationFor(key, job)),
+        (key, job, reason) => endCrashedJob(deps, { ...key, job }, reason),
+        2,
+        onLive.logger,
+      ),
+    };
+    const queued = await queue({ repo, sha });
+    await runControllerBuild(deps, builderInvocationFor(queued));
+    const jobStore = deps.jobs;
+    if (!jobStore) throw new Error('no job store');
+    let jobs = await jobStore.listJobs(queued);
+    for (let tries = 0; tries < 100 && !jobs.every((job) => job.remote); tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      jobs = await jobStore.listJobs(queued);
+    }
+    await Promise.all(jobs.map((job) => live.ended(job.remote?.buildId ?? '')));
+    const ran = jobs.map((job) => live.builds.find((candidate) => candidate.id === job.remote?.buildId));
+    expect(ran.map((build) => build?.buildStatus)).toEqual(['FAILED', 'STOPPED']);
+    const ended = await jobStore.listJobs(queued);
+    expect(ended.map((job) => job.state)).toEqual(['failure', 'cancelled']);
+    expect((await builds.getBuild(queued))?.state).toBe('failure');
   }, 120_000);
 });

@@ -73,6 +73,11 @@ export function createCodeBuildEventsHandler(
   };
 }
 
-export const handler = createCodeBuildEventsHandler(async () =>
-  createControllerDependencies(await loadFunctionConfig('codebuildEvents'), createJsonLogger()),
-);
+export const handler = createCodeBuildEventsHandler(async () => {
+  // Finishing starts nothing: no job is invoked from here (this function is not the builder).
+  const { jobInvoker: _none, ...deps } = createControllerDependencies(
+    await loadFunctionConfig('codebuildEvents'),
+    createJsonLogger(),
+  );
+  return deps;
+});

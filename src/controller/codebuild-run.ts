@@ -15,6 +15,7 @@ import {
   usageMonth,
   type CodeBuildPlacement,
   type Placement,
+  type PlacementInput,
 } from '../core/placement.js';
 import type { RunnerInput } from '../core/protocol.js';
 import type { RunsOn } from '../core/repo-config/schema.js';
@@ -52,33 +53,51 @@ export type StartResult =
   /** Nothing runs on CodeBuild: end the target with this, as a runner answer. */
   | { kind: 'ended'; ending: Ending };
 
-/**
- * Where a build (or each of its jobs) runs. `runsOn` is the resolved config's (undefined when it
- * was not read: Lambda, as always).
- */
-export async function placeRun(
+/** What the placement is decided from: the operator's settings, the deployment, the month's minutes. */
+async function placementInput(
   deps: ControllerDependencies,
   build: Pick<BuildRecord, 'repo'>,
-  runsOn: RunsOn | undefined,
+  runsOn: RunsOn,
   clock: () => number,
-  decide: typeof decidePlacement | typeof escalationPlacement = decidePlacement,
-): Promise<Placement | undefined> {
-  if (runsOn === undefined || runsOn === 'lambda')
-    return decide === decidePlacement ? { kind: 'lambda' } : undefined;
-  if (runsOn === 'auto' && decide === decidePlacement) return { kind: 'lambda' };
+): Promise<PlacementInput> {
   const settings = (await deps.settings.effective(build.repo)).codebuild;
   const codebuild = deps.codebuild;
   const usedMinutes =
     settings.monthlyMinutes !== undefined && codebuild
       ? await codebuild.usage.minutesOf(usageMonth(clock()))
       : 0;
-  return decide({
+  return {
     repo: build.repo,
     runsOn,
     settings,
     platform: codebuild?.platform ?? { timeoutMinutes: 60 },
     usedMinutes,
-  });
+  };
+}
+
+/**
+ * Where a build (or each of its jobs) runs. `runsOn` is the resolved config's (undefined when it
+ * was not read: Lambda, as always); `auto` starts on Lambda.
+ */
+export async function placeRun(
+  deps: ControllerDependencies,
+  build: Pick<BuildRecord, 'repo'>,
+  runsOn: RunsOn | undefined,
+  clock: () => number,
+): Promise<Placement> {
+  if (runsOn === undefined || runsOn === 'lambda' || runsOn === 'auto') return { kind: 'lambda' };
+  return decidePlacement(await placementInput(deps, build, runsOn, clock));
+}
+
+/** Where an `auto` build that outgrew Lambda is rebuilt; undefined for any other build. */
+export async function placeRebuild(
+  deps: ControllerDependencies,
+  build: Pick<BuildRecord, 'repo'>,
+  runsOn: RunsOn | undefined,
+  clock: () => number,
+): Promise<Placement | undefined> {
+  if (runsOn !== 'auto') return undefined;
+  return escalationPlacement(await placementInput(deps, build, runsOn, clock));
 }
 
 /** The ending of a build CodeBuild was refused for: `error`, with what to change in the log. */
@@ -286,7 +305,7 @@ export async function runWhereConfigured(
   target: RemoteTarget,
   runsOn: RunsOn | undefined,
 ): Promise<PlacedRun> {
-  let placement: Placement | undefined;
+  let placement: Placement;
   try {
     placement = await placeRun(deps, build, runsOn, clock);
   } catch (error) {
@@ -301,20 +320,18 @@ export async function runWhereConfigured(
       }),
     };
   }
-  if (placement?.kind === 'refused') return { kind: 'ended', ending: refusedEnding(placement) };
-  if (placement?.kind === 'codebuild') return startCodeBuildRun(deps, build, url, clock, target, placement);
+  if (placement.kind === 'refused') return { kind: 'ended', ending: refusedEnding(placement) };
+  if (placement.kind === 'codebuild') return startCodeBuildRun(deps, build, url, clock, target, placement);
 
   const lambdaStarted = clock();
   const ending = await runRunner(deps, build, url, clock, target);
   if (runsOn !== 'auto' || !outgrewLambda(ending)) return { kind: 'ended', ending };
   const lambdaMs = clock() - lambdaStarted;
-  const escalation = await placeRun(deps, build, runsOn, clock, escalationPlacement).catch(
-    (error: unknown): Placement => ({
-      kind: 'refused',
-      description: 'could not read the settings',
-      detail: errorMessage(error),
-    }),
-  );
+  const escalation = await placeRebuild(deps, build, runsOn, clock).catch((error: unknown): Placement => ({
+    kind: 'refused',
+    description: 'could not read the settings',
+    detail: errorMessage(error),
+  }));
   const withNote = (note: string): PlacedRun => ({
     kind: 'ended',
     ending: { ...ending, logNote: `${ending.logNote ?? ''}\n[lambkin] ${note}` },

@@ -10,11 +10,18 @@ import { LambdaClient } from '@aws-sdk/client-lambda';
 import { S3Client } from '@aws-sdk/client-s3';
 import { recordCommands } from './command-log.js';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { Agent as HttpAgent } from 'node:http';
+import { connect as connectSocket } from 'node:net';
 
 export interface AwsClientOptions {
   region?: string;
   /** Explicit endpoints override the SDK's environment variables (tests use them). */
   endpoints?: { dynamodb?: string; s3?: string; lambda?: string; codebuild?: string };
+  /**
+   * DynamoDB over this Unix socket instead of TCP (the local stack's own clients reach its server
+   * directly: src/local/storage-proxy.ts). The endpoint still names the host the requests are signed for.
+   */
+  dynamodbSocketPath?: string;
   /** Attempts per call, first try included (SDK default 3). */
   maxAttempts?: number;
   /** Fixed credentials (the local stack); otherwise the SDK's own credential chain. */
@@ -59,12 +66,22 @@ export function createDynamoClients(
       ...(options.credentials ? { credentials: options.credentials } : {}),
       ...(options.endpoints?.dynamodb ? { endpoint: options.endpoints.dynamodb } : {}),
       ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
+      ...(options.dynamodbSocketPath
+        ? { requestHandler: new NodeHttpHandler({ httpAgent: unixSocketAgent(options.dynamodbSocketPath) }) }
+        : {}),
     }),
   );
   const documents = DynamoDBDocumentClient.from(dynamodb, {
     marshallOptions: { removeUndefinedValues: true },
   });
   return { dynamodb, documents };
+}
+
+/** An HTTP agent whose every connection goes to the Unix socket `path`, kept alive for reuse. */
+function unixSocketAgent(path: string): HttpAgent {
+  const agent = new HttpAgent({ keepAlive: true });
+  agent.createConnection = () => connectSocket(path);
+  return agent;
 }
 
 export function createS3Client(options: AwsClientOptions = {}): S3Client {

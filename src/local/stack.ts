@@ -179,6 +179,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     region: LOCAL_REGION,
     credentials: credentials.stack,
     endpoints: { dynamodb: dynamo.endpoint, s3: s3.endpoint, lambda: base },
+    ...(storage.dynamodbSocket !== undefined ? { dynamodbSocketPath: storage.dynamodbSocket } : {}),
   });
   await ensureStorage(clients, config);
 

@@ -272,10 +272,13 @@ export interface GuardedStorageOptions {
 /**
  * dynalite and s3rver on Unix sockets in a fresh folder only this user may enter (a loopback port
  * would be as open to a build as the public one), each behind its proxy: the endpoints clients use.
+ * `dynamodbSocket` is dynalite's own socket, for this process's clients alone (they hold the
+ * stack's key anyway): without the proxy's HTTP hop and signature check, a DynamoDB request costs
+ * the process less CPU, which the webhook's answer waits for.
  */
 export async function startGuardedStorage(
   options: GuardedStorageOptions,
-): Promise<{ dynamodb: RunningServer; s3: RunningServer; stop(): Promise<void> }> {
+): Promise<{ dynamodb: RunningServer; s3: RunningServer; dynamodbSocket?: string; stop(): Promise<void> }> {
   // mkdtemp makes the folder 0700. Under the system's temporary folder: a socket's path must stay
   // short (108 bytes), which a data dir's path may not.
   const socketDir = await mkdtemp(join(tmpdir(), 'lambkin-storage-'));
@@ -311,7 +314,12 @@ export async function startGuardedStorage(
     started.push(dynamodb);
     const s3 = await proxy('s3', innerS3);
     started.push(s3);
-    return { dynamodb, s3, stop };
+    return {
+      dynamodb,
+      s3,
+      ...(innerDynamo.socketPath !== undefined ? { dynamodbSocket: innerDynamo.socketPath } : {}),
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;

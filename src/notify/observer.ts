@@ -8,6 +8,7 @@
  * Notifications never fail or hold up a build for long: each state change's work is bounded
  * (NotifierDependencies.timeoutMs), every error is logged, never thrown.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   buildLabel,
   type BuildKey,
@@ -68,21 +69,33 @@ export function observeBuildStore<T extends BuildStore>(store: T, observer: Buil
   });
 }
 
+/** How long QueuedObserver holds changes that only queue builds (see there). */
+export const DEFAULT_QUEUED_HOLD_MS = 150;
+
 /**
  * An observer that works like the cloud's stream: the write that changed a build returns at once,
  * and the changes are handed to `observer` later, one at a time per repository in the order they
  * were made (so a page rendered from an older change never lands after a newer one). Where no
  * stream exists (the local stack), the webhook's answer and a build's final status then no longer
  * wait for the page, Slack or SNS. `drained()` resolves once nothing is waiting or running.
+ *
+ * Changes that only queue builds are held `queuedHoldMs` first, so that a burst of webhooks writes
+ * its repository's page once, not once per webhook: that page (a query of the recent builds and a
+ * put) cost each webhook more CPU than its own writes, on the machine that answers the webhooks. A
+ * build that starts or ends is handed on at once.
  */
 export class QueuedObserver implements BuildObserver {
   /** Per repository: the changes waiting, and the run handing them on (at most one at a time). */
   private readonly queues = new Map<RepoName, { waiting: BuildRecord[]; run: Promise<void> }>();
+  private readonly queuedHoldMs: number;
 
   constructor(
     private readonly observer: BuildObserver,
     private readonly logger: Logger,
-  ) {}
+    options: { queuedHoldMs?: number } = {},
+  ) {
+    this.queuedHoldMs = options.queuedHoldMs ?? DEFAULT_QUEUED_HOLD_MS;
+  }
 
   buildChanged(build: BuildRecord): Promise<void> {
     const queue = this.queues.get(build.repo);
@@ -102,6 +115,9 @@ export class QueuedObserver implements BuildObserver {
    */
   private async handOn(repo: RepoName, waiting: BuildRecord[]): Promise<void> {
     while (waiting.length > 0) {
+      if (this.queuedHoldMs > 0 && waiting.every((build) => build.state === 'queued')) {
+        await sleep(this.queuedHoldMs);
+      }
       const batch = waiting.splice(0);
       try {
         if (this.observer.buildsChanged) await this.observer.buildsChanged(batch);

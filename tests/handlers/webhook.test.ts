@@ -728,6 +728,13 @@ describe('webhook handler in several processes', () => {
     expect(new Set(numbers).size).toBe(50);
     expect([...numbers].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
     expect((await builds.listBuilds('octo/busy', { limit: 100 })).length).toBe(50);
-    expect(invocationsFor('octo/busy')).toHaveLength(50);
+    // Every build invoked. Under load the SDK may retry an invoke whose answer came after its
+    // timeout: Lambda then holds two async events of one build, which the builder's conditional
+    // claim makes one run (tests/controller), so a repeat is allowed here and a miss is not.
+    const invoked = invocationsFor('octo/busy').map(
+      (invocation) => (invocation.payload as { number: number }).number,
+    );
+    expect([...new Set(invoked)].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(invoked.length).toBeLessThanOrEqual(50 * 3);
   }, 120_000);
 });

@@ -1,7 +1,8 @@
 /**
  * The local stack's stand-in for the builds table's stream: changes are handed on after the write
  * returns, in order per repository, the ones that pile up behind a slow one handed on together, and
- * a failing observer never holds up later changes.
+ * a failing observer never holds up later changes; changes that only queue builds are held a moment
+ * so that a burst's page is written once.
  */
 import type { BuildRecord } from '../../src/core/build.js';
 import type { BuildState } from '../../src/core/state-machine.js';
@@ -46,7 +47,7 @@ function slowObserver(options: { batches: boolean; failFirst?: boolean }) {
 describe('QueuedObserver', () => {
   it('returns at once and hands on changes in order, the ones that piled up as one batch', async () => {
     const { observer, seen, releaseAll } = slowObserver({ batches: true });
-    const queued = new QueuedObserver(observer, createMemoryLogger());
+    const queued = new QueuedObserver(observer, createMemoryLogger(), { queuedHoldMs: 0 });
     await queued.buildChanged(build('o/a', 1, 'queued'));
     await queued.buildChanged(build('o/a', 1, 'running'));
     await queued.buildChanged(build('o/b', 7, 'queued'));
@@ -63,7 +64,7 @@ describe('QueuedObserver', () => {
 
   it('hands batched changes one by one to an observer without buildsChanged', async () => {
     const { observer, seen, releaseAll } = slowObserver({ batches: false });
-    const queued = new QueuedObserver(observer, createMemoryLogger());
+    const queued = new QueuedObserver(observer, createMemoryLogger(), { queuedHoldMs: 0 });
     await queued.buildChanged(build('o/a', 1, 'queued'));
     await queued.buildChanged(build('o/a', 1, 'running'));
     await queued.buildChanged(build('o/a', 2, 'queued'));
@@ -76,7 +77,7 @@ describe('QueuedObserver', () => {
   it('logs a change an observer failed on and goes on with the next', async () => {
     const { observer, seen, releaseAll } = slowObserver({ batches: true, failFirst: true });
     const logger = createMemoryLogger();
-    const queued = new QueuedObserver(observer, logger);
+    const queued = new QueuedObserver(observer, logger, { queuedHoldMs: 0 });
     await queued.buildChanged(build('o/a', 1, 'queued'));
     await queued.buildChanged(build('o/a', 1, 'running'));
     const draining = queued.drained();
@@ -86,5 +87,28 @@ describe('QueuedObserver', () => {
     expect(logger.entries.map((entry) => [entry.level, entry.message, entry.fields.builds])).toEqual([
       ['warn', 'build changes were not handed on', ['o/a#1']],
     ]);
+  });
+
+  it('holds changes that only queue builds, so a burst is one batch; a start or an end goes at once', async () => {
+    const seen: string[][] = [];
+    const observer: BuildObserver = {
+      buildChanged: async (b) => void seen.push([`${b.repo}#${b.number}:${b.state}`]),
+      buildsChanged: async (builds) => void seen.push(builds.map((b) => `${b.repo}#${b.number}:${b.state}`)),
+    };
+    const queued = new QueuedObserver(observer, createMemoryLogger(), { queuedHoldMs: 200 });
+    const started = Date.now();
+    for (let number = 1; number <= 5; number++) {
+      await queued.buildChanged(build('o/a', number, 'queued'));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(seen).toEqual([]);
+    await queued.drained();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+    expect(seen).toEqual([['o/a#1:queued', 'o/a#2:queued', 'o/a#3:queued', 'o/a#4:queued', 'o/a#5:queued']]);
+
+    await queued.buildChanged(build('o/a', 1, 'running'));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(seen.at(-1)).toEqual(['o/a#1:running']);
+    await queued.drained();
   });
 });

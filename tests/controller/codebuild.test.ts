@@ -682,3 +682,31 @@ describe('failFast with jobs on CodeBuild', () => {
     expect((await builds.getBuild(queued))?.state).toBe('failure');
   }, 120_000);
 });
+
+describe('what StartBuild is asked for', () => {
+  it('an allowed image is overridden, Docker goes to the privileged project, large where allowed', async () => {
+    const image = 'public.ecr.aws/docker/library/node:22';
+    const { repo, sha } = await project(
+      { runsOn: { codebuild: { compute: 'large', image, docker: true } }, timeout: 1800 },
+      ['echo hi'],
+    );
+    await settings.update({ kind: 'repo', repo }, () => ({
+      codebuild: { images: [image], computes: ['small', 'large'], docker: true },
+    }));
+    const queued = await queue({ repo, sha });
+    await runControllerBuild(onIdle, builderInvocationFor(queued));
+    const started = idle.requests.filter((request) => request.target.endsWith('.StartBuild')).at(-1);
+    expect(started?.body).toMatchObject({
+      projectName: `${PROJECT}-docker`,
+      computeTypeOverride: 'BUILD_GENERAL1_LARGE',
+      imageOverride: image,
+    });
+    const record = await builds.getBuild(queued);
+    expect(record?.remote).toMatchObject({
+      docker: true,
+      compute: 'large',
+      image,
+      project: `${PROJECT}-docker`,
+    });
+  });
+});

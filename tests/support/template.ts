@@ -130,6 +130,7 @@ export const FUNCTION_RESOURCES: Record<FunctionName, string> = {
   failure: 'FailureFunction',
   logs: 'LogsFunction',
   notifier: 'NotifierFunction',
+  codebuildEvents: 'CodeBuildEventsFunction',
 };
 
 /**

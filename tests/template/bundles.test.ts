@@ -156,6 +156,10 @@ describe('function bundles', () => {
     );
     // Notifications left the builder: the stream's function sends them.
     expect(actions('builder')).not.toContain('sns:Publish');
+    // Builds on CodeBuild: started and stopped by the builder, their input deleted when they end.
+    expect(actions('builder')).toEqual(
+      expect.arrayContaining(['codebuild:StartBuild', 'codebuild:StopBuild', 's3:DeleteObject']),
+    );
     expect((required.get('builder')?.operatorOnly ?? []).map(({ action }) => action)).toContain(
       'kms:Encrypt',
     );

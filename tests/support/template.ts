@@ -147,6 +147,12 @@ export const DEPLOYED_FUNCTIONS: [string, FunctionName][] = [
   ...Object.entries(SAME_CODE_FUNCTIONS),
 ];
 
+/**
+ * The functions that start, stop or finish CodeBuild runs, and so get CODEBUILD_VARIABLES
+ * (src/config.ts) and CodeBuild permissions when the stack enables CodeBuild.
+ */
+export const CODEBUILD_FUNCTIONS: readonly FunctionName[] = ['builder', 'sweeper', 'codebuildEvents'];
+
 /** The two runner functions and the builds each runs. */
 export const RUNNER_FUNCTIONS = { trusted: 'RunnerFunction', untrusted: 'UntrustedRunnerFunction' } as const;
 

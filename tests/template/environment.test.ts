@@ -5,6 +5,7 @@
  */
 import {
   CLOUD_SECRET_KEYS,
+  CODEBUILD_VARIABLES,
   CONFIG_VARIABLES,
   FUNCTION_CONFIG,
   type FunctionName,
@@ -13,6 +14,7 @@ import {
 import { CONTAINER_HYGIENE_VARIABLE } from '../../src/runner/container-hygiene.js';
 import { RUNNER_TRUST_VARIABLE } from '../../src/handlers/runner.js';
 import {
+  CODEBUILD_FUNCTIONS,
   FUNCTION_RESOURCES,
   RUNNER_FUNCTIONS,
   environmentOf,
@@ -47,12 +49,15 @@ const SOURCE_OF: Record<Exclude<keyof LambkinConfig, FromSecret>, Json> = {
   settingsKmsKey: { Ref: 'SettingsKey' },
   uploadRole: { 'Fn::GetAtt': ['UploadRole', 'Arn'] },
   slackApiUrl: 'https://slack.com/api',
-  // Unset (CodeBuild off, or no privileged project) unless the operator enables them.
-  codebuildProject: { 'Fn::If': ['HasCodeBuild', { Ref: 'CodeBuildProject' }, { Ref: 'AWS::NoValue' }] },
-  codebuildDockerProject: {
+};
+
+/** CodeBuild's variables (read apart from LambkinConfig): unset unless the operator enables them. */
+const CODEBUILD_SOURCE_OF: Record<keyof typeof CODEBUILD_VARIABLES, Json> = {
+  project: { 'Fn::If': ['HasCodeBuild', { Ref: 'CodeBuildProject' }, { Ref: 'AWS::NoValue' }] },
+  dockerProject: {
     'Fn::If': ['HasCodeBuildDocker', { Ref: 'CodeBuildDockerProject' }, { Ref: 'AWS::NoValue' }],
   },
-  codebuildTimeoutMinutes: { Ref: 'CodeBuildTimeoutMinutes' },
+  timeoutMinutes: { Ref: 'CodeBuildTimeoutMinutes' },
 };
 
 /**
@@ -81,6 +86,8 @@ describe('function environments', () => {
       .map((key): string => CONFIG_VARIABLES[key])
       // The runner loads no configuration; it reads which builds it runs and whether it sweeps.
       .concat(name === 'runner' ? [RUNNER_TRUST_VARIABLE, CONTAINER_HYGIENE_VARIABLE] : [])
+      // Those that start, stop or finish CodeBuild runs read CodeBuild's variables besides.
+      .concat(CODEBUILD_FUNCTIONS.includes(name) ? Object.values(CODEBUILD_VARIABLES) : [])
       .sort();
     expect(Object.keys(environmentOf(template, FUNCTION_RESOURCES[name])).sort()).toEqual(expected);
   });
@@ -96,6 +103,20 @@ describe('function environments', () => {
       ]);
     }
   });
+
+  it.each(CODEBUILD_FUNCTIONS)(
+    '%s: CodeBuild variables from the projects and the time limit parameter',
+    (name) => {
+      const environment = environmentOf(template, FUNCTION_RESOURCES[name]);
+      for (const [key, variable] of Object.entries(CODEBUILD_VARIABLES)) {
+        const source = sourceIn(
+          FUNCTION_RESOURCES[name],
+          CODEBUILD_SOURCE_OF[key as keyof typeof CODEBUILD_VARIABLES],
+        );
+        expect([variable, environment[variable]]).toEqual([variable, source]);
+      }
+    },
+  );
 
   it.each(functions)('%s: reads secrets only through LAMBKIN_SECRET_ARN', (name) => {
     const environment = environmentOf(template, FUNCTION_RESOURCES[name]);

@@ -13,6 +13,7 @@ import {
   UnknownSdkCommandError,
 } from '../../scripts/iam-actions.js';
 import {
+  CODEBUILD_FUNCTIONS,
   FUNCTION_RESOURCES,
   actionCovers,
   grantsOf,
@@ -41,8 +42,6 @@ const RESOURCE_OF: Partial<Record<keyof LambkinConfig, { name: string; service: 
   secretArn: { name: 'SecretArn', service: 'secretsmanager' },
   settingsKmsKey: { name: 'SettingsKey', service: 'kms' },
   uploadRole: { name: 'UploadRole', service: 'sts' },
-  codebuildProject: { name: 'CodeBuildProject', service: 'codebuild' },
-  codebuildDockerProject: { name: 'CodeBuildDockerProject', service: 'codebuild' },
 };
 
 function readsOf(name: FunctionName): (keyof LambkinConfig)[] {
@@ -88,6 +87,11 @@ describe('function roles', () => {
     if (name === 'builder') allowed.set('BuilderFunction', 'lambda');
     // The notifier publishes build results to the SNS topics the operator lists, and only those.
     if (name === 'notifier') allowed.set('NotificationTopicArns', 'sns');
+    // CodeBuild's projects, named by CODEBUILD_VARIABLES (read apart from LambkinConfig).
+    if (CODEBUILD_FUNCTIONS.includes(name)) {
+      allowed.set('CodeBuildProject', 'codebuild');
+      allowed.set('CodeBuildDockerProject', 'codebuild');
+    }
     for (const grant of grants[name]) {
       for (const referenced of referencedNames(grant.resources as Json)) {
         expect([grant.sid, referenced, allowed.has(referenced)]).toEqual([grant.sid, referenced, true]);
@@ -110,12 +114,11 @@ describe('function roles', () => {
   const OBJECTS_ELSEWHERE: Record<string, Partial<Record<FunctionName, string[]>>> = {
     // Only the builder looks a cache entry up; the runner's access goes through UploadRole.
     'cache/*': { builder: ['s3:GetObject'] },
-    // A CodeBuild run's input and outcome: the builder writes, presigns and deletes it, the events
-    // function reads the outcome and deletes it, the sweeper deletes what it sweeps.
+    // A CodeBuild run's input and outcome: the builder writes them and presigns the runner's GET,
+    // DELETE and PUT; the events function reads the outcome and deletes what is left.
     'runner-input/*': {
       builder: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
       codebuildEvents: ['s3:GetObject', 's3:DeleteObject'],
-      sweeper: ['s3:DeleteObject'],
     },
     // The runner bundle a CodeBuild build fetches: the builder uploads it and presigns its GET.
     'runner/*': { builder: ['s3:GetObject', 's3:PutObject'] },
@@ -327,7 +330,7 @@ describe('function roles', () => {
       );
       expect([action, holders]).toEqual([
         action,
-        onlyFor({ builder: both, sweeper: both, codebuildEvents: both }),
+        onlyFor(Object.fromEntries(CODEBUILD_FUNCTIONS.map((name) => [name, both]))),
       ]);
     }
     // Each CodeBuild statement names one project and holds the three actions, nothing else.

@@ -66,11 +66,15 @@ describe('npm run check:iam', () => {
   it('passes on template.yaml: the CodeBuild actions are granted to the functions that send them', async () => {
     const result = await checkIam(log, TEMPLATE_PATH);
     expect(result.code).toBe(0);
-    for (const action of ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds']) {
+    for (const action of ['codebuild:StartBuild', 'codebuild:BatchGetBuilds']) {
       expect(result.output).toMatch(
         new RegExp(`ok +${action} +BuilderFunction, SweeperFunction, CodeBuildEventsFunction`),
       );
     }
+    // The webhook stops a superseded build's CodeBuild runs.
+    expect(result.output).toMatch(
+      /ok +codebuild:StopBuild +WebhookFunction, BuilderFunction, SweeperFunction, CodeBuildEventsFunction/,
+    );
     // Functions delete now (a CodeBuild run's input): s3:DeleteObject is required, and granted.
     expect(result.output).toMatch(/ok +s3:DeleteObject +BuilderFunction, CodeBuildEventsFunction/);
     expect(result.output).toMatch(/excluded codebuild:CreateProject/);

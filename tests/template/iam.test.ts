@@ -13,6 +13,7 @@ import {
   UnknownSdkCommandError,
 } from '../../scripts/iam-actions.js';
 import {
+  CODEBUILD_ACTIONS_OF,
   CODEBUILD_FUNCTIONS,
   FUNCTION_RESOURCES,
   actionCovers,
@@ -318,32 +319,32 @@ describe('function roles', () => {
     },
   );
 
-  it("lets only the builder, the sweeper and the CodeBuild events function use CodeBuild, on this stack's projects", () => {
-    const CODEBUILD_ACTIONS = ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds'];
+  it("lets only CODEBUILD_FUNCTIONS use CodeBuild, each what it needs, on this stack's projects", () => {
     const both = [
       { 'Fn::GetAtt': ['CodeBuildProject', 'Arn'] },
       { 'Fn::GetAtt': ['CodeBuildDockerProject', 'Arn'] },
     ];
-    for (const action of CODEBUILD_ACTIONS) {
+    for (const action of ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds']) {
       const holders = Object.fromEntries(
         functions.map((name) => [name, statementsOn(name, action).flatMap((grant) => grant.resources)]),
       );
+      const expected = CODEBUILD_FUNCTIONS.filter((name) => CODEBUILD_ACTIONS_OF[name]?.includes(action));
       expect([action, holders]).toEqual([
         action,
-        onlyFor(Object.fromEntries(CODEBUILD_FUNCTIONS.map((name) => [name, both]))),
+        onlyFor(Object.fromEntries(expected.map((name) => [name, both]))),
       ]);
     }
-    // Each CodeBuild statement names one project and holds the three actions, nothing else.
+    // Each CodeBuild statement names one project and holds the function's actions, nothing else.
     for (const name of functions) {
       for (const grant of grants[name].filter((g) => g.actions.some((a) => a.startsWith('codebuild:')))) {
-        expect([name, grant.sid, grant.actions]).toEqual([name, grant.sid, CODEBUILD_ACTIONS]);
+        expect([name, grant.sid, grant.actions]).toEqual([name, grant.sid, CODEBUILD_ACTIONS_OF[name]]);
         expect(grant.resources).toHaveLength(1);
       }
     }
   });
 
   it('grants CodeBuild and the run inputs only when CodeBuild is enabled, the privileged project only with Docker', () => {
-    for (const logicalId of ['BuilderFunction', 'SweeperFunction']) {
+    for (const logicalId of ['WebhookFunction', 'BuilderFunction', 'SweeperFunction']) {
       const statements = (properties(template, logicalId).Policies as Json[]).flatMap(
         (policy) => (policy as { Statement: Json[] }).Statement,
       );

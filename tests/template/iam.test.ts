@@ -508,10 +508,10 @@ describe('SDK commands to IAM actions', () => {
       // The runner's presigned POST form is signed by the builder's role (rule 2).
       's3:PutObject',
     ]);
-    expect(result.covered.find((entry) => entry.action === 's3:PutObject')?.grantedBy).toEqual([
+    expect(result.covered.find((entry) => entry.action === 's3:PutObject')?.grantedBy.sort()).toEqual([
       'BuilderFunction',
-      'NotifierFunction',
       'CodeBuildEventsFunction',
+      'NotifierFunction',
     ]);
   });
 });

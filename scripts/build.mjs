@@ -6,6 +6,7 @@
  *   dist/functions/<name>/index.mjs.map   its source map, without the sources (small; the stack traces
  *                                         name src/ files and lines when NODE_OPTIONS=--enable-source-maps)
  *   dist/functions/<name>/meta.json       esbuild's metafile: every input the bundle holds, for checks
+ *   dist/functions/builder/runner.mjs     the runner program, which the builder uploads for CodeBuild runs
  *   dist/functions/manifest.json          what was built and what was skipped
  *
  * and the `lambkin` command as installed from a packed tarball (`npm pack`):
@@ -56,7 +57,14 @@ export const FUNCTIONS = {
   failure: 'src/handlers/failure.ts',
   logs: 'src/handlers/logs.ts',
   notifier: 'src/handlers/notifier.ts',
+  codebuildEvents: 'src/handlers/codebuild-events.ts',
 };
+
+/**
+ * The function that starts CodeBuild runs carries the runner beside its handler: the controller
+ * uploads it to the bucket once (`runner/<sha256>.mjs`) and CodeBuild's buildspec downloads it.
+ */
+export const RUNNER_BESIDE = { function: 'builder', file: 'runner.mjs' };
 
 /** Lambda's runtime is nodejs22.x; the same bundles also load on Node 20 (this machine, CI). */
 export const TARGET = 'node22';
@@ -255,6 +263,9 @@ export async function buildFunctions({ outdir = DEFAULT_OUTDIR, requireAll = fal
   }
   if (failures.length > 0) throw new Error(`The build failed:\n${failures.join('\n')}`);
   const functions = Object.fromEntries(settled.map((job) => job.value));
+  if (functions[RUNNER_BESIDE.function]) {
+    await writeFile(join(outdir, RUNNER_BESIDE.function, RUNNER_BESIDE.file), await bundleRunnerProgram());
+  }
   // A folder of a function that is skipped now or no longer listed is stale: a deployment
   // would otherwise ship an old bundle without anyone noticing.
   for (const entry of await readdir(outdir, { withFileTypes: true })) {

@@ -8,8 +8,9 @@
  * actions, and what is excluded and why, are in scripts/iam-actions.ts. The per-function check
  * (each function's own bundle against its own role) is tests/template/bundles.test.ts.
  *
- * Usage: npm run check:iam [-- <command log>]   (default: $LAMBKIN_SDK_COMMAND_LOG, else the
- * file the test run writes in the OS temp folder)
+ * Usage: npm run check:iam [-- <command log> [<template>]]   (default: $LAMBKIN_SDK_COMMAND_LOG,
+ * else the file the test run writes in the OS temp folder; template.yaml. Another template is for
+ * the tests, which show that a grant taken out of it fails the check.)
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,12 +37,13 @@ function main(argv: string[]): number {
     return 1;
   }
   const { required, operatorOnly } = actionsOfCommandLog(text);
-  const template = loadTemplate();
+  const templatePath = argv[1] ?? TEMPLATE_PATH;
+  const template = loadTemplate(templatePath);
   const grants = Object.fromEntries(
     DEPLOYED_FUNCTIONS.map(([logicalId]) => [logicalId, grantsOf(template, logicalId)]),
   );
   const { covered, missing } = coverage(required, grants);
-  console.log(`check:iam: ${file} against ${TEMPLATE_PATH}`);
+  console.log(`check:iam: ${file} against ${templatePath}`);
   for (const entry of covered) {
     console.log(`  ok       ${entry.action.padEnd(32)} ${entry.grantedBy.join(', ')}`);
   }

@@ -42,6 +42,7 @@ export const SERVICE_OF_CLIENT: Record<string, string> = {
   CloudFormationClient: 'cloudformation',
   STSClient: 'sts',
   SNSClient: 'sns',
+  CodeBuildClient: 'codebuild',
 };
 
 /** IAM service prefix of each SDK package. */
@@ -55,6 +56,7 @@ export const SERVICE_OF_PACKAGE: Record<string, string> = {
   '@aws-sdk/client-cloudformation': 'cloudformation',
   '@aws-sdk/client-sts': 'sts',
   '@aws-sdk/client-sns': 'sns',
+  '@aws-sdk/client-codebuild': 'codebuild',
 };
 
 /** lib-dynamodb's document commands and the DynamoDB operation each sends. */
@@ -105,13 +107,18 @@ export const OPERATOR_ONLY: Record<string, string> = {
   's3:CreateBucket': 'the bucket is made by CloudFormation; locally by the embedded stack and the tests',
   's3:DeleteBucket': 'tests clean up their own buckets',
   's3:ListAllMyBuckets': 'tests',
-  's3:DeleteObject': 'tests clean up their own objects; functions never delete (the lifecycle rule does)',
   'cloudformation:DescribeStacks': 'the CLI reads the stack outputs (lambkin --stack) with your credentials',
   'kms:Encrypt': 'the CLI seals secretEnv values with your own credentials (they need kms:Encrypt)',
   'kms:CreateKey': 'tests make their own keys',
   'secretsmanager:CreateSecret': 'you create the secret before deploying; tests make their own',
   'secretsmanager:PutSecretValue': 'you rotate the secret; tests',
   'secretsmanager:DeleteSecret': 'tests',
+  'codebuild:CreateProject': 'the projects are made by CloudFormation; tests make theirs in moto_server',
+  'codebuild:DeleteProject': 'tests clean up their own projects',
+  'codebuild:BatchGetProjects': 'tests read their projects back; no function reads a project',
+  'codebuild:ListProjects': 'tests',
+  'codebuild:ListBuilds': 'tests list what an endpoint ran; functions look builds up by id',
+  'codebuild:ListBuildsForProject': 'tests list what an endpoint ran; functions look builds up by id',
 };
 
 /** Rule 4: SDK-internal commands. */

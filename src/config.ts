@@ -100,6 +100,46 @@ const SECRET_KEYS: readonly (keyof LambkinConfig)[] = [
 type Env = Record<string, string | undefined>;
 
 /**
+ * CodeBuild's variables. Kept apart from LambkinConfig: they concern only the functions that start
+ * or finish CodeBuild runs (builder, sweeper, CodeBuild events), and each stack passes its own.
+ */
+export const CODEBUILD_VARIABLES = {
+  project: 'LAMBKIN_CODEBUILD_PROJECT',
+  dockerProject: 'LAMBKIN_CODEBUILD_DOCKER_PROJECT',
+  timeoutMinutes: 'LAMBKIN_CODEBUILD_TIMEOUT_MINUTES',
+} as const;
+
+export interface CodeBuildConfig {
+  /** The project of builds set to run on CodeBuild; unset: CodeBuild is off. */
+  project?: string;
+  /** The privileged project, for `"docker": true`; unset: Docker is refused. */
+  dockerProject?: string;
+  /** A CodeBuild build's time limit, 5 to 480 (default 60). */
+  timeoutMinutes: number;
+}
+
+/** Reads CODEBUILD_VARIABLES; throws a ConfigurationError naming every problem. */
+export function loadCodeBuildConfig(env: Env): CodeBuildConfig {
+  const project = env[CODEBUILD_VARIABLES.project]?.trim();
+  const dockerProject = env[CODEBUILD_VARIABLES.dockerProject]?.trim();
+  const rawTimeout = env[CODEBUILD_VARIABLES.timeoutMinutes]?.trim();
+  const timeoutMinutes = rawTimeout ? Number(rawTimeout) : 60;
+  const problems: string[] = [];
+  if (!Number.isInteger(timeoutMinutes) || timeoutMinutes < 5 || timeoutMinutes > 480) {
+    problems.push(
+      `${CODEBUILD_VARIABLES.timeoutMinutes} must be a whole number of minutes from 5 to 480, CodeBuild's bounds (got "${rawTimeout ?? ''}")`,
+    );
+  }
+  if (dockerProject && !project) {
+    problems.push(
+      `${CODEBUILD_VARIABLES.dockerProject} is set without ${CODEBUILD_VARIABLES.project}: set both`,
+    );
+  }
+  if (problems.length > 0) throw new ConfigurationError(problems);
+  return { ...(project ? { project } : {}), ...(dockerProject ? { dockerProject } : {}), timeoutMinutes };
+}
+
+/**
  * Reads the configuration a function needs. `required` names the keys this function cannot run
  * without; the rest get defaults or stay empty.
  */
@@ -293,6 +333,18 @@ export const FUNCTION_CONFIG = {
     optional: ['publicUrl', 'githubApiUrl', 'secretArn', ...GITHUB_CREDENTIAL_KEYS],
   },
   logs: { required: ['buildsTable', 'bucket'], optional: [] },
+  // CodeBuild's completion events (src/handlers/codebuild-events.ts): finishes builds as the builder does.
+  codebuildEvents: {
+    required: ['buildsTable', 'settingsTable', 'bucket'],
+    optional: [
+      'publicUrl',
+      'githubApiUrl',
+      'logLimitBytes',
+      'secretArn',
+      ...GITHUB_CREDENTIAL_KEYS,
+      'settingsKmsKey',
+    ],
+  },
   // The builds table's stream: the page of recent builds, Slack and SNS (src/notify/stream.ts).
   notifier: {
     required: ['buildsTable', 'settingsTable', 'bucket'],

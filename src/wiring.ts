@@ -4,9 +4,16 @@
  * made only through aws/clients.ts: here, in the logs function (handlers/logs.ts: S3 and DynamoDB
  * only), and by the CLI and the local stack for the endpoints they are pointed at.
  */
-import { describeGitHubMode, type LambkinConfig } from './config.js';
+import { readFile } from 'node:fs/promises';
+import {
+  describeGitHubMode,
+  loadCodeBuildConfig,
+  type CodeBuildConfig,
+  type LambkinConfig,
+} from './config.js';
 import {
   createAwsClients,
+  createCodeBuildClient,
   createDynamoClients,
   createLambdaClient,
   createS3Client,
@@ -46,6 +53,7 @@ import { SlackClient } from './notify/slack.js';
 import { AwsSnsPublisher } from './notify/sns.js';
 import type { BuildStreamDependencies } from './notify/stream.js';
 import type { Logger } from './core/logger.js';
+import type { BuildRecord } from './core/build.js';
 import {
   type InstallationRegistry,
   type NodeVersionResolver,
@@ -53,6 +61,12 @@ import {
   type StatusReporter,
 } from './core/ports.js';
 import { DynamoJobStore } from './store/jobs.js';
+import { CodeBuildRemoteRunner } from './aws/codebuild.js';
+import type { CodeBuildDependencies } from './controller/controller-dependencies.js';
+import { stopRemoteRun, stopRemoteRunsOf } from './controller/codebuild-run.js';
+import { sweepRemoteRun } from './controller/codebuild-finish.js';
+import type { SweeperDependencies } from './controller/sweeper.js';
+import { DynamoRemoteUsage, S3RemoteRunObjects, type RunnerBundleSource } from './store/remote-runs.js';
 import { nodeArchOf, npmRegistryUrl, resolveNodeVersion } from './runner/node-registry.js';
 
 export function createIntakeDependencies(
@@ -71,7 +85,9 @@ export function createIntakeDependencies(
   const github = githubAccessFor(config, logger, installations);
   const builds = new DynamoBuildStore(clients.documents, config.buildsTable);
   const statuses = statusReporterFor(github);
+  const stopRemote = remoteStopperFor(config, logger, clients.documents);
   return {
+    ...(stopRemote ? { stopRemote } : {}),
     verifier: new WebhookVerifier(config.webhookSecrets),
     builds: observer ? observeBuildStore(builds, observer) : builds,
     // No cipher: the webhook reads only the build policy, and never decrypts a secret value.
@@ -204,6 +220,8 @@ export function createControllerDependencies(
   cipher: SecretCipher | undefined = settingsCipherFor(config),
   // As for the intake: the local stack's notifier; the cloud's is the stream's.
   observer?: BuildObserver,
+  // Runs on CodeBuild: from LAMBKIN_CODEBUILD_* in the cloud; the local stack passes its endpoint's.
+  codebuild: CodeBuildDependencies | undefined = codebuildFromEnvironment(config, clients),
 ): ControllerDependencies {
   const github = githubAccessFor(
     config,
@@ -233,11 +251,81 @@ export function createControllerDependencies(
       : {}),
     nodeVersions: nodeVersionResolver(),
     ...(config.jobConcurrency !== undefined ? { jobConcurrency: config.jobConcurrency } : {}),
+    ...(codebuild ? { codebuild } : {}),
     logger,
     publicUrl: config.publicUrl,
     runnerTimeoutMs: config.runnerTimeoutSeconds * 1000,
     logLimitBytes: config.logLimitBytes,
   };
+}
+
+/**
+ * The runner bundle the builder uploads for CodeBuild: `runner.mjs` beside this bundle
+ * (scripts/build.mjs puts it beside the builder's index.mjs).
+ */
+export const runnerBesideBundle: RunnerBundleSource = () =>
+  readFile(new URL('./runner.mjs', import.meta.url));
+
+/** What runs on CodeBuild need, or undefined where no project is configured (CodeBuild is off). */
+export function createCodeBuildDependencies(
+  codebuildConfig: CodeBuildConfig,
+  config: Pick<LambkinConfig, 'bucket' | 'settingsTable'>,
+  clients: Pick<AwsClients, 'documents' | 's3'> & { codebuild?: ReturnType<typeof createCodeBuildClient> },
+  runnerBundle: RunnerBundleSource = runnerBesideBundle,
+): CodeBuildDependencies | undefined {
+  if (!codebuildConfig.project) return undefined;
+  return {
+    platform: codebuildConfig,
+    runner: new CodeBuildRemoteRunner(clients.codebuild ?? createCodeBuildClient()),
+    objects: new S3RemoteRunObjects(clients.s3, config.bucket, runnerBundle),
+    usage: new DynamoRemoteUsage(clients.documents, config.settingsTable),
+  };
+}
+
+function codebuildFromEnvironment(
+  config: LambkinConfig,
+  clients: Pick<AwsClients, 'documents' | 's3'>,
+): CodeBuildDependencies | undefined {
+  return createCodeBuildDependencies(loadCodeBuildConfig(process.env), config, clients);
+}
+
+/**
+ * The sweeper's part in CodeBuild runs, when CodeBuild is on: with the bucket and the settings table
+ * (what finishing needs) a run CodeBuild reports ended is finished as its lost event would have;
+ * without them an overdue run is only stopped, and the sweep ends its record like any overdue one.
+ */
+export function codebuildSweeper(
+  config: LambkinConfig,
+  logger: Logger,
+): SweeperDependencies['remoteRuns'] | undefined {
+  const codebuild = loadCodeBuildConfig(process.env);
+  if (!codebuild.project) return undefined;
+  if (config.bucket && config.settingsTable) {
+    const deps = createControllerDependencies(config, logger);
+    return { sweep: (record, name) => sweepRemoteRun(deps, record, name) };
+  }
+  const stopping = { codebuild: { runner: new CodeBuildRemoteRunner(createCodeBuildClient()) }, logger };
+  return {
+    sweep: async (record, name) => {
+      await stopRemoteRun(stopping, record, name);
+      return false;
+    },
+  };
+}
+
+/** Stops a cancelled build's CodeBuild runs (the webhook's supersede); undefined where CodeBuild is off. */
+function remoteStopperFor(
+  config: LambkinConfig,
+  logger: Logger,
+  documents: AwsClients['documents'],
+): ((build: BuildRecord) => Promise<void>) | undefined {
+  const codebuild = loadCodeBuildConfig(process.env);
+  if (!codebuild.project) return undefined;
+  const runner = new CodeBuildRemoteRunner(createCodeBuildClient());
+  const jobs = new DynamoJobStore(documents, config.buildsTable);
+  // Only StopBuild is used: the objects and the minutes are the completion's business.
+  const deps = { codebuild: { runner }, logger, jobs };
+  return (build) => stopRemoteRunsOf(deps, build);
 }
 
 /** The builder function's own name (Lambda sets it), else the configured one (the local stack's). */

@@ -2,7 +2,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeConfig, describeGitHubMode, githubModeOf, loadConfig } from '../src/config.js';
+import {
+  describeConfig,
+  describeGitHubMode,
+  githubModeOf,
+  loadCodeBuildConfig,
+  loadConfig,
+} from '../src/config.js';
 import { ConfigurationError } from '../src/core/errors.js';
 
 const complete = {
@@ -153,5 +159,34 @@ describe('GitHub App mode', () => {
     expect(
       problemsOf({ ...withoutToken, LAMBKIN_GITHUB_APP_ID: 'my app', LAMBKIN_GITHUB_APP_PRIVATE_KEY: pem }),
     ).toEqual(["LAMBKIN_GITHUB_APP_ID must be the App's id (a number) or client id (Iv…)"]);
+  });
+});
+
+describe('loadCodeBuildConfig', () => {
+  it('is off without a project, 60 minutes by default', () => {
+    expect(loadCodeBuildConfig({})).toEqual({ timeoutMinutes: 60 });
+    expect(
+      loadCodeBuildConfig({
+        LAMBKIN_CODEBUILD_PROJECT: 'lambkin-builds',
+        LAMBKIN_CODEBUILD_DOCKER_PROJECT: 'lambkin-docker',
+        LAMBKIN_CODEBUILD_TIMEOUT_MINUTES: '120',
+      }),
+    ).toEqual({ project: 'lambkin-builds', dockerProject: 'lambkin-docker', timeoutMinutes: 120 });
+  });
+
+  it("refuses a timeout outside CodeBuild's bounds and a Docker project alone, naming every problem", () => {
+    expect(() => loadCodeBuildConfig({ LAMBKIN_CODEBUILD_TIMEOUT_MINUTES: '481' })).toThrow(
+      ConfigurationError,
+    );
+    let thrown: unknown;
+    try {
+      loadCodeBuildConfig({ LAMBKIN_CODEBUILD_DOCKER_PROJECT: 'd', LAMBKIN_CODEBUILD_TIMEOUT_MINUTES: '4' });
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as ConfigurationError).problems).toEqual([
+      'LAMBKIN_CODEBUILD_TIMEOUT_MINUTES must be a whole number of minutes from 5 to 480, CodeBuild\'s bounds (got "4")',
+      'LAMBKIN_CODEBUILD_DOCKER_PROJECT is set without LAMBKIN_CODEBUILD_PROJECT: set both',
+    ]);
   });
 });

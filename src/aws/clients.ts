@@ -1,7 +1,9 @@
 /**
  * AWS SDK clients, created once per process and injected. Endpoints come from the SDK's own
- * variables (AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_LAMBDA) unless given.
+ * variables (AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_LAMBDA,
+ * AWS_ENDPOINT_URL_CODEBUILD) unless given.
  */
+import { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { LambdaClient } from '@aws-sdk/client-lambda';
@@ -14,7 +16,7 @@ import { connect as connectSocket } from 'node:net';
 export interface AwsClientOptions {
   region?: string;
   /** Explicit endpoints override the SDK's environment variables (tests use them). */
-  endpoints?: { dynamodb?: string; s3?: string; lambda?: string };
+  endpoints?: { dynamodb?: string; s3?: string; lambda?: string; codebuild?: string };
   /**
    * DynamoDB over this Unix socket instead of TCP (the local stack's own clients reach its server
    * directly: src/local/storage-proxy.ts). The endpoint still names the host the requests are signed for.
@@ -116,6 +118,18 @@ export function createLambdaClient(options: AwsClientOptions = {}): LambdaClient
         // Without this a request (or per-send) timeout only logs a warning and the call keeps waiting.
         throwOnRequestTimeout: true,
       }),
+    }),
+  );
+}
+
+/** CodeBuild (StartBuild, StopBuild, BatchGetBuilds): the local stack's endpoint, moto, or AWS. */
+export function createCodeBuildClient(options: AwsClientOptions = {}): CodeBuildClient {
+  return recordCommands(
+    new CodeBuildClient({
+      ...(options.region ? { region: options.region } : {}),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+      ...(options.endpoints?.codebuild ? { endpoint: options.endpoints.codebuild } : {}),
+      ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
     }),
   );
 }

@@ -3,6 +3,7 @@
  * jobs) needs, as ports: made once in the composition root (src/wiring.ts) and injected.
  */
 import type { RepoFileReader } from './base-config.js';
+import type { CodeBuildPlatform } from '../core/placement.js';
 import type { Logger } from '../core/logger.js';
 import type {
   BuildSigner,
@@ -14,6 +15,9 @@ import type {
   JobStore,
   LogStore,
   NodeVersionResolver,
+  RemoteRunObjects,
+  RemoteRunner,
+  RemoteUsage,
   RunnerInvoker,
   SettingsStore,
   StatusReporter,
@@ -64,4 +68,14 @@ export interface ControllerDependencies {
    * default all. Only the build's deadline depends on it: queued jobs wait their turn.
    */
   jobConcurrency?: number;
+  /** Runs on CodeBuild (`runsOn`); unset: a build set to CodeBuild ends `error` saying it is not enabled. */
+  codebuild?: CodeBuildDependencies;
+}
+
+/** What CodeBuild runs need: the deployment's projects, the CodeBuild API, the bucket's objects, the minutes. */
+export interface CodeBuildDependencies {
+  platform: CodeBuildPlatform;
+  runner: RemoteRunner;
+  objects: RemoteRunObjects;
+  usage: RemoteUsage;
 }

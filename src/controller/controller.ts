@@ -11,7 +11,8 @@ import { commitStateFor, type BuildState } from '../core/state-machine.js';
 import { TransitionRefusedError } from '../core/errors.js';
 import type { BuilderInvocation } from '../core/protocol.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
-import { FINISHING_MARGIN_MS, runRunner, type Ending } from './runner-run.js';
+import { FINISHING_MARGIN_MS, buildTarget, type Ending } from './runner-run.js';
+import { runWhereConfigured, type RemoteTarget } from './codebuild-run.js';
 import {
   appendTimeBreakdown,
   pageFor,
@@ -90,9 +91,27 @@ export async function runControllerBuild(
   ]);
 
   // A refused plan (too many jobs, a Node.js that does not exist) ends the build before any runner.
-  const outcome = plan.kind === 'refused' ? plan.ending : await runRunner(deps, build, url, clock);
+  const placed =
+    plan.kind === 'refused'
+      ? { kind: 'ended' as const, ending: plan.ending }
+      : await runWhereConfigured(deps, build, url, clock, buildRemoteTarget(deps, build), plan.runsOn);
   await announced;
-  return { ran: true, build: await finishBuild(deps, build, outcome, url, clock) };
+  if (placed.kind === 'started') {
+    // On CodeBuild: its completion event finishes the build (src/controller/codebuild-finish.ts).
+    return { ran: true, build: (await deps.builds.getBuild(build)) ?? build };
+  }
+  return { ran: true, build: await finishBuild(deps, build, placed.ending, url, clock) };
+}
+
+/** The build as a run target that can hold a CodeBuild run. */
+export function buildRemoteTarget(deps: ControllerDependencies, build: BuildRecord): RemoteTarget {
+  return {
+    ...buildTarget(deps, build),
+    recordRemote: (run, deadline) => {
+      if (!deps.builds.recordRemoteRun) throw new Error('this build store cannot record CodeBuild runs');
+      return deps.builds.recordRemoteRun(build, run, deadline);
+    },
+  };
 }
 
 /**
@@ -101,7 +120,7 @@ export async function runControllerBuild(
  * the runner's work after its verdict (the cache save), whose notes and the time breakdown it
  * appends to the log.
  */
-async function finishBuild(
+export async function finishBuild(
   deps: ControllerDependencies,
   running: BuildRecord,
   ending: Ending,

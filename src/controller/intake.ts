@@ -78,6 +78,11 @@ export interface IntakeDependencies {
    */
   approvals?: ApprovalCheck;
   clock?: () => number;
+  /**
+   * Stops what a cancelled (superseded) build runs on CodeBuild, which no controller watches
+   * (src/controller/codebuild-run.ts stopRemoteRunsOf). Unset where CodeBuild is off.
+   */
+  stopRemote?: (build: BuildRecord) => Promise<void>;
 }
 
 export interface InstallationCheck {
@@ -487,6 +492,13 @@ async function cancelBuilds(
         return undefined;
       }
       deps.logger.info('superseded build cancelled', { build: label, by: build.number });
+      if (deps.stopRemote) {
+        await deps
+          .stopRemote(cancelled)
+          .catch((error: unknown) =>
+            deps.logger.warn('could not stop the superseded build on CodeBuild', { build: label, error }),
+          );
+      }
       // Not taken: the sweeper re-sends it (the build stays unreported).
       await reportBuildStatus(deps, {
         build: cancelled,

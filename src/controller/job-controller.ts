@@ -24,6 +24,7 @@ import type { BuilderInvocation, PhaseTiming, RunnerJob, RunnerJobNode } from '.
 import { RepoConfigError } from '../core/repo-config/config-errors.js';
 import { resolveBuildConfig, type ResolvedBuildConfig } from '../core/repo-config/resolve.js';
 import { pullRequestSourceOf } from '../core/settings.js';
+import type { RunsOn } from '../core/repo-config/schema.js';
 import { commitStateFor, isTerminal, STATE_LABELS, type BuildState } from '../core/state-machine.js';
 import { FINAL_DELIVERY, INTAKE_DELIVERY } from '../github/statuses.js';
 import { renderLogPage, type LogPageJob } from '../pages/build-page.js';
@@ -36,12 +37,15 @@ import {
   writeArtifacts,
 } from './build-artifacts.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
-import { FINISHING_MARGIN_MS, endingWithout, runRunner, type Ending } from './runner-run.js';
+import { FINISHING_MARGIN_MS, endingWithout, type Ending } from './runner-run.js';
+import { runWhereConfigured, stopRemoteRun, type RemoteTarget } from './codebuild-run.js';
 import { reportBuildStatus } from './status-reporting.js';
 
 /** How a build runs: as one job (as always), as several, or not at all (its plan was refused). */
 export type BuildPlan =
-  { kind: 'single' } | { kind: 'jobs'; jobs: NewJob[] } | { kind: 'refused'; ending: Ending };
+  | { kind: 'single'; runsOn?: RunsOn }
+  | { kind: 'jobs'; jobs: NewJob[]; runsOn?: RunsOn }
+  | { kind: 'refused'; ending: Ending };
 
 /** A build's jobs could not be planned (the config over the limit, a Node.js that is not published). */
 function refused(description: string, detail: string): BuildPlan {
@@ -57,7 +61,9 @@ function refused(description: string, detail: string): BuildPlan {
  * is `single`: the runner reports it, as it always has.
  */
 export async function planBuild(deps: ControllerDependencies, build: BuildRecord): Promise<BuildPlan> {
-  if (!deps.jobs || !deps.jobInvoker || !deps.repoFiles) return { kind: 'single' };
+  const fansOut = deps.jobs !== undefined && deps.jobInvoker !== undefined;
+  // The config is read for jobs, and for where the build runs (runsOn) when CodeBuild is set up.
+  if (!deps.repoFiles || (!fansOut && !deps.codebuild)) return { kind: 'single' };
   const settings = await deps.settings.effective(build.repo);
   const policy = build.pr !== undefined ? settings.build.pullRequests[pullRequestSourceOf(build)] : undefined;
   let config: ResolvedBuildConfig;
@@ -78,9 +84,11 @@ export async function planBuild(deps: ControllerDependencies, build: BuildRecord
     if (error instanceof RepoConfigError) return { kind: 'single' };
     throw error;
   }
-  if (!config.build || (config.matrix === undefined && (config.parallel ?? 1) <= 1)) {
-    return { kind: 'single' };
-  }
+  // A skipped build runs nowhere in particular: the Lambda runner says so in a second.
+  if (!config.build) return { kind: 'single' };
+  const runsOn = config.runsOn;
+  if (!fansOut || (config.matrix === undefined && (config.parallel ?? 1) <= 1))
+    return { kind: 'single', runsOn };
   let plans: JobPlan[];
   try {
     plans = planJobs(config, { maxJobs: settings.build.maxJobs });
@@ -135,9 +143,15 @@ export async function planBuild(deps: ControllerDependencies, build: BuildRecord
   }
   return {
     kind: 'jobs',
+    runsOn,
     jobs: plans.map((plan) => {
       const resolvedNode = plan.node !== undefined ? nodes.get(plan.node) : undefined;
-      return { plan, failFast: config.failFast ?? false, ...(resolvedNode ? { resolvedNode } : {}) };
+      return {
+        plan,
+        failFast: config.failFast ?? false,
+        ...(resolvedNode ? { resolvedNode } : {}),
+        ...(runsOn !== 'lambda' ? { runsOn } : {}),
+      };
     }),
   };
 }
@@ -157,7 +171,12 @@ export async function fanOutBuild(
   const clock = deps.clock ?? Date.now;
   const label = buildLabel(queued);
   const waves = Math.ceil(jobs.length / Math.max(1, deps.jobConcurrency ?? jobs.length));
-  const perJob = deps.runnerTimeoutMs + FINISHING_MARGIN_MS;
+  // A job on CodeBuild (or `auto`'s rebuild there) runs up to CodeBuild's limit.
+  const remoteMs =
+    deps.codebuild && jobs.some((job) => job.runsOn !== undefined && job.runsOn !== 'lambda')
+      ? deps.codebuild.platform.timeoutMinutes * 60_000
+      : 0;
+  const perJob = deps.runnerTimeoutMs + remoteMs + FINISHING_MARGIN_MS;
   let build: BuildRecord;
   try {
     build = await deps.builds.transition(queued, {
@@ -298,9 +317,37 @@ export async function runControllerJob(
     env: job.env,
     ...(job.resolvedNode ? { node: job.resolvedNode } : {}),
   };
+  const placed = await runWhereConfigured(
+    deps,
+    build,
+    pageUrlOf(build, deps.publicUrl),
+    clock,
+    jobRemoteTarget(deps, build, job, runnerJob),
+    job.runsOn,
+  );
+  if (placed.kind === 'started') {
+    // On CodeBuild: its completion event finishes the job (src/controller/codebuild-finish.ts).
+    return {
+      ran: true,
+      build,
+      job: (await deps.jobs.listJobs(build)).find((other) => other.index === job.index) ?? job,
+    };
+  }
+  const ended = await completeJob(deps, build, job, placed.ending, clock);
+  return { ran: true, build: (await deps.builds.getBuild(build)) ?? build, job: ended };
+}
+
+/** One job as a run target: its own log, stopped once it or its build is no longer running. */
+export function jobRemoteTarget(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  job: JobRecord,
+  runnerJob: RunnerJob,
+): RemoteTarget {
   const jobs = deps.jobs;
-  const ending = await runRunner(deps, build, pageUrlOf(build, deps.publicUrl), clock, {
-    label: jobLabel(key),
+  if (!jobs) throw new Error('a job needs the job store');
+  return {
+    label: jobLabel(keyOf(job)),
     logPrefix: job.logPrefix,
     job: runnerJob,
     stopReason: async () => {
@@ -316,7 +363,28 @@ export async function runControllerJob(
       }
       return undefined;
     },
-  });
+    recordRemote: async (run, deadline) => {
+      if (!jobs.recordJobRemoteRun) throw new Error('this job store cannot record CodeBuild runs');
+      const recorded = await jobs.recordJobRemoteRun(job, run, deadline);
+      // The build waits for its jobs: the sweeper must not end it while this one runs on CodeBuild.
+      await deps.builds.extendDeadline?.(build, deadline);
+      return recorded;
+    },
+  };
+}
+
+/**
+ * A job's run ended (its runner answered, or its CodeBuild run completed): records it, sets its
+ * status, cancels the others under failFast, does the build's fan-in when it was the last, then
+ * appends the time breakdown to its log.
+ */
+export async function completeJob(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  job: JobRecord,
+  ending: Ending,
+  clock: () => number,
+): Promise<JobRecord> {
   const { job: ended, untilStatus } = await finishJob(deps, build, job, ending, clock);
   if (ended.failFast && ended.state !== 'success' && ended.state !== 'cancelled') {
     await cancelOtherJobs(deps, build, ended);
@@ -324,14 +392,14 @@ export async function runControllerJob(
   await finishBuildIfDone(deps, build);
   // After the statuses: the job's cache save, then its log's last lines and time breakdown.
   await appendTimeBreakdown(deps, {
-    label: jobLabel(key),
+    label: jobLabel(keyOf(job)),
     logPrefix: job.logPrefix,
     ending,
     untilStatus,
     totalMs: clock() - (ended.startedAt ?? clock()),
     writePage: (log) => writeJobPage(deps, build, ended, log, false),
   });
-  return { ran: true, build: (await deps.builds.getBuild(build)) ?? build, job: ended };
+  return ended;
 }
 
 function keyOf(job: JobRecord): BuildKey & { job: string } {
@@ -408,6 +476,8 @@ async function endJob(
     if (!(error instanceof TransitionRefusedError)) throw error;
     return undefined;
   }
+  // A job on CodeBuild has no controller watching it: stop it here.
+  await stopRemoteRun(deps, ended, jobLabel(keyOf(ended)));
   // The log so far (none, for a job that never ran) and why it ended; its own controller, if it
   // still runs, finalizes it again when its runner stops.
   const log = await deps.logs

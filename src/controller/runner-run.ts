@@ -20,6 +20,9 @@ import {
 } from '../core/ports.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
 
+/** The longest session of a role assumed with another role's credentials (AWS's role chaining limit). */
+export const CHAINED_ROLE_MAX_SECONDS = 3600;
+
 /** Time after the runner's deadline for the controller to finish the log and report. */
 export const FINISHING_MARGIN_MS = 60_000;
 /** The runner answers this much before its hard limit, so its outcome is never lost to the limit. */
@@ -72,104 +75,7 @@ export async function runRunner(
   const started = deps.runner.start?.(build.trusted === true);
   let handedOver = false;
   try {
-    const expiresInSeconds = Math.ceil((deps.runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000);
-    const reading = readSettings(deps, build);
-    // Independent look-ups (GitHub, the stores), side by side; the deploy decision needs the settings.
-    const repoFiles = deps.repoFiles;
-    const [{ policy, settings }, baseConfig, archiveUrl, deploy, cacheLocation, nodeLocation] =
-      await Promise.all([
-        reading,
-        build.pr !== undefined && build.baseBranch !== undefined && repoFiles
-          ? readBaseConfig(repoFiles, build.repo, build.baseBranch)
-          : undefined,
-        deps.archives.resolveArchiveUrl(build.repo, build.sha),
-        reading.then(({ settings }) => deployDecisionFor(deps, build, settings, expiresInSeconds)),
-        locateCache(deps, build, target.job?.node?.version),
-        // The job's Node.js tarball, kept beside the dependency caches.
-        locateNodeCache(deps, target),
-      ]);
-    const secretEnv = settings.secretEnv;
-    const startedAt = clock();
-    const deadlineAt = startedAt + deps.runnerTimeoutMs - RUNNER_ANSWER_MARGIN_MS;
-
-    // Only trusted code may write what later builds restore, and only a key not stored yet.
-    const cacheWrite = cacheLocation !== undefined && build.trusted && !cacheLocation.exists;
-    const grants: BuildGrants = { write: [target.logPrefix], read: [] };
-    if (cacheLocation) grants.read.push(cacheLocation.key);
-    if (cacheLocation && cacheWrite) grants.write.push(cacheLocation.key);
-    // The job's Node.js tarball: read by every build, written (once, after the runner verified it
-    // against the registry's integrity) by trusted ones only.
-    const nodeWrite = nodeLocation !== undefined && build.trusted && !nodeLocation.exists;
-    if (nodeLocation) grants.read.push(nodeLocation.key);
-    if (nodeLocation && nodeWrite) grants.write.push(nodeLocation.key);
-    const signer = deps.signer ? await deps.signer.forBuild(build, grants, expiresInSeconds) : undefined;
-    const cacheStore = deps.cache;
-    const [logUpload, cache, nodeCache] = await Promise.all([
-      deps.logs.presignLogUpload(
-        { ...build, logPrefix: target.logPrefix },
-        {
-          expiresInSeconds,
-          maxObjectBytes: Math.max(deps.logLimitBytes, 1024 * 1024) + 64 * 1024,
-          ...(signer ? { signer } : {}),
-        },
-      ),
-      cacheLocation && cacheStore
-        ? cacheStore.presign(cacheLocation, signer, { write: cacheWrite, expiresInSeconds })
-        : undefined,
-      nodeLocation && cacheStore?.presignNode
-        ? cacheStore
-            .presignNode(nodeLocation, signer, { write: nodeWrite, expiresInSeconds })
-            .catch((error: unknown) => {
-              deps.logger.warn('could not presign the Node.js cache; the job downloads it', {
-                build: label,
-                error,
-              });
-              return undefined;
-            })
-        : undefined,
-    ]);
-    const job =
-      target.job?.node && nodeCache
-        ? { ...target.job, node: { ...target.job.node, cache: nodeCache } }
-        : target.job;
-    const input: RunnerInput = {
-      kind: 'run',
-      build: {
-        repo: build.repo,
-        number: build.number,
-        event: build.event,
-        ref: build.ref,
-        sha: build.sha,
-        ...(build.branch !== undefined ? { branch: build.branch } : {}),
-        ...(build.tag !== undefined ? { tag: build.tag } : {}),
-        ...(build.pr !== undefined ? { pr: build.pr } : {}),
-        ...(build.baseBranch !== undefined ? { baseBranch: build.baseBranch } : {}),
-        ...(build.headRepo !== undefined ? { headRepo: build.headRepo } : {}),
-        ...(build.defaultBranch !== undefined ? { defaultBranch: build.defaultBranch } : {}),
-        ...(build.commitTitle !== undefined ? { commitTitle: build.commitTitle } : {}),
-        ...(build.htmlUrl !== undefined ? { htmlUrl: build.htmlUrl } : {}),
-        fork: build.fork,
-        privateRepo: build.privateRepo,
-        trusted: build.trusted,
-        author: build.author,
-        deliveryId: build.deliveryId,
-        queuedAt: build.queuedAt,
-        startedAt: build.startedAt ?? startedAt,
-      },
-      source: { archiveUrl, ...(build.cloneUrl ? { cloneUrl: build.cloneUrl } : {}) },
-      settingsConfig: settings.config,
-      secretEnv,
-      logUpload,
-      logLimitBytes: deps.logLimitBytes,
-      deadlineAt,
-      buildUrl: url,
-      ...(deps.diskQuotaBytes !== undefined ? { diskQuotaBytes: deps.diskQuotaBytes } : {}),
-      ...(baseConfig ? { baseConfig } : {}),
-      ...(policy ? { pullRequestOverrides: policy.allowConfigOverrides } : {}),
-      deploy,
-      ...(cache ? { cache } : {}),
-      ...(job ? { job } : {}),
-    };
+    const input = await prepareInput(deps, build, url, clock, target, deps.runnerTimeoutMs);
     const invoked = clock();
     const prepare: PhaseTiming = { name: 'prepare', ms: invoked - preparing };
     handedOver = true;
@@ -227,6 +133,126 @@ export async function runRunner(
       logNote: `\n[lambkin] The build did not complete: ${message}`,
     });
   }
+}
+
+/**
+ * Everything the runner needs for one run (settings, archive URL, log form, cache, deploy decision),
+ * prepared the same way wherever it runs; `runnerTimeoutMs` is the runner's limit there (Lambda's, or
+ * the CodeBuild build's), which sets its deadline and how long what it is given stays valid.
+ */
+export async function prepareInput(
+  deps: ControllerDependencies,
+  build: BuildRecord,
+  url: string,
+  clock: () => number,
+  target: RunTarget,
+  runnerTimeoutMs: number,
+): Promise<RunnerInput> {
+  // Per-build upload credentials come from a role assumed with the builder's own role: AWS caps
+  // such chained sessions at an hour, and what they sign expires with them. (A CodeBuild run longer
+  // than that loses its log uploads past the hour: docs/codebuild.md.)
+  const expiresInSeconds = Math.min(
+    Math.ceil((runnerTimeoutMs + FINISHING_MARGIN_MS) / 1000),
+    deps.signer ? CHAINED_ROLE_MAX_SECONDS : Number.MAX_SAFE_INTEGER,
+  );
+  const reading = readSettings(deps, build);
+  // Independent look-ups (GitHub, the stores), side by side; the deploy decision needs the settings.
+  const repoFiles = deps.repoFiles;
+  const [{ policy, settings }, baseConfig, archiveUrl, deploy, cacheLocation, nodeLocation] =
+    await Promise.all([
+      reading,
+      build.pr !== undefined && build.baseBranch !== undefined && repoFiles
+        ? readBaseConfig(repoFiles, build.repo, build.baseBranch)
+        : undefined,
+      deps.archives.resolveArchiveUrl(build.repo, build.sha),
+      reading.then(({ settings }) => deployDecisionFor(deps, build, settings, expiresInSeconds)),
+      locateCache(deps, build, target.job?.node?.version),
+      // The job's Node.js tarball, kept beside the dependency caches.
+      locateNodeCache(deps, target),
+    ]);
+  const secretEnv = settings.secretEnv;
+  const startedAt = clock();
+  const deadlineAt = startedAt + runnerTimeoutMs - RUNNER_ANSWER_MARGIN_MS;
+
+  // Only trusted code may write what later builds restore, and only a key not stored yet.
+  const cacheWrite = cacheLocation !== undefined && build.trusted && !cacheLocation.exists;
+  const grants: BuildGrants = { write: [target.logPrefix], read: [] };
+  if (cacheLocation) grants.read.push(cacheLocation.key);
+  if (cacheLocation && cacheWrite) grants.write.push(cacheLocation.key);
+  // The job's Node.js tarball: read by every build, written (once, after the runner verified it
+  // against the registry's integrity) by trusted ones only.
+  const nodeWrite = nodeLocation !== undefined && build.trusted && !nodeLocation.exists;
+  if (nodeLocation) grants.read.push(nodeLocation.key);
+  if (nodeLocation && nodeWrite) grants.write.push(nodeLocation.key);
+  const signer = deps.signer ? await deps.signer.forBuild(build, grants, expiresInSeconds) : undefined;
+  const cacheStore = deps.cache;
+  const [logUpload, cache, nodeCache] = await Promise.all([
+    deps.logs.presignLogUpload(
+      { ...build, logPrefix: target.logPrefix },
+      {
+        expiresInSeconds,
+        maxObjectBytes: Math.max(deps.logLimitBytes, 1024 * 1024) + 64 * 1024,
+        ...(signer ? { signer } : {}),
+      },
+    ),
+    cacheLocation && cacheStore
+      ? cacheStore.presign(cacheLocation, signer, { write: cacheWrite, expiresInSeconds })
+      : undefined,
+    nodeLocation && cacheStore?.presignNode
+      ? cacheStore
+          .presignNode(nodeLocation, signer, { write: nodeWrite, expiresInSeconds })
+          .catch((error: unknown) => {
+            deps.logger.warn('could not presign the Node.js cache; the job downloads it', {
+              build: target.label,
+              error,
+            });
+            return undefined;
+          })
+      : undefined,
+  ]);
+  const job =
+    target.job?.node && nodeCache
+      ? { ...target.job, node: { ...target.job.node, cache: nodeCache } }
+      : target.job;
+  const input: RunnerInput = {
+    kind: 'run',
+    build: {
+      repo: build.repo,
+      number: build.number,
+      event: build.event,
+      ref: build.ref,
+      sha: build.sha,
+      ...(build.branch !== undefined ? { branch: build.branch } : {}),
+      ...(build.tag !== undefined ? { tag: build.tag } : {}),
+      ...(build.pr !== undefined ? { pr: build.pr } : {}),
+      ...(build.baseBranch !== undefined ? { baseBranch: build.baseBranch } : {}),
+      ...(build.headRepo !== undefined ? { headRepo: build.headRepo } : {}),
+      ...(build.defaultBranch !== undefined ? { defaultBranch: build.defaultBranch } : {}),
+      ...(build.commitTitle !== undefined ? { commitTitle: build.commitTitle } : {}),
+      ...(build.htmlUrl !== undefined ? { htmlUrl: build.htmlUrl } : {}),
+      fork: build.fork,
+      privateRepo: build.privateRepo,
+      trusted: build.trusted,
+      author: build.author,
+      deliveryId: build.deliveryId,
+      queuedAt: build.queuedAt,
+      startedAt: build.startedAt ?? startedAt,
+    },
+    source: { archiveUrl, ...(build.cloneUrl ? { cloneUrl: build.cloneUrl } : {}) },
+    settingsConfig: settings.config,
+    secretEnv,
+    logUpload,
+    logLimitBytes: deps.logLimitBytes,
+    deadlineAt,
+    buildUrl: url,
+    ...(deps.diskQuotaBytes !== undefined ? { diskQuotaBytes: deps.diskQuotaBytes } : {}),
+    ...(baseConfig ? { baseConfig } : {}),
+    ...(policy ? { pullRequestOverrides: policy.allowConfigOverrides } : {}),
+    deploy,
+    ...(cache ? { cache } : {}),
+    ...(job ? { job } : {}),
+  };
+  return input;
 }
 
 /**
@@ -337,7 +363,8 @@ async function deployDecisionFor(
   const grant = await deps.deployRoles.grant({
     roleArn,
     sessionName: `lambkin-${build.number}-${build.repo}`,
-    durationSeconds: expiresInSeconds,
+    // A role's default longest session: a CodeBuild run's grant may be redeemed late, not held long.
+    durationSeconds: Math.min(expiresInSeconds, 3600),
     expiresInSeconds,
     ...(settings.deploy.region !== undefined ? { region: settings.deploy.region } : {}),
   });
@@ -405,7 +432,7 @@ export interface RunTarget {
 }
 
 /** A build of one job: its own log, stopped once the build is no longer running. */
-function buildTarget(deps: ControllerDependencies, build: BuildRecord): RunTarget {
+export function buildTarget(deps: ControllerDependencies, build: BuildRecord): RunTarget {
   return {
     label: buildLabel(build),
     logPrefix: build.logPrefix,

@@ -8,7 +8,7 @@
  * from their `state`. Scheduled every few minutes (src/handlers/sweeper.ts) and run by hand with
  * `lambkin sweep`.
  */
-import { buildLabel, type BuildRecord, type RepoName } from '../core/build.js';
+import { buildLabel, type BuildRecord, type RemoteRunRecord, type RepoName } from '../core/build.js';
 import { isTerminal, type BuildState } from '../core/state-machine.js';
 import { LambkinError, TransitionRefusedError } from '../core/errors.js';
 import { FINAL_DELIVERY } from '../github/statuses.js';
@@ -43,6 +43,12 @@ export interface SweeperDependencies {
   unreportedGraceMs?: number;
   /** The jobs of builds of several: a swept build's unfinished jobs end with it. */
   jobs?: Pick<JobStore, 'listJobs' | 'transitionJob'>;
+  /**
+   * Overdue runs on CodeBuild (src/controller/codebuild-finish.ts sweepRemoteRun): one CodeBuild
+   * reports ended is finished as its lost event would have (true: leave the record alone); one still
+   * running past its deadline, or lost, is stopped (false: the sweep ends the record as usual).
+   */
+  remoteRuns?: { sweep(record: { remote?: RemoteRunRecord }, name: string): Promise<boolean> };
 }
 
 export interface SweepOptions {
@@ -281,6 +287,10 @@ async function sweepOne(
     return;
   }
   const from: OverdueState = overdue.state;
+  if (await sweptRemotely(deps, overdue, label)) {
+    result.leftAlone.push({ ...key, state: 'finished from CodeBuild' });
+    return;
+  }
   const jobs = deps.jobs ? await deps.jobs.listJobs(key) : [];
   // Every job ended but the last one's controller died before the fan-in: the jobs decide.
   const fannedIn = jobs.length > 0 && jobs.every((job) => isTerminal(job.state));
@@ -335,6 +345,32 @@ async function sweepOne(
 }
 
 /** A swept build's jobs that had not ended: running ones end as the build did, queued ones cancelled. */
+/**
+ * Whether the overdue build's CodeBuild runs (its own, or its running jobs') were finished from
+ * what CodeBuild reports: the sweep then leaves it (the next one looks again if it still runs).
+ */
+async function sweptRemotely(
+  deps: SweeperDependencies,
+  overdue: BuildRecord,
+  label: string,
+): Promise<boolean> {
+  const remote = deps.remoteRuns;
+  if (!remote || overdue.state !== 'running') return false;
+  try {
+    if (overdue.remote) return await remote.sweep(overdue, label);
+    const jobs = deps.jobs ? await deps.jobs.listJobs(overdue) : [];
+    const handled = await Promise.all(
+      jobs
+        .filter((job) => job.state === 'running' && job.remote)
+        .map((job) => remote.sweep(job, `${label}/${job.id}`)),
+    );
+    return handled.some(Boolean);
+  } catch (error) {
+    deps.logger.warn('could not look at an overdue build on CodeBuild; ending it', { build: label, error });
+    return false;
+  }
+}
+
 async function endUnfinishedJobs(
   deps: SweeperDependencies,
   build: BuildRecord,

@@ -84,6 +84,40 @@ export interface RunLifecycle {
   description?: string;
   events: TransitionEvent[];
   steps?: StepResult[];
+  /** Set while it runs (and after) on CodeBuild: which run, so its completion can be matched and finished. */
+  remote?: RemoteRunRecord;
+}
+
+/**
+ * A run on CodeBuild, recorded by the controller that started it (a conditional write on a running
+ * record). The completion event names the build it claims to be (`LAMBKIN_BUILD`, not secret);
+ * only an event whose CodeBuild id matches `buildId` or `arn` here may finish it.
+ */
+export interface RemoteRunRecord {
+  kind: 'codebuild';
+  /** CodeBuild's id, `<project>:<uuid>`. */
+  buildId: string;
+  /** CodeBuild's ARN of the build (what the completion event names). */
+  arn: string;
+  project: string;
+  /** 1: placed on CodeBuild from the start; 2: `auto`'s rebuild after Lambda. Never more. */
+  attempt: number;
+  /** The RunnerInput object (deleted when the run completes or is swept). */
+  inputKey: string;
+  /** Where the runner PUTs `{ outcome, afterword }`. */
+  outcomeKey: string;
+  /** Where this attempt's runner writes its log: the record's own prefix, or `attempt-2/` under it. */
+  logPrefix: string;
+  /** Epoch ms when StartBuild answered. */
+  startedAt: number;
+  timeoutMinutes: number;
+  compute: string;
+  docker: boolean;
+  image?: string;
+  /** The controller's preparation before StartBuild, for the time breakdown. */
+  prepareMs: number;
+  /** Epoch ms when a completion (event or sweep) claimed it: later ones are duplicates. */
+  finishedAt?: number;
 }
 
 export interface BuildRecord extends BuildRequest, BuildKey, RunLifecycle {

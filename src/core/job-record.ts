@@ -8,6 +8,7 @@
 import type { BuildKey, RunLifecycle } from './build.js';
 import { FAN_IN_ORDER, isJobId, type JobPlan } from './jobs.js';
 import type { RunnerJobNode } from './protocol.js';
+import type { RunsOn } from './repo-config/schema.js';
 import { STATE_LABELS, isTerminal } from './state-machine.js';
 
 /** One job of a build: where it is recorded (`index`, 1-based, in plan order) and what it runs. */
@@ -26,6 +27,8 @@ export interface JobRecord extends BuildKey, RunLifecycle, Omit<JobPlan, 'node'>
   resolvedNode?: RunnerJobNode;
   /** The build's `failFast`: the first failed job cancels the others. */
   failFast: boolean;
+  /** The build config's `runsOn`, for each job's own placement (absent: Lambda). */
+  runsOn?: RunsOn;
 }
 
 export function jobLabel(key: JobKey): string {

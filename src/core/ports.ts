@@ -4,7 +4,7 @@
  * STS, and the local stack's stand-ins). Pure: types only, and one error the deploy-role port throws.
  */
 import type { CheckRunReport } from './check-run.js';
-import type { BuildKey, BuildRecord, BuildRequest, RepoName, StepResult } from './build.js';
+import type { BuildKey, BuildRecord, BuildRequest, RemoteRunRecord, RepoName, StepResult } from './build.js';
 import { LambkinError } from './errors.js';
 import type { JobRecord } from './job-record.js';
 import type { JobPlan } from './jobs.js';
@@ -17,6 +17,7 @@ import type {
   RunnerJobNode,
   RunnerOutcome,
 } from './protocol.js';
+import type { RunsOn } from './repo-config/schema.js';
 import type { EffectiveSettings, SettingsDocument } from './settings.js';
 import type { BuildState, CommitState } from './state-machine.js';
 
@@ -120,6 +121,18 @@ export interface BuildStore {
     target: Pick<BuildRequest, 'branch' | 'pr' | 'tag'>,
     below: number,
   ): Promise<BuildRecord[]>;
+  /**
+   * Records the build's CodeBuild run and its new deadline, only while the build is `running` and
+   * holds no run of this attempt or a later one; throws TransitionRefusedError otherwise.
+   */
+  recordRemoteRun?(key: BuildKey, run: RemoteRunRecord, deadline: number): Promise<BuildRecord>;
+  /**
+   * Claims the completion of the recorded run `buildId`: true once (the first event or sweep),
+   * false for a duplicate or a run that is not the recorded one.
+   */
+  claimRemoteFinish?(key: BuildKey, buildId: string, at: number): Promise<boolean>;
+  /** Moves a running build's deadline later (never earlier): its job runs on CodeBuild, longer than Lambda. */
+  extendDeadline?(key: BuildKey, deadline: number): Promise<void>;
   /** The guard of a delivery, if any (strongly consistent). */
   getDelivery(deliveryId: string): Promise<DeliveryRecord | undefined>;
   /** Records a delivery's build; returns the existing record instead when the delivery is known. */
@@ -151,6 +164,8 @@ export interface NewJob {
   /** The exact Node.js its `node` value resolved to (absent: the runner's own). */
   resolvedNode?: RunnerJobNode;
   failFast: boolean;
+  /** Where it runs: the build config's `runsOn` (absent: Lambda). */
+  runsOn?: RunsOn;
 }
 
 /**
@@ -171,6 +186,78 @@ export interface JobStore {
   listJobs(build: BuildKey): Promise<JobRecord[]>;
   /** Conditional state change of one job; throws TransitionRefusedError when illegal or lost. */
   transitionJob(job: JobRecord, request: TransitionRequest): Promise<JobRecord>;
+  /** As BuildStore.recordRemoteRun, for one job. */
+  recordJobRemoteRun?(job: JobRecord, run: RemoteRunRecord, deadline: number): Promise<JobRecord>;
+  /** As BuildStore.claimRemoteFinish, for one job. */
+  claimJobRemoteFinish?(job: JobRecord, buildId: string, at: number): Promise<boolean>;
+}
+
+/** What StartBuild is given (src/aws/codebuild.ts turns it into CodeBuild's request). */
+export interface RemoteStartRequest {
+  project: string;
+  /** The same token twice starts one build, not two (derived from the build, job and attempt). */
+  idempotencyToken: string;
+  /** `BUILD_GENERAL1_…`. */
+  computeType: string;
+  /** An allowed image URI; absent: the project's own. */
+  image?: string;
+  timeoutMinutes: number;
+  /** Plain (never secret) variables: LAMBKIN_RUNNER_URL, LAMBKIN_RUNNER_SHA256, LAMBKIN_RUNNER_INPUT_URL, LAMBKIN_BUILD. */
+  environment: Record<string, string>;
+}
+
+/** CodeBuild's build states. */
+export type RemoteBuildStatus = 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'FAULT' | 'STOPPED' | 'TIMED_OUT';
+
+/** One build as CodeBuild reports it (BatchGetBuilds, or the completion event). */
+export interface RemoteBuildReport {
+  buildId: string;
+  arn: string;
+  project: string;
+  status: RemoteBuildStatus;
+  complete: boolean;
+  /** Epoch ms. */
+  startTime?: number;
+  endTime?: number;
+  /** The build's environment variables (the overrides): LAMBKIN_BUILD names what it runs. */
+  environment: Record<string, string>;
+}
+
+/** Runs on CodeBuild: StartBuild, StopBuild, BatchGetBuilds. */
+export interface RemoteRunner {
+  start(request: RemoteStartRequest): Promise<{ buildId: string; arn: string }>;
+  /** Stops a build; one already ended (or unknown) is no error. */
+  stop(buildId: string): Promise<void>;
+  /** The builds CodeBuild knows of these ids (unknown ids are left out). */
+  describe(buildIds: readonly string[]): Promise<RemoteBuildReport[]>;
+}
+
+/** The bucket's side of CodeBuild runs: the input and outcome objects and the runner bundle. */
+export interface RemoteRunObjects {
+  putInput(key: string, body: string): Promise<void>;
+  /** Presigned GET and DELETE of the input object. */
+  presignInput(key: string, expiresInSeconds: number): Promise<{ getUrl: string; deleteUrl: string }>;
+  /** Presigned PUT of the outcome object, signed with If-None-Match: * (the first result stands). */
+  presignOutcome(
+    key: string,
+    expiresInSeconds: number,
+  ): Promise<{ url: string; headers: Record<string, string> }>;
+  /** The outcome object's text; undefined when the runner delivered none. */
+  readOutcome(key: string): Promise<string | undefined>;
+  /** Deletes the objects; missing ones are no error. */
+  remove(keys: readonly string[]): Promise<void>;
+  /**
+   * The runner bundle in the bucket (`runner/<sha256>.mjs`, uploaded from the controller's own
+   * package when absent) and a presigned GET of it.
+   */
+  runnerBundle(expiresInSeconds: number): Promise<{ key: string; sha256: string; url: string }>;
+}
+
+/** CodeBuild minutes per calendar month (UTC), for the operator's cap. */
+export interface RemoteUsage {
+  minutesOf(month: string): Promise<number>;
+  /** An atomic ADD: concurrent completions never lose minutes. */
+  addMinutes(month: string, minutes: number): Promise<void>;
 }
 
 export interface LatestPointer {
@@ -195,6 +282,11 @@ export interface LogStore {
    * Idempotent; works when the runner died mid-build (whatever chunks exist). Returns the text.
    */
   finalizeLog(logPrefix: string, note?: string): Promise<string>;
+  /**
+   * Opens a rebuild's part of the log (LOG_KEYS.attempt): from now on the log is the first run's,
+   * then `head`, then what the rebuild's runner uploads under that folder. Returns the folder.
+   */
+  beginAttempt?(logPrefix: string, attempt: number, head: string): Promise<string>;
   /** index.html, text/html; charset=utf-8, no-cache. */
   putPage(logPrefix: string, html: string): Promise<void>;
   getObjectText(key: string): Promise<string | undefined>;

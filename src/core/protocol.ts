@@ -99,6 +99,70 @@ export interface RunnerInput {
    * single job and runs as it always did (no job line in the log, no job variables).
    */
   job?: RunnerJob;
+  /**
+   * Runs on CodeBuild only (`--input-url`): where the runner PUTs its RemoteRunnerResult, since no
+   * caller waits for its answer. Absent for Lambda and local runners, which answer their caller.
+   */
+  outcomeUpload?: OutcomeUpload;
+}
+
+/** Where a runner started with `--input-url` delivers its result (presigned by the controller). */
+export interface OutcomeUpload {
+  /** Presigned PUT of the outcome object (`runner-input/…/<random>.outcome.json`). */
+  url: string;
+  /** Headers signed with it (`if-none-match: *`: the first result stands, no second one replaces it). */
+  headers: Record<string, string>;
+  /**
+   * Presigned DELETE of the input object itself: the runner spends its input as soon as it has read
+   * it, before any step runs, so the input URL (on its command line, in CodeBuild's environment) is
+   * worth nothing to a build step that finds it.
+   */
+  inputDeleteUrl?: string;
+}
+
+/** What a runner started with `--input-url` PUTs to `outcomeUpload`: its outcome, and its afterword. */
+export interface RemoteRunnerResult {
+  outcome: RunnerOutcome;
+  afterword?: RunnerAfterword;
+}
+
+const RUNNER_STATES: readonly string[] = ['success', 'failure', 'error', 'timed_out'];
+
+/**
+ * The outcome object read back by the controller, checked: it was written by whatever ran on
+ * CodeBuild, so it is data to validate, never to trust. Undefined when it is not a result.
+ */
+export function parseRemoteRunnerResult(text: string): RemoteRunnerResult | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { outcome, afterword } = value as Record<string, unknown>;
+  if (typeof outcome !== 'object' || outcome === null) return undefined;
+  const o = outcome as Record<string, unknown>;
+  const log = o['log'] as Record<string, unknown> | undefined;
+  if (
+    o['kind'] !== 'outcome' ||
+    !RUNNER_STATES.includes(o['state'] as string) ||
+    typeof o['description'] !== 'string' ||
+    !Array.isArray(o['steps']) ||
+    typeof log !== 'object' ||
+    log === null ||
+    typeof log['chunks'] !== 'number'
+  ) {
+    return undefined;
+  }
+  const result: RemoteRunnerResult = { outcome: outcome as RunnerOutcome };
+  if (typeof afterword === 'object' && afterword !== null) {
+    const a = afterword as Record<string, unknown>;
+    if (a['kind'] === 'afterword' && Array.isArray(a['timings']) && Array.isArray(a['notes'])) {
+      result.afterword = afterword as RunnerAfterword;
+    }
+  }
+  return result;
 }
 
 /** One job of a build, as the runner gets it: what its steps see besides the build itself. */
@@ -296,6 +360,10 @@ export const LOG_KEYS = {
   tail: (prefix: string): string => `${prefix}tail.txt`,
   log: (prefix: string): string => `${prefix}log.txt`,
   page: (prefix: string): string => `${prefix}index.html`,
+  /** Where a rebuild's runner writes its log (`auto`'s second run): its own folder under the first's. */
+  attempt: (prefix: string, attempt: number): string => `${prefix}attempt-${attempt}/`,
+  /** The controller's line that opens a rebuild's part of the log (why it was rebuilt, and where). */
+  attemptHead: (prefix: string, attempt: number): string => `${prefix}attempt-${attempt}/head.txt`,
 } as const;
 
 /** Per-repository objects: latest pointers, badges and the page of recent builds. */

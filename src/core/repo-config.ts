@@ -4,7 +4,9 @@
  * defaults. Config is data only: no config file is ever executed. The parts live in repo-config/.
  */
 export {
+  CODEBUILD_COMPUTES,
   DEFAULT_TIMEOUT_SECONDS,
+  LAMBDA_MAX_BUILD_SECONDS,
   ENTRY_KEYS,
   MATRIX_NODE_KEY,
   MAX_CONFIG_FILE_BYTES,
@@ -21,12 +23,15 @@ export {
 } from './repo-config/schema.js';
 export type {
   BuildOverrides,
+  CodeBuildCompute,
+  CodeBuildRequest,
   Commands,
   EnvValue,
   MatrixCell,
   MatrixInput,
   MatrixValue,
   RepoConfigInput,
+  RunsOn,
   SettingsConfigInput,
 } from './repo-config/schema.js';
 export { RepoConfigError, STATUS_DESCRIPTION_LIMIT, formatProblem } from './repo-config/config-errors.js';

@@ -4,6 +4,7 @@
  * (src/core/repo-config.ts) and ranks above these for the keys it may set.
  */
 import { mergeNotifications, type NotificationSettings } from './notifications.js';
+import type { CodeBuildCompute } from './repo-config/schema.js';
 
 /**
  * Where a pull request comes from, in LambCI's words: a branch of the repository itself ("self")
@@ -84,6 +85,25 @@ export interface SettingsDocument {
   deploy?: DeploySettings;
   /** Slack and SNS notifications (src/core/notifications.ts); Slack's secrets are sealed like secretEnv. */
   notifications?: NotificationSettings;
+  /** Which builds may run on CodeBuild (`runsOn`), and on what (src/core/placement.ts). */
+  codebuild?: CodeBuildSettings;
+}
+
+/**
+ * The operator's consent to CodeBuild: without a `repos` pattern matching the repository, a build
+ * set to run there ends `error` saying so. Each key replaces the one below (global, then repository).
+ */
+export interface CodeBuildSettings {
+  /** `owner/name` globs (`acme/*`) of the repositories that may run on CodeBuild. Default: none. */
+  repos?: string[];
+  /** Image URIs builds may ask for besides `standard` (the project's own). Default: none. */
+  images?: string[];
+  /** Sizes builds may ask for. Default: small and medium. */
+  computes?: CodeBuildCompute[];
+  /** Builds may ask for Docker (the privileged project). Default: false. */
+  docker?: boolean;
+  /** CodeBuild minutes of all builds in a calendar month (UTC); at the cap, builds are refused. Default: no cap. */
+  monthlyMinutes?: number;
 }
 
 export interface DeploySettings {
@@ -142,6 +162,7 @@ export interface EffectiveSettings {
   secretEnv: Record<string, string>;
   deploy: DeploySettings;
   notifications: NotificationSettings;
+  codebuild: CodeBuildSettings;
 }
 
 /** Which source a pull request is (`fork`: its head lives in another repository). */
@@ -200,6 +221,7 @@ export function mergeSettings(...documents: (SettingsDocument | undefined)[]): E
     secretEnv: {},
     deploy: {},
     notifications: {},
+    codebuild: {},
   };
   for (const document of documents) {
     if (!document) continue;
@@ -214,6 +236,7 @@ export function mergeSettings(...documents: (SettingsDocument | undefined)[]): E
     Object.assign(result.secretEnv, document.secretEnv ?? {});
     Object.assign(result.deploy, document.deploy ?? {});
     result.notifications = mergeNotifications(result.notifications, document.notifications);
+    Object.assign(result.codebuild, document.codebuild ?? {});
   }
   return result;
 }

@@ -13,7 +13,7 @@ import {
 } from '../controller/sweeper.js';
 import type { LambkinConfig } from '../config.js';
 import { createJsonLogger, type Logger } from '../core/logger.js';
-import { createBuildEnderDependencies } from '../wiring.js';
+import { codebuildSweeper, createBuildEnderDependencies } from '../wiring.js';
 
 /** The scheduled event carries nothing the sweep needs: it always looks at the whole table. */
 export function createSweeperHandler(
@@ -24,7 +24,9 @@ export function createSweeperHandler(
 }
 
 export function sweeperDependencies(config: LambkinConfig, logger: Logger): SweeperDependencies {
-  return createBuildEnderDependencies(config, logger);
+  const enders = createBuildEnderDependencies(config, logger);
+  const remoteRuns = codebuildSweeper(config, logger);
+  return remoteRuns ? { ...enders, remoteRuns } : enders;
 }
 
 export const handler = createSweeperHandler(async () =>

@@ -1,37 +1,82 @@
 /**
- * The runner as a process (the local stack): reads a RunnerInput on stdin, runs the build, and
- * answers on stdout with one JSON line per phase: the RunnerOutcome as soon as the verdict is known
- * (the controller sets the final status at once), then a RunnerAfterword once the cache save and the
- * work area's removal are done. Started with a clean environment.
+ * The runner as a process. Two ways to start it:
+ *
+ * - the local stack: reads a RunnerInput on stdin, runs the build, and answers on stdout with one
+ *   JSON line per phase: the RunnerOutcome as soon as the verdict is known (the controller sets the
+ *   final status at once), then a RunnerAfterword once the cache save and the work area's removal
+ *   are done. Started with a clean environment.
+ * - CodeBuild: `--input-url <presigned GET>` (src/runner/remote-input.ts): reads the input there,
+ *   deletes it, runs the build, PUTs `{ outcome, afterword }` to the input's `outcomeUpload`, and
+ *   exits 0 only when the build passed and its result was delivered (CodeBuild then says SUCCEEDED).
  */
 import { text } from 'node:stream/consumers';
 import { runBuild } from './runner.js';
+import { deliverResult, fetchRunnerInput, spendInput } from './remote-input.js';
 import type { RunnerAfterword, RunnerInput, RunnerOutcome } from '../core/protocol.js';
 
-// The controller stops a cancelled build with SIGTERM: kill the running step's process group
-// (it is in a session of its own, so it would outlive this process) before exiting.
+// The controller stops a cancelled build with SIGTERM (CodeBuild's StopBuild too): kill the running
+// step's process group (it is in a session of its own, so it would outlive this process) before exiting.
 const stop = new AbortController();
 process.once('SIGTERM', () => stop.abort(new Error('the runner was told to stop')));
 
-const answer = (value: RunnerOutcome | RunnerAfterword): void =>
-  void process.stdout.write(JSON.stringify(value) + '\n');
+const workRoot = process.env.LAMBKIN_WORK_ROOT ? { workRoot: process.env.LAMBKIN_WORK_ROOT } : {};
 
-const input = JSON.parse(await text(process.stdin)) as RunnerInput;
-let verdict: RunnerOutcome | undefined;
-const outcome = await runBuild(input, {
-  ...(process.env.LAMBKIN_WORK_ROOT ? { workRoot: process.env.LAMBKIN_WORK_ROOT } : {}),
-  stop: stop.signal,
-  onVerdict: (announced) => {
-    verdict = announced;
-    answer(announced);
-  },
-});
-answer(
-  verdict
-    ? {
-        kind: 'afterword',
-        timings: (outcome.timings ?? []).slice(verdict.timings?.length ?? 0),
-        notes: outcome.notes ?? [],
-      }
-    : outcome,
-);
+function afterwordOf(outcome: RunnerOutcome, verdict: RunnerOutcome): RunnerAfterword {
+  return {
+    kind: 'afterword',
+    timings: (outcome.timings ?? []).slice(verdict.timings?.length ?? 0),
+    notes: outcome.notes ?? [],
+  };
+}
+
+async function runFromStdin(): Promise<void> {
+  const answer = (value: RunnerOutcome | RunnerAfterword): void =>
+    void process.stdout.write(JSON.stringify(value) + '\n');
+  const input = JSON.parse(await text(process.stdin)) as RunnerInput;
+  let verdict: RunnerOutcome | undefined;
+  const outcome = await runBuild(input, {
+    ...workRoot,
+    stop: stop.signal,
+    onVerdict: (announced) => {
+      verdict = announced;
+      answer(announced);
+    },
+  });
+  answer(verdict ? afterwordOf(outcome, verdict) : outcome);
+}
+
+/** The CodeBuild mode; resolves to the exit code. */
+async function runFromUrl(url: string): Promise<number> {
+  // The URL is on this process's command line, which every process of the machine can read:
+  // overwrite it (libuv writes the title over argv) and spend the input before any step runs.
+  process.title = 'lambkin-runner';
+  const input = await fetchRunnerInput(url);
+  const upload = input.outcomeUpload;
+  if (!upload) return 1; // fetchRunnerInput refuses an input without one
+  const spendNote = await spendInput(upload);
+  let verdict: RunnerOutcome | undefined;
+  const outcome = await runBuild(input, {
+    ...workRoot,
+    stop: stop.signal,
+    onVerdict: (announced) => (verdict = announced),
+  });
+  const first = verdict ?? outcome;
+  const afterword = verdict ? afterwordOf(outcome, verdict) : undefined;
+  if (spendNote && afterword) afterword.notes.push(`Warning: ${spendNote}`);
+  await deliverResult(upload, { outcome: first, ...(afterword ? { afterword } : {}) });
+  process.stderr.write(`lambkin runner: ${first.state}: ${first.description}\n`);
+  return first.state === 'success' ? 0 : 1;
+}
+
+const flag = process.argv.indexOf('--input-url');
+if (flag === -1) {
+  await runFromStdin();
+} else {
+  const url = process.argv[flag + 1] ?? '';
+  try {
+    process.exitCode = await runFromUrl(url);
+  } catch (error) {
+    process.stderr.write(`lambkin runner: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -244,9 +244,13 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
       // A job with a Node.js of its own runs its steps with that one, not the runner's.
       checkNodeVersion(config.node, input.job?.node?.version);
       const buildDeadline = Math.min(deadline, started + config.timeoutSeconds * 1000);
+      // A `timeout` past the runner's own limit (Lambda's 840 s) is cut there: its message says the real one.
+      const cut = buildDeadline < started + config.timeoutSeconds * 1000;
       const ran = await runSteps(
         input,
-        config,
+        cut
+          ? { ...config, timeoutSeconds: Math.max(1, Math.round((buildDeadline - started) / 1000)) }
+          : config,
         workspace,
         buildDeadline,
         options,

@@ -21,6 +21,7 @@ import {
   type BuildKey,
   type BuildRecord,
   type BuildRequest,
+  type RemoteRunRecord,
   type RepoName,
   type TransitionEvent,
 } from '../core/build.js';
@@ -174,6 +175,45 @@ export class DynamoBuildStore implements BuildStore {
       current: async () => (await this.getBuild(key))?.state,
     });
     return toRecord(item);
+  }
+
+  async recordRemoteRun(key: BuildKey, run: RemoteRunRecord, deadline: number): Promise<BuildRecord> {
+    const item = await recordRemoteRunItem(this.documents, this.tableName, {
+      key: { repo: key.repo, number: key.number },
+      label: key,
+      run,
+      deadline,
+      current: async () => (await this.getBuild(key))?.state,
+    });
+    return toRecord(item);
+  }
+
+  async extendDeadline(key: BuildKey, deadline: number): Promise<void> {
+    try {
+      await this.documents.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { repo: key.repo, number: key.number },
+          UpdateExpression: 'SET #deadline = :deadline',
+          ConditionExpression: '#state = :running AND #deadline < :deadline',
+          ExpressionAttributeNames: { '#deadline': 'deadline', '#state': 'state' },
+          ExpressionAttributeValues: { ':deadline': deadline, ':running': 'running' },
+        }),
+      );
+    } catch (error) {
+      // Later already, or no longer running: nothing to extend.
+      if (!isConditionFailure(error)) throw error;
+    }
+  }
+
+  async claimRemoteFinish(key: BuildKey, buildId: string, at: number): Promise<boolean> {
+    return claimRemoteFinishItem(
+      this.documents,
+      this.tableName,
+      { repo: key.repo, number: key.number },
+      buildId,
+      at,
+    );
   }
 
   async listBuilds(repo: RepoName, options: { limit?: number } = {}): Promise<BuildRecord[]> {
@@ -611,6 +651,83 @@ export async function transitionItem(
       request.to,
       (await change.current()) ?? 'not recorded',
     );
+  }
+}
+
+/**
+ * Records a CodeBuild run on a running build or job item: refused (TransitionRefusedError) when the
+ * item is no longer running (cancelled meanwhile) or already holds this attempt or a later one.
+ */
+export async function recordRemoteRunItem(
+  documents: DynamoDBDocumentClient,
+  tableName: string,
+  change: {
+    key: Record<string, string | number>;
+    label: BuildKey;
+    run: RemoteRunRecord;
+    deadline: number;
+    current: () => Promise<BuildState | undefined>;
+  },
+): Promise<Record<string, unknown>> {
+  try {
+    const result = await documents.send(
+      new UpdateCommand({
+        TableName: tableName,
+        Key: change.key,
+        UpdateExpression: 'SET #remote = :run, #deadline = :deadline',
+        ConditionExpression:
+          '#state = :running AND (attribute_not_exists(#remote) OR #remote.#attempt < :attempt)',
+        ExpressionAttributeNames: {
+          '#remote': 'remote',
+          '#deadline': 'deadline',
+          '#state': 'state',
+          '#attempt': 'attempt',
+        },
+        ExpressionAttributeValues: {
+          ':run': change.run,
+          ':deadline': change.deadline,
+          ':running': 'running',
+          ':attempt': change.run.attempt,
+        },
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    return result.Attributes ?? {};
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    throw new TransitionRefusedError(
+      change.label.repo,
+      change.label.number,
+      'running',
+      'running',
+      (await change.current()) ?? 'not recorded',
+    );
+  }
+}
+
+/** Sets `remote.finishedAt` once, for the recorded run only: the guard against duplicate completions. */
+export async function claimRemoteFinishItem(
+  documents: DynamoDBDocumentClient,
+  tableName: string,
+  key: Record<string, string | number>,
+  buildId: string,
+  at: number,
+): Promise<boolean> {
+  try {
+    await documents.send(
+      new UpdateCommand({
+        TableName: tableName,
+        Key: key,
+        UpdateExpression: 'SET #remote.#finishedAt = :at',
+        ConditionExpression: '#remote.#buildId = :id AND attribute_not_exists(#remote.#finishedAt)',
+        ExpressionAttributeNames: { '#remote': 'remote', '#finishedAt': 'finishedAt', '#buildId': 'buildId' },
+        ExpressionAttributeValues: { ':at': at, ':id': buildId },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return false;
   }
 }
 

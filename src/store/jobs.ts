@@ -6,10 +6,16 @@
  * conditional UpdateItem, as a build's is.
  */
 import { PutCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { BuildKey, BuildRecord } from '../core/build.js';
+import type { BuildKey, BuildRecord, RemoteRunRecord } from '../core/build.js';
 import { jobLogPrefix, type JobRecord } from '../core/job-record.js';
 import type { JobStore, NewJob, TransitionRequest } from '../core/ports.js';
-import { JOB_PREFIX, isConditionFailure, transitionItem } from './builds.js';
+import {
+  JOB_PREFIX,
+  claimRemoteFinishItem,
+  isConditionFailure,
+  recordRemoteRunItem,
+  transitionItem,
+} from './builds.js';
 
 function partitionOf(build: BuildKey): string {
   return `${JOB_PREFIX}${build.repo}#${build.number}`;
@@ -44,6 +50,7 @@ export class DynamoJobStore implements JobStore {
         ...(node !== undefined ? { nodeSpec: node } : {}),
         ...(job.resolvedNode ? { resolvedNode: job.resolvedNode } : {}),
         failFast: job.failFast,
+        ...(job.runsOn !== undefined && job.runsOn !== 'lambda' ? { runsOn: job.runsOn } : {}),
         state: 'queued',
         queuedAt: at,
         deadline: options.deadline,
@@ -100,5 +107,26 @@ export class DynamoJobStore implements JobStore {
       current: async () => (await this.listJobs(job)).find((other) => other.index === job.index)?.state,
     });
     return toRecord(item, job);
+  }
+
+  async recordJobRemoteRun(job: JobRecord, run: RemoteRunRecord, deadline: number): Promise<JobRecord> {
+    const item = await recordRemoteRunItem(this.documents, this.tableName, {
+      key: { repo: partitionOf(job), number: job.index },
+      label: { repo: job.repo, number: job.number },
+      run,
+      deadline,
+      current: async () => (await this.listJobs(job)).find((other) => other.index === job.index)?.state,
+    });
+    return toRecord(item, job);
+  }
+
+  async claimJobRemoteFinish(job: JobRecord, buildId: string, at: number): Promise<boolean> {
+    return claimRemoteFinishItem(
+      this.documents,
+      this.tableName,
+      { repo: partitionOf(job), number: job.index },
+      buildId,
+      at,
+    );
   }
 }

@@ -39,6 +39,8 @@ export const LOG_UPLOAD_CONTENT_TYPE_PREFIX = 'text/';
 export const DEFAULT_MAX_ASSEMBLED_BYTES = 32 * 1024 * 1024;
 
 const CHUNK_NAME = /^(\d{6,})\.txt$/;
+/** Runs of one build or job: the first, and `auto`'s one rebuild. */
+const MAX_ATTEMPTS = 2;
 
 /** An S3 call of the log store failed, or it was asked for something it cannot do. */
 export class LogStoreError extends LambkinError {
@@ -147,6 +149,18 @@ export class S3LogStore implements LogStore {
     return text;
   }
 
+  async beginAttempt(logPrefix: string, attempt: number, head: string): Promise<string> {
+    if (!Number.isSafeInteger(attempt) || attempt < 2 || attempt > MAX_ATTEMPTS) {
+      throw new LogStoreError(`A rebuild is attempt 2 to ${MAX_ATTEMPTS}; got ${attempt}.`);
+    }
+    await this.put(
+      LOG_KEYS.attemptHead(logPrefix, attempt),
+      head.endsWith('\n') ? head : `${head}\n`,
+      TEXT_CONTENT_TYPE,
+    );
+    return LOG_KEYS.attempt(logPrefix, attempt);
+  }
+
   async putPage(logPrefix: string, html: string): Promise<void> {
     await this.put(LOG_KEYS.page(logPrefix), html, HTML_CONTENT_TYPE);
   }
@@ -182,8 +196,24 @@ export class S3LogStore implements LogStore {
     );
   }
 
-  /** Chunks in order (with a note where one is missing) + tail.txt; undefined when neither exists. */
+  /**
+   * The run's part, then each rebuild's (its head, its chunks and tail; beginAttempt); undefined
+   * when nothing exists.
+   */
   private async assemble(logPrefix: string): Promise<string | undefined> {
+    let text = await this.assembleOne(logPrefix);
+    for (let attempt = 2; attempt <= MAX_ATTEMPTS; attempt++) {
+      const head = await this.getObjectText(LOG_KEYS.attemptHead(logPrefix, attempt));
+      if (head === undefined) break;
+      const part = (await this.assembleOne(LOG_KEYS.attempt(logPrefix, attempt))) ?? '';
+      const before = text ?? '';
+      text = `${before}${lineBreakBefore(before)}${head}${part}`;
+    }
+    return text;
+  }
+
+  /** Chunks in order (with a note where one is missing) + tail.txt; undefined when neither exists. */
+  private async assembleOne(logPrefix: string): Promise<string | undefined> {
     const chunks = await this.listChunks(logPrefix);
     const tail = await this.getObjectText(LOG_KEYS.tail(logPrefix));
     if (chunks.length === 0 && tail === undefined) return undefined;

@@ -30,6 +30,7 @@ const MAX_BUNDLE_BYTES = 3 * 1024 * 1024;
 
 interface BuildScript {
   FUNCTIONS: Record<string, string>;
+  RUNNER_BESIDE: { function: string; file: string };
 }
 interface ProbeResult {
   imported: boolean;
@@ -59,7 +60,7 @@ interface Metafile {
 
 // Plain .mjs build tooling, loaded as data (a string specifier keeps TypeScript from typing it).
 const scriptUrl = (name: string): string => pathToFileURL(join(ROOT, 'scripts', name)).href;
-const { FUNCTIONS } = (await import(scriptUrl('build.mjs'))) as BuildScript;
+const { FUNCTIONS, RUNNER_BESIDE } = (await import(scriptUrl('build.mjs'))) as BuildScript;
 const { templateEnvironment, probeBundle } = (await import(
   scriptUrl('measure-bundles.mjs')
 )) as MeasureScript;
@@ -135,7 +136,11 @@ describe.each(present)('the %s bundle', (name) => {
   const bundle = (): string => join(folder(), 'index.mjs');
 
   test('is one small ES module with a source map (no sources inside) and a metafile', async () => {
-    expect((await readdir(folder())).sort()).toEqual(['index.mjs', 'index.mjs.map', 'meta.json']);
+    // The builder also carries the runner program it uploads for CodeBuild runs.
+    const beside = name === RUNNER_BESIDE.function ? [RUNNER_BESIDE.file] : [];
+    expect((await readdir(folder())).sort()).toEqual(
+      ['index.mjs', 'index.mjs.map', 'meta.json', ...beside].sort(),
+    );
     const code = await readFile(bundle());
     const map = JSON.parse(await readFile(`${bundle()}.map`, 'utf8')) as {
       sources: string[];
@@ -288,3 +293,12 @@ test('the runner bundle, alone in its folder, runs a real npm build for the cont
     await rm(source.dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+test("the runner beside the builder is the runner program: it runs with --input-url (CodeBuild's buildspec)", async () => {
+  const runner = join(outdir, RUNNER_BESIDE.function, RUNNER_BESIDE.file);
+  const failed = await promisify(execFile)(process.execPath, [runner, '--input-url', 'file:///nothing'], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+  }).catch((error: unknown) => error as { code?: number; stderr?: string });
+  expect(failed).toMatchObject({ code: 1 });
+  expect((failed as { stderr?: string }).stderr).toContain('--input-url must be an http(s) URL');
+});

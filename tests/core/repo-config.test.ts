@@ -80,6 +80,7 @@ describe('defaults without any config', () => {
       git: {},
       tags: false,
       build: true,
+      runsOn: 'lambda',
       secrets: true,
       cache: { enabled: true, paths: [] },
       source: ['defaults'],
@@ -361,7 +362,7 @@ describe('settings store config', () => {
   it('is validated with the same schema, and problems name settings', async () => {
     const error = await configError(() => resolveIn({}, push('main'), { timeout: 'ten' }));
     expect(error.message).toBe(
-      'settings: "config.timeout" must be a whole number of seconds from 1 to 840 (got "ten")',
+      'settings: "config.timeout" must be a whole number of seconds from 1 to 28800 (got "ten")',
     );
     expect(error.source).toBe('settings');
     expect(error.detail).toContain("Fix the settings store's config");
@@ -452,14 +453,14 @@ describe('broken configs', () => {
       readRepoConfig(await checkout({ '.lambkin.json': { timeout: 'ten' } })),
     );
     expect(error.message).toBe(
-      '.lambkin.json: "timeout" must be a whole number of seconds from 1 to 840 (got "ten")',
+      '.lambkin.json: "timeout" must be a whole number of seconds from 1 to 28800 (got "ten")',
     );
     expect(error.code).toBe('REPO_CONFIG');
     expect(error.problems).toEqual([
       {
         source: '.lambkin.json',
         path: 'timeout',
-        message: 'must be a whole number of seconds from 1 to 840 (got "ten")',
+        message: 'must be a whole number of seconds from 1 to 28800 (got "ten")',
       },
     ]);
   });
@@ -513,7 +514,7 @@ describe('broken configs', () => {
       `  - .lambkin.json: "env['BAD=NAME']" must be a variable name: letters, digits and _, not starting with a digit`,
       '  - .lambkin.json: "env.LAMBKIN_SHA" is reserved: Lambkin sets it for every build',
       '  - .lambkin.json: "env.CI" is reserved: Lambkin sets it for every build',
-      '  - .lambkin.json: "timeout" must be a whole number of seconds from 1 to 840 (got 0)',
+      '  - .lambkin.json: "timeout" must be a whole number of seconds from 1 to 28800 (got 0)',
       expect.stringContaining('Fix the file and push again'),
     ]);
   });

@@ -12,6 +12,7 @@ import { WebhookVerifier } from '../../src/github/webhook.js';
 import { createWebhookHandler } from '../../src/handlers/webhook.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { DynamoBuildStore } from '../../src/store/builds.js';
+import type { BuildRecord } from '../../src/core/build.js';
 import { DynamoSettingsStore, repoScope } from '../../src/store/settings.js';
 import {
   commitFiles,
@@ -30,13 +31,16 @@ let builds: DynamoBuildStore;
 let settings: DynamoSettingsStore;
 let handler: ReturnType<typeof createWebhookHandler>;
 let gitDir: string;
+/** Builds the webhook asked to stop on CodeBuild. */
+const stopped: BuildRecord[] = [];
 
 beforeAll(async () => {
   const storage = await createTestStorage();
   github = await startGitHubServer({ token: 'supersede-token' });
   lambda = await startLambdaServer();
   gitDir = (await createGitRepo({ 'README.md': 'hello\n' })).dir;
-  for (const name of ['app', 'off', 'broken']) github.addRepository({ owner: 'octo', name, gitDir });
+  for (const name of ['app', 'off', 'broken', 'remote'])
+    github.addRepository({ owner: 'octo', name, gitDir });
   builds = new DynamoBuildStore(storage.clients.documents, storage.buildsTable);
   settings = new DynamoSettingsStore(storage.clients.documents, storage.settingsTable);
   const deps = {
@@ -51,6 +55,10 @@ beforeAll(async () => {
     logger: createMemoryLogger(),
     publicUrl: 'https://ci.example.test',
     queueTimeoutMs: 20 * 60_000,
+    stopRemote: (build: BuildRecord) => {
+      stopped.push(build);
+      return Promise.resolve();
+    },
   };
   handler = createWebhookHandler(() => deps);
 });
@@ -159,5 +167,38 @@ describe('superseded builds', () => {
     const second = await push('octo/off', 'main');
     expect(second.json).not.toHaveProperty('cancelled');
     expect(await stateOf('octo/off', 1)).toBe('queued');
+  });
+});
+
+describe('superseded builds on CodeBuild', () => {
+  it('are stopped there: no controller watches them', async () => {
+    const first = await push('octo/remote', 'main');
+    const number = first.json['number'] as number;
+    await builds.transition({ repo: 'octo/remote', number }, { from: 'queued', to: 'running' });
+    await builds.recordRemoteRun(
+      { repo: 'octo/remote', number },
+      {
+        kind: 'codebuild',
+        buildId: 'lambkin-builds:1234',
+        arn: 'arn:aws:codebuild:us-east-1:123456789012:build/lambkin-builds:1234',
+        project: 'lambkin-builds',
+        attempt: 1,
+        inputKey: 'runner-input/octo/remote/1/x.json',
+        outcomeKey: 'runner-input/octo/remote/1/x.outcome.json',
+        logPrefix: `logs/octo/remote/builds/${number}/`,
+        startedAt: Date.now(),
+        timeoutMinutes: 60,
+        compute: 'small',
+        docker: false,
+        prepareMs: 10,
+      },
+      Date.now() + 3_600_000,
+    );
+    const second = await push('octo/remote', 'main');
+    expect(second.json).toMatchObject({ cancelled: [number] });
+    const ofRepo = stopped.filter((build) => build.repo === 'octo/remote');
+    expect(ofRepo.map((build) => [build.number, build.state, build.remote?.buildId])).toEqual([
+      [number, 'cancelled', 'lambkin-builds:1234'],
+    ]);
   });
 });

@@ -17,6 +17,7 @@ describe.each(storageBackends())('DynamoSettingsStore on $name', (backend) => {
       secretEnv: {},
       deploy: {},
       notifications: {},
+      codebuild: {},
     });
   });
 

@@ -130,6 +130,7 @@ export const FUNCTION_RESOURCES: Record<FunctionName, string> = {
   failure: 'FailureFunction',
   logs: 'LogsFunction',
   notifier: 'NotifierFunction',
+  codebuildEvents: 'CodeBuildEventsFunction',
 };
 
 /**
@@ -145,6 +146,19 @@ export const DEPLOYED_FUNCTIONS: [string, FunctionName][] = [
   ),
   ...Object.entries(SAME_CODE_FUNCTIONS),
 ];
+
+/**
+ * The functions that start, stop or finish CodeBuild runs, and so get CODEBUILD_VARIABLES
+ * (src/config.ts) and, when the stack enables CodeBuild, these CodeBuild actions on its projects:
+ * the webhook only stops (a superseded build's runs), the others start, stop and look up.
+ */
+export const CODEBUILD_ACTIONS_OF: Partial<Record<FunctionName, readonly string[]>> = {
+  webhook: ['codebuild:StopBuild'],
+  builder: ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds'],
+  sweeper: ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds'],
+  codebuildEvents: ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds'],
+};
+export const CODEBUILD_FUNCTIONS = Object.keys(CODEBUILD_ACTIONS_OF) as FunctionName[];
 
 /** The two runner functions and the builds each runs. */
 export const RUNNER_FUNCTIONS = { trusted: 'RunnerFunction', untrusted: 'UntrustedRunnerFunction' } as const;

@@ -42,6 +42,36 @@ const { FUNCTIONS: ENTRIES } = (await import(
  * still be in the bundle (else it is stale) and must not be granted (else it would be pointless).
  */
 const NOT_SENT_BY: Partial<Record<FunctionName, Record<string, string>>> = {
+  webhook: {
+    'codebuild:StartBuild':
+      "CodeBuildRemoteRunner is bundled to stop a superseded build's CodeBuild runs; the webhook starts none",
+    'codebuild:BatchGetBuilds':
+      "CodeBuildRemoteRunner is bundled to stop a superseded build's CodeBuild runs; the webhook looks none up",
+  },
+  codebuildEvents: {
+    'lambda:InvokeFunction':
+      "the controller's dependencies are bundled for finishing; finishing a CodeBuild run invokes no function",
+    'sts:AssumeRole':
+      "the controller's dependencies are bundled for finishing; finishing signs no upload form or deploy grant",
+  },
+  // codebuildSweeper (src/wiring.ts) finishes a lost run with the controller's dependencies only when
+  // the sweeper has the bucket and the settings table; FUNCTION_CONFIG.sweeper gives it neither, so
+  // in the cloud it only looks the run up and stops it (CODEBUILD_ACTIONS_OF).
+  sweeper: Object.fromEntries(
+    [
+      'dynamodb:BatchGetItem',
+      'kms:Decrypt',
+      'lambda:InvokeFunction',
+      's3:DeleteObject',
+      's3:GetObject',
+      's3:ListBucket',
+      's3:PutObject',
+      'sts:AssumeRole',
+    ].map((action) => [
+      action,
+      'bundled for finishing lost CodeBuild runs, which needs LAMBKIN_BUCKET and LAMBKIN_SETTINGS_TABLE the sweeper does not get',
+    ]),
+  ),
   logs: {
     'dynamodb:PutItem': 'DynamoBuildStore is bundled for getBuild; the log route never writes a build',
     'dynamodb:UpdateItem': 'DynamoBuildStore is bundled for getBuild; the log route never writes a build',
@@ -156,6 +186,10 @@ describe('function bundles', () => {
     );
     // Notifications left the builder: the stream's function sends them.
     expect(actions('builder')).not.toContain('sns:Publish');
+    // Builds on CodeBuild: started and stopped by the builder, their input deleted when they end.
+    expect(actions('builder')).toEqual(
+      expect.arrayContaining(['codebuild:StartBuild', 'codebuild:StopBuild', 's3:DeleteObject']),
+    );
     expect((required.get('builder')?.operatorOnly ?? []).map(({ action }) => action)).toContain(
       'kms:Encrypt',
     );

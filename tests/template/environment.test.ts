@@ -5,6 +5,7 @@
  */
 import {
   CLOUD_SECRET_KEYS,
+  CODEBUILD_VARIABLES,
   CONFIG_VARIABLES,
   FUNCTION_CONFIG,
   type FunctionName,
@@ -13,10 +14,13 @@ import {
 import { CONTAINER_HYGIENE_VARIABLE } from '../../src/runner/container-hygiene.js';
 import { RUNNER_TRUST_VARIABLE } from '../../src/handlers/runner.js';
 import {
+  CODEBUILD_FUNCTIONS,
   FUNCTION_RESOURCES,
   RUNNER_FUNCTIONS,
   environmentOf,
+  isObject,
   loadTemplate,
+  resource,
   type Json,
 } from '../support/template.js';
 
@@ -47,6 +51,27 @@ const SOURCE_OF: Record<Exclude<keyof LambkinConfig, FromSecret>, Json> = {
   slackApiUrl: 'https://slack.com/api',
 };
 
+/** CodeBuild's variables (read apart from LambkinConfig): unset unless the operator enables them. */
+const CODEBUILD_SOURCE_OF: Record<keyof typeof CODEBUILD_VARIABLES, Json> = {
+  project: { 'Fn::If': ['HasCodeBuild', { Ref: 'CodeBuildProject' }, { Ref: 'AWS::NoValue' }] },
+  dockerProject: {
+    'Fn::If': ['HasCodeBuildDocker', { Ref: 'CodeBuildDockerProject' }, { Ref: 'AWS::NoValue' }],
+  },
+  timeoutMinutes: { Ref: 'CodeBuildTimeoutMinutes' },
+};
+
+/**
+ * The source a function gets: in a function that exists only under a condition (the CodeBuild
+ * events function), a value set only under that same condition is set plainly (cfn-lint: the
+ * other branch is unreachable).
+ */
+function sourceIn(logicalId: string, source: Json): Json {
+  const condition = resource(template, logicalId).Condition;
+  const branches = isObject(source) ? source['Fn::If'] : undefined;
+  if (condition && Array.isArray(branches) && branches[0] === condition) return branches[1] ?? null;
+  return source;
+}
+
 const functions = Object.keys(FUNCTION_CONFIG) as FunctionName[];
 
 function readsOf(name: FunctionName): (keyof LambkinConfig)[] {
@@ -61,6 +86,8 @@ describe('function environments', () => {
       .map((key): string => CONFIG_VARIABLES[key])
       // The runner loads no configuration; it reads which builds it runs and whether it sweeps.
       .concat(name === 'runner' ? [RUNNER_TRUST_VARIABLE, CONTAINER_HYGIENE_VARIABLE] : [])
+      // Those that start, stop or finish CodeBuild runs read CodeBuild's variables besides.
+      .concat(CODEBUILD_FUNCTIONS.includes(name) ? Object.values(CODEBUILD_VARIABLES) : [])
       .sort();
     expect(Object.keys(environmentOf(template, FUNCTION_RESOURCES[name])).sort()).toEqual(expected);
   });
@@ -69,13 +96,27 @@ describe('function environments', () => {
     const environment = environmentOf(template, FUNCTION_RESOURCES[name]);
     for (const key of readsOf(name)) {
       if (CLOUD_SECRET_KEYS.includes(key)) continue;
-      const source = SOURCE_OF[key as keyof typeof SOURCE_OF];
+      const source = sourceIn(FUNCTION_RESOURCES[name], SOURCE_OF[key as keyof typeof SOURCE_OF]);
       expect([CONFIG_VARIABLES[key], environment[CONFIG_VARIABLES[key]]]).toEqual([
         CONFIG_VARIABLES[key],
         source,
       ]);
     }
   });
+
+  it.each(CODEBUILD_FUNCTIONS)(
+    '%s: CodeBuild variables from the projects and the time limit parameter',
+    (name) => {
+      const environment = environmentOf(template, FUNCTION_RESOURCES[name]);
+      for (const [key, variable] of Object.entries(CODEBUILD_VARIABLES)) {
+        const source = sourceIn(
+          FUNCTION_RESOURCES[name],
+          CODEBUILD_SOURCE_OF[key as keyof typeof CODEBUILD_VARIABLES],
+        );
+        expect([variable, environment[variable]]).toEqual([variable, source]);
+      }
+    },
+  );
 
   it.each(functions)('%s: reads secrets only through LAMBKIN_SECRET_ARN', (name) => {
     const environment = environmentOf(template, FUNCTION_RESOURCES[name]);

@@ -13,6 +13,8 @@ import {
   UnknownSdkCommandError,
 } from '../../scripts/iam-actions.js';
 import {
+  CODEBUILD_ACTIONS_OF,
+  CODEBUILD_FUNCTIONS,
   FUNCTION_RESOURCES,
   actionCovers,
   grantsOf,
@@ -51,6 +53,14 @@ function statementsOn(name: FunctionName, action: string): Grant[] {
   return grants[name].filter((grant) => grant.actions.some((pattern) => actionCovers(pattern, action)));
 }
 
+/** What every function is expected to hold: `expected`'s entries, nothing for the others. */
+function onlyFor<T>(expected: Partial<Record<FunctionName, T[]>>): Record<FunctionName, T[]> {
+  return Object.fromEntries(functions.map((name) => [name, expected[name] ?? []])) as Record<
+    FunctionName,
+    T[]
+  >;
+}
+
 describe('function roles', () => {
   it.each(functions)('%s: allow statements only, no wildcard action, no "*" or literal resource', (name) => {
     for (const grant of grants[name]) {
@@ -78,6 +88,11 @@ describe('function roles', () => {
     if (name === 'builder') allowed.set('BuilderFunction', 'lambda');
     // The notifier publishes build results to the SNS topics the operator lists, and only those.
     if (name === 'notifier') allowed.set('NotificationTopicArns', 'sns');
+    // CodeBuild's projects, named by CODEBUILD_VARIABLES (read apart from LambkinConfig).
+    if (CODEBUILD_FUNCTIONS.includes(name)) {
+      allowed.set('CodeBuildProject', 'codebuild');
+      allowed.set('CodeBuildDockerProject', 'codebuild');
+    }
     for (const grant of grants[name]) {
       for (const referenced of referencedNames(grant.resources as Json)) {
         expect([grant.sid, referenced, allowed.has(referenced)]).toEqual([grant.sid, referenced, true]);
@@ -96,8 +111,22 @@ describe('function roles', () => {
     }
   });
 
+  /** The S3 object grants each function may hold outside logs/: prefix → function → actions. */
+  const OBJECTS_ELSEWHERE: Record<string, Partial<Record<FunctionName, string[]>>> = {
+    // Only the builder looks a cache entry up; the runner's access goes through UploadRole.
+    'cache/*': { builder: ['s3:GetObject'] },
+    // A CodeBuild run's input and outcome: the builder writes them and presigns the runner's GET,
+    // DELETE and PUT; the events function reads the outcome and deletes what is left.
+    'runner-input/*': {
+      builder: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+      codebuildEvents: ['s3:GetObject', 's3:DeleteObject'],
+    },
+    // The runner bundle a CodeBuild build fetches: the builder uploads it and presigns its GET.
+    'runner/*': { builder: ['s3:GetObject', 's3:PutObject'] },
+  };
+
   it.each(functions)(
-    '%s: S3 objects under logs/ (and cache/ read-only), listing limited to those',
+    '%s: S3 objects under logs/ (read and write), elsewhere only as OBJECTS_ELSEWHERE says; listing logs/ and cache/',
     (name) => {
       for (const grant of grants[name].filter((g) => g.actions.some((action) => action.startsWith('s3:')))) {
         const listing = grant.actions.filter((action) => action === 's3:ListBucket');
@@ -108,12 +137,21 @@ describe('function roles', () => {
             's3:prefix'
           ];
           expect([prefixes].flat().every((prefix) => prefix === 'logs/*' || prefix === 'cache/*')).toBe(true);
-        } else if (grant.resources.some((entry) => JSON.stringify(entry).includes('/cache/'))) {
-          // Only the builder looks a cache entry up; the runner's access goes through UploadRole.
-          expect([name, grant.resources, grant.actions]).toEqual([
-            'builder',
-            [{ 'Fn::Sub': '${LogsBucket.Arn}/cache/*' }],
-            ['s3:GetObject'],
+          continue;
+        }
+        const prefix = Object.keys(OBJECTS_ELSEWHERE).find((key) =>
+          grant.resources.some((entry) => JSON.stringify(entry).includes(`/${key}`)),
+        );
+        if (prefix) {
+          expect([name, grant.sid, grant.resources]).toEqual([
+            name,
+            grant.sid,
+            [{ 'Fn::Sub': `\${LogsBucket.Arn}/${prefix}` }],
+          ]);
+          expect([name, grant.sid, grant.actions]).toEqual([
+            name,
+            grant.sid,
+            OBJECTS_ELSEWHERE[prefix]?.[name],
           ]);
         } else {
           expect(grant.resources).toEqual([{ 'Fn::Sub': '${LogsBucket.Arn}/logs/*' }]);
@@ -123,6 +161,17 @@ describe('function roles', () => {
     },
   );
 
+  it('grants every S3 object grant OBJECTS_ELSEWHERE lists (none of them is stale)', () => {
+    for (const [prefix, holders] of Object.entries(OBJECTS_ELSEWHERE)) {
+      for (const [name, actions] of Object.entries(holders) as [FunctionName, string[]][]) {
+        const held = grants[name]
+          .filter((grant) => JSON.stringify(grant.resources).includes(`/${prefix}`))
+          .flatMap((grant) => grant.actions);
+        expect([prefix, name, held]).toEqual([prefix, name, actions]);
+      }
+    }
+  });
+
   it('lets the builder assume only the upload role and the deploy roles the operator lists', () => {
     const assumed = Object.fromEntries(
       functions.map((name) => [
@@ -130,16 +179,12 @@ describe('function roles', () => {
         statementsOn(name, 'sts:AssumeRole').flatMap((grant) => grant.resources),
       ]),
     );
-    expect(assumed).toEqual({
-      webhook: [],
-      // The upload role's grant is its own policy resource (BuilderAssumesUploadRole), read last.
-      builder: [{ Ref: 'DeployRoleArns' }, { 'Fn::GetAtt': ['UploadRole', 'Arn'] }],
-      runner: [],
-      sweeper: [],
-      failure: [],
-      logs: [],
-      notifier: [],
-    });
+    expect(assumed).toEqual(
+      onlyFor({
+        // The upload role's grant is its own policy resource (BuilderAssumesUploadRole), read last.
+        builder: [{ Ref: 'DeployRoleArns' }, { 'Fn::GetAtt': ['UploadRole', 'Arn'] }],
+      }),
+    );
     // The upload role's own grant: objects of the bucket's logs/ and cache/ prefixes, nothing else
     // (each build's session policy narrows it to that build's keys: src/aws/sts.ts).
     const upload = properties(template, 'UploadRole') as {
@@ -185,34 +230,23 @@ describe('function roles', () => {
         statementsOn(name, 'lambda:InvokeFunction').flatMap((grant) => grant.resources),
       ]),
     );
-    expect(invokes).toEqual({
-      webhook: [{ 'Fn::GetAtt': ['BuilderFunction', 'Arn'] }],
-      builder: [
-        { 'Fn::GetAtt': ['RunnerFunction', 'Arn'] },
-        { 'Fn::GetAtt': ['UntrustedRunnerFunction', 'Arn'] },
-        { 'Fn::GetAtt': ['BuilderFunction', 'Arn'] },
-      ],
-      runner: [],
-      sweeper: [],
-      failure: [],
-      logs: [],
-      notifier: [],
-    });
+    expect(invokes).toEqual(
+      onlyFor({
+        webhook: [{ 'Fn::GetAtt': ['BuilderFunction', 'Arn'] }],
+        builder: [
+          { 'Fn::GetAtt': ['RunnerFunction', 'Arn'] },
+          { 'Fn::GetAtt': ['UntrustedRunnerFunction', 'Arn'] },
+          { 'Fn::GetAtt': ['BuilderFunction', 'Arn'] },
+        ],
+      }),
+    );
   });
 
   it('lets only the notifier publish to SNS, and only to the topics the operator lists', () => {
     const published = Object.fromEntries(
       functions.map((name) => [name, statementsOn(name, 'sns:Publish').flatMap((grant) => grant.resources)]),
     );
-    expect(published).toEqual({
-      webhook: [],
-      builder: [],
-      runner: [],
-      sweeper: [],
-      failure: [],
-      logs: [],
-      notifier: [{ Ref: 'NotificationTopicArns' }],
-    });
+    expect(published).toEqual(onlyFor({ notifier: [{ Ref: 'NotificationTopicArns' }] }));
     const statement = (properties(template, 'NotifierFunction').Policies as Json[])
       .flatMap((policy) => (policy as { Statement: Json[] }).Statement)
       .find((entry) => JSON.stringify(entry).includes('sns:Publish'));
@@ -285,6 +319,94 @@ describe('function roles', () => {
     },
   );
 
+  it("lets only CODEBUILD_FUNCTIONS use CodeBuild, each what it needs, on this stack's projects", () => {
+    const both = [
+      { 'Fn::GetAtt': ['CodeBuildProject', 'Arn'] },
+      { 'Fn::GetAtt': ['CodeBuildDockerProject', 'Arn'] },
+    ];
+    for (const action of ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds']) {
+      const holders = Object.fromEntries(
+        functions.map((name) => [name, statementsOn(name, action).flatMap((grant) => grant.resources)]),
+      );
+      const expected = CODEBUILD_FUNCTIONS.filter((name) => CODEBUILD_ACTIONS_OF[name]?.includes(action));
+      expect([action, holders]).toEqual([
+        action,
+        onlyFor(Object.fromEntries(expected.map((name) => [name, both]))),
+      ]);
+    }
+    // Each CodeBuild statement names one project and holds the function's actions, nothing else.
+    for (const name of functions) {
+      for (const grant of grants[name].filter((g) => g.actions.some((a) => a.startsWith('codebuild:')))) {
+        expect([name, grant.sid, grant.actions]).toEqual([name, grant.sid, CODEBUILD_ACTIONS_OF[name]]);
+        expect(grant.resources).toHaveLength(1);
+      }
+    }
+  });
+
+  it('grants CodeBuild and the run inputs only when CodeBuild is enabled, the privileged project only with Docker', () => {
+    for (const logicalId of ['WebhookFunction', 'BuilderFunction', 'SweeperFunction']) {
+      const statements = (properties(template, logicalId).Policies as Json[]).flatMap(
+        (policy) => (policy as { Statement: Json[] }).Statement,
+      );
+      const conditionOf = (text: string) =>
+        statements
+          .filter((entry) => JSON.stringify(entry).includes(text))
+          .map((entry) => {
+            const branches = (entry as { 'Fn::If'?: Json[] })['Fn::If'];
+            return Array.isArray(branches) ? [branches[0], branches[2]] : 'always';
+          });
+      const off = { Ref: 'AWS::NoValue' };
+      expect([logicalId, conditionOf('"CodeBuildProject"')]).toEqual([logicalId, [['HasCodeBuild', off]]]);
+      expect([logicalId, conditionOf('CodeBuildDockerProject')]).toEqual([
+        logicalId,
+        [['HasCodeBuildDocker', off]],
+      ]);
+      for (const entry of conditionOf('/runner-input/*')) {
+        expect([logicalId, entry]).toEqual([logicalId, ['HasCodeBuild', off]]);
+      }
+    }
+    // The events function, its role and its rule exist only with CodeBuild enabled.
+    expect(resource(template, 'CodeBuildEventsFunction').Condition).toBe('HasCodeBuild');
+  });
+
+  it('gives the CodeBuild projects a role that holds nothing, assumable by CodeBuild for this account only', () => {
+    const projects = Object.entries(template.Resources).filter(
+      ([, item]) => item.Type === 'AWS::CodeBuild::Project',
+    );
+    expect(projects.map(([logicalId]) => logicalId).sort()).toEqual([
+      'CodeBuildDockerProject',
+      'CodeBuildProject',
+    ]);
+    for (const [, project] of projects) {
+      expect(project.Properties?.ServiceRole).toEqual({ 'Fn::GetAtt': ['CodeBuildRole', 'Arn'] });
+    }
+    const role = resource(template, 'CodeBuildRole');
+    expect(role.Condition).toBe('HasCodeBuild');
+    const { Description: _description, ...rest } = role.Properties ?? {};
+    // No Policies, no ManagedPolicyArns, no PermissionsBoundary: a build step can read the role's
+    // credentials, so they must open nothing.
+    expect(rest).toEqual({
+      AssumeRolePolicyDocument: {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Effect: 'Allow',
+            Principal: { Service: 'codebuild.amazonaws.com' },
+            Action: 'sts:AssumeRole',
+            Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+          },
+        ],
+      },
+    });
+    for (const [logicalId, entry] of Object.entries(template.Resources)) {
+      if (entry.Type !== 'AWS::IAM::Policy' && entry.Type !== 'AWS::IAM::ManagedPolicy') continue;
+      expect([logicalId, JSON.stringify(entry.Properties)]).not.toEqual([
+        logicalId,
+        expect.stringContaining('CodeBuildRole'),
+      ]);
+    }
+  });
+
   it('lets SAM make every other role, from inline statements only', () => {
     for (const name of functions.filter((n) => n !== 'runner')) {
       expect([name, properties(template, FUNCTION_RESOURCES[name]).Role]).toEqual([name, undefined]);
@@ -318,6 +440,24 @@ describe('SDK commands to IAM actions', () => {
     expect(actionsOfCommand('KMSClient', 'DecryptCommand')).toEqual(['kms:Decrypt']);
     expect(actionsOfImport('@aws-sdk/lib-dynamodb', 'UpdateCommand')).toEqual(['dynamodb:UpdateItem']);
     expect(actionsOfImport('@aws-sdk/lib-dynamodb', 'BatchGetCommand')).toEqual(['dynamodb:BatchGetItem']);
+  });
+
+  it('maps the CodeBuild commands the builder, sweeper and events function send', () => {
+    expect(actionsOfCommand('CodeBuildClient', 'StartBuildCommand')).toEqual(['codebuild:StartBuild']);
+    expect(actionsOfCommand('CodeBuildClient', 'StopBuildCommand')).toEqual(['codebuild:StopBuild']);
+    expect(actionsOfCommand('CodeBuildClient', 'BatchGetBuildsCommand')).toEqual([
+      'codebuild:BatchGetBuilds',
+    ]);
+    expect(actionsOfImport('@aws-sdk/client-codebuild', 'StartBuildCommand')).toEqual([
+      'codebuild:StartBuild',
+    ]);
+    // Only tests (moto_server's projects) create projects; the template makes the real ones.
+    const { required, operatorOnly } = actionsOfCommandLog(
+      'CodeBuildClient CreateProjectCommand\nCodeBuildClient StartBuildCommand\n',
+      [],
+    );
+    expect(operatorOnly.map((entry) => entry.action)).toEqual(['codebuild:CreateProject']);
+    expect(required.map((entry) => entry.action)).toEqual(['codebuild:StartBuild']);
   });
 
   it('refuses what it does not know rather than guessing', () => {
@@ -368,8 +508,9 @@ describe('SDK commands to IAM actions', () => {
       // The runner's presigned POST form is signed by the builder's role (rule 2).
       's3:PutObject',
     ]);
-    expect(result.covered.find((entry) => entry.action === 's3:PutObject')?.grantedBy).toEqual([
+    expect(result.covered.find((entry) => entry.action === 's3:PutObject')?.grantedBy.sort()).toEqual([
       'BuilderFunction',
+      'CodeBuildEventsFunction',
       'NotifierFunction',
     ]);
   });

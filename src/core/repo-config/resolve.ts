@@ -12,7 +12,7 @@ import type { RepoConfigFile, RepoConfigFiles } from './files.js';
 import { LAMBKIN_FILE } from './files.js';
 import { translateLambci } from './lambci.js';
 import { DEFAULT_TIMEOUT_SECONDS } from './schema.js';
-import type { BuildOverrides, Commands, EnvValue, MatrixInput, RepoConfigInput } from './schema.js';
+import type { BuildOverrides, Commands, EnvValue, MatrixInput, RepoConfigInput, RunsOn } from './schema.js';
 import { branchRegexSource, renderPath, validateSettingsConfig } from './validate.js';
 import { isPlainObject } from '../values.js';
 
@@ -81,6 +81,8 @@ export interface ResolvedBuildConfig {
   cache: { enabled: boolean; paths: string[] };
   /** The build's jobs, as `matrix` says (src/core/jobs.ts plans them); absent: one job. */
   matrix?: MatrixInput;
+  /** Where the build (each of its jobs) runs; the controller's placement decides with the operator's settings. */
+  runsOn: RunsOn;
   /** Shards per matrix cell; absent: 1. */
   parallel?: number;
   /** The first failed job cancels the others; absent: false. */
@@ -116,9 +118,10 @@ interface Merged {
 
 /**
  * Object values that replace the one below whole: a matrix is one design (its lists, include and
- * exclude belong together), so a higher layer's matrix is never mixed with a lower one's.
+ * exclude belong together), so a higher layer's matrix is never mixed with a lower one's; a
+ * `runsOn` is one choice of machine, never half one layer's and half another's.
  */
-const REPLACED_WHOLE = new Set(['matrix']);
+const REPLACED_WHOLE = new Set(['matrix', 'runsOn']);
 
 function mergeOverrides<T extends BuildOverrides>(base: T, over: T): T {
   const result: Record<string, unknown> = { ...(base as Record<string, unknown>) };
@@ -367,6 +370,7 @@ export function resolveBuildConfig(input: ResolveInput): ResolvedBuildConfig {
       enabled: effective.cache !== false,
       paths: typeof effective.cache === 'object' ? [...(effective.cache.paths ?? [])] : [],
     },
+    runsOn: effective.runsOn ?? 'lambda',
     // Top level only: no branches or pullRequests entry can set them.
     ...(merged.top.matrix !== undefined ? { matrix: merged.top.matrix } : {}),
     ...(merged.top.parallel !== undefined ? { parallel: merged.top.parallel } : {}),

@@ -10,10 +10,15 @@
 /** Whole-build limit when nothing sets `timeout`. */
 export const DEFAULT_TIMEOUT_SECONDS = 600;
 /**
- * Highest `timeout` accepted. Lambda stops any function at 900 s; the builder needs the rest of that
- * for fetching the source, uploading logs and reporting the result.
+ * Highest `timeout` accepted: CodeBuild's own limit (8 hours). On Lambda the runner's limit (840 s:
+ * Lambda stops any function at 900 s) cuts a build sooner; builds that need longer set `runsOn`.
  */
-export const MAX_TIMEOUT_SECONDS = 840;
+export const MAX_TIMEOUT_SECONDS = 8 * 60 * 60;
+/** The longest a build can run on Lambda, whatever its `timeout` says. */
+export const LAMBDA_MAX_BUILD_SECONDS = 840;
+/** CodeBuild's sizes as `runsOn` names them. */
+export const CODEBUILD_COMPUTES = ['small', 'medium', 'large'] as const;
+export type CodeBuildCompute = (typeof CODEBUILD_COMPUTES)[number];
 /** Config files (and package.json) larger than this are refused unread. */
 export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
 
@@ -74,7 +79,29 @@ export interface BuildOverrides {
   secrets?: boolean;
   /** The dependency cache: `false` turns it off; `paths` caches folders of the checkout besides node_modules. */
   cache?: boolean | { paths?: string[] };
+  /** Where the build runs: Lambda (default), CodeBuild, or Lambda then once CodeBuild (`auto`). */
+  runsOn?: RunsOn;
 }
+
+/** What a build asks of CodeBuild; the operator's settings say which of these it may have. */
+export interface CodeBuildRequest {
+  /** Default `small`. */
+  compute?: CodeBuildCompute;
+  /** `standard` (the project's image, the default) or an image URI the operator allows. */
+  image?: string;
+  /** Docker in the build (the privileged project). Default false. */
+  docker?: boolean;
+}
+
+/**
+ * `lambda`: the runner function (default). `{"codebuild": {...}}`: an AWS CodeBuild build.
+ * `auto`: Lambda, and a build that timed out or ran out of disk there is rebuilt once on CodeBuild.
+ */
+export type RunsOn = 'lambda' | 'auto' | { codebuild: CodeBuildRequest };
+
+/** What to write, said by every part of the `runsOn` schema (so its messages are one). */
+const RUNS_ON_MESSAGE =
+  'must be "lambda", "auto" or {"codebuild": {"compute": "small" | "medium" | "large", "image": "standard" or an image URI the operator allows, "docker": true | false}}';
 
 /** What a `.lambkin.json` file (or the `"lambkin"` key of package.json) may contain. */
 export interface RepoConfigInput extends BuildOverrides {
@@ -180,6 +207,51 @@ const ENTRY_PROPERTIES = {
     },
     additionalProperties: false,
     errorMessage: 'must be true, false or an object such as {"paths": [".cache/tool"]}',
+  },
+  runsOn: {
+    description:
+      'Where the build runs: "lambda" (default), {"codebuild": {"compute", "image", "docker"}} for builds that outgrow Lambda (longer than 14 minutes, more memory or disk, Docker), or "auto": Lambda, and a build that timed out or ran out of disk space there is rebuilt once on CodeBuild. CodeBuild needs the operator\'s consent (settings "codebuild"); see docs/configuration.md.',
+    anyOf: [
+      { type: 'string', enum: ['lambda', 'auto'], errorMessage: RUNS_ON_MESSAGE },
+      {
+        type: 'object',
+        properties: {
+          codebuild: {
+            type: 'object',
+            properties: {
+              compute: {
+                description:
+                  'small (3 GB, 2 vCPUs), medium (7 GB, 4 vCPUs) or large (15 GB, 8 vCPUs). Default: small.',
+                enum: [...CODEBUILD_COMPUTES],
+                errorMessage: 'must be "small", "medium" or "large"',
+              },
+              image: {
+                description:
+                  '"standard" (the default) or an image URI the operator allows in the settings\' codebuild.images.',
+                type: 'string',
+                minLength: 1,
+                maxLength: 512,
+                pattern: '^[^\\s\\u0000]+$',
+                errorMessage:
+                  'must be "standard" or an image URI such as "public.ecr.aws/docker/library/node:22"',
+              },
+              docker: {
+                description:
+                  'Docker in the build (a privileged project); the operator must allow it. Default: false.',
+                type: 'boolean',
+                errorMessage: 'must be true or false',
+              },
+            },
+            additionalProperties: false,
+            errorMessage: 'must be an object such as {"compute": "medium"}',
+          },
+        },
+        required: ['codebuild'],
+        additionalProperties: false,
+        errorMessage: RUNS_ON_MESSAGE,
+      },
+    ],
+    errorMessage: RUNS_ON_MESSAGE,
   },
 } as const;
 

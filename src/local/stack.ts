@@ -12,18 +12,22 @@
  * rule sends them in the cloud.
  */
 import { availableParallelism } from 'node:os';
-import { mkdir, writeFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { CreateTableCommand, ResourceInUseException } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { createAwsClients, createS3Client, type AwsClients } from '../aws/clients.js';
+import { createAwsClients, createCodeBuildClient, createS3Client, type AwsClients } from '../aws/clients.js';
 import { runControllerBuild, type ControllerDependencies } from '../controller/controller.js';
 import { endFailedBuild } from '../controller/on-failure.js';
 import { endCrashedJob } from '../controller/job-controller.js';
 import { ProcessRunnerInvoker, TrustRoutedRunnerInvoker } from '../controller/runner-invoker.js';
-import { loadConfig, type LambkinConfig } from '../config.js';
+import { loadCodeBuildConfig, loadConfig, type LambkinConfig } from '../config.js';
+import { stopRemoteRunsOf } from '../controller/codebuild-run.js';
+import { runnerProgram } from '../controller/runner-program.js';
+import type { BuildRecord } from '../core/build.js';
+import { createCodeBuildEventsHandler } from '../handlers/codebuild-events.js';
 import { localEnvironment } from './local-config.js';
 import type { IntakeDependencies } from '../controller/intake.js';
 import { createWebhookHandler } from '../handlers/webhook.js';
@@ -32,7 +36,12 @@ import type { Logger } from '../core/logger.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
 import { DynamoSettingsStore, GLOBAL_SCOPE } from '../store/settings.js';
 import { LocalSecretCipher } from '../store/secret-cipher.js';
-import { createBuildNotifier, createControllerDependencies, createIntakeDependencies } from '../wiring.js';
+import {
+  createBuildNotifier,
+  createCodeBuildDependencies,
+  createControllerDependencies,
+  createIntakeDependencies,
+} from '../wiring.js';
 import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { LocalLambdaService } from './lambda-service.js';
 import { LocalCodeBuildService, type CodeBuildStateChangeEvent } from './codebuild-service.js';
@@ -41,7 +50,8 @@ import { answerWithHandler } from './api-gateway-event.js';
 import { EphemeralBuildSigner } from './ephemeral-signer.js';
 import { verifyHeaderSignature } from './request-signatures.js';
 import { parseBuilderInvocation } from '../core/protocol.js';
-import { type RunnerInvoker, type SettingsStore } from '../core/ports.js';
+import { type RemoteRunObjects, type RunnerInvoker, type SettingsStore } from '../core/ports.js';
+import type { RunnerInput } from '../core/protocol.js';
 import { STACK_FILE_NAME, STACK_FILE_VERSION, type StackFile } from './stack-file.js';
 import { StackCredentials } from './stack-credentials.js';
 import { startGuardedStorage } from './storage-proxy.js';
@@ -131,38 +141,38 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   // The documented variables that apply locally, then the stack's own values on top. Checked once
   // before any server starts: a wrong LAMBKIN_SLACK_API_URL or GITHUB_API_URL would otherwise fail
   // with the servers already running.
-  const configFor = (base: string): LambkinConfig =>
-    loadConfig(
-      {
-        ...localEnvironment(options.environment ?? {}),
-        LAMBKIN_BUILDS_TABLE: LOCAL_NAMES.buildsTable,
-        LAMBKIN_SETTINGS_TABLE: LOCAL_NAMES.settingsTable,
-        LAMBKIN_BUCKET: LOCAL_NAMES.bucket,
-        LAMBKIN_BUILDER_FUNCTION: LOCAL_NAMES.builderFunction,
-        LAMBKIN_CODEBUILD_PROJECT: LOCAL_NAMES.codebuildProject,
-        LAMBKIN_CODEBUILD_DOCKER_PROJECT: LOCAL_NAMES.codebuildDockerProject,
-        LAMBKIN_PUBLIC_URL: base,
-        GITHUB_API_URL: options.githubApiUrl,
-        ...(options.githubToken ? { GITHUB_TOKEN: options.githubToken } : {}),
-        ...(options.githubApp
-          ? {
-              LAMBKIN_GITHUB_APP_ID: options.githubApp.appId,
-              ...(options.githubApp.privateKey
-                ? { LAMBKIN_GITHUB_APP_PRIVATE_KEY: options.githubApp.privateKey }
-                : {}),
-              ...(options.githubApp.privateKeyFile
-                ? { LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE: options.githubApp.privateKeyFile }
-                : {}),
-            }
-          : {}),
-        LAMBKIN_WEBHOOK_SECRET: options.webhookSecret,
-        ...(options.runnerTimeoutSeconds
-          ? { LAMBKIN_RUNNER_TIMEOUT_SECONDS: String(options.runnerTimeoutSeconds) }
-          : {}),
-      },
-      ['webhookSecrets'],
-    );
+  const environmentFor = (base: string): Record<string, string | undefined> => ({
+    ...localEnvironment(options.environment ?? {}),
+    LAMBKIN_BUILDS_TABLE: LOCAL_NAMES.buildsTable,
+    LAMBKIN_SETTINGS_TABLE: LOCAL_NAMES.settingsTable,
+    LAMBKIN_BUCKET: LOCAL_NAMES.bucket,
+    LAMBKIN_BUILDER_FUNCTION: LOCAL_NAMES.builderFunction,
+    LAMBKIN_CODEBUILD_PROJECT: LOCAL_NAMES.codebuildProject,
+    LAMBKIN_CODEBUILD_DOCKER_PROJECT: LOCAL_NAMES.codebuildDockerProject,
+    LAMBKIN_PUBLIC_URL: base,
+    GITHUB_API_URL: options.githubApiUrl,
+    ...(options.githubToken ? { GITHUB_TOKEN: options.githubToken } : {}),
+    ...(options.githubApp
+      ? {
+          LAMBKIN_GITHUB_APP_ID: options.githubApp.appId,
+          ...(options.githubApp.privateKey
+            ? { LAMBKIN_GITHUB_APP_PRIVATE_KEY: options.githubApp.privateKey }
+            : {}),
+          ...(options.githubApp.privateKeyFile
+            ? { LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE: options.githubApp.privateKeyFile }
+            : {}),
+        }
+      : {}),
+    LAMBKIN_WEBHOOK_SECRET: options.webhookSecret,
+    ...(options.runnerTimeoutSeconds
+      ? { LAMBKIN_RUNNER_TIMEOUT_SECONDS: String(options.runnerTimeoutSeconds) }
+      : {}),
+    // A CodeBuild build's limit, as the operator sets it for the cloud's functions.
+    LAMBKIN_CODEBUILD_TIMEOUT_MINUTES: options.environment?.LAMBKIN_CODEBUILD_TIMEOUT_MINUTES,
+  });
+  const configFor = (base: string): LambkinConfig => loadConfig(environmentFor(base), ['webhookSecrets']);
   configFor('http://127.0.0.1');
+  const codebuildConfig = loadCodeBuildConfig(environmentFor('http://127.0.0.1'));
   const dataDir = resolve(options.dataDir);
   const host = options.host ?? '127.0.0.1';
   // The data dir holds the stack's key (stack.json) and the secretEnv key: its owner's alone.
@@ -225,8 +235,27 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     createBuildNotifier(config, options.logger, clients, cipher),
     options.logger,
   );
+  // Runs on CodeBuild go to this stack's endpoint; the bundle they fetch is the local runners' program.
+  const codebuildBase = createCodeBuildDependencies(
+    codebuildConfig,
+    config,
+    {
+      ...clients,
+      codebuild: createCodeBuildClient({
+        region: LOCAL_REGION,
+        credentials: credentials.stack,
+        endpoints: { codebuild: base },
+      }),
+    },
+    async () => readFile((await runnerProgram()).command[1] ?? ''),
+  );
+  // Without the sandbox, CodeBuild runs refuse untrusted builds as the runner processes do.
+  const codebuildDeps =
+    codebuildBase && refusal !== undefined
+      ? { ...codebuildBase, objects: refusingUntrustedInputs(codebuildBase.objects, refusal) }
+      : codebuildBase;
   const controller = {
-    ...createControllerDependencies(config, options.logger, clients, runner, cipher, notifier),
+    ...createControllerDependencies(config, options.logger, clients, runner, cipher, notifier, codebuildDeps),
     // Jobs queue in the local Lambda service: as many run at once as it runs invocations.
     jobConcurrency: concurrency,
     signer: new EphemeralBuildSigner(credentials, (buildKey) =>
@@ -236,6 +265,16 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   await defaultForksOff(new DynamoSettingsStore(clients.documents, config.settingsTable));
   const intake = {
     ...createIntakeDependencies(config, options.logger, clients, notifier),
+    // A superseded or cancelled build's CodeBuild runs are stopped at this stack's endpoint.
+    ...(codebuildDeps
+      ? {
+          stopRemote: (build: BuildRecord) =>
+            stopRemoteRunsOf(
+              { codebuild: codebuildDeps, logger: options.logger, jobs: controller.jobs },
+              build,
+            ),
+        }
+      : {}),
     ...(refusal !== undefined ? { refuseUntrustedBuilds: refusal } : {}),
   };
 
@@ -293,6 +332,15 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     },
     logger: options.logger,
   });
+  // The EventBridge rule's target: the cloud's handler, given this stack's controller.
+  lambda.register(
+    LOCAL_NAMES.codebuildEventsFunction,
+    createCodeBuildEventsHandler(() => {
+      // As in the cloud: finishing a run starts no job (the events function is not the builder).
+      const { jobInvoker: _none, ...deps } = controller;
+      return deps;
+    }),
+  );
   lambda.register(
     LOCAL_NAMES.builderFunction,
     options.builderSink
@@ -397,6 +445,25 @@ export function untrustedBuildRefusal(buildSandbox: boolean): string | undefined
     "run as your own user, able to read your files and other builds'. Run 'lambkin dev' as " +
     "root, or accept that with 'lambkin dev --allow-unsandboxed-forks' (docs/security.md)"
   );
+}
+
+/**
+ * The run objects of a stack that refuses untrusted builds: an untrusted build's input is never
+ * written, so its CodeBuild run never starts (the controller ends the build `error`, saying why).
+ */
+export function refusingUntrustedInputs(objects: RemoteRunObjects, refusal: string): RemoteRunObjects {
+  return {
+    putInput: async (key, body) => {
+      const input = JSON.parse(body) as Partial<RunnerInput>;
+      if (input.build?.trusted !== true) throw new Error(`untrusted build refused: ${refusal}`);
+      await objects.putInput(key, body);
+    },
+    presignInput: (key, expiresIn) => objects.presignInput(key, expiresIn),
+    presignOutcome: (key, expiresIn) => objects.presignOutcome(key, expiresIn),
+    readOutcome: (key) => objects.readOutcome(key),
+    remove: (keys) => objects.remove(keys),
+    runnerBundle: (expiresIn) => objects.runnerBundle(expiresIn),
+  };
 }
 
 async function ensureStorage(clients: AwsClients, config: LambkinConfig): Promise<void> {

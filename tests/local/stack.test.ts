@@ -220,6 +220,34 @@ process.exit(input.exitCode);`;
   });
 });
 
+describe('a stack without the build sandbox', () => {
+  it('refuses to start an untrusted build on CodeBuild, as its runner processes refuse it', async () => {
+    const unsandboxedDir = mkdtempSync(join(tmpdir(), 'lambkin-stack-unsandboxed-'));
+    const stack = await startLocalStack({
+      dataDir: unsandboxedDir,
+      port: 0,
+      githubApiUrl: github.url,
+      githubToken: TOKEN,
+      webhookSecret: SECRET,
+      buildSandbox: false,
+      logger: createMemoryLogger(),
+    });
+    try {
+      const objects = stack.controller.codebuild?.objects;
+      expect(objects).toBeDefined();
+      const input = (trusted: boolean) => JSON.stringify({ kind: 'run', build: { trusted } });
+      await expect(objects!.putInput('runner-input/octo/local/1/a.json', input(false))).rejects.toThrow(
+        /^untrusted build refused: pull requests from forks are not built by a stack that is not run as root/,
+      );
+      await expect(
+        objects!.putInput('runner-input/octo/local/1/b.json', input(true)),
+      ).resolves.toBeUndefined();
+    } finally {
+      await stack.stop();
+    }
+  });
+});
+
 describe('a port already in use', () => {
   let occupier: Server;
   let port: number;

@@ -19,9 +19,13 @@ import {
   type Build,
   type StartBuildCommandInput,
 } from '@aws-sdk/client-codebuild';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { readFile } from 'node:fs/promises';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { processesOfUid } from '../../src/controller/build-sandbox.js';
+import { runnerProgram } from '../../src/controller/runner-program.js';
+import { parseRemoteRunnerResult } from '../../src/core/protocol.js';
+import { S3LogStore } from '../../src/store/logs.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { LocalCodeBuildService, type CodeBuildStateChangeEvent } from '../../src/local/codebuild-service.js';
 import { verifyHeaderSignature } from '../../src/local/request-signatures.js';
@@ -100,13 +104,18 @@ afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
+/** A presigned GET of an object already in the test bucket. */
+async function presignedBundle(key: string): Promise<{ url: string }> {
+  return { url: await presign(new GetObjectCommand({ Bucket: storage.bucket, Key: key })) };
+}
+
 /** Puts an object in the test bucket; its presigned GET URL. */
 async function put(key: string, body: string): Promise<{ url: string }> {
   await storage.clients.s3.send(new PutObjectCommand({ Bucket: storage.bucket, Key: key, Body: body }));
   return { url: await presign(new GetObjectCommand({ Bucket: storage.bucket, Key: key })) };
 }
 
-function presign(command: GetObjectCommand | PutObjectCommand): Promise<string> {
+function presign(command: GetObjectCommand | PutObjectCommand | DeleteObjectCommand): Promise<string> {
   return getSignedUrl(storage.clients.s3, command, { expiresIn: 900 });
 }
 
@@ -309,6 +318,79 @@ test('a bundle that cannot be downloaded fails the build', async () => {
     'HTTP 404',
   );
   expect(await report()).toBeUndefined();
+});
+
+test('the real runner program reads a real input from storage, spends it, and delivers its outcome', async () => {
+  const program = await runnerProgram();
+  const code = await readFile(program.command[1] ?? '');
+  const s3 = storage.clients.s3;
+  const bucket = storage.bucket;
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'runner/real.mjs', Body: code }));
+  const base = `runner-input/octo/real/1/${uniqueName('run')}`;
+  const inputKey = `${base}.json`;
+  const outcomeKey = `${base}.outcome.json`;
+  const input = {
+    kind: 'run',
+    build: {
+      repo: 'octo/real',
+      event: 'push',
+      ref: 'refs/heads/main',
+      sha: 'a'.repeat(40),
+      branch: 'main',
+      fork: false,
+      privateRepo: false,
+      trusted: true,
+      author: 'octocat',
+      deliveryId: 'real',
+      number: 1,
+      queuedAt: Date.now(),
+      startedAt: Date.now(),
+    },
+    // No such archive: the runner ends the build `error` at its fetch, and says so in its outcome.
+    source: {
+      archiveUrl: await presign(new GetObjectCommand({ Bucket: bucket, Key: 'archives/none.tar.gz' })),
+    },
+    settingsConfig: {},
+    secretEnv: {},
+    logUpload: await new S3LogStore(s3, bucket).presignLogUpload(
+      { repo: 'octo/real', number: 1, logPrefix: 'logs/octo/real/builds/1/' },
+      { expiresInSeconds: 900, maxObjectBytes: 1 << 20 },
+    ),
+    logLimitBytes: 1 << 20,
+    deadlineAt: Date.now() + 120_000,
+    buildUrl: 'https://ci.example.test/builds/octo/real/1',
+    outcomeUpload: {
+      url: await getSignedUrl(
+        s3,
+        new PutObjectCommand({ Bucket: bucket, Key: outcomeKey, IfNoneMatch: '*' }),
+        {
+          expiresIn: 900,
+          signableHeaders: new Set(['if-none-match']),
+        },
+      ),
+      headers: { 'if-none-match': '*' },
+      inputDeleteUrl: await getSignedUrl(s3, new DeleteObjectCommand({ Bucket: bucket, Key: inputKey })),
+    },
+  };
+  const { url: inputUrl } = await put(inputKey, JSON.stringify(input));
+  const { url: runnerUrl } = await presignedBundle('runner/real.mjs');
+  const started = await start({
+    inputUrl,
+    environmentVariablesOverride: variables(
+      inputUrl,
+      createHash('sha256').update(code).digest('hex'),
+      runnerUrl,
+    ),
+  });
+  const done = await completed(started.id!, 60_000);
+  // The build errored, so the runner exits 1: CodeBuild says FAILED.
+  expect(done.buildStatus).toBe('FAILED');
+  const outcome = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: outcomeKey }));
+  const result = parseRemoteRunnerResult(await outcome.Body!.transformToString());
+  expect(result?.outcome).toMatchObject({ kind: 'outcome', state: 'error' });
+  expect(result?.outcome.description).toMatch(/could not fetch the source/);
+  // The input was spent before anything ran: its URL reads nothing now.
+  expect((await fetch(inputUrl)).status).toBe(404);
 });
 
 test('timeoutInMinutesOverride ends a longer build TIMED_OUT and tears its sandbox down', async () => {

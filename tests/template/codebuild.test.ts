@@ -42,7 +42,7 @@ function conditional(condition: string): string[] {
 }
 
 describe('CodeBuild in template.yaml', () => {
-  it('has the parameters: on by default, Docker off by default, the time limit within 5..50 minutes (the upload role's hour)', () => {
+  it('has the parameters: on by default, Docker off by default, the time limit within 5..50 minutes (the upload role’s hour)', () => {
     expect(template.Parameters.CodeBuild).toMatchObject({
       Default: 'enabled',
       AllowedValues: ['enabled', 'disabled'],

@@ -42,7 +42,7 @@ function conditional(condition: string): string[] {
 }
 
 describe('CodeBuild in template.yaml', () => {
-  it('has the parameters: on by default, Docker off by default, the time limit within 5..480 minutes', () => {
+  it('has the parameters: on by default, Docker off by default, the time limit within 5..50 minutes (the upload role’s hour)', () => {
     expect(template.Parameters.CodeBuild).toMatchObject({
       Default: 'enabled',
       AllowedValues: ['enabled', 'disabled'],
@@ -53,9 +53,9 @@ describe('CodeBuild in template.yaml', () => {
     });
     expect(template.Parameters.CodeBuildTimeoutMinutes).toMatchObject({
       Type: 'Number',
-      Default: 60,
+      Default: 50,
       MinValue: 5,
-      MaxValue: 480,
+      MaxValue: 50,
     });
     expect(template.Conditions?.HasCodeBuild).toEqual({ 'Fn::Equals': [{ Ref: 'CodeBuild' }, 'enabled'] });
     expect(template.Conditions?.HasCodeBuildDocker).toEqual({

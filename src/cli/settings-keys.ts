@@ -6,8 +6,10 @@
 import { MAX_JOBS_LIMIT } from '../core/jobs.js';
 import { SETTINGS_CONFIG_SCHEMA, isReservedEnvName, validateSettingsConfig } from '../core/repo-config.js';
 import { describeValue, unknownKeyMessage } from '../core/repo-config/validate.js';
+import { CODEBUILD_COMPUTES } from '../core/repo-config/schema.js';
 import {
   PULL_REQUEST_SOURCES,
+  type CodeBuildSettings,
   type DeploySettings,
   type PullRequestPolicy,
   type SettingsDocument,
@@ -28,7 +30,19 @@ export type KeyPath = readonly string[];
  * `keys`: true, false or a list of repository-config keys; `arn`: an IAM role ARN; `secret`: text
  * sealed in the store and shown as `***`; `events`: notification events; `topicArn`: an SNS topic.
  */
-type Leaf = 'boolean' | 'patterns' | 'keys' | 'text' | 'arn' | 'secret' | 'events' | 'topicArn' | 'jobLimit';
+type Leaf =
+  | 'boolean'
+  | 'patterns'
+  | 'keys'
+  | 'text'
+  | 'arn'
+  | 'secret'
+  | 'events'
+  | 'topicArn'
+  | 'jobLimit'
+  | 'images'
+  | 'computes'
+  | 'minutes';
 interface Shape {
   [key: string]: Leaf | Shape;
 }
@@ -74,11 +88,20 @@ const NOTIFICATIONS_SHAPE = {
     enabled: 'boolean',
   } satisfies Record<keyof SnsSettings, Leaf>,
 } as const satisfies Record<keyof NotificationSettings, Shape>;
+/** Which builds may run on CodeBuild, on what, and how many minutes a month (src/core/placement.ts). */
+const CODEBUILD_SHAPE = {
+  repos: 'patterns',
+  images: 'images',
+  computes: 'computes',
+  docker: 'boolean',
+  monthlyMinutes: 'minutes',
+} as const satisfies Record<keyof CodeBuildSettings, Leaf>;
 /** Sections whose keys are all known here (`config` and `secretEnv` are checked otherwise). */
 const SHAPED_SECTIONS: Record<string, Shape> = {
   build: BUILD_SHAPE,
   deploy: DEPLOY_SHAPE,
   notifications: NOTIFICATIONS_SHAPE,
+  codebuild: CODEBUILD_SHAPE,
 };
 const SECTIONS = [
   'build',
@@ -86,6 +109,7 @@ const SECTIONS = [
   'secretEnv',
   'deploy',
   'notifications',
+  'codebuild',
 ] as const satisfies readonly (keyof SettingsDocument)[];
 const TOPIC_ARN = /^arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$/;
 const ROLE_ARN = /^arn:aws[\w-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/;
@@ -212,6 +236,12 @@ function describeLeaf(leaf: Leaf): string {
       return 'an SNS topic ARN';
     case 'jobLimit':
       return `a whole number of jobs per build, 1 to ${MAX_JOBS_LIMIT}`;
+    case 'images':
+      return 'a list of image URIs';
+    case 'computes':
+      return `a list of sizes (${CODEBUILD_COMPUTES.join(', ')})`;
+    case 'minutes':
+      return 'a whole number of minutes';
     default:
       return 'text';
   }
@@ -312,6 +342,11 @@ export function normalizeAndValidate(document: SettingsDocument, path: KeyPath):
         if (typeof value[key] === 'string') value[key] = [value[key]];
       }
     }
+    if (section === 'codebuild' && isPlainObject(value)) {
+      for (const key of ['repos', 'images', 'computes'] as const) {
+        if (typeof value[key] === 'string') value[key] = [value[key]];
+      }
+    }
     if (section === 'notifications' && isPlainObject(value)) {
       for (const channel of Object.values(value)) {
         if (!isPlainObject(channel)) continue;
@@ -366,6 +401,22 @@ function leafProblem(value: unknown, leaf: Leaf, where: string): string | undefi
       return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= MAX_JOBS_LIMIT
         ? undefined
         : `"${where}" must be a whole number of jobs per build from 1 to ${MAX_JOBS_LIMIT} ${got}`;
+    case 'images': {
+      // Registry URIs (`123456789012.dkr.ecr.us-east-1.amazonaws.com/ci:1`, `node:22`): no spaces.
+      const valid =
+        Array.isArray(value) && value.every((item) => typeof item === 'string' && /^\S+$/.test(item));
+      return valid ? undefined : `"${where}" must be an image URI, or a list of them ${got}`;
+    }
+    case 'computes': {
+      const valid =
+        Array.isArray(value) &&
+        value.every((item) => (CODEBUILD_COMPUTES as readonly unknown[]).includes(item));
+      return valid ? undefined : `"${where}" must be a list of ${CODEBUILD_COMPUTES.join(', ')} ${got}`;
+    }
+    case 'minutes':
+      return Number.isInteger(value) && (value as number) >= 0
+        ? undefined
+        : `"${where}" must be a whole number of minutes, 0 or more ${got}`;
     case 'events': {
       const valid =
         Array.isArray(value) && value.every((item) => (NOTIFY_EVENTS as readonly unknown[]).includes(item));

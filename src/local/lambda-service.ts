@@ -796,9 +796,10 @@ function decodeClientContext(header: string | string[] | undefined): { clientCon
 
 /**
  * Reads the body, keeping at most `limitBytes` (the rest is drained so the connection stays usable).
- * Undefined when the caller went away before the body was complete.
+ * Undefined when the caller went away before the body was complete. Shared by the stack's other
+ * SigV4 endpoints (src/local/codebuild-service.ts), whose signatures cover the body too.
  */
-async function readBody(
+export async function readBody(
   request: IncomingMessage,
   limitBytes: number,
 ): Promise<Buffer | 'too large' | undefined> {

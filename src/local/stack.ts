@@ -6,21 +6,28 @@
  * `@aws-sdk/client-lambda` against this server, the builder function runs the controller, and the
  * controller starts the runner as a separate process with a clean environment. Every storage and
  * Invoke API request must be signed with the stack's key (src/local/stack-credentials.ts), which
- * only this process and `<data-dir>/stack.json` hold.
+ * only this process and `<data-dir>/stack.json` hold. The same server answers CodeBuild's API
+ * (src/local/codebuild-service.ts) for builds set to run there: they run the same runner in the
+ * same sandbox, and their completion events go to the CodeBuild events function, as EventBridge's
+ * rule sends them in the cloud.
  */
 import { availableParallelism } from 'node:os';
-import { mkdir, writeFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { CreateTableCommand, ResourceInUseException } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { createAwsClients, createS3Client, type AwsClients } from '../aws/clients.js';
+import { createAwsClients, createCodeBuildClient, createS3Client, type AwsClients } from '../aws/clients.js';
 import { runControllerBuild, type ControllerDependencies } from '../controller/controller.js';
 import { endFailedBuild } from '../controller/on-failure.js';
 import { endCrashedJob } from '../controller/job-controller.js';
 import { ProcessRunnerInvoker, TrustRoutedRunnerInvoker } from '../controller/runner-invoker.js';
-import { loadConfig, type LambkinConfig } from '../config.js';
+import { loadCodeBuildConfig, loadConfig, type LambkinConfig } from '../config.js';
+import { stopRemoteRunsOf } from '../controller/codebuild-run.js';
+import { runnerProgram } from '../controller/runner-program.js';
+import type { BuildRecord } from '../core/build.js';
+import { createCodeBuildEventsHandler } from '../handlers/codebuild-events.js';
 import { localEnvironment } from './local-config.js';
 import type { IntakeDependencies } from '../controller/intake.js';
 import { createWebhookHandler } from '../handlers/webhook.js';
@@ -29,14 +36,22 @@ import type { Logger } from '../core/logger.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
 import { DynamoSettingsStore, GLOBAL_SCOPE } from '../store/settings.js';
 import { LocalSecretCipher } from '../store/secret-cipher.js';
-import { createBuildNotifier, createControllerDependencies, createIntakeDependencies } from '../wiring.js';
+import {
+  createBuildNotifier,
+  createCodeBuildDependencies,
+  createControllerDependencies,
+  createIntakeDependencies,
+} from '../wiring.js';
+import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { LocalLambdaService } from './lambda-service.js';
+import { LocalCodeBuildService, type CodeBuildStateChangeEvent } from './codebuild-service.js';
 import { createLogViewer } from './log-viewer.js';
 import { answerWithHandler } from './api-gateway-event.js';
 import { EphemeralBuildSigner } from './ephemeral-signer.js';
 import { verifyHeaderSignature } from './request-signatures.js';
 import { parseBuilderInvocation } from '../core/protocol.js';
-import { type RunnerInvoker, type SettingsStore } from '../core/ports.js';
+import { type RemoteRunObjects, type RunnerInvoker, type SettingsStore } from '../core/ports.js';
+import type { RunnerInput } from '../core/protocol.js';
 import { STACK_FILE_NAME, STACK_FILE_VERSION, type StackFile } from './stack-file.js';
 import { StackCredentials } from './stack-credentials.js';
 import { startGuardedStorage } from './storage-proxy.js';
@@ -47,6 +62,11 @@ export const LOCAL_NAMES = {
   settingsTable: 'lambkin-settings',
   bucket: 'lambkin-logs',
   builderFunction: 'lambkin-builder',
+  /** The CodeBuild projects (template.yaml's): the plain one and the privileged (Docker) one. */
+  codebuildProject: 'lambkin-codebuild',
+  codebuildDockerProject: 'lambkin-codebuild-docker',
+  /** The function the CodeBuild completion events go to (src/handlers/codebuild-events.ts). */
+  codebuildEventsFunction: 'lambkin-codebuild-events',
 } as const;
 export const LOCAL_REGION = 'us-east-1';
 
@@ -98,6 +118,11 @@ export interface LocalStackOptions {
    * bench measures the webhook's intake alone this way (in the cloud it has a machine of its own).
    */
   builderSink?: boolean;
+  /**
+   * A CodeBuild minute is this many real minutes (tests: 0.01 makes CodeBuild's least timeout, 5
+   * minutes, 3 s). Default 1.
+   */
+  codebuildTimeScale?: number;
   logger: Logger;
 }
 
@@ -116,36 +141,38 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   // The documented variables that apply locally, then the stack's own values on top. Checked once
   // before any server starts: a wrong LAMBKIN_SLACK_API_URL or GITHUB_API_URL would otherwise fail
   // with the servers already running.
-  const configFor = (base: string): LambkinConfig =>
-    loadConfig(
-      {
-        ...localEnvironment(options.environment ?? {}),
-        LAMBKIN_BUILDS_TABLE: LOCAL_NAMES.buildsTable,
-        LAMBKIN_SETTINGS_TABLE: LOCAL_NAMES.settingsTable,
-        LAMBKIN_BUCKET: LOCAL_NAMES.bucket,
-        LAMBKIN_BUILDER_FUNCTION: LOCAL_NAMES.builderFunction,
-        LAMBKIN_PUBLIC_URL: base,
-        GITHUB_API_URL: options.githubApiUrl,
-        ...(options.githubToken ? { GITHUB_TOKEN: options.githubToken } : {}),
-        ...(options.githubApp
-          ? {
-              LAMBKIN_GITHUB_APP_ID: options.githubApp.appId,
-              ...(options.githubApp.privateKey
-                ? { LAMBKIN_GITHUB_APP_PRIVATE_KEY: options.githubApp.privateKey }
-                : {}),
-              ...(options.githubApp.privateKeyFile
-                ? { LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE: options.githubApp.privateKeyFile }
-                : {}),
-            }
-          : {}),
-        LAMBKIN_WEBHOOK_SECRET: options.webhookSecret,
-        ...(options.runnerTimeoutSeconds
-          ? { LAMBKIN_RUNNER_TIMEOUT_SECONDS: String(options.runnerTimeoutSeconds) }
-          : {}),
-      },
-      ['webhookSecrets'],
-    );
+  const environmentFor = (base: string): Record<string, string | undefined> => ({
+    ...localEnvironment(options.environment ?? {}),
+    LAMBKIN_BUILDS_TABLE: LOCAL_NAMES.buildsTable,
+    LAMBKIN_SETTINGS_TABLE: LOCAL_NAMES.settingsTable,
+    LAMBKIN_BUCKET: LOCAL_NAMES.bucket,
+    LAMBKIN_BUILDER_FUNCTION: LOCAL_NAMES.builderFunction,
+    LAMBKIN_CODEBUILD_PROJECT: LOCAL_NAMES.codebuildProject,
+    LAMBKIN_CODEBUILD_DOCKER_PROJECT: LOCAL_NAMES.codebuildDockerProject,
+    LAMBKIN_PUBLIC_URL: base,
+    GITHUB_API_URL: options.githubApiUrl,
+    ...(options.githubToken ? { GITHUB_TOKEN: options.githubToken } : {}),
+    ...(options.githubApp
+      ? {
+          LAMBKIN_GITHUB_APP_ID: options.githubApp.appId,
+          ...(options.githubApp.privateKey
+            ? { LAMBKIN_GITHUB_APP_PRIVATE_KEY: options.githubApp.privateKey }
+            : {}),
+          ...(options.githubApp.privateKeyFile
+            ? { LAMBKIN_GITHUB_APP_PRIVATE_KEY_FILE: options.githubApp.privateKeyFile }
+            : {}),
+        }
+      : {}),
+    LAMBKIN_WEBHOOK_SECRET: options.webhookSecret,
+    ...(options.runnerTimeoutSeconds
+      ? { LAMBKIN_RUNNER_TIMEOUT_SECONDS: String(options.runnerTimeoutSeconds) }
+      : {}),
+    // A CodeBuild build's limit, as the operator sets it for the cloud's functions.
+    LAMBKIN_CODEBUILD_TIMEOUT_MINUTES: options.environment?.LAMBKIN_CODEBUILD_TIMEOUT_MINUTES,
+  });
+  const configFor = (base: string): LambkinConfig => loadConfig(environmentFor(base), ['webhookSecrets']);
   configFor('http://127.0.0.1');
+  const codebuildConfig = loadCodeBuildConfig(environmentFor('http://127.0.0.1'));
   const dataDir = resolve(options.dataDir);
   const host = options.host ?? '127.0.0.1';
   // The data dir holds the stack's key (stack.json) and the secretEnv key: its owner's alone.
@@ -187,13 +214,11 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   // Builds and jobs at once: one per core (at least 2), as a machine of its own would run them.
   const concurrency = options.concurrency ?? Math.max(2, availableParallelism());
   const refusal = options.allowUnsandboxedForks ? undefined : untrustedBuildRefusal(buildSandbox);
-  const processRunner = new ProcessRunnerInvoker({
-    sandbox: buildSandbox,
-    workRoot: join(
-      '/tmp',
-      buildSandbox ? 'lambkin-builds' : `lambkin-runner-${process.getuid?.() ?? 'user'}`,
-    ),
-  });
+  const runnerWorkRoot = join(
+    '/tmp',
+    buildSandbox ? 'lambkin-builds' : `lambkin-runner-${process.getuid?.() ?? 'user'}`,
+  );
+  const processRunner = new ProcessRunnerInvoker({ sandbox: buildSandbox, workRoot: runnerWorkRoot });
   // The intake refuses untrusted builds here; so does the runner, for those that come another way
   // (`lambkin rebuild` of a fork's build queued while the stack ran as root or allowed them).
   const refusingRunner: RunnerInvoker = {
@@ -210,8 +235,27 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     createBuildNotifier(config, options.logger, clients, cipher),
     options.logger,
   );
+  // Runs on CodeBuild go to this stack's endpoint; the bundle they fetch is the local runners' program.
+  const codebuildBase = createCodeBuildDependencies(
+    codebuildConfig,
+    config,
+    {
+      ...clients,
+      codebuild: createCodeBuildClient({
+        region: LOCAL_REGION,
+        credentials: credentials.stack,
+        endpoints: { codebuild: base },
+      }),
+    },
+    async () => readFile((await runnerProgram()).command[1] ?? ''),
+  );
+  // Without the sandbox, CodeBuild runs refuse untrusted builds as the runner processes do.
+  const codebuildDeps =
+    codebuildBase && refusal !== undefined
+      ? { ...codebuildBase, objects: refusingUntrustedInputs(codebuildBase.objects, refusal) }
+      : codebuildBase;
   const controller = {
-    ...createControllerDependencies(config, options.logger, clients, runner, cipher, notifier),
+    ...createControllerDependencies(config, options.logger, clients, runner, cipher, notifier, codebuildDeps),
     // Jobs queue in the local Lambda service: as many run at once as it runs invocations.
     jobConcurrency: concurrency,
     signer: new EphemeralBuildSigner(credentials, (buildKey) =>
@@ -221,9 +265,26 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   await defaultForksOff(new DynamoSettingsStore(clients.documents, config.settingsTable));
   const intake = {
     ...createIntakeDependencies(config, options.logger, clients, notifier),
+    // A superseded or cancelled build's CodeBuild runs are stopped at this stack's endpoint.
+    ...(codebuildDeps
+      ? {
+          stopRemote: (build: BuildRecord) =>
+            stopRemoteRunsOf(
+              { codebuild: codebuildDeps, logger: options.logger, jobs: controller.jobs },
+              build,
+            ),
+        }
+      : {}),
     ...(refusal !== undefined ? { refuseUntrustedBuilds: refusal } : {}),
   };
 
+  /** A request to the stack's own APIs: signed with the stack's key, for this service. */
+  const signedBy = (service: 'lambda' | 'codebuild') => (request: IncomingMessage, body: Uint8Array) =>
+    verifyHeaderSignature(
+      { method: request.method ?? 'POST', url: request.url ?? '/', headers: request.headers },
+      body,
+      { credentials, service },
+    );
   const lambda = new LocalLambdaService({
     concurrency,
     ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
@@ -243,13 +304,43 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         failure,
       )),
     // The webhook's (and the CLI's) Lambda client signs with the stack's key; nothing else invokes.
-    authenticate: (request, body) =>
-      verifyHeaderSignature(
-        { method: request.method ?? 'POST', url: request.url ?? '/', headers: request.headers },
-        body,
-        { credentials, service: 'lambda' },
-      ),
+    authenticate: signedBy('lambda'),
   });
+  // CodeBuild's API on the same server: builds set to run there get the same sandbox as the runner
+  // processes; their state changes go to the events function as the EventBridge rule's async invoke.
+  const codebuild = new LocalCodeBuildService({
+    projects: [
+      { name: LOCAL_NAMES.codebuildProject },
+      // Recorded as privileged; the local sandbox has no Docker daemon.
+      { name: LOCAL_NAMES.codebuildDockerProject, privilegedMode: true },
+    ],
+    region: LOCAL_REGION,
+    accountId: lambda.accountId,
+    authenticate: signedBy('codebuild'),
+    sandbox: buildSandbox,
+    workRoot: runnerWorkRoot,
+    ...(options.codebuildTimeScale !== undefined ? { timeScale: options.codebuildTimeScale } : {}),
+    onEvent: async (event: CodeBuildStateChangeEvent) => {
+      if (!lambda.has(LOCAL_NAMES.codebuildEventsFunction)) return;
+      await clients.lambda.send(
+        new InvokeCommand({
+          FunctionName: LOCAL_NAMES.codebuildEventsFunction,
+          InvocationType: 'Event',
+          Payload: new TextEncoder().encode(JSON.stringify(event)),
+        }),
+      );
+    },
+    logger: options.logger,
+  });
+  // The EventBridge rule's target: the cloud's handler, given this stack's controller.
+  lambda.register(
+    LOCAL_NAMES.codebuildEventsFunction,
+    createCodeBuildEventsHandler(() => {
+      // As in the cloud: finishing a run starts no job (the events function is not the builder).
+      const { jobInvoker: _none, ...deps } = controller;
+      return deps;
+    }),
+  );
   lambda.register(
     LOCAL_NAMES.builderFunction,
     options.builderSink
@@ -268,6 +359,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
   http.on('request', (request: IncomingMessage, response: ServerResponse) => {
     if (lambda.handle(request, response)) return;
+    if (codebuild.handle(request, response)) return;
     // The raw path, as API Gateway matches routes: `/builds/../webhook` is not the webhook.
     const path = (request.url ?? '/').split('?')[0];
     if (path === '/webhook') {
@@ -307,10 +399,17 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     controller,
     intake,
     idle: async (timeoutMs) => {
-      await lambda.idle(timeoutMs);
+      // A builder may start a CodeBuild build, whose end invokes the events function: both quiet.
+      do {
+        await lambda.idle(timeoutMs);
+        await codebuild.idle(timeoutMs);
+        await lambda.idle(timeoutMs);
+      } while (codebuild.runningBuilds > 0);
       await notifier.drained();
     },
     stop: async () => {
+      // CodeBuild builds first: their STOPPED events still reach the events function.
+      await codebuild.close();
       await lambda.close();
       await notifier.drained();
       http.closeAllConnections();
@@ -346,6 +445,25 @@ export function untrustedBuildRefusal(buildSandbox: boolean): string | undefined
     "run as your own user, able to read your files and other builds'. Run 'lambkin dev' as " +
     "root, or accept that with 'lambkin dev --allow-unsandboxed-forks' (docs/security.md)"
   );
+}
+
+/**
+ * The run objects of a stack that refuses untrusted builds: an untrusted build's input is never
+ * written, so its CodeBuild run never starts (the controller ends the build `error`, saying why).
+ */
+export function refusingUntrustedInputs(objects: RemoteRunObjects, refusal: string): RemoteRunObjects {
+  return {
+    putInput: async (key, body) => {
+      const input = JSON.parse(body) as Partial<RunnerInput>;
+      if (input.build?.trusted !== true) throw new Error(`untrusted build refused: ${refusal}`);
+      await objects.putInput(key, body);
+    },
+    presignInput: (key, expiresIn) => objects.presignInput(key, expiresIn),
+    presignOutcome: (key, expiresIn) => objects.presignOutcome(key, expiresIn),
+    readOutcome: (key) => objects.readOutcome(key),
+    remove: (keys) => objects.remove(keys),
+    runnerBundle: (expiresIn) => objects.runnerBundle(expiresIn),
+  };
 }
 
 async function ensureStorage(clients: AwsClients, config: LambkinConfig): Promise<void> {

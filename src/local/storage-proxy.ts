@@ -80,12 +80,21 @@ export async function startStorageProxy(options: StorageProxyOptions): Promise<R
       if (!verdict.ok) return refuse(response, options.service, verdict.reason);
       const access = request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'write';
       const objectKey = objectKeyOf(received.url);
-      if (objectKey === undefined || (access === 'write' && request.method !== 'PUT'))
-        return refuse(response, options.service, 'a presigned URL only reads or writes one object');
+      // PUT writes one object, DELETE removes one (a CodeBuild runner spends its input that way).
+      if (
+        objectKey === undefined ||
+        (access === 'write' && request.method !== 'PUT' && request.method !== 'DELETE')
+      )
+        return refuse(response, options.service, 'a presigned URL only reads, writes or deletes one object');
       if (climbs(objectKey))
         return refuse(response, options.service, `a key may not hold . or .. segments: ${objectKey}`);
       if (!options.credentials.allows(verdict.accessKeyId, access, objectKey))
         return refuse(response, options.service, `the key may not ${access} ${objectKey}`);
+      // S3's conditional write (If-None-Match: *), which s3rver ignores: a CodeBuild runner's outcome
+      // is written once, and a second writer must hear 412 as it would from S3.
+      if (request.method === 'PUT' && request.headers['if-none-match'] === '*') {
+        if (await objectExists(received.url.split('?')[0] ?? '/')) return preconditionFailed(response);
+      }
       pass(request, response, [], true);
       return;
     }
@@ -108,6 +117,17 @@ export async function startStorageProxy(options: StorageProxyOptions): Promise<R
     }
     refuse(response, options.service, 'the request is not signed with a key of this stack');
   };
+
+  /** Whether the server holds the object at `path` (`/<bucket>/<key>`). */
+  const objectExists = (path: string): Promise<boolean> =>
+    new Promise((resolve, reject) => {
+      const probe = forward({ ...target, method: 'HEAD', path }, (answer) => {
+        answer.resume();
+        resolve(answer.statusCode === 200);
+      });
+      probe.on('error', reject);
+      probe.end();
+    });
 
   /** Sends what was read, then the rest of the request, to the server; its answer comes back without CORS. */
   const pass = (request: IncomingMessage, response: ServerResponse, read: Buffer[], rest: boolean): void => {
@@ -162,6 +182,16 @@ function refuse(response: ServerResponse, service: StorageService, reason: strin
   const escaped = message.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
   const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>${escaped}</Message></Error>`;
   response.writeHead(403, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+  response.end(body);
+}
+
+/** S3's answer to a conditional write whose object exists. */
+function preconditionFailed(response: ServerResponse): void {
+  const body =
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>' +
+    '<Message>At least one of the pre-conditions you specified did not hold</Message>' +
+    '<Condition>If-None-Match</Condition></Error>';
+  response.writeHead(412, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
   response.end(body);
 }
 

@@ -95,6 +95,31 @@ describe('lambkin config set and get', () => {
     expect(effective.deploy).toEqual({ roleArn: 'arn:aws:iam::123456789012:role/site-deploy' });
   });
 
+  it("sets the operator's CodeBuild consent, sizes, images and minutes, and refuses other values", async () => {
+    const scope = ['--repo', 'octo-org/codebuild'];
+    await expectOk(config('set', 'codebuild.repos', 'octo-org/*', ...scope));
+    await expectOk(config('set', 'codebuild.computes', '["small","large"]', ...scope));
+    await expectOk(
+      config('set', 'codebuild.images', '123456789012.dkr.ecr.us-east-1.amazonaws.com/ci:22', ...scope),
+    );
+    await expectOk(config('set', 'codebuild.docker', 'true', ...scope));
+    await expectOk(config('set', 'codebuild.monthlyMinutes', '3000', ...scope));
+    expect((await settings.effective('octo-org/codebuild')).codebuild).toEqual({
+      repos: ['octo-org/*'],
+      computes: ['small', 'large'],
+      images: ['123456789012.dkr.ecr.us-east-1.amazonaws.com/ci:22'],
+      docker: true,
+      monthlyMinutes: 3000,
+    });
+    await expectRefused(config('set', 'codebuild.computes', '["huge"]', ...scope), /small, medium, large/);
+    await expectRefused(
+      config('set', 'codebuild.monthlyMinutes', '1.5', ...scope),
+      /whole number of minutes/,
+    );
+    await expectRefused(config('set', 'codebuild.docker', 'yes', ...scope), /true or false/);
+    await expectRefused(config('set', 'codebuild.regions', '[]', ...scope), /not a known key/);
+  });
+
   it('confirms a set on stdout, and takes a single glob for a list of them', async () => {
     const result = await expectOk(config('set', 'build.ignoreBranches', 'wip/*', '--repo', REPO));
     expect(result.stdout).toBe(`set build.ignoreBranches = ["wip/*"] (${REPO})\n`);

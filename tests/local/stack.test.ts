@@ -2,12 +2,16 @@
  * The embedded stack in-process: its own Lambda Invoke API, storage under the data dir, the log
  * viewer, and the on-failure hook. (tests/cli/dev.test.ts drives `lambkin dev` as a process.)
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { BatchGetBuildsCommand, CodeBuildClient, StartBuildCommand } from '@aws-sdk/client-codebuild';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { endFailedBuild } from '../../src/controller/on-failure.js';
 import { createServer, type Server } from 'node:net';
-import { PortInUseError, startLocalStack, type LocalStack } from '../../src/local/stack.js';
+import { LOCAL_NAMES, PortInUseError, startLocalStack, type LocalStack } from '../../src/local/stack.js';
 import { STACK_FILE_NAME, type StackFile } from '../../src/local/stack-file.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
@@ -146,6 +150,98 @@ describe('the embedded local stack', () => {
         state: 'error',
         description: `Build #${number} error: the builder failed after 3 attempts: DynamoDB was unreachable`,
       });
+    } finally {
+      await stack.stop();
+    }
+  });
+});
+
+describe("the stack's CodeBuild endpoint", () => {
+  it('runs a build of its CodeBuild project for a caller with the stack key, and refuses any other', async () => {
+    const stack = await start();
+    const client = new CodeBuildClient({
+      endpoint: stack.file.publicUrl,
+      region: stack.file.region,
+      credentials: stack.file.credentials,
+    });
+    const stranger = new CodeBuildClient({
+      endpoint: stack.file.publicUrl,
+      region: stack.file.region,
+      credentials: { accessKeyId: stack.file.credentials.accessKeyId, secretAccessKey: 'guessed' },
+    });
+    try {
+      // A bundle that only reads its input, served by the stack's own storage through presigned URLs.
+      const program = `const u = process.argv[process.argv.indexOf('--input-url') + 1];
+const input = await (await fetch(u)).json();
+process.exit(input.exitCode);`;
+      const put = async (key: string, body: string): Promise<string> => {
+        await stack.clients.s3.send(
+          new PutObjectCommand({ Bucket: stack.file.bucket, Key: key, Body: body }),
+        );
+        return getSignedUrl(stack.clients.s3, new GetObjectCommand({ Bucket: stack.file.bucket, Key: key }), {
+          expiresIn: 900,
+        });
+      };
+      const run = async (exitCode: number): Promise<string | undefined> => {
+        const started = await client.send(
+          new StartBuildCommand({
+            projectName: LOCAL_NAMES.codebuildProject,
+            environmentVariablesOverride: [
+              { name: 'LAMBKIN_RUNNER_URL', value: await put('runner/test.mjs', program), type: 'PLAINTEXT' },
+              {
+                name: 'LAMBKIN_RUNNER_SHA256',
+                value: createHash('sha256').update(program).digest('hex'),
+                type: 'PLAINTEXT',
+              },
+              {
+                name: 'LAMBKIN_RUNNER_INPUT_URL',
+                value: await put(`runner-input/test-${exitCode}.json`, JSON.stringify({ exitCode })),
+                type: 'PLAINTEXT',
+              },
+            ],
+          }),
+        );
+        await stack.idle(30_000);
+        const answer = await client.send(new BatchGetBuildsCommand({ ids: [started.build!.id!] }));
+        return answer.builds?.[0]?.buildStatus;
+      };
+      expect(await run(0)).toBe('SUCCEEDED');
+      expect(await run(1)).toBe('FAILED');
+      await expect(
+        stranger.send(new StartBuildCommand({ projectName: LOCAL_NAMES.codebuildProject })),
+      ).rejects.toMatchObject({ name: 'InvalidSignatureException' });
+      // The webhook and the log viewer still answer as before.
+      expect((await fetch(`${stack.file.publicUrl}/builds/octo/local/99`)).status).toBe(404);
+    } finally {
+      client.destroy();
+      stranger.destroy();
+      await stack.stop();
+    }
+  });
+});
+
+describe('a stack without the build sandbox', () => {
+  it('refuses to start an untrusted build on CodeBuild, as its runner processes refuse it', async () => {
+    const unsandboxedDir = mkdtempSync(join(tmpdir(), 'lambkin-stack-unsandboxed-'));
+    const stack = await startLocalStack({
+      dataDir: unsandboxedDir,
+      port: 0,
+      githubApiUrl: github.url,
+      githubToken: TOKEN,
+      webhookSecret: SECRET,
+      buildSandbox: false,
+      logger: createMemoryLogger(),
+    });
+    try {
+      const objects = stack.controller.codebuild?.objects;
+      expect(objects).toBeDefined();
+      const input = (trusted: boolean) => JSON.stringify({ kind: 'run', build: { trusted } });
+      await expect(objects!.putInput('runner-input/octo/local/1/a.json', input(false))).rejects.toThrow(
+        /^untrusted build refused: pull requests from forks are not built by a stack that is not run as root/,
+      );
+      await expect(
+        objects!.putInput('runner-input/octo/local/1/b.json', input(true)),
+      ).resolves.toBeUndefined();
     } finally {
       await stack.stop();
     }

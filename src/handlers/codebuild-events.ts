@@ -12,21 +12,23 @@ import {
 } from '../controller/codebuild-finish.js';
 import type { ControllerDependencies } from '../controller/controller.js';
 import { CODEBUILD_ENVIRONMENT } from '../controller/codebuild-run.js';
+import { parseCodeBuildEventTime } from '../core/codebuild-time.js';
 import { createJsonLogger } from '../core/logger.js';
 import type { RemoteBuildStatus } from '../core/ports.js';
 import { createControllerDependencies } from '../wiring.js';
 
 const STATUSES: readonly string[] = ['IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'FAULT', 'STOPPED', 'TIMED_OUT'];
 
-/**
- * CodeBuild writes its dates as `Dec 6, 2026 11:45:09 PM` (UTC, in Lambda's UTC zone) or ISO 8601;
- * epoch ms, or undefined when unreadable (the completion then counts from the recorded start).
- */
-function timeOf(value: unknown): number | undefined {
-  if (typeof value === 'number') return value;
-  if (typeof value !== 'string') return undefined;
-  const parsed = Date.parse(value);
-  return Number.isNaN(parsed) ? undefined : parsed;
+/** The COMPLETED phase's start (when the build ended), else the event's own time. */
+function endTimeOf(event: Record<string, unknown>, info: Record<string, unknown>): number | undefined {
+  const phases = Array.isArray(info['phases']) ? (info['phases'] as unknown[]) : [];
+  const completed = phases.find(
+    (phase): phase is Record<string, unknown> =>
+      typeof phase === 'object' &&
+      phase !== null &&
+      (phase as { 'phase-type'?: unknown })['phase-type'] === 'COMPLETED',
+  );
+  return parseCodeBuildEventTime(completed?.['start-time']) ?? parseCodeBuildEventTime(event['time']);
 }
 
 /** The event's completion; undefined for an event that is not a CodeBuild state change. */
@@ -50,12 +52,13 @@ export function completionOfEvent(event: unknown): CodeBuildCompletion | undefin
       (variable as { name?: unknown }).name === CODEBUILD_ENVIRONMENT.build &&
       typeof (variable as { value?: unknown }).value === 'string',
   );
-  const startTime = timeOf(info['start-time']);
-  const endTime = timeOf(info['end-time']);
+  const startTime = parseCodeBuildEventTime(info['build-start-time']);
+  const complete = info['build-complete'] === true;
+  const endTime = complete ? endTimeOf(event as Record<string, unknown>, info) : undefined;
   return {
     buildId,
     status: status as RemoteBuildStatus,
-    complete: info['build-complete'] === true,
+    complete,
     ...(named ? { build: named.value } : {}),
     ...(startTime !== undefined ? { startTime } : {}),
     ...(endTime !== undefined ? { endTime } : {}),

@@ -11,6 +11,7 @@
  * program exits 0, FAILED otherwise, TIMED_OUT past its timeout, STOPPED on StopBuild; then the
  * "CodeBuild Build State Change" event goes to `onEvent`, as EventBridge would send it.
  */
+import { formatCodeBuildEventTime } from '../core/codebuild-time.js';
 import { createHash, randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -205,19 +206,6 @@ interface LocalBuild {
   stop: AbortController;
   /** Resolves when the build is complete and its event delivered. */
   done: Promise<void>;
-}
-
-/** `Sep 1, 2017 4:12:29 PM`: how CodeBuild's events write times (UTC). */
-function eventTime(epochSeconds: number): string {
-  const date = new Date(epochSeconds * 1000);
-  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-  const hours = date.getUTCHours();
-  const pad = (n: number): string => String(n).padStart(2, '0');
-  return (
-    `${months[date.getUTCMonth()]} ${date.getUTCDate()}, ${date.getUTCFullYear()} ` +
-    `${hours % 12 === 0 ? 12 : hours % 12}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} ` +
-    (hours < 12 ? 'AM' : 'PM')
-  );
 }
 
 const nowSeconds = (): number => Date.now() / 1000;
@@ -720,7 +708,7 @@ export class LocalCodeBuildService {
           'build-complete': build.status !== 'IN_PROGRESS',
           'build-number': build.buildNumber,
           initiator: build.initiator,
-          'build-start-time': eventTime(build.startTime),
+          'build-start-time': formatCodeBuildEventTime(build.startTime * 1000),
           'timeout-in-minutes': build.timeoutInMinutes,
           'queued-timeout-in-minutes': 480,
           environment: {
@@ -737,8 +725,10 @@ export class LocalCodeBuildService {
             ...(phase.contexts
               ? { 'phase-context': phase.contexts.map((c) => `${c.statusCode}: ${c.message}`) }
               : {}),
-            'start-time': eventTime(phase.startTime),
-            ...(phase.endTime !== undefined ? { 'end-time': eventTime(phase.endTime) } : {}),
+            'start-time': formatCodeBuildEventTime(phase.startTime * 1000),
+            ...(phase.endTime !== undefined
+              ? { 'end-time': formatCodeBuildEventTime(phase.endTime * 1000) }
+              : {}),
             ...(phase.durationInSeconds !== undefined
               ? { 'duration-in-seconds': phase.durationInSeconds }
               : {}),

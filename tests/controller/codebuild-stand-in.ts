@@ -7,6 +7,7 @@
  * timeout passes, or StopBuild stops it) the completion event, as EventBridge delivers it, goes to
  * `onEvent`.
  */
+import { formatCodeBuildEventTime } from '../../src/core/codebuild-time.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -105,8 +106,7 @@ export function stateChangeEvent(build: StandInBuild, overrides: Record<string, 
       'build-id': build.arn,
       'additional-information': {
         'build-complete': build.buildComplete,
-        'start-time': new Date(build.startTime).toISOString(),
-        ...(build.endTime !== undefined ? { 'end-time': new Date(build.endTime).toISOString() } : {}),
+        'build-start-time': formatCodeBuildEventTime(build.startTime),
         'timeout-in-minutes': build.timeoutInMinutes,
         environment: {
           'compute-type': build.computeType,
@@ -116,7 +116,10 @@ export function stateChangeEvent(build: StandInBuild, overrides: Record<string, 
             type: 'PLAINTEXT',
           })),
         },
-        phases: [],
+        phases:
+          build.endTime !== undefined
+            ? [{ 'phase-type': 'COMPLETED', 'start-time': formatCodeBuildEventTime(build.endTime) }]
+            : [],
         logs: {},
       },
       ...overrides,

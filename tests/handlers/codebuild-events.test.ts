@@ -2,7 +2,9 @@
  * The events handler's reading of CodeBuild's state-change event, as AWS documents it (dates in
  * its `MMM d, yyyy h:mm:ss a` form); the handler end to end is tests/controller/codebuild.test.ts.
  */
+import { execFileSync } from 'node:child_process';
 import { completionOfEvent } from '../../src/handlers/codebuild-events.js';
+import { formatCodeBuildEventTime, parseCodeBuildEventTime } from '../../src/core/codebuild-time.js';
 
 const event = {
   version: '0',
@@ -19,8 +21,7 @@ const event = {
     'build-id': 'arn:aws:codebuild:us-east-1:123456789012:build/lambkin-builds:7a1e',
     'additional-information': {
       'build-complete': true,
-      'start-time': 'Dec 6, 2026 11:45:09 PM',
-      'end-time': 'Dec 6, 2026 11:49:21 PM',
+      'build-start-time': 'Dec 6, 2026 11:45:09 PM',
       'timeout-in-minutes': 60,
       environment: {
         image: 'aws/codebuild/standard:7.0',
@@ -36,7 +37,25 @@ const event = {
           { name: 'LAMBKIN_BUILD', type: 'PLAINTEXT', value: 'octo/app#7/node-22' },
         ],
       },
-      phases: [],
+      phases: [
+        {
+          'phase-context': [],
+          'start-time': 'Dec 6, 2026 11:45:09 PM',
+          'end-time': 'Dec 6, 2026 11:45:10 PM',
+          'duration-in-seconds': 1,
+          'phase-type': 'SUBMITTED',
+          'phase-status': 'SUCCEEDED',
+        },
+        {
+          'phase-context': [],
+          'start-time': 'Dec 6, 2026 11:45:10 PM',
+          'end-time': 'Dec 6, 2026 11:49:21 PM',
+          'duration-in-seconds': 251,
+          'phase-type': 'BUILD',
+          'phase-status': 'SUCCEEDED',
+        },
+        { 'start-time': 'Dec 6, 2026 11:49:21 PM', 'phase-type': 'COMPLETED' },
+      ],
       logs: {},
     },
     'current-phase': 'COMPLETED',
@@ -75,5 +94,32 @@ describe('completionOfEvent', () => {
     });
     expect(running).toMatchObject({ status: 'IN_PROGRESS', complete: false });
     expect(running?.build).toBeUndefined();
+  });
+
+  it('reads CodeBuild’s dates as UTC whatever the machine’s zone, ISO dates too, and nothing else', () => {
+    expect(parseCodeBuildEventTime('Dec 6, 2026 11:45:09 PM')).toBe(Date.UTC(2026, 11, 6, 23, 45, 9));
+    expect(parseCodeBuildEventTime('Sep 1, 2017 12:02:03 AM')).toBe(Date.UTC(2017, 8, 1, 0, 2, 3));
+    expect(parseCodeBuildEventTime('Sep 1, 2017 12:02:03 PM')).toBe(Date.UTC(2017, 8, 1, 12, 2, 3));
+    expect(parseCodeBuildEventTime('2026-12-06T23:50:00Z')).toBe(Date.UTC(2026, 11, 6, 23, 50, 0));
+    expect(parseCodeBuildEventTime('yesterday')).toBeUndefined();
+    for (const at of [
+      Date.UTC(2026, 0, 1, 0, 0, 0),
+      Date.UTC(2026, 6, 15, 12, 30, 5),
+      Date.UTC(2027, 11, 31, 23, 59, 59),
+    ]) {
+      expect(parseCodeBuildEventTime(formatCodeBuildEventTime(at))).toBe(at);
+    }
+    // In another zone: Date.parse would shift the first by that zone's offset.
+    const elsewhere = execFileSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '-e',
+        "import('./src/core/codebuild-time.ts').then((m) => process.stdout.write(String(m.parseCodeBuildEventTime('Dec 6, 2026 11:45:09 PM'))))",
+      ],
+      { env: { ...process.env, TZ: 'America/Los_Angeles' }, encoding: 'utf8' },
+    );
+    expect(Number(elsewhere)).toBe(Date.UTC(2026, 11, 6, 23, 45, 9));
   });
 });

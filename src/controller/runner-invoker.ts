@@ -266,8 +266,10 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
         const booted = await booting.catch(() => undefined);
         if (!booted) return;
         booted.child.kill('SIGKILL');
-        await booted.exit;
+        // The sandbox first: what the runner started may hold its pipes open, and the exit
+        // ('close') waits for them; the teardown kills every process of the build.
         await booted.sandbox?.teardown();
+        await booted.exit.catch(() => undefined);
       },
     };
   }

@@ -10,7 +10,7 @@
  *   exits 0 only when the build passed and its result was delivered (CodeBuild then says SUCCEEDED).
  */
 import { text } from 'node:stream/consumers';
-import { runBuild } from './runner.js';
+import { prepareRunnerProcess, runBuild } from './runner.js';
 import { deliverResult, fetchRunnerInput, spendInput } from './remote-input.js';
 import type { RunnerAfterword, RunnerInput, RunnerOutcome } from '../core/protocol.js';
 
@@ -32,7 +32,10 @@ function afterwordOf(outcome: RunnerOutcome, verdict: RunnerOutcome): RunnerAfte
 async function runFromStdin(): Promise<void> {
   const answer = (value: RunnerOutcome | RunnerAfterword): void =>
     void process.stdout.write(JSON.stringify(value) + '\n');
-  const input = JSON.parse(await text(process.stdin)) as RunnerInput;
+  // The input comes once the controller has prepared it: meanwhile, what every build would pay.
+  const reading = text(process.stdin);
+  prepareRunnerProcess();
+  const input = JSON.parse(await reading) as RunnerInput;
   let verdict: RunnerOutcome | undefined;
   const outcome = await runBuild(input, {
     ...workRoot,

@@ -719,6 +719,17 @@ function cloneProtocolsFor(url: string): string[] {
   }
 }
 
+/**
+ * What a runner process does once, before its first input arrives (it boots while the controller
+ * prepares that input): compile the config schemas (Ajv, on first use: a few hundred ms of CPU) and
+ * load Node's HTTP client (fetch loads undici on its first call: 20–40 ms). Otherwise a build pays
+ * both inside its fetch phase. Never fails.
+ */
+export function prepareRunnerProcess(): void {
+  warmConfigValidation();
+  fetch('data:,').catch(() => undefined);
+}
+
 function warmConfigValidation(): void {
   try {
     validateSettingsConfig({});

@@ -226,6 +226,11 @@ export interface ProcessRunnerOptions {
    * killed and its work root removed when the build ends. `true` for the defaults.
    */
   sandbox?: boolean | BuildSandboxOptions;
+  /**
+   * Keep one runner booted (its sandbox, its process, its compiled code) for the next build, as a
+   * warm Lambda container is: booted after each run ends, used by one build only. `close()` ends it.
+   */
+  spare?: boolean;
   /** Parent of the runner's work areas (with `sandbox`: of each build's own work root). */
   workRoot?: string;
   /** Time past the input's deadline before the process is killed. */
@@ -239,6 +244,10 @@ export interface ProcessRunnerOptions {
  * user. `start` boots the process (and its sandbox) before the input is ready.
  */
 export class ProcessRunnerInvoker implements RunnerInvoker {
+  /** The runner booted for the next build (`spare`); each is handed to one build, then replaced. */
+  private spare: Promise<BootedRunner> | undefined;
+  private closed = false;
+
   constructor(private readonly options: ProcessRunnerOptions = {}) {}
 
   async run(
@@ -251,7 +260,7 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
   }
 
   start(): StartedRunner {
-    const booting = this.boot();
+    const booting = this.spareOrBoot();
     booting.catch(() => undefined); // told to whoever runs or discards it
     return {
       run: async (input, signal, onVerdict) => {
@@ -260,18 +269,41 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
           return await this.drive(booted, input, signal, onVerdict);
         } finally {
           await booted.sandbox?.teardown();
+          this.replenish();
         }
       },
       discard: async () => {
         const booted = await booting.catch(() => undefined);
-        if (!booted) return;
-        booted.child.kill('SIGKILL');
-        // The sandbox first: what the runner started may hold its pipes open, and the exit
-        // ('close') waits for them; the teardown kills every process of the build.
-        await booted.sandbox?.teardown();
-        await booted.exit.catch(() => undefined);
+        if (booted) await endBooted(booted);
+        this.replenish();
       },
     };
+  }
+
+  /** Ends the spare runner (if any); no other is booted after this. Builds running go on. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const spare = this.spare;
+    this.spare = undefined;
+    const booted = await spare?.catch(() => undefined);
+    if (booted) await endBooted(booted);
+  }
+
+  /** The spare runner while it is alive (it is taken: the next is booted once a run ends), else a new one. */
+  private async spareOrBoot(): Promise<BootedRunner> {
+    const spare = this.spare;
+    this.spare = undefined;
+    const booted = await spare?.catch(() => undefined);
+    if (booted && booted.child.exitCode === null && booted.child.signalCode === null) return booted;
+    if (booted) await endBooted(booted); // it died while waiting: its sandbox goes, a new one boots
+    return this.boot();
+  }
+
+  /** Boots the next spare runner, once the build that took the last one has ended. */
+  private replenish(): void {
+    if (!this.options.spare || this.closed || this.spare) return;
+    this.spare = this.boot();
+    this.spare.catch(() => undefined); // a spare that failed to boot is replaced when taken
   }
 
   /** The sandbox and the runner process, waiting for its input on stdin. */
@@ -401,6 +433,15 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     if (this.options.sandbox) await checkRunnableByOthers(program);
     return [program.command, program.dir];
   }
+}
+
+/** Kills a runner that will get no input and removes its sandbox. */
+async function endBooted(booted: BootedRunner): Promise<void> {
+  booted.child.kill('SIGKILL');
+  // The sandbox first: what the runner started may hold its pipes open, and the exit ('close')
+  // waits for them; the teardown kills every process of the build.
+  await booted.sandbox?.teardown();
+  await booted.exit.catch(() => undefined);
 }
 
 /** A runner process started before its input, and what it said so far. */

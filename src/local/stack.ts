@@ -218,7 +218,12 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     '/tmp',
     buildSandbox ? 'lambkin-builds' : `lambkin-runner-${process.getuid?.() ?? 'user'}`,
   );
-  const processRunner = new ProcessRunnerInvoker({ sandbox: buildSandbox, workRoot: runnerWorkRoot });
+  // A runner is kept booted for the next build, as a warm Lambda container would be.
+  const processRunner = new ProcessRunnerInvoker({
+    sandbox: buildSandbox,
+    workRoot: runnerWorkRoot,
+    spare: true,
+  });
   // The intake refuses untrusted builds here; so does the runner, for those that come another way
   // (`lambkin rebuild` of a fork's build queued while the stack ran as root or allowed them).
   const refusingRunner: RunnerInvoker = {
@@ -411,6 +416,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       // CodeBuild builds first: their STOPPED events still reach the events function.
       await codebuild.close();
       await lambda.close();
+      await processRunner.close();
       await notifier.drained();
       http.closeAllConnections();
       await new Promise<void>((done) => http.close(() => done()));

@@ -199,9 +199,6 @@ export async function runBuild(input: RunnerInput, options: RunnerOptions = {}):
         limits: { maxBytes: diskQuotaOf(input) },
       }),
     );
-    // While the archive is on its way: Ajv compiles the config schemas on first use (tens to
-    // hundreds of ms of CPU), which the config phase would otherwise wait for.
-    setImmediate(warmConfigValidation);
     const fetched = await fetching;
     writer.line(`Fetched the source: ${fetched.files} files in ${formatDuration(clock() - fetchStarted)}`);
 
@@ -721,22 +718,18 @@ function cloneProtocolsFor(url: string): string[] {
 
 /**
  * What a runner process does once, before its first input arrives (it boots while the controller
- * prepares that input): compile the config schemas (Ajv, on first use: a few hundred ms of CPU) and
- * load Node's HTTP client (fetch loads undici on its first call: 20–40 ms). Otherwise a build pays
- * both inside its fetch phase. Never fails.
+ * prepares that input): load Node's HTTP client (fetch loads undici on its first call: 20–40 ms)
+ * and run the config validators once (V8 compiles their code on first call). Otherwise a build
+ * pays both inside its fetch and config phases. Never fails.
  */
 export function prepareRunnerProcess(): void {
-  warmConfigValidation();
-  fetch('data:,').catch(() => undefined);
-}
-
-function warmConfigValidation(): void {
   try {
     validateSettingsConfig({});
     validateRepoConfig({}, LAMBKIN_FILE);
   } catch {
     // Only warming up: the config phase reports what is wrong with the real config.
   }
+  fetch('data:,').catch(() => undefined);
 }
 
 function messageOf(error: unknown): string {

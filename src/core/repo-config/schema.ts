@@ -1,7 +1,8 @@
 /**
  * The repository config's keys: TypeScript types and the JSON schema (published as
  * schema/lambkin.schema.json; a test keeps the two identical). Adding a key means adding it to the
- * interface, to `ENTRY_PROPERTIES` or `TOP_ONLY_PROPERTIES`, and to docs/configuration.md.
+ * interface, to `ENTRY_PROPERTIES` or `TOP_ONLY_PROPERTIES`, and to docs/configuration.md, then
+ * running `npm run generate` (the validators are compiled from these schemas ahead of time).
  *
  * `errorMessage` on a schema node is the phrase used when a value fails there ("must be …"); editors
  * that understand the keyword show it too, the others ignore it.

@@ -1,36 +1,17 @@
 /** JSON parsing and schema validation, with problems phrased for people (file, key path, expectation). */
-import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { AnySchemaObject, ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
 import semver from 'semver';
 import { RepoConfigError } from './config-errors.js';
 import type { RepoConfigProblem } from './config-errors.js';
 import { matrixProblems } from './matrix.js';
-import {
-  REPO_CONFIG_SCHEMA,
-  SETTINGS_CONFIG_SCHEMA,
-  type BuildOverrides,
-  type RepoConfigInput,
-  type SettingsConfigInput,
-} from './schema.js';
+import type { BuildOverrides, RepoConfigInput, SettingsConfigInput } from './schema.js';
+// Compiled ahead of time from the schemas (scripts/generate-validators.ts): compiling them in each
+// process cost ~150 ms of CPU per runner, `lambkin run` and cold start.
+import { validateRepoSchema, validateSettingsSchema } from './validators.generated.js';
 import { isPlainObject } from '../values.js';
 
 /** Beyond this many, problems are counted but not listed (a broken 1 MiB file can have thousands). */
 const MAX_PROBLEMS = 20;
-
-const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
-// An annotation read back from `parentSchema` when phrasing an error; it validates nothing.
-ajv.addKeyword({ keyword: 'errorMessage', schemaType: 'string' });
-
-const compiled = new WeakMap<object, ValidateFunction>();
-
-function validatorFor(schema: object): ValidateFunction {
-  let validate = compiled.get(schema);
-  if (!validate) {
-    validate = ajv.compile(schema);
-    compiled.set(schema, validate);
-  }
-  return validate;
-}
 
 /** `"ten"`, `3`, `null`, `a list`, `an object`; long strings are shortened. */
 export function describeValue(value: unknown): string {
@@ -159,14 +140,13 @@ function problemFromError(
   return { source, ...(path ? { path } : {}), message: `${expectation} ${got}` };
 }
 
-/** Validates `data` against `schema`; returns the problems, phrased and without duplicates. */
+/** Validates `data` with a schema's validator; returns the problems, phrased and without duplicates. */
 export function schemaProblems(
-  schema: object,
+  validate: ValidateFunction,
   data: unknown,
   source: string,
   prefix: readonly string[] = [],
 ): RepoConfigProblem[] {
-  const validate = validatorFor(schema);
   if (validate(data)) return [];
   const problems = new Map<string, RepoConfigProblem>();
   for (const error of validate.errors ?? []) {
@@ -243,7 +223,7 @@ export function validateRepoConfig(
   source: string,
   prefix: readonly string[] = [],
 ): RepoConfigInput {
-  const problems = schemaProblems(REPO_CONFIG_SCHEMA, data, source, prefix);
+  const problems = schemaProblems(validateRepoSchema, data, source, prefix);
   throwIfProblems(problems);
   const config = data as RepoConfigInput; // the schema just proved this shape
   throwIfProblems(semanticProblems(config, source, prefix));
@@ -252,7 +232,7 @@ export function validateRepoConfig(
 
 /** The settings store's `config` (already merged global → repository); problems name `settings`. */
 export function validateSettingsConfig(data: unknown): SettingsConfigInput {
-  const problems = schemaProblems(SETTINGS_CONFIG_SCHEMA, data, 'settings', ['config']);
+  const problems = schemaProblems(validateSettingsSchema, data, 'settings', ['config']);
   throwIfProblems(problems);
   const config = data as SettingsConfigInput; // the schema just proved this shape
   throwIfProblems(semanticProblems(config, 'settings', ['config']));

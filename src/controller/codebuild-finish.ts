@@ -18,7 +18,7 @@ import { CODEBUILD_ENVIRONMENT } from './codebuild-run.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
 import { finishBuild } from './controller.js';
 import { completeJob } from './job-controller.js';
-import { endingWithout, type Ending } from './runner-run.js';
+import { endingOfOutcome, endingWithout, type Ending } from './runner-run.js';
 
 /** A CodeBuild build that ended, as the event (or BatchGetBuilds) tells it. */
 export interface CodeBuildCompletion {
@@ -137,19 +137,12 @@ function fromOutcome(
   const after = afterword?.timings ?? [];
   const runnerOwn = [...runnerTimings, ...after].reduce((sum, timing) => sum + timing.ms, 0);
   const wall = (completion.endTime ?? Date.now()) - (completion.startTime ?? run.startedAt);
-  return {
-    state: outcome.state,
-    description: outcome.description,
-    steps: outcome.steps,
-    ...(outcome.checkoutRoot !== undefined ? { checkoutRoot: outcome.checkoutRoot } : {}),
-    timings: [
-      { name: 'prepare', ms: run.prepareMs },
-      // CodeBuild's queue, provisioning and the bundle's download, around the runner's phases.
-      { name: 'CodeBuild start', ms: Math.max(wall - runnerOwn, 0) },
-      ...runnerTimings,
-    ],
-    rest: Promise.resolve({ timings: after, notes: afterword?.notes ?? [] }),
-  };
+  const lead = [
+    { name: 'prepare', ms: run.prepareMs },
+    // CodeBuild's queue, provisioning and the bundle's download, around the runner's phases.
+    { name: 'CodeBuild start', ms: Math.max(wall - runnerOwn, 0) },
+  ];
+  return endingOfOutcome(outcome, lead, Promise.resolve({ timings: after, notes: afterword?.notes ?? [] }));
 }
 
 /**

@@ -57,6 +57,25 @@ export interface RunnerRest {
 
 const NOTHING_MORE: Promise<RunnerRest> = Promise.resolve({ timings: [], notes: [] });
 
+/**
+ * The ending a runner's outcome gives: its verdict, with `lead` (what came before the runner's own
+ * phases: the preparation, starting the runner) ahead of its timings.
+ */
+export function endingOfOutcome(
+  outcome: RunnerOutcome,
+  lead: PhaseTiming[],
+  rest: Promise<RunnerRest>,
+): Ending {
+  return {
+    state: outcome.state,
+    description: outcome.description,
+    steps: outcome.steps,
+    ...(outcome.checkoutRoot !== undefined ? { checkoutRoot: outcome.checkoutRoot } : {}),
+    timings: [...lead, ...(outcome.timings ?? [])],
+    rest,
+  };
+}
+
 /** An ending without a runner (refused before one started, or the runner failed). */
 export function endingWithout(ending: Omit<Ending, 'timings' | 'rest'>, timings: PhaseTiming[] = []): Ending {
   return { ...ending, timings, rest: NOTHING_MORE };
@@ -83,18 +102,15 @@ export async function runRunner(
     const outcome = run.verdict;
     const runnerTimings = outcome.timings ?? [];
     const runnerOwn = runnerTimings.reduce((sum, timing) => sum + timing.ms, 0);
-    return {
-      state: outcome.state,
-      description: outcome.description,
-      steps: outcome.steps,
-      ...(outcome.checkoutRoot !== undefined ? { checkoutRoot: outcome.checkoutRoot } : {}),
-      timings: [
-        prepare,
-        // Starting the runner (sandbox, process) and what it did between its timed phases.
-        { name: 'runner start', ms: Math.max(clock() - invoked - runnerOwn, 0) },
-        ...runnerTimings,
-      ],
-      rest: run.rest.then(
+    const lead = [
+      prepare,
+      // Starting the runner (sandbox, process) and what it did between its timed phases.
+      { name: 'runner start', ms: Math.max(clock() - invoked - runnerOwn, 0) },
+    ];
+    return endingOfOutcome(
+      outcome,
+      lead,
+      run.rest.then(
         (whole) => ({
           timings: (whole.timings ?? []).slice(runnerTimings.length),
           notes: whole.notes ?? [],
@@ -104,7 +120,7 @@ export async function runRunner(
           notes: [`The runner failed after its verdict: ${errorMessage(error)}`],
         }),
       ),
-    };
+    );
   } catch (error) {
     if (!handedOver) await started?.discard();
     if (error instanceof RunnerAbortedError) {

@@ -92,8 +92,10 @@ export async function measureWebhooks(
   let intake;
   try {
     progress(`webhooks, intake alone: ${one} from one sender, each on a new branch`);
-    // Warm-up (first requests load code and open connections): not counted.
-    await storm(sink, github, repo, { senders: 1, total: 5, branch: (_, index) => `warm-${index}` });
+    // Warm-up, not counted: the first requests load code and open connections, and V8 compiles the
+    // intake's hot paths over the first few dozen (one sender's median: ~22 ms over the first 50
+    // webhooks after a start, ~14 ms over the next 150, on the 2-CPU machine of docs/performance.md).
+    await storm(sink, github, repo, { senders: 1, total: 30, branch: (_, index) => `warm-${index}` });
     const oneSender = await storm(sink, github, repo, {
       senders: 1,
       total: one,

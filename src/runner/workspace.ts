@@ -10,7 +10,7 @@
  *   trusted/build-<label>-p<pid>-XXXXXX/{checkout,home,tmp}
  *   untrusted/...                      the same, for untrusted builds
  */
-import { readlinkSync, statSync, type Dirent } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, statSync, type Dirent } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -60,6 +60,8 @@ const WORK_FOLDER_PREFIX = 'build-';
 const NPM_CACHE_FOLDER = 'npm-cache';
 const NODE_CACHE_FOLDER = 'node-cache';
 export const DEFAULT_MAX_NPM_CACHE_BYTES = 1024 ** 3;
+/** folderSize holds the event loop at most about this long at a time. */
+const FOLDER_SIZE_SLICE_MS = 10;
 
 /** Work folders of this process not yet disposed: a sweep never takes them. */
 const activeWorkFolders = new Set<string>();
@@ -200,27 +202,40 @@ export async function folderSize(dir: string): Promise<number> {
   let total = 0;
   const counted = new Set<string>();
   const pending = [dir];
+  // Synchronous calls, yielding to the event loop every few ms: a node_modules tree has tens of
+  // thousands of entries, and a promise per lstat cost 5-7 times the calls themselves (15 332
+  // files: 270-640 ms against 75-95 ms), CPU taken from the step the watcher runs beside.
+  let slice = performance.now();
   for (let folder = pending.pop(); folder !== undefined; folder = pending.pop()) {
+    if (performance.now() - slice > FOLDER_SIZE_SLICE_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      slice = performance.now();
+    }
     let entries: Dirent[];
     try {
-      entries = await readdir(folder, { withFileTypes: true });
+      entries = readdirSync(folder, { withFileTypes: true });
     } catch (error) {
-      if (folder === dir && hasCode(error, 'ENOTDIR')) return (await lstat(dir)).size;
+      if (folder === dir && hasCode(error, 'ENOTDIR')) return lstatSync(dir).size;
       continue; // gone, unreadable or too deep to name: best effort
     }
-    const files: string[] = [];
     for (const entry of entries) {
       const path = join(folder, entry.name);
-      if (entry.isDirectory()) pending.push(path);
-      else files.push(path);
-    }
-    // One folder's entries at a time, in parallel: a node_modules tree has tens of thousands.
-    const sizes = await Promise.all(files.map((path) => lstat(path).catch(() => undefined)));
-    for (const stats of sizes) {
+      if (entry.isDirectory()) {
+        pending.push(path);
+        continue;
+      }
+      let stats;
+      try {
+        stats = lstatSync(path, { throwIfNoEntry: false });
+      } catch {
+        continue; // in a folder it may list but not search: best effort, as above
+      }
       if (!stats) continue; // removed meanwhile
-      const identity = `${stats.dev}:${stats.ino}`;
-      if (stats.nlink > 1 && counted.has(identity)) continue;
-      if (stats.nlink > 1) counted.add(identity);
+      if (stats.nlink > 1) {
+        const identity = `${stats.dev}:${stats.ino}`;
+        if (counted.has(identity)) continue;
+        counted.add(identity);
+      }
       total += stats.size;
     }
   }

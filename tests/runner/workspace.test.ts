@@ -312,6 +312,29 @@ describe('folderSize', () => {
   test('a missing folder is 0 bytes', async () => {
     expect(await folderSize(join(root, 'nothing-here'))).toBe(0);
   });
+
+  test('a file is its own size; a large tree is summed whole while the event loop keeps turning', async () => {
+    const dir = join(root, 'wide');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'single'), Buffer.alloc(7));
+    expect(await folderSize(join(dir, 'single'))).toBe(7);
+    // 40 folders of 250 files: walked in slices, so timers due meanwhile still run.
+    for (let folder = 0; folder < 40; folder++) {
+      await mkdir(join(dir, `f${folder}`));
+      await Promise.all(
+        Array.from({ length: 250 }, (_, file) => writeFile(join(dir, `f${folder}`, `${file}`), 'xy')),
+      );
+    }
+    let turns = 0;
+    const ticking = setInterval(() => turns++, 1);
+    const started = performance.now();
+    const bytes = await folderSize(dir);
+    const elapsed = performance.now() - started;
+    clearInterval(ticking);
+    expect(bytes).toBe(7 + 40 * 250 * 2);
+    // Held at most ~10 ms at a time: a walk that took longer let the 1 ms timer run.
+    if (elapsed > 40) expect(turns).toBeGreaterThan(0);
+  });
 });
 
 /** The pid of a process that has just exited (so no process has it, for now). */

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jest } from '@jest/globals';
+import { TIME_BREAKDOWN_TITLE } from '../../src/core/log-format.js';
 import type { StackFile } from '../../src/local/stack-file.js';
 import { startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { pushToDev, startDevProcess, type DevProcess } from '../support/dev-process.js';
@@ -76,10 +77,20 @@ async function waitForFinal(repo: string, sha: string, number: number): Promise<
   );
 }
 
+/**
+ * The build's whole log: the controller appends the cache save's lines and the time breakdown once
+ * the final status is out (src/controller/build-artifacts.ts), so wait for the breakdown.
+ */
 async function logOf(repo: string, number: number): Promise<string> {
-  const response = await fetch(`${stack.publicUrl}/builds/${repo}/${number}/log.txt`);
-  expect(response.status).toBe(200);
-  return response.text();
+  let text = '';
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const response = await fetch(`${stack.publicUrl}/builds/${repo}/${number}/log.txt`);
+    expect(response.status).toBe(200);
+    text = await response.text();
+    if (text.includes(TIME_BREAKDOWN_TITLE)) return text;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the log of ${repo}#${number} never got its time breakdown:\n${text}`);
 }
 
 const install = 'mkdir -p node_modules/dep && echo "module.exports = 1" > node_modules/dep/index.js';

@@ -53,8 +53,13 @@ export interface BuildSandbox {
   readonly protections: Pick<SandboxProtections, 'perBuildUser' | 'cgroup' | 'pidNamespace' | 'hostServices'>;
   /** The command that runs `command` (the runner) in the sandbox; started as root. */
   wrap(command: readonly string[]): string[];
-  /** Kills every process of the build, removes its cgroup and work root, frees the slot. */
-  teardown(): Promise<void>;
+  /**
+   * Kills every process of the build, removes its cgroup and work root, frees the slot.
+   * `beforeRemoval` runs once nothing of the build runs any more, before its work root goes (to
+   * take what is kept for the next build); its failure does not stop the teardown. Only the first
+   * call's counts.
+   */
+  teardown(beforeRemoval?: () => Promise<unknown>): Promise<void>;
 }
 
 /** The cgroup v2 mount point from /proc/self/mountinfo (hybrid layouts: /sys/fs/cgroup/unified). */
@@ -173,9 +178,10 @@ function makeSandbox(
   const workRoot = join(parentWorkRoot, `sandbox-${slot}`);
   let usable = cgroup !== undefined;
   let tornDown: Promise<void> | undefined;
-  const clean = async (): Promise<void> => {
+  const clean = async (beforeRemoval?: () => Promise<unknown>): Promise<void> => {
     if (cgroup) await killCgroup(cgroup);
     await killUid(uid);
+    await beforeRemoval?.().catch(() => undefined);
     await rm(workRoot, { recursive: true, force: true, maxRetries: 2 });
   };
   return {
@@ -188,7 +194,7 @@ function makeSandbox(
     get protections() {
       return { perBuildUser: true, cgroup: usable, pidNamespace: true, hostServices };
     },
-    clean,
+    clean: () => clean(),
     async prepare() {
       if (cgroup) {
         try {
@@ -213,9 +219,9 @@ function makeSandbox(
         ...command,
       ];
     },
-    teardown() {
+    teardown(beforeRemoval) {
       tornDown ??= (async () => {
-        await clean();
+        await clean(beforeRemoval);
         await rm(slotDir, { recursive: true, force: true });
       })();
       return tornDown;

@@ -9,11 +9,13 @@ import { readFileSync } from 'node:fs';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import { isUncleanContainerExit } from '../core/container.js';
 import { LambkinError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import type { PhaseTiming, RunnerAfterword, RunnerInput, RunnerOutcome } from '../core/protocol.js';
 import { checkRunnableByOthers, runnerProgram } from './runner-program.js';
 import type { RunnerInvoker, StartedRunner } from '../core/ports.js';
 import { formatProtections } from '../core/sandbox.js';
 import { acquireBuildSandbox, type BuildSandbox, type BuildSandboxOptions } from './build-sandbox.js';
+import type { NpmCacheHandover } from './npm-cache-handover.js';
 
 /** The runner did not return an outcome: it crashed, was killed, or hit its time limit. */
 export class RunnerFailedError extends LambkinError {
@@ -233,6 +235,12 @@ export interface ProcessRunnerOptions {
   spare?: boolean;
   /** Parent of the runner's work areas (with `sandbox`: of each build's own work root). */
   workRoot?: string;
+  /**
+   * With `sandbox`: hand each repository's trusted npm cache from one trusted build to the next
+   * (src/controller/npm-cache-handover.ts), as a warm runner keeps its own; without it, every
+   * sandboxed build's npm cache starts empty.
+   */
+  npmCaches?: { handover: NpmCacheHandover; logger?: Logger };
   /** Time past the input's deadline before the process is killed. */
   graceMs?: number;
 }
@@ -265,10 +273,11 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     return {
       run: async (input, signal, onVerdict) => {
         const booted = await booting;
+        const keepNpmCache = await this.lendNpmCache(booted.sandbox, input);
         try {
           return await this.drive(booted, input, signal, onVerdict);
         } finally {
-          await booted.sandbox?.teardown();
+          await booted.sandbox?.teardown(keepNpmCache);
           this.replenish();
         }
       },
@@ -297,6 +306,34 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     if (booted && booted.child.exitCode === null && booted.child.signalCode === null) return booted;
     if (booted) await endBooted(booted); // it died while waiting: its sandbox goes, a new one boots
     return this.boot();
+  }
+
+  /**
+   * A trusted build's sandbox gets its repository's kept npm cache before the runner has its input;
+   * returns what takes it back at teardown. A failed handover costs the build its cache only.
+   */
+  private async lendNpmCache(
+    sandbox: BuildSandbox | undefined,
+    input: RunnerInput,
+  ): Promise<(() => Promise<void>) | undefined> {
+    const npmCaches = this.options.npmCaches;
+    if (!sandbox || !npmCaches || input.build?.trusted !== true) return undefined;
+    const { handover, logger } = npmCaches;
+    const repo = input.build.repo;
+    const fields = { repo, number: input.build.number };
+    try {
+      await handover.lend(repo, sandbox);
+    } catch (error) {
+      logger?.warn('npm cache: could not hand the kept cache to the build', { ...fields, error });
+    }
+    return async () => {
+      try {
+        const result = await handover.keep(repo, sandbox);
+        if (!result.kept) logger?.info(`npm cache: not kept: ${result.reason}`, fields);
+      } catch (error) {
+        logger?.warn("npm cache: could not keep the build's cache", { ...fields, error });
+      }
+    };
   }
 
   /** Boots the next spare runner, once the build that took the last one has ended. */

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, realpath, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -18,6 +18,7 @@ import { create as createTar } from 'tar';
 import { createAwsClients, createS3Client } from '../aws/clients.js';
 import { runControllerBuild, type ControllerDependencies } from '../controller/controller.js';
 import { ProcessRunnerInvoker } from '../controller/runner-invoker.js';
+import { NPM_CACHES_FOLDER, NpmCacheHandover } from '../controller/npm-cache-handover.js';
 import type { BuildRecord, BuildRequest } from '../core/build.js';
 import type { Logger } from '../core/logger.js';
 import { DynamoBuildStore } from '../store/builds.js';
@@ -169,6 +170,10 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
     const logs = new S3LogStore(clients.s3, 'logs');
     const jobs = new DynamoJobStore(clients.documents, 'builds');
     const asRoot = process.getuid?.() === 0;
+    const workRoot = join(
+      tmpdir(),
+      asRoot ? 'lambkin-builds' : `lambkin-run-${process.getuid?.() ?? 'user'}`,
+    );
     const concurrency = options.concurrency ?? availableParallelism();
     const pool = new LocalJobPool(
       (build, job) => runControllerBuild(deps, builderInvocationFor(build, job)),
@@ -184,7 +189,19 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       archives: { resolveArchiveUrl: async () => served.url },
       runner: new ProcessRunnerInvoker({
         sandbox: asRoot,
-        workRoot: join(tmpdir(), asRoot ? 'lambkin-builds' : `lambkin-run-${process.getuid?.() ?? 'user'}`),
+        workRoot,
+        // Sandboxed, this working copy's npm cache goes from run to run (never to another copy's).
+        ...(asRoot
+          ? {
+              npmCaches: {
+                handover: new NpmCacheHandover({
+                  dir: join(workRoot, NPM_CACHES_FOLDER),
+                  scope: await realpath(path),
+                }),
+                logger: options.logger,
+              },
+            }
+          : {}),
       }),
       // The runner's forms and URLs are signed with a key made for this build only.
       signer: new EphemeralBuildSigner(credentials, (buildKey) =>

@@ -23,6 +23,7 @@ import { runControllerBuild, type ControllerDependencies } from '../controller/c
 import { endFailedBuild } from '../controller/on-failure.js';
 import { endCrashedJob } from '../controller/job-controller.js';
 import { ProcessRunnerInvoker, TrustRoutedRunnerInvoker } from '../controller/runner-invoker.js';
+import { NPM_CACHES_FOLDER, NpmCacheHandover } from '../controller/npm-cache-handover.js';
 import { loadCodeBuildConfig, loadConfig, type LambkinConfig } from '../config.js';
 import { stopRemoteRunsOf } from '../controller/codebuild-run.js';
 import { runnerProgram } from '../controller/runner-program.js';
@@ -219,10 +220,19 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     buildSandbox ? 'lambkin-builds' : `lambkin-runner-${process.getuid?.() ?? 'user'}`,
   );
   // A runner is kept booted for the next build, as a warm Lambda container would be.
+  // Sandboxed, each repository's trusted npm cache goes from build to build, as a warm runner's does.
   const processRunner = new ProcessRunnerInvoker({
     sandbox: buildSandbox,
     workRoot: runnerWorkRoot,
     spare: true,
+    ...(buildSandbox
+      ? {
+          npmCaches: {
+            handover: new NpmCacheHandover({ dir: join(runnerWorkRoot, NPM_CACHES_FOLDER) }),
+            logger: options.logger,
+          },
+        }
+      : {}),
   });
   // The intake refuses untrusted builds here; so does the runner, for those that come another way
   // (`lambkin rebuild` of a fork's build queued while the stack ran as root or allowed them).

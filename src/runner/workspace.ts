@@ -14,6 +14,7 @@ import { lstatSync, readdirSync, readlinkSync, statSync, type Dirent } from 'nod
 import { chmod, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { DEFAULT_MAX_NPM_CACHE_BYTES, NPM_CACHE_FOLDER, TRUST_CLASS_FOLDERS } from '../core/work-layout.js';
 import { WorkspaceError } from './source-errors.js';
 
 export interface Workspace {
@@ -55,11 +56,9 @@ export interface SweepResult {
   bytes: number;
 }
 
-const TRUST_CLASSES = ['trusted', 'untrusted'] as const;
+const TRUST_CLASSES = Object.values(TRUST_CLASS_FOLDERS);
 const WORK_FOLDER_PREFIX = 'build-';
-const NPM_CACHE_FOLDER = 'npm-cache';
 const NODE_CACHE_FOLDER = 'node-cache';
-export const DEFAULT_MAX_NPM_CACHE_BYTES = 1024 ** 3;
 /** folderSize holds the event loop at most about this long at a time. */
 const FOLDER_SIZE_SLICE_MS = 10;
 
@@ -85,7 +84,10 @@ function pidNamespaceOfThisProcess(): string {
 
 /** Makes a fresh work area for one build under `root/trusted/` or `root/untrusted/`. */
 export async function createWorkspace(root: string, options: CreateWorkspaceOptions): Promise<Workspace> {
-  const classFolder = await ensurePrivateFolder(root, options.trusted ? 'trusted' : 'untrusted');
+  const classFolder = await ensurePrivateFolder(
+    root,
+    options.trusted ? TRUST_CLASS_FOLDERS.trusted : TRUST_CLASS_FOLDERS.untrusted,
+  );
   const npmCache = join(classFolder, NPM_CACHE_FOLDER);
   await mkdir(npmCache, { mode: 0o700 }).catch(ignoreCode('EEXIST'));
   await assertPrivateFolder(npmCache);

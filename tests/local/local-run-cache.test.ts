@@ -3,6 +3,7 @@
  * the cache in a temporary folder, and the cache's loopback server asked directly for what a build
  * must not get.
  */
+import { randomBytes } from 'node:crypto';
 import { cp, lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -111,6 +112,33 @@ describe('lambkin run with its dependency cache', () => {
     );
     expect(output).not.toMatch(/Cache: (saved|restored|miss)/);
     expect(await readdir(elsewhere)).toEqual([]);
+  });
+
+  it("keeps npm's own cache from run to run (as root, handed from one build sandbox to the next)", async () => {
+    const warmth = join(scratch, 'npm-warmth');
+    await mkdir(warmth);
+    // A name of this test run's: the runner's work root outlives test runs when not run as root.
+    const marker = `lambkin-test-${randomBytes(6).toString('hex')}`;
+    const manifest = { name: 'npm-warmth', version: '1.0.0', private: true };
+    const check =
+      `const f = require('path').join(process.env.npm_config_cache, '${marker}'); const fs = require('fs'); ` +
+      // Joined at run time: npm echoes the script, which must not hold the words looked for.
+      "console.log(['NPM', 'CACHE', fs.existsSync(f) ? 'WARM' : 'COLD'].join('-')); fs.writeFileSync(f, 'x');";
+    await writeFile(
+      join(warmth, 'package.json'),
+      JSON.stringify({ ...manifest, scripts: { test: `node -e "${check}"` } }),
+    );
+    await writeFile(
+      join(warmth, 'package-lock.json'),
+      JSON.stringify({ ...manifest, lockfileVersion: 3, requires: true, packages: { '': manifest } }),
+    );
+    const cacheDir = join(scratch, 'cache-npm', 'lambkin');
+    const first = await localRun(warmth, { cacheDir });
+    expect(first.result.state).toBe('success');
+    expect(first.output).toContain('NPM-CACHE-COLD');
+    const second = await localRun(warmth, { cacheDir });
+    expect(first.output).not.toContain('NPM-CACHE-WARM');
+    expect(second.output).toContain('NPM-CACHE-WARM');
   });
 
   it('is under XDG_CACHE_HOME when it is absolute, else under ~/.cache', () => {

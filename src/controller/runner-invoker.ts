@@ -336,11 +336,20 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     };
   }
 
-  /** Boots the next spare runner, once the build that took the last one has ended. */
-  private replenish(): void {
-    if (!this.options.spare || this.closed || this.spare) return;
+  /**
+   * Boots a runner now for the next build to take, unless one waits already: a caller that knows
+   * a build is coming (`lambkin run`) overlaps the boot with its own start. `close()` ends it
+   * when no build took it.
+   */
+  prepare(): void {
+    if (this.closed || this.spare) return;
     this.spare = this.boot();
     this.spare.catch(() => undefined); // a spare that failed to boot is replaced when taken
+  }
+
+  /** Boots the next spare runner (`spare`), once the build that took the last one has ended. */
+  private replenish(): void {
+    if (this.options.spare) this.prepare();
   }
 
   /** The sandbox and the runner process, waiting for its input on stdin. */

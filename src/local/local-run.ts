@@ -109,6 +109,30 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
   const work = await mkdtemp(join(tmpdir(), 'lambkin-run-'));
   const cleanups: (() => Promise<unknown>)[] = [() => rm(work, { recursive: true, force: true })];
   try {
+    const asRoot = process.getuid?.() === 0;
+    const workRoot = join(
+      tmpdir(),
+      asRoot ? 'lambkin-builds' : `lambkin-run-${process.getuid?.() ?? 'user'}`,
+    );
+    const runner = new ProcessRunnerInvoker({
+      sandbox: asRoot,
+      workRoot,
+      // Sandboxed, this working copy's npm cache goes from run to run (never to another copy's).
+      ...(asRoot
+        ? {
+            npmCaches: {
+              handover: new NpmCacheHandover({
+                dir: join(workRoot, NPM_CACHES_FOLDER),
+                scope: await realpath(path),
+              }),
+              logger: options.logger,
+            },
+          }
+        : {}),
+    });
+    // Its sandbox and process boot while the servers start and the working copy is packed.
+    runner.prepare();
+    cleanups.unshift(() => runner.close());
     const archive = join(work, 'source.tar.gz');
     // The build's steps run on this machine while these servers do: as in `lambkin dev`, they answer
     // only requests signed with this run's key (src/local/storage-proxy.ts). They start while the
@@ -169,11 +193,6 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
     }
     const logs = new S3LogStore(clients.s3, 'logs');
     const jobs = new DynamoJobStore(clients.documents, 'builds');
-    const asRoot = process.getuid?.() === 0;
-    const workRoot = join(
-      tmpdir(),
-      asRoot ? 'lambkin-builds' : `lambkin-run-${process.getuid?.() ?? 'user'}`,
-    );
     const concurrency = options.concurrency ?? availableParallelism();
     const pool = new LocalJobPool(
       (build, job) => runControllerBuild(deps, builderInvocationFor(build, job)),
@@ -187,22 +206,7 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       statuses: NO_STATUSES,
       logs,
       archives: { resolveArchiveUrl: async () => served.url },
-      runner: new ProcessRunnerInvoker({
-        sandbox: asRoot,
-        workRoot,
-        // Sandboxed, this working copy's npm cache goes from run to run (never to another copy's).
-        ...(asRoot
-          ? {
-              npmCaches: {
-                handover: new NpmCacheHandover({
-                  dir: join(workRoot, NPM_CACHES_FOLDER),
-                  scope: await realpath(path),
-                }),
-                logger: options.logger,
-              },
-            }
-          : {}),
-      }),
+      runner,
       // The runner's forms and URLs are signed with a key made for this build only.
       signer: new EphemeralBuildSigner(credentials, (buildKey) =>
         createS3Client({ region: LOCAL_REGION, credentials: buildKey, endpoints: { s3: s3.endpoint } }),

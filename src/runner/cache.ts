@@ -119,7 +119,15 @@ export type RestoreResult =
   | { hit: false; reason: string; warning: boolean; durationMs: number };
 
 export type SaveResult =
-  | { saved: true; bytes: number; files: number; codec: CacheCodec; durationMs: number }
+  | {
+      saved: true;
+      bytes: number;
+      files: number;
+      codec: CacheCodec;
+      durationMs: number;
+      /** Uploaded what a snapshot packed while the later steps ran (startCacheSnapshot). */
+      packedAhead?: boolean;
+    }
   | { saved: false; reason: string; warning: boolean; durationMs: number };
 
 /** The codec of an access's key when this runtime can use it; otherwise why not (a plain miss). */
@@ -504,14 +512,175 @@ export interface SaveOptions {
   signal?: AbortSignal;
 }
 
+/** What a save packs: the key's codec, the paths present and the manifest; or why nothing. */
+type SavePlan =
+  { codec: CacheCodec; paths: string[]; manifest: CacheManifest } | { skip: string; warning: boolean };
+
+async function planSave(access: CacheAccess, target: CacheTarget): Promise<SavePlan> {
+  if (!access.putUrl) return { skip: 'this build may not write the cache', warning: false };
+  const usable = usableCodec(access.key);
+  if ('reason' in usable) return { skip: usable.reason, warning: false };
+  const paths = cachedPaths(target.extraPaths);
+  const lockfile = await checkoutLockfile(target.checkout);
+  if (!lockfile || lockfile.sha !== access.lockfileSha) {
+    return { skip: "the checkout's lockfile is not the one the key was made for", warning: true };
+  }
+  const present: string[] = [];
+  for (const path of paths) {
+    if (
+      await lstat(join(target.checkout, path)).then(
+        () => true,
+        () => false,
+      )
+    )
+      present.push(path);
+  }
+  if (!present.includes(INSTALLED_PACKAGES_PATH))
+    return { skip: 'the install left no node_modules to cache', warning: false };
+  const runtime = currentRuntime(target.nodeVersion);
+  const manifest: CacheManifest = {
+    format: MANIFEST_FORMAT,
+    runtime: runtimeId(runtime),
+    nodeVersion: runtime.nodeVersion,
+    lockfile,
+    paths,
+    createdAt: new Date().toISOString(),
+  };
+  return { codec: usable.codec, paths: present, manifest };
+}
+
+/** An archive packed ahead of the save (startCacheSnapshot), in a folder of its own. */
+interface PackedArchive {
+  folder: string;
+  file: string;
+  codec: CacheCodec;
+  bytes: number;
+  files: number;
+  /** Each packed file as it was read: a save checks none changed since. */
+  stamps: FileStamp[];
+}
+
+interface FileStamp {
+  path: string;
+  ino: number;
+  ctimeMs: number;
+}
+
 /**
- * Packs `node_modules` and the extra paths (with the manifest first) into a tar.gz in `tmpDir`,
- * then uploads it with the presigned PUT (S3 needs its length up front, hence the file).
+ * After a build's install step, when a save may follow (a trusted build, a miss, no extra paths):
+ * starts its snapshot. Undefined when no save would follow.
+ */
+export function startBuildCacheSnapshot(
+  access: CacheAccess | undefined,
+  config: BuildCacheConfig,
+  state: BuildCacheState,
+  folders: { checkout: string; tmp: string },
+  options: Omit<SaveOptions, 'tmpDir'> & { since: number },
+  nodeVersion?: string,
+): CacheSnapshot | undefined {
+  if (!access?.putUrl || !config.cache.enabled || state.hit || config.cache.paths.length > 0)
+    return undefined;
+  return startCacheSnapshot(
+    access,
+    {
+      checkout: folders.checkout,
+      extraPaths: [],
+      ...(nodeVersion !== undefined ? { nodeVersion } : {}),
+    },
+    { ...options, tmpDir: folders.tmp },
+  );
+}
+
+/** node_modules packed while the steps after the install run (runSteps), for saveCache to upload. */
+export interface CacheSnapshot {
+  /** When the install ended: a packed file changed since (by a later step) spoils the snapshot. */
+  readonly since: number;
+  /** The archive, or why there is none (saveCache then packs after the steps, as without one). */
+  readonly packed: Promise<PackedArchive | { reason: string }>;
+  /** Stops the packing and removes the archive; safe to call twice. */
+  discard(): Promise<void>;
+}
+
+/**
+ * Starts packing what a save of this build would, right after its install, while the later steps
+ * run: the final status then waits for no pack at all. Only without extra paths (those are what
+ * later steps write). saveCache uploads it only when no file it holds changed after `since`;
+ * else it packs again, as it would have without a snapshot.
+ */
+export function startCacheSnapshot(
+  access: CacheAccess,
+  target: CacheTarget,
+  options: SaveOptions & { since: number },
+): CacheSnapshot {
+  const stop = new AbortController();
+  let folder: string | undefined;
+  const packed = (async (): Promise<PackedArchive | { reason: string }> => {
+    if (target.extraPaths.length > 0) return { reason: 'extra paths are saved after the steps' };
+    const plan = await planSave(access, target);
+    if ('skip' in plan) return { reason: plan.skip };
+    const signal = AbortSignal.any([stop.signal, AbortSignal.timeout(Math.max(options.timeoutMs, 1))]);
+    folder = await mkdtemp(join(options.tmpDir, 'lambkin-cache-'));
+    const file = join(folder, 'cache.tar');
+    const result = await packArchive(
+      target.checkout,
+      plan.manifest,
+      plan.paths,
+      { file, codec: plan.codec },
+      access.maxBytes,
+      options.signal ? AbortSignal.any([signal, options.signal]) : signal,
+    );
+    return { folder, file, codec: plan.codec, ...result };
+  })().catch(async (error: unknown) => {
+    if (folder) await rm(folder, { recursive: true, force: true }).catch(() => undefined);
+    return { reason: messageOf(error) };
+  });
+  return {
+    since: options.since,
+    packed,
+    discard: async () => {
+      stop.abort();
+      const result = await packed;
+      if ('folder' in result)
+        await rm(result.folder, { recursive: true, force: true }).catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * The snapshot's archive when it still holds what the checkout has: no file it packed was changed
+ * or replaced after the install ended (a later step writing into node_modules while it was read
+ * could have torn a file). Else undefined, and the snapshot is discarded.
+ */
+async function unchangedSnapshot(
+  snapshot: CacheSnapshot,
+  codec: CacheCodec,
+): Promise<PackedArchive | undefined> {
+  const packed = await snapshot.packed;
+  if (!('folder' in packed)) return undefined;
+  // The install wrote its files before `since` (taken after its process ended), and a timestamp
+  // never runs ahead of the clock: a ctime at or past `since` is a later step's change.
+  const changed =
+    packed.codec !== codec ||
+    packed.stamps.some((stamp) => {
+      if (stamp.ctimeMs >= snapshot.since) return true;
+      const now = lstatSync(stamp.path, { throwIfNoEntry: false });
+      return now !== undefined && (now.ino !== stamp.ino || now.ctimeMs >= snapshot.since);
+    });
+  if (!changed) return packed;
+  await snapshot.discard();
+  return undefined;
+}
+
+/**
+ * Packs `node_modules` and the extra paths (with the manifest first) into an archive in `tmpDir`,
+ * then uploads it with the presigned PUT (S3 needs its length up front, hence the file). With a
+ * snapshot packed while the later steps ran, and nothing in it changed since, uploads that.
  */
 export async function saveCache(
   access: CacheAccess,
   target: CacheTarget,
   options: SaveOptions,
+  snapshot?: CacheSnapshot,
 ): Promise<SaveResult> {
   const started = Date.now();
   const skip = (reason: string, warning: boolean): SaveResult => ({
@@ -520,56 +689,43 @@ export async function saveCache(
     warning,
     durationMs: Date.now() - started,
   });
-  if (!access.putUrl) return skip('this build may not write the cache', false);
-  const usable = usableCodec(access.key);
-  if ('reason' in usable) return skip(usable.reason, false);
   let folder: string | undefined;
   try {
-    const paths = cachedPaths(target.extraPaths);
-    const lockfile = await checkoutLockfile(target.checkout);
-    if (!lockfile || lockfile.sha !== access.lockfileSha) {
-      return skip("the checkout's lockfile is not the one the key was made for", true);
+    const plan = await planSave(access, target);
+    if ('skip' in plan) {
+      await snapshot?.discard();
+      return skip(plan.skip, plan.warning);
     }
-    const present: string[] = [];
-    for (const path of paths) {
-      if (
-        await lstat(join(target.checkout, path)).then(
-          () => true,
-          () => false,
-        )
-      )
-        present.push(path);
-    }
-    if (!present.includes(INSTALLED_PACKAGES_PATH))
-      return skip('the install left no node_modules to cache', false);
-    const runtime = currentRuntime(target.nodeVersion);
-    const manifest: CacheManifest = {
-      format: MANIFEST_FORMAT,
-      runtime: runtimeId(runtime),
-      nodeVersion: runtime.nodeVersion,
-      lockfile,
-      paths,
-      createdAt: new Date().toISOString(),
-    };
     const deadline = AbortSignal.timeout(Math.max(options.timeoutMs, 1));
     const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
-    folder = await mkdtemp(join(options.tmpDir, 'lambkin-cache-'));
-    const file = join(folder, 'cache.tar');
-    const packed = await packArchive(
-      target.checkout,
-      manifest,
-      present,
-      { file, codec: usable.codec },
-      access.maxBytes,
-      signal,
-    );
-    await upload(access, file, packed.bytes, CONTENT_TYPES[usable.codec], signal);
+    const ahead = snapshot ? await unchangedSnapshot(snapshot, plan.codec) : undefined;
+    let packed: Pick<PackedArchive, 'file' | 'bytes' | 'files'>;
+    if (ahead) {
+      folder = ahead.folder;
+      packed = ahead;
+    } else {
+      folder = await mkdtemp(join(options.tmpDir, 'lambkin-cache-'));
+      const file = join(folder, 'cache.tar');
+      packed = {
+        file,
+        ...(await packArchive(
+          target.checkout,
+          plan.manifest,
+          plan.paths,
+          { file, codec: plan.codec },
+          access.maxBytes,
+          signal,
+        )),
+      };
+    }
+    await upload(access, packed.file, packed.bytes, CONTENT_TYPES[plan.codec], signal);
     return {
       saved: true,
       bytes: packed.bytes,
       files: packed.files,
-      codec: usable.codec,
+      codec: plan.codec,
       durationMs: Date.now() - started,
+      packedAhead: ahead !== undefined,
     };
   } catch (error) {
     return skip(messageOf(error), true);
@@ -609,16 +765,21 @@ async function packArchive(
   { file, codec }: { file: string; codec: CacheCodec },
   maxBytes: number,
   signal: AbortSignal,
-): Promise<{ bytes: number; files: number }> {
+): Promise<{ bytes: number; files: number; stamps: FileStamp[] }> {
   let problem: string | undefined;
   let files = 0;
+  const stamps: FileStamp[] = [];
   const pack = new PackSync({
     cwd: checkout,
     portable: true,
     noDirRecurse: true,
     linkCache: new NoLinkCache(),
     onWriteEntry: (entry: WriteEntry) => {
-      if (entry.type === 'File' && entry.path !== MANIFEST_NAME) files++;
+      if (entry.type === 'File' && entry.path !== MANIFEST_NAME) {
+        files++;
+        if (entry.stat)
+          stamps.push({ path: entry.absolute, ino: entry.stat.ino, ctimeMs: entry.stat.ctimeMs });
+      }
       // A restore would refuse these; better not to store an entry no build could use.
       if (entry.type === 'SymbolicLink' && (entry.linkpath ?? '').startsWith('/')) {
         problem ??= `${entry.path} is a symbolic link to the absolute path ${entry.linkpath ?? ''}`;
@@ -710,7 +871,7 @@ async function packArchive(
     throw error;
   }
   stopIfFailed();
-  return { bytes: (await stat(file)).size, files };
+  return { bytes: (await stat(file)).size, files, stamps };
 }
 
 /** PUT with an explicit Content-Length (fetch would send a streamed body chunked, which S3 refuses). */
@@ -851,6 +1012,7 @@ export async function saveBuildCache(
   options: Omit<SaveOptions, 'tmpDir'>,
   log: (line: string) => void,
   nodeVersion?: string,
+  snapshot?: CacheSnapshot,
 ): Promise<void> {
   if (!access || !config.cache.enabled || state.hit) return;
   if (!access.putUrl) {
@@ -865,10 +1027,12 @@ export async function saveBuildCache(
       ...(nodeVersion !== undefined ? { nodeVersion } : {}),
     },
     { ...options, tmpDir: folders.tmp },
+    snapshot,
   );
   if (result.saved) {
     log(
-      `Cache: saved ${access.key} (${result.files} files, ${formatMiB(result.bytes)} MiB) in ${formatDuration(result.durationMs)}`,
+      `Cache: saved ${access.key} (${result.files} files, ${formatMiB(result.bytes)} MiB) in ${formatDuration(result.durationMs)}` +
+        (result.packedAhead ? ', packed while the steps after the install ran' : ''),
     );
   } else {
     log(

@@ -32,6 +32,8 @@ import {
   restoreBuildCache,
   restoreCache,
   saveBuildCache,
+  startBuildCacheSnapshot,
+  type CacheSnapshot,
   type RestoreResult,
 } from './cache.js';
 import { SourceFetchError } from './source-errors.js';
@@ -380,92 +382,119 @@ async function runSteps(
   let deployEnv: Record<string, string> = {};
 
   let announcedDeploy = false;
-  for (const { phase, name, command } of plan.steps) {
-    if (phase === 'deploy' && !announcedDeploy) {
-      announcedDeploy = true;
-      writer.line(`Deploy allowed: ${input.deploy?.reason ?? 'by the controller'}`);
-      const grant = input.deploy?.grant;
-      if (grant) {
-        // Only now, with install and test passed: the role is assumed for the deploy step alone.
-        try {
-          const credentials = await redeemDeployGrant(grant, {
-            timeoutMs: Math.min(REDEEM_TIMEOUT_MS, Math.max(deadline - clock(), 1)),
-            ...(options.stop ? { signal: options.stop } : {}),
-            clock,
-          });
-          mask([credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken]);
-          deployEnv = deployEnvironment(credentials);
-        } catch (error) {
-          const message = messageOf(error);
-          writer.line(`Error: ${message}`);
-          return { verdict: { state: 'error', description: message } };
+  let snapshot: CacheSnapshot | undefined;
+  let passed = false;
+  try {
+    for (const [index, { phase, name, command }] of plan.steps.entries()) {
+      if (phase === 'deploy' && !announcedDeploy) {
+        announcedDeploy = true;
+        writer.line(`Deploy allowed: ${input.deploy?.reason ?? 'by the controller'}`);
+        const grant = input.deploy?.grant;
+        if (grant) {
+          // Only now, with install and test passed: the role is assumed for the deploy step alone.
+          try {
+            const credentials = await redeemDeployGrant(grant, {
+              timeoutMs: Math.min(REDEEM_TIMEOUT_MS, Math.max(deadline - clock(), 1)),
+              ...(options.stop ? { signal: options.stop } : {}),
+              clock,
+            });
+            mask([credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken]);
+            deployEnv = deployEnvironment(credentials);
+          } catch (error) {
+            const message = messageOf(error);
+            writer.line(`Error: ${message}`);
+            return { verdict: { state: 'error', description: message } };
+          }
         }
+        writer.line(
+          grant
+            ? `Deploy runs as the role ${grant.roleArn}`
+            : 'Deploy runs without AWS credentials (no deploy.roleArn in the settings)',
+        );
       }
-      writer.line(
-        grant
-          ? `Deploy runs as the role ${grant.roleArn}`
-          : 'Deploy runs without AWS credentials (no deploy.roleArn in the settings)',
-      );
-    }
-    const remaining = deadline - clock();
-    if (remaining <= 0) {
-      return {
-        verdict: {
-          state: 'timed_out',
-          description: `timed out after ${config.timeoutSeconds} s before ${name}`,
-        },
-      };
-    }
-    writer.raw(formatStepHeader({ name, command }));
-    const quota = watchDiskQuota(workspace.root, quotaBytes, options.quotaCheckIntervalMs);
-    let run: Awaited<ReturnType<typeof runStep>>;
-    try {
-      run = await runStep(
-        {
+      const remaining = deadline - clock();
+      if (remaining <= 0) {
+        return {
+          verdict: {
+            state: 'timed_out',
+            description: `timed out after ${config.timeoutSeconds} s before ${name}`,
+          },
+        };
+      }
+      writer.raw(formatStepHeader({ name, command }));
+      const quota = watchDiskQuota(workspace.root, quotaBytes, options.quotaCheckIntervalMs);
+      let run: Awaited<ReturnType<typeof runStep>>;
+      try {
+        run = await runStep(
+          {
+            name,
+            command,
+            cwd: workspace.checkout,
+            env: phase === 'deploy' ? { ...env, ...deployEnv } : env,
+            timeoutMs: remaining,
+          },
+          {
+            onOutput: (chunk) => writer.output(chunk),
+            signal: options.stop ? AbortSignal.any([quota.signal, options.stop]) : quota.signal,
+            ...(canLimitProcesses ? { maxProcesses, maxFileBytes: quotaBytes } : {}),
+            ...(options.stepUser ?? {}),
+            ...(sandbox ? { sandbox } : {}),
+          },
+        );
+      } finally {
+        await quota.stop();
+      }
+      phases.add(`step ${name}`, run.durationMs);
+      // Once more after the step: what it wrote since the last look counts too.
+      const exceeded =
+        quota.exceeded() || (await phases.time('quota check', () => folderSize(workspace.root))) > quotaBytes;
+      writer.raw(
+        formatStepFooter({
           name,
-          command,
-          cwd: workspace.checkout,
-          env: phase === 'deploy' ? { ...env, ...deployEnv } : env,
-          timeoutMs: remaining,
-        },
-        {
-          onOutput: (chunk) => writer.output(chunk),
-          signal: options.stop ? AbortSignal.any([quota.signal, options.stop]) : quota.signal,
-          ...(canLimitProcesses ? { maxProcesses, maxFileBytes: quotaBytes } : {}),
-          ...(options.stepUser ?? {}),
-          ...(sandbox ? { sandbox } : {}),
-        },
+          exitCode: run.exitCode,
+          durationMs: run.durationMs,
+          timedOut: run.timedOut,
+        }),
       );
-    } finally {
-      await quota.stop();
+      steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
+      if (exceeded) {
+        const error = new DiskQuotaExceededError(quotaBytes);
+        writer.line(`Error: ${error.message}; ${name} was stopped.`);
+        return { verdict: { state: 'error', description: `${error.message} (in ${name})` } };
+      }
+      if (run.timedOut) {
+        return {
+          verdict: {
+            state: 'timed_out',
+            description: `timed out after ${config.timeoutSeconds} s in ${name}`,
+          },
+        };
+      }
+      if (run.exitCode !== 0) {
+        const how = run.exitCode === null ? `killed by ${run.signal ?? 'a signal'}` : `exit ${run.exitCode}`;
+        return { verdict: { state: 'failure', description: `${name} failed (${how}): ${command}` } };
+      }
+      // The install is over and more steps follow: what a save would store is packed while they run.
+      const next = plan.steps[index + 1];
+      if (phase === 'install' && next && next.phase !== 'install') {
+        snapshot = startBuildCacheSnapshot(
+          input.cache,
+          config,
+          cache,
+          workspace,
+          {
+            since: clock(),
+            timeoutMs: Math.max(deadline - clock(), 1),
+            ...(options.stop ? { signal: options.stop } : {}),
+          },
+          node?.version,
+        );
+      }
     }
-    phases.add(`step ${name}`, run.durationMs);
-    // Once more after the step: what it wrote since the last look counts too.
-    const exceeded =
-      quota.exceeded() || (await phases.time('quota check', () => folderSize(workspace.root))) > quotaBytes;
-    writer.raw(
-      formatStepFooter({
-        name,
-        exitCode: run.exitCode,
-        durationMs: run.durationMs,
-        timedOut: run.timedOut,
-      }),
-    );
-    steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
-    if (exceeded) {
-      const error = new DiskQuotaExceededError(quotaBytes);
-      writer.line(`Error: ${error.message}; ${name} was stopped.`);
-      return { verdict: { state: 'error', description: `${error.message} (in ${name})` } };
-    }
-    if (run.timedOut) {
-      return {
-        verdict: { state: 'timed_out', description: `timed out after ${config.timeoutSeconds} s in ${name}` },
-      };
-    }
-    if (run.exitCode !== 0) {
-      const how = run.exitCode === null ? `killed by ${run.signal ?? 'a signal'}` : `exit ${run.exitCode}`;
-      return { verdict: { state: 'failure', description: `${name} failed (${how}): ${command}` } };
-    }
+    passed = true;
+  } finally {
+    // A build that did not pass saves nothing: its snapshot goes.
+    if (!passed) await snapshot?.discard();
   }
   const total = steps.reduce((sum, step) => sum + step.durationMs, 0);
   return {
@@ -485,6 +514,7 @@ async function runSteps(
         },
         (line) => notes.push(line),
         node?.version,
+        snapshot,
       ),
   };
 }

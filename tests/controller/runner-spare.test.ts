@@ -98,6 +98,22 @@ describe('the spare runner', () => {
     expect(await boots(dir)).toHaveLength(1);
   });
 
+  it('is booted at once by prepare(), taken by the next build, and not replaced without the option', async () => {
+    const dir = await boardFolder('prepared');
+    const invoker = new ProcessRunnerInvoker({ command: standIn(dir) });
+    try {
+      invoker.prepare();
+      invoker.prepare(); // one waits already: no second
+      await until(async () => (await boots(dir)).length === 1, 'the prepared runner');
+      const [prepared] = await boots(dir);
+      expect(served(await invoker.run(input('one')))).toEqual([prepared, 'one']);
+      await sleep(300);
+      expect(await boots(dir)).toHaveLength(1);
+    } finally {
+      await invoker.close();
+    }
+  });
+
   it('is replaced when it died while waiting: the build still runs', async () => {
     const dir = await boardFolder('died');
     // The boot line carries the process's pid, so the test can kill the one waiting.

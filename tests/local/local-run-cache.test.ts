@@ -42,7 +42,9 @@ describe('lambkin run with its dependency cache', () => {
     expect(first.result.state).toBe('success');
     expect(first.output).toContain('INSTALL-RAN');
     expect(first.output).toMatch(/Cache: miss for cache\/local\/project-[0-9a-f]{16}\//);
-    expect(first.output).toMatch(/Cache: saved cache\/local\/project-/);
+    expect(first.output).toMatch(
+      /Cache: saved cache\/local\/project-.*, packed while the steps after the install ran/,
+    );
     expect(await modeOf(cacheDir)).toBe(0o700);
     expect(await modeOf(join(cacheDir, 'deps'))).toBe(0o700);
 
@@ -53,6 +55,42 @@ describe('lambkin run with its dependency cache', () => {
     expect(second.result.steps.map((step) => step.name)).toEqual(['test']);
     // The working copy itself is never written: the build runs on its own copy.
     expect(await lstat(join(project, 'node_modules')).catch(() => undefined)).toBeUndefined();
+  });
+
+  it('saves what the steps left when a step after the install changed node_modules, and nothing when one failed', async () => {
+    const changing = join(scratch, 'changing');
+    await cp(project, changing, { recursive: true });
+    const manifestPath = join(changing, 'package.json');
+    const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as { scripts: Record<string, string> };
+    // The test step rewrites an installed file (a tool's cache, a generated client), then passes
+    // or fails as FAIL_AFTER says.
+    manifest.scripts.test =
+      "node -e \"require('fs').appendFileSync('node_modules/local-dep-0/index.js', '// touched by the tests\\n')\" && node --test";
+    await writeFile(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
+    const cacheDir = join(scratch, 'cache-changing', 'lambkin');
+    const first = await localRun(changing, { cacheDir });
+    expect(first.result.state).toBe('success');
+    expect(first.output).toMatch(/Cache: saved cache\/local\/changing-[^\n]* in [^\n,]*\n/);
+    expect(first.output).not.toContain('packed while the steps after the install ran');
+    // The archive holds the file as the steps left it: the next build restores that.
+    manifest.scripts.test =
+      "node -e \"process.exit(require('fs').readFileSync('node_modules/local-dep-0/index.js', 'utf8').includes('touched by the tests') ? 0 : 3)\"";
+    await writeFile(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
+    const second = await localRun(changing, { cacheDir });
+    expect(second.output).toMatch(/Cache: restored/);
+    expect(second.result.state).toBe('success');
+
+    const failing = join(scratch, 'failing');
+    await cp(project, failing, { recursive: true });
+    const failingManifest = JSON.parse(await readFile(join(failing, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    failingManifest.scripts.test = 'exit 1';
+    await writeFile(join(failing, 'package.json'), JSON.stringify(failingManifest, null, 2) + '\n');
+    const failed = await localRun(failing, { cacheDir: join(scratch, 'cache-failing', 'lambkin') });
+    expect(failed.result.state).toBe('failure');
+    expect(failed.output).not.toMatch(/Cache: saved/);
+    expect(await readdir(join(scratch, 'cache-failing', 'lambkin', 'deps')).catch(() => [])).toEqual([]);
   });
 
   it("never gives one working copy another's entry, even with the same lockfile", async () => {

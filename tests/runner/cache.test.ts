@@ -6,7 +6,8 @@
  */
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile, mkdir, symlink, lstat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile, mkdir, symlink, lstat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,6 +24,7 @@ import {
   checkoutLockfile,
   restoreCache,
   saveCache,
+  startCacheSnapshot,
   type CacheManifest,
 } from '../../src/runner/cache.js';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
@@ -390,6 +392,61 @@ describe('restoreCache and saveCache', () => {
       );
     }
     expect((await lstat(join(fresh, 'node_modules', 'empty-folder'))).isDirectory()).toBe(true);
+  });
+
+  it('uploads a snapshot packed after the install only when no file in it changed since', async () => {
+    const file = join(checkout, 'node_modules', 'pkg', 'index.js');
+    await mkdir(join(checkout, 'node_modules', 'pkg'), { recursive: true });
+    await writeFile(file, 'module.exports = "installed";\n');
+    const target = { checkout, extraPaths: [] };
+    const options = { tmpDir: scratch, timeoutMs: 30_000 };
+    const restoredContent = async (): Promise<string> => {
+      const fresh = await mkdtemp(join(scratch, 'checkout-'));
+      await writeFile(join(fresh, 'package-lock.json'), await readFile(join(checkout, 'package-lock.json')));
+      const restored = await restoreCache(
+        { ...access, stored: true },
+        { checkout: fresh, extraPaths: [] },
+        { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+      );
+      expect(restored).toMatchObject({ hit: true });
+      return readFile(join(fresh, 'node_modules', 'pkg', 'index.js'), 'utf8');
+    };
+
+    // Nothing changed after the install: the snapshot is what is uploaded.
+    await sleep(20); // the install ended a while after its last write, as a step's process exits
+    const untouched = startCacheSnapshot(access, target, { ...options, since: Date.now() });
+    await untouched.packed;
+    expect(await saveCache(access, target, options, untouched)).toMatchObject({
+      saved: true,
+      packedAhead: true,
+    });
+    expect(await restoredContent()).toBe('module.exports = "installed";\n');
+
+    // A later step rewrote a file after it was packed: packed again, with what the checkout holds now.
+    const since = Date.now();
+    await sleep(30);
+    const rewritten = startCacheSnapshot(access, target, { ...options, since });
+    expect(await rewritten.packed).toMatchObject({ files: 1 });
+    await writeFile(file, 'module.exports = "tested";\n');
+    expect(await saveCache(access, target, options, rewritten)).toMatchObject({
+      saved: true,
+      packedAhead: false,
+    });
+    expect(await restoredContent()).toBe('module.exports = "tested";\n');
+
+    // Changed before it was packed, but after the install: also packed again.
+    const before = Date.now();
+    await sleep(30);
+    await writeFile(file, 'module.exports = "early";\n');
+    const early = startCacheSnapshot(access, target, { ...options, since: before });
+    await early.packed;
+    expect(await saveCache(access, target, options, early)).toMatchObject({
+      saved: true,
+      packedAhead: false,
+    });
+    expect(await restoredContent()).toBe('module.exports = "early";\n');
+    // No archive is left behind in the build's tmp either way.
+    expect((await readdir(scratch)).filter((name) => name.startsWith('lambkin-cache-'))).toEqual([]);
   });
 
   it('saves nothing with a link to an absolute path, or past the size limit', async () => {

@@ -481,7 +481,7 @@ async function runSteps(
           input.cache,
           config,
           cache,
-          workspace,
+          { checkout: workspace.checkout, tmp: workspace.runnerTmp },
           {
             since: clock(),
             timeoutMs: Math.max(deadline - clock(), 1),
@@ -507,7 +507,7 @@ async function runSteps(
         input.cache,
         config,
         cache,
-        workspace,
+        { checkout: workspace.checkout, tmp: workspace.runnerTmp },
         {
           timeoutMs: Math.max(deadline - clock(), 1),
           ...(options.stop ? { signal: options.stop } : {}),

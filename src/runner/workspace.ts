@@ -26,6 +26,11 @@ export interface Workspace {
   home: string;
   /** TMPDIR of the build steps. */
   tmp: string;
+  /**
+   * The runner's own scratch folder (the cache archive it packs while steps run): beside `root`,
+   * so outside the disk quota, and, under the step sandbox, out of the steps' sight.
+   */
+  runnerTmp: string;
   /** npm cache of this trust class, kept between builds (outside `root`). */
   npmCache: string;
   /**
@@ -98,17 +103,29 @@ export async function createWorkspace(root: string, options: CreateWorkspaceOpti
   // mkdtemp makes the folder 0700 with a random suffix: no other build or user can predict it.
   const workFolder = await mkdtemp(join(classFolder, prefix));
   activeWorkFolders.add(workFolder);
+  // Named like a work folder, so a sweep judges it the same way when a crash leaves it behind.
+  const runnerTmp = await mkdtemp(join(classFolder, prefix)).catch(async (error: unknown) => {
+    await removeFolder(workFolder);
+    activeWorkFolders.delete(workFolder);
+    throw new WorkspaceError(`Could not make the runner's folder in ${classFolder}: ${String(error)}`, {
+      cause: error,
+    });
+  });
+  activeWorkFolders.add(runnerTmp);
   const workspace: Workspace = {
     root: workFolder,
     checkout: join(workFolder, 'checkout'),
     home: join(workFolder, 'home'),
     tmp: join(workFolder, 'tmp'),
+    runnerTmp,
     npmCache,
     nodeCache,
     trusted: options.trusted,
     dispose: once(async () => {
-      await removeFolder(workFolder);
-      activeWorkFolders.delete(workFolder);
+      for (const folder of [workFolder, runnerTmp]) {
+        await removeFolder(folder);
+        activeWorkFolders.delete(folder);
+      }
     }),
   };
   try {

@@ -243,18 +243,24 @@ async function workRootFolder(): Promise<string> {
   return folder;
 }
 
+/** The stand-in runner in real build sandboxes, with the handover's store beside them. */
+async function sandboxedInvoker() {
+  const workRoot = await workRootFolder();
+  const logger = createMemoryLogger();
+  const invoker = new ProcessRunnerInvoker({
+    command: STAND_IN,
+    sandbox: true,
+    workRoot,
+    npmCaches: { handover: new NpmCacheHandover({ dir: join(workRoot, 'npm-caches') }), logger },
+  });
+  return { invoker, logger };
+}
+
 const seen = (outcome: RunnerOutcome): string => outcome.description;
 
 describeAsRoot('sandboxed builds with the npm cache handover', () => {
   it('gives a trusted build the last trusted build’s cache of its repository, and untrusted builds none', async () => {
-    const workRoot = await workRootFolder();
-    const logger = createMemoryLogger();
-    const invoker = new ProcessRunnerInvoker({
-      command: STAND_IN,
-      sandbox: true,
-      workRoot,
-      npmCaches: { handover: new NpmCacheHandover({ dir: join(workRoot, 'npm-caches') }), logger },
-    });
+    const { invoker, logger } = await sandboxedInvoker();
     const trusted = { repo: 'o/r', trusted: true };
     expect(seen(await invoker.run(input('one', trusted)))).toBe('empty');
     expect(seen(await invoker.run(input('two', trusted)))).toBe('one');
@@ -266,14 +272,7 @@ describeAsRoot('sandboxed builds with the npm cache handover', () => {
   }, 30_000);
 
   it('keeps nothing of a hostile build: the next build starts empty and root’s files stay root’s', async () => {
-    const workRoot = await workRootFolder();
-    const logger = createMemoryLogger();
-    const invoker = new ProcessRunnerInvoker({
-      command: STAND_IN,
-      sandbox: true,
-      workRoot,
-      npmCaches: { handover: new NpmCacheHandover({ dir: join(workRoot, 'npm-caches') }), logger },
-    });
+    const { invoker, logger } = await sandboxedInvoker();
     const trusted = { repo: 'o/r', trusted: true };
     const shadowBefore = await lstat('/etc/shadow').catch(() => undefined);
     expect(seen(await invoker.run(input('one', trusted)))).toBe('empty');

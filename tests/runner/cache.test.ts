@@ -26,6 +26,7 @@ import {
   saveCache,
   startCacheSnapshot,
   type CacheManifest,
+  type CacheSnapshot,
 } from '../../src/runner/cache.js';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
 import type { CacheAccess } from '../../src/core/protocol.js';
@@ -301,6 +302,18 @@ describe('restoreCache and saveCache', () => {
     access = await planner.presign(location, undefined, { write: true, expiresInSeconds: 600 });
   });
 
+  /** Restores the key into a fresh checkout that has the same lockfile. */
+  async function restoreIntoFresh(extraPaths: string[] = []) {
+    const fresh = await mkdtemp(join(scratch, 'checkout-'));
+    await writeFile(join(fresh, 'package-lock.json'), await readFile(join(checkout, 'package-lock.json')));
+    const restored = await restoreCache(
+      { ...access, stored: true },
+      { checkout: fresh, extraPaths },
+      { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
+    );
+    return { fresh, restored };
+  }
+
   beforeEach(async () => {
     checkout = await mkdtemp(join(scratch, 'checkout-'));
     for (const file of ['package.json', 'package-lock.json']) {
@@ -322,25 +335,13 @@ describe('restoreCache and saveCache', () => {
     );
     expect(saved).toMatchObject({ saved: true, files: 2 });
 
-    const fresh = await mkdtemp(join(scratch, 'checkout-'));
-    await writeFile(join(fresh, 'package-lock.json'), await readFile(join(checkout, 'package-lock.json')));
-    const restored = await restoreCache(
-      { ...access, stored: true },
-      { checkout: fresh, extraPaths: ['.cache/tool'] },
-      { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
-    );
+    const { fresh, restored } = await restoreIntoFresh(['.cache/tool']);
     expect(restored).toMatchObject({ hit: true, files: 2 });
     expect(await readFile(join(fresh, '.cache', 'tool', 'data'), 'utf8')).toBe('cached');
     expect((await lstat(join(fresh, 'node_modules', '.bin', 'pkg'))).isSymbolicLink()).toBe(true);
 
     // Other paths in the config: the archive is not for this build.
-    const other = await mkdtemp(join(scratch, 'checkout-'));
-    await writeFile(join(other, 'package-lock.json'), await readFile(join(checkout, 'package-lock.json')));
-    const mismatch = await restoreCache(
-      { ...access, stored: true },
-      { checkout: other, extraPaths: [] },
-      { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
-    );
+    const { fresh: other, restored: mismatch } = await restoreIntoFresh();
     expect(mismatch).toMatchObject({ hit: false, warning: false });
     expect(await lstat(join(other, 'node_modules')).catch(() => undefined)).toBeUndefined();
   });
@@ -374,13 +375,7 @@ describe('restoreCache and saveCache', () => {
     // Sliced, the longest hold was 25-27 ms here; packed in one go, 230-285 ms of a 260-315 ms save.
     expect(longestGap).toBeLessThan(Math.max(elapsed / 3, 100));
 
-    const fresh = await mkdtemp(join(scratch, 'checkout-'));
-    await writeFile(join(fresh, 'package-lock.json'), await readFile(join(checkout, 'package-lock.json')));
-    const restored = await restoreCache(
-      { ...access, stored: true },
-      { checkout: fresh, extraPaths: [] },
-      { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
-    );
+    const { fresh, restored } = await restoreIntoFresh();
     expect(restored).toMatchObject({ hit: true, files: 3000 });
     for (const [folder, file] of [
       [0, 0],
@@ -401,26 +396,22 @@ describe('restoreCache and saveCache', () => {
     const target = { checkout, extraPaths: [] };
     const options = { tmpDir: scratch, timeoutMs: 30_000 };
     const restoredContent = async (): Promise<string> => {
-      const fresh = await mkdtemp(join(scratch, 'checkout-'));
-      await writeFile(join(fresh, 'package-lock.json'), await readFile(join(checkout, 'package-lock.json')));
-      const restored = await restoreCache(
-        { ...access, stored: true },
-        { checkout: fresh, extraPaths: [] },
-        { maxUnpackedBytes: 1024 ** 3, timeoutMs: 30_000 },
-      );
+      const { fresh, restored } = await restoreIntoFresh();
       expect(restored).toMatchObject({ hit: true });
       return readFile(join(fresh, 'node_modules', 'pkg', 'index.js'), 'utf8');
+    };
+
+    /** Saves with `snapshot`, and checks whether its archive was the one uploaded and what it holds. */
+    const saveWith = async (snapshot: CacheSnapshot, packedAhead: boolean, content: string) => {
+      await snapshot.packed;
+      expect(await saveCache(access, target, options, snapshot)).toMatchObject({ saved: true, packedAhead });
+      expect(await restoredContent()).toBe(content);
     };
 
     // Nothing changed after the install: the snapshot is what is uploaded.
     await sleep(20); // the install ended a while after its last write, as a step's process exits
     const untouched = startCacheSnapshot(access, target, { ...options, since: Date.now() });
-    await untouched.packed;
-    expect(await saveCache(access, target, options, untouched)).toMatchObject({
-      saved: true,
-      packedAhead: true,
-    });
-    expect(await restoredContent()).toBe('module.exports = "installed";\n');
+    await saveWith(untouched, true, 'module.exports = "installed";\n');
 
     // A later step rewrote a file after it was packed: packed again, with what the checkout holds now.
     const since = Date.now();
@@ -428,23 +419,17 @@ describe('restoreCache and saveCache', () => {
     const rewritten = startCacheSnapshot(access, target, { ...options, since });
     expect(await rewritten.packed).toMatchObject({ files: 1 });
     await writeFile(file, 'module.exports = "tested";\n');
-    expect(await saveCache(access, target, options, rewritten)).toMatchObject({
-      saved: true,
-      packedAhead: false,
-    });
-    expect(await restoredContent()).toBe('module.exports = "tested";\n');
+    await saveWith(rewritten, false, 'module.exports = "tested";\n');
 
     // Changed before it was packed, but after the install: also packed again.
     const before = Date.now();
     await sleep(30);
     await writeFile(file, 'module.exports = "early";\n');
-    const early = startCacheSnapshot(access, target, { ...options, since: before });
-    await early.packed;
-    expect(await saveCache(access, target, options, early)).toMatchObject({
-      saved: true,
-      packedAhead: false,
-    });
-    expect(await restoredContent()).toBe('module.exports = "early";\n');
+    await saveWith(
+      startCacheSnapshot(access, target, { ...options, since: before }),
+      false,
+      'module.exports = "early";\n',
+    );
     // No archive is left behind in the build's tmp either way.
     expect((await readdir(scratch)).filter((name) => name.startsWith('lambkin-cache-'))).toEqual([]);
   });

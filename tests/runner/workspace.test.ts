@@ -75,6 +75,12 @@ describe('createWorkspace', () => {
     expect(await modeOf(join(root, 'trusted'))).toBe(0o700);
     expect(workspace.checkout).toBe(join(workspace.root, 'checkout'));
     expect(workspace.npmCache).toBe(join(root, 'trusted', 'npm-cache'));
+    // The runner's own folder is beside the work folder: outside its quota and the steps' binds.
+    expect(relative(root, workspace.runnerTmp)).toMatch(
+      new RegExp(`^trusted/build-owner-repo-12-p${process.pid}n\\d+-\\w{6}$`),
+    );
+    expect(workspace.runnerTmp).not.toBe(workspace.root);
+    expect(await modeOf(workspace.runnerTmp)).toBe(0o700);
     expect(await readdir(workspace.checkout)).toEqual([]);
   });
 

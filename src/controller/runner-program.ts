@@ -15,10 +15,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join, parse, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { LambkinError } from '../core/errors.js';
+import { RUNNER_NODE_OPTIONS } from '../core/protocol.js';
 
 export interface RunnerProgram {
-  /** The command that starts the runner: this Node.js and the program file. */
+  /** The command that starts the runner: this Node.js, RUNNER_NODE_OPTIONS and the program file. */
   readonly command: readonly string[];
+  /** The program file (the runner bundle). */
+  readonly file: string;
   /** The folder that holds the program: a working folder any runner user can enter. */
   readonly dir: string;
 }
@@ -53,7 +56,7 @@ async function prepareRunnerProgram(): Promise<RunnerProgram> {
   // mkdtemp makes the folder 0700: open it for reading, never for writing, so no build (whatever
   // user it runs as) can change the program the next build runs.
   await chmod(dir, 0o755);
-  return { command: [process.execPath, file], dir };
+  return { command: [process.execPath, RUNNER_NODE_OPTIONS, file], file, dir };
 }
 
 /** Where the source files live when this module runs from them (a checkout), else undefined. */
@@ -103,10 +106,10 @@ async function sharedTempRoot(): Promise<string> {
  * closed. Judged by the "others" permission bits, which is what an unprivileged user gets.
  */
 export async function checkRunnableByOthers(program: RunnerProgram): Promise<void> {
-  const [node, file] = program.command;
+  const [node] = program.command;
   for (const [path, need, what] of [
     [node, fs.S_IXOTH, 'run'],
-    [file, fs.S_IROTH, 'read'],
+    [program.file, fs.S_IROTH, 'read'],
   ] as const) {
     if (!path) continue;
     const closed = await unreachableFolder(dirname(path));

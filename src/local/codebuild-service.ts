@@ -18,6 +18,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { BuildSandboxOptions } from '../controller/build-sandbox.js';
 import { LambkinError } from '../core/errors.js';
+import { RUNNER_NODE_OPTIONS } from '../core/protocol.js';
 import type { Logger } from '../core/logger.js';
 import { readBody } from './lambda-service.js';
 import type { SignatureVerdict } from './request-signatures.js';
@@ -33,7 +34,7 @@ export const LAMBKIN_BUILDSPEC = [
   '    commands:',
   '      - curl -fsS --retry 3 -o /tmp/lambkin-runner.mjs "$LAMBKIN_RUNNER_URL"',
   '      - echo "$LAMBKIN_RUNNER_SHA256  /tmp/lambkin-runner.mjs" | sha256sum -c -',
-  '      - node /tmp/lambkin-runner.mjs --input-url "$LAMBKIN_RUNNER_INPUT_URL"',
+  `      - node ${RUNNER_NODE_OPTIONS} /tmp/lambkin-runner.mjs --input-url "$LAMBKIN_RUNNER_INPUT_URL"`,
   '',
 ].join('\n');
 
@@ -495,7 +496,7 @@ export class LocalCodeBuildService {
       status = exit === 0 ? 'SUCCEEDED' : 'FAILED';
       if (exit !== 0)
         failure =
-          'Error while executing command: node /tmp/lambkin-runner.mjs --input-url "$LAMBKIN_RUNNER_INPUT_URL". ' +
+          `Error while executing command: node ${RUNNER_NODE_OPTIONS} /tmp/lambkin-runner.mjs --input-url "$LAMBKIN_RUNNER_INPUT_URL". ` +
           `Reason: exit status ${exit}`;
     } catch (error) {
       status = 'FAILED';
@@ -567,7 +568,7 @@ export class LocalCodeBuildService {
       await chmod(dir, 0o755);
       if (signal.aborted) return null;
       program = await startSandboxedProgram(
-        [process.execPath, file, '--input-url', variable('LAMBKIN_RUNNER_INPUT_URL')],
+        [process.execPath, RUNNER_NODE_OPTIONS, file, '--input-url', variable('LAMBKIN_RUNNER_INPUT_URL')],
         {
           cwd: dir,
           ...(this.options.sandbox !== undefined ? { sandbox: this.options.sandbox } : {}),

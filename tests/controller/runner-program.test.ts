@@ -12,6 +12,7 @@ import {
   runnerProgram,
 } from '../../src/controller/runner-program.js';
 import { itAsRoot } from '../support/tools.js';
+import { RUNNER_NODE_OPTIONS } from '../../src/core/protocol.js';
 
 /** Starts the program with `input` on stdin; resolves with its exit code and stderr. */
 function startProgram(
@@ -45,13 +46,12 @@ function closedFolder(): string {
 describe('the runner program', () => {
   it('is one read-only file in a folder others may enter but not change, prepared once', async () => {
     const program = await runnerProgram();
-    const [node, file] = program.command;
-    expect(node).toBe(process.execPath);
-    expect(file).toBe(join(program.dir, 'runner.mjs'));
+    expect(program.command).toEqual([process.execPath, RUNNER_NODE_OPTIONS, program.file]);
+    expect(program.file).toBe(join(program.dir, 'runner.mjs'));
     const folder = statSync(program.dir);
     expect(folder.uid).toBe(process.getuid?.());
     expect(folder.mode & 0o777).toBe(0o755);
-    expect(statSync(file ?? '').mode & 0o777).toBe(0o444);
+    expect(statSync(program.file).mode & 0o777).toBe(0o444);
     expect(await runnerProgram()).toBe(program);
     await expect(checkRunnableByOthers(program)).resolves.toBeUndefined();
   });
@@ -78,16 +78,17 @@ describe('the runner program', () => {
     const inner = join(closed, 'inner');
     mkdirSync(inner, { mode: 0o755 });
     const file = join(inner, 'runner.mjs');
-    copyFileSync((await runnerProgram()).command[1] ?? '', file);
+    copyFileSync((await runnerProgram()).file, file);
     chmodSync(file, 0o444);
-    const closedProgram = { command: [process.execPath, file], dir: inner };
+    const closedProgram = { command: [process.execPath, file], file, dir: inner };
     await expect(checkRunnableByOthers(closedProgram)).rejects.toThrow(RunnerProgramError);
     await expect(checkRunnableByOthers(closedProgram)).rejects.toThrow(`${closed} is closed to other users`);
 
     const node = join(closed, 'node');
     copyFileSync(process.execPath, node);
     chmodSync(node, 0o755);
-    const closedNode = { command: [node, (await runnerProgram()).command[1] ?? ''], dir: inner };
+    const program = await runnerProgram();
+    const closedNode = { command: [node, program.file], file: program.file, dir: inner };
     await expect(checkRunnableByOthers(closedNode)).rejects.toThrow(
       /install Node\.js where every user can run it/,
     );

@@ -322,7 +322,7 @@ test('a bundle that cannot be downloaded fails the build', async () => {
 
 test('the real runner program reads a real input from storage, spends it, and delivers its outcome', async () => {
   const program = await runnerProgram();
-  const code = await readFile(program.command[1] ?? '');
+  const code = await readFile(program.file);
   const s3 = storage.clients.s3;
   const bucket = storage.bucket;
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'runner/real.mjs', Body: code }));

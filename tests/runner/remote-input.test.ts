@@ -58,7 +58,7 @@ async function runProgram(url: string): Promise<{ code: number; stderr: string }
   try {
     const { stderr } = await promisify(execFile)(
       program.command[0] ?? '',
-      [program.command[1] ?? '', '--input-url', url],
+      [...program.command.slice(1), '--input-url', url],
       {
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
         timeout: 60_000,

@@ -5,6 +5,7 @@
  * grants are checked in iam.test.ts, the variables in environment.test.ts.
  */
 import { parse } from 'yaml';
+import { RUNNER_NODE_OPTIONS } from '../../src/core/protocol.js';
 import {
   isObject,
   loadTemplate,
@@ -20,7 +21,7 @@ const template = loadTemplate();
 const BUILDSPEC_COMMANDS = [
   'curl -fsS --retry 3 -o /tmp/lambkin-runner.mjs "$LAMBKIN_RUNNER_URL"',
   'echo "$LAMBKIN_RUNNER_SHA256  /tmp/lambkin-runner.mjs" | sha256sum -c -',
-  'node /tmp/lambkin-runner.mjs --input-url "$LAMBKIN_RUNNER_INPUT_URL"',
+  `node ${RUNNER_NODE_OPTIONS} /tmp/lambkin-runner.mjs --input-url "$LAMBKIN_RUNNER_INPUT_URL"`,
 ];
 
 function buildspecOf(logicalId: string): JsonObject {

@@ -12,6 +12,7 @@ import {
   type LambkinConfig,
 } from '../../src/config.js';
 import { CONTAINER_HYGIENE_VARIABLE } from '../../src/runner/container-hygiene.js';
+import { RUNNER_NODE_OPTIONS } from '../../src/core/protocol.js';
 import { RUNNER_TRUST_VARIABLE } from '../../src/handlers/runner.js';
 import {
   CODEBUILD_FUNCTIONS,
@@ -85,7 +86,7 @@ describe('function environments', () => {
       .filter((key) => !CLOUD_SECRET_KEYS.includes(key))
       .map((key): string => CONFIG_VARIABLES[key])
       // The runner loads no configuration; it reads which builds it runs and whether it sweeps.
-      .concat(name === 'runner' ? [RUNNER_TRUST_VARIABLE, CONTAINER_HYGIENE_VARIABLE] : [])
+      .concat(name === 'runner' ? [RUNNER_TRUST_VARIABLE, CONTAINER_HYGIENE_VARIABLE, 'NODE_OPTIONS'] : [])
       // Those that start, stop or finish CodeBuild runs read CodeBuild's variables besides.
       .concat(CODEBUILD_FUNCTIONS.includes(name) ? Object.values(CODEBUILD_VARIABLES) : [])
       .sort();
@@ -130,7 +131,11 @@ describe('function environments', () => {
     for (const [trust, logicalId] of Object.entries(RUNNER_FUNCTIONS)) {
       expect([logicalId, environmentOf(template, logicalId)]).toEqual([
         logicalId,
-        { [RUNNER_TRUST_VARIABLE]: trust, [CONTAINER_HYGIENE_VARIABLE]: '1' },
+        {
+          [RUNNER_TRUST_VARIABLE]: trust,
+          [CONTAINER_HYGIENE_VARIABLE]: '1',
+          NODE_OPTIONS: RUNNER_NODE_OPTIONS,
+        },
       ]);
     }
   });

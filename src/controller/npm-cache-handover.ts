@@ -38,7 +38,7 @@ export interface NpmCacheHandoverOptions {
   dir: string;
   /** Mixed into every key: `lambkin run` passes the working copy's path, so copies never share. */
   scope?: string;
-  /** How many keys' caches are kept; the least recently kept go first. Default 4. */
+  /** How many keys' caches are kept; the least recently kept go first. Default 8. */
   keep?: number;
   /** A cache larger than this is not kept. Default the runner's own limit, 1 GiB. */
   maxBytes?: number;
@@ -56,7 +56,7 @@ export interface SandboxOwner {
 /** What `keep` did, for the stack's log and the tests. */
 export type KeepResult = { kept: true; bytes: number; entries: number } | { kept: false; reason: string };
 
-const DEFAULT_KEEP = 4;
+const DEFAULT_KEEP = 8;
 const DEFAULT_MAX_ENTRIES = 500_000;
 /** A walk holds the event loop at most about this long at a time. */
 const WALK_SLICE_MS = 10;

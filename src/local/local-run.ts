@@ -60,6 +60,12 @@ export interface LocalRunOptions {
    * without it the build installs from scratch every time.
    */
   cacheDir?: string;
+  /**
+   * Where the runner works: as root, the parent of each build's sandbox and of the kept npm caches
+   * (default /tmp/lambkin-builds, shared with `lambkin dev`); else its own work root (default
+   * /tmp/lambkin-run-<uid>).
+   */
+  workRoot?: string;
   logger: Logger;
 }
 
@@ -110,10 +116,9 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
   const cleanups: (() => Promise<unknown>)[] = [() => rm(work, { recursive: true, force: true })];
   try {
     const asRoot = process.getuid?.() === 0;
-    const workRoot = join(
-      tmpdir(),
-      asRoot ? 'lambkin-builds' : `lambkin-run-${process.getuid?.() ?? 'user'}`,
-    );
+    const workRoot =
+      options.workRoot ??
+      join(tmpdir(), asRoot ? 'lambkin-builds' : `lambkin-run-${process.getuid?.() ?? 'user'}`);
     const runner = new ProcessRunnerInvoker({
       sandbox: asRoot,
       workRoot,

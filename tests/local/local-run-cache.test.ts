@@ -4,7 +4,19 @@
  * must not get.
  */
 import { randomBytes } from 'node:crypto';
-import { cp, lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  cp,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { localDependencyProject } from '../../src/bench/projects.js';
@@ -171,10 +183,13 @@ describe('lambkin run with its dependency cache', () => {
       JSON.stringify({ ...manifest, lockfileVersion: 3, requires: true, packages: { '': manifest } }),
     );
     const cacheDir = join(scratch, 'cache-npm', 'lambkin');
-    const first = await localRun(warmth, { cacheDir });
+    // A work root of this test's: the shared one's kept caches are evicted by other tests' builds.
+    await chmod(scratch, 0o711);
+    const workRoot = join(scratch, 'work-root');
+    const first = await localRun(warmth, { cacheDir, workRoot });
     expect(first.result.state).toBe('success');
     expect(first.output).toContain('NPM-CACHE-COLD');
-    const second = await localRun(warmth, { cacheDir });
+    const second = await localRun(warmth, { cacheDir, workRoot });
     expect(first.output).not.toContain('NPM-CACHE-WARM');
     expect(second.output).toContain('NPM-CACHE-WARM');
   });

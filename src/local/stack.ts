@@ -262,7 +262,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         endpoints: { codebuild: base },
       }),
     },
-    async () => readFile((await runnerProgram()).command[1] ?? ''),
+    async () => readFile((await runnerProgram()).file),
   );
   // Without the sandbox, CodeBuild runs refuse untrusted builds as the runner processes do.
   const codebuildDeps =

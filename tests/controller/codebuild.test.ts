@@ -79,7 +79,7 @@ function depsWith(
         }),
       ),
       objects: new S3RemoteRunObjects(storage.clients.s3, storage.bucket, async () =>
-        readFile((await runnerProgram()).command[1] ?? ''),
+        readFile((await runnerProgram()).file),
       ),
       usage,
     },

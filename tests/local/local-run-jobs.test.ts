@@ -132,7 +132,8 @@ describe('lambkin run with matrix jobs and shards', () => {
       ['node-22.shard-2', 'failure'],
     ]);
     expect(output).toContain('[node 22, shard 2/2] SHARD FAILS');
-  });
+    // Four sandboxed jobs on two cores: 2.6 s alone, far more beside the rest of the suite.
+  }, 90_000);
 
   it('runs one job with --job, and refuses a job the config does not make', async () => {
     const dir = matrixProject({ matrix: { node: ['20', '22'] }, parallel: 2 });

@@ -103,7 +103,11 @@ describe('the local repository page', () => {
     let rows = await pageRows();
     await until(async () => {
       rows = await pageRows();
-      return /state-cancelled/.test(rows.get(second) ?? '') && rows.has(third);
+      return (
+        /state-cancelled/.test(rows.get(second) ?? '') &&
+        rows.has(third) &&
+        /state-cancelled/.test(rows.get(first) ?? '')
+      );
     }, 10_000);
     expect(rows.get(second)).toMatch(
       new RegExp(

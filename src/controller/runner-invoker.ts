@@ -15,6 +15,7 @@ import { checkRunnableByOthers, runnerProgram } from './runner-program.js';
 import type { RunnerInvoker, StartedRunner } from '../core/ports.js';
 import { formatProtections } from '../core/sandbox.js';
 import { acquireBuildSandbox, type BuildSandbox, type BuildSandboxOptions } from './build-sandbox.js';
+import type { DependencyHandover } from './dependency-handover.js';
 import type { NpmCacheHandover } from './npm-cache-handover.js';
 
 /** The runner did not return an outcome: it crashed, was killed, or hit its time limit. */
@@ -241,6 +242,12 @@ export interface ProcessRunnerOptions {
    * sandboxed build's npm cache starts empty.
    */
   npmCaches?: { handover: NpmCacheHandover; logger?: Logger };
+  /**
+   * With `sandbox`: keep each trusted build's unpacked dependency tree for the next build of its
+   * cache key (src/controller/dependency-handover.ts), so that build moves it in instead of
+   * unpacking the archive; without it, every build unpacks.
+   */
+  dependencies?: { handover: DependencyHandover; logger?: Logger };
   /** Time past the input's deadline before the process is killed. */
   graceMs?: number;
 }
@@ -274,10 +281,14 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       run: async (input, signal, onVerdict) => {
         const booted = await booting;
         const keepNpmCache = await this.lendNpmCache(booted.sandbox, input);
+        const dependencies = await this.lendDependencies(booted.sandbox, input);
         try {
-          return await this.drive(booted, input, signal, onVerdict);
+          return await this.drive(booted, dependencies?.input ?? input, signal, onVerdict);
         } finally {
-          await booted.sandbox?.teardown(keepNpmCache);
+          await booted.sandbox?.teardown(async () => {
+            await keepNpmCache?.();
+            await dependencies?.keep();
+          });
           this.replenish();
         }
       },
@@ -333,6 +344,44 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
       } catch (error) {
         logger?.warn("npm cache: could not keep the build's cache", { ...fields, error });
       }
+    };
+  }
+
+  /**
+   * A trusted build's sandbox gets the dependency tree kept for its cache key (while the archive
+   * is stored at it) before the runner has its input, and the input tells the runner to hand its
+   * tree back; returns that input and what takes the tree back at teardown. A failed handover
+   * costs the build only the time an unpack takes.
+   */
+  private async lendDependencies(
+    sandbox: BuildSandbox | undefined,
+    input: RunnerInput,
+  ): Promise<{ input: RunnerInput; keep: () => Promise<void> } | undefined> {
+    const dependencies = this.options.dependencies;
+    const cache = input.cache;
+    // A job with a Node.js of its own restores after the fetch, as the cloud does: no tree for it.
+    if (!sandbox || !dependencies || !cache || input.build?.trusted !== true || input.job?.node)
+      return undefined;
+    const { handover, logger } = dependencies;
+    const repo = input.build.repo;
+    const fields = { repo, number: input.build.number, key: cache.key };
+    if (cache.stored === true) {
+      try {
+        await handover.lend(repo, cache.key, sandbox);
+      } catch (error) {
+        logger?.warn('dependencies: could not hand the kept tree to the build', { ...fields, error });
+      }
+    }
+    return {
+      input: { ...input, cache: { ...cache, keepTree: true } },
+      keep: async () => {
+        try {
+          const result = await handover.keep(repo, cache.key, sandbox);
+          if (!result.kept) logger?.info(`dependencies: tree not kept: ${result.reason}`, fields);
+        } catch (error) {
+          logger?.warn("dependencies: could not keep the build's tree", { ...fields, error });
+        }
+      },
     };
   }
 

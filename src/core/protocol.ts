@@ -303,6 +303,14 @@ export interface CacheAccess {
   putHeaders?: Record<string, string>;
   /** Largest archive the runner may upload, in bytes. */
   maxBytes: number;
+  /**
+   * A sandboxed trusted build on a machine whose controller keeps dependency trees
+   * (src/controller/dependency-handover.ts): the runner takes the tree the controller may have lent
+   * (`<work root>/trusted/kept-dependencies`, this key's) instead of unpacking the archive, and a
+   * passed build leaves its unchanged `node_modules` there for the controller to keep. Never set
+   * in the cloud, where nothing outlives the build but what the archive holds.
+   */
+  keepTree?: boolean;
 }
 
 /** The runner's end states; `cancelled` is only ever set by the controller. */

@@ -18,6 +18,7 @@ import { create as createTar } from 'tar';
 import { createAwsClients, createS3Client } from '../aws/clients.js';
 import { runControllerBuild, type ControllerDependencies } from '../controller/controller.js';
 import { ProcessRunnerInvoker } from '../controller/runner-invoker.js';
+import { DEPENDENCY_TREES_FOLDER, DependencyHandover } from '../controller/dependency-handover.js';
 import { NPM_CACHES_FOLDER, NpmCacheHandover } from '../controller/npm-cache-handover.js';
 import type { BuildRecord, BuildRequest } from '../core/build.js';
 import type { Logger } from '../core/logger.js';
@@ -119,17 +120,20 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
     const workRoot =
       options.workRoot ??
       join(tmpdir(), asRoot ? 'lambkin-builds' : `lambkin-run-${process.getuid?.() ?? 'user'}`);
+    const scope = await realpath(path);
     const runner = new ProcessRunnerInvoker({
       sandbox: asRoot,
       workRoot,
-      // Sandboxed, this working copy's npm cache goes from run to run (never to another copy's).
+      // Sandboxed, this working copy's npm cache and unpacked dependencies go from run to run
+      // (never to another copy's).
       ...(asRoot
         ? {
             npmCaches: {
-              handover: new NpmCacheHandover({
-                dir: join(workRoot, NPM_CACHES_FOLDER),
-                scope: await realpath(path),
-              }),
+              handover: new NpmCacheHandover({ dir: join(workRoot, NPM_CACHES_FOLDER), scope }),
+              logger: options.logger,
+            },
+            dependencies: {
+              handover: new DependencyHandover({ dir: join(workRoot, DEPENDENCY_TREES_FOLDER), scope }),
               logger: options.logger,
             },
           }

@@ -23,6 +23,7 @@ import { runControllerBuild, type ControllerDependencies } from '../controller/c
 import { endFailedBuild } from '../controller/on-failure.js';
 import { endCrashedJob } from '../controller/job-controller.js';
 import { ProcessRunnerInvoker, TrustRoutedRunnerInvoker } from '../controller/runner-invoker.js';
+import { DEPENDENCY_TREES_FOLDER, DependencyHandover } from '../controller/dependency-handover.js';
 import { NPM_CACHES_FOLDER, NpmCacheHandover } from '../controller/npm-cache-handover.js';
 import { loadCodeBuildConfig, loadConfig, type LambkinConfig } from '../config.js';
 import { stopRemoteRunsOf } from '../controller/codebuild-run.js';
@@ -133,6 +134,8 @@ export interface LocalStack {
   clients: AwsClients;
   controller: ControllerDependencies;
   intake: IntakeDependencies;
+  /** The unpacked dependency trees kept between sandboxed builds (as root); undefined unsandboxed. */
+  dependencyTrees: DependencyHandover | undefined;
   /** Resolves once no build is queued or running in the local Lambda service, nor a notification. */
   idle(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -220,17 +223,22 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     buildSandbox ? 'lambkin-builds' : `lambkin-runner-${process.getuid?.() ?? 'user'}`,
   );
   // A runner is kept booted for the next build, as a warm Lambda container would be.
-  // Sandboxed, each repository's trusted npm cache goes from build to build, as a warm runner's does.
+  // Sandboxed, each repository's trusted npm cache goes from build to build, as a warm runner's does,
+  // and each cache key's unpacked dependency tree to the next build of the key.
+  const dependencyHandover = buildSandbox
+    ? new DependencyHandover({ dir: join(runnerWorkRoot, DEPENDENCY_TREES_FOLDER) })
+    : undefined;
   const processRunner = new ProcessRunnerInvoker({
     sandbox: buildSandbox,
     workRoot: runnerWorkRoot,
     spare: true,
-    ...(buildSandbox
+    ...(dependencyHandover
       ? {
           npmCaches: {
             handover: new NpmCacheHandover({ dir: join(runnerWorkRoot, NPM_CACHES_FOLDER) }),
             logger: options.logger,
           },
+          dependencies: { handover: dependencyHandover, logger: options.logger },
         }
       : {}),
   });
@@ -413,6 +421,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     clients,
     controller,
     intake,
+    dependencyTrees: dependencyHandover,
     idle: async (timeoutMs) => {
       // A builder may start a CodeBuild build, whose end invokes the events function: both quiet.
       do {

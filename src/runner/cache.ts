@@ -115,6 +115,8 @@ export type RestoreResult =
       downloadedBytes: number;
       codec: CacheCodec;
       durationMs: number;
+      /** Moved in whole from the tree this machine kept for the key (kept-dependencies.ts). */
+      kept?: boolean;
     }
   | { hit: false; reason: string; warning: boolean; durationMs: number };
 
@@ -990,9 +992,12 @@ export async function restoreBuildCache(
     config.install.length > 0 && config.install.every((command) => DEFAULT_INSTALLS.has(command.trim()));
   const mibPerSecond = result.unpackedBytes / 1024 ** 2 / Math.max(result.durationMs / 1000, 0.001);
   log(
-    `Cache: restored ${access.key} (${result.files} files, ${formatMiB(result.unpackedBytes)} MiB unpacked ` +
-      `from ${formatMiB(result.downloadedBytes)} MiB ${result.codec}) in ${formatDuration(result.durationMs)}, ` +
-      `${mibPerSecond.toFixed(1)} MiB/s; ` +
+    (result.kept
+      ? `Cache: restored ${access.key} from the tree this machine kept for it (${result.files} files, ` +
+        `${formatMiB(result.unpackedBytes)} MiB, moved in whole) in ${formatDuration(result.durationMs)}; `
+      : `Cache: restored ${access.key} (${result.files} files, ${formatMiB(result.unpackedBytes)} MiB unpacked ` +
+        `from ${formatMiB(result.downloadedBytes)} MiB ${result.codec}) in ${formatDuration(result.durationMs)}, ` +
+        `${mibPerSecond.toFixed(1)} MiB/s; `) +
       (skipInstall
         ? 'install skipped: the dependencies of this lockfile are in place'
         : 'the install commands run as configured'),

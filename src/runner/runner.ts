@@ -36,6 +36,7 @@ import {
   type CacheSnapshot,
   type RestoreResult,
 } from './cache.js';
+import { handBackDependencies, takeKeptDependencies } from './kept-dependencies.js';
 import { SourceFetchError } from './source-errors.js';
 import {
   formatBuildSummary,
@@ -377,6 +378,8 @@ async function runSteps(
       early ? await adoptEarlyRestore(early, input, config, workspace.checkout) : undefined,
     ),
   );
+  // What a passed build may hand back is node_modules as the install (or this restore) left it.
+  let installEnded = clock();
   const plan = planSteps(config, input.deploy, { skipInstall: cache.skipInstall });
   if (plan.deploySkipped) writer.line(`Deploy skipped: ${plan.deploySkipped}`);
   let deployEnv: Record<string, string> = {};
@@ -474,6 +477,7 @@ async function runSteps(
         const how = run.exitCode === null ? `killed by ${run.signal ?? 'a signal'}` : `exit ${run.exitCode}`;
         return { verdict: { state: 'failure', description: `${name} failed (${how}): ${command}` } };
       }
+      if (phase === 'install') installEnded = clock();
       // The install is over and more steps follow: what a save would store is packed while they run.
       const next = plan.steps[index + 1];
       if (phase === 'install' && next && next.phase !== 'install') {
@@ -502,8 +506,8 @@ async function runSteps(
     // Only a build whose every step passed saves what a later build restores; after the verdict,
     // so the final status never waits for it. Within the build's time limit, like the steps: a
     // save that fails or hangs only costs the next build its cache.
-    afterwards: (notes) =>
-      saveBuildCache(
+    afterwards: async (notes) => {
+      await saveBuildCache(
         input.cache,
         config,
         cache,
@@ -515,7 +519,22 @@ async function runSteps(
         (line) => notes.push(line),
         node?.version,
         snapshot,
-      ),
+      );
+      // Where the controller keeps trees, the next build of the key moves this one in whole.
+      if (input.cache?.keepTree && workspace.trusted && config.cache.enabled && !node) {
+        const notKept = await handBackDependencies(input.cache, {
+          checkout: workspace.checkout,
+          kept: workspace.keptDependencies,
+          since: installEnded,
+          extraPaths: config.cache.paths,
+        }).catch((error: unknown) => messageOf(error));
+        notes.push(
+          notKept === undefined
+            ? 'Cache: node_modules handed back, kept on this machine for the next build of this key'
+            : `Cache: node_modules not kept on this machine: ${notKept}`,
+        );
+      }
+    },
   };
 }
 
@@ -547,16 +566,21 @@ function startEarlyRestore(
   if (!access || access.stored === false || input.job?.node) return undefined;
   const staging = join(workspace.root, 'cache-staging');
   const abort = new AbortController();
-  const result = mkdir(staging, { mode: 0o700 }).then(() =>
-    restoreCache(
-      access,
-      { checkout: staging, extraPaths: [], lockfile: { path: USUAL_LOCKFILE, sha: access.lockfileSha } },
-      {
-        maxUnpackedBytes: diskQuotaOf(input),
-        timeoutMs: Math.max(deadline - clock(), 1),
-        signal: stop ? AbortSignal.any([abort.signal, stop]) : abort.signal,
-      },
-    ),
+  const result = mkdir(staging, { mode: 0o700 }).then(
+    async () =>
+      // The tree this machine kept for the key, when the controller lent it: moved, not unpacked.
+      (workspace.trusted
+        ? await takeKeptDependencies(access, workspace.keptDependencies, staging)
+        : undefined) ??
+      restoreCache(
+        access,
+        { checkout: staging, extraPaths: [], lockfile: { path: USUAL_LOCKFILE, sha: access.lockfileSha } },
+        {
+          maxUnpackedBytes: diskQuotaOf(input),
+          timeoutMs: Math.max(deadline - clock(), 1),
+          signal: stop ? AbortSignal.any([abort.signal, stop]) : abort.signal,
+        },
+      ),
   );
   result.catch(() => undefined); // awaited by adoptEarlyRestore or at cleanup
   return { staging, result, abort };

@@ -7,6 +7,7 @@
  * Layout under the root:
  *   trusted/npm-cache/                 kept between trusted builds, for speed
  *   trusted/node-cache/                the jobs' Node.js versions (`node` matrix key), likewise
+ *   trusted/kept-dependencies/         a dependency tree a controller lent or takes back (kept-dependencies.ts)
  *   trusted/build-<label>-p<pid>-XXXXXX/{checkout,home,tmp}
  *   untrusted/...                      the same, for untrusted builds
  */
@@ -14,7 +15,12 @@ import { lstatSync, readdirSync, readlinkSync, statSync, type Dirent } from 'nod
 import { chmod, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { DEFAULT_MAX_NPM_CACHE_BYTES, NPM_CACHE_FOLDER, TRUST_CLASS_FOLDERS } from '../core/work-layout.js';
+import {
+  DEFAULT_MAX_NPM_CACHE_BYTES,
+  KEPT_DEPENDENCIES_FOLDER,
+  NPM_CACHE_FOLDER,
+  TRUST_CLASS_FOLDERS,
+} from '../core/work-layout.js';
 import { WorkspaceError } from './source-errors.js';
 
 export interface Workspace {
@@ -38,6 +44,11 @@ export interface Workspace {
    * class, kept between builds next to the npm cache. Made by `ensureNodeCache` when first needed.
    */
   nodeCache: string;
+  /**
+   * Where a controller that keeps dependency trees lends this build the tree of its cache key and
+   * takes a passed build's back (src/runner/kept-dependencies.ts); outside `root`, beside the npm cache.
+   */
+  keptDependencies: string;
   trusted: boolean;
   /** Removes the work folder, read-only or deeply nested content included. Safe to call twice. */
   dispose(): Promise<void>;
@@ -120,6 +131,7 @@ export async function createWorkspace(root: string, options: CreateWorkspaceOpti
     runnerTmp,
     npmCache,
     nodeCache,
+    keptDependencies: join(classFolder, KEPT_DEPENDENCIES_FOLDER),
     trusted: options.trusted,
     dispose: once(async () => {
       for (const folder of [workFolder, runnerTmp]) {

@@ -159,8 +159,7 @@ export async function checkTree(
     tree,
     (path, stats) => {
       if (stats.uid !== uid) throw new Refusal(`${path} is not the build's (uid ${stats.uid})`);
-      if (stats.isSymbolicLink()) {
-        if (!limits.dependencyTree) throw new Refusal(`${path} is a symbolic link`);
+      if (stats.isSymbolicLink() && limits.dependencyTree) {
         if (readlinkSync(path).startsWith('/')) throw new Refusal(`${path} links to an absolute path`);
       } else if (stats.isFile()) {
         if (stats.nlink !== 1) throw new Refusal(`${path} has ${stats.nlink} links`);

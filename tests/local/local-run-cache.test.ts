@@ -194,6 +194,51 @@ describe('lambkin run with its dependency cache', () => {
     expect(second.output).toContain('NPM-CACHE-WARM');
   });
 
+  (process.getuid?.() === 0 ? it : it.skip)(
+    'moves the tree the run before handed back into the next run, as root; none a step changed, none once the cache is gone',
+    async () => {
+      // A work root of this test's: the shared one's kept trees are evicted by other tests' builds.
+      await chmod(scratch, 0o711);
+      const workRoot = join(scratch, 'work-root-trees');
+      const cacheDir = join(scratch, 'cache-trees', 'lambkin');
+      const first = await localRun(project, { cacheDir, workRoot });
+      expect(first.output).toContain('INSTALL-RAN');
+      expect(first.output).toContain('Cache: node_modules handed back, kept on this machine');
+      const second = await localRun(project, { cacheDir, workRoot });
+      expect(second.result.state).toBe('success');
+      expect(second.output).toMatch(
+        /Cache: restored \S+ from the tree this machine kept for it \(\d+ files, [\d.]+ MiB, moved in whole\) in .*; install skipped/,
+      );
+      expect(second.output).not.toContain('INSTALL-RAN');
+      expect(second.output).toContain('Cache: node_modules handed back');
+
+      // The cache deleted: the kept tree is not lent (the run installs), and its tree replaces it.
+      await rm(cacheDir, { recursive: true, force: true });
+      const afterClear = await localRun(project, { cacheDir, workRoot });
+      expect(afterClear.output).toMatch(/Cache: miss for .*: nothing is stored at this key yet/);
+      expect(afterClear.output).toContain('INSTALL-RAN');
+
+      // A test step that writes into node_modules: its tree is not kept, the next run unpacks.
+      const touching = join(scratch, 'touching');
+      await cp(project, touching, { recursive: true });
+      const manifestPath = join(touching, 'package.json');
+      const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as {
+        scripts: Record<string, string>;
+      };
+      manifest.scripts.test =
+        "node -e \"require('fs').writeFileSync('node_modules/.test-cache', 'x')\" && node --test";
+      await writeFile(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
+      const touched = await localRun(touching, { cacheDir, workRoot });
+      expect(touched.output).toMatch(
+        /Cache: node_modules not kept on this machine: \S*node_modules changed after the install/,
+      );
+      const unpacked = await localRun(touching, { cacheDir, workRoot });
+      expect(unpacked.output).toMatch(/Cache: restored \S+ \(\d+ files, .* MiB\/s; install skipped/);
+      expect(unpacked.result.state).toBe('success');
+    },
+    120_000,
+  );
+
   it('is under XDG_CACHE_HOME when it is absolute, else under ~/.cache', () => {
     expect(defaultLocalCacheDir({ XDG_CACHE_HOME: '/x/cache' }, '/home/u')).toBe('/x/cache/lambkin');
     expect(defaultLocalCacheDir({ XDG_CACHE_HOME: 'relative' }, '/home/u')).toBe('/home/u/.cache/lambkin');

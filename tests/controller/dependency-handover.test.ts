@@ -144,12 +144,12 @@ describeAsRoot('the dependency tree handover', () => {
   it.each([
     [
       'a link to an absolute path',
-      async (tree: string) => symlink('/etc/shadow', join(tree, 'pkg/shadow')),
+      async (tree: string): Promise<void> => symlink('/etc/shadow', join(tree, 'pkg/shadow')),
       /pkg\/shadow links to an absolute path/,
     ],
     [
       'a hard link to a file elsewhere',
-      async (tree: string) => {
+      async (tree: string): Promise<void> => {
         const outside = join(tree, '..', '..', 'outside');
         await writeFile(outside, 'x');
         await link(outside, join(tree, 'pkg/hard'));
@@ -158,12 +158,14 @@ describeAsRoot('the dependency tree handover', () => {
     ],
     [
       'a FIFO',
-      async (tree: string) => execFileSync('mkfifo', [join(tree, 'pkg/fifo')]),
+      async (tree: string): Promise<void> => {
+        execFileSync('mkfifo', [join(tree, 'pkg/fifo')]);
+      },
       /pkg\/fifo is neither a folder nor a plain file/,
     ],
     [
       "a file of root's",
-      async (tree: string) => {
+      async (tree: string): Promise<string> => {
         await writeFile(join(tree, 'pkg/root-owned'), 'x');
         return 'root';
       },

@@ -259,13 +259,15 @@ export async function startStepNetwork(
   if (!slirpPath) return { stop: () => undefined };
   const deadline = Date.now() + withinMs;
   const ownNet = readlinkSync('/proc/self/ns/net');
-  // unshare makes the namespaces, then writes the uid map: slirp joins once both are done.
+  // unshare makes the namespaces, then writes the uid map and, after it, the gid map: slirp joins
+  // once all are done (before the gid map, its setegid(0) fails: seen with 8 steps on 2 cores).
   for (;;) {
     let ready: boolean;
     try {
       ready =
         readlinkSync(`/proc/${pid}/ns/net`) !== ownNet &&
-        readFileSync(`/proc/${pid}/uid_map`, 'utf8').trim().startsWith('0 ');
+        readFileSync(`/proc/${pid}/uid_map`, 'utf8').trim().startsWith('0 ') &&
+        readFileSync(`/proc/${pid}/gid_map`, 'utf8').trim().startsWith('0 ');
     } catch {
       throw new Error('the step ended before its network was set up');
     }

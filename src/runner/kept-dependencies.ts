@@ -4,7 +4,7 @@
  * the tree lent for this build's key, moved in whole instead of unpacked, and a passed build hands
  * its `node_modules` back when nothing in it changed after its install.
  */
-import { lstatSync, opendirSync, readlinkSync } from 'node:fs';
+import { lstatSync, opendirSync, readdirSync, readlinkSync } from 'node:fs';
 import { lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -55,12 +55,34 @@ export async function takeKeptDependencies(
   }
 }
 
+/**
+ * `node_modules` as the install (or the restore, when no install ran) left it: when, and the names
+ * at its top. A later change spoils the tree, but for a `.cache` folder the steps made at its top.
+ */
+export interface DependenciesMark {
+  since: number;
+  names: ReadonlySet<string>;
+}
+
+/** Tools' own caches (nyc, babel-loader, ESLint…) go here, written by the test steps. */
+const TOOL_CACHE = '.cache';
+
+/** Marks `node_modules` of the checkout now; call it once the install (or the restore) ended. */
+export function markDependencies(checkout: string, now: number): DependenciesMark {
+  let names: string[] = [];
+  try {
+    names = readdirSync(join(checkout, INSTALLED_PACKAGES_PATH));
+  } catch {
+    // no node_modules (yet): nothing to hand back unless a later install makes one
+  }
+  return { since: now, names: new Set(names) };
+}
+
 export interface HandBackTarget {
   checkout: string;
   /** The trusted class's kept-dependencies folder, where the controller looks at teardown. */
   kept: string;
-  /** When the install ended (or the restore, when no install ran): a later change spoils the tree. */
-  since: number;
+  mark: DependenciesMark;
   extraPaths: readonly string[];
 }
 
@@ -82,8 +104,12 @@ export async function handBackDependencies(
   const tree = join(target.checkout, INSTALLED_PACKAGES_PATH);
   const stats = await lstat(tree).catch(() => undefined);
   if (!stats?.isDirectory()) return 'there is no node_modules folder';
-  const changed = await changedSince(tree, target.since);
+  // A tool cache the steps made is not the install's: the archive (packed after the install) never
+  // holds it, so neither does the tree. One the install made is judged like any other entry.
+  const toolCache = target.mark.names.has(TOOL_CACHE) ? undefined : TOOL_CACHE;
+  const changed = await changedSince(tree, target.mark, toolCache);
   if (changed) return `${changed} changed after the install`;
+  if (toolCache) await rm(join(tree, toolCache), { recursive: true, force: true });
   await rm(target.kept, { recursive: true, force: true });
   await mkdir(target.kept, { mode: 0o700 });
   const note: KeptDependenciesNote = { key: access.key, files: 0, bytes: 0 };
@@ -93,23 +119,34 @@ export async function handBackDependencies(
 }
 
 /**
- * The first entry of `root` (itself included) whose inode changed at or after `since`, or a link to
+ * The first entry of `root` (itself included) whose inode changed at or after the mark, or a link to
  * an absolute path (which no archive would hold); undefined when none. A timestamp never runs ahead
- * of the clock, so whatever a step wrote, renamed or removed in the tree after `since` shows as a
- * ctime at or past it on the entry or its folder. Synchronous, in slices of ~10 ms.
+ * of the clock, so whatever a step wrote, renamed or removed in the tree after the mark shows as a
+ * ctime at or past it on the entry or its folder. `ignored` (a name at the top) is not looked into,
+ * and the top folder itself may have changed only by its coming: its other names must be the
+ * mark's. Synchronous, in slices of ~10 ms.
  */
-async function changedSince(root: string, since: number): Promise<string | undefined> {
+async function changedSince(
+  root: string,
+  mark: DependenciesMark,
+  ignored: string | undefined,
+): Promise<string | undefined> {
   const pending = [root];
   let slice = performance.now();
   for (let path = pending.pop(); path !== undefined; path = pending.pop()) {
     const stats = lstatSync(path, { throwIfNoEntry: false });
-    if (!stats || stats.ctimeMs >= since) return path;
+    if (!stats) return path;
+    if (stats.ctimeMs >= mark.since) {
+      if (path !== root || ignored === undefined) return path;
+      const names = readdirSync(root).filter((name) => name !== ignored);
+      if (names.length !== mark.names.size || names.some((name) => !mark.names.has(name))) return path;
+    }
     if (stats.isSymbolicLink() && readlinkSync(path).startsWith('/')) return path;
     if (stats.isDirectory()) {
       const folder = opendirSync(path);
       try {
         for (let entry = folder.readSync(); entry !== null; entry = folder.readSync())
-          pending.push(join(path, entry.name));
+          if (path !== root || entry.name !== ignored) pending.push(join(path, entry.name));
       } finally {
         folder.closeSync();
       }

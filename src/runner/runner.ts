@@ -36,7 +36,7 @@ import {
   type CacheSnapshot,
   type RestoreResult,
 } from './cache.js';
-import { handBackDependencies, takeKeptDependencies } from './kept-dependencies.js';
+import { handBackDependencies, markDependencies, takeKeptDependencies } from './kept-dependencies.js';
 import { SourceFetchError } from './source-errors.js';
 import {
   formatBuildSummary,
@@ -379,7 +379,7 @@ async function runSteps(
     ),
   );
   // What a passed build may hand back is node_modules as the install (or this restore) left it.
-  let installEnded = clock();
+  let installed = markDependencies(workspace.checkout, clock());
   const plan = planSteps(config, input.deploy, { skipInstall: cache.skipInstall });
   if (plan.deploySkipped) writer.line(`Deploy skipped: ${plan.deploySkipped}`);
   let deployEnv: Record<string, string> = {};
@@ -477,7 +477,7 @@ async function runSteps(
         const how = run.exitCode === null ? `killed by ${run.signal ?? 'a signal'}` : `exit ${run.exitCode}`;
         return { verdict: { state: 'failure', description: `${name} failed (${how}): ${command}` } };
       }
-      if (phase === 'install') installEnded = clock();
+      if (phase === 'install') installed = markDependencies(workspace.checkout, clock());
       // The install is over and more steps follow: what a save would store is packed while they run.
       const next = plan.steps[index + 1];
       if (phase === 'install' && next && next.phase !== 'install') {
@@ -525,7 +525,7 @@ async function runSteps(
         const notKept = await handBackDependencies(input.cache, {
           checkout: workspace.checkout,
           kept: workspace.keptDependencies,
-          since: installEnded,
+          mark: installed,
           extraPaths: config.cache.paths,
         }).catch((error: unknown) => messageOf(error));
         notes.push(

@@ -235,6 +235,23 @@ describe('lambkin run with its dependency cache', () => {
       const unpacked = await localRun(touching, { cacheDir, workRoot });
       expect(unpacked.output).toMatch(/Cache: restored \S+ \(\d+ files, .* MiB\/s; install skipped/);
       expect(unpacked.result.state).toBe('success');
+
+      // A tool's cache the tests make in node_modules/.cache (nyc, babel-loader): the tree is kept
+      // without it, as the archive packed after the install holds none.
+      const toolCache = join(scratch, 'tool-cache');
+      await cp(project, toolCache, { recursive: true });
+      const toolManifest = JSON.parse(await readFile(join(toolCache, 'package.json'), 'utf8')) as {
+        scripts: Record<string, string>;
+      };
+      toolManifest.scripts.test =
+        "node -e \"const fs = require('fs'); if (fs.existsSync('node_modules/.cache')) process.exit(4); " +
+        "fs.mkdirSync('node_modules/.cache/nyc', { recursive: true }); fs.writeFileSync('node_modules/.cache/nyc/x', '1')\"";
+      await writeFile(join(toolCache, 'package.json'), JSON.stringify(toolManifest, null, 2) + '\n');
+      const withToolCache = await localRun(toolCache, { cacheDir, workRoot });
+      expect(withToolCache.output).toContain('Cache: node_modules handed back');
+      const again = await localRun(toolCache, { cacheDir, workRoot });
+      expect(again.output).toMatch(/Cache: restored \S+ from the tree this machine kept for it/);
+      expect(again.result.state).toBe('success');
     },
     120_000,
   );

@@ -89,7 +89,7 @@ export interface HandBackTarget {
 /**
  * After a passed build whose controller keeps trees: moves `node_modules` to the kept-dependencies
  * folder with a note of the key, when it is what the archive at the key holds (the key's lockfile,
- * no extra cache paths, and no entry changed after `since`). Returns why not, or undefined when
+ * no extra cache paths, and no entry changed after the mark but a tool cache the steps made). Returns why not, or undefined when
  * handed back.
  */
 export async function handBackDependencies(

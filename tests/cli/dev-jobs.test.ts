@@ -14,7 +14,7 @@ import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support
 import { pushPayload, signedDelivery } from '../support/payloads.js';
 import { startDevProcess, type DevProcess } from '../support/dev-process.js';
 import { Registry, officialPackage } from '../support/fake-node.js';
-import { runProcess } from './helpers.js';
+import { childTestTimeout, runProcess } from './helpers.js';
 import { latestByContext as latestOf, type LatestStatus } from '../support/statuses.js';
 
 const SECRET = 'dev-jobs-secret';
@@ -226,5 +226,5 @@ describe('a matrix of node 20 and 22 with two shards each', () => {
     // The log went to stderr, each line marked with its job.
     expect(run.stderr).toContain('[node 22, shard 2/2] SHARD FAILS');
     expect(run.stderr).toContain('[node 20, shard 1/2] JOB node=v20.18.1 shard=1/2');
-  }, 120_000);
+  }, childTestTimeout());
 });

@@ -18,7 +18,7 @@ import {
 } from '../support/github-server.js';
 import { failingProject, npmProject, passingProject } from '../support/npm-projects.js';
 import { pushPayload, pullRequestPayload, signedDelivery } from '../support/payloads.js';
-import { runProcess } from './helpers.js';
+import { childTestTimeout, runProcess } from './helpers.js';
 import { startDevProcess, type DevProcess } from '../support/dev-process.js';
 
 const SECRET = 'dev-e2e-secret';
@@ -188,13 +188,13 @@ describe('lambkin run', () => {
       state: 'success',
       steps: [expect.objectContaining({ name: 'install' }), expect.objectContaining({ name: 'test' })],
     });
-  });
+  }, childTestTimeout());
 
   it('exits 1 for a failing project, with one line on stderr', async () => {
     const run = await runProcess(['run', folder(failingProject())], {});
     expect(run.code).toBe(1);
     expect(run.stderr).toBe('lambkin: build failure: test failed (exit 1): npm test\n');
-  });
+  }, childTestTimeout());
 
   it('exits 2 for a misconfigured project, naming the file and key', async () => {
     const run = await runProcess(
@@ -204,5 +204,5 @@ describe('lambkin run', () => {
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/^lambkin: build error: \.lambkin\.json.*tset/);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
-  });
+  }, childTestTimeout());
 });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { GitFiles } from '../support/github-server.js';
 import { failingProject, passingProject } from '../support/npm-projects.js';
-import { runProcess } from './helpers.js';
+import { childTestTimeout, runProcess } from './helpers.js';
 
 const ESC = '\u001b';
 /** The builder's step header, as it writes it (src/builder/logs/format.ts). */
@@ -50,7 +50,7 @@ describe('lambkin run --json', () => {
     expect(run.stderr).toMatch(/■ build passed/);
     // A pipe is no terminal: no colour.
     expect(run.stderr).not.toContain(ESC);
-  }, 60_000);
+  }, childTestTimeout());
 
   it('still writes the summary alone to stdout when the build fails, and keeps colour when forced', async () => {
     const run = await runCli(['run', '--json', folder(failingProject())], { FORCE_COLOR: '1' });
@@ -60,7 +60,7 @@ describe('lambkin run --json', () => {
     expect(run.stderr.trimEnd().split('\n').at(-1)).toBe(
       'lambkin: build failure: test failed (exit 1): npm test',
     );
-  }, 60_000);
+  }, childTestTimeout());
 });
 
 describe('lambkin run without --json', () => {
@@ -70,13 +70,13 @@ describe('lambkin run without --json', () => {
     expect(run.stdout).toContain('▶ step install');
     expect(run.stdout).not.toContain(ESC);
     expect(run.stderr).toBe('');
-  }, 60_000);
+  }, childTestTimeout());
 
   it('streams the log with its colours under FORCE_COLOR', async () => {
     const run = await runCli(['run', folder(passingProject())], { FORCE_COLOR: '1' });
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(COLOURED_HEADER);
-  }, 60_000);
+  }, childTestTimeout());
 
   it('keeps its dependency cache under XDG_CACHE_HOME (0700), and --no-cache neither reads nor writes it', async () => {
     const home = mkdtempSync(join(tmpdir(), 'lambkin-run-xdg-'));
@@ -94,5 +94,5 @@ describe('lambkin run without --json', () => {
     expect(uncached.code).toBe(0);
     expect(uncached.stderr).not.toMatch(/Cache:/);
     expect(existsSync(join(other, 'lambkin'))).toBe(false);
-  });
+  }, childTestTimeout(2));
 });

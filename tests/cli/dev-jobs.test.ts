@@ -207,24 +207,28 @@ describe('a matrix of node 20 and 22 with two shards each', () => {
     expect(second[0]?.description).toMatch(/^Build #2 failed: node 22, shard 2\/2 failed: /);
   }, 180_000);
 
-  it('builds as four jobs through lambkin run --json, which exits 1', async () => {
-    const repo = await createGitRepo(FILES);
-    folders.push(repo.dir);
-    const run = await runProcess(['run', repo.dir, '--json'], { npm_config_registry: registry.url });
-    expect(run.code).toBe(1);
-    const summary = JSON.parse(run.stdout) as {
-      state: string;
-      jobs: { name: string; state: string; matrix: unknown; shard: unknown; durationMs: number }[];
-    };
-    expect(summary.state).toBe('failure');
-    expect(summary.jobs.map(({ name, state, matrix, shard }) => ({ name, state, matrix, shard }))).toEqual([
-      { name: 'node-20', state: 'success', matrix: { node: '20' }, shard: { index: 1, total: 2 } },
-      { name: 'node-20', state: 'success', matrix: { node: '20' }, shard: { index: 2, total: 2 } },
-      { name: 'node-22', state: 'success', matrix: { node: '22' }, shard: { index: 1, total: 2 } },
-      { name: 'node-22', state: 'failure', matrix: { node: '22' }, shard: { index: 2, total: 2 } },
-    ]);
-    // The log went to stderr, each line marked with its job.
-    expect(run.stderr).toContain('[node 22, shard 2/2] SHARD FAILS');
-    expect(run.stderr).toContain('[node 20, shard 1/2] JOB node=v20.18.1 shard=1/2');
-  }, childTestTimeout());
+  it(
+    'builds as four jobs through lambkin run --json, which exits 1',
+    async () => {
+      const repo = await createGitRepo(FILES);
+      folders.push(repo.dir);
+      const run = await runProcess(['run', repo.dir, '--json'], { npm_config_registry: registry.url });
+      expect(run.code).toBe(1);
+      const summary = JSON.parse(run.stdout) as {
+        state: string;
+        jobs: { name: string; state: string; matrix: unknown; shard: unknown; durationMs: number }[];
+      };
+      expect(summary.state).toBe('failure');
+      expect(summary.jobs.map(({ name, state, matrix, shard }) => ({ name, state, matrix, shard }))).toEqual([
+        { name: 'node-20', state: 'success', matrix: { node: '20' }, shard: { index: 1, total: 2 } },
+        { name: 'node-20', state: 'success', matrix: { node: '20' }, shard: { index: 2, total: 2 } },
+        { name: 'node-22', state: 'success', matrix: { node: '22' }, shard: { index: 1, total: 2 } },
+        { name: 'node-22', state: 'failure', matrix: { node: '22' }, shard: { index: 2, total: 2 } },
+      ]);
+      // The log went to stderr, each line marked with its job.
+      expect(run.stderr).toContain('[node 22, shard 2/2] SHARD FAILS');
+      expect(run.stderr).toContain('[node 20, shard 1/2] JOB node=v20.18.1 shard=1/2');
+    },
+    childTestTimeout(),
+  );
 });

@@ -175,34 +175,46 @@ describe('lambkin run', () => {
     return dir;
   }
 
-  it('exits 0 for a passing project, the log live on stderr and only the JSON summary on stdout', async () => {
-    const run = await runProcess(['run', folder(passingProject()), '--json'], {});
-    expect(run.code).toBe(0);
-    expect(run.stderr).toContain('▶ step install');
-    expect(run.stderr).toMatch(/# pass 1/);
-    const summary = JSON.parse(run.stdout) as {
-      state: string;
-      steps: unknown[];
-    };
-    expect(summary).toMatchObject({
-      state: 'success',
-      steps: [expect.objectContaining({ name: 'install' }), expect.objectContaining({ name: 'test' })],
-    });
-  }, childTestTimeout());
+  it(
+    'exits 0 for a passing project, the log live on stderr and only the JSON summary on stdout',
+    async () => {
+      const run = await runProcess(['run', folder(passingProject()), '--json'], {});
+      expect(run.code).toBe(0);
+      expect(run.stderr).toContain('▶ step install');
+      expect(run.stderr).toMatch(/# pass 1/);
+      const summary = JSON.parse(run.stdout) as {
+        state: string;
+        steps: unknown[];
+      };
+      expect(summary).toMatchObject({
+        state: 'success',
+        steps: [expect.objectContaining({ name: 'install' }), expect.objectContaining({ name: 'test' })],
+      });
+    },
+    childTestTimeout(),
+  );
 
-  it('exits 1 for a failing project, with one line on stderr', async () => {
-    const run = await runProcess(['run', folder(failingProject())], {});
-    expect(run.code).toBe(1);
-    expect(run.stderr).toBe('lambkin: build failure: test failed (exit 1): npm test\n');
-  }, childTestTimeout());
+  it(
+    'exits 1 for a failing project, with one line on stderr',
+    async () => {
+      const run = await runProcess(['run', folder(failingProject())], {});
+      expect(run.code).toBe(1);
+      expect(run.stderr).toBe('lambkin: build failure: test failed (exit 1): npm test\n');
+    },
+    childTestTimeout(),
+  );
 
-  it('exits 2 for a misconfigured project, naming the file and key', async () => {
-    const run = await runProcess(
-      ['run', folder(npmProject({ test: 'echo ok' }, { '.lambkin.json': '{"tset": "x"}' }))],
-      {},
-    );
-    expect(run.code).toBe(2);
-    expect(run.stderr).toMatch(/^lambkin: build error: \.lambkin\.json.*tset/);
-    expect(run.stderr.trim().split('\n')).toHaveLength(1);
-  }, childTestTimeout());
+  it(
+    'exits 2 for a misconfigured project, naming the file and key',
+    async () => {
+      const run = await runProcess(
+        ['run', folder(npmProject({ test: 'echo ok' }, { '.lambkin.json': '{"tset": "x"}' }))],
+        {},
+      );
+      expect(run.code).toBe(2);
+      expect(run.stderr).toMatch(/^lambkin: build error: \.lambkin\.json.*tset/);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    },
+    childTestTimeout(),
+  );
 });

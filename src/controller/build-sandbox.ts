@@ -13,7 +13,9 @@ import { chown, lstat, mkdir, readFile, readdir, rename, rm, rmdir, writeFile } 
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { randomBytes } from 'node:crypto';
 import { LambkinError } from '../core/errors.js';
+import { removeInBackground } from './background-removal.js';
 import type { SandboxProtections } from '../core/sandbox.js';
 
 export interface BuildSandboxOptions {
@@ -28,6 +30,11 @@ export interface BuildSandboxOptions {
   stateDir?: string;
   /** Set false to skip the cgroup (to test the fallback: killing every process of the build's uid). */
   cgroup?: boolean;
+  /**
+   * A work root still being removed this long after its teardown was left by a removal that died
+   * (the machine stopped, its `rm` was killed): the next `acquire` removes it. Default one hour.
+   */
+  staleRemovalMs?: number;
 }
 
 export class BuildSandboxError extends LambkinError {
@@ -39,6 +46,9 @@ export class BuildSandboxError extends LambkinError {
 export const DEFAULT_FIRST_SANDBOX_UID = 0x70000000;
 const DEFAULT_SLOTS = 1000;
 const DEFAULT_STATE_DIR = '/run/lambkin';
+/** A work root being removed in the background (`clean`) is renamed to this prefix first. */
+const REMOVING_PREFIX = 'removing-';
+const DEFAULT_STALE_REMOVAL_MS = 3600 * 1000;
 /** How long teardown waits for the kernel to take the build's processes away. */
 const KILL_SETTLE_MS = 5000;
 
@@ -110,6 +120,7 @@ export async function acquireBuildSandbox(
   const mount = options.cgroup === false ? undefined : cgroup2Mount();
   const cgroupParent = mount ? await ensureCgroupParent(mount) : undefined;
   const hostServices = await ensureHostGuard(firstUid, firstUid + slots - 1);
+  await removeStaleRemovals(parentWorkRoot, options.staleRemovalMs ?? DEFAULT_STALE_REMOVAL_MS);
   // Start at a different slot each time: a slot just freed is not reused at once.
   const start = Math.floor(Math.random() * slots);
   for (let i = 0; i < slots; i++) {
@@ -134,6 +145,17 @@ export async function acquireBuildSandbox(
     }
   }
   throw new BuildSandboxError(`Every one of the ${slots} build sandbox slots is taken; try again later.`);
+}
+
+/** Removes again what a background removal left (the machine stopped, or its `rm` was killed). */
+async function removeStaleRemovals(parentWorkRoot: string, staleMs: number): Promise<void> {
+  for (const name of await readdir(parentWorkRoot).catch(() => [])) {
+    if (!name.startsWith(REMOVING_PREFIX)) continue;
+    const path = join(parentWorkRoot, name);
+    const stats = await lstat(path).catch(() => undefined);
+    // By ctime: the rename at teardown set it.
+    if (stats && Date.now() - stats.ctimeMs >= staleMs) await removeInBackground(path);
+  }
 }
 
 async function takeSlot(slotDir: string, slotsDir: string): Promise<boolean> {
@@ -182,7 +204,17 @@ function makeSandbox(
     if (cgroup) await killCgroup(cgroup);
     await killUid(uid);
     await beforeRemoval?.().catch(() => undefined);
-    await rm(workRoot, { recursive: true, force: true, maxRetries: 2 });
+    // Out of the slot's way at once (the next build of the slot makes its work root anew); its
+    // files go in the background, closed to the uid the next build of the slot runs as.
+    const removing = join(parentWorkRoot, `${REMOVING_PREFIX}${slot}-${randomBytes(6).toString('hex')}`);
+    try {
+      await rename(workRoot, removing);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      await rm(workRoot, { recursive: true, force: true, maxRetries: 2 });
+      return;
+    }
+    await removeInBackground(removing);
   };
   return {
     uid,

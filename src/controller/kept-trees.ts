@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { LambkinError } from '../core/errors.js';
 import { TRUST_CLASS_FOLDERS } from '../core/work-layout.js';
+import { removeInBackground } from './background-removal.js';
 
 export class KeptTreeError extends LambkinError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -92,8 +93,14 @@ export class KeptTreeStore {
     await rename(tree, incoming);
     const kept = join(store, key);
     const old = `${kept}.old-${randomBytes(6).toString('hex')}`;
-    await rename(kept, old).catch(() => undefined);
-    await rm(old, { recursive: true, force: true });
+    // The tree it replaces goes in the background: no build waits for its deletion.
+    if (
+      await rename(kept, old).then(
+        () => true,
+        () => false,
+      )
+    )
+      await removeInBackground(old);
     try {
       await rename(incoming, kept);
     } catch {
@@ -132,12 +139,21 @@ export class KeptTreeStore {
       const stats = await lstat(join(store, name)).catch(() => undefined);
       if (!stats) continue;
       if (KEY_PATTERN.test(name)) kept.push({ name, mtimeMs: stats.mtimeMs });
-      else if (Date.now() - stats.mtimeMs > STRAY_MAX_AGE_MS)
-        await rm(join(store, name), { recursive: true, force: true });
+      // By ctime: a rename (lent, incoming, old) sets it, the tree's mtime is of when it was kept.
+      else if (Date.now() - stats.ctimeMs > STRAY_MAX_AGE_MS) await removeInBackground(join(store, name));
     }
     kept.sort((a, b) => b.mtimeMs - a.mtimeMs);
     for (const { name } of kept.slice(this.options.keep)) {
-      await rm(join(store, name), { recursive: true, force: true });
+      // Renamed first, so the key is free at once and a later evict never removes it twice.
+      const evicted = join(store, `${name}.old-${randomBytes(6).toString('hex')}`);
+      if (
+        await rename(join(store, name), evicted).then(
+          () => true,
+          () => false,
+        )
+      ) {
+        await removeInBackground(evicted);
+      }
     }
   }
 }
@@ -171,9 +187,12 @@ export async function checkTree(
       if (++entries > limits.maxEntries) throw new Refusal(`it holds more than ${limits.maxEntries} entries`);
       if (bytes > limits.maxBytes) throw new Refusal(`it holds more than ${limits.maxBytes} bytes`);
       lchownSync(path, 0, 0);
-      // chmod would follow a link; a link's own mode means nothing.
-      if (!stats.isSymbolicLink())
-        chmodSync(path, limits.dependencyTree ? stats.mode & 0o755 : stats.isDirectory() ? 0o700 : 0o600);
+      // chmod would follow a link; a link's own mode means nothing. Most entries have their mode
+      // already (npm writes 0644 and 0755): one system call fewer each.
+      if (!stats.isSymbolicLink()) {
+        const mode = limits.dependencyTree ? stats.mode & 0o755 : stats.isDirectory() ? 0o700 : 0o600;
+        if ((stats.mode & 0o7777) !== mode) chmodSync(path, mode);
+      }
     },
     limits.maxEntries,
   );

@@ -30,6 +30,7 @@ import type { SandboxOwner } from '../../src/controller/kept-trees.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import type { RunnerInput, RunnerOutcome } from '../../src/core/protocol.js';
+import { waitFor } from '../support/wait.js';
 
 const asRoot = process.getuid?.() === 0;
 const describeAsRoot = asRoot ? describe : describe.skip;
@@ -224,11 +225,17 @@ describeAsRoot('the dependency tree handover', () => {
     expect(await handover.lend('o/r', KEY, await emptySandbox())).toBe(false);
   });
 
-  it('keeps the most recently kept trees only', async () => {
-    const handover = await handoverIn('evict', { keep: 2 });
-    for (const key of ['a', 'b', 'c']) {
+  it('keeps the most recently kept trees only, and removes the others and the trees they replace', async () => {
+    const dir = join(await mkdtemp(join(scratch, 'evict-')), 'dependency-trees');
+    const handover = new DependencyHandover({ dir, keep: 2 });
+    for (const key of ['a', 'b', 'c', 'c']) {
       expect((await handover.keep('o/r', key, (await sandboxWithTree({ key })).sandbox)).kept).toBe(true);
     }
+    // The evicted tree (a) and the one the second c replaced go in the background.
+    await waitFor('the store to hold two trees and nothing else', async () => {
+      const names = await readdir(dir);
+      return names.length === 2 && names.every((name) => /^[0-9a-f]{32}$/.test(name)) ? true : undefined;
+    });
     expect(await handover.lend('o/r', 'a', await emptySandbox())).toBe(false);
     expect(await handover.lend('o/r', 'b', await emptySandbox())).toBe(true);
     expect(await handover.lend('o/r', 'c', await emptySandbox())).toBe(true);

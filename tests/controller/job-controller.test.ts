@@ -10,7 +10,6 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
 import { endCrashedJob } from '../../src/controller/job-controller.js';
 import { ProcessRunnerInvoker, RunnerFailedError } from '../../src/controller/runner-invoker.js';
@@ -45,6 +44,7 @@ import {
 } from '../support/github-server.js';
 import { latestByContext as latestOf, type LatestStatus } from '../support/statuses.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
+import { waitFor } from '../support/wait.js';
 
 const TOKEN = 'job-controller-test-token';
 const PUBLIC_URL = 'https://ci.example.test';
@@ -171,16 +171,6 @@ function latestByContext(
   standIn: GitHubStandIn = github,
 ): Map<string, LatestStatus> {
   return latestOf(standIn, repo, sha);
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 const statesOf = async (build: BuildKey) => (await jobs.listJobs(build)).map((job) => [job.id, job.state]);

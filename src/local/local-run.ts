@@ -10,6 +10,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
 import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
@@ -401,7 +402,8 @@ export function followLog(
   intervalMs = 300,
 ): { stop(): Promise<void> } {
   let printed = '';
-  let stopped = false;
+  // Stopping ends the wait between reads at once: the run's end never waits out an interval.
+  const stopping = new AbortController();
   const print = async (): Promise<void> => {
     const text = (await logs.readLog(prefix).catch(() => undefined)) ?? '';
     if (text.startsWith(printed)) {
@@ -414,14 +416,14 @@ export function followLog(
     printed = text;
   };
   const loop = (async () => {
-    while (!stopped) {
+    while (!stopping.signal.aborted) {
       await print();
-      await new Promise((done) => setTimeout(done, intervalMs));
+      await sleep(intervalMs, undefined, { signal: stopping.signal }).catch(() => undefined);
     }
   })();
   return {
     stop: async () => {
-      stopped = true;
+      stopping.abort();
       await loop;
       await print();
     },

@@ -385,6 +385,7 @@ async function runSteps(
   let deployEnv: Record<string, string> = {};
 
   let announcedDeploy = false;
+  let carried: CarriedQuotaCheck | undefined;
   let snapshot: CacheSnapshot | undefined;
   let passed = false;
   try {
@@ -417,6 +418,7 @@ async function runSteps(
       }
       const remaining = deadline - clock();
       if (remaining <= 0) {
+        if (carried && (await carried.exceeded())) return carried.verdict(undefined);
         return {
           verdict: {
             state: 'timed_out',
@@ -426,6 +428,14 @@ async function runSteps(
       }
       writer.raw(formatStepHeader({ name, command }));
       const quota = watchDiskQuota(workspace.root, quotaBytes, options.quotaCheckIntervalMs);
+      // The last step's check, when it found the quota exceeded, stops this step too.
+      const previous = carried;
+      carried = undefined;
+      const stops = [
+        quota.signal,
+        ...(previous ? [previous.signal] : []),
+        ...(options.stop ? [options.stop] : []),
+      ];
       let run: Awaited<ReturnType<typeof runStep>>;
       try {
         run = await runStep(
@@ -438,7 +448,7 @@ async function runSteps(
           },
           {
             onOutput: (chunk) => writer.output(chunk),
-            signal: options.stop ? AbortSignal.any([quota.signal, options.stop]) : quota.signal,
+            signal: stops.length === 1 ? quota.signal : AbortSignal.any(stops),
             ...(canLimitProcesses ? { maxProcesses, maxFileBytes: quotaBytes } : {}),
             ...(options.stepUser ?? {}),
             ...(sandbox ? { sandbox } : {}),
@@ -448,9 +458,34 @@ async function runSteps(
         await quota.stop();
       }
       phases.add(`step ${name}`, run.durationMs);
-      // Once more after the step: what it wrote since the last look counts too.
+      if (previous && (await previous.exceeded())) {
+        writer.raw(
+          formatStepFooter({
+            name,
+            exitCode: run.exitCode,
+            durationMs: run.durationMs,
+            timedOut: run.timedOut,
+          }),
+        );
+        steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
+        return previous.verdict(name);
+      }
+      // Once more after the step: what it wrote since the last look counts too. After a step that
+      // passed with more steps to come, the next one starts while this is measured (a big
+      // node_modules takes a few hundred ms to walk) and is stopped when it finds the quota
+      // exceeded; never before a deploy step, which must not start for such a build.
+      const next = plan.steps[index + 1];
+      const overlap =
+        next !== undefined &&
+        next.phase !== 'deploy' &&
+        run.exitCode === 0 &&
+        !run.timedOut &&
+        !quota.exceeded();
+      if (overlap) carried = carryQuotaCheck(name, workspace.root, quotaBytes, writer);
       const exceeded =
-        quota.exceeded() || (await phases.time('quota check', () => folderSize(workspace.root))) > quotaBytes;
+        !overlap &&
+        (quota.exceeded() ||
+          (await phases.time('quota check', () => folderSize(workspace.root))) > quotaBytes);
       writer.raw(
         formatStepFooter({
           name,
@@ -479,7 +514,6 @@ async function runSteps(
       }
       if (phase === 'install') installed = markDependencies(workspace.checkout, clock());
       // The install is over and more steps follow: what a save would store is packed while they run.
-      const next = plan.steps[index + 1];
       if (phase === 'install' && next && next.phase !== 'install') {
         snapshot = startBuildCacheSnapshot(
           input.cache,
@@ -675,6 +709,40 @@ async function installJobNode(
 function diskQuotaOf(input: RunnerInput): number {
   const quota = input.diskQuotaBytes;
   return quota !== undefined && Number.isFinite(quota) && quota > 0 ? quota : DEFAULT_DISK_QUOTA_BYTES;
+}
+
+/** A step's last disk quota check, measured while the next step runs (runSteps). */
+interface CarriedQuotaCheck {
+  /** Aborted when the check finds the quota exceeded: it stops the next step. */
+  signal: AbortSignal;
+  exceeded(): Promise<boolean>;
+  /** The build's verdict, and its log line, once the check found the quota exceeded. */
+  verdict(stopped: string | undefined): { verdict: Verdict };
+}
+
+function carryQuotaCheck(
+  step: string,
+  folder: string,
+  quotaBytes: number,
+  writer: LineAwareWriter,
+): CarriedQuotaCheck {
+  const controller = new AbortController();
+  const error = new DiskQuotaExceededError(quotaBytes);
+  const measured = folderSize(folder).then(
+    (bytes) => bytes > quotaBytes,
+    () => false, // as the watcher: a folder it cannot measure is not counted
+  );
+  void measured.then((exceeded) => exceeded && controller.abort(error));
+  return {
+    signal: controller.signal,
+    exceeded: () => measured,
+    verdict: (stopped) => {
+      writer.line(
+        `Error: ${error.message}; found after ${step}${stopped ? `, ${stopped} was stopped` : ''}.`,
+      );
+      return { verdict: { state: 'error', description: `${error.message} (in ${step})` } };
+    },
+  };
 }
 
 /**

@@ -145,4 +145,35 @@ describe('a deploying build', () => {
       expect(log).not.toContain(secret);
     }
   }, 120_000);
+
+  it('never deploys a build whose test filled the disk past its quota in its last moment', async () => {
+    // 24 MiB in two files (no one file may pass the 20 MiB quota) just before the test step
+    // exits: the quota watcher (every second) never sees them; the check after the step must, and
+    // before the deploy step starts or its role is assumed.
+    const git = await createGitRepo({
+      '.lambkin.json': JSON.stringify({
+        install: 'true',
+        test: 'head -c 12582912 /dev/zero > filled-1; head -c 12582912 /dev/zero > filled-2',
+        deploy: 'echo "deploy $((1 + 1)) ran"',
+        timeout: 60,
+      }),
+    });
+    folders.push(git.dir);
+    fixture.github.addRepository({ owner: 'octo', name: 'fills-then-deploys', gitDir: git.dir });
+    await fixture.settings.update(repoScope('octo/fills-then-deploys'), () => ({
+      deploy: { roleArn: ROLE, region: 'eu-west-1' },
+    }));
+    const stsRequestsBefore = sts.requests.length;
+    const { done, log } = await fixture.build(
+      { repo: 'octo/fills-then-deploys', sha: git.sha },
+      { ...fixture.deps, deployRoles: sts.grants(), diskQuotaBytes: 20 * 1024 * 1024 },
+    );
+    expect(done).toMatchObject({
+      state: 'error',
+      description: 'disk quota exceeded: the build wrote more than 20 MiB under its work area (in test)',
+    });
+    expect(log).not.toContain('deploy 2 ran');
+    expect(log).not.toContain('Deploy runs as the role');
+    expect(sts.requests.length - stsRequestsBefore).toBe(0);
+  }, 120_000);
 });

@@ -474,6 +474,29 @@ describe('hostile builds', () => {
     expect(existsSync(join('/tmp', 'fill0'))).toBe(false);
   });
 
+  it('stops a build whose install fills the disk in its last moment, before the next step gets anywhere', async () => {
+    // 24 MiB in two files (no one file may pass the quota) just before the install exits: the
+    // watcher (every second) never sees them during the step; the check after it does, while the
+    // test step has already started.
+    const install = 'head -c 12582912 /dev/zero > filled-1; head -c 12582912 /dev/zero > filled-2';
+    // Its output, unlike its command line in the log, says "step 2 finished".
+    const test = 'sleep 30; echo "step $((1 + 1)) finished"';
+    const { repo, sha } = await repository(
+      'fills-at-install-end',
+      npmProject({}, { '.lambkin.json': JSON.stringify({ install, test, timeout: 50 }) }),
+    );
+    const { build: done, log } = await build({ repo, sha });
+    expect(done).toMatchObject({
+      state: 'error',
+      description: 'disk quota exceeded: the build wrote more than 20 MiB under its work area (in install)',
+    });
+    expect(log).toMatch(/disk quota exceeded: .*; found after install(, test was stopped)?\./);
+    expect(log).not.toContain('step 2 finished');
+    // The test step, if it started, was stopped by the check, not by its 30 s sleep.
+    const testStep = done.steps?.find((step) => step.name === 'test');
+    if (testStep) expect(testStep.durationMs).toBeLessThan(10_000);
+  });
+
   if (requireTool('prlimit', 'the process bound of a build (RLIMIT_NPROC)')) {
     itAsRoot('bounds the processes of a build with prlimit: no more than the limit at once', async () => {
       // Linear, so harmless even without the bound: 400 sleeps at most.

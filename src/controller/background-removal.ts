@@ -6,7 +6,7 @@
  * The caller first moves the tree to a name of its own that nothing else uses (a rename: atomic),
  * under a folder only root may list; `removeInBackground` then gives the tree's top folder to root
  * (mode 0700), so whoever owned it cannot enter it any more, and deletes it in a process of its own
- * that outlives this one (`rm` never follows a link, and stays on the tree's filesystem).
+ * that outlives this one (`rm` never follows a link).
  */
 import { spawn } from 'node:child_process';
 import { chmod, lchown, lstat, rm } from 'node:fs/promises';
@@ -29,7 +29,9 @@ export async function removeInBackground(path: string): Promise<void> {
     await chmod(path, 0o700);
   }
   await new Promise<void>((resolve) => {
-    const child = spawn('rm', ['-rf', '--one-file-system', '--', path], {
+    // Not --one-file-system: a btrfs subvolume a build made in its tree (any user may) has a device
+    // of its own, and would be left behind for ever. No build can mount anything the host sees.
+    const child = spawn('rm', ['-rf', '--', path], {
       detached: true,
       stdio: 'ignore',
       cwd: '/',

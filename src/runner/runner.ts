@@ -458,16 +458,13 @@ async function runSteps(
         await quota.stop();
       }
       phases.add(`step ${name}`, run.durationMs);
+      const recordStep = () => {
+        const { exitCode, durationMs, timedOut } = run;
+        writer.raw(formatStepFooter({ name, exitCode, durationMs, timedOut }));
+        steps.push({ name, exitCode, durationMs });
+      };
       if (previous && (await previous.exceeded())) {
-        writer.raw(
-          formatStepFooter({
-            name,
-            exitCode: run.exitCode,
-            durationMs: run.durationMs,
-            timedOut: run.timedOut,
-          }),
-        );
-        steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
+        recordStep();
         return previous.verdict(name);
       }
       // Once more after the step: what it wrote since the last look counts too. After a step that
@@ -486,15 +483,7 @@ async function runSteps(
         !overlap &&
         (quota.exceeded() ||
           (await phases.time('quota check', () => folderSize(workspace.root))) > quotaBytes);
-      writer.raw(
-        formatStepFooter({
-          name,
-          exitCode: run.exitCode,
-          durationMs: run.durationMs,
-          timedOut: run.timedOut,
-        }),
-      );
-      steps.push({ name, exitCode: run.exitCode, durationMs: run.durationMs });
+      recordStep();
       if (exceeded) {
         const error = new DiskQuotaExceededError(quotaBytes);
         writer.line(`Error: ${error.message}; ${name} was stopped.`);

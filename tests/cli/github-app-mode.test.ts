@@ -28,6 +28,7 @@ import { failingAssertionLine, MOCHA_TEST_FILE, mochaProject } from '../support/
 import { checkEventPayload, pullRequestPayload, pushPayload, signedDelivery } from '../support/payloads.js';
 import { LAMBKIN_BIN, OUTSIDE_CHECKOUT, startDevProcess, type DevProcess } from '../support/dev-process.js';
 import { appKeyPair } from '../support/app-keys.js';
+import { waitFor } from '../support/wait.js';
 
 const SECRET = 'app-mode-e2e-secret';
 const APP_ID = 4242;
@@ -109,21 +110,6 @@ function fromApp<P extends object>(payload: P): P & { installation: { id: number
       node_id: Buffer.from(`023:IntegrationInstallation${INSTALLATION_ID}`).toString('base64'),
     },
   };
-}
-
-/** Polls until `check` gives a value (not undefined), or fails after `ms` with `explain()`. */
-async function waitFor<T>(
-  check: () => T | undefined | Promise<T | undefined>,
-  explain: () => string,
-  ms = 90_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`gave up waiting after ${ms} ms: ${explain()}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 /** `Authorization` of a request: none, an App JWT, an installation token, or anything else. */
@@ -233,30 +219,37 @@ describe('lambkin dev as a GitHub App', () => {
         `--- lambkin dev logged:\n${dev.logs()}`,
       ].join('\n');
     // The build itself ends (its record in the stack's table), then GitHub hears of it.
-    await waitFor(async () => {
-      const { Item } = await builds.send(
-        new GetCommand({ TableName: stack.tables.builds, Key: { repo, number } }),
-      );
-      const state = Item?.state as BuildState | undefined;
-      return state !== undefined && isTerminal(state) ? state : undefined;
-    }, explain);
+    await waitFor(
+      explain,
+      async () => {
+        const { Item } = await builds.send(
+          new GetCommand({ TableName: stack.tables.builds, Key: { repo, number } }),
+        );
+        const state = Item?.state as BuildState | undefined;
+        return state !== undefined && isTerminal(state) ? state : undefined;
+      },
+      90_000,
+      200,
+    );
     const run = await waitFor(
+      explain,
       () =>
         github
           .checkRunsFor(repo, sha)
           .find((candidate) => candidate.external_id === externalId && candidate.status === 'completed'),
-      explain,
       REPORTED_WITHIN_MS,
+      200,
     );
     await waitFor(
+      explain,
       () => {
         const latest = github.statusesFor(repo, sha)[0];
         return latest?.state !== 'pending' && latest?.description?.startsWith(`Build #${number} `)
           ? latest
           : undefined;
       },
-      explain,
       REPORTED_WITHIN_MS,
+      200,
     );
     return run;
   }

@@ -32,6 +32,7 @@ import { verifyHeaderSignature } from '../../src/local/request-signatures.js';
 import { StackCredentials } from '../../src/local/stack-credentials.js';
 import { createTestStorage, uniqueName, type TestStorage } from '../support/storage.js';
 import { requireTool } from '../support/tools.js';
+import { waitFor } from '../support/wait.js';
 
 const PROJECT = 'lambkin-codebuild';
 const asRoot = process.getuid?.() === 0;
@@ -192,20 +193,6 @@ async function completed(id: string, timeoutMs = 30_000): Promise<Build> {
   }
 }
 
-async function eventually<T>(
-  probe: () => Promise<T | undefined>,
-  what: string,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 const finalEvent = (arn: string): CodeBuildStateChangeEvent | undefined =>
   events.find((event) => event.detail['build-id'] === arn && event.detail['build-status'] !== 'IN_PROGRESS');
 
@@ -249,7 +236,7 @@ test('StartBuild runs the buildspec in a sandbox and answers with AWS shapes; th
     expect(await processesOfUid(seen!.uid)).toEqual([]);
   }
 
-  const event = await eventually(async () => finalEvent(started.arn!), 'the completion event');
+  const event = await waitFor('the completion event', async () => finalEvent(started.arn!), 20_000);
   expect(event).toMatchObject({
     source: 'aws.codebuild',
     'detail-type': 'CodeBuild Build State Change',
@@ -283,7 +270,7 @@ test('a program that exits non-zero ends FAILED', async () => {
   const build = done.phases?.find((phase) => phase.phaseType === 'BUILD');
   expect(build?.phaseStatus).toBe('FAILED');
   expect(build?.contexts?.[0]?.message).toContain('exit status 3');
-  expect((await eventually(async () => finalEvent(started.arn!), 'event')).detail['build-status']).toBe(
+  expect((await waitFor('event', async () => finalEvent(started.arn!), 20_000)).detail['build-status']).toBe(
     'FAILED',
   );
 });
@@ -397,7 +384,7 @@ test('timeoutInMinutesOverride ends a longer build TIMED_OUT and tears its sandb
   const { inputUrl, report } = await input({ sleepMs: 120_000 });
   const begun = Date.now();
   const started = await start({ inputUrl, timeoutInMinutesOverride: 5 });
-  const seen = await eventually(report, 'the program to start');
+  const seen = await waitFor('the program to start', report, 20_000);
   const done = await completed(started.id!);
   expect(done.buildStatus).toBe('TIMED_OUT');
   expect(done.currentPhase).toBe('COMPLETED');
@@ -405,7 +392,7 @@ test('timeoutInMinutesOverride ends a longer build TIMED_OUT and tears its sandb
   expect(Date.now() - begun).toBeGreaterThanOrEqual(5 * 60_000 * TIME_SCALE - 100);
   expect(Date.now() - begun).toBeLessThan(20_000);
   if (asRoot) expect(await processesOfUid(seen.uid)).toEqual([]);
-  expect((await eventually(async () => finalEvent(started.arn!), 'event')).detail['build-status']).toBe(
+  expect((await waitFor('event', async () => finalEvent(started.arn!), 20_000)).detail['build-status']).toBe(
     'TIMED_OUT',
   );
 });
@@ -413,13 +400,13 @@ test('timeoutInMinutesOverride ends a longer build TIMED_OUT and tears its sandb
 test('StopBuild ends the build STOPPED, its processes gone when it answers', async () => {
   const { inputUrl, report } = await input({ sleepMs: 120_000 });
   const started = await start({ inputUrl });
-  const seen = await eventually(report, 'the program to start');
+  const seen = await waitFor('the program to start', report, 20_000);
   const stopped = await client.send(new StopBuildCommand({ id: started.id! }));
   expect(stopped.build?.buildStatus).toBe('STOPPED');
   expect(stopped.build?.buildComplete).toBe(true);
   if (asRoot) expect(await processesOfUid(seen.uid)).toEqual([]);
   expect((await describe1(started.arn!)).buildStatus).toBe('STOPPED'); // found by ARN too
-  expect((await eventually(async () => finalEvent(started.arn!), 'event')).detail['build-status']).toBe(
+  expect((await waitFor('event', async () => finalEvent(started.arn!), 20_000)).detail['build-status']).toBe(
     'STOPPED',
   );
   // Stopping a finished build changes nothing.
@@ -434,7 +421,7 @@ test('a repeated idempotencyToken answers the same build and starts no second on
   const second = await start({ inputUrl, idempotencyToken: token });
   expect(second.id).toBe(first.id);
   await completed(first.id!);
-  await eventually(async () => finalEvent(first.arn!), 'event');
+  await waitFor('event', async () => finalEvent(first.arn!), 20_000);
   const ids = new Set(events.map((event) => event.detail['build-id']).filter((id) => id.includes(PROJECT)));
   expect([...ids].filter((id) => id === first.arn)).toHaveLength(1);
   // The same token with other parameters is refused.

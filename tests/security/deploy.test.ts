@@ -43,9 +43,20 @@ function found(log: string, phase: string): string[] {
   return log.split('\n').filter((line) => line.startsWith(`FOUND[${phase}] `));
 }
 
+/** A repository `octo/<name>` of `files` whose settings give its deploys the role; its commit. */
+async function deployingRepository(name: string, files: Record<string, string>): Promise<string> {
+  const git = await createGitRepo(files);
+  folders.push(git.dir);
+  fixture.github.addRepository({ owner: 'octo', name, gitDir: git.dir });
+  await fixture.settings.update(repoScope(`octo/${name}`), () => ({
+    deploy: { roleArn: ROLE, region: 'eu-west-1' },
+  }));
+  return git.sha;
+}
+
 describe('a deploying build', () => {
   it('keeps the deploy role from install and test, and gives the deploy step working credentials', async () => {
-    const git = await createGitRepo({
+    const sha = await deployingRepository('hostile-deploy', {
       'deploy-probe.sh': PROBE,
       '.lambkin.json': JSON.stringify({
         install: 'bash deploy-probe.sh install',
@@ -54,11 +65,6 @@ describe('a deploying build', () => {
         timeout: 120,
       }),
     });
-    folders.push(git.dir);
-    fixture.github.addRepository({ owner: 'octo', name: 'hostile-deploy', gitDir: git.dir });
-    await fixture.settings.update(repoScope('octo/hostile-deploy'), () => ({
-      deploy: { roleArn: ROLE, region: 'eu-west-1' },
-    }));
     // The grants the controller hands the runner, to look for them in what the steps found.
     const grants: DeployCredentialGrant[] = [];
     const inner = sts.grants();
@@ -80,7 +86,7 @@ describe('a deploying build', () => {
         : {}),
     };
     const stsRequestsBefore = sts.requests.length;
-    const { done, log } = await fixture.build({ repo: 'octo/hostile-deploy', sha: git.sha }, deps);
+    const { done, log } = await fixture.build({ repo: 'octo/hostile-deploy', sha }, deps);
     expect(done.state).toBe('success');
     expect(grants).toHaveLength(1);
     expect(sts.requests.length - stsRequestsBefore).toBe(1);
@@ -150,7 +156,7 @@ describe('a deploying build', () => {
     // 24 MiB in two files (no one file may pass the 20 MiB quota) just before the test step
     // exits: the quota watcher (every second) never sees them; the check after the step must, and
     // before the deploy step starts or its role is assumed.
-    const git = await createGitRepo({
+    const sha = await deployingRepository('fills-then-deploys', {
       '.lambkin.json': JSON.stringify({
         install: 'true',
         test: 'head -c 12582912 /dev/zero > filled-1; head -c 12582912 /dev/zero > filled-2',
@@ -158,14 +164,9 @@ describe('a deploying build', () => {
         timeout: 60,
       }),
     });
-    folders.push(git.dir);
-    fixture.github.addRepository({ owner: 'octo', name: 'fills-then-deploys', gitDir: git.dir });
-    await fixture.settings.update(repoScope('octo/fills-then-deploys'), () => ({
-      deploy: { roleArn: ROLE, region: 'eu-west-1' },
-    }));
     const stsRequestsBefore = sts.requests.length;
     const { done, log } = await fixture.build(
-      { repo: 'octo/fills-then-deploys', sha: git.sha },
+      { repo: 'octo/fills-then-deploys', sha },
       { ...fixture.deps, deployRoles: sts.grants(), diskQuotaBytes: 20 * 1024 * 1024 },
     );
     expect(done).toMatchObject({

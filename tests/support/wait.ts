@@ -2,19 +2,25 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
- * Probes every 100 ms until `probe` returns a value (not undefined) and returns it; throws, naming
- * `what`, after `timeoutMs`.
+ * Probes every `intervalMs` until `probe` returns a value (not undefined) and returns it; after
+ * `timeoutMs` throws an error naming `what` (a function: worked out only then, e.g. to include
+ * the logs so far).
  */
 export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
+  what: string | (() => string),
+  probe: () => T | undefined | Promise<T | undefined>,
   timeoutMs = 60_000,
+  intervalMs = 100,
 ): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
+    if (Date.now() > until) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`,
+      );
+    }
+    await sleep(intervalMs);
   }
 }

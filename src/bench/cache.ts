@@ -10,12 +10,35 @@ import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import type { BuildRecord } from '../core/build.js';
 import type { GitHubStandIn } from '../local/github/index.js';
 import type { LocalStack } from '../local/stack.js';
-import { buildOnce, median, progress, round, wall, type Repo } from './shared.js';
+import {
+  buildOnce,
+  directBuild,
+  directCheckout,
+  median,
+  progress,
+  round,
+  wall,
+  type Repo,
+} from './shared.js';
 
-export async function measureCache(stack: LocalStack, github: GitHubStandIn, repo: Repo, repeats: number) {
+/**
+ * With `direct` (a project of the user's, which has no build-overhead section of its own), each
+ * round also runs the project's default commands in bash on a checkout of the same commit, after
+ * the cold build: `overheadRatio` is the cold build (which also packs and saves its archive) over
+ * those.
+ */
+export async function measureCache(
+  stack: LocalStack,
+  github: GitHubStandIn,
+  repo: Repo,
+  repeats: number,
+  direct?: { env: Record<string, string> },
+) {
   const location = await stack.controller.cache?.locate({ repo: repo.full, sha: repo.sha } as BuildRecord);
   // A project without an npm lockfile (expressjs/express has none) has no key: nothing to measure.
   if (!location) return { skipped: `${repo.full} has no npm lockfile, which the cache is keyed on` };
+  const checkout = direct ? await directCheckout(repo) : undefined;
+  const directs: number[] = [];
   const cold: number[] = [];
   const warm: number[] = [];
   const fromArchive: number[] = [];
@@ -40,21 +63,28 @@ export async function measureCache(stack: LocalStack, github: GitHubStandIn, rep
     });
     restoreRates.push(Number(restored[5]) * 1.048576);
   };
-  for (let index = 0; index < repeats; index++) {
-    progress(`cache: round ${index + 1} of ${repeats}`);
-    await stack.clients.s3.send(new DeleteObjectCommand({ Bucket: stack.config.bucket, Key: location.key }));
-    cold.push(wall(await buildOnce(stack, github, repo, `cold-${index}`))); // misses, installs, saves
-    // Restores (sandboxed: moves in the tree the cold build handed back), skips the install.
-    const warmBuild = await buildOnce(stack, github, repo, `warm-${index}`);
-    warm.push(wall(warmBuild));
-    await readRestore(warmBuild);
-    if (stack.dependencyTrees) {
-      // As on a machine that never built the key: the archive is unpacked.
-      await stack.dependencyTrees.clear();
-      const archiveBuild = await buildOnce(stack, github, repo, `archive-${index}`);
-      fromArchive.push(wall(archiveBuild));
-      await readRestore(archiveBuild);
+  try {
+    for (let index = 0; index < repeats; index++) {
+      progress(`cache: round ${index + 1} of ${repeats}`);
+      await stack.clients.s3.send(
+        new DeleteObjectCommand({ Bucket: stack.config.bucket, Key: location.key }),
+      );
+      cold.push(wall(await buildOnce(stack, github, repo, `cold-${index}`))); // misses, installs, saves
+      if (checkout && direct) directs.push(await directBuild(checkout.dir, direct.env));
+      // Restores (sandboxed: moves in the tree the cold build handed back), skips the install.
+      const warmBuild = await buildOnce(stack, github, repo, `warm-${index}`);
+      warm.push(wall(warmBuild));
+      await readRestore(warmBuild);
+      if (stack.dependencyTrees) {
+        // As on a machine that never built the key: the archive is unpacked.
+        await stack.dependencyTrees.clear();
+        const archiveBuild = await buildOnce(stack, github, repo, `archive-${index}`);
+        fromArchive.push(wall(archiveBuild));
+        await readRestore(archiveBuild);
+      }
     }
+  } finally {
+    await checkout?.remove();
   }
   return {
     repeats,
@@ -72,5 +102,12 @@ export async function measureCache(stack: LocalStack, github: GitHubStandIn, rep
     restoreMBps: round(median(restoreRates)),
     restore: restores.at(-1) ?? null,
     warmBuildLog: warmLines,
+    /** The cold build over `npm ci` + `npm test` in bash (with `direct` only). */
+    ...(directs.length > 0
+      ? {
+          directMedianMs: round(median(directs)),
+          overheadRatio: round(median(cold) / median(directs), 3),
+        }
+      : {}),
   };
 }

@@ -18,7 +18,7 @@ import { measureFanOut } from './fan-out-run.js';
 import { measureMemory } from './memory.js';
 import { measureBuild } from './overhead.js';
 import { measureRun } from './run.js';
-import { localDependencyProject, registryProject } from './projects.js';
+import { localDependencyProject, npmEnvironment, registryProject } from './projects.js';
 import { cpuCount, OWNER, progress, quick, round, SECRET, TOKEN, type Repo } from './shared.js';
 import { measureQueueLatency, measureWebhooks } from './webhooks.js';
 import { execa } from 'execa';
@@ -91,13 +91,16 @@ async function main(): Promise<void> {
     );
     const cache = await measureCache(stack, github, largeRepo, quick ? 1 : 5);
     const memory = await measureMemory(stack, github, root);
-    // A project of the user's own (LAMBKIN_BENCH_REPO=/path/to/git/dir), cloned: its cache figures here.
+    // A project of the user's own (LAMBKIN_BENCH_REPO=/path/to/git/dir), cloned: its cache figures
+    // here, and its cold build against its commands in bash (its overheadRatio).
     const userRepo = process.env.LAMBKIN_BENCH_REPO;
     let userRepoAdded: (Repo & { source: string }) | undefined;
     let userCache: Awaited<ReturnType<typeof measureCache>> | { failed: string } | undefined;
     if (userRepo) {
       userRepoAdded = await addUserRepository(github, userRepo, join(root, 'user-repo.git'));
-      userCache = await orFailure(measureCache(stack, github, userRepoAdded, quick ? 1 : 3));
+      userCache = await orFailure(
+        measureCache(stack, github, userRepoAdded, quick ? 1 : 3, { env: npmEnvironment(npmCache) }),
+      );
     }
     await stack.stop();
     stack = undefined;

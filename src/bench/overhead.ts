@@ -5,18 +5,13 @@
  * log and logs as `build time`).
  */
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
-import { execa } from 'execa';
 import type { BuildRecord } from '../core/build.js';
 import type { MemoryLogger } from '../core/logger.js';
 import type { PhaseTiming } from '../core/protocol.js';
 import type { GitHubStandIn } from '../local/github/index.js';
 import type { LocalStack } from '../local/stack.js';
 import { npmEnvironment } from './projects.js';
-import { buildOnce, median, progress, round, type Repo } from './shared.js';
+import { buildOnce, directBuild, directCheckout, median, progress, round, type Repo } from './shared.js';
 
 /** The controller's `build time` entry of one build. */
 interface BuildTime {
@@ -33,14 +28,12 @@ export async function measureBuild(
   logger: MemoryLogger,
   repeats: number,
 ) {
-  const checkout = await mkdtemp(join(tmpdir(), 'lambkin-bench-direct-'));
+  const checkout = await directCheckout(projects.large);
   const small: BuildTime[] = [];
   const large: BuildTime[] = [];
   const direct: number[] = [];
   const timeOf = (build: BuildRecord): BuildTime => buildTime(logger, build);
   try {
-    const { gitDir, sha } = projects.large;
-    await execa('bash', ['-c', `git -C '${gitDir}' archive --format=tar ${sha} | tar -x -C '${checkout}'`]);
     // The small project's first build saves its cache; the measured ones restore it, as a
     // project's builds do between two lockfile changes.
     await buildOnce(stack, github, projects.small, 'overhead-warm-up');
@@ -48,15 +41,10 @@ export async function measureBuild(
       progress(`build overhead: round ${index + 1} of ${repeats}`);
       small.push(timeOf(await buildOnce(stack, github, projects.small, `overhead-small-${index}`)));
       large.push(timeOf(await buildOnce(stack, github, projects.large, `overhead-${index}`)));
-      await rm(join(checkout, 'node_modules'), { recursive: true, force: true });
-      const started = performance.now();
-      const env = npmEnvironment(npmCache);
-      await execa('bash', ['-c', 'npm ci'], { cwd: checkout, env, extendEnv: false });
-      await execa('bash', ['-c', 'npm test'], { cwd: checkout, env, extendEnv: false });
-      direct.push(performance.now() - started);
+      direct.push(await directBuild(checkout.dir, npmEnvironment(npmCache)));
     }
   } finally {
-    await rm(checkout, { recursive: true, force: true });
+    await checkout.remove();
   }
   const largeMs = median(large.map((time) => time.totalMs));
   return {

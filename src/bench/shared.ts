@@ -2,8 +2,11 @@
  * What the bench's sections share: the mode, the stand-in's credentials, the statistics, and the
  * helpers that push a signed webhook to a local stack and wait for its build.
  */
-import { availableParallelism } from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { execa } from 'execa';
 import type { BuildRecord } from '../core/build.js';
 import { pushPayload, signedDelivery, type DemoRepository } from '../local/demo-payloads.js';
 import type { GitHubStandIn } from '../local/github/index.js';
@@ -102,3 +105,28 @@ export async function buildOnce(
 }
 
 export const wall = (build: BuildRecord): number => (build.endedAt ?? NaN) - (build.startedAt ?? NaN);
+
+/**
+ * A checkout of `repo`'s commit (`git archive`) in a folder of its own, for the same commands in
+ * bash; `remove` deletes it.
+ */
+export async function directCheckout(repo: Repo): Promise<{ dir: string; remove(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'lambkin-bench-direct-'));
+  await execa('bash', [
+    '-c',
+    `git -C '${repo.gitDir}' archive --format=tar ${repo.sha} | tar -x -C '${dir}'`,
+  ]);
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * A build's default commands in bash on `checkout` (its node_modules removed first, as a build
+ * starts without one): `npm ci` then `npm test`, with exactly `env` (npm's cache in it). Milliseconds.
+ */
+export async function directBuild(checkout: string, env: Record<string, string>): Promise<number> {
+  await rm(join(checkout, 'node_modules'), { recursive: true, force: true });
+  const started = performance.now();
+  await execa('bash', ['-c', 'npm ci'], { cwd: checkout, env, extendEnv: false });
+  await execa('bash', ['-c', 'npm test'], { cwd: checkout, env, extendEnv: false });
+  return performance.now() - started;
+}

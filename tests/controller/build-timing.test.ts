@@ -141,9 +141,10 @@ describe('where the time went', () => {
         'config',
         'cache restore',
         'step install',
-        // Measured after each step, counted once.
-        'quota check',
+        // Measured after each step, counted once: after the install while the test step runs
+        // (no time of the build's), after the last step before the verdict.
         'step test',
+        'quota check',
         'runner, other',
         'log upload',
         'log and record',

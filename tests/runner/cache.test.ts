@@ -507,7 +507,13 @@ describe('restoreCache and saveCache', () => {
       );
       expect(restored).toMatchObject({ hit: true, files: 1 });
       expect((await readFile(join(fresh, 'node_modules', 'big', 'blob.bin'))).equals(content)).toBe(true);
-      expect(cutting.ranges).toEqual([undefined, 'bytes=200000-']);
+      // The second request starts where the first answer stopped: after some of the body, never
+      // from its beginning (how much of the cut answer arrives depends on the sockets' buffers).
+      expect(cutting.ranges).toHaveLength(2);
+      expect(cutting.ranges[0]).toBeUndefined();
+      const resumedAt = Number(/^bytes=(\d+)-$/.exec(cutting.ranges[1] ?? '')?.[1]);
+      expect(resumedAt).toBeGreaterThan(0);
+      expect(resumedAt).toBeLessThanOrEqual(200_000);
     } finally {
       await cutting.close();
     }
@@ -814,8 +820,9 @@ async function startCuttingProxy(upstream: string, cutAfter: number) {
           if (sent >= cutAfter) return;
           const part = chunk.subarray(0, cutAfter - sent);
           sent += part.length;
-          response.write(part);
-          if (sent >= cutAfter) setTimeout(() => request.socket.destroy(), 20);
+          // Cut once the part is handed to the kernel, so the client can read all of it first.
+          if (sent >= cutAfter) response.write(part, () => request.socket.destroy());
+          else response.write(part);
         });
       },
     );

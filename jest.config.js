@@ -12,5 +12,6 @@ export default {
   testMatch: ['<rootDir>/tests/**/*.test.ts'],
   globalSetup: '<rootDir>/tests/support/global-setup.mjs',
   globalTeardown: '<rootDir>/tests/support/global-teardown.mjs',
-  testTimeout: 30000,
+  // Generous: many tests run whole builds (git, npm, runner processes) on slow 2-core CI machines.
+  testTimeout: 60000,
 };

@@ -4,9 +4,9 @@
  * environment, which fetches real git archives, runs real npm, and streams the log to the S3
  * emulator through a presigned POST.
  */
-import { ancestorRunning, processesRunning } from '../support/processes.js';
-import { rmSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { processesRunning, stepAndRunner } from '../support/processes.js';
+import { rmSync, writeFileSync } from 'node:fs';
+import { jest } from '@jest/globals';
 import { runControllerBuild, type ControllerDependencies } from '../../src/controller/controller.js';
 import { ProcessRunnerInvoker } from '../../src/controller/runner-invoker.js';
 import type { BuildRequest } from '../../src/core/build.js';
@@ -27,10 +27,15 @@ import {
 } from '../support/github-server.js';
 import { failingProject, npmProject, passingProject } from '../support/npm-projects.js';
 import { gitHttpBackend, startArchiveServer } from '../support/archive-server.js';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { testBuildRequest } from '../support/builds.js';
 import { itAsRoot } from '../support/tools.js';
+import { waitFor } from '../support/wait.js';
 import { createTestStorage, type TestStorage } from '../support/storage.js';
+
+// Each test runs whole builds (git, npm, a runner process): on a busy 2-core CI machine one
+// can take longer than jest's default 30 s, and a timed-out step alone may take up to 45 s below.
+jest.setTimeout(120_000);
 
 const TOKEN = 'builder-test-token';
 const PUBLIC_URL = 'https://ci.example.test';
@@ -276,22 +281,28 @@ describe('builder', () => {
   });
 
   it('streams the log to S3 while a step is still running', async () => {
+    // The step goes on only once the test has seen its early output and opened the gate in the
+    // step's folder (a fixed sleep could end first on a busy machine); after 90 s without it, it
+    // goes on anyway, so a failure cannot hang.
     const { repo, sha } = await repository(
       'streams',
-      npmProject({ test: 'echo EARLY-$((2+3)); sleep 8; echo LATE-$((3+4))' }),
+      npmProject({
+        test: 'echo EARLY-$((2+3)) in "$PWD"; for i in $(seq 900); do [ -e gate ] && break; sleep 0.1; done; echo LATE-$((3+4))',
+      }),
     );
     const queued = await queue({ repo, sha });
     const running = runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
-    let seen: string | undefined;
-    for (let i = 0; i < 60 && !seen?.includes('EARLY-5'); i++) {
-      await sleep(250);
-      seen = await logs.readLog(queued.logPrefix);
-    }
-    expect(seen).toContain('EARLY-5');
+    const seen = await waitFor('the early output in the S3 log', async () => {
+      const log = await logs.readLog(queued.logPrefix);
+      return log?.includes('EARLY-5') ? log : undefined;
+    });
     expect(seen).not.toContain('LATE-7');
     expect((await builds.getBuild(queued))?.state).toBe('running');
     const page = await logs.getObjectText(`${queued.logPrefix}index.html`);
     expect(page).toContain('http-equiv="refresh"');
+    const stepFolder = /EARLY-5 in (\/\S+)/.exec(seen)?.[1];
+    expect(stepFolder).toBeDefined();
+    writeFileSync(join(stepFolder ?? '/nonexistent', 'gate'), '');
     const result = await running;
     expect(result.ran && result.build.state).toBe('success');
     expect(await logs.readLog(queued.logPrefix)).toContain('LATE-7');
@@ -302,14 +313,8 @@ describe('builder', () => {
     const marker = `sleep ${30_400 + (process.pid % 100)}`;
     const { repo, sha } = await repository('runner-dies', npmProject({ test: `echo ready; ${marker}` }));
     const running = build({ repo, sha });
-    let step: number | undefined;
-    for (let attempt = 0; attempt < 400 && step === undefined; attempt++) {
-      step = (await processesRunning(marker))[0];
-      if (step === undefined) await sleep(50);
-    }
-    const runner = step === undefined ? undefined : ancestorRunning(step, 'lambkin-runner-program');
-    expect(runner).toBeDefined();
-    process.kill(runner ?? 0, 'SIGKILL');
+    const { runner } = await stepAndRunner(marker, 'lambkin-runner-program');
+    process.kill(runner, 'SIGKILL');
     const { build: done, log, statuses } = await running;
     expect(done.state).toBe('error');
     expect(done.description).toMatch(/runner was killed by SIGKILL/);
@@ -358,8 +363,11 @@ describe('builder', () => {
     const { repo, sha } = await repository('final-status', npmProject({ test: 'sleep 2; echo done' }));
     const queued = await queue({ repo, sha });
     const running = runControllerBuild(deps, { kind: 'build', repo, number: queued.number });
-    for (let i = 0; i < 40 && (await builds.getBuild(queued))?.state !== 'running'; i++) await sleep(100);
-    await sleep(500); // the running status is set; the next status is the final one
+    // The running status is set (waited for: a fixed 500 ms could let the faults hit it instead);
+    // the next status is the final one.
+    await waitFor('the running status', () =>
+      github.statusesFor(repo, sha).some((status) => status.state === 'pending') ? true : undefined,
+    );
     github.failNext({ mode: '500', times: 3, path: /\/statuses\// });
     const result = await running;
     expect(result.ran && result.build.state).toBe('success');
@@ -432,14 +440,8 @@ describe('builder', () => {
     const unprivileged = asNobody();
     const queued = await queue({ repo, sha });
     const running = runControllerBuild(unprivileged, { kind: 'build', repo, number: queued.number });
-    let step: number | undefined;
-    for (let attempt = 0; attempt < 400 && step === undefined; attempt++) {
-      step = (await processesRunning(marker))[0];
-      if (step === undefined) await sleep(50);
-    }
-    const runner = step === undefined ? undefined : ancestorRunning(step, 'lambkin-runner-program');
-    expect(runner).toBeDefined();
-    process.kill(runner ?? 0, 'SIGKILL');
+    const { runner } = await stepAndRunner(marker, 'lambkin-runner-program');
+    process.kill(runner, 'SIGKILL');
     const result = await running;
     expect(result.ran && result.build.state).toBe('error');
     expect(await processesRunning(marker)).toEqual([]);

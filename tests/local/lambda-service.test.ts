@@ -467,19 +467,29 @@ describe('LocalLambdaService: async invocations', () => {
 describe('LocalLambdaService: lifecycle', () => {
   it('close() waits for running work, drops queued work, then stops answering', async () => {
     const { service, lambda, logger } = await start({ concurrency: 1 });
+    // The running work ends when the test says, not after a fixed time: on a busy machine the
+    // second invoke could take longer than that, so the work had ended before close() was called.
+    const held = gate();
+    const started: unknown[] = [];
     const ran: unknown[] = [];
+    const order: string[] = [];
     service.register('build', async (payload) => {
-      await sleep(150);
+      started.push(payload);
+      await held.opened;
       ran.push(payload);
+      order.push(`ran ${String(payload)}`);
     });
 
     await invoke(lambda, 'build', 'running', 'Event');
+    await eventually(() => started.length === 1, 'the first invocation to run');
     const queued = await invoke(lambda, 'build', 'queued', 'Event');
-    const closing = Date.now();
-    await service.close(5000);
+    const closing = service.close(5000).then(() => void order.push('closed'));
+    await sleep(150); // time for close() to end early, were it not to wait
+    held.open();
+    await closing;
 
     expect(ran).toEqual(['running']);
-    expect(Date.now() - closing).toBeGreaterThanOrEqual(100);
+    expect(order).toEqual(['ran running', 'closed']);
     expect(logger.entries).toContainEqual({
       level: 'warn',
       message: 'local Lambda closed with async invocations not run; they are dropped',

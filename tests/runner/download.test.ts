@@ -90,13 +90,18 @@ describe('readBody', () => {
       finished = once(response, 'finish');
       response.end(body);
     });
-    const finishesWhilePaused = async (source: AsyncIterable<Uint8Array>): Promise<boolean> => {
+    // `withinMs`: how long the server is given to finish. Proving it does not takes a wait (3 s);
+    // proving it does must not lose to a busy machine, so that wait is long.
+    const finishesWhilePaused = async (
+      source: AsyncIterable<Uint8Array>,
+      withinMs: number,
+    ): Promise<boolean> => {
       const iterator = source[Symbol.asyncIterator]();
       await iterator.next(); // the first chunk, then the consumer pauses
       const timer = new AbortController();
       const outcome = await Promise.race([
         finished.then(() => true),
-        sleep(3_000, false, { signal: timer.signal }).catch(() => false),
+        sleep(withinMs, false, { signal: timer.signal }).catch(() => false),
       ]);
       timer.abort();
       await iterator.return?.();
@@ -104,17 +109,17 @@ describe('readBody', () => {
     };
 
     const plain = await fetch(server.url);
-    expect(await finishesWhilePaused(plain.body as unknown as AsyncIterable<Uint8Array>)).toBe(false);
+    expect(await finishesWhilePaused(plain.body as unknown as AsyncIterable<Uint8Array>, 3_000)).toBe(false);
 
     const ahead = await fetch(server.url);
     const signal = new AbortController().signal;
-    expect(await finishesWhilePaused(readBody(ahead, { signal, readAheadBytes: 64 * 1024 * 1024 }))).toBe(
-      true,
-    );
+    expect(
+      await finishesWhilePaused(readBody(ahead, { signal, readAheadBytes: 64 * 1024 * 1024 }), 30_000),
+    ).toBe(true);
 
     const whole = await fetch(server.url);
     expect(sha(await collect(readBody(whole, { signal })))).toBe(sha(body));
-  });
+  }, 90_000);
 
   it('resumes a body that breaks off with Range requests for the rest, byte for byte', async () => {
     const body = patterned(3 * 1024 * 1024);

@@ -197,17 +197,19 @@ describe('runStep: command and environment', () => {
 
 describe('runStep: timeouts and leftovers', () => {
   test('a step that runs too long is stopped with SIGTERM and marked timed out', async () => {
-    const { run: result, output } = await run('echo begun; sleep 30; echo never', { timeoutMs: 300 });
+    // Long enough for bash to start and echo on a busy machine (300 ms was not always).
+    const { run: result, output } = await run('echo begun; sleep 30; echo never', { timeoutMs: 2000 });
     expect(result).toMatchObject({ exitCode: null, signal: 'SIGTERM', timedOut: true });
     expect(output.toString()).toBe('begun\n');
-    expect(result.durationMs).toBeGreaterThanOrEqual(250);
+    expect(result.durationMs).toBeGreaterThanOrEqual(1950);
     expect(result.durationMs).toBeLessThan(10_000);
   });
 
   test('a step that ignores SIGTERM is killed after the grace time, children included', async () => {
     const { run: result, output } = await run(
       `trap '' TERM; sleep 30 & echo $!; sleep 30; echo never`,
-      { timeoutMs: 200 },
+      // Time for the trap and the echo before the SIGTERM, also on a busy machine.
+      { timeoutMs: 2000 },
       { killGraceMs: 300 },
     );
     expect(result).toMatchObject({ exitCode: null, signal: 'SIGKILL', timedOut: true });

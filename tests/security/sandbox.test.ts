@@ -18,6 +18,8 @@ import { createGitRepo, type GitFiles } from '../support/github-server.js';
 import { npmProject } from '../support/npm-projects.js';
 import { testBuildRequest } from '../support/builds.js';
 import { itAsRoot, requireTool } from '../support/tools.js';
+import { waitFor } from '../support/wait.js';
+import { processesRunning, stepAndRunner } from '../support/processes.js';
 
 const TOKEN = 'sandbox-token';
 const asRoot = process.getuid?.() === 0;
@@ -80,21 +82,6 @@ async function build(
   return { state: result.build.state, log: (await fixture.logs.readLog(result.build.logPrefix)) ?? '' };
 }
 
-/** Host pids whose command line is exactly `command`. */
-function processesRunning(command: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').trim() === command)
-        pids.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
 /** Loopback ports of the test's own "stack": the storage servers and the GitHub stand-in. */
 function stackTargets(): string[] {
   const ports = [
@@ -116,18 +103,12 @@ function stackTargets(): string[] {
 /** A build whose step runs `marker`, its runner SIGKILLed from outside: the build errs, the step is gone. */
 async function expectKilledRunnerTakesItsSteps(deps: ControllerDependencies, marker: string): Promise<void> {
   const running = build(deps, `echo ready; ${marker}`);
-  let step: number | undefined;
-  for (let attempt = 0; attempt < 400 && step === undefined; attempt++) {
-    step = processesRunning(marker)[0];
-    if (step === undefined) await sleep(50);
-  }
-  expect(step).toBeDefined();
-  const runner = ancestorRunning(step ?? 0, 'runner.mjs');
-  expect(runner).toBeDefined();
-  process.kill(runner ?? 0, 'SIGKILL');
+  const { runner } = await stepAndRunner(marker, 'runner.mjs');
+  process.kill(runner, 'SIGKILL');
   expect((await running).state).toBe('error');
-  for (let attempt = 0; attempt < 40 && processesRunning(marker).length > 0; attempt++) await sleep(50);
-  expect(processesRunning(marker)).toEqual([]);
+  for (let attempt = 0; attempt < 40 && (await processesRunning(marker)).length > 0; attempt++)
+    await sleep(50);
+  expect(await processesRunning(marker)).toEqual([]);
 }
 
 /** Lists listening sockets, then connects to every target: one line per attempt. */
@@ -211,9 +192,19 @@ describe('the build sandbox, locally as root', () => {
     async () => {
       const secret = `sandbox-secret-${process.pid}-${Date.now()}`;
       const leftover = `sleep ${33_400 + (process.pid % 100)}`;
-      // B: a build whose step holds a secret in its environment for a while.
-      const victim = build(sandboxed(), `echo "uid=$(id -u)"; SECRET_VALUE=${secret} sleep 6`);
-      await sleep(1500);
+      const holding = `sleep ${36_400 + (process.pid % 100)}`;
+      // B: a build whose step holds a secret in its environment until the test ends that process
+      // (a fixed time could end before A looks, on a busy machine, and prove nothing).
+      const victim = build(
+        sandboxed(),
+        `echo "uid=$(id -u)"; SECRET_VALUE=${secret} ${holding} || echo "woken"`,
+      );
+      const [holder] = await waitFor('the victim build holding its secret', async () => {
+        const pids = await processesRunning(holding);
+        return pids.length > 0 ? pids : undefined;
+      });
+      // The secret is there to find, for whoever can see the process.
+      expect(readFileSync(`/proc/${holder}/environ`, 'utf8')).toContain(secret);
       // A: leaves processes behind (setsid, double fork) and looks for B's secret meanwhile.
       const attacker = await build(
         sandboxed(),
@@ -221,7 +212,11 @@ describe('the build sandbox, locally as root', () => {
           `echo "processes=$(ls /proc | grep -c '^[0-9]')"; ` +
           `for i in 1 2 3; do grep -l ${secret} /proc/[0-9]*/environ 2>/dev/null && echo "STO""LEN"; sleep 0.5; done; echo done`,
       );
+      // B still held the secret while A looked for it.
+      expect(await processesRunning(holding)).toEqual([holder]);
+      process.kill(holder!, 'SIGTERM');
       const done = await victim;
+      expect(done.log).toContain('woken');
       expect(attacker.state).toBe('success');
       expect(done.state).toBe('success');
       expect(attacker.log).not.toContain('STOLEN');
@@ -231,7 +226,7 @@ describe('the build sandbox, locally as root', () => {
       expect(uidOf(attacker.log)).toBeGreaterThanOrEqual(DEFAULT_FIRST_SANDBOX_UID);
       expect(uidOf(done.log)).toBeGreaterThanOrEqual(DEFAULT_FIRST_SANDBOX_UID);
       expect(uidOf(attacker.log)).not.toBe(uidOf(done.log));
-      expect(processesRunning(leftover)).toEqual([]);
+      expect(await processesRunning(leftover)).toEqual([]);
     },
     60_000,
   );
@@ -245,7 +240,7 @@ describe('the build sandbox, locally as root', () => {
         `setsid ${leftover} </dev/null >/dev/null 2>&1 & (${leftover} </dev/null >/dev/null 2>&1 &); echo started`,
       );
       expect(state).toBe('success');
-      expect(processesRunning(leftover)).toEqual([]);
+      expect(await processesRunning(leftover)).toEqual([]);
     },
     60_000,
   );
@@ -326,19 +321,3 @@ describe('the step sandbox, not as root', () => {
     await expectKilledRunnerTakesItsSteps(await unprivileged(), `sleep ${36_400 + (process.pid % 100)}`);
   }, 60_000);
 });
-
-/** The nearest ancestor of `pid` whose command line holds `needle` (the runner: node runner.mjs). */
-function ancestorRunning(pid: number, needle: string): number | undefined {
-  let current = pid;
-  for (let depth = 0; depth < 20 && current > 1; depth++) {
-    try {
-      const stat = readFileSync(`/proc/${current}/stat`, 'utf8');
-      current = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const cmdline = readFileSync(`/proc/${current}/cmdline`, 'utf8').split('\0');
-      if (cmdline[0]?.endsWith('node') && cmdline.some((arg) => arg.includes(needle))) return current;
-    } catch {
-      return undefined;
-    }
-  }
-  return undefined;
-}

@@ -23,6 +23,7 @@ import {
   type TestStorage,
 } from '../../support/storage.js';
 import { finalPageLog } from '../../../src/core/log-format.js';
+import { waitFor } from '../../support/wait.js';
 
 const TEXT = 'text/plain; charset=utf-8';
 
@@ -48,7 +49,7 @@ function recording(inner: PresignedUploader): {
 }
 
 /** Polls until `read` gives `expected` (uploads in the background take a moment). */
-async function eventually<T>(read: () => Promise<T>, expected: T, timeoutMs = 5000): Promise<void> {
+async function eventually<T>(read: () => Promise<T>, expected: T, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: T = await read();
   while (!Object.is(last, expected) && Date.now() < deadline) {
@@ -393,7 +394,8 @@ describe('log stream upload failures', () => {
       onError: (error) => errors.push(error),
     });
     for (let index = 0; index < 1000; index++) stream.write(`line ${index}\n`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // An upload before close failed (a fixed 50 ms was not always long enough for one).
+    await waitFor('an upload to fail', () => (errors.length > 0 ? true : undefined), 20_000, 10);
     const summary = await stream.close();
     expect(summary.chunks).toBe(0);
     expect(summary.truncatedBytes).toBeGreaterThan(0);

@@ -269,7 +269,8 @@ describe('PresignedUploader against a loopback server', () => {
   it('gives up on a server that never answers, after the timeout and retries', async () => {
     server.route('/bucket', (request) => void request.resume());
     const failure = await new PresignedUploader(formFor('/bucket'), {
-      timeoutMs: 100,
+      // Long enough for each request to reach the server (counted below) on a busy machine.
+      timeoutMs: 1000,
       retries: 1,
       retryDelayMs: 10,
     })

@@ -152,10 +152,11 @@ export async function finishBuild(
   if (!transitioned) {
     // Ended meanwhile (cancelled, or swept as stuck): that state stands and was reported.
     build = (await deps.builds.getBuild(running)) ?? running;
-    deps.logger.warn('the build ended elsewhere while it ran; keeping that state', {
-      build: label,
-      state: build.state,
-    });
+    // A cancel (a newer push, `lambkin cancel`, Ctrl-C on `lambkin run`) is routine; a sweep is not.
+    deps.logger[build.state === 'cancelled' ? 'info' : 'warn'](
+      'the build ended elsewhere while it ran; keeping that state',
+      { build: label, state: build.state },
+    );
     await writeArtifacts(deps, build, finalText, url);
   } else {
     build = transitioned;

@@ -34,7 +34,7 @@ import { LocalJobPool } from './job-pool.js';
 import { S3LogStore } from '../store/logs.js';
 import { DynamoSettingsStore } from '../store/settings.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
-import { LambkinError } from '../core/errors.js';
+import { LambkinError, TransitionRefusedError } from '../core/errors.js';
 import { LOCAL_REGION } from './stack.js';
 import { StackCredentials } from './stack-credentials.js';
 import { startGuardedStorage } from './storage-proxy.js';
@@ -68,8 +68,20 @@ export interface LocalRunOptions {
    * /tmp/lambkin-run-<uid>).
    */
   workRoot?: string;
+  /**
+   * Aborted to cancel the run (Ctrl-C): a queued or running build becomes `cancelled` with the
+   * reason's message, as `lambkin cancel` would make it, its runner is stopped and the run ends
+   * with the build's result; before the build is queued, the run throws the reason.
+   */
+  signal?: AbortSignal;
   logger: Logger;
 }
+
+/**
+ * How often a local build's controller reads its record to find it cancelled: a person pressing
+ * Ctrl-C waits on it (the cloud's controllers read every 3 s; a read here is a local request).
+ */
+const LOCAL_WATCH_INTERVAL_MS = 300;
 
 /** One job of the run, as `lambkin run --json` prints it. */
 export interface LocalJobResult {
@@ -232,6 +244,7 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       logger: options.logger,
       publicUrl: `file://${work}`,
       runnerTimeoutMs: ((options.timeoutSeconds ?? 840) + 60) * 1000,
+      watchIntervalMs: LOCAL_WATCH_INTERVAL_MS,
       logLimitBytes: options.logLimitBytes ?? 4 * 1024 * 1024,
     };
     const request: BuildRequest = {
@@ -249,12 +262,14 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       deliveryId: `local-${Date.now()}`,
       ...(options.job !== undefined ? { jobs: [options.job] } : {}),
     };
+    options.signal?.throwIfAborted();
     const number = await builds.allocateNumber(request.repo);
     const queued = await builds.putQueuedBuild(request, number, {
       deadline: Date.now() + deps.runnerTimeoutMs,
     });
     const started = Date.now();
     const buildFollower = followLog(logs, queued.logPrefix, options.write);
+    const cancelling = cancelOnAbort(builds, queued, options.signal, options.logger);
     const result = await runControllerBuild(deps, { kind: 'build', repo: request.repo, number });
     // A build of several jobs has fanned out: each job's log, its lines marked with the job.
     const planned = await jobs.listJobs(queued);
@@ -262,10 +277,14 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
       followLog(logs, job.logPrefix, linePrefixer(`[${job.title}] `, options.write)),
     );
     await pool.idle();
+    await cancelling.stop();
     for (const follower of jobFollowers) await follower.stop();
     await buildFollower.stop();
-    if (!result.ran) throw new LocalRunError(`The build did not run: ${result.reason}.`);
-    const build = (await builds.getBuild(queued)) ?? result.build;
+    // Cancelled before the controller claimed it: the record says so.
+    if (!result.ran && !options.signal?.aborted) {
+      throw new LocalRunError(`The build did not run: ${result.reason}.`);
+    }
+    const build = (await builds.getBuild(queued)) ?? (result.ran ? result.build : queued);
     const ended = await jobs.listJobs(queued);
     const durationMs = Date.now() - started;
     return {
@@ -304,6 +323,36 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
   } finally {
     for (const cleanup of cleanups) await cleanup().catch(() => undefined);
   }
+}
+
+/**
+ * Cancels the build when `signal` is aborted, until stopped: one conditional transition, which the
+ * controller's watch finds (a build that ended first keeps its state).
+ */
+function cancelOnAbort(
+  builds: DynamoBuildStore,
+  build: BuildRecord,
+  signal: AbortSignal | undefined,
+  logger: Logger,
+): { stop(): Promise<void> } {
+  let cancelling: Promise<void> = Promise.resolve();
+  const cancel = (): void => {
+    const reason = signal?.reason instanceof Error ? signal.reason.message : 'interrupted';
+    cancelling = builds.transition(build, { from: ['queued', 'running'], to: 'cancelled', reason }).then(
+      () => undefined,
+      (error: unknown) => {
+        if (!(error instanceof TransitionRefusedError)) logger.warn('could not cancel the build', { error });
+      },
+    );
+  };
+  if (signal?.aborted) cancel();
+  else signal?.addEventListener('abort', cancel, { once: true });
+  return {
+    stop: async () => {
+      signal?.removeEventListener('abort', cancel);
+      await cancelling;
+    },
+  };
 }
 
 /** Writes whole lines only, each after `prefix`; what is left of a line is written once it ends. */

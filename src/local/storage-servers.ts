@@ -109,6 +109,10 @@ export async function startS3Server(options: S3ServerOptions): Promise<RunningSe
     started.then((address) => process.stdout.write(JSON.stringify({ port: address.port }) + '\\n'),
       (error) => { console.error(error && error.message); process.exit(1); });
     process.on('SIGTERM', () => server.close().finally(() => process.exit(0)));
+    // A terminal's Ctrl-C or hangup reaches this process with its parent's: the parent still needs
+    // the storage to end its builds, and stops it itself.
+    process.on('SIGINT', () => {});
+    process.on('SIGHUP', () => {});
     process.stdin.on('end', () => process.exit(0)); // parent gone: do not linger
     process.stdin.resume();
   `;

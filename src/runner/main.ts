@@ -18,6 +18,11 @@ import type { RunnerAfterword, RunnerInput, RunnerOutcome } from '../core/protoc
 // step's process group (it is in a session of its own, so it would outlive this process) before exiting.
 const stop = new AbortController();
 process.once('SIGTERM', () => stop.abort(new Error('the runner was told to stop')));
+// A terminal's Ctrl-C or hangup reaches every process of its foreground group, this one too when
+// the local stack starts it: the controller handles it (it cancels the build and stops this
+// runner), so the runner does not die in the middle of a step and leave the step's group running.
+process.on('SIGINT', () => undefined);
+process.on('SIGHUP', () => undefined);
 
 const workRoot = process.env.LAMBKIN_WORK_ROOT ? { workRoot: process.env.LAMBKIN_WORK_ROOT } : {};
 

@@ -484,6 +484,12 @@ async function runSteps(
         (quota.exceeded() ||
           (await phases.time('quota check', () => folderSize(workspace.root))) > quotaBytes);
       recordStep();
+      // Told to stop (the build was cancelled): the step did not fail, it was stopped.
+      if (options.stop?.aborted && run.exitCode !== 0) {
+        return {
+          verdict: { state: 'error', description: `${name} was stopped: ${messageOf(options.stop.reason)}` },
+        };
+      }
       if (exceeded) {
         const error = new DiskQuotaExceededError(quotaBytes);
         writer.line(`Error: ${error.message}; ${name} was stopped.`);

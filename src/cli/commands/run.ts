@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { defaultLocalCacheDir } from '../../local/local-cache.js';
 import { runLocalBuild } from '../../local/local-run.js';
 import { CliError, EXIT_USER_ERROR } from '../cli-errors.js';
+import { InterruptedError, interruptOnSignals } from '../interrupt.js';
 import { formatJson, terminalWriter } from '../output.js';
 import type { CliContext, CommandModule } from '../program.js';
 import { DEFAULT_JOB_NAME } from '../../core/jobs.js';
@@ -54,7 +55,10 @@ lockfile restores them and skips \`npm ci\`. Delete that folder to clear it.
 With "matrix" or "parallel" in the config, every job runs (as many at once as the machine has
 cores), each log line marked with its job; --job runs one. The build passes only if every job does.
 
-Exit codes: 0 success, 1 failure, 2 error, timed out or cancelled.
+Ctrl-C cancels the build: its steps are stopped and everything it made is removed (a second
+Ctrl-C quits at once).
+
+Exit codes: 0 success, 1 failure, 2 error, timed out or cancelled, 130 interrupted.
 
 Example:
   lambkin run ./my-project --env NODE_ENV=test --json`,
@@ -68,7 +72,11 @@ Example:
         }
         // With --json, stdout holds the summary alone (`lambkin run --json | jq`): the log goes to stderr.
         const writeLog = terminalWriter(options.json ? context.stderr : context.stdout, context.env);
+        // Ctrl-C cancels the build as `lambkin cancel` would: its steps are stopped and its sandbox,
+        // servers and files removed before the command ends.
+        const interruption = interruptOnSignals(context.stderr, 'cancelling the build and cleaning up');
         const result = await runLocalBuild({
+          signal: interruption.signal,
           path: resolve(context.cwd, path),
           write: writeLog,
           ...(options.deploy ? { deploy: true } : {}),
@@ -80,7 +88,14 @@ Example:
             warn: (message) => context.stderr.write(`lambkin: warning: ${message}\n`),
             error: (message) => context.stderr.write(`lambkin: ${message}\n`),
           },
-        });
+        })
+          .catch((error: unknown) => {
+            if (interruption.received) {
+              throw new InterruptedError(interruption.received, 'interrupted before the build started');
+            }
+            throw error;
+          })
+          .finally(() => interruption.dispose());
         if (options.json) context.stdout.write(formatJson(result));
         else if (result.jobs.length > 1 || result.jobs[0]?.id !== DEFAULT_JOB_NAME) {
           const lines = result.jobs.map(
@@ -88,6 +103,12 @@ Example:
               `  ${job.id.padEnd(24)} ${job.state.padEnd(9)} ${job.durationMs === null ? '' : formatDuration(job.durationMs)}`,
           );
           writeLog(`\nJobs:\n${lines.join('\n')}\n`);
+        }
+        if (interruption.received) {
+          throw new InterruptedError(
+            interruption.received,
+            `build ${result.state.replace('_', ' ')}: ${result.description}`,
+          );
         }
         if (result.state === 'success') return;
         throw new CliError(

@@ -8,10 +8,13 @@ import { appendFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { isTerminal } from '../core/state-machine.js';
 import { buildPageUrl, rawLogUrl } from '../core/links.js';
-import type { BuildRecord } from '../core/build.js';
+import type { BuildKey, BuildRecord } from '../core/build.js';
+import { TransitionRefusedError } from '../core/errors.js';
+import type { BuildStore } from '../core/ports.js';
 import { createJsonLogger } from '../core/logger.js';
 import {
   commitFiles,
@@ -29,6 +32,11 @@ export interface DemoOptions {
   /** Keep the data dir (for looking around afterwards). */
   dataDir?: string;
   timeoutMs?: number;
+  /**
+   * Aborted to stop the demo (Ctrl-C): its builds are cancelled and ended, the stack stopped and
+   * its files removed; the demo then throws the reason.
+   */
+  signal?: AbortSignal;
 }
 
 const DEMO_SECRET = 'lambkin-demo-secret';
@@ -101,6 +109,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     ];
     const queued: { label: string; repo: string; number: number }[] = [];
     for (const [label, event, payload] of deliveries) {
+      options.signal?.throwIfAborted();
       const delivery = await signedDelivery(DEMO_SECRET, event, payload);
       const response = await fetch(stack.file.endpoints.webhook, {
         method: 'POST',
@@ -116,7 +125,21 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       queued.push({ label, repo: `${repo.owner}/${repo.name}`, number: answer.number });
     }
 
-    const finished = await waitForBuilds(stack.controller.builds, queued, options.timeoutMs ?? 5 * 60_000);
+    const finished = await waitForBuilds(
+      stack.controller.builds,
+      queued,
+      options.timeoutMs ?? 5 * 60_000,
+      options.signal,
+    ).catch(async (error: unknown) => {
+      const signal = options.signal;
+      if (!signal?.aborted) throw error;
+      // Interrupted: the builds end as cancelled (their runners stopped) before the stack stops.
+      write(`${elapsed()}  ${messageOf(signal.reason)}: cancelling the builds`);
+      await cancelBuilds(stack.controller.builds, queued, messageOf(signal.reason));
+      await waitForBuilds(stack.controller.builds, queued, 30_000).catch(() => undefined);
+      await stack.idle(30_000).catch(() => undefined);
+      throw signal.reason;
+    });
     await stack.idle(30_000);
     write('');
     let passed = true;
@@ -178,15 +201,33 @@ function shellWord(text: string): string {
 }
 
 async function waitForBuilds(
-  builds: { getBuild(key: { repo: string; number: number }): Promise<BuildRecord | undefined> },
-  keys: { repo: string; number: number }[],
+  builds: Pick<BuildStore, 'getBuild'>,
+  keys: BuildKey[],
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<BuildRecord[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const current = await Promise.all(keys.map((key) => builds.getBuild(key)));
     if (current.every((build) => build && isTerminal(build.state))) return current as BuildRecord[];
     if (Date.now() > deadline) throw new Error(`the builds did not finish within ${timeoutMs / 1000} s`);
-    await new Promise((done) => setTimeout(done, 250));
+    await sleep(250, undefined, signal ? { signal } : {});
   }
+}
+
+/** Cancels those of `keys` still queued or running (one conditional transition each). */
+async function cancelBuilds(builds: Pick<BuildStore, 'transition'>, keys: BuildKey[], reason: string) {
+  await Promise.all(
+    keys.map((key) =>
+      builds
+        .transition(key, { from: ['queued', 'running'], to: 'cancelled', reason })
+        .catch((error: unknown) => {
+          if (!(error instanceof TransitionRefusedError)) throw error;
+        }),
+    ),
+  );
+}
+
+function messageOf(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
 }

@@ -3,7 +3,7 @@
  * then say how to look at the builds again; the command it prints must reopen the kept data, and
  * the pages written while the demo served them on its port must still link right on the new one.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lookAgainHint, runDemo } from '../../src/local/demo.js';
@@ -102,6 +102,33 @@ describe('the npm start demo', () => {
       expect([answer.status, answer.url]).toEqual([200, canonical]);
     }
   }, 60_000);
+
+  it('on Ctrl-C cancels its builds and ends them before it stops the stack', async () => {
+    const kept = mkdtempSync(join(tmpdir(), 'lambkin-demo-interrupted-'));
+    try {
+      const controller = new AbortController();
+      const lines: string[] = [];
+      const demo = runDemo({
+        write: (line) => {
+          lines.push(line);
+          if (line.includes('Build #1 running')) controller.abort(new Error('interrupted (Ctrl-C)'));
+        },
+        dataDir: kept,
+        signal: controller.signal,
+      });
+      await expect(demo).rejects.toThrow('interrupted (Ctrl-C)');
+      const output = lines.join('\n');
+      expect(output).toContain('interrupted (Ctrl-C): cancelling the builds');
+      expect(output).not.toContain('Both builds passed');
+      // The controller found build #1 cancelled while its runner ran, and ended it so: the demo
+      // waited for that before stopping the stack (its service log says so).
+      const log = readFileSync(join(kept, 'lambkin.log'), 'utf8');
+      expect(log).toMatch(/ended elsewhere while it ran[^\n]*demo-app#1[^\n]*"cancelled"/);
+      expect(existsSync(join(kept, 'stack.json'))).toBe(false);
+    } finally {
+      rmSync(kept, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('says how to keep the data when it was not kept', () => {
     expect(lookAgainHint('/tmp/lambkin-demo-x', false, REPO)).toEqual([

@@ -35,6 +35,9 @@ export class RunnerAbortedError extends LambkinError {
   }
 }
 
+/** Why a run ends when its local stack stops (`lambkin dev` stopped while it ran). */
+const STOPPED_WITH_THE_STACK = 'the local stack stopped while the build ran';
+
 function abortReason(signal: AbortSignal): string {
   const reason: unknown = signal.reason;
   if (reason instanceof Error) return reason.message;
@@ -262,6 +265,8 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
   /** The runner booted for the next build (`spare`); each is handed to one build, then replaced. */
   private spare: Promise<BootedRunner> | undefined;
   private closed = false;
+  /** One per run being driven: close() stops them. */
+  private readonly running = new Set<AbortController>();
 
   constructor(private readonly options: ProcessRunnerOptions = {}) {}
 
@@ -271,6 +276,7 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     onVerdict?: (verdict: RunnerOutcome) => void,
   ): Promise<RunnerOutcome> {
     if (signal?.aborted) throw new RunnerAbortedError(abortReason(signal));
+    if (this.closed) throw new RunnerAbortedError(STOPPED_WITH_THE_STACK);
     return this.start().run(input, signal, onVerdict);
   }
 
@@ -300,9 +306,14 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     };
   }
 
-  /** Ends the spare runner (if any); no other is booted after this. Builds running go on. */
+  /**
+   * Ends the spare runner (if any); no other is booted after this. Runs still going are stopped
+   * as a cancel stops them (the runner kills its steps): their controllers end their builds, and
+   * the process that closes this one is not held open by a runner until its build's end.
+   */
   async close(): Promise<void> {
     this.closed = true;
+    for (const run of this.running) run.abort(new Error(STOPPED_WITH_THE_STACK));
     const spare = this.spare;
     this.spare = undefined;
     const booted = await spare?.catch(() => undefined);
@@ -453,10 +464,31 @@ export class ProcessRunnerInvoker implements RunnerInvoker {
     }
   }
 
+  /** Runs the build on `booted`, stopped when `signal` is aborted or this invoker closes. */
   private async drive(
     booted: BootedRunner,
     input: RunnerInput,
     signal?: AbortSignal,
+    onVerdict?: (verdict: RunnerOutcome) => void,
+  ): Promise<RunnerOutcome> {
+    const closing = new AbortController();
+    this.running.add(closing);
+    try {
+      return await this.driveUntilClosed(
+        booted,
+        input,
+        AbortSignal.any([closing.signal, ...(signal ? [signal] : [])]),
+        onVerdict,
+      );
+    } finally {
+      this.running.delete(closing);
+    }
+  }
+
+  private async driveUntilClosed(
+    booted: BootedRunner,
+    input: RunnerInput,
+    signal: AbortSignal,
     onVerdict?: (verdict: RunnerOutcome) => void,
   ): Promise<RunnerOutcome> {
     const { child, sandbox } = booted;

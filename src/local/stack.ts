@@ -434,8 +434,10 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     stop: async () => {
       // CodeBuild builds first: their STOPPED events still reach the events function.
       await codebuild.close();
-      await lambda.close();
+      // Running builds' runners are stopped; their controllers, which the local Lambda waits for,
+      // then record how they ended.
       await processRunner.close();
+      await lambda.close();
       await notifier.drained();
       http.closeAllConnections();
       await new Promise<void>((done) => http.close(() => done()));

@@ -18,6 +18,8 @@ import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support
 import { passingProject } from '../support/npm-projects.js';
 import { pushPayload, signedDelivery } from '../support/payloads.js';
 import { runProcess } from '../cli/helpers.js';
+import { processesRunning } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
 
 const SECRET = 'stack-test-secret';
 const TOKEN = 'stack-test-token';
@@ -111,6 +113,49 @@ describe('the embedded local stack', () => {
       expect((await fetch(`${stack.file.publicUrl}/builds/octo/local/1/log.txt`)).status).toBe(200);
     } finally {
       await stack.stop();
+    }
+  });
+
+  it('stops a running build when it stops (`lambkin dev` interrupted): its step ends, the build is recorded as ended', async () => {
+    const marker = `sleep ${39_400 + (process.pid % 100)}`;
+    const hanging = await createGitRepo({
+      ...passingProject(),
+      '.lambkin.json': JSON.stringify({ test: `echo started; ${marker}` }),
+    });
+    github.addRepository({ owner: 'octo', name: 'hanging', gitDir: hanging.dir });
+    try {
+      let stack = await start();
+      try {
+        const delivery = await signedDelivery(
+          SECRET,
+          'push',
+          pushPayload({ repo: 'octo/hanging', branch: 'main', sha: hanging.sha }),
+        );
+        const response = await fetch(stack.file.endpoints.webhook, {
+          method: 'POST',
+          headers: delivery.headers,
+          body: delivery.body,
+        });
+        expect(response.status).toBe(202);
+        await waitFor('the step to run', async () =>
+          (await processesRunning(marker)).length > 0 ? true : undefined,
+        );
+      } finally {
+        await stack.stop();
+      }
+      // The step did not outlive the stack (before, the runner went on until the build's timeout).
+      expect(await processesRunning(marker)).toEqual([]);
+      stack = await start();
+      try {
+        expect(await stack.controller.builds.getBuild({ repo: 'octo/hanging', number: 1 })).toMatchObject({
+          state: 'error',
+          description: expect.stringContaining('the local stack stopped while the build ran'),
+        });
+      } finally {
+        await stack.stop();
+      }
+    } finally {
+      rmSync(hanging.dir, { recursive: true, force: true });
     }
   });
 

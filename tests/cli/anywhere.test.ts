@@ -4,25 +4,18 @@
  * root. Each starts the real `bin/lambkin.js` as a process.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { LAMBKIN_BIN, startDevProcess } from '../support/dev-process.js';
 import { itAsRoot } from '../support/tools.js';
+import { scratchFolders } from '../support/scratch.js';
 import { checkoutInto, runLambkinBin as lambkin, whoAmIProject, writeProject } from './helpers.js';
 
 const asRoot = process.getuid?.() === 0;
 const NOBODY = 65534;
 /** As root each build runs as a uid of its own (src/controller/build-sandbox.ts): 1879048192 + slot. */
 const SANDBOX_UID = /step uid=18790\d{5}\b/;
-const folders: string[] = [];
-afterAll(() => folders.forEach((folder) => rmSync(folder, { recursive: true, force: true })));
-
-function scratch(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  folders.push(dir);
-  return dir;
-}
+const scratch = scratchFolders();
 
 describe('lambkin from any folder', () => {
   it('`lambkin run .` inside the user’s own project, outside the checkout', async () => {

@@ -3,27 +3,19 @@
  * (the CLI, its storage servers, the runner; the steps run in a group of their own). The build is
  * cancelled, its step stopped, and nothing of the run is left running once the command has ended.
  */
-import { spawn } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { LAMBKIN_BIN } from '../support/dev-process.js';
 import { processesRunning } from '../support/processes.js';
 import { itAsRoot } from '../support/tools.js';
+import { scratchFolders } from '../support/scratch.js';
 import { waitFor } from '../support/wait.js';
 import { passingProject } from '../support/npm-projects.js';
 import { CHILD_TIMEOUT_MS, checkoutInto, childTestTimeout, writeProject } from './helpers.js';
 
 const NOBODY = 65534;
-const folders: string[] = [];
-afterAll(() => folders.forEach((folder) => rmSync(folder, { recursive: true, force: true })));
-
-function scratch(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  folders.push(dir);
-  return dir;
-}
+const scratch = scratchFolders();
 
 /** A project whose test step says it started, then runs `marker` (a long sleep) and never ends. */
 function hangingProject(dir: string, marker: string): string {

@@ -16,7 +16,7 @@ import { STACK_FILE_NAME, type StackFile } from '../../src/local/stack-file.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { passingProject } from '../support/npm-projects.js';
-import { pushPayload, signedDelivery } from '../support/payloads.js';
+import { postWebhook, pushPayload } from '../support/payloads.js';
 import { runProcess } from '../cli/helpers.js';
 import { processesRunning } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
@@ -73,16 +73,12 @@ describe('the embedded local stack', () => {
         (await stack.controller.settings.effective('octo/local')).build.pullRequests.fromForkPublicRepo.build,
       ).toBe(false);
 
-      const delivery = await signedDelivery(
+      const response = await postWebhook(
+        file.endpoints.webhook,
         SECRET,
         'push',
         pushPayload({ repo: 'octo/local', branch: 'main', sha }),
       );
-      const response = await fetch(file.endpoints.webhook, {
-        method: 'POST',
-        headers: delivery.headers,
-        body: delivery.body,
-      });
       expect(response.status).toBe(202);
       const { url } = (await response.json()) as { url: string };
       expect(url).toBe(`${file.publicUrl}/builds/octo/local/1`);
@@ -126,16 +122,12 @@ describe('the embedded local stack', () => {
     try {
       let stack = await start();
       try {
-        const delivery = await signedDelivery(
+        const response = await postWebhook(
+          stack.file.endpoints.webhook,
           SECRET,
           'push',
           pushPayload({ repo: 'octo/hanging', branch: 'main', sha: hanging.sha }),
         );
-        const response = await fetch(stack.file.endpoints.webhook, {
-          method: 'POST',
-          headers: delivery.headers,
-          body: delivery.body,
-        });
         expect(response.status).toBe(202);
         await waitFor('the step to run', async () =>
           (await processesRunning(marker)).length > 0 ? true : undefined,

@@ -26,7 +26,7 @@ import { startLocalStack, type LocalStack } from '../../src/local/stack.js';
 import { STACK_FILE_NAME } from '../../src/local/stack-file.js';
 import { createGitRepo, startGitHubServer, type GitHubStandIn } from '../support/github-server.js';
 import { npmProject } from '../support/npm-projects.js';
-import { pushPayload, signedDelivery } from '../support/payloads.js';
+import { postWebhook, pushPayload } from '../support/payloads.js';
 
 const SECRET = 'stack-access-secret';
 const TOKEN = 'stack-access-token';
@@ -278,16 +278,12 @@ describe('the local stack authenticates its callers', () => {
     cleanups.push(repo.dir);
     github.addRepository({ owner: 'octo', name: 'hostile', gitDir: repo.dir });
     const settingsBefore = await globalSettingsText();
-    const delivery = await signedDelivery(
+    const queued = await postWebhook(
+      stack.file.endpoints.webhook,
       SECRET,
       'push',
       pushPayload({ repo: 'octo/hostile', branch: 'main', sha: repo.sha }),
     );
-    const queued = await fetch(stack.file.endpoints.webhook, {
-      method: 'POST',
-      headers: delivery.headers,
-      body: delivery.body,
-    });
     expect(queued.status).toBe(202);
     await stack.idle(120_000);
     expect(await stack.controller.builds.getBuild({ repo: 'octo/hostile', number: 1 })).toMatchObject({

@@ -342,6 +342,18 @@ export interface SignedDelivery {
 
 const DEFAULT_HOOK_ID = 109948940;
 
+/** Posts a signed delivery of `payload` to a webhook endpoint, as GitHub does; its answer. */
+export async function postWebhook(
+  url: string,
+  secret: string,
+  event: string,
+  payload: unknown,
+  options: SignedDeliveryOptions = {},
+): Promise<Response> {
+  const delivery = await signedDelivery(secret, event, payload, options);
+  return fetch(url, { method: 'POST', headers: delivery.headers, body: delivery.body });
+}
+
 /** A delivery of `payload` as GitHub's hookshot posts it, signed with `secret`. */
 export async function signedDelivery(
   secret: string,

@@ -3,7 +3,7 @@
  * its own tables and bucket (tests/support/storage.ts), so suites run in parallel.
  * Workers are started after this and inherit the endpoints through the environment.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDynamoServer, startS3Server, type RunningServer } from '../../src/local/storage-servers.js';
@@ -12,6 +12,7 @@ import { findOnPath } from './tools.js';
 
 declare global {
   var __lambkinTestServers: RunningServer[] | undefined;
+  var __lambkinTestS3Directory: string | undefined;
 }
 
 export async function startTestServers(): Promise<void> {
@@ -22,7 +23,8 @@ export async function startTestServers(): Promise<void> {
   writeFileSync(process.env.LAMBKIN_SDK_COMMAND_LOG, '');
   const dynamo = await startDynamoServer();
   servers.push(dynamo);
-  const s3 = await startS3Server({ directory: mkdtempSync(join(tmpdir(), 'lambkin-test-s3-')) });
+  globalThis.__lambkinTestS3Directory = mkdtempSync(join(tmpdir(), 'lambkin-test-s3-'));
+  const s3 = await startS3Server({ directory: globalThis.__lambkinTestS3Directory });
   servers.push(s3);
   process.env.LAMBKIN_TEST_DYNAMODB_ENDPOINT = dynamo.endpoint;
   process.env.LAMBKIN_TEST_S3_ENDPOINT = s3.endpoint;
@@ -42,4 +44,7 @@ export async function startTestServers(): Promise<void> {
 
 export async function stopTestServers(): Promise<void> {
   await Promise.all((globalThis.__lambkinTestServers ?? []).map((server) => server.stop()));
+  // The S3-compatible server's objects: every suite's logs and caches (megabytes a run).
+  const s3Directory = globalThis.__lambkinTestS3Directory;
+  if (s3Directory) rmSync(s3Directory, { recursive: true, force: true });
 }

@@ -7,7 +7,7 @@ import { InvokeCommand } from '@aws-sdk/client-lambda';
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { BuildKey } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
-import { LambkinError } from '../core/errors.js';
+import { LambkinError, messageOf } from '../core/errors.js';
 import { builderInvocationFor } from '../core/protocol.js';
 import type { ControllerInvoker } from '../core/ports.js';
 
@@ -92,7 +92,7 @@ export class LambdaControllerInvoker implements ControllerInvoker {
       );
     }
     const name = error instanceof Error ? errorName(error) : 'UnknownError';
-    const message = error instanceof Error ? error.message : String(error);
+    const message = messageOf(error);
     return new BuilderInvokeError(this.functionName, key, name, `${message}${tries}`, { cause: error });
   }
 }

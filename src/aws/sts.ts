@@ -10,7 +10,7 @@ import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { BuildKey } from '../core/build.js';
 import type { DeployCredentialGrant } from '../core/protocol.js';
-import { LambkinError } from '../core/errors.js';
+import { LambkinError, messageOf } from '../core/errors.js';
 import { recordCommands } from './command-log.js';
 import {
   type BuildGrants,
@@ -125,7 +125,7 @@ export class StsDeployRoleGrants implements DeployRoleGrants {
         expiresAt: signingDate.getTime() + expiresIn * 1000,
       };
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = messageOf(error);
       throw new DeployRoleError(
         `could not sign the AssumeRole request of the deploy role ${request.roleArn}: ${message}`,
         { cause: error },
@@ -212,7 +212,7 @@ export class StsBuildSigner implements BuildSigner {
       });
       return this.options.s3(credentials);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = messageOf(error);
       throw new UploadCredentialsError(
         `could not assume the upload role ${this.options.roleArn}: ${message}. The template creates it ` +
           "and lets the builder assume it; check LAMBKIN_UPLOAD_ROLE and the role's trust policy",

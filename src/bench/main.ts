@@ -22,6 +22,7 @@ import { localDependencyProject, npmEnvironment, registryProject } from './proje
 import { cpuCount, OWNER, progress, quick, round, SECRET, TOKEN, type Repo } from './shared.js';
 import { measureQueueLatency, measureWebhooks } from './webhooks.js';
 import { execa } from 'execa';
+import { messageOf } from '../core/errors.js';
 
 /**
  * A user's repository is not ours to vouch for: a build of it that fails (a missing tool, a failing
@@ -31,7 +32,7 @@ async function orFailure<T>(figures: Promise<T>): Promise<T | { failed: string }
   try {
     return await figures;
   } catch (error) {
-    const failed = error instanceof Error ? error.message : String(error);
+    const failed = messageOf(error);
     progress(`LAMBKIN_BENCH_REPO: ${failed}`);
     return { failed };
   }

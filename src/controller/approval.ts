@@ -27,6 +27,7 @@ import type { RepositoryRole } from '../github/collaborators.js';
 import type { ApprovalRequest, BuildCandidate } from '../github/events.js';
 import { INTAKE_DELIVERY } from '../github/statuses.js';
 import type { VerifiedDelivery } from '../github/webhook.js';
+import { messageOf } from '../core/errors.js';
 
 /** What approving needs from GitHub and the store (App mode). */
 export interface ApprovalCheck {
@@ -134,7 +135,7 @@ export async function holdForApproval(
     return jsonResponse(502, {
       error:
         `Held ${candidate.repo}@${candidate.sha.slice(0, 7)} for approval, but could not set its ` +
-        `check run (${error instanceof Error ? error.message : String(error)}); redeliver this webhook to retry.`,
+        `check run (${messageOf(error)}); redeliver this webhook to retry.`,
       awaitingApproval: true,
     });
   }

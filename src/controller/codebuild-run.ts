@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { buildLabel, type BuildRecord, type RemoteRunRecord } from '../core/build.js';
 import type { JobStore } from '../core/ports.js';
-import { TransitionRefusedError } from '../core/errors.js';
+import { TransitionRefusedError, messageOf } from '../core/errors.js';
 import {
   decidePlacement,
   escalationPlacement,
@@ -123,10 +123,6 @@ export function idempotencyTokenOf(label: string, attempt: number): string {
   return createHash('sha256').update(`${label}#attempt-${attempt}`).digest('hex');
 }
 
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /**
  * Starts the target's run on CodeBuild and records it. Returns `ended` when nothing could start
  * (the ending says why) or the target was ended meanwhile (its own state stands: `stopped`).
@@ -232,7 +228,7 @@ export async function startCodeBuildRun(
     return { kind: 'started', run };
   } catch (error) {
     if (written) await codebuild.objects.remove([inputKey]).catch(() => undefined);
-    const message = errorMessage(error);
+    const message = messageOf(error);
     deps.logger.error('could not start the build on CodeBuild', { build: target.label, error });
     return {
       kind: 'ended',
@@ -314,9 +310,9 @@ export async function runWhereConfigured(
       kind: 'ended',
       ending: endingWithout({
         state: 'error',
-        description: `build error: could not decide where it runs: ${errorMessage(error)}`.slice(0, 140),
+        description: `build error: could not decide where it runs: ${messageOf(error)}`.slice(0, 140),
         steps: [],
-        logNote: `\n[lambkin] Could not read the settings that decide where the build runs: ${errorMessage(error)}`,
+        logNote: `\n[lambkin] Could not read the settings that decide where the build runs: ${messageOf(error)}`,
       }),
     };
   }
@@ -330,7 +326,7 @@ export async function runWhereConfigured(
   const escalation = await placeRebuild(deps, build, runsOn, clock).catch((error: unknown): Placement => ({
     kind: 'refused',
     description: 'could not read the settings',
-    detail: errorMessage(error),
+    detail: messageOf(error),
   }));
   const withNote = (note: string): PlacedRun => ({
     kind: 'ended',
@@ -354,7 +350,7 @@ export async function runWhereConfigured(
   try {
     attemptPrefix = await deps.logs.beginAttempt(target.logPrefix, 2, `\n${head}\n`);
   } catch (error) {
-    return withNote(`Not rebuilt on CodeBuild: its log could not be started (${errorMessage(error)})`);
+    return withNote(`Not rebuilt on CodeBuild: its log could not be started (${messageOf(error)})`);
   }
   deps.logger.info('rebuilding on CodeBuild after Lambda', { build: target.label, state: ending.state });
   const started = await startCodeBuildRun(

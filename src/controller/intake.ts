@@ -38,7 +38,7 @@ import { WebhookRejectedError, type VerifiedDelivery, type WebhookVerifier } fro
 import { INTAKE_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
 import { jsonResponse, type HttpRequest, type HttpResponse } from '../core/http.js';
-import { TransitionRefusedError } from '../core/errors.js';
+import { TransitionRefusedError, messageOf } from '../core/errors.js';
 import {
   type StatusReporter,
   type ControllerInvoker,
@@ -528,7 +528,7 @@ async function failToStart(
   cause: unknown,
 ): Promise<HttpResponse> {
   const label = buildLabel(build);
-  const reason = `could not start the builder: ${cause instanceof Error ? cause.message : String(cause)}`;
+  const reason = `could not start the builder: ${messageOf(cause)}`;
   deps.logger.error('builder invoke failed; build marked error', { build: label, error: cause });
   try {
     await deps.builds.transition(build, { from: 'queued', to: 'error', reason });

@@ -14,7 +14,7 @@
  */
 import type { BuildKey, BuildRecord } from '../core/build.js';
 import { buildLabel } from '../core/build.js';
-import { LambkinError, TransitionRefusedError } from '../core/errors.js';
+import { LambkinError, TransitionRefusedError, messageOf } from '../core/errors.js';
 import { fanInDescription, jobDurationMs, jobLabel, type JobRecord } from '../core/job-record.js';
 import { fanIn, isJobId, planJobs, TooManyJobsError, type JobPlan } from '../core/jobs.js';
 import { jobLinkFromBuildPage, jobPageUrl, pageUrlOf, relativeJobPageLinks } from '../core/links.js';
@@ -136,7 +136,7 @@ export async function planBuild(deps: ControllerDependencies, build: BuildRecord
     try {
       nodes.set(spec, await deps.nodeVersions.resolve(spec));
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = messageOf(error);
       if (!(error instanceof LambkinError)) throw error;
       return refused(`Node.js ${spec} could not be resolved`, `Nothing ran: ${message}`);
     }
@@ -208,7 +208,7 @@ export async function fanOutBuild(
       try {
         await invoker.invoke(build, job.id);
       } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
+        const message = messageOf(error);
         deps.logger.error('could not start a job', { build: jobLabel(keyOf(job)), error });
         await endJob(deps, build, job, ['queued'], 'error', `could not start the job: ${message}`);
       }
@@ -242,7 +242,7 @@ export async function resumeFanOut(
       try {
         await invoker.invoke(build, job.id);
       } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
+        const message = messageOf(error);
         await endJob(deps, build, job, ['queued'], 'error', `could not start the job: ${message}`);
       }
     }),

@@ -14,7 +14,7 @@ import { chmod, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, parse, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { LambkinError } from '../core/errors.js';
+import { LambkinError, messageOf } from '../core/errors.js';
 import { RUNNER_NODE_OPTIONS } from '../core/protocol.js';
 
 export interface RunnerProgram {
@@ -87,7 +87,7 @@ async function programCode(): Promise<Uint8Array> {
     return await build.bundleRunnerProgram();
   } catch (error) {
     throw new RunnerProgramError(
-      `Could not bundle the runner from ${root}/src (${error instanceof Error ? error.message : String(error)}). ` +
+      `Could not bundle the runner from ${root}/src (${messageOf(error)}). ` +
         'A checkout builds it with its development dependencies: run `npm ci` there.',
       { cause: error },
     );

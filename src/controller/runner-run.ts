@@ -19,6 +19,7 @@ import {
   type StartedRunner,
 } from '../core/ports.js';
 import type { ControllerDependencies } from './controller-dependencies.js';
+import { messageOf } from '../core/errors.js';
 
 /** The longest session of a role assumed with another role's credentials (AWS's role chaining limit). */
 export const CHAINED_ROLE_MAX_SECONDS = 3600;
@@ -117,7 +118,7 @@ export async function runRunner(
         }),
         (error: unknown) => ({
           timings: [],
-          notes: [`The runner failed after its verdict: ${errorMessage(error)}`],
+          notes: [`The runner failed after its verdict: ${messageOf(error)}`],
         }),
       ),
     );
@@ -138,7 +139,7 @@ export async function runRunner(
       });
     }
     const timedOut = error instanceof RunnerFailedError && error.timedOut;
-    const message = error instanceof Error ? error.message : String(error);
+    const message = messageOf(error);
     deps.logger.error('the build did not complete normally', { build: label, error });
     return endingWithout({
       state: timedOut ? 'timed_out' : 'error',
@@ -358,7 +359,7 @@ async function deployDecisionFor(
     });
     decision = decideDeploy(build, settings.deploy, rules);
   } catch (error) {
-    const message = errorMessage(error);
+    const message = messageOf(error);
     deps.logger.warn("could not read the default branch's deploy rules; the build will not deploy", {
       build: buildLabel(build),
       error,
@@ -385,10 +386,6 @@ async function deployDecisionFor(
     ...(settings.deploy.region !== undefined ? { region: settings.deploy.region } : {}),
   });
   return { ...decision, grant };
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**

@@ -10,6 +10,7 @@ import { checkReportOf, type CheckReportInput, type CheckRunReport } from '../co
 import type { Logger } from '../core/logger.js';
 import type { BuildStore, CommitStatusUpdate, DeliveryPolicy, StatusReporter } from '../core/ports.js';
 import type { BuildState } from '../core/state-machine.js';
+import { messageOf } from '../core/errors.js';
 
 export interface StatusReportingDependencies {
   statuses: StatusReporter;
@@ -48,7 +49,7 @@ export async function reportBuildStatus(
       state: report.status.state,
       error,
     });
-    return { set: false, error: error instanceof Error ? error.message : String(error) };
+    return { set: false, error: messageOf(error) };
   }
   await deps.builds
     .markReported?.(report.build, report.reports)

@@ -10,7 +10,7 @@
  */
 import { buildLabel, type BuildRecord, type RemoteRunRecord, type RepoName } from '../core/build.js';
 import { isTerminal, type BuildState } from '../core/state-machine.js';
-import { LambkinError, TransitionRefusedError } from '../core/errors.js';
+import { LambkinError, TransitionRefusedError, messageOf } from '../core/errors.js';
 import { FINAL_DELIVERY } from '../github/statuses.js';
 import type { Logger } from '../core/logger.js';
 import { finalStatusOf } from './controller.js';
@@ -309,7 +309,7 @@ async function sweepOne(
       result.leftAlone.push({ ...key, ...(error.actual ? { state: error.actual } : {}) });
       return;
     }
-    const message = error instanceof Error ? error.message : String(error);
+    const message = messageOf(error);
     deps.logger.error('could not end an overdue build', { build: label, error });
     result.failed.push({ ...key, error: message });
     return;

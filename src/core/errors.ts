@@ -52,6 +52,11 @@ export class BadRequestError extends LambkinError {
   }
 }
 
+/** What was thrown, as text: an Error's message, anything else as a string. */
+export function messageOf(thrown: unknown): string {
+  return thrown instanceof Error ? thrown.message : String(thrown);
+}
+
 /**
  * An error and its causes in one line, with their codes (`fetch failed: connect ECONNREFUSED
  * 127.0.0.1:9 (ECONNREFUSED)`): network errors keep what went wrong in their causes.

@@ -17,7 +17,7 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { BuildSandboxOptions } from '../controller/build-sandbox.js';
-import { LambkinError } from '../core/errors.js';
+import { LambkinError, messageOf } from '../core/errors.js';
 import { RUNNER_NODE_OPTIONS } from '../core/protocol.js';
 import type { Logger } from '../core/logger.js';
 import { readBody } from './lambda-service.js';
@@ -500,7 +500,7 @@ export class LocalCodeBuildService {
           `Reason: exit status ${exit}`;
     } catch (error) {
       status = 'FAILED';
-      failure = error instanceof Error ? error.message : String(error);
+      failure = messageOf(error);
       if (!(error instanceof BuildCommandError) && !build.ending) {
         status = 'FAULT';
         logger.error('local CodeBuild could not run a build', { build: build.id, error });
@@ -626,7 +626,7 @@ export class LocalCodeBuildService {
         return bytes;
       } catch (error) {
         if (error instanceof BuildCommandError) throw error;
-        lastError = `exit status 7 (${error instanceof Error ? error.message : String(error)})`;
+        lastError = `exit status 7 (${messageOf(error)})`;
       }
     }
     throw new BuildCommandError(`${step} Reason: ${lastError}`);

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { isTerminal } from '../core/state-machine.js';
 import { buildPageUrl, rawLogUrl } from '../core/links.js';
 import type { BuildKey, BuildRecord } from '../core/build.js';
-import { TransitionRefusedError } from '../core/errors.js';
+import { TransitionRefusedError, messageOf } from '../core/errors.js';
 import type { BuildStore } from '../core/ports.js';
 import { createJsonLogger } from '../core/logger.js';
 import {
@@ -226,8 +226,4 @@ async function cancelBuilds(builds: Pick<BuildStore, 'transition'>, keys: BuildK
         }),
     ),
   );
-}
-
-function messageOf(reason: unknown): string {
-  return reason instanceof Error ? reason.message : String(reason);
 }

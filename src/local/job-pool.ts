@@ -6,6 +6,7 @@
 import type { BuildKey } from '../core/build.js';
 import type { Logger } from '../core/logger.js';
 import type { ControllerInvoker } from '../core/ports.js';
+import { messageOf } from '../core/errors.js';
 
 export class LocalJobPool implements ControllerInvoker {
   private readonly waiting: (() => Promise<void>)[] = [];
@@ -30,7 +31,7 @@ export class LocalJobPool implements ControllerInvoker {
       try {
         await this.runJob(build, job);
       } catch (error) {
-        const reason = `the job's controller failed: ${error instanceof Error ? error.message : String(error)}`;
+        const reason = `the job's controller failed: ${messageOf(error)}`;
         this.logger.error('a job failed to run', { build: `${build.repo}#${build.number}/${job}`, error });
         await this.crashed(build, job, reason).catch((cause: unknown) =>
           this.logger.error('could not end a crashed job', { job, error: cause }),

@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ConfigurationError, LambkinError } from '../core/errors.js';
+import { ConfigurationError, LambkinError, messageOf } from '../core/errors.js';
 import { createJsonLogger } from '../core/logger.js';
 import type { Logger } from '../core/logger.js';
 
@@ -511,9 +511,7 @@ export class LocalLambdaService {
     } catch (error) {
       writeLambdaError(
         response,
-        lambdaApiErrors.invalidRequestContent(
-          `Could not parse request body into json: ${error instanceof Error ? error.message : String(error)}`,
-        ),
+        lambdaApiErrors.invalidRequestContent(`Could not parse request body into json: ${messageOf(error)}`),
       );
       return;
     }

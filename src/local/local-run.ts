@@ -34,7 +34,7 @@ import { LocalJobPool } from './job-pool.js';
 import { S3LogStore } from '../store/logs.js';
 import { DynamoSettingsStore } from '../store/settings.js';
 import { buildsTableDefinition, settingsTableDefinition } from '../store/tables.js';
-import { LambkinError, TransitionRefusedError } from '../core/errors.js';
+import { LambkinError, TransitionRefusedError, messageOf } from '../core/errors.js';
 import { LOCAL_REGION } from './stack.js';
 import { StackCredentials } from './stack-credentials.js';
 import { startGuardedStorage } from './storage-proxy.js';
@@ -189,9 +189,7 @@ export async function runLocalBuild(options: LocalRunOptions): Promise<LocalRunR
     const source = packed.value;
     let localCache: LocalDependencyCache | undefined;
     if (cacheStarted.status === 'rejected') {
-      options.logger.warn(
-        `the dependency cache is off for this run: ${cacheStarted.reason instanceof Error ? cacheStarted.reason.message : String(cacheStarted.reason)}`,
-      );
+      options.logger.warn(`the dependency cache is off for this run: ${messageOf(cacheStarted.reason)}`);
     } else {
       localCache = cacheStarted.value;
     }
@@ -337,7 +335,7 @@ function cancelOnAbort(
 ): { stop(): Promise<void> } {
   let cancelling: Promise<void> = Promise.resolve();
   const cancel = (): void => {
-    const reason = signal?.reason instanceof Error ? signal.reason.message : 'interrupted';
+    const reason = messageOf(signal?.reason ?? 'interrupted');
     cancelling = builds.transition(build, { from: ['queued', 'running'], to: 'cancelled', reason }).then(
       () => undefined,
       (error: unknown) => {

@@ -37,7 +37,7 @@ import {
   supportedCacheCodecs,
   type CacheCodec,
 } from '../core/cache-key.js';
-import { LambkinError, describeErrorChain } from '../core/errors.js';
+import { LambkinError, describeErrorChain, messageOf } from '../core/errors.js';
 import { formatDuration, formatMiB } from '../core/log-format.js';
 import {
   ArchiveEntryGate,
@@ -932,10 +932,6 @@ function urlLabel(url: string): string {
   } catch {
     return 'the cache URL';
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** The install commands Lambkin runs by default: a hit makes them pointless, so they are skipped. */

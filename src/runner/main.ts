@@ -13,6 +13,7 @@ import { text } from 'node:stream/consumers';
 import { prepareRunnerProcess, runBuild } from './runner.js';
 import { deliverResult, fetchRunnerInput, spendInput } from './remote-input.js';
 import type { RunnerAfterword, RunnerInput, RunnerOutcome } from '../core/protocol.js';
+import { messageOf } from '../core/errors.js';
 
 // The controller stops a cancelled build with SIGTERM (CodeBuild's StopBuild too): kill the running
 // step's process group (it is in a session of its own, so it would outlive this process) before exiting.
@@ -84,7 +85,7 @@ if (flag === -1) {
   try {
     process.exitCode = await runFromUrl(url);
   } catch (error) {
-    process.stderr.write(`lambkin runner: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(`lambkin runner: ${messageOf(error)}\n`);
     process.exitCode = 1;
   }
 }

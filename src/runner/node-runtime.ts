@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
-import { describeErrorChain } from '../core/errors.js';
+import { describeErrorChain, messageOf } from '../core/errors.js';
 import {
   type FetchLike,
   NodeDownloadTooLargeError,
@@ -528,10 +528,6 @@ function cacheUrl(url: string): URL {
     throw new NodeRuntimeError(`the build cache URL must use https or http (got ${parsed.protocol})`);
   }
   return parsed;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function firstSentence(text: string): string {

@@ -4,7 +4,7 @@
  * its result to the presigned URL the input names. Nothing of the input ever comes from the
  * environment: CodeBuild shows a build's variables to whoever can read the build.
  */
-import { LambkinError } from '../core/errors.js';
+import { LambkinError, messageOf } from '../core/errors.js';
 import type { OutcomeUpload, RemoteRunnerResult, RunnerInput } from '../core/protocol.js';
 
 /** The input or the outcome could not be moved; the runner then exits 1 (CodeBuild says FAILED). */
@@ -54,7 +54,7 @@ async function withRetries<T>(
       return result as T;
     } catch (error) {
       if (error instanceof RemoteRunnerError) throw error;
-      last = error instanceof Error ? error.message : String(error);
+      last = messageOf(error);
     }
   }
   throw new RemoteRunnerError(`could not ${what} after ${attempts} attempts: ${last}`);
@@ -117,7 +117,7 @@ export async function spendInput(
     });
     return undefined;
   } catch (error) {
-    return `the input could not be deleted (${error instanceof Error ? error.message : String(error)}); it expires on its own`;
+    return `the input could not be deleted (${messageOf(error)}); it expires on its own`;
   }
 }
 

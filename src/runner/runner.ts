@@ -22,7 +22,7 @@ import {
   validateSettingsConfig,
   type ResolvedBuildConfig,
 } from '../core/repo-config.js';
-import { LambkinError } from '../core/errors.js';
+import { LambkinError, messageOf } from '../core/errors.js';
 import { MATRIX_ENV_PREFIX, SHARD_INDEX_ENV, SHARD_TOTAL_ENV } from '../core/jobs.js';
 import { DEFAULT_NODE_MAX_BYTES, installNodeWithCache, type InstalledNode } from './node-runtime.js';
 import {
@@ -849,16 +849,12 @@ export function prepareRunnerProcess(): void {
   fetch('data:,').catch(() => undefined);
 }
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 function verdictForError(error: unknown): Verdict {
   if (error instanceof RepoConfigError) return { state: 'error', description: error.message };
   if (error instanceof SourceFetchError) {
     return { state: 'error', description: `could not fetch the source: ${error.message}` };
   }
   if (error instanceof LambkinError) return { state: 'error', description: error.message };
-  const message = error instanceof Error ? error.message : String(error);
+  const message = messageOf(error);
   return { state: 'error', description: `internal error in the runner: ${message}` };
 }

@@ -14,7 +14,7 @@ import { delimiter, isAbsolute, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { LambkinError } from '../core/errors.js';
+import { LambkinError, messageOf } from '../core/errors.js';
 import { sandboxedCommand, startStepNetwork, type StepNetwork, type StepSandbox } from './step-sandbox.js';
 
 export interface StepSpec {
@@ -263,8 +263,7 @@ export async function runStep(spec: StepSpec, options: RunStepOptions): Promise<
       throw new StepError(
         'STEP_SANDBOX',
         spec.name,
-        `Could not set up the sandbox of step ${spec.name}: ` +
-          `${sandboxError instanceof Error ? sandboxError.message : String(sandboxError)}.`,
+        `Could not set up the sandbox of step ${spec.name}: ` + `${messageOf(sandboxError)}.`,
         { cause: sandboxError },
       );
     }
@@ -273,8 +272,7 @@ export async function runStep(spec: StepSpec, options: RunStepOptions): Promise<
       throw new StepError(
         'STEP_OUTPUT',
         spec.name,
-        `Step ${spec.name} was stopped: its output could not be handled ` +
-          `(${outputError instanceof Error ? outputError.message : String(outputError)}).`,
+        `Step ${spec.name} was stopped: its output could not be handled ` + `(${messageOf(outputError)}).`,
         { cause: outputError },
       );
     }

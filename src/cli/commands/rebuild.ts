@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { BuilderInvokeError } from '../../aws/controller-invoker.js';
 import { buildLabel, rebuildRequest, type BuildRecord, type RepoName } from '../../core/build.js';
 import { buildPageUrl } from '../../core/links.js';
-import { TransitionRefusedError } from '../../core/errors.js';
+import { TransitionRefusedError, messageOf } from '../../core/errors.js';
 import { isJobId } from '../../core/job-id.js';
 import { STACK_HELP, addStackOptions, parseBuildNumber, parseRepoArgument } from '../arguments.js';
 import { CliError } from '../cli-errors.js';
@@ -128,7 +128,7 @@ async function rebuild(
   try {
     await stack.controller.invoke(build);
   } catch (error) {
-    const reason = `could not start the builder: ${error instanceof Error ? error.message : String(error)}`;
+    const reason = `could not start the builder: ${messageOf(error)}`;
     try {
       await stack.builds.transition(build, { from: 'queued', to: 'error', reason });
     } catch (refused) {

@@ -35,6 +35,7 @@ import type { CliContext } from '../program.js';
 import { parseWebhookUrl } from '../arguments.js';
 import { DEFAULT_DATA_DIR, endpointOf, resolveRegion } from '../stack.js';
 import { readStackSecretArn } from '../stack-outputs.js';
+import { messageOf } from '../../core/errors.js';
 
 export const DEFAULT_GITHUB_WEB_URL = 'https://github.com';
 /** The file `lambkin dev` finds the App in, in its data dir (0600, like stack.json). */
@@ -207,11 +208,7 @@ async function runManifestFlow(context: CliContext, options: ManifestFlowOptions
           settle?.resolve(app);
         },
         (error: unknown) => {
-          page(
-            502,
-            'Not created',
-            `<p>${escapeHtml(error instanceof Error ? error.message : String(error))}</p>`,
-          );
+          page(502, 'Not created', `<p>${escapeHtml(messageOf(error))}</p>`);
           settle?.reject(error);
         },
       );

@@ -1,7 +1,7 @@
 /** What several commands do alike: find a build, change a commit status without failing on it. */
 import { buildLabel, type BuildKey, type BuildRecord } from '../../core/build.js';
 import { checkReportOf } from '../../core/check-run.js';
-import { NotFoundError } from '../../core/errors.js';
+import { NotFoundError, messageOf } from '../../core/errors.js';
 import type { BuildState } from '../../core/state-machine.js';
 import { oneLine } from '../cli-errors.js';
 import type { CliContext } from '../program.js';
@@ -39,7 +39,7 @@ export async function setStatusOrWarn(
     await stack.statuses.setStatus({ ...update, check }, CLI_STATUS_DELIVERY);
     return true;
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = messageOf(error);
     context.stderr.write(
       `lambkin: warning: could not set the ${update.state} commit status: ${oneLine(reason)}\n`,
     );

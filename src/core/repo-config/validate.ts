@@ -9,6 +9,7 @@ import type { BuildOverrides, RepoConfigInput, SettingsConfigInput } from './sch
 // process cost ~150 ms of CPU per runner, `lambkin run` and cold start.
 import { validateRepoSchema, validateSettingsSchema } from './validators.generated.js';
 import { isPlainObject } from '../values.js';
+import { messageOf } from '../errors.js';
 
 /** Beyond this many, problems are counted but not listed (a broken 1 MiB file can have thousands). */
 const MAX_PROBLEMS = 20;
@@ -244,7 +245,7 @@ export function parseJson(text: string, source: string): unknown {
   try {
     return JSON.parse(text.replace(/^\uFEFF/, ''));
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = messageOf(error);
     const position = / in JSON at position (\d+)/.exec(reason);
     let where = '';
     if (position?.[1] !== undefined) {

@@ -38,6 +38,7 @@ import {
 import { repositoryRoutes } from './repositories.js';
 import { statusRoutes } from './statuses.js';
 import { treeRoutes } from './trees.js';
+import { messageOf } from '../../core/errors.js';
 
 export interface GitHubServerOptions {
   /** The only token accepted. Without one, any token is. */
@@ -225,7 +226,7 @@ export async function startGitHubServer(options: GitHubServerOptions = {}): Prom
   const server = createServer((request, response) => {
     handle(request, response).catch((error: unknown) => {
       // A bug in the stand-in: answer 500 with the reason so the failing test shows it.
-      const message = error instanceof Error ? error.message : String(error);
+      const message = messageOf(error);
       if (!response.headersSent && !response.destroyed) {
         sendJson(
           response,

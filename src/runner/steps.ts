@@ -95,8 +95,15 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * by bash as a script, never pasted into another string (no quoting to break), with `$0` = `bash`
  * and no positional parameters. `eval "$1"` would parse the same text but leave `$1` (the command
  * itself) and `$#` = 1 visible to it. `exec` keeps the pid, so the process group stays the step's.
+ *
+ * First it closes every file descriptor past stdin, stdout and stderr: Node.js opens its own with
+ * close-on-exec, but one the operator's process inherited without it (a shell's `exec 5>>file`, a
+ * CI harness's pipe) would pass through Lambkin, the sandbox and the privilege drop to the step,
+ * which could then write where its own user may not.
  */
-const STEP_SCRIPT = 'exec 2>&1; exec "$BASH" -c "$1" "$0"';
+const STEP_SCRIPT =
+  'for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && exec {fd}>&-; done; ' +
+  'exec 2>&1; exec "$BASH" -c "$1" "$0"';
 const SHELL_NAME_IN_MESSAGES = 'bash';
 
 /** A step could not be run or its output could not be delivered. */

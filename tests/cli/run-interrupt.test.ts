@@ -51,6 +51,8 @@ async function interruptedRun(options: {
   marker: string;
   argv?: string[];
   user?: number;
+  /** How the command is interrupted once its step runs; default SIGINT to its whole group (Ctrl-C). */
+  interrupt?: (command: number) => void;
 }): Promise<{ code: number | null; stdout: string; stderr: string; group: number }> {
   const child = spawn(process.execPath, [options.bin, 'run', '.', ...(options.argv ?? [])], {
     cwd: options.project,
@@ -76,7 +78,7 @@ async function interruptedRun(options: {
       async () => ((await processesRunning(options.marker)).length > 0 ? true : undefined),
       CHILD_TIMEOUT_MS,
     );
-    process.kill(-group, 'SIGINT');
+    (options.interrupt ?? ((command) => process.kill(-command, 'SIGINT')))(group);
     const code = await Promise.race([
       exited,
       new Promise<never>((_, reject) =>
@@ -121,6 +123,34 @@ describe('Ctrl-C on lambkin run', () => {
       expect(run.stdout).toContain('test was stopped: the runner was told to stop');
       expect(run.stdout).not.toContain('build failed');
       await expectCancelledAndGone(run, marker);
+    },
+    childTestTimeout(),
+  );
+
+  it(
+    'killed outright (SIGKILL, or a second Ctrl-C), leaves no step running: the runner stops on its own',
+    async () => {
+      const marker = `sleep ${40_400 + (process.pid % 100)}`;
+      const project = hangingProject(scratch('lambkin-killed-'), marker);
+      const run = await interruptedRun({
+        bin: LAMBKIN_BIN,
+        project,
+        marker,
+        interrupt: (command) => process.kill(command, 'SIGKILL'),
+      });
+      expect(run.code).toBeNull();
+      // Nothing is left to stop the step but the runner itself: its storage is gone with the
+      // command (the servers end when their parent does), so its log uploads fail and it stops.
+      await waitFor(
+        'the step to be stopped',
+        async () => ((await processesRunning(marker)).length === 0 ? true : undefined),
+        30_000,
+      );
+      await waitFor(
+        'the runner to end',
+        () => (processGroup(run.group).length === 0 ? true : undefined),
+        30_000,
+      );
     },
     childTestTimeout(),
   );
